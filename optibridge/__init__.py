@@ -1,0 +1,47 @@
+"""optibridge: export transformers models to ONNX and run them faster, as drop-in replacements.
+
+``import optibridge`` is cheap and imports no runtime: the public names below load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "export": "optibridge.exporter",
+    "ExportResult": "optibridge.exporter",
+    "Artifact": "optibridge.artifact",
+    "get_registry": "optibridge.backends",
+    "OBModel": "optibridge.modeling",
+    "OBModelForFeatureExtraction": "optibridge.modeling",
+    "OBModelForSequenceClassification": "optibridge.modeling",
+    "OBModelForTokenClassification": "optibridge.modeling",
+    "OBModelForQuestionAnswering": "optibridge.modeling",
+    "OBModelForMaskedLM": "optibridge.modeling",
+    "OBModelForMultipleChoice": "optibridge.modeling",
+    "OBModelForImageClassification": "optibridge.modeling",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+    from .backends import get_registry
+    from .exporter import ExportResult, export
+    from .modeling import (
+        OBModel, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
+        OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
+        OBModelForTokenClassification,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optibridge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

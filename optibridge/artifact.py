@@ -1,0 +1,225 @@
+"""The artifact folder: ``model.onnx`` + ``optibridge.json`` + config and preprocessor files.
+
+An artifact is self-describing: loading never guesses. It is written through
+:func:`staged_directory`, so a failed or interrupted write leaves no half folder behind and an
+existing good artifact untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ArtifactError
+
+FORMAT_VERSION = 1
+METADATA_FILE = "optibridge.json"
+MODEL_FILE = "model.onnx"
+# ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in this side file.
+EXTERNAL_DATA_FILE = "model.onnx.data"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: its dtype (numpy name) and shape (an int is fixed, a str is a dynamic axis)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.dtype}[{', '.join(str(d) for d in self.shape)}]"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TensorSpec":
+        return cls(name=data["name"], dtype=data["dtype"], shape=tuple(data["shape"]))
+
+
+@dataclass
+class ArtifactMetadata:
+    """Everything ``optibridge.json`` records. ``steps`` grows with each optimize/quantize step."""
+
+    task: str
+    model_type: str
+    source: dict[str, Any]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    output_class: str
+    opset: int
+    exporter: str
+    versions: dict[str, str]
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    model_file: str = MODEL_FILE
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "ArtifactMetadata":
+        data = json.loads(text)
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{METADATA_FILE} has format_version {version!r}, this optibridge reads {FORMAT_VERSION}; "
+                "re-export the model with this version (optibridge export)"
+            )
+        data["inputs"] = [TensorSpec.from_dict(t) for t in data["inputs"]]
+        data["outputs"] = [TensorSpec.from_dict(t) for t in data["outputs"]]
+        return cls(**data)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """SHA-256 and size of a file, streamed so multi-GB weights do not load into memory."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return {"sha256": sha.hexdigest(), "bytes": path.stat().st_size}
+
+
+def digest_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Digests of every file in ``folder`` except the metadata file itself."""
+    return {
+        str(p.relative_to(folder)): file_digest(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != METADATA_FILE
+    }
+
+
+@dataclass
+class Artifact:
+    """An artifact folder on disk, with its parsed metadata."""
+
+    path: Path
+    metadata: ArtifactMetadata
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.metadata.model_file
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, verify_hashes: bool = False) -> "Artifact":
+        """Open an artifact folder, checking that its files are there and have the recorded sizes.
+
+        Sizes are always checked (cheap, catches truncation); ``verify_hashes`` also re-hashes them.
+        """
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ArtifactError(f"no artifact folder at {folder}: export one with `optibridge export --model MODEL {folder}`")
+        meta_path = folder / METADATA_FILE
+        if not meta_path.is_file():
+            raise ArtifactError(
+                f"{folder} has no {METADATA_FILE}, so it is not an optibridge artifact; "
+                f"export it first (`optibridge export --model {folder} OUT`) or pass export=True"
+            )
+        try:
+            metadata = ArtifactMetadata.from_json(meta_path.read_text())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{meta_path} is corrupt ({exc}); re-export the model") from exc
+        artifact = cls(folder, metadata)
+        artifact.check_files(verify_hashes=verify_hashes)
+        return artifact
+
+    def check_files(self, *, verify_hashes: bool = False) -> None:
+        if not self.model_path.is_file():
+            raise ArtifactError(f"{self.model_path} is missing; re-export the model into {self.path}")
+        for name, recorded in self.metadata.files.items():
+            file = self.path / name
+            if not file.is_file():
+                raise ArtifactError(f"{file} is missing from the artifact; re-export the model")
+            size = file.stat().st_size
+            if size != recorded["bytes"]:
+                raise ArtifactError(
+                    f"{file} is {size} bytes but {METADATA_FILE} recorded {recorded['bytes']}: "
+                    "the file is truncated or was modified; re-export the model"
+                )
+            if verify_hashes and file_digest(file)["sha256"] != recorded["sha256"]:
+                raise ArtifactError(f"{file} does not match its recorded SHA-256: it is corrupt; re-export the model")
+
+    def size_bytes(self) -> int:
+        return sum(f["bytes"] for f in self.metadata.files.values())
+
+
+def write_metadata(folder: Path, metadata: ArtifactMetadata) -> None:
+    """Hash the folder's files into ``metadata.files`` and write ``optibridge.json``."""
+    metadata.files = digest_files(folder)
+    (folder / METADATA_FILE).write_text(metadata.to_json())
+
+
+def is_artifact(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / METADATA_FILE).is_file()
+
+
+@contextlib.contextmanager
+def staged_directory(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``dest``; on success move it into place as ``dest``.
+
+    On any exception (KeyboardInterrupt included) the temporary folder is removed and ``dest`` is
+    untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact,
+    so a mistyped output path can never wipe an unrelated folder.
+    """
+    dest = Path(dest).resolve()
+    if dest.exists():
+        if not dest.is_dir():
+            raise ArtifactError(f"output {dest} exists and is a file; choose a folder path")
+        if any(dest.iterdir()) and not is_artifact(dest):
+            raise ArtifactError(
+                f"output folder {dest} is not empty and is not an optibridge artifact; "
+                "choose a new folder (it will be created) or empty this one"
+            )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        yield staging
+        _swap_into_place(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(staging: Path, dest: Path) -> None:
+    # Two renames on one filesystem: the old artifact is moved aside before the new one takes its
+    # name, and deleted only once the new one is in place.
+    old: Path | None = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.rmdir(old)
+        os.rename(dest, old)
+    try:
+        os.rename(staging, dest)
+    except BaseException:
+        if old is not None:
+            os.rename(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_artifact(src: Artifact, dest: str | os.PathLike[str]) -> Artifact:
+    """Copy an artifact folder to ``dest`` through a staged write; returns the copy."""
+    with staged_directory(dest) as staging:
+        for item in src.path.iterdir():
+            target = staging / item.name
+            if item.is_dir():
+                shutil.copytree(item, target)
+            else:
+                shutil.copy2(item, target)
+    return Artifact.load(dest)

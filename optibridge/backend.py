@@ -1,0 +1,75 @@
+"""What a backend plugin provides: a :class:`Backend` that loads artifacts into :class:`Session` objects.
+
+The core only ever talks to these two types; it never imports a runtime.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend can run here, on which devices, and — when it cannot — exactly why."""
+
+    name: str
+    available: bool
+    devices: tuple[str, ...] = ()
+    reason: str | None = None
+    """Why it is not available, phrased as what is missing and how to get it."""
+    version: str | None = None
+    """Version of the runtime behind the backend (e.g. onnxruntime's)."""
+    features: tuple[str, ...] = ()
+    """What it implements: "run", "optimize", "quantize", ..."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Session(Protocol):
+    """A loaded model, ready to run: numpy arrays in, numpy arrays out, by name."""
+
+    backend: str
+    device: str
+
+    @property
+    def input_names(self) -> list[str]: ...
+
+    @property
+    def output_names(self) -> list[str]: ...
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph. ``inputs`` holds exactly the graph's inputs; the result maps every output name."""
+        ...
+
+
+class Backend(ABC):
+    """A runtime that can run optibridge artifacts. Subclass it in a plugin and return an instance
+    from the ``optibridge_backends`` hook (see :mod:`optibridge.hookspecs`)."""
+
+    name: str
+    description: str = ""
+    priority: int = 100
+    """Lower runs first when ``backend="auto"`` picks among available backends."""
+
+    @abstractmethod
+    def status(self) -> BackendStatus:
+        """Probe this machine without side effects (no device initialisation, no monkeypatching)."""
+
+    @abstractmethod
+    def load(self, artifact: "Artifact", *, device: str = "cpu", **options: Any) -> Session:
+        """Load an artifact for ``device``.
+
+        Raise :class:`~optibridge.errors.BackendError` when the device is not served by this backend
+        or an option is unknown (list the valid ones), and
+        :class:`~optibridge.errors.ArtifactError` when the model file cannot be read.
+        """
+
+    def describe(self) -> str:
+        return self.description or self.name

@@ -1,0 +1,145 @@
+"""Backend discovery: a pluggy ``PluginManager`` fed from the ``optibridge.backends`` entry points."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .backend import Backend, BackendStatus
+from .errors import BackendError
+
+ENTRY_POINT_GROUP = "optibridge.backends"
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """An entry point that failed to import; listed so the user sees why a backend is missing."""
+
+    name: str
+    target: str
+    error: str
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(self.name, False, reason=f"plugin {self.target} failed to import: {self.error}")
+
+
+class BackendRegistry:
+    """All backends found on this machine, by name."""
+
+    def __init__(self, *, load_entry_points: bool = True) -> None:
+        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.plugin_manager.add_hookspecs(hookspecs)
+        self.broken: list[BrokenPlugin] = []
+        self._backends: dict[str, Backend] | None = None
+        if load_entry_points:
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        # Loaded one by one (not pm.load_setuptools_entrypoints) so that one broken plugin is
+        # reported instead of taking every backend down with it.
+        seen: set[str] = set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in seen or self.plugin_manager.has_plugin(ep.name):
+                continue
+            seen.add(ep.name)
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # an ImportError, or anything the plugin raises on import
+                self.broken.append(BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
+                continue
+            self.plugin_manager.register(plugin, name=ep.name)
+
+    def register(self, plugin: Any, name: str | None = None) -> None:
+        """Register a plugin object at run time (tests, notebooks, applications embedding optibridge)."""
+        self.plugin_manager.register(plugin, name=name)
+        self._backends = None
+
+    def backends(self) -> dict[str, Backend]:
+        if self._backends is None:
+            self._backends = self._collect()
+        return dict(self._backends)
+
+    def _collect(self) -> dict[str, Backend]:
+        found: dict[str, Backend] = {}
+        owners: dict[str, str] = {}
+        # Each implementation is called on its own so that a clash can name both plugins.
+        for impl in self.plugin_manager.hook.optibridge_backends.get_hookimpls():
+            for backend in impl.function():
+                if backend.name in found:
+                    raise BackendError(
+                        f"two plugins provide a backend named {backend.name!r}: "
+                        f"{owners[backend.name]} and {impl.plugin_name}; uninstall one of them"
+                    )
+                found[backend.name] = backend
+                owners[backend.name] = impl.plugin_name
+        return found
+
+    def statuses(self) -> list[BackendStatus]:
+        """Status of every backend, plus broken plugins, sorted by name."""
+        result = []
+        for backend in self.backends().values():
+            try:
+                result.append(backend.status())
+            except Exception as exc:  # a probe must never take the listing down
+                result.append(BackendStatus(backend.name, False, reason=f"status probe failed: {exc}"))
+        result.extend(b.status() for b in self.broken)
+        return sorted(result, key=lambda s: s.name)
+
+    def get(self, name: str) -> Backend:
+        """The backend called ``name``; ``"auto"`` picks the first available one by priority."""
+        backends = self.backends()
+        if name == "auto":
+            return self._auto(backends)
+        if name in backends:
+            return backends[name]
+        broken = next((b for b in self.broken if b.name == name), None)
+        if broken is not None:
+            raise BackendError(f"backend {name!r} is installed but its plugin failed to import: {broken.error}")
+        raise BackendError(
+            f"unknown backend {name!r}; installed backends: {', '.join(sorted(backends)) or 'none'} "
+            "(`optibridge backends` shows which run here)"
+        )
+
+    def _auto(self, backends: dict[str, Backend]) -> Backend:
+        for backend in sorted(backends.values(), key=lambda b: (b.priority, b.name)):
+            status = backend.status()
+            if status.available and "run" in status.features:
+                return backend
+        raise BackendError(
+            "no usable backend found; install the ONNX Runtime one with `pip install optibridge[ort]` "
+            "and check `optibridge backends`"
+        )
+
+    def require_available(self, name: str, device: str) -> Backend:
+        """The backend ``name``, checked to be usable here for ``device``; else an error saying why."""
+        backend = self.get(name)
+        status = backend.status()
+        if not status.available:
+            raise BackendError(f"backend {backend.name!r} is not usable here: {status.reason}")
+        base_device = device.split(":")[0].lower()
+        if status.devices and base_device not in {d.split(":")[0].lower() for d in status.devices}:
+            raise BackendError(
+                f"backend {backend.name!r} has no device {device!r} here; its devices: {', '.join(status.devices)}"
+            )
+        return backend
+
+
+_registry: BackendRegistry | None = None
+
+
+def get_registry() -> BackendRegistry:
+    """The process-wide registry, built on first use from the installed entry points."""
+    global _registry
+    if _registry is None:
+        _registry = BackendRegistry()
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the cached registry (tests; after installing a plugin in a running process)."""
+    global _registry
+    _registry = None

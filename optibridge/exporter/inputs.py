@@ -1,0 +1,100 @@
+"""Dummy inputs for tracing and for validation, built from the model's config.
+
+Tracing and validation use different, distinctive sizes on every dynamic axis so that (a) the
+exported graph is proven to run at shapes other than the traced ones and (b) each output axis
+can be named by which input axis it follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..tasks import Task
+
+BATCH_AXIS = "batch_size"
+SEQUENCE_AXIS = "sequence_length"
+CHOICES_AXIS = "num_choices"
+
+
+@dataclass(frozen=True)
+class Shapes:
+    batch: int
+    sequence: int
+    choices: int
+
+    def axis_sizes(self) -> dict[str, int]:
+        return {BATCH_AXIS: self.batch, SEQUENCE_AXIS: self.sequence, CHOICES_AXIS: self.choices}
+
+
+# Every value differs between the two, and within each no two axes share a size.
+TRACE_SHAPES = Shapes(batch=2, sequence=17, choices=3)
+VALIDATION_SHAPES = Shapes(batch=4, sequence=9, choices=2)
+
+
+def input_axes(task: Task, modality: str) -> dict[int, str]:
+    """Dynamic axes of every input of a task (the same for all its inputs)."""
+    if modality == "vision":
+        return {0: BATCH_AXIS}
+    if task.choices_axis:
+        return {0: BATCH_AXIS, 1: CHOICES_AXIS, 2: SEQUENCE_AXIS}
+    return {0: BATCH_AXIS, 1: SEQUENCE_AXIS}
+
+
+def image_size(config: Any) -> tuple[int, int]:
+    size = getattr(config, "image_size", 224)
+    if isinstance(size, dict):
+        return int(size.get("height", size.get("shortest_edge"))), int(size.get("width", size.get("shortest_edge")))
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def make_inputs(
+    task: Task, modality: str, config: Any, input_names: tuple[str, ...], shapes: Shapes, seed: int
+) -> dict[str, torch.Tensor]:
+    """Random but valid inputs: token ids inside the vocabulary, a padded first row, both token types."""
+    generator = torch.Generator().manual_seed(seed)
+    if modality == "vision":
+        height, width = image_size(config)
+        channels = getattr(config, "num_channels", 3)
+        return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}
+
+    lead = (shapes.batch, shapes.choices) if task.choices_axis else (shapes.batch,)
+    shape = lead + (shapes.sequence,)
+    vocab = int(config.vocab_size)
+    low = min(5, vocab - 1)  # skip the first ids, where special tokens usually live
+    input_ids = torch.randint(low, vocab, shape, generator=generator)
+    attention_mask = torch.ones(shape, dtype=torch.int64)
+    # Right-pad the first example to about half length so masking is exercised.
+    keep = shapes.sequence // 2 + 1
+    attention_mask[0, ..., keep:] = 0
+    pad_id = getattr(config, "pad_token_id", None)
+    if pad_id is not None and 0 <= pad_id < vocab:
+        input_ids[0, ..., keep:] = pad_id
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in input_names:
+        token_type_ids = torch.zeros(shape, dtype=torch.int64)
+        if getattr(config, "type_vocab_size", 1) > 1:
+            token_type_ids[..., shapes.sequence // 2 :] = 1
+        inputs["token_type_ids"] = token_type_ids
+    return {name: inputs[name] for name in input_names}
+
+
+def output_axes(traced: dict[str, tuple[int, ...]], validated: dict[str, tuple[int, ...]]) -> dict[str, dict[int, str]]:
+    """Name each output axis whose size changed between the two runs after the input axis it follows."""
+    by_sizes = {
+        (TRACE_SHAPES.axis_sizes()[name], VALIDATION_SHAPES.axis_sizes()[name]): name
+        for name in (BATCH_AXIS, SEQUENCE_AXIS, CHOICES_AXIS)
+    }
+    axes: dict[str, dict[int, str]] = {}
+    for output, shape in traced.items():
+        other = validated[output]
+        named = {}
+        for i, (a, b) in enumerate(zip(shape, other)):
+            if a != b:
+                named[i] = by_sizes.get((a, b), f"{output}_dim_{i}")
+        axes[output] = named
+    return axes

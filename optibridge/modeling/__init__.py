@@ -1,0 +1,14 @@
+"""Drop-in model classes: ``OBModelFor<Task>`` replace the transformers classes of the same task."""
+
+from .base import OBModel
+from .tasks import (
+    TASK_CLASSES, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
+    OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
+    OBModelForTokenClassification,
+)
+
+__all__ = [
+    "OBModel", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
+    "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSequenceClassification",
+    "OBModelForTokenClassification", "TASK_CLASSES",
+]

@@ -1,0 +1,204 @@
+"""``OBModel``: the drop-in replacement for a transformers model, backed by an optibridge Session."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from ..artifact import Artifact, copy_artifact, is_artifact
+from ..backend import Session
+from ..backends import get_registry
+from ..errors import ArtifactError, BackendError, InputError
+from ..exporter import DEFAULT_ATOL
+from ..exporter import export as export_model
+from ..tasks import TASKS, Task
+from .inputs import prepare_inputs
+from .outputs import resolve_output_class, wrap_outputs
+
+logger = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound="OBModel")
+
+# PyTorch forward() arguments that these inference graphs cannot honour; accepted only at their
+# "off" value so code that passes them explicitly (output_attentions=False) keeps working.
+UNSUPPORTED_WHEN_SET = (
+    "labels", "position_ids", "head_mask", "inputs_embeds", "output_attentions", "output_hidden_states",
+    "interpolate_pos_encoding", "start_positions", "end_positions",
+)
+HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "subfolder")
+
+_CLASS_FOR_TASK: dict[str, str] = {}
+
+
+class OBModel:
+    """Base class of the ``OBModelFor<Task>`` classes. Subclasses only name their task."""
+
+    task_name: ClassVar[str] = ""
+    default_backend: ClassVar[str] = "ort"
+
+    def __init__(self, session: Session, artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
+        self.session = session
+        self.artifact = artifact
+        self.config = config
+        self.task: Task = TASKS[artifact.metadata.task]
+        self._output_class = resolve_output_class(artifact.metadata.output_class, self.task.output_class)
+        self._keep_alive = keep_alive  # the temporary folder of an on-the-fly export lives as long as the model
+        self.name_or_path = str(artifact.metadata.source.get("model") or artifact.path)
+        self.main_input_name = "pixel_values" if self.task.modality == "vision" else "input_ids"
+
+    # -- loading and saving ------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls: type[ModelT],
+        model_id: str | os.PathLike[str],
+        *,
+        export: bool | None = None,
+        backend: str | None = None,
+        device: str = "cpu",
+        task: str | None = None,
+        opset: int | None = None,
+        exporter: str = "auto",
+        atol: float = DEFAULT_ATOL,
+        **options: Any,
+    ) -> ModelT:
+        """Load an optibridge artifact folder, or export a transformers model first.
+
+        ``model_id`` is an artifact folder (written by ``optibridge export`` or ``save_pretrained``),
+        or a transformers model folder / hub id with ``export=True``. With ``export=None`` a
+        folder that is not an artifact is exported on the fly (logged). Remaining keyword
+        arguments are the backend's session options (e.g. ``intra_op_num_threads=2``) and the
+        hub arguments ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+        """
+        hub_kwargs = {k: options.pop(k) for k in HUB_KWARGS if k in options}
+        backend_name = backend or cls.default_backend
+        # Fail on a backend/device that is not there before spending time on an export.
+        backend_impl = get_registry().require_available(backend_name, device)
+        keep_alive = None
+        if is_artifact(model_id) and not export:
+            artifact = Artifact.load(model_id)
+        elif export is False:
+            raise ArtifactError(
+                f"{model_id} is not an optibridge artifact (no optibridge.json); pass export=True to export "
+                "it now, or export it once with `optibridge export --model MODEL OUT` and load OUT"
+            )
+        else:
+            if export is None:
+                logger.info("%s is not an optibridge artifact: exporting it now (pass export=True to silence)", model_id)
+            keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
+            result = export_model(
+                model_id, Path(keep_alive.name) / "artifact", task=task or cls.task_name or None,
+                opset=opset, exporter=exporter, atol=atol, **hub_kwargs,
+            )
+            artifact = result.artifact
+        cls._check_task(artifact)
+        session = backend_impl.load(artifact, device=device, **options)
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(artifact.path)
+        return cls(session, artifact, config, keep_alive=keep_alive)
+
+    @classmethod
+    def _check_task(cls, artifact: Artifact) -> None:
+        found = artifact.metadata.task
+        if cls.task_name and found != cls.task_name:
+            right = _CLASS_FOR_TASK.get(found, "the class for that task")
+            raise ArtifactError(
+                f"{artifact.path} was exported for {found!r}, but {cls.__name__} runs {cls.task_name!r}; "
+                f"load it with {right}, or re-export with --task {cls.task_name}"
+            )
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **_: Any) -> None:
+        """Write the artifact (graph, metadata, config, preprocessor files) to ``save_directory``."""
+        copy_artifact(self.artifact, save_directory)
+
+    # -- the torch-like surface pipelines and user code rely on --------------------------------
+    @property
+    def device(self) -> Any:
+        import torch
+
+        return torch.device(self.session.device)
+
+    @property
+    def dtype(self) -> Any:
+        import torch
+
+        return torch.float32
+
+    @property
+    def backend(self) -> str:
+        return self.session.backend
+
+    def to(self: ModelT, *args: Any, **kwargs: Any) -> ModelT:
+        """Accepts the model's own device (and float32); moving to another device is an error,
+        because it needs another backend — never a silent run elsewhere."""
+        import torch
+
+        for target in list(args) + list(kwargs.values()):
+            if isinstance(target, torch.dtype):
+                if target != torch.float32:
+                    raise BackendError(f"{type(self).__name__} runs in float32; {target} is chosen at export/optimize time")
+                continue
+            if target is None:
+                continue
+            wanted = torch.device(target) if not isinstance(target, int) else torch.device("cuda", target)
+            if wanted.type != self.device.type:
+                raise BackendError(
+                    f"this model runs on backend {self.backend!r} ({self.device}); to run on {wanted} load it with "
+                    f"from_pretrained(..., backend=...) for that device (see `optibridge backends`)"
+                )
+        return self
+
+    def eval(self: ModelT) -> ModelT:
+        return self
+
+    def can_generate(self) -> bool:
+        return False
+
+    @property
+    def generation_config(self) -> None:
+        return None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, return_dict: bool | None = None, **kwargs: Any) -> Any:
+        """Same call as the PyTorch model: positional or keyword tensors (torch or numpy)."""
+        names = [spec.name for spec in self.artifact.metadata.inputs]
+        if len(args) > len(names):
+            raise InputError(f"{type(self).__name__} takes at most {len(names)} positional inputs ({', '.join(names)})")
+        for name, value in zip(names, args):
+            if name in kwargs:
+                raise InputError(f"{name} given both positionally and by keyword")
+            kwargs[name] = value
+        for name in UNSUPPORTED_WHEN_SET:
+            value = kwargs.pop(name, None)
+            if value not in (None, False):
+                raise InputError(f"{name} is not supported by exported models (inference outputs only); leave it unset")
+        kwargs.pop("use_cache", None)
+        feed, as_torch = prepare_inputs(self.artifact.metadata.inputs, kwargs)
+        outputs = self.session.run(feed)
+        result = wrap_outputs(self._output_class, outputs, as_torch)
+        return result if return_dict is not False else result.to_tuple()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(task={self.task.name!r}, backend={self.backend!r}, artifact={str(self.artifact.path)!r})"
+
+
+class _PipelineLogFilter(logging.Filter):
+    """transformers' pipelines log an error for any model class not in their mappings; drop that
+    one message for optibridge classes (the pipelines work with them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("The model '") and "is not supported for" in message
+                    and any(f"'{name}'" in message[:80] for name in _CLASS_FOR_TASK.values()))
+
+
+def register_task_class(cls: type[OBModel]) -> type[OBModel]:
+    _CLASS_FOR_TASK.setdefault(cls.task_name, cls.__name__)
+    return cls
+
+
+logging.getLogger("transformers.pipelines.base").addFilter(_PipelineLogFilter())

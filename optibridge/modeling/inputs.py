@@ -1,0 +1,109 @@
+"""Call-time input handling: torch/numpy/lists in, checked numpy arrays out, and back again."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..artifact import TensorSpec
+from ..errors import InputError
+
+# Inputs PyTorch fills in itself when they are left out; the exported graph needs them given.
+DEFAULTS = {
+    "attention_mask": lambda like: np.ones_like(like, dtype=np.int64),
+    "token_type_ids": lambda like: np.zeros_like(like, dtype=np.int64),
+}
+# Inputs a tokenizer may return that the graph legitimately does not take (e.g. deberta-v2 with
+# type_vocab_size=0 or roberta-family tokenizers asked for them): PyTorch ignores them too.
+DROPPABLE = frozenset({"token_type_ids"})
+
+
+def to_numpy(name: str, value: Any) -> tuple[np.ndarray, bool]:
+    """The value as a numpy array, and whether it came in as a torch tensor."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but keep numpy-only use working
+        torch = None
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy(), True
+    if isinstance(value, np.ndarray):
+        return value, False
+    try:
+        return np.asarray(value), False
+    except Exception as exc:
+        raise InputError(f"{name}: expected a torch tensor or numpy array, got {type(value).__name__}") from exc
+
+
+def _shape_text(spec: TensorSpec) -> str:
+    return "(" + ", ".join(str(d) for d in spec.shape) + ")"
+
+
+def cast(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    want = np.dtype(spec.dtype)
+    if array.dtype == want:
+        return array
+    if np.issubdtype(want, np.integer) and (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+        return array.astype(want)
+    if np.issubdtype(want, np.floating) and np.issubdtype(array.dtype, np.floating):
+        return array.astype(want)
+    raise InputError(
+        f"{spec.name}: expected {spec.dtype} values of shape {_shape_text(spec)}, got {array.dtype}; "
+        + ("token ids and masks must be integers" if np.issubdtype(want, np.integer) else "pass floating-point values")
+    )
+
+
+def prepare_inputs(specs: list[TensorSpec], given: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+    """Check ``given`` against the graph's inputs; returns the feed and whether torch tensors came in."""
+    expected = {s.name for s in specs}
+    unexpected = sorted(k for k, v in given.items() if k not in expected and k not in DROPPABLE and v is not None)
+    if unexpected:
+        raise InputError(
+            f"unexpected input(s) {', '.join(unexpected)}; this model takes: "
+            + ", ".join(f"{s.name} {_shape_text(s)}" for s in specs)
+        )
+    arrays: dict[str, np.ndarray] = {}
+    saw_torch = False
+    for spec in specs:
+        value = given.get(spec.name)
+        if value is None:
+            continue
+        array, is_torch = to_numpy(spec.name, value)
+        saw_torch |= is_torch
+        if array.ndim != len(spec.shape):
+            raise InputError(
+                f"{spec.name}: expected a {len(spec.shape)}-D tensor of shape {_shape_text(spec)}, got shape {tuple(array.shape)}"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+            if isinstance(want, int) and want > 0 and want != got:
+                raise InputError(
+                    f"{spec.name}: dimension {axis} must be {want} (expected shape {_shape_text(spec)}), got shape {tuple(array.shape)}"
+                )
+        arrays[spec.name] = cast(spec, array)
+    present = [s for s in specs if s.name in arrays]
+    if not present:
+        raise InputError("no inputs given; this model takes: " + ", ".join(f"{s.name} {_shape_text(s)}" for s in specs))
+    _check_shared_axes(present, arrays)
+    reference = arrays[present[0].name]
+    for spec in specs:
+        if spec.name in arrays:
+            continue
+        if spec.name not in DEFAULTS:
+            raise InputError(f"missing required input {spec.name!r} ({spec.dtype}, shape {_shape_text(spec)})")
+        arrays[spec.name] = DEFAULTS[spec.name](reference)
+    return {s.name: arrays[s.name] for s in specs}, saw_torch
+
+
+def _check_shared_axes(specs: list[TensorSpec], arrays: dict[str, np.ndarray]) -> None:
+    """Inputs that share a named axis (batch_size, sequence_length) must agree on its size."""
+    seen: dict[str, tuple[str, int]] = {}
+    for spec in specs:
+        for axis, size in zip(spec.shape, arrays[spec.name].shape):
+            if not isinstance(axis, str):
+                continue
+            if axis in seen and seen[axis][1] != size:
+                other, other_size = seen[axis]
+                raise InputError(
+                    f"{spec.name} has {axis}={size} but {other} has {axis}={other_size}; inputs must agree on {axis}"
+                )
+            seen.setdefault(axis, (spec.name, size))

@@ -1,0 +1,51 @@
+"""One class per task; the behaviour lives in :class:`OBModel` and the task table."""
+
+from __future__ import annotations
+
+from .base import OBModel, register_task_class
+
+
+@register_task_class
+class OBModelForFeatureExtraction(OBModel):
+    """Replaces ``AutoModel`` (returns ``last_hidden_state`` and, where the model has one, ``pooler_output``)."""
+
+    task_name = "feature-extraction"
+
+
+@register_task_class
+class OBModelForSequenceClassification(OBModel):
+    task_name = "text-classification"
+
+
+@register_task_class
+class OBModelForTokenClassification(OBModel):
+    task_name = "token-classification"
+
+
+@register_task_class
+class OBModelForQuestionAnswering(OBModel):
+    task_name = "question-answering"
+
+
+@register_task_class
+class OBModelForMaskedLM(OBModel):
+    task_name = "fill-mask"
+
+
+@register_task_class
+class OBModelForMultipleChoice(OBModel):
+    task_name = "multiple-choice"
+
+
+@register_task_class
+class OBModelForImageClassification(OBModel):
+    task_name = "image-classification"
+
+
+TASK_CLASSES: dict[str, type[OBModel]] = {
+    cls.task_name: cls
+    for cls in (
+        OBModelForFeatureExtraction, OBModelForSequenceClassification, OBModelForTokenClassification,
+        OBModelForQuestionAnswering, OBModelForMaskedLM, OBModelForMultipleChoice, OBModelForImageClassification,
+    )
+}

@@ -1,0 +1,112 @@
+"""The tasks optibridge exports, as data.
+
+A :class:`Task` says which transformers Auto class loads a model for it, which outputs the ONNX
+graph returns, and which ``ModelOutput`` type those outputs are wrapped back into.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    auto_class: str
+    """Name of the ``transformers`` Auto class that loads a PyTorch model for this task."""
+    outputs: tuple[str, ...]
+    """Output fields exported, in order. Optional ones (pooler_output) are kept when the model has them."""
+    output_class: str
+    """Default ``transformers.modeling_outputs`` class; the exporter records the exact one the model returns."""
+    modality: str
+    """"text" or "vision": decides the inputs and the dummy data."""
+    head_suffixes: tuple[str, ...]
+    """Endings of ``config.architectures`` entries that mean this task (task inference)."""
+    pipeline: str | None = None
+    """The ``transformers.pipeline`` task name, where one exists."""
+    optional_outputs: tuple[str, ...] = ()
+    choices_axis: bool = False
+    """Inputs carry an extra ``num_choices`` axis: (batch, num_choices, sequence)."""
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "feature-extraction", "AutoModel", ("last_hidden_state", "pooler_output"),
+            "BaseModelOutput", "text", ("Model",), "feature-extraction",
+            optional_outputs=("pooler_output",),
+        ),
+        Task(
+            "text-classification", "AutoModelForSequenceClassification", ("logits",),
+            "SequenceClassifierOutput", "text", ("ForSequenceClassification",), "text-classification",
+        ),
+        Task(
+            "token-classification", "AutoModelForTokenClassification", ("logits",),
+            "TokenClassifierOutput", "text", ("ForTokenClassification",), "token-classification",
+        ),
+        Task(
+            "question-answering", "AutoModelForQuestionAnswering", ("start_logits", "end_logits"),
+            "QuestionAnsweringModelOutput", "text", ("ForQuestionAnswering",), "question-answering",
+        ),
+        Task(
+            "fill-mask", "AutoModelForMaskedLM", ("logits",),
+            "MaskedLMOutput", "text", ("ForMaskedLM", "ForPreTraining"), "fill-mask",
+        ),
+        Task(
+            "multiple-choice", "AutoModelForMultipleChoice", ("logits",),
+            "MultipleChoiceModelOutput", "text", ("ForMultipleChoice",), None, choices_axis=True,
+        ),
+        Task(
+            "image-classification", "AutoModelForImageClassification", ("logits",),
+            "ImageClassifierOutput", "vision",
+            ("ForImageClassification", "ForImageClassificationWithTeacher"), "image-classification",
+        ),
+    )
+}
+
+# Names other tools use for the same tasks, so that commands written for them keep working.
+TASK_ALIASES: dict[str, str] = {
+    "default": "feature-extraction",
+    "sequence-classification": "text-classification",
+    "sentiment-analysis": "text-classification",
+    "ner": "token-classification",
+    "masked-lm": "fill-mask",
+}
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by name or alias; the error lists every supported name."""
+    key = TASK_ALIASES.get(name, name)
+    try:
+        return TASKS[key]
+    except KeyError:
+        raise UnsupportedModelError(
+            f"unknown task {name!r}; supported tasks: {', '.join(TASKS)}"
+        ) from None
+
+
+def infer_task(architectures: list[str] | None, model_type: str, modality: str) -> Task:
+    """Infer the task from ``config.architectures`` (e.g. ``BertForMaskedLM`` → fill-mask).
+
+    The longest matching suffix wins so that ``ForImageClassificationWithTeacher`` is not read as
+    the bare ``Model`` suffix. Without ``architectures`` the base model's task is assumed.
+    """
+    if not architectures:
+        return TASKS["feature-extraction"]
+    arch = architectures[0]
+    best: tuple[int, Task] | None = None
+    for task in TASKS.values():
+        if task.modality != modality and task.name != "feature-extraction":
+            continue
+        for suffix in task.head_suffixes:
+            if arch.endswith(suffix) and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), task)
+    if best is None:
+        raise UnsupportedModelError(
+            f"cannot infer the task from architectures={architectures} ({model_type}); "
+            f"pass --task, one of: {', '.join(TASKS)}"
+        )
+    return best[1]

@@ -1,0 +1,1 @@
+"""optibridge backend: hpu (not implemented yet: it detects and reports what this machine has)."""

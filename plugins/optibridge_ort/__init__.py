@@ -1,0 +1,5 @@
+"""optibridge backend: ONNX Runtime, CPU execution provider."""
+
+from .backend import OrtBackend, OrtSession
+
+__all__ = ["OrtBackend", "OrtSession"]

@@ -1,0 +1,91 @@
+"""The ONNX Runtime CPU backend: loads an artifact's ``model.onnx`` into an ``InferenceSession``."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Mapping
+
+import numpy as np
+
+from optibridge.artifact import Artifact
+from optibridge.backend import Backend, BackendStatus
+from optibridge.errors import ArtifactError, BackendError
+
+from .options import build_session_options
+
+PROVIDER = "CPUExecutionProvider"
+
+
+class OrtSession:
+    """An ``onnxruntime.InferenceSession`` behind optibridge's Session interface."""
+
+    backend = "ort"
+
+    def __init__(self, session: Any, device: str = "cpu") -> None:
+        self.session = session
+        self.device = device
+        self._input_names = [i.name for i in session.get_inputs()]
+        self._output_names = [o.name for o in session.get_outputs()]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._output_names)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self._output_names, dict(inputs))
+        return dict(zip(self._output_names, values))
+
+
+class OrtBackend(Backend):
+    name = "ort"
+    description = "ONNX Runtime, CPU execution provider"
+    priority = 10
+
+    def status(self) -> BackendStatus:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return BackendStatus(self.name, False, reason="onnxruntime is not installed: pip install optibridge[ort]")
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        if PROVIDER not in providers:
+            return BackendStatus(
+                self.name, False, version=ort.__version__,
+                reason=f"this onnxruntime build has no {PROVIDER} (it has {', '.join(providers)})",
+            )
+        return BackendStatus(
+            self.name, True, devices=("cpu",), version=ort.__version__, features=("run",),
+            details={"providers": providers},
+        )
+
+    def load(self, artifact: Artifact, *, device: str = "cpu", **options: Any) -> OrtSession:
+        if device.split(":")[0].lower() != "cpu":
+            raise BackendError(
+                f"backend 'ort' runs on the CPU only, not on {device!r}; "
+                "for an NVIDIA GPU use backend='cuda', for Intel GPUs/NPUs backend='openvino'"
+            )
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError("onnxruntime is not installed: pip install optibridge[ort]") from exc
+        session_options = build_session_options(ort, options)
+        try:
+            session = ort.InferenceSession(str(artifact.model_path), session_options, providers=[PROVIDER])
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
+            raise ArtifactError(
+                f"ONNX Runtime could not load {artifact.model_path}: {_first_line(exc)}. "
+                "The file is corrupt or incomplete; re-export it with `optibridge export`"
+            ) from exc
+        return OrtSession(session, device="cpu")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
