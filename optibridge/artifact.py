@@ -168,14 +168,8 @@ def is_artifact(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / METADATA_FILE).is_file()
 
 
-@contextlib.contextmanager
-def staged_directory(dest: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``dest``; on success move it into place as ``dest``.
-
-    On any exception (KeyboardInterrupt included) the temporary folder is removed and ``dest`` is
-    untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact,
-    so a mistyped output path can never wipe an unrelated folder.
-    """
+def check_output_dir(dest: str | os.PathLike[str]) -> Path:
+    """Fail early (before minutes of work) on an output path that cannot become an artifact."""
     dest = Path(dest).resolve()
     if dest.exists():
         if not dest.is_dir():
@@ -185,6 +179,18 @@ def staged_directory(dest: str | os.PathLike[str]) -> Iterator[Path]:
                 f"output folder {dest} is not empty and is not an optibridge artifact; "
                 "choose a new folder (it will be created) or empty this one"
             )
+    return dest
+
+
+@contextlib.contextmanager
+def staged_directory(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``dest``; on success move it into place as ``dest``.
+
+    On any exception (KeyboardInterrupt included) the temporary folder is removed and ``dest`` is
+    untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact,
+    so a mistyped output path can never wipe an unrelated folder.
+    """
+    dest = check_output_dir(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:

@@ -32,3 +32,9 @@ class InputError(OptibridgeError, ValueError):
 
 class ValidationError(OptibridgeError):
     """The exported graph's outputs differ from PyTorch's by more than the tolerance."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for embedding in a one-line error of our own."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__

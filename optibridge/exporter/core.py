@@ -12,7 +12,9 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..artifact import Artifact, ArtifactMetadata, MODEL_FILE, TensorSpec, staged_directory, write_metadata
+from ..artifact import (
+    MODEL_FILE, Artifact, ArtifactMetadata, TensorSpec, check_output_dir, staged_directory, write_metadata,
+)
 from ..errors import ValidationError
 from .inputs import TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes
 from .loading import SourceModel, load_preprocessor, load_source_model
@@ -55,6 +57,7 @@ def export(
     """
     step = on_step or (lambda message: None)
     exporter = resolve_exporter(exporter)
+    check_output_dir(output_dir)
     step(f"loading {model}")
     source = load_source_model(str(model), task, **hub_kwargs)
     preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelNotFoundError, UnsupportedModelError
+from ..errors import ModelNotFoundError, UnsupportedModelError, first_line
 from ..tasks import Task, get_task, infer_task
 from .architectures import Architecture, get_architecture
 
@@ -52,7 +52,7 @@ def load_config(name_or_path: str, **hub_kwargs: Any) -> Any:
         return AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
-            f"could not load a transformers config for {name_or_path!r}: {_first_line(exc)}. "
+            f"could not load a transformers config for {name_or_path!r}: {first_line(exc)}. "
             "Pass a local model folder, or a hub id with network access (or a filled cache with HF_HUB_OFFLINE=1)"
         ) from exc
 
@@ -72,7 +72,7 @@ def load_source_model(name_or_path: str, task: str | None = None, **hub_kwargs: 
         model = auto_class.from_pretrained(name_or_path, attn_implementation="eager", **hub_kwargs)
     except (OSError, ValueError) as exc:
         raise UnsupportedModelError(
-            f"could not load {name_or_path!r} as {resolved.auto_class} for task {resolved.name!r}: {_first_line(exc)}"
+            f"could not load {name_or_path!r} as {resolved.auto_class} for task {resolved.name!r}: {first_line(exc)}"
         ) from exc
     model.eval()
     return SourceModel(model, model.config, resolved, arch, task is None, str(name_or_path))
@@ -88,7 +88,3 @@ def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> An
     except Exception:  # a model folder without a preprocessor is legitimate (tiny test models, custom code)
         return None
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

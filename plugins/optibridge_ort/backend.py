@@ -9,7 +9,7 @@ import numpy as np
 
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
-from optibridge.errors import ArtifactError, BackendError
+from optibridge.errors import ArtifactError, BackendError, first_line
 
 from .options import build_session_options
 
@@ -80,12 +80,8 @@ class OrtBackend(Backend):
             session = ort.InferenceSession(str(artifact.model_path), session_options, providers=[PROVIDER])
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
             raise ArtifactError(
-                f"ONNX Runtime could not load {artifact.model_path}: {_first_line(exc)}. "
+                f"ONNX Runtime could not load {artifact.model_path}: {first_line(exc)}. "
                 "The file is corrupt or incomplete; re-export it with `optibridge export`"
             ) from exc
         return OrtSession(session, device="cpu")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
