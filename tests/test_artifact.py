@@ -170,3 +170,15 @@ def test_copy_artifact_does_not_touch_the_source(tmp_path, exported):
     assert copy.metadata.files == before
     shutil.rmtree(copy.path)
     Artifact.load(src.path, verify_hashes=True)
+
+
+def test_a_bad_output_path_fails_before_any_model_is_loaded(tmp_path, monkeypatch):
+    from optibridge.exporter import core
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(core, "load_source_model", must_not_load)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="exists and is a file"):
+        export("org/any-model", tmp_path / "file")
