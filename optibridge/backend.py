@@ -73,3 +73,26 @@ class Backend(ABC):
 
     def describe(self) -> str:
         return self.description or self.name
+
+
+class DetectOnlyBackend(Backend):
+    """A registered backend that cannot run models yet: it reports what this machine lacks for it.
+
+    Subclasses list the missing pieces in :meth:`missing`; ``load`` is always a clear error,
+    never a silent fallback to another device.
+    """
+
+    def missing(self) -> list[str]:
+        return []
+
+    def version(self) -> str | None:
+        return None
+
+    def status(self) -> BackendStatus:
+        reason = "; ".join(self.missing() + ["not implemented yet in this optibridge version"])
+        return BackendStatus(self.name, False, version=self.version(), reason=reason)
+
+    def load(self, artifact: "Artifact", *, device: str = "cpu", **options: Any) -> Session:
+        from .errors import BackendError
+
+        raise BackendError(f"backend {self.name!r} is not usable: {self.status().reason}; use backend='ort' for the CPU")

@@ -6,37 +6,25 @@ functions process-wide on an HPU host.
 
 from __future__ import annotations
 
-from typing import Any
-
-from optibridge.artifact import Artifact
-from optibridge.backend import Backend, BackendStatus, Session
-from optibridge.errors import BackendError
+from optibridge.backend import Backend, DetectOnlyBackend
 from optibridge.hookspecs import hookimpl
 from optibridge.probing import habana_devices, hl_smi_present, module_present
 
 
-def missing_pieces() -> list[str]:
-    missing = []
-    if not module_present("habana_frameworks"):
-        missing.append("habana_frameworks (Intel Gaudi software stack) not installed")
-    if not habana_devices():
-        missing.append("no Gaudi device (/dev/accel/accel*)")
-    if not hl_smi_present():
-        missing.append("hl-smi not on PATH")
-    return missing
-
-
-class HpuBackend(Backend):
+class HpuBackend(DetectOnlyBackend):
     name = "hpu"
     description = "Habana Gaudi through habana_frameworks.torch (runs the PyTorch model, not ONNX)"
     priority = 30
 
-    def status(self) -> BackendStatus:
-        reason = "; ".join(missing_pieces() + ["not implemented yet in this optibridge version"])
-        return BackendStatus(self.name, False, reason=reason)
-
-    def load(self, artifact: Artifact, *, device: str = "hpu", **options: Any) -> Session:
-        raise BackendError(f"backend 'hpu' is not usable: {self.status().reason}")
+    def missing(self) -> list[str]:
+        missing = []
+        if not module_present("habana_frameworks"):
+            missing.append("habana_frameworks (Intel Gaudi software stack) not installed")
+        if not habana_devices():
+            missing.append("no Gaudi device (/dev/accel/accel*)")
+        if not hl_smi_present():
+            missing.append("hl-smi not on PATH")
+        return missing
 
 
 @hookimpl
