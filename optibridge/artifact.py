@@ -138,13 +138,30 @@ class Artifact:
         artifact.check_files(verify_hashes=verify_hashes)
         return artifact
 
+    def graph_files(self) -> list[str]:
+        """The files that make up the graph itself: model.onnx and its external weights, if any."""
+        names = [self.metadata.model_file]
+        external = self.metadata.model_file + ".data"
+        if external in self.metadata.files:
+            names.append(external)
+        return names
+
     def check_files(self, *, verify_hashes: bool = False) -> None:
+        """Graph files must be present with their recorded size (and hash when ``verify_hashes``).
+
+        Config and preprocessor files are not held to their recorded digests: re-saving a
+        tokenizer into the folder (as Optimum users do after ``save_pretrained``) is legitimate;
+        :meth:`modified_files` lists them.
+        """
         if not self.model_path.is_file():
             raise ArtifactError(f"{self.model_path} is missing; re-export the model into {self.path}")
-        for name, recorded in self.metadata.files.items():
+        for name in self.graph_files():
+            recorded = self.metadata.files.get(name)
             file = self.path / name
             if not file.is_file():
                 raise ArtifactError(f"{file} is missing from the artifact; re-export the model")
+            if recorded is None:
+                continue
             size = file.stat().st_size
             if size != recorded["bytes"]:
                 raise ArtifactError(
@@ -153,6 +170,18 @@ class Artifact:
                 )
             if verify_hashes and file_digest(file)["sha256"] != recorded["sha256"]:
                 raise ArtifactError(f"{file} does not match its recorded SHA-256: it is corrupt; re-export the model")
+
+    def modified_files(self) -> list[str]:
+        """Non-graph files whose content differs from what was recorded (or that are gone)."""
+        graph = set(self.graph_files())
+        changed = []
+        for name, recorded in self.metadata.files.items():
+            file = self.path / name
+            if name in graph:
+                continue
+            if not file.is_file() or file_digest(file)["sha256"] != recorded["sha256"]:
+                changed.append(name)
+        return changed
 
     def size_bytes(self) -> int:
         return sum(f["bytes"] for f in self.metadata.files.values())

@@ -157,7 +157,9 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
         console.print(f"validation: passed={meta.validation['passed']} atol={meta.validation['atol']} on {meta.validation['backend']}")
     console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
     if verify:
-        console.print("[green]all file hashes match[/]")
+        console.print("[green]graph files match their recorded SHA-256[/]")
+        for name in artifact.modified_files():
+            console.print(f"[yellow]note:[/] {name} changed since export (config/preprocessor files may be re-saved)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,3 +182,16 @@ def test_a_bad_output_path_fails_before_any_model_is_loaded(tmp_path, monkeypatc
     (tmp_path / "file").write_text("x")
     with pytest.raises(ArtifactError, match="exists and is a file"):
         export("org/any-model", tmp_path / "file")
+
+
+def test_re_saving_the_tokenizer_into_an_artifact_is_allowed_and_reported(tmp_path, exported, tiny_model):
+    from transformers import AutoTokenizer
+
+    dest = copy_artifact(exported("bert", "text-classification"), tmp_path / "a").path
+    tok = AutoTokenizer.from_pretrained(tiny_model("bert", "text-classification"))
+    tok.add_special_tokens({"additional_special_tokens": ["[NEW]"]})
+    tok.save_pretrained(dest)  # what Optimum users do after model.save_pretrained(dest)
+    artifact = Artifact.load(dest, verify_hashes=True)
+    assert "tokenizer.json" in artifact.modified_files()
+    assert "model.onnx" not in artifact.modified_files()
+    OBModelForSequenceClassification.from_pretrained(dest)
