@@ -5,21 +5,15 @@ Errors print one line and exit non-zero; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
-from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from . import __version__
+from .commands import backends, export, info
+from .console import console, err_console
 from .errors import OptibridgeError
-
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     name="optibridge",
@@ -60,106 +54,10 @@ def _quiet_libraries() -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
-@app.command()
-def export(
-    output_dir: Path = typer.Argument(..., help="Artifact folder to write (created; replaced only if it is an artifact)."),
-    model: str = typer.Option(..., "--model", "-m", help="Local transformers model folder or Hugging Face Hub id."),
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Task to export; inferred from config.architectures when omitted."),
-    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default: the exporter's own, 17-20)."),
-    atol: float = typer.Option(1e-4, "--atol", help="Largest absolute difference to PyTorch allowed on any output."),
-    exporter: str = typer.Option("auto", "--exporter", help="auto | torchscript | dynamo. auto = torchscript while torch ships it."),
-    validate: bool = typer.Option(True, "--validate/--no-validate", help="Compare against PyTorch on fresh inputs of other shapes."),
-    external_data: Optional[bool] = typer.Option(
-        None, "--external-data/--no-external-data",
-        help="Weights in model.onnx.data. Default: only for models past the 2 GiB protobuf limit.",
-    ),
-) -> None:
-    """Export a transformers model to an ONNX artifact folder, checked against PyTorch.
-
-    Examples:
-
-        optibridge export --model ./my-bert OUT
-
-        optibridge export --model distilbert-base-uncased --task text-classification --opset 18 OUT
-
-    The folder holds model.onnx, the config and tokenizer/processor files, and optibridge.json
-    (source, task, opset, inputs/outputs with dynamic axes, versions, file hashes, validation).
-    """
-    from .exporter import export as run_export
-    from .tasks import get_task
-
-    if task is not None:
-        get_task(task)  # fail on a typo before loading anything
-    with console.status("starting") as status:
-        result = run_export(
-            model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
-            external_data=external_data, on_step=lambda message: status.update(message),
-        )
-    meta = result.artifact.metadata
-    if result.task_inferred:
-        console.print(f"task: [bold]{result.task}[/] (inferred from config.architectures={meta.source.get('architectures')}; pass --task to override)")
-    else:
-        console.print(f"task: [bold]{result.task}[/]")
-    console.print(f"exporter: {meta.exporter}, opset {meta.opset}")
-    if result.validation is not None:
-        table = Table(title=f"validation vs PyTorch on {result.validation.backend} (inputs {_shapes(result.validation.input_shapes)})")
-        for column in ("output", "shape", "max abs diff", f"≤ atol {atol:g}"):
-            table.add_column(column)
-        for check in result.validation.outputs:
-            table.add_row(check.name, str(check.shape), f"{check.max_abs_diff:.2e}", "ok" if check.passed else "FAIL")
-        console.print(table)
-    size = result.artifact.size_bytes() / 1e6
-    console.print(f"[green]wrote[/] {result.artifact.path} ({size:.1f} MB)")
-
-
-def _shapes(shapes: dict[str, tuple[int, ...]]) -> str:
-    return ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
-
-
-@app.command()
-def backends(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List every backend plugin found, whether it runs here, on which devices, and why not."""
-    from .backends import get_registry
-
-    statuses = get_registry().statuses()
-    if as_json:
-        console.print_json(json.dumps([
-            {"name": s.name, "available": s.available, "devices": list(s.devices), "version": s.version,
-             "features": list(s.features), "reason": s.reason}
-            for s in statuses
-        ]))
-        return
-    table = Table(title="optibridge backends")
-    for column in ("backend", "usable", "devices", "version", "notes"):
-        table.add_column(column)
-    for s in statuses:
-        table.add_row(
-            s.name, "[green]yes[/]" if s.available else "[red]no[/]", ", ".join(s.devices) or "-",
-            s.version or "-", s.reason or ", ".join(s.features),
-        )
-    console.print(table)
-
-
-@app.command()
-def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
-         verify: bool = typer.Option(False, "--verify", help="Re-hash every file against optibridge.json.")) -> None:
-    """Show what an artifact folder holds: source, task, inputs/outputs, validation, steps."""
-    from .artifact import Artifact
-
-    artifact = Artifact.load(artifact_dir, verify_hashes=verify)
-    meta = artifact.metadata
-    console.print(f"[bold]{artifact.path}[/]  task={meta.task}  model_type={meta.model_type}  source={meta.source.get('model')}")
-    console.print(f"exporter={meta.exporter} opset={meta.opset} size={artifact.size_bytes() / 1e6:.1f} MB")
-    for kind, specs in (("input", meta.inputs), ("output", meta.outputs)):
-        for spec in specs:
-            console.print(f"  {kind:6} {spec.describe()}", markup=False)
-    if meta.validation:
-        console.print(f"validation: passed={meta.validation['passed']} atol={meta.validation['atol']} on {meta.validation['backend']}")
-    console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
-    if verify:
-        console.print("[green]graph files match their recorded SHA-256[/]")
-        for name in artifact.modified_files():
-            console.print(f"[yellow]note:[/] {name} changed since export (config/preprocessor files may be re-saved)")
+# One module per command under optibridge/commands/; register new commands here.
+app.command("export")(export.export)
+app.command("backends")(backends.backends)
+app.command("info")(info.info)
 
 
 def main(argv: list[str] | None = None) -> int:

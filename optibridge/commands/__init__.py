@@ -1,0 +1,1 @@
+"""CLI commands, one module each; ``optibridge.cli`` registers them on the app."""

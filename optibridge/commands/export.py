@@ -1,0 +1,66 @@
+"""`optibridge export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..console import console
+
+
+def export(
+    output_dir: Path = typer.Argument(..., help="Artifact folder to write (created; replaced only if it is an artifact)."),
+    model: str = typer.Option(..., "--model", "-m", help="Local transformers model folder or Hugging Face Hub id."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Task to export; inferred from config.architectures when omitted."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default: the exporter's own, 17-20)."),
+    atol: float = typer.Option(1e-4, "--atol", help="Largest absolute difference to PyTorch allowed on any output."),
+    exporter: str = typer.Option("auto", "--exporter", help="auto | torchscript | dynamo. auto = torchscript while torch ships it."),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="Compare against PyTorch on fresh inputs of other shapes."),
+    external_data: Optional[bool] = typer.Option(
+        None, "--external-data/--no-external-data",
+        help="Weights in model.onnx.data. Default: only for models past the 2 GiB protobuf limit.",
+    ),
+) -> None:
+    """Export a transformers model to an ONNX artifact folder, checked against PyTorch.
+
+    Examples:
+
+        optibridge export --model ./my-bert OUT
+
+        optibridge export --model distilbert-base-uncased --task text-classification --opset 18 OUT
+
+    The folder holds model.onnx, the config and tokenizer/processor files, and optibridge.json
+    (source, task, opset, inputs/outputs with dynamic axes, versions, file hashes, validation).
+    """
+    from ..exporter import export as run_export
+    from ..tasks import get_task
+
+    if task is not None:
+        get_task(task)  # fail on a typo before loading anything
+    with console.status("starting") as status:
+        result = run_export(
+            model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
+            external_data=external_data, on_step=lambda message: status.update(message),
+        )
+    meta = result.artifact.metadata
+    if result.task_inferred:
+        console.print(f"task: [bold]{result.task}[/] (inferred from config.architectures={meta.source.get('architectures')}; pass --task to override)")
+    else:
+        console.print(f"task: [bold]{result.task}[/]")
+    console.print(f"exporter: {meta.exporter}, opset {meta.opset}")
+    if result.validation is not None:
+        table = Table(title=f"validation vs PyTorch on {result.validation.backend} (inputs {_shapes(result.validation.input_shapes)})")
+        for column in ("output", "shape", "max abs diff", f"≤ atol {atol:g}"):
+            table.add_column(column)
+        for check in result.validation.outputs:
+            table.add_row(check.name, str(check.shape), f"{check.max_abs_diff:.2e}", "ok" if check.passed else "FAIL")
+        console.print(table)
+    size = result.artifact.size_bytes() / 1e6
+    console.print(f"[green]wrote[/] {result.artifact.path} ({size:.1f} MB)")
+
+
+def _shapes(shapes: dict[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())

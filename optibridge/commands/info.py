@@ -1,0 +1,30 @@
+"""`optibridge info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..console import console
+
+
+def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
+         verify: bool = typer.Option(False, "--verify", help="Re-hash every file against optibridge.json.")) -> None:
+    """Show what an artifact folder holds: source, task, inputs/outputs, validation, steps."""
+    from ..artifact import Artifact
+
+    artifact = Artifact.load(artifact_dir, verify_hashes=verify)
+    meta = artifact.metadata
+    console.print(f"[bold]{artifact.path}[/]  task={meta.task}  model_type={meta.model_type}  source={meta.source.get('model')}")
+    console.print(f"exporter={meta.exporter} opset={meta.opset} size={artifact.size_bytes() / 1e6:.1f} MB")
+    for kind, specs in (("input", meta.inputs), ("output", meta.outputs)):
+        for spec in specs:
+            console.print(f"  {kind:6} {spec.describe()}", markup=False)
+    if meta.validation:
+        console.print(f"validation: passed={meta.validation['passed']} atol={meta.validation['atol']} on {meta.validation['backend']}")
+    console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
+    if verify:
+        console.print("[green]graph files match their recorded SHA-256[/]")
+        for name in artifact.modified_files():
+            console.print(f"[yellow]note:[/] {name} changed since export (config/preprocessor files may be re-saved)")
