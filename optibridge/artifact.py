@@ -22,6 +22,9 @@ from .errors import ArtifactError
 FORMAT_VERSION = 1
 METADATA_FILE = "optibridge.json"
 MODEL_FILE = "model.onnx"
+MAIN_GRAPH = "model"
+"""Name of the graph of a single-graph artifact (encoders, decoders); seq2seq artifacts name theirs
+"encoder", "decoder", ..."""
 # ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in this side file.
 EXTERNAL_DATA_FILE = "model.onnx.data"
 
@@ -42,6 +45,31 @@ class TensorSpec:
         return cls(name=data["name"], dtype=data["dtype"], shape=tuple(data["shape"]))
 
 
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX graph of an artifact: its file and its inputs/outputs."""
+
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GraphSpec":
+        return cls(
+            file=data["file"],
+            inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+        )
+
+
 @dataclass
 class ArtifactMetadata:
     """Everything ``optibridge.json`` records. ``steps`` grows with each optimize/quantize step."""
@@ -49,8 +77,8 @@ class ArtifactMetadata:
     task: str
     model_type: str
     source: dict[str, Any]
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
+    graphs: dict[str, GraphSpec]
+    """Named graphs: ``{"model": ...}`` for single-graph artifacts; seq2seq has several."""
     output_class: str
     opset: int
     exporter: str
@@ -58,7 +86,8 @@ class ArtifactMetadata:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
-    model_file: str = MODEL_FILE
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Task-specific facts a loader needs (e.g. KV-cache layout of a decoder)."""
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -73,17 +102,29 @@ class ArtifactMetadata:
                 f"{METADATA_FILE} has format_version {version!r}, this optibridge reads {FORMAT_VERSION}; "
                 "re-export the model with this version (optibridge export)"
             )
-        data["inputs"] = [TensorSpec.from_dict(t) for t in data["inputs"]]
-        data["outputs"] = [TensorSpec.from_dict(t) for t in data["outputs"]]
+        data["graphs"] = {name: GraphSpec.from_dict(g) for name, g in data["graphs"].items()}
         return cls(**data)
 
     @property
+    def main_graph(self) -> GraphSpec:
+        """The ``model`` graph, or the first one for multi-graph artifacts."""
+        return self.graphs.get(MAIN_GRAPH) or next(iter(self.graphs.values()))
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.main_graph.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.main_graph.outputs
+
+    @property
     def input_names(self) -> list[str]:
-        return [t.name for t in self.inputs]
+        return self.main_graph.input_names
 
     @property
     def output_names(self) -> list[str]:
-        return [t.name for t in self.outputs]
+        return self.main_graph.output_names
 
 
 def file_digest(path: Path) -> dict[str, Any]:
@@ -113,7 +154,15 @@ class Artifact:
 
     @property
     def model_path(self) -> Path:
-        return self.path / self.metadata.model_file
+        """Path of the main graph (``model.onnx`` for single-graph artifacts)."""
+        return self.path / self.metadata.main_graph.file
+
+    def graph_path(self, graph: str = MAIN_GRAPH) -> Path:
+        if graph not in self.metadata.graphs:
+            raise ArtifactError(
+                f"{self.path} has no graph {graph!r}; it has: {', '.join(self.metadata.graphs)}"
+            )
+        return self.path / self.metadata.graphs[graph].file
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, verify_hashes: bool = False) -> "Artifact":
@@ -139,11 +188,12 @@ class Artifact:
         return artifact
 
     def graph_files(self) -> list[str]:
-        """The files that make up the graph itself: model.onnx and its external weights, if any."""
-        names = [self.metadata.model_file]
-        external = self.metadata.model_file + ".data"
-        if external in self.metadata.files:
-            names.append(external)
+        """The files that make up the graphs: each ``.onnx`` file and its external weights, if any."""
+        names = []
+        for graph in self.metadata.graphs.values():
+            names.append(graph.file)
+            if graph.file + ".data" in self.metadata.files:
+                names.append(graph.file + ".data")
         return names
 
     def check_files(self, *, verify_hashes: bool = False) -> None:
@@ -153,8 +203,9 @@ class Artifact:
         tokenizer into the folder (as Optimum users do after ``save_pretrained``) is legitimate;
         :meth:`modified_files` lists them.
         """
-        if not self.model_path.is_file():
-            raise ArtifactError(f"{self.model_path} is missing; re-export the model into {self.path}")
+        for graph in self.metadata.graphs.values():
+            if not (self.path / graph.file).is_file():
+                raise ArtifactError(f"{self.path / graph.file} is missing; re-export the model into {self.path}")
         for name in self.graph_files():
             recorded = self.metadata.files.get(name)
             file = self.path / name

@@ -63,8 +63,8 @@ class Backend(ABC):
         """Probe this machine without side effects (no device initialisation, no monkeypatching)."""
 
     @abstractmethod
-    def load(self, artifact: "Artifact", *, device: str = "cpu", **options: Any) -> Session:
-        """Load an artifact for ``device``.
+    def load(self, artifact: "Artifact", *, graph: str = "model", device: str = "cpu", **options: Any) -> Session:
+        """Load one graph of an artifact (``artifact.graph_path(graph)``) for ``device``.
 
         Raise :class:`~optibridge.errors.BackendError` when the device is not served by this backend
         or an option is unknown (list the valid ones), and
@@ -92,7 +92,7 @@ class DetectOnlyBackend(Backend):
         reason = "; ".join(self.missing() + ["not implemented yet in this optibridge version"])
         return BackendStatus(self.name, False, version=self.version(), reason=reason)
 
-    def load(self, artifact: "Artifact", *, device: str = "cpu", **options: Any) -> Session:
+    def load(self, artifact: "Artifact", *, graph: str = "model", device: str = "cpu", **options: Any) -> Session:
         from .errors import BackendError
 
         raise BackendError(f"backend {self.name!r} is not usable: {self.status().reason}; use backend='ort' for the CPU")

@@ -18,10 +18,12 @@ def test_metadata_round_trips_through_json(exported):
     again = ArtifactMetadata.from_json(meta.to_json())
     assert again == meta
     data = json.loads(meta.to_json())
-    for key in ("source", "task", "opset", "inputs", "outputs", "versions", "files", "validation"):
+    for key in ("source", "task", "opset", "graphs", "versions", "files", "validation"):
         assert data[key], key
     assert {"torch", "transformers", "onnx", "optibridge"} <= set(data["versions"])
     assert len(data["files"]["model.onnx"]["sha256"]) == 64
+    assert data["graphs"]["model"]["file"] == "model.onnx"
+    assert [t["name"] for t in data["graphs"]["model"]["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
 
 
 def _listing(folder):

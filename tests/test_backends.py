@@ -24,10 +24,10 @@ class ReferenceSession:
     backend = "onnx-reference"
     device = "cpu"
 
-    def __init__(self, artifact: Artifact) -> None:
+    def __init__(self, artifact: Artifact, graph: str) -> None:
         from onnx.reference import ReferenceEvaluator
 
-        self.evaluator = ReferenceEvaluator(str(artifact.model_path))
+        self.evaluator = ReferenceEvaluator(str(artifact.graph_path(graph)))
         self._inputs = list(self.evaluator.input_names)
         self._outputs = list(self.evaluator.output_names)
 
@@ -50,8 +50,8 @@ class ReferenceBackend(Backend):
     def status(self) -> BackendStatus:
         return BackendStatus(self.name, True, devices=("cpu",), version="test", features=("run",))
 
-    def load(self, artifact, *, device="cpu", **options):
-        return ReferenceSession(artifact)
+    def load(self, artifact, *, graph="model", device="cpu", **options):
+        return ReferenceSession(artifact, graph)
 
 
 class ReferencePlugin:

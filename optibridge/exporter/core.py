@@ -13,7 +13,7 @@ import torch
 
 from .. import __version__
 from ..artifact import (
-    MODEL_FILE, Artifact, ArtifactMetadata, TensorSpec, check_output_dir, staged_directory, write_metadata,
+    MAIN_GRAPH, MODEL_FILE, Artifact, ArtifactMetadata, GraphSpec, TensorSpec, check_output_dir, staged_directory, write_metadata,
 )
 from ..errors import ValidationError
 from .inputs import TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes
@@ -160,8 +160,7 @@ def build_metadata(
             "revision": hub_kwargs.get("revision"),
             "architectures": getattr(source.config, "architectures", None),
         },
-        inputs=[_tensor_spec(v) for v in graph.graph.input],
-        outputs=[_tensor_spec(v) for v in graph.graph.output],
+        graphs={MAIN_GRAPH: graph_spec(model_path.name, graph)},
         output_class=output_class,
         opset=opset,
         exporter=exporter,
@@ -175,6 +174,11 @@ def build_metadata(
         },
         steps=[{"step": "export", "exporter": exporter, "opset": opset}],
     )
+
+
+def graph_spec(file: str, graph: Any) -> GraphSpec:
+    """Inputs/outputs of an ONNX ``ModelProto`` as recorded in ``optibridge.json``."""
+    return GraphSpec(file, tuple(_tensor_spec(v) for v in graph.graph.input), tuple(_tensor_spec(v) for v in graph.graph.output))
 
 
 def _tensor_spec(value: Any) -> TensorSpec:

@@ -65,7 +65,7 @@ class OrtBackend(Backend):
             details={"providers": providers},
         )
 
-    def load(self, artifact: Artifact, *, device: str = "cpu", **options: Any) -> OrtSession:
+    def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> OrtSession:
         if device.split(":")[0].lower() != "cpu":
             raise BackendError(
                 f"backend 'ort' runs on the CPU only, not on {device!r}; "
@@ -76,11 +76,12 @@ class OrtBackend(Backend):
         except ImportError as exc:
             raise BackendError("onnxruntime is not installed: pip install optibridge[ort]") from exc
         session_options = build_session_options(ort, options)
+        path = artifact.graph_path(graph)
         try:
-            session = ort.InferenceSession(str(artifact.model_path), session_options, providers=[PROVIDER])
+            session = ort.InferenceSession(str(path), session_options, providers=[PROVIDER])
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
             raise ArtifactError(
-                f"ONNX Runtime could not load {artifact.model_path}: {first_line(exc)}. "
+                f"ONNX Runtime could not load {path}: {first_line(exc)}. "
                 "The file is corrupt or incomplete; re-export it with `optibridge export`"
             ) from exc
         return OrtSession(session, device="cpu")
