@@ -23,6 +23,7 @@ _LAZY = {
     "OBModelForMaskedLM": "optibridge.modeling",
     "OBModelForMultipleChoice": "optibridge.modeling",
     "OBModelForImageClassification": "optibridge.modeling",
+    "OBModelForCausalLM": "optibridge.modeling",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .backends import get_registry
     from .exporter import ExportResult, export
     from .modeling import (
-        OBModel, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
+        OBModel, OBModelForCausalLM, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
         OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
         OBModelForTokenClassification,
     )

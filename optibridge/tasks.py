@@ -29,6 +29,9 @@ class Task:
     optional_outputs: tuple[str, ...] = ()
     choices_axis: bool = False
     """Inputs carry an extra ``num_choices`` axis: (batch, num_choices, sequence)."""
+    kind: str = "encoder"
+    """"encoder" (one graph, one call), "decoder" (causal LM with KV cache) or "seq2seq"
+    (encoder + decoder graphs): decides how the exporter traces and how the model class runs."""
 
 
 TASKS: dict[str, Task] = {
@@ -64,6 +67,18 @@ TASKS: dict[str, Task] = {
             "ImageClassifierOutput", "vision",
             ("ForImageClassification", "ForImageClassificationWithTeacher"), "image-classification",
         ),
+        Task(
+            "text-generation", "AutoModelForCausalLM", ("logits",),
+            "CausalLMOutputWithPast", "text", ("ForCausalLM", "LMHeadModel"), "text-generation", kind="decoder",
+        ),
+        Task(
+            "text2text-generation", "AutoModelForSeq2SeqLM", ("logits",),
+            "Seq2SeqLMOutput", "text", ("ForConditionalGeneration", "MTModel"), "text2text-generation", kind="seq2seq",
+        ),
+        Task(
+            "automatic-speech-recognition", "AutoModelForSpeechSeq2Seq", ("logits",),
+            "Seq2SeqLMOutput", "speech", ("ForConditionalGeneration",), "automatic-speech-recognition", kind="seq2seq",
+        ),
     )
 }
 
@@ -74,6 +89,11 @@ TASK_ALIASES: dict[str, str] = {
     "sentiment-analysis": "text-classification",
     "ner": "token-classification",
     "masked-lm": "fill-mask",
+    "causal-lm": "text-generation",
+    "seq2seq-lm": "text2text-generation",
+    "translation": "text2text-generation",
+    "summarization": "text2text-generation",
+    "speech2seq-lm": "automatic-speech-recognition",
 }
 
 
@@ -88,25 +108,25 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-def infer_task(architectures: list[str] | None, model_type: str, modality: str) -> Task:
-    """Infer the task from ``config.architectures`` (e.g. ``BertForMaskedLM`` → fill-mask).
+def infer_task(architectures: list[str] | None, model_type: str, supported: tuple[str, ...]) -> Task:
+    """Infer the task from ``config.architectures`` (e.g. ``BertForMaskedLM`` → fill-mask), choosing
+    only among the tasks the architecture supports.
 
-    The longest matching suffix wins so that ``ForImageClassificationWithTeacher`` is not read as
-    the bare ``Model`` suffix. Without ``architectures`` the base model's task is assumed.
+    The longest matching suffix wins (``LMHeadModel`` over ``Model``). Without ``architectures``
+    the base model's task is assumed, or the architecture's only task.
     """
+    candidates = [TASKS[name] for name in supported]
     if not architectures:
-        return TASKS["feature-extraction"]
+        return TASKS["feature-extraction"] if "feature-extraction" in supported else candidates[0]
     arch = architectures[0]
     best: tuple[int, Task] | None = None
-    for task in TASKS.values():
-        if task.modality != modality and task.name != "feature-extraction":
-            continue
+    for task in candidates:
         for suffix in task.head_suffixes:
             if arch.endswith(suffix) and (best is None or len(suffix) > best[0]):
                 best = (len(suffix), task)
     if best is None:
         raise UnsupportedModelError(
             f"cannot infer the task from architectures={architectures} ({model_type}); "
-            f"pass --task, one of: {', '.join(TASKS)}"
+            f"pass --task, one of: {', '.join(supported)}"
         )
     return best[1]

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import build_tiny_model  # noqa: E402
+from tiny_models import build_tiny_generative, build_tiny_model  # noqa: E402
 
 from optibridge.artifact import Artifact  # noqa: E402
 
@@ -63,3 +63,34 @@ def minilm_artifact(minilm_path: Path, tmp_path_factory: pytest.TempPathFactory)
     from optibridge import export
 
     return export(minilm_path, tmp_path_factory.mktemp("minilm") / "artifact").artifact
+
+
+@pytest.fixture(scope="session")
+def tiny_generative(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_generative(model_type)`` → a saved decoder LM folder with its tokenizer, built once."""
+    built: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("tiny-generative")
+
+    def get(model_type: str) -> Path:
+        if model_type not in built:
+            built[model_type] = build_tiny_generative(model_type, root / model_type)
+        return built[model_type]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def exported_generative(tiny_generative: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Artifact]:
+    """``exported_generative(model_type, use_cache=True)`` → an artifact, exported once per session."""
+    from optibridge import export
+
+    done: dict[tuple[str, bool], Artifact] = {}
+    root = tmp_path_factory.mktemp("generative-artifacts")
+
+    def get(model_type: str, use_cache: bool = True) -> Artifact:
+        key = (model_type, use_cache)
+        if key not in done:
+            done[key] = export(tiny_generative(model_type), root / f"{model_type}-{use_cache}", use_cache=use_cache).artifact
+        return done[key]
+
+    return get

@@ -76,14 +76,14 @@ def test_refuses_to_replace_a_folder_that_is_not_an_artifact(tmp_path, tiny_mode
 
 
 def test_validation_failure_fails_the_export_and_writes_nothing(tmp_path, tiny_model, monkeypatch):
-    from optibridge.exporter import core
+    from optibridge.exporter import encoder
 
-    real = core.compare_outputs
+    real = encoder.compare_outputs
 
     def perturbed(reference, actual, **kwargs):
         return real(reference, {k: v + 1e-2 for k, v in actual.items()}, **kwargs)
 
-    monkeypatch.setattr(core, "compare_outputs", perturbed)
+    monkeypatch.setattr(encoder, "compare_outputs", perturbed)
     with pytest.raises(ValidationError, match=r"differs from PyTorch by more than atol=0.0001 \(logits: 0.01"):
         export(tiny_model("bert", "text-classification"), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
@@ -136,11 +136,11 @@ def test_folder_without_config_json(tmp_path):
 
 
 def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
-    from transformers import GPT2Config, GPT2Model
+    from transformers import XLNetConfig
 
-    GPT2Model(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50)).save_pretrained(tmp_path / "gpt2")
-    with pytest.raises(UnsupportedModelError, match=r"'gpt2' is not supported.*supported: albert, bert, camembert"):
-        export(tmp_path / "gpt2", tmp_path / "out")
+    XLNetConfig(d_model=16, n_layer=1, n_head=2, vocab_size=50).save_pretrained(tmp_path / "xlnet")
+    with pytest.raises(UnsupportedModelError, match=r"'xlnet' is not supported.*supported: albert, bart, bert, camembert"):
+        export(tmp_path / "xlnet", tmp_path / "out")
 
 
 def test_unsupported_task_for_an_architecture_lists_its_tasks(tmp_path, tiny_model):

@@ -53,7 +53,7 @@ def test_validation_above_atol_exits_non_zero_and_writes_nothing(tmp_path, minil
     [
         (["export", "--model", "{tmp}/missing", "{tmp}/out"], "does not exist"),
         (["export", "--model", "{tmp}", "{tmp}/out"], "has no config.json"),
-        (["export", "--model", "{tmp}", "--task", "translation", "{tmp}/out"], "unknown task 'translation'; supported tasks:"),
+        (["export", "--model", "{tmp}", "--task", "video-generation", "{tmp}/out"], "unknown task 'video-generation'; supported tasks:"),
         (["info", "{tmp}"], "has no optibridge.json"),
     ],
     ids=["missing-path", "no-config", "unknown-task", "not-an-artifact"],

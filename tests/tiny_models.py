@@ -455,3 +455,70 @@ def build_tiny_model(model_type: str, task: str, dest: Path, seed: int = 0) -> P
     else:
         _image_processor(model_type).save_pretrained(dest)
     return dest
+
+
+# ---------------------------------------------------------------------------
+# Generative models: decoder-only LMs, seq2seq LMs, speech seq2seq
+# ---------------------------------------------------------------------------
+
+_DECODER = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=HIDDEN,
+    intermediate_size=64,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=HEADS,
+    num_key_value_heads=2,  # grouped-query attention, as the real models use
+    max_position_embeddings=MAX_POSITIONS,
+    pad_token_id=PAD_ID,
+    bos_token_id=CLS_ID,
+    eos_token_id=SEP_ID,
+    tie_word_embeddings=False,
+)
+
+
+def _decoder_config(model_type: str) -> PretrainedConfig:
+    from transformers import (
+        GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config, Qwen3Config,
+    )
+
+    if model_type == "gpt2":
+        return GPT2Config(vocab_size=VOCAB_SIZE, n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, n_positions=MAX_POSITIONS,
+                          bos_token_id=CLS_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID)
+    if model_type == "gpt_neox":
+        return GPTNeoXConfig(**{k: v for k, v in _DECODER.items() if k != "num_key_value_heads"})
+    classes = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config,
+               "phi3": Phi3Config, "gemma": GemmaConfig}
+    extra: dict = {}
+    if model_type in ("qwen3", "gemma"):
+        extra["head_dim"] = HIDDEN // HEADS
+    if model_type == "phi3":
+        extra["original_max_position_embeddings"] = MAX_POSITIONS
+    return classes[model_type](**_DECODER, **extra)
+
+
+DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gpt_neox")
+
+
+def build_tiny_generative(model_type: str, dest: Path, seed: int = 0) -> Path:
+    """A random tiny generative model (decoder LM) saved with the tiny tokenizer."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    if model_type not in DECODERS:
+        raise ValueError(f"no tiny generative model for {model_type!r}")
+    config = _decoder_config(model_type)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    # Random weights give flat logits; a wider init gives decisive greedy choices, so a token-for-token
+    # comparison is not decided by float noise between near-equal logits.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.5)
+    model.generation_config = GenerationConfig(bos_token_id=CLS_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    tokenizer = make_tokenizer(("input_ids", "attention_mask"), MAX_POSITIONS)
+    tokenizer.padding_side = "left"
+    tokenizer.save_pretrained(dest)
+    return dest

@@ -16,6 +16,9 @@ TEXT_TASKS = (
     "question-answering", "fill-mask", "multiple-choice",
 )
 VISION_TASKS = ("feature-extraction", "image-classification")
+DECODER_TASKS = ("text-generation",)
+SEQ2SEQ_TASKS = ("text2text-generation",)
+SPEECH_TASKS = ("automatic-speech-recognition",)
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,11 @@ class Architecture:
     """Whether the graph takes token_type_ids: True, False, or None for "when config.type_vocab_size > 0"."""
 
     def input_names(self, config: Any) -> tuple[str, ...]:
+        """Inputs of an encoder graph (decoder and seq2seq graphs are laid out by their exporters)."""
         if self.modality == "vision":
             return ("pixel_values",)
+        if self.modality == "speech":
+            return ("input_features",)
         takes_types = self.token_type_ids
         if takes_types is None:
             takes_types = getattr(config, "type_vocab_size", 0) > 0
@@ -42,6 +48,14 @@ def _text(model_type: str, *, token_type_ids: bool | None = False, tasks: tuple[
 
 def _vision(model_type: str) -> Architecture:
     return Architecture(model_type, "vision", VISION_TASKS)
+
+
+def _decoder(model_type: str) -> Architecture:
+    return Architecture(model_type, "text", DECODER_TASKS)
+
+
+def _seq2seq(model_type: str) -> Architecture:
+    return Architecture(model_type, "text", SEQ2SEQ_TASKS)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -61,6 +75,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         _vision("vit"),
         _vision("deit"),
         _vision("convnext"),
+        _decoder("gpt2"),
+        _decoder("llama"),
+        _decoder("mistral"),
+        _decoder("qwen2"),
+        _decoder("qwen3"),
+        _decoder("phi3"),
+        _decoder("gemma"),
+        _decoder("gpt_neox"),
     )
 }
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 
-from ..artifact import EXTERNAL_DATA_FILE
+from ..artifact import GraphSpec, TensorSpec
 from ..errors import OptibridgeError
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -37,11 +39,19 @@ class OutputSelector(torch.nn.Module):
         return tuple(outputs[name] for name in self.output_names)
 
 
-def resolve_exporter(exporter: str) -> str:
-    """``auto`` → TorchScript while torch still ships it (20-40× faster to export encoders, and
-    the graph shape ONNX Runtime's transformer fusions recognise), else dynamo."""
+def resolve_exporter(exporter: str, kind: str = "encoder") -> str:
+    """``auto`` → TorchScript for encoders while torch still ships it (20-40× faster to export, and
+    the graph shape ONNX Runtime's transformer fusions recognise), dynamo for generative models
+    (their TorchScript KV-cache graphs fail on OpenVINO's CPU plugin) and when TorchScript is gone."""
     if exporter not in EXPORTERS:
         raise OptibridgeError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if kind != "encoder":
+        if exporter == "torchscript":
+            raise OptibridgeError(
+                "generative models (KV cache, encoder-decoder) export with the dynamo exporter only: "
+                "TorchScript KV-cache graphs fail on OpenVINO; use --exporter dynamo or auto"
+            )
+        return "dynamo"
     if exporter != "auto":
         return exporter
     try:
@@ -67,37 +77,70 @@ def export_graph(
     opset: int | None,
     external_data: bool,
 ) -> None:
-    """Export to ``path`` (weights inside it, or in ``model.onnx.data`` when ``external_data``)."""
-    input_names = tuple(inputs)
-    wrapper = OutputSelector(model, input_names, output_names)
-    args = tuple(inputs.values())
+    """Export a transformers model called with named ``inputs``, keeping ``output_names``."""
+    wrapper = OutputSelector(model, tuple(inputs), output_names)
+    export_module(
+        wrapper, tuple(inputs.values()), list(inputs), list(output_names), input_axes, output_axes, path,
+        exporter=exporter, opset=opset, external_data=external_data,
+        dynamic_shapes=(dynamic_shapes(tuple(inputs), input_axes),),
+    )
+
+
+def export_module(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    input_axes: dict[str, dict[int, str]],
+    output_axes: dict[str, dict[int, str]],
+    path: Path,
+    *,
+    exporter: str,
+    opset: int | None,
+    external_data: bool,
+    dynamic_shapes: Any = None,
+) -> None:
+    """Export ``module(*args)`` to ``path`` (weights inside it, or in ``model.onnx.data``-style side file
+    when ``external_data``). ``dynamic_shapes`` is what the dynamo exporter gets (TorchScript uses
+    the axes); every dynamic axis is then renamed after ``input_axes``/``output_axes``."""
     kwargs: dict[str, Any] = {
-        "input_names": list(input_names),
-        "output_names": list(output_names),
+        "input_names": input_names,
+        "output_names": output_names,
         "dynamic_axes": {**input_axes, **output_axes},
     }
     if opset is not None:
         kwargs["opset_version"] = opset
     if exporter == "dynamo":
-        del kwargs["dynamic_axes"]  # torch cannot convert them through the wrapper's *args
-        kwargs.update(dynamo=True, external_data=external_data, verbose=False,
-                      dynamic_shapes=(dynamic_shapes(input_names, input_axes),))
+        del kwargs["dynamic_axes"]  # torch cannot convert them through *args; dynamic_shapes says it
+        kwargs.update(dynamo=True, external_data=external_data, verbose=False, dynamic_shapes=dynamic_shapes)
     else:
         kwargs.update(dynamo=False, do_constant_folding=True)
     # torch writes side files of its own choosing (one per tensor for large TorchScript exports, a
     # .data file for dynamo); export into a scratch folder and write the final layout once.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         raw = Path(scratch) / path.name
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_torch_onnx():
             warnings.simplefilter("ignore")  # TorchScript's DeprecationWarning and tracer warnings are not the user's concern
-            torch.onnx.export(wrapper, args, str(raw), **kwargs)
+            torch.onnx.export(module, args, str(raw), **kwargs)
         graph = onnx.load(str(raw), load_external_data=True)
         name_axes(graph, {**input_axes, **output_axes})
         if external_data:
             onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=EXTERNAL_DATA_FILE, size_threshold=1024)
+                            location=path.name + ".data", size_threshold=1024)
         else:
             onnx.save_model(graph, str(path))
+
+
+@contextlib.contextmanager
+def _quiet_torch_onnx() -> Any:
+    """torch.onnx logs a warning per missing torchvision op at every dynamo export; silence it for the call."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def dynamic_shapes(input_names: tuple[str, ...], input_axes: dict[str, dict[int, str]]) -> tuple[dict[int, Any], ...]:
@@ -107,6 +150,20 @@ def dynamic_shapes(input_names: tuple[str, ...], input_axes: dict[str, dict[int,
     for name in input_names:
         spec.append({i: dims.setdefault(axis, torch.export.Dim(axis)) for i, axis in input_axes.get(name, {}).items()})
     return tuple(spec)
+
+
+def graph_spec(file: str, graph: "onnx.ModelProto") -> GraphSpec:
+    """Inputs/outputs of an ONNX graph as recorded in ``optibridge.json``."""
+    return GraphSpec(file, tuple(_tensor_spec(v) for v in graph.graph.input), tuple(_tensor_spec(v) for v in graph.graph.output))
+
+
+def _tensor_spec(value: Any) -> TensorSpec:
+    from onnx import helper
+
+    tensor_type = value.type.tensor_type
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
+    shape = tuple(d.dim_param if d.dim_param else d.dim_value for d in tensor_type.shape.dim)
+    return TensorSpec(value.name, dtype, shape)
 
 
 def name_axes(graph: "onnx.ModelProto", axes: dict[str, dict[int, str]]) -> None:

@@ -1,6 +1,7 @@
 """Drop-in model classes: ``OBModelFor<Task>`` replace the transformers classes of the same task."""
 
 from .base import OBModel
+from .causal_lm import OBModelForCausalLM
 from .tasks import (
     TASK_CLASSES, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
@@ -8,7 +9,7 @@ from .tasks import (
 )
 
 __all__ = [
-    "OBModel", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
+    "OBModel", "OBModelForCausalLM", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
     "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSequenceClassification",
     "OBModelForTokenClassification", "TASK_CLASSES",
 ]

@@ -49,3 +49,13 @@ TASK_CLASSES: dict[str, type[OBModel]] = {
         OBModelForQuestionAnswering, OBModelForMaskedLM, OBModelForMultipleChoice, OBModelForImageClassification,
     )
 }
+
+
+def task_class(task: str) -> type[OBModel]:
+    """The OBModelFor<Task> class that runs ``task`` (generative classes included)."""
+    if task in TASK_CLASSES:
+        return TASK_CLASSES[task]
+    from .causal_lm import OBModelForCausalLM
+
+    generative: dict[str, type[OBModel]] = {"text-generation": OBModelForCausalLM}
+    return generative[task]

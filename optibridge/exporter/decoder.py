@@ -1,0 +1,169 @@
+"""Decoder-only LMs with a KV cache: one graph serves the first step (empty past) and every later one.
+
+Graph inputs: ``input_ids``, ``attention_mask`` (past + new tokens), ``position_ids`` (so that
+left-padded batches get the positions PyTorch gives them) and ``past_key_values.{i}.key|value``;
+outputs ``logits`` and ``present.{i}.key|value`` (past + new). A past of length 0 is valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from ..artifact import MAIN_GRAPH, MODEL_FILE
+from ..kv_cache import cache_from_pairs, cache_pairs
+from .encoder import qualified_name
+from .inputs import BATCH_AXIS, SEQUENCE_AXIS
+from .loading import SourceModel
+from .plan import ExportedGraphs, SessionLoader
+from .torch_to_onnx import export_module, graph_spec
+from .validate import OutputCheck, ValidationReport, max_abs_diff
+
+PAST_AXIS = "past_sequence_length"
+TOTAL_AXIS = "total_sequence_length"
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """Shape of one layer's cached keys/values: (batch, num_heads, sequence, head_dim)."""
+
+    num_layers: int
+    num_heads: int
+    head_dim: int
+
+    def past_names(self, prefix: str = "past_key_values") -> list[str]:
+        return [f"{prefix}.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+
+    def present_names(self) -> list[str]:
+        return [f"present.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+
+    def empty(self, batch: int, length: int = 0, dtype: Any = np.float32) -> list[np.ndarray]:
+        return [np.zeros((batch, self.num_heads, length, self.head_dim), dtype) for _ in range(2 * self.num_layers)]
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """Positions as transformers' generate() computes them: count of real tokens before each one."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions = positions.masked_fill(attention_mask == 0, 1)
+    return positions[:, -new_tokens:]
+
+
+class CausalLMStep(torch.nn.Module):
+    """One decoding step with flat tensors in and out, as the ONNX graph has them."""
+
+    def __init__(self, model: torch.nn.Module, use_cache: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.use_cache = use_cache
+        self.eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        if not self.use_cache:
+            return (self.model(**kwargs, use_cache=False, return_dict=True).logits,)
+        cache = cache_from_pairs(list(zip(past[0::2], past[1::2])))
+        out = self.model(**kwargs, past_key_values=cache, use_cache=True, return_dict=True)
+        presents = [t for pair in cache_pairs(out.past_key_values) for t in pair]
+        return (out.logits, *presents)
+
+
+def kv_layout(model: torch.nn.Module) -> KVLayout:
+    """Read the cache layout off a real forward pass: configs spell head counts and sizes in too many ways."""
+    with torch.no_grad():
+        out = model(input_ids=torch.ones(1, 2, dtype=torch.long), use_cache=True, return_dict=True)
+    pairs = cache_pairs(out.past_key_values)
+    key = pairs[0][0]
+    return KVLayout(num_layers=len(pairs), num_heads=int(key.shape[1]), head_dim=int(key.shape[3]))
+
+
+def _prompt(config: Any, batch: int, length: int, pads: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids inside the vocabulary and a left-padding mask (``pads[i]`` pad tokens in row i)."""
+    generator = torch.Generator().manual_seed(seed)
+    vocab = int(config.get_text_config().vocab_size)
+    ids = torch.randint(min(3, vocab - 1), vocab, (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for row, n in enumerate(pads):
+        mask[row, :n] = 0
+    return ids, mask
+
+
+def export_decoder(
+    source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True
+) -> ExportedGraphs:
+    model = source.model
+    layout = kv_layout(model) if use_cache else None
+    step = CausalLMStep(model, use_cache)
+
+    # Trace: batch 2, 5 new tokens after a past of 4 (non-trivial sizes so nothing is specialised).
+    batch, new, past_len = 2, 5, 4 if use_cache else 0
+    ids, prompt_mask = _prompt(source.config, batch, new, [0, 2], seed=0)
+    mask = torch.cat([torch.ones(batch, past_len, dtype=torch.long), prompt_mask], dim=1)
+    positions = position_ids_from_mask(mask, new)
+    past = [torch.from_numpy(a) for a in layout.empty(batch, past_len)] if layout else []
+    for tensor in past:
+        tensor.normal_()
+
+    input_names = ["input_ids", "attention_mask", "position_ids"] + (layout.past_names() if layout else [])
+    output_names = ["logits"] + (layout.present_names() if layout else [])
+    token_axes = {0: BATCH_AXIS, 1: SEQUENCE_AXIS}
+    input_axes = {"input_ids": token_axes, "position_ids": token_axes,
+                  "attention_mask": {0: BATCH_AXIS, 1: TOTAL_AXIS if layout else SEQUENCE_AXIS}}
+    output_axes = {"logits": token_axes}
+    if layout:
+        input_axes.update({name: {0: BATCH_AXIS, 2: PAST_AXIS} for name in layout.past_names()})
+        output_axes.update({name: {0: BATCH_AXIS, 2: TOTAL_AXIS} for name in layout.present_names()})
+    auto = torch.export.Dim.AUTO  # torch works out the relations (total = past + new) itself
+    dynamic = [{0: auto, 1: auto}] * 3 + ([tuple({0: auto, 2: auto} for _ in past)] if layout else [])
+    path = staging / MODEL_FILE
+    export_module(
+        step, (ids, mask, positions, *past), input_names, output_names, input_axes, output_axes, path,
+        exporter="dynamo", opset=opset, external_data=external_data, dynamic_shapes=tuple(dynamic),
+    )
+
+    with torch.no_grad():
+        output_class = qualified_name(type(model(input_ids=ids[:, :1], return_dict=True, use_cache=False)))
+
+    def validate(load: SessionLoader, atol: float, backend: str) -> ValidationReport:
+        return validate_decoder(model, load(MAIN_GRAPH), layout, source.config, atol, backend)
+
+    graph = onnx.load(str(path), load_external_data=False)
+    extra = {"use_cache": bool(layout), "kv_cache": asdict(layout) if layout else None}
+    return ExportedGraphs({MAIN_GRAPH: graph_spec(path.name, graph)}, output_class, validate, extra)
+
+
+def validate_decoder(
+    model: torch.nn.Module, session: Any, layout: KVLayout | None, config: Any, atol: float, backend: str
+) -> ValidationReport:
+    """First step with an empty cache on a left-padded batch of 3, then one step with the cache."""
+    ids, mask = _prompt(config, 3, 7, [0, 3, 5], seed=1)
+    positions = position_ids_from_mask(mask, ids.shape[1])
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy()}
+    if layout:
+        feed.update(zip(layout.past_names(), layout.empty(3)))
+    got = session.run(feed)
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=bool(layout), return_dict=True)
+    report = ValidationReport(atol=atol, backend=backend, input_shapes={k: tuple(v.shape) for k, v in feed.items() if not k.startswith("past")})
+    real = mask.bool().numpy()  # logits at padding positions are never used
+    diff = max_abs_diff(want.logits.numpy()[real], got["logits"][real])
+    report.outputs.append(OutputCheck("logits (first step, empty cache)", diff, tuple(want.logits.shape), tuple(got["logits"].shape), diff <= atol))
+    if not layout:
+        return report
+
+    next_ids, _ = _prompt(config, 3, 1, [], seed=2)
+    mask2 = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
+    positions2 = position_ids_from_mask(mask2, 1)
+    feed2 = {"input_ids": next_ids.numpy(), "attention_mask": mask2.numpy(), "position_ids": positions2.numpy()}
+    feed2.update((name, got[present]) for name, present in zip(layout.past_names(), layout.present_names()))
+    got2 = session.run(feed2)
+    with torch.no_grad():
+        want2 = model(input_ids=next_ids, attention_mask=mask2, position_ids=positions2,
+                      past_key_values=want.past_key_values, use_cache=True, return_dict=True)
+    diff2 = max_abs_diff(want2.logits.numpy(), got2["logits"])
+    report.outputs.append(OutputCheck("logits (next step, with cache)", diff2, tuple(want2.logits.shape), tuple(got2["logits"].shape), diff2 <= atol))
+    return report

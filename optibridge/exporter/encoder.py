@@ -1,0 +1,65 @@
+"""Encoders (one graph, one call): text and vision models for the non-generative tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..artifact import MAIN_GRAPH, MODEL_FILE
+from ..errors import ValidationError
+from .inputs import TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes
+from .loading import SourceModel
+from .plan import ExportedGraphs, SessionLoader
+from .torch_to_onnx import export_graph, graph_spec
+from .validate import ValidationReport, compare_outputs
+
+
+def export_encoder(
+    source: SourceModel, staging: Path, *, exporter: str, opset: int | None, external_data: bool
+) -> ExportedGraphs:
+    input_names = source.architecture.input_names(source.config)
+    modality = source.architecture.modality
+    trace_inputs = make_inputs(source.task, modality, source.config, input_names, TRACE_SHAPES, seed=0)
+    check_inputs = make_inputs(source.task, modality, source.config, input_names, VALIDATION_SHAPES, seed=1)
+    traced_out, output_class = run_pytorch(source, trace_inputs)
+    check_out, _ = run_pytorch(source, check_inputs)
+    out_axes = output_axes({k: v.shape for k, v in traced_out.items()}, {k: v.shape for k, v in check_out.items()})
+    in_axes = {name: input_axes(source.task, modality) for name in input_names}
+    path = staging / MODEL_FILE
+    export_graph(
+        source.model, trace_inputs, tuple(traced_out), in_axes, out_axes, path,
+        exporter=exporter, opset=opset, external_data=external_data,
+    )
+
+    def validate(load: SessionLoader, atol: float, backend: str) -> ValidationReport:
+        session = load(MAIN_GRAPH)
+        feed = {name: tensor.numpy() for name, tensor in check_inputs.items() if name in session.input_names}
+        return compare_outputs(
+            check_out, session.run(feed), atol=atol, backend=backend,
+            input_shapes={k: tuple(v.shape) for k, v in check_inputs.items()},
+        )
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return ExportedGraphs({MAIN_GRAPH: graph_spec(path.name, graph)}, output_class, validate)
+
+
+def run_pytorch(source: SourceModel, inputs: dict[str, torch.Tensor]) -> tuple[dict[str, np.ndarray], str]:
+    """PyTorch reference outputs (those the task exports that this model returns) and their class."""
+    with torch.no_grad():
+        result = source.model(**inputs, return_dict=True)
+    outputs = {}
+    for name in source.task.outputs:
+        value = result.get(name) if hasattr(result, "get") else None
+        if value is None:
+            if name in source.task.optional_outputs:
+                continue
+            raise ValidationError(f"{type(source.model).__name__} returned no {name!r} for task {source.task.name}")
+        outputs[name] = value.detach().cpu().numpy()
+    return outputs, qualified_name(type(result))
+
+
+def qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

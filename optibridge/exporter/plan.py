@@ -1,0 +1,24 @@
+"""What a model-kind exporter (encoder, decoder, seq2seq) hands back to :func:`~optibridge.exporter.export`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..artifact import GraphSpec
+from ..backend import Session
+from .validate import ValidationReport
+
+SessionLoader = Callable[[str], Session]
+"""Loads one named graph of the artifact being written on the validation backend."""
+
+
+@dataclass
+class ExportedGraphs:
+    graphs: dict[str, GraphSpec]
+    output_class: str
+    """Qualified name of the ``ModelOutput`` class the PyTorch model returns."""
+    validate: Callable[[SessionLoader, float, str], ValidationReport]
+    """Runs the graphs on fresh inputs of other shapes and compares with PyTorch: (load, atol, backend)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Facts the loader needs (KV-cache layout, special token ids...), stored in ``optibridge.json``."""

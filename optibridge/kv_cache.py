@@ -1,0 +1,41 @@
+"""Between transformers ``Cache`` objects and the flat per-layer (key, value) tensors of ONNX graphs.
+
+transformers 5.x builds a ``DynamicCache`` from per-layer pairs and exposes ``cache.layers[i].keys``;
+4.x had ``from_legacy_cache`` and ``key_cache``/``value_cache`` lists. Both are handled here so
+the rest of optibridge does not care which one is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+
+def cache_from_pairs(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A ``DynamicCache`` holding the given per-layer (key, value) tensors."""
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(ddp_cache_data=list(pairs))
+    except TypeError:  # transformers 4.x
+        return DynamicCache.from_legacy_cache(tuple(pairs))
+
+
+def cache_pairs(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The per-layer (key, value) tensors of a ``DynamicCache`` (empty list for an empty cache)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        # A cache made by generate() from the config has layers that are not initialised yet.
+        return [(layer.keys, layer.values) for layer in layers if getattr(layer, "is_initialized", True) and layer.keys is not None]
+    return list(zip(cache.key_cache, cache.value_cache))  # transformers 4.x
+
+
+def past_length(cache: Any) -> int:
+    return 0 if cache is None else int(cache.get_seq_length())
+
+
+def encoder_decoder_cache(self_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], cross_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    from transformers import EncoderDecoderCache
+
+    return EncoderDecoderCache(cache_from_pairs(self_pairs), cache_from_pairs(cross_pairs))

@@ -1,0 +1,128 @@
+"""``OBModelForCausalLM``: a decoder LM whose forward runs the exported graph, driven by
+transformers' own ``GenerationMixin`` — so greedy, sampling, beam search, stopping criteria,
+``GenerationConfig`` and ``pipeline("text-generation")`` behave exactly as with PyTorch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import GenerationConfig, GenerationMixin
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from ..errors import InputError
+from ..kv_cache import cache_from_pairs, cache_pairs, past_length
+from .base import OBModel, register_task_class
+from .inputs import to_numpy
+
+
+def generation_config_for(artifact_path: Any, config: Any) -> GenerationConfig:
+    try:
+        return GenerationConfig.from_pretrained(artifact_path)
+    except OSError:  # exported without a generation_config.json
+        return GenerationConfig.from_model_config(config)
+
+
+@register_task_class
+class OBModelForCausalLM(OBModel, GenerationMixin):
+    """Replaces ``AutoModelForCausalLM``: ``model.generate(**inputs)`` and text-generation pipelines."""
+
+    task_name = "text-generation"
+    _is_stateful = False
+    _supports_cache_class = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        extra = self.artifact.metadata.extra
+        layout = extra.get("kv_cache")
+        self.use_cache = bool(extra.get("use_cache")) and layout is not None
+        self._kv = layout
+        self._past_names = [f"past_key_values.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
+        self._present_names = [f"present.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
+        self._generation_config = generation_config_for(self.artifact.path, self.config)
+        if not self.use_cache:
+            self._generation_config.use_cache = False  # the graph recomputes the whole sequence each step
+
+    # GenerationMixin reads and writes these.
+    @property
+    def generation_config(self) -> GenerationConfig:  # type: ignore[override]
+        return self._generation_config
+
+    @generation_config.setter
+    def generation_config(self, value: GenerationConfig) -> None:
+        self._generation_config = value
+
+    def can_generate(self) -> bool:
+        return True
+
+    @classmethod
+    def is_remote_code(cls) -> bool:
+        return False
+
+    def get_output_embeddings(self) -> None:
+        return None
+
+    # PyTorch-only knobs generate() toggles (MoE kernels); a compiled graph has none to switch.
+    def get_experts_implementation(self) -> dict[str, str]:
+        return {}
+
+    def set_experts_implementation(self, _: Any) -> None:
+        return None
+
+    def get_input_embeddings(self) -> None:
+        return None
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One step: new tokens (and the cache of earlier ones) in, logits (and the grown cache) out."""
+        for name in ("inputs_embeds", "labels"):
+            if kwargs.get(name) is not None:
+                raise InputError(f"{name} is not supported by exported models; pass input_ids")
+        if input_ids is None:
+            raise InputError("missing required input 'input_ids' (int64, shape (batch_size, sequence_length))")
+        ids, as_torch = to_numpy("input_ids", input_ids)
+        if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+            raise InputError(f"input_ids: expected integer token ids of shape (batch_size, sequence_length), got {ids.dtype} {tuple(ids.shape)}")
+        ids = ids.astype(np.int64)
+        batch, new = ids.shape
+        past = past_length(past_key_values) if self.use_cache else 0
+        if attention_mask is None:
+            mask = np.ones((batch, past + new), np.int64)
+        else:
+            mask = to_numpy("attention_mask", attention_mask)[0].astype(np.int64)
+            if mask.shape != (batch, past + new):
+                raise InputError(
+                    f"attention_mask has shape {tuple(mask.shape)}; expected (batch_size, past + new tokens) = {(batch, past + new)}"
+                )
+        if position_ids is None:
+            positions = np.cumsum(mask, axis=-1) - 1
+            positions = np.where(mask == 0, 1, positions)[:, -new:]
+        else:
+            positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        if self.use_cache:
+            pairs = cache_pairs(past_key_values) if past else []
+            if pairs:
+                flat = [t.detach().cpu().numpy() for pair in pairs for t in pair]
+            else:
+                shape = (batch, self._kv["num_heads"], 0, self._kv["head_dim"])
+                flat = [np.zeros(shape, np.float32)] * len(self._past_names)
+            feed.update(zip(self._past_names, flat))
+        outputs = self.session.run(feed)
+        logits = outputs["logits"]
+        cache = None
+        if self.use_cache and use_cache is not False:
+            presents = [torch.from_numpy(outputs[name]) for name in self._present_names]
+            cache = cache_from_pairs(list(zip(presents[0::2], presents[1::2])))
+        logits_out = torch.from_numpy(logits) if as_torch else logits
+        result = CausalLMOutputWithPast(logits=logits_out, past_key_values=cache)
+        return result if return_dict is not False else result.to_tuple()

@@ -1,0 +1,149 @@
+"""Decoder LMs with KV cache: generate() through transformers' own generation matches PyTorch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import DECODERS
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList, pipeline
+
+from optibridge import OBModelForCausalLM
+from optibridge.errors import InputError
+
+PROMPTS = ["the cat sat on the mat and", "paris is", "hello there my good friend how are you"]
+
+
+def _load(path):
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    return tok, AutoModelForCausalLM.from_pretrained(path).eval()
+
+
+@pytest.mark.parametrize("model_type", DECODERS)
+def test_greedy_32_tokens_match_pytorch_alone_and_in_a_left_padded_batch(model_type, tiny_generative, exported_generative):
+    artifact = exported_generative(model_type)
+    meta = artifact.metadata
+    assert meta.task == "text-generation" and meta.exporter == "dynamo" and meta.validation["passed"]
+    checks = {o["name"]: o["max_abs_diff"] for o in meta.validation["outputs"]}
+    assert checks["logits (first step, empty cache)"] <= 1e-4 and checks["logits (next step, with cache)"] <= 1e-4
+    assert "past_key_values.0.key" in meta.input_names and "present.0.key" in meta.output_names
+
+    tok, reference = _load(tiny_generative(model_type))
+    model = OBModelForCausalLM.from_pretrained(artifact.path)
+    batch = tok(PROMPTS, padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any()  # really left-padded
+    exactly_32 = dict(max_new_tokens=32, min_new_tokens=32, do_sample=False)
+    ours = model.generate(**batch, **exactly_32)
+    theirs = reference.generate(**batch, **exactly_32)
+    assert ours.shape[1] == batch["input_ids"].shape[1] + 32
+    assert torch.equal(ours, theirs)
+    for row, prompt in enumerate(PROMPTS):
+        alone = tok([prompt], return_tensors="pt")
+        solo = model.generate(**alone, **exactly_32)
+        assert torch.equal(solo, reference.generate(**alone, **exactly_32))
+        # the left-padded batch row generates the same 32 tokens as the prompt alone
+        assert torch.equal(ours[row, -32:], solo[0, -32:])
+
+
+def test_step_logits_match_pytorch_with_empty_and_filled_cache(tiny_generative, exported_generative):
+    tok, reference = _load(tiny_generative("llama"))
+    model = OBModelForCausalLM.from_pretrained(exported_generative("llama").path)
+    inputs = tok(PROMPTS, padding=True, return_tensors="pt")
+    ours = model(**inputs, use_cache=True)
+    mask0 = inputs["attention_mask"]
+    with torch.no_grad():  # positions as generate() gives them: left padding does not count
+        theirs = reference(**inputs, position_ids=(mask0.cumsum(-1) - 1).masked_fill(mask0 == 0, 1), use_cache=True)
+    real = inputs["attention_mask"].bool()
+    assert (ours.logits[real] - theirs.logits[real]).abs().max() <= 1e-4
+    next_ids = ours.logits[:, -1:].argmax(-1)
+    mask = torch.cat([inputs["attention_mask"], torch.ones(3, 1, dtype=torch.long)], dim=1)
+    ours2 = model(input_ids=next_ids, attention_mask=mask, past_key_values=ours.past_key_values)
+    with torch.no_grad():
+        positions = (mask.cumsum(-1) - 1)[:, -1:]
+        theirs2 = reference(input_ids=next_ids, attention_mask=mask, position_ids=positions, past_key_values=theirs.past_key_values)
+    assert ours2.past_key_values.get_seq_length() == mask.shape[1]
+    assert (ours2.logits - theirs2.logits).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_a_model_exported_without_cache_still_generates_the_same_tokens(model_type, tiny_generative, exported_generative):
+    artifact = exported_generative(model_type, use_cache=False)
+    assert artifact.metadata.extra["use_cache"] is False
+    assert not any(name.startswith("past_key_values") for name in artifact.metadata.input_names)
+    tok, reference = _load(tiny_generative(model_type))
+    model = OBModelForCausalLM.from_pretrained(artifact.path)
+    batch = tok(PROMPTS, padding=True, return_tensors="pt")
+    assert torch.equal(model.generate(**batch, max_new_tokens=12, do_sample=False),
+                       reference.generate(**batch, max_new_tokens=12, do_sample=False))
+
+
+def test_beam_search_sampling_stopping_criteria_and_generation_config(tiny_generative, exported_generative):
+    tok, reference = _load(tiny_generative("qwen2"))
+    model = OBModelForCausalLM.from_pretrained(exported_generative("qwen2").path)
+    batch = tok(PROMPTS, padding=True, return_tensors="pt")
+
+    beams = dict(max_new_tokens=10, num_beams=3, num_return_sequences=2, do_sample=False)
+    assert torch.equal(model.generate(**batch, **beams), reference.generate(**batch, **beams))
+
+    sampled = []
+    for candidate in (model, reference):
+        torch.manual_seed(7)
+        sampled.append(candidate.generate(**batch, max_new_tokens=10, do_sample=True, top_k=20, temperature=0.9))
+    assert torch.equal(*sampled)
+
+    class StopAfter(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] >= batch["input_ids"].shape[1] + 4)
+
+    stopped = model.generate(**batch, max_new_tokens=30, stopping_criteria=StoppingCriteriaList([StopAfter()]))
+    assert stopped.shape[1] == batch["input_ids"].shape[1] + 4
+
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert torch.equal(model.generate(**batch, generation_config=config), reference.generate(**batch, generation_config=config))
+
+
+def test_text_generation_pipeline_matches_pytorch(tiny_generative, exported_generative):
+    tok, reference = _load(tiny_generative("gpt2"))
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path)
+    ours = pipeline("text-generation", model=model, tokenizer=tok)(PROMPTS, max_new_tokens=8, do_sample=False)
+    theirs = pipeline("text-generation", model=reference, tokenizer=tok)(PROMPTS, max_new_tokens=8, do_sample=False)
+    assert ours == theirs
+
+
+def test_export_on_the_fly_and_reload_after_save(tiny_generative, tmp_path):
+    path = tiny_generative("gemma")
+    model = OBModelForCausalLM.from_pretrained(path, export=True)
+    model.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "generation_config.json").is_file()
+    again = OBModelForCausalLM.from_pretrained(tmp_path / "saved")
+    tok, _ = _load(path)
+    inputs = tok(PROMPTS[:1], return_tensors="pt")
+    assert torch.equal(model.generate(**inputs, max_new_tokens=5), again.generate(**inputs, max_new_tokens=5))
+
+
+def test_task_is_inferred_for_a_causal_lm_and_the_cli_exports_it(tiny_generative, tmp_path, capsys):
+    from optibridge.cli import main
+
+    assert main(["export", "--model", str(tiny_generative("gpt2")), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "task: text-generation (inferred" in out
+    assert "logits (next step, with cache)" in out
+
+
+def test_torchscript_is_refused_for_kv_cache_models(tiny_generative, tmp_path):
+    from optibridge import export
+    from optibridge.errors import OptibridgeError
+
+    with pytest.raises(OptibridgeError, match="export with the dynamo exporter only"):
+        export(tiny_generative("gpt2"), tmp_path / "out", exporter="torchscript")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_inputs_are_clear_errors(exported_generative):
+    model = OBModelForCausalLM.from_pretrained(exported_generative("llama").path)
+    with pytest.raises(InputError, match="missing required input 'input_ids'"):
+        model(attention_mask=torch.ones(1, 3, dtype=torch.long))
+    with pytest.raises(InputError, match="input_ids: expected integer token ids"):
+        model(input_ids=torch.rand(1, 3))
+    with pytest.raises(InputError, match="attention_mask has shape \\(1, 2\\); expected"):
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), attention_mask=torch.ones(1, 2, dtype=torch.long))
