@@ -24,19 +24,28 @@ _LAZY = {
     "OBModelForMultipleChoice": "optibridge.modeling",
     "OBModelForImageClassification": "optibridge.modeling",
     "OBModelForCausalLM": "optibridge.modeling",
+    "OBModelForSeq2SeqLM": "optibridge.modeling",
+    "optimize": "optibridge.steps",
+    "quantize": "optibridge.steps",
+    "OptimizationConfig": "optibridge.steps",
+    "QuantizationConfig": "optibridge.steps",
+    "CalibrationConfig": "optibridge.steps",
+    "AccuracyBudget": "optibridge.accuracy",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
+    from .accuracy import AccuracyBudget
     from .artifact import Artifact
     from .backends import get_registry
     from .exporter import ExportResult, export
     from .modeling import (
         OBModel, OBModelForCausalLM, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
-        OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
+        OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSeq2SeqLM, OBModelForSequenceClassification,
         OBModelForTokenClassification,
     )
+    from .steps import CalibrationConfig, OptimizationConfig, QuantizationConfig, optimize, quantize
 
 
 def __getattr__(name: str) -> Any:

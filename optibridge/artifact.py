@@ -106,9 +106,13 @@ class ArtifactMetadata:
         return cls(**data)
 
     @property
+    def main_graph_name(self) -> str:
+        """``model``, or the first graph of a multi-graph artifact (``encoder`` for seq2seq)."""
+        return MAIN_GRAPH if MAIN_GRAPH in self.graphs else next(iter(self.graphs))
+
+    @property
     def main_graph(self) -> GraphSpec:
-        """The ``model`` graph, or the first one for multi-graph artifacts."""
-        return self.graphs.get(MAIN_GRAPH) or next(iter(self.graphs.values()))
+        return self.graphs[self.main_graph_name]
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import build_tiny_generative, build_tiny_model  # noqa: E402
+from tiny_models import build_tiny_generative, build_tiny_model, build_tiny_seq2seq  # noqa: E402
 
 from optibridge.artifact import Artifact  # noqa: E402
 
@@ -67,13 +67,16 @@ def minilm_artifact(minilm_path: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def tiny_generative(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """``tiny_generative(model_type)`` → a saved decoder LM folder with its tokenizer, built once."""
+    """``tiny_generative(model_type)`` → a saved decoder or seq2seq LM folder with its tokenizer, built once."""
     built: dict[str, Path] = {}
     root = tmp_path_factory.mktemp("tiny-generative")
 
     def get(model_type: str) -> Path:
         if model_type not in built:
-            built[model_type] = build_tiny_generative(model_type, root / model_type)
+            from tiny_models import SEQ2SEQ
+
+            build = build_tiny_seq2seq if model_type in SEQ2SEQ else build_tiny_generative
+            built[model_type] = build(model_type, root / model_type)
         return built[model_type]
 
     return get

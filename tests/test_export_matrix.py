@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from tiny_models import ARCHITECTURES as TINY, DECODERS, REQUIRED_ARCHITECTURES, all_model_tasks
+from tiny_models import ARCHITECTURES as TINY, DECODERS, REQUIRED_ARCHITECTURES, SEQ2SEQ, all_model_tasks
 
 from optibridge.exporter import ARCHITECTURES
 from optibridge.modeling import TASK_CLASSES
@@ -17,9 +17,11 @@ PAIRS = all_model_tasks()
 
 def test_every_supported_architecture_has_a_tiny_model_and_the_same_tasks():
     # A completeness check: adding an architecture to the exporter without a test model fails here.
-    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS)
+    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS) | set(SEQ2SEQ) | {"whisper"}
+    generative = {**dict.fromkeys(DECODERS, ("text-generation",)), **dict.fromkeys(SEQ2SEQ, ("text2text-generation",)),
+                  "whisper": ("automatic-speech-recognition",)}
     for model_type, arch in ARCHITECTURES.items():
-        expected = TINY[model_type].tasks if model_type in TINY else ("text-generation",)
+        expected = TINY[model_type].tasks if model_type in TINY else generative[model_type]
         assert set(arch.tasks) == set(expected), model_type
 
 

@@ -522,3 +522,38 @@ def build_tiny_generative(model_type: str, dest: Path, seed: int = 0) -> Path:
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(dest)
     return dest
+
+
+SEQ2SEQ = ("t5", "bart", "marian")
+
+
+def _seq2seq_config(model_type: str) -> PretrainedConfig:
+    from transformers import BartConfig, MarianConfig, T5Config
+
+    tokens = dict(vocab_size=VOCAB_SIZE, pad_token_id=PAD_ID, eos_token_id=SEP_ID)
+    if model_type == "t5":
+        return T5Config(d_model=HIDDEN, d_ff=64, d_kv=HIDDEN // HEADS, num_layers=LAYERS, num_heads=HEADS,
+                        decoder_start_token_id=PAD_ID, **tokens)
+    sizes = dict(d_model=HIDDEN, encoder_layers=LAYERS, decoder_layers=LAYERS, encoder_attention_heads=HEADS,
+                 decoder_attention_heads=HEADS, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=MAX_POSITIONS)
+    if model_type == "bart":
+        return BartConfig(**sizes, bos_token_id=CLS_ID, decoder_start_token_id=SEP_ID, forced_eos_token_id=None, **tokens)
+    return MarianConfig(**sizes, decoder_start_token_id=PAD_ID, **tokens)
+
+
+def build_tiny_seq2seq(model_type: str, dest: Path, seed: int = 0) -> Path:
+    """A random tiny encoder-decoder LM saved with the tiny tokenizer."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    config = _seq2seq_config(model_type)
+    torch.manual_seed(seed)
+    model = AutoModelForSeq2SeqLM.from_config(config, attn_implementation="eager").eval()
+    with torch.no_grad():  # decisive logits, as for the decoder-only models
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.5)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    make_tokenizer(("input_ids", "attention_mask"), MAX_POSITIONS).save_pretrained(dest)
+    return dest

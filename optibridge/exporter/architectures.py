@@ -83,6 +83,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         _decoder("phi3"),
         _decoder("gemma"),
         _decoder("gpt_neox"),
+        _seq2seq("t5"),
+        _seq2seq("bart"),
+        _seq2seq("marian"),
+        Architecture("whisper", "speech", SPEECH_TASKS),
     )
 }
 

@@ -2,6 +2,7 @@
 
 from .base import OBModel
 from .causal_lm import OBModelForCausalLM
+from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
     TASK_CLASSES, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
@@ -10,6 +11,6 @@ from .tasks import (
 
 __all__ = [
     "OBModel", "OBModelForCausalLM", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
-    "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSequenceClassification",
+    "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
     "OBModelForTokenClassification", "TASK_CLASSES",
 ]

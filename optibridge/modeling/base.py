@@ -39,15 +39,17 @@ class OBModel:
     task_name: ClassVar[str] = ""
     default_backend: ClassVar[str] = "ort"
 
-    def __init__(self, session: Session, artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
-        self.session = session
+    def __init__(self, sessions: dict[str, Session], artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
+        self.sessions = sessions
+        """One loaded session per graph of the artifact."""
+        self.session = sessions[artifact.metadata.main_graph_name]
         self.artifact = artifact
         self.config = config
         self.task: Task = TASKS[artifact.metadata.task]
         self._output_class = resolve_output_class(artifact.metadata.output_class, self.task.output_class)
         self._keep_alive = keep_alive  # the temporary folder of an on-the-fly export lives as long as the model
         self.name_or_path = str(artifact.metadata.source.get("model") or artifact.path)
-        self.main_input_name = "pixel_values" if self.task.modality == "vision" else "input_ids"
+        self.main_input_name = {"vision": "pixel_values", "speech": "input_features"}.get(self.task.modality, "input_ids")
 
     # -- loading and saving ------------------------------------------------------------------
     @classmethod
@@ -94,11 +96,11 @@ class OBModel:
             )
             artifact = result.artifact
         cls._check_task(artifact)
-        session = backend_impl.load(artifact, device=device, **options)
+        sessions = {name: backend_impl.load(artifact, graph=name, device=device, **options) for name in artifact.metadata.graphs}
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(artifact.path)
-        return cls(session, artifact, config, keep_alive=keep_alive)
+        return cls(sessions, artifact, config, keep_alive=keep_alive)
 
     @classmethod
     def _check_task(cls, artifact: Artifact) -> None:

@@ -8,29 +8,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, GenerationMixin
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import InputError
 from ..kv_cache import cache_from_pairs, cache_pairs, past_length
 from .base import OBModel, register_task_class
+from .generation import GenerativeModel
 from .inputs import to_numpy
 
 
-def generation_config_for(artifact_path: Any, config: Any) -> GenerationConfig:
-    try:
-        return GenerationConfig.from_pretrained(artifact_path)
-    except OSError:  # exported without a generation_config.json
-        return GenerationConfig.from_model_config(config)
-
-
 @register_task_class
-class OBModelForCausalLM(OBModel, GenerationMixin):
+class OBModelForCausalLM(GenerativeModel, OBModel):
     """Replaces ``AutoModelForCausalLM``: ``model.generate(**inputs)`` and text-generation pipelines."""
 
     task_name = "text-generation"
-    _is_stateful = False
-    _supports_cache_class = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -40,38 +31,9 @@ class OBModelForCausalLM(OBModel, GenerationMixin):
         self._kv = layout
         self._past_names = [f"past_key_values.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._present_names = [f"present.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
-        self._generation_config = generation_config_for(self.artifact.path, self.config)
+        self._init_generation(self.artifact.path, self.config)
         if not self.use_cache:
-            self._generation_config.use_cache = False  # the graph recomputes the whole sequence each step
-
-    # GenerationMixin reads and writes these.
-    @property
-    def generation_config(self) -> GenerationConfig:  # type: ignore[override]
-        return self._generation_config
-
-    @generation_config.setter
-    def generation_config(self, value: GenerationConfig) -> None:
-        self._generation_config = value
-
-    def can_generate(self) -> bool:
-        return True
-
-    @classmethod
-    def is_remote_code(cls) -> bool:
-        return False
-
-    def get_output_embeddings(self) -> None:
-        return None
-
-    # PyTorch-only knobs generate() toggles (MoE kernels); a compiled graph has none to switch.
-    def get_experts_implementation(self) -> dict[str, str]:
-        return {}
-
-    def set_experts_implementation(self, _: Any) -> None:
-        return None
-
-    def get_input_embeddings(self) -> None:
-        return None
+            self.generation_config.use_cache = False  # the graph recomputes the whole sequence each step
 
     def forward(  # type: ignore[override]
         self,

@@ -56,6 +56,7 @@ def task_class(task: str) -> type[OBModel]:
     if task in TASK_CLASSES:
         return TASK_CLASSES[task]
     from .causal_lm import OBModelForCausalLM
+    from .seq2seq import OBModelForSeq2SeqLM
 
-    generative: dict[str, type[OBModel]] = {"text-generation": OBModelForCausalLM}
+    generative: dict[str, type[OBModel]] = {"text-generation": OBModelForCausalLM, "text2text-generation": OBModelForSeq2SeqLM}
     return generative[task]

@@ -1,0 +1,121 @@
+"""``OBModelForSeq2SeqLM`` (T5, BART, Marian) and ``OBModelForSpeechSeq2Seq`` (Whisper).
+
+The encoder graph runs once per ``generate()``; the ``decoder`` graph runs the first step and
+returns the cross-attention keys/values, which ``decoder_with_past`` reuses at every later step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+
+from ..errors import InputError
+from ..kv_cache import cache_pairs, encoder_decoder_cache
+from .base import OBModel, register_task_class
+from .generation import GenerativeModel
+from .inputs import to_numpy
+
+
+class EncoderRunner:
+    """What ``generate()`` calls as ``model.get_encoder()``: runs the encoder graph."""
+
+    def __init__(self, owner: "OBModelForSeq2SeqLM") -> None:
+        self.owner = owner
+        self.main_input_name = owner.main_input_name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BaseModelOutput:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, input_ids: Any = None, attention_mask: Any = None, input_features: Any = None, **_: Any) -> BaseModelOutput:
+        session = self.owner.sessions["encoder"]
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "input_features": input_features}
+        feed = {}
+        for name in session.input_names:
+            value = given.get(name)
+            if value is None and name == "attention_mask" and input_ids is not None:
+                value = np.ones(to_numpy("input_ids", input_ids)[0].shape, np.int64)
+            if value is None:
+                raise InputError(f"missing required encoder input {name!r}; the encoder takes {', '.join(session.input_names)}")
+            array = to_numpy(name, value)[0]
+            feed[name] = array.astype(np.float32 if name == "input_features" else np.int64)
+        hidden = session.run(feed)["last_hidden_state"]
+        return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+
+
+@register_task_class
+class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
+    """Replaces ``AutoModelForSeq2SeqLM``: ``model.generate(**tokenizer(texts, return_tensors="pt"))``."""
+
+    task_name = "text2text-generation"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        layout = self.artifact.metadata.extra["kv_cache"]
+        layers = range(layout["num_layers"])
+        self._first_outputs = [(f"present.{i}.decoder.{p}", f"present.{i}.encoder.{p}") for i in layers for p in ("key", "value")]
+        self._past_inputs = [f"past_key_values.{i}.{kind}.{p}" for i in layers for kind in ("decoder", "encoder") for p in ("key", "value")]
+        self._later_outputs = [f"present.{i}.decoder.{p}" for i in layers for p in ("key", "value")]
+        self._init_generation(self.artifact.path, self.config)
+        self._encoder = EncoderRunner(self)
+
+    def get_encoder(self) -> EncoderRunner:
+        return self._encoder
+
+    @property
+    def encoder(self) -> EncoderRunner:
+        """generate() validates encoder keyword arguments against ``model.encoder.forward``."""
+        return self._encoder
+
+    def _run(self, graph: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.sessions[graph]
+        return session.run({k: v for k, v in feed.items() if k in session.input_names})
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        decoder_input_ids: Any = None,
+        encoder_outputs: Any = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
+        input_features: Any = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One decoder step (running the encoder first when ``encoder_outputs`` is not given)."""
+        if kwargs.get("labels") is not None:
+            raise InputError("labels are not supported by exported models (inference only)")
+        if encoder_outputs is None:
+            encoder_outputs = self._encoder(input_ids=input_ids, attention_mask=attention_mask, input_features=input_features)
+        hidden_t = encoder_outputs[0]
+        hidden = to_numpy("encoder_hidden_states", hidden_t)[0].astype(np.float32)
+        batch, source_length = hidden.shape[:2]
+        if attention_mask is None:
+            encoder_mask = np.ones((batch, source_length), np.int64)
+        else:
+            encoder_mask = to_numpy("attention_mask", attention_mask)[0].astype(np.int64)
+        if decoder_input_ids is None:
+            raise InputError("missing required input 'decoder_input_ids' (int64, shape (batch_size, decoder_sequence_length))")
+        ids = to_numpy("decoder_input_ids", decoder_input_ids)[0].astype(np.int64)
+        feed = {"input_ids": ids, "encoder_attention_mask": encoder_mask, "encoder_hidden_states": hidden}
+
+        past = past_key_values
+        if past is None or past.self_attention_cache.get_seq_length() == 0:
+            out = self._run("decoder", feed)
+            self_pairs = [(torch.from_numpy(out[k]), torch.from_numpy(out[v])) for (k, _), (v, _) in zip(self._first_outputs[0::2], self._first_outputs[1::2])]
+            cross_pairs = [(torch.from_numpy(out[k]), torch.from_numpy(out[v])) for (_, k), (_, v) in zip(self._first_outputs[0::2], self._first_outputs[1::2])]
+        else:
+            self_old = cache_pairs(past.self_attention_cache)
+            cross_pairs = cache_pairs(past.cross_attention_cache)
+            flat = [t.detach().cpu().numpy() for s, c in zip(self_old, cross_pairs) for t in (*s, *c)]
+            feed.update(zip(self._past_inputs, flat))
+            out = self._run("decoder_with_past", feed)
+            presents = [torch.from_numpy(out[name]) for name in self._later_outputs]
+            self_pairs = list(zip(presents[0::2], presents[1::2]))
+        cache = encoder_decoder_cache(self_pairs, cross_pairs) if use_cache is not False else None
+        result = Seq2SeqLMOutput(logits=torch.from_numpy(out["logits"]), past_key_values=cache,
+                                 encoder_last_hidden_state=hidden_t if isinstance(hidden_t, torch.Tensor) else torch.from_numpy(hidden))
+        return result if return_dict is not False else result.to_tuple()
