@@ -25,6 +25,7 @@ _LAZY = {
     "OBModelForImageClassification": "optibridge.modeling",
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",
+    "OBModelForSpeechSeq2Seq": "optibridge.modeling",
     "optimize": "optibridge.steps",
     "quantize": "optibridge.steps",
     "OptimizationConfig": "optibridge.steps",

@@ -73,10 +73,13 @@ def tiny_generative(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str],
 
     def get(model_type: str) -> Path:
         if model_type not in built:
-            from tiny_models import SEQ2SEQ
+            from tiny_models import SEQ2SEQ, build_tiny_whisper
 
-            build = build_tiny_seq2seq if model_type in SEQ2SEQ else build_tiny_generative
-            built[model_type] = build(model_type, root / model_type)
+            if model_type == "whisper":
+                built[model_type] = build_tiny_whisper(root / model_type)
+            else:
+                build = build_tiny_seq2seq if model_type in SEQ2SEQ else build_tiny_generative
+                built[model_type] = build(model_type, root / model_type)
         return built[model_type]
 
     return get

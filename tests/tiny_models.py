@@ -557,3 +557,63 @@ def build_tiny_seq2seq(model_type: str, dest: Path, seed: int = 0) -> Path:
     model.save_pretrained(dest)
     make_tokenizer(("input_ids", "attention_mask"), MAX_POSITIONS).save_pretrained(dest)
     return dest
+
+
+# -- Whisper ------------------------------------------------------------------------------------
+# A byte-level BPE vocabulary (every byte is a token, no merges) plus Whisper's special tokens, so
+# the real WhisperTokenizer (and with it the ASR pipeline's decoding) works on a tiny model.
+WHISPER_SPECIALS = (
+    "<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
+    "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>",
+)
+WHISPER_MEL_BINS = 16
+WHISPER_SOURCE_POSITIONS = 50  # the encoder takes 2 × 50 = 100 feature frames: 1 s of 16 kHz audio
+
+
+def _byte_vocab() -> dict[str, int]:
+    # GPT-2's byte → printable-character table, as byte-level BPE vocabularies spell bytes.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    vocab = {c: i for i, c in enumerate(chars)}
+    for token in WHISPER_SPECIALS:
+        vocab[token] = len(vocab)
+    return vocab
+
+
+def build_tiny_whisper(dest: Path, seed: int = 0) -> Path:
+    """A random tiny Whisper with a real WhisperTokenizer and a 16-bin feature extractor."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
+
+    vocab = _byte_vocab()
+    ids = {t: vocab[t] for t in WHISPER_SPECIALS}
+    eot, sot = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+    config = WhisperConfig(
+        vocab_size=len(vocab), num_mel_bins=WHISPER_MEL_BINS, d_model=HIDDEN, encoder_layers=LAYERS, decoder_layers=LAYERS,
+        encoder_attention_heads=HEADS, decoder_attention_heads=HEADS, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=WHISPER_SOURCE_POSITIONS, max_target_positions=64,
+        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
+        suppress_tokens=[], begin_suppress_tokens=[],
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration._from_config(config, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.5)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
+        no_timestamps_token_id=ids["<|notimestamps|>"], max_length=64, suppress_tokens=[], begin_suppress_tokens=[],
+        is_multilingual=False,
+    )
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    WhisperTokenizer(vocab=vocab, merges=[]).save_pretrained(dest)
+    WhisperFeatureExtractor(feature_size=WHISPER_MEL_BINS, chunk_length=1).save_pretrained(dest)
+    return dest

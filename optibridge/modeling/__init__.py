@@ -14,3 +14,11 @@ __all__ = [
     "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
     "OBModelForTokenClassification", "TASK_CLASSES",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "OBModelForSpeechSeq2Seq":  # built on first use (imports Whisper's generation code)
+        from . import seq2seq
+
+        return seq2seq.OBModelForSpeechSeq2Seq
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

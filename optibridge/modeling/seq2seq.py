@@ -6,6 +6,7 @@ returns the cross-attention keys/values, which ``decoder_with_past`` reuses at e
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from ..errors import InputError
 from ..kv_cache import cache_pairs, encoder_decoder_cache
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
-from .inputs import to_numpy
+from .inputs import prepare_inputs, to_numpy
 
 
 class EncoderRunner:
@@ -32,15 +33,11 @@ class EncoderRunner:
     def forward(self, input_ids: Any = None, attention_mask: Any = None, input_features: Any = None, **_: Any) -> BaseModelOutput:
         session = self.owner.sessions["encoder"]
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "input_features": input_features}
-        feed = {}
-        for name in session.input_names:
-            value = given.get(name)
-            if value is None and name == "attention_mask" and input_ids is not None:
-                value = np.ones(to_numpy("input_ids", input_ids)[0].shape, np.int64)
-            if value is None:
-                raise InputError(f"missing required encoder input {name!r}; the encoder takes {', '.join(session.input_names)}")
-            array = to_numpy(name, value)[0]
-            feed[name] = array.astype(np.float32 if name == "input_features" else np.int64)
+        # Same checks (names, dtypes, ranks, fixed sizes) and defaults as the encoder-only classes.
+        specs = list(self.owner.artifact.metadata.graphs["encoder"].inputs)
+        takes = {spec.name for spec in specs}
+        # Whisper's encoder ignores an attention_mask in PyTorch too; its graph has none.
+        feed, _ = prepare_inputs(specs, {k: v for k, v in given.items() if v is not None and (k in takes or k != "attention_mask")})
         hidden = session.run(feed)["last_hidden_state"]
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
 
@@ -119,3 +116,44 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         result = Seq2SeqLMOutput(logits=torch.from_numpy(out["logits"]), past_key_values=cache,
                                  encoder_last_hidden_state=hidden_t if isinstance(hidden_t, torch.Tensor) else torch.from_numpy(hidden))
         return result if return_dict is not False else result.to_tuple()
+
+
+class _WhisperStrides:
+    """WhisperGenerationMixin reads ``model.encoder.conv1/conv2.stride`` off the PyTorch module tree
+    to count input frames; an exported model has no module tree, so this answers just that."""
+
+    def __init__(self, config: Any) -> None:
+        stride = SimpleNamespace(stride=(1,)), SimpleNamespace(stride=(2,))  # Whisper's two convolutions
+        self.encoder = SimpleNamespace(conv1=stride[0], conv2=stride[1])
+        self.config = config
+
+
+def _speech_class() -> type:
+    """Built lazily: importing the Whisper generation code costs time that text users need not pay."""
+    from transformers.models.whisper.generation_whisper import WhisperGenerationMixin
+
+    @register_task_class
+    class OBModelForSpeechSeq2Seq(WhisperGenerationMixin, OBModelForSeq2SeqLM):
+        """Replaces ``AutoModelForSpeechSeq2Seq`` for Whisper: ``generate(input_features)`` with
+        Whisper's own generation logic, and ``pipeline("automatic-speech-recognition")``."""
+
+        task_name = "automatic-speech-recognition"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._strides = _WhisperStrides(self.config)
+
+        @property
+        def model(self) -> Any:
+            return self._strides
+
+    OBModelForSpeechSeq2Seq.__module__ = __name__
+    return OBModelForSpeechSeq2Seq
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OBModelForSpeechSeq2Seq":
+        cls = _speech_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)

@@ -56,7 +56,11 @@ def task_class(task: str) -> type[OBModel]:
     if task in TASK_CLASSES:
         return TASK_CLASSES[task]
     from .causal_lm import OBModelForCausalLM
-    from .seq2seq import OBModelForSeq2SeqLM
+    from . import seq2seq
 
-    generative: dict[str, type[OBModel]] = {"text-generation": OBModelForCausalLM, "text2text-generation": OBModelForSeq2SeqLM}
+    generative: dict[str, type[OBModel]] = {
+        "text-generation": OBModelForCausalLM,
+        "text2text-generation": seq2seq.OBModelForSeq2SeqLM,
+        "automatic-speech-recognition": seq2seq.OBModelForSpeechSeq2Seq,
+    }
     return generative[task]
