@@ -12,10 +12,28 @@ from typing import Any, Sequence
 import torch
 
 
-def cache_from_pairs(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Any:
-    """A ``DynamicCache`` holding the given per-layer (key, value) tensors."""
+def cache_from_pairs(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, zero_copy: bool = False) -> Any:
+    """A ``DynamicCache`` holding the given per-layer (key, value) tensors.
+
+    ``zero_copy`` hands the tensors to the cache as they are. The public constructor concatenates
+    each one onto an empty tensor — a full copy of the cache per layer per step, which measured as
+    more than half of the time of a batch-4 GPT-2-small generate() on ONNX Runtime.
+    """
     from transformers import DynamicCache
 
+    if zero_copy:
+        try:
+            from transformers.cache_utils import DynamicLayer
+        except ImportError:  # transformers 4.x: no layer objects
+            pass
+        else:
+            cache = DynamicCache()
+            for key, value in pairs:
+                layer = DynamicLayer()
+                layer.lazy_initialization(key, value)
+                layer.keys, layer.values = key, value
+                cache.layers.append(layer)
+            return cache
     try:
         return DynamicCache(ddp_cache_data=list(pairs))
     except TypeError:  # transformers 4.x
@@ -35,7 +53,12 @@ def past_length(cache: Any) -> int:
     return 0 if cache is None else int(cache.get_seq_length())
 
 
-def encoder_decoder_cache(self_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], cross_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+def encoder_decoder_cache(
+    self_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    cross_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    zero_copy: bool = False,
+) -> Any:
     from transformers import EncoderDecoderCache
 
-    return EncoderDecoderCache(cache_from_pairs(self_pairs), cache_from_pairs(cross_pairs))
+    return EncoderDecoderCache(cache_from_pairs(self_pairs, zero_copy=zero_copy), cache_from_pairs(cross_pairs, zero_copy=zero_copy))

@@ -147,3 +147,12 @@ def test_bad_inputs_are_clear_errors(exported_generative):
         model(input_ids=torch.rand(1, 3))
     with pytest.raises(InputError, match="attention_mask has shape \\(1, 2\\); expected"):
         model(input_ids=torch.ones(1, 3, dtype=torch.long), attention_mask=torch.ones(1, 2, dtype=torch.long))
+
+
+def test_cli_no_cache_exports_a_decoder_without_past_inputs(tiny_generative, tmp_path, capsys):
+    from optibridge.artifact import Artifact
+    from optibridge.cli import main
+
+    assert main(["export", "--model", str(tiny_generative("llama")), "--no-cache", str(tmp_path / "out")]) == 0
+    meta = Artifact.load(tmp_path / "out").metadata
+    assert meta.extra["use_cache"] is False and meta.input_names == ["input_ids", "attention_mask", "position_ids"]

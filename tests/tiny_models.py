@@ -461,6 +461,15 @@ def build_tiny_model(model_type: str, task: str, dest: Path, seed: int = 0) -> P
 # Generative models: decoder-only LMs, seq2seq LMs, speech seq2seq
 # ---------------------------------------------------------------------------
 
+def _widen_weights(model: torch.nn.Module) -> None:
+    """Random weights give flat logits; a wider init gives decisive greedy choices, so token-for-token
+    comparisons with PyTorch are not decided by float noise between near-equal logits."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.5)
+
+
 _DECODER = dict(
     vocab_size=VOCAB_SIZE,
     hidden_size=HIDDEN,
@@ -508,12 +517,7 @@ def build_tiny_generative(model_type: str, dest: Path, seed: int = 0) -> Path:
     config = _decoder_config(model_type)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
-    # Random weights give flat logits; a wider init gives decisive greedy choices, so a token-for-token
-    # comparison is not decided by float noise between near-equal logits.
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0.0, 0.5)
+    _widen_weights(model)
     model.generation_config = GenerationConfig(bos_token_id=CLS_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -548,10 +552,7 @@ def build_tiny_seq2seq(model_type: str, dest: Path, seed: int = 0) -> Path:
     config = _seq2seq_config(model_type)
     torch.manual_seed(seed)
     model = AutoModelForSeq2SeqLM.from_config(config, attn_implementation="eager").eval()
-    with torch.no_grad():  # decisive logits, as for the decoder-only models
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0.0, 0.5)
+    _widen_weights(model)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
@@ -602,10 +603,7 @@ def build_tiny_whisper(dest: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration._from_config(config, attn_implementation="eager").eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0.0, 0.5)
+    _widen_weights(model)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
         no_timestamps_token_id=ids["<|notimestamps|>"], max_length=64, suppress_tokens=[], begin_suppress_tokens=[],

@@ -19,6 +19,10 @@ def export(
     atol: float = typer.Option(1e-4, "--atol", help="Largest absolute difference to PyTorch allowed on any output."),
     exporter: str = typer.Option("auto", "--exporter", help="auto | torchscript | dynamo. auto = torchscript while torch ships it."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Compare against PyTorch on fresh inputs of other shapes."),
+    use_cache: bool = typer.Option(
+        True, "--cache/--no-cache",
+        help="Decoder LMs: export with KV cache (past in, present out). --no-cache recomputes the sequence each step.",
+    ),
     external_data: Optional[bool] = typer.Option(
         None, "--external-data/--no-external-data",
         help="Weights in model.onnx.data. Default: only for models past the 2 GiB protobuf limit.",
@@ -32,6 +36,10 @@ def export(
 
         optibridge export --model distilbert-base-uncased --task text-classification --opset 18 OUT
 
+        optibridge export --model ./my-llama --task text-generation OUT     # decoder with KV cache
+
+        optibridge export --model ./my-t5 OUT                               # encoder + decoder graphs
+
     The folder holds model.onnx, the config and tokenizer/processor files, and optibridge.json
     (source, task, opset, inputs/outputs with dynamic axes, versions, file hashes, validation).
     """
@@ -43,7 +51,7 @@ def export(
     with console.status("starting") as status:
         result = run_export(
             model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
-            external_data=external_data, on_step=lambda message: status.update(message),
+            external_data=external_data, use_cache=use_cache, on_step=lambda message: status.update(message),
         )
     meta = result.artifact.metadata
     if result.task_inferred:

@@ -84,7 +84,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         cache = None
         if self.use_cache and use_cache is not False:
             presents = [torch.from_numpy(outputs[name]) for name in self._present_names]
-            cache = cache_from_pairs(list(zip(presents[0::2], presents[1::2])))
+            cache = cache_from_pairs(list(zip(presents[0::2], presents[1::2])), zero_copy=True)
         logits_out = torch.from_numpy(logits) if as_torch else logits
         result = CausalLMOutputWithPast(logits=logits_out, past_key_values=cache)
         return result if return_dict is not False else result.to_tuple()

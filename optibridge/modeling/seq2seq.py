@@ -112,7 +112,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
             out = self._run("decoder_with_past", feed)
             presents = [torch.from_numpy(out[name]) for name in self._later_outputs]
             self_pairs = list(zip(presents[0::2], presents[1::2]))
-        cache = encoder_decoder_cache(self_pairs, cross_pairs) if use_cache is not False else None
+        cache = encoder_decoder_cache(self_pairs, cross_pairs, zero_copy=True) if use_cache is not False else None
         result = Seq2SeqLMOutput(logits=torch.from_numpy(out["logits"]), past_key_values=cache,
                                  encoder_last_hidden_state=hidden_t if isinstance(hidden_t, torch.Tensor) else torch.from_numpy(hidden))
         return result if return_dict is not False else result.to_tuple()
