@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 # Elsewhere, point TORCH_INDEX at https://download.pytorch.org/whl/cpu to get the CPU wheel.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= ort,test
+# inc and calibration: the Neural Compressor and datasets paths of `quantize` are tested too
+# (together ~10 s to install, pip check clean).
+EXTRAS ?= ort,test,inc,calibration
 STAMP := $(VENV)/.optibridge-installed
 
 .PHONY: setup demo test bench clean

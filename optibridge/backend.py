@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .artifact import Artifact
+    from .steps import CalibrationData, OptimizationConfig, QuantizationConfig
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,39 @@ class Backend(ABC):
         or an option is unknown (list the valid ones), and
         :class:`~optibridge.errors.ArtifactError` when the model file cannot be read.
         """
+
+    def optimize(self, artifact: "Artifact", config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:
+        """Write an optimized copy of every graph of ``artifact`` into ``output_dir``.
+
+        ``output_dir`` is a staging folder: write each graph under the file name it has in
+        ``artifact.metadata.graphs`` (and its ``.data`` side file when weights are external);
+        the caller copies the other files, checks accuracy, records the step and moves the folder
+        into place. Return a report::
+
+            {"graphs": {name: {"fused": {op_type: count}, "attention_fused": bool, "notes": [...]}},
+             "settings": {...what was actually applied...}, "notes": [...]}
+
+        Raise :class:`~optibridge.errors.BackendError` for what this backend cannot do, naming
+        what would work instead; never write a graph that is silently less optimized than asked
+        without saying so in ``notes``.
+        """
+        from .errors import BackendError
+
+        raise BackendError(f"backend {self.name!r} cannot optimize graphs yet; use backend='ort'")
+
+    def quantize(
+        self, artifact: "Artifact", config: "QuantizationConfig", output_dir: Path,
+        calibration: "CalibrationData | None" = None,
+    ) -> dict[str, Any]:
+        """Write a quantized copy of every graph of ``artifact`` into ``output_dir`` (same contract as :meth:`optimize`).
+
+        ``config.preset`` is already resolved (never "auto"). ``calibration`` holds ready feeds per
+        graph when the mode needs samples (static; smoothing). The report's graphs entries carry
+        ``"quantized": {op_type: count}`` instead of ``"fused"``.
+        """
+        from .errors import BackendError
+
+        raise BackendError(f"backend {self.name!r} cannot quantize graphs yet; use backend='ort'")
 
     def describe(self) -> str:
         return self.description or self.name

@@ -11,7 +11,7 @@ import traceback
 import typer
 
 from . import __version__
-from .commands import backends, export, info
+from .commands import backends, export, info, optimize, quantize
 from .console import console, err_console
 from .errors import OptibridgeError
 
@@ -58,6 +58,8 @@ def _quiet_libraries() -> None:
 app.command("export")(export.export)
 app.command("backends")(backends.backends)
 app.command("info")(info.info)
+app.command("optimize")(optimize.optimize)
+app.command("quantize")(quantize.quantize)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from optibridge.backend import Backend, BackendStatus
 from optibridge.errors import ArtifactError, BackendError, first_line
 
 from .options import build_session_options
+
+if TYPE_CHECKING:
+    from optibridge.steps import CalibrationData, OptimizationConfig, QuantizationConfig
 
 PROVIDER = "CPUExecutionProvider"
 
@@ -61,7 +65,7 @@ class OrtBackend(Backend):
                 reason=f"this onnxruntime build has no {PROVIDER} (it has {', '.join(providers)})",
             )
         return BackendStatus(
-            self.name, True, devices=("cpu",), version=ort.__version__, features=("run",),
+            self.name, True, devices=("cpu",), version=ort.__version__, features=("run", "optimize", "quantize"),
             details={"providers": providers},
         )
 
@@ -86,3 +90,14 @@ class OrtBackend(Backend):
             ) from exc
         return OrtSession(session, device="cpu")
 
+    def optimize(self, artifact: Artifact, config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:
+        from .optimize import optimize_artifact
+
+        return optimize_artifact(artifact, config, output_dir)
+
+    def quantize(
+        self, artifact: Artifact, config: "QuantizationConfig", output_dir: Path, calibration: "CalibrationData | None" = None,
+    ) -> dict[str, Any]:
+        from .quantize import quantize_artifact
+
+        return quantize_artifact(artifact, config, output_dir, calibration)

@@ -1,0 +1,51 @@
+"""Printing shared by `optibridge optimize` and `optibridge quantize`: what changed, and how accurate it stayed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from ..console import console
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
+    from ..steps import StepResult
+
+
+def print_operator_counts(result: "StepResult", key: str, title: str) -> None:
+    """One row per graph: the operators the step added (fused or quantized), and its notes."""
+    table = Table(title=title)
+    for column in ("graph", "operators", "notes"):
+        table.add_column(column)
+    for graph, entry in result.report.get("graphs", {}).items():
+        counts = ", ".join(f"{op} ×{n}" for op, n in sorted(entry.get(key, {}).items())) or "none"
+        notes = [n for n in entry.get("notes", []) if not n.startswith("WARNING")]
+        table.add_row(graph, counts, "; ".join(notes))
+    console.print(table)
+    for graph, entry in result.report.get("graphs", {}).items():
+        for note in entry.get("notes", []):
+            if note.startswith("WARNING"):
+                console.print(f"[bold red]{note}[/] (graph {graph})", highlight=False)
+
+
+def print_accuracy(result: "StepResult") -> None:
+    for graph, report in result.accuracy.items():
+        shapes = ", ".join(f"{k} {tuple(v)}" for k, v in report.input_shapes.items())
+        table = Table(title=f"accuracy vs the float32 graph '{graph}' ({report.inputs}; {shapes})")
+        for column in ("output", "max abs diff", "cosine mean", "cosine min", "top-1 agreement"):
+            table.add_column(column, justify="right")
+        for out in report.outputs:
+            top1 = "-" if out.top1_agreement is None else f"{out.top1_agreement:.1%}"
+            table.add_row(out.name, f"{out.max_abs_diff:.2e}", f"{out.cosine_mean:.5f}", f"{out.cosine_min:.5f}", top1)
+        console.print(table)
+    budget = result.step.get("accuracy_budget")
+    if budget:
+        from ..accuracy import AccuracyBudget
+
+        console.print(f"accuracy budget {AccuracyBudget.from_dict(budget).describe()}: [green]met[/]")
+
+
+def print_written(artifact: "Artifact", source: "Artifact") -> None:
+    size, before = artifact.size_bytes() / 1e6, source.size_bytes() / 1e6
+    console.print(f"[green]wrote[/] {artifact.path} ({size:.1f} MB; input {before:.1f} MB)")

@@ -1,0 +1,110 @@
+"""What this CPU can do for int8 arithmetic, read from ``/proc/cpuinfo`` and ``platform`` only.
+
+No runtime is imported: backends map the detected :data:`CPU_PRESETS` name to their own settings
+(see ``plugins/optibridge_ort/presets.py``). The preset names describe the integer dot-product
+instructions a CPU has, because that is what decides how int8 weights should be stored:
+
+* ``avx2``        -- x86 without VNNI: int8 products are summed in 16-bit registers (vpmaddubsw)
+  and can saturate, so weights are kept to 7 bits.
+* ``avx512``      -- AVX-512 without VNNI: wider registers, the same 16-bit saturation.
+* ``avx512-vnni`` -- AVX-512 VNNI or AVX-VNNI (vpdpbusd accumulates into 32 bits: no saturation);
+  AMX machines (Sapphire Rapids and later) have VNNI too and use this preset.
+* ``arm64``       -- ARMv8 (sdot/udot or widening multiplies, 32-bit accumulation).
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OptibridgeError
+
+CPU_PRESETS = ("avx2", "avx512", "avx512-vnni", "arm64")
+"""Names of the int8 presets, one per class of integer dot-product hardware."""
+
+_ARM_MACHINES = ("aarch64", "arm64", "armv8")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The facts about this CPU that quantization settings depend on."""
+
+    model: str
+    machine: str
+    """``platform.machine()``: x86_64, aarch64, arm64, ..."""
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_arm64(self) -> bool:
+        return self.machine.lower() in _ARM_MACHINES
+
+    @property
+    def avx2(self) -> bool:
+        return "avx2" in self.flags
+
+    @property
+    def avx512(self) -> bool:
+        return "avx512f" in self.flags and "avx512bw" in self.flags
+
+    @property
+    def vnni(self) -> bool:
+        """AVX-512 VNNI, or AVX-VNNI (the 256-bit form on client CPUs): int8 dot products into 32 bits."""
+        return "avx512_vnni" in self.flags or "avx_vnni" in self.flags
+
+    @property
+    def amx(self) -> bool:
+        return "amx_int8" in self.flags or "amx_tile" in self.flags
+
+    def features(self) -> list[str]:
+        """The detected features this module knows about, for printing."""
+        names = {"avx2": self.avx2, "avx512": self.avx512, "vnni": self.vnni, "amx": self.amx, "arm64": self.is_arm64}
+        return [name for name, present in names.items() if present]
+
+    def preset(self) -> str:
+        """The int8 preset for this CPU (one of :data:`CPU_PRESETS`)."""
+        if self.is_arm64:
+            return "arm64"
+        if self.vnni or self.amx:
+            return "avx512-vnni"
+        if self.avx512:
+            return "avx512"
+        if self.avx2:
+            return "avx2"
+        raise OptibridgeError(
+            f"this CPU ({self.model or self.machine}) has neither AVX2 nor ARM64 int8 instructions, so int8 "
+            f"models would run slower than float; pass a preset explicitly ({', '.join(CPU_PRESETS)}) "
+            "to quantize for another machine"
+        )
+
+
+def parse_cpuinfo(text: str, machine: str) -> CpuInfo:
+    """Parse ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features`` lines) of the first CPU."""
+    model = ""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "cpu model", "hardware") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    return CpuInfo(model=model, machine=machine, flags=frozenset(flags))
+
+
+def detect_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
+    """This machine's CPU; on systems without ``/proc/cpuinfo`` (macOS, Windows) only the architecture is known."""
+    machine = platform.machine()
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        text = ""
+    info = parse_cpuinfo(text, machine)
+    if not info.model:
+        info = CpuInfo(model=platform.processor() or machine, machine=machine, flags=info.flags)
+    return info
+
+
+def normalize_preset(name: str) -> str:
+    """``avx512_vnni`` and ``AVX512-VNNI`` both mean ``avx512-vnni``; "auto" stays "auto"."""
+    return name.strip().lower().replace("_", "-")

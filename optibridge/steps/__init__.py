@@ -1,0 +1,20 @@
+"""Steps that transform an artifact after export: graph optimization and quantization.
+
+The verbs are runtime-neutral: they check inputs, call the chosen backend's ``optimize`` /
+``quantize`` (see :class:`optibridge.backend.Backend`), measure accuracy against the float32
+graphs and record the step in ``optibridge.json``.
+"""
+
+from .calibration import CalibrationData, load_calibration
+from .config import (
+    CALIBRATION_METHODS, OPTIMIZATION_LEVELS, QUANTIZATION_MODES, CalibrationConfig, OptimizationConfig,
+    QuantizationConfig,
+)
+from .errors import AccuracyBudgetError, CalibrationError, ConfigError
+from .run import StepResult, check_accuracy, optimize, quantize
+
+__all__ = [
+    "AccuracyBudgetError", "CALIBRATION_METHODS", "CalibrationConfig", "CalibrationData", "CalibrationError",
+    "ConfigError", "OPTIMIZATION_LEVELS", "OptimizationConfig", "QUANTIZATION_MODES", "QuantizationConfig",
+    "StepResult", "check_accuracy", "load_calibration", "optimize", "quantize",
+]

@@ -1,0 +1,254 @@
+"""Calibration samples: read from a file or a ``datasets`` folder, checked against the graph's inputs.
+
+What a backend receives is :class:`CalibrationData`: for each graph, a list of ready feeds (one
+sample per feed, all padded to one common length, because ONNX Runtime's histogram calibrators
+need equal shapes). Every problem is a :class:`CalibrationError` raised before anything is
+written: a missing or empty file, a format we cannot read, fields that are not the model's inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifact import Artifact, GraphSpec
+from .config import CalibrationConfig
+from .errors import CalibrationError
+from .samples import CALIBRATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, token_batch
+
+SUPPORTED = ".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after the inputs), or a folder written by datasets' save_to_disk"
+# Inputs a sample may leave out: they are filled like a tokenizer would (all ones / all zeros).
+DEFAULTABLE = ("attention_mask", "token_type_ids")
+
+
+@dataclass
+class CalibrationData:
+    """Feeds per graph, and a description of where they came from (recorded in ``optibridge.json``)."""
+
+    batches: dict[str, list[dict[str, np.ndarray]]]
+    config: CalibrationConfig
+    description: str
+    builtin: bool = False
+    """True when the samples are optibridge's own sentences, not the user's data."""
+    lengths: set[int] = field(default_factory=set)
+    """Sequence lengths used; validation inputs avoid them."""
+
+    def feeds(self, graph: str) -> list[dict[str, np.ndarray]]:
+        return self.batches.get(graph, [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.config.to_dict(),
+            "samples": max((len(b) for b in self.batches.values()), default=0),
+            "description": self.description,
+        }
+
+
+def _read_text_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read_jsonl(path: Path, column: str) -> list[Any]:
+    records: list[Any] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise CalibrationError(f"{path}:{number} is not valid JSON ({exc}); write one JSON object per line") from None
+        if isinstance(record, str):
+            records.append(record)
+        elif isinstance(record, dict) and isinstance(record.get(column), str):
+            records.append(record[column])
+        elif isinstance(record, dict):
+            records.append(record)
+        else:
+            raise CalibrationError(f"{path}:{number} holds a {type(record).__name__}; write objects like {{\"{column}\": \"...\"}}")
+    return records
+
+
+def _read_dataset(path: Path, column: str) -> list[Any]:
+    try:
+        import datasets
+    except ImportError:
+        raise CalibrationError(
+            f"{path} is a folder; reading a datasets folder needs the datasets package: pip install 'optibridge[calibration]'"
+        ) from None
+    try:
+        data = datasets.load_from_disk(str(path))
+    except Exception as exc:  # FileNotFoundError, or datasets' own errors for a non-dataset folder
+        raise CalibrationError(f"{path} is not a folder written by datasets' save_to_disk ({exc}); use {SUPPORTED}") from None
+    if isinstance(data, datasets.DatasetDict):
+        split = "train" if "train" in data else next(iter(data))
+        data = data[split]
+    if column in data.column_names:
+        return [str(t) for t in data[column]]
+    if "input_ids" in data.column_names:
+        return [dict(row) for row in data]
+    raise CalibrationError(
+        f"dataset {path} has no column {column!r} (it has: {', '.join(data.column_names)}); pass the text column "
+        "with --calibration-column, or store token ids in an input_ids column"
+    )
+
+
+def read_samples(source: str, column: str = "text") -> list[Any] | dict[str, np.ndarray]:
+    """Texts, token-id records, or (for .npz) arrays keyed by input name."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise CalibrationError(f"calibration source {path} does not exist; give {SUPPORTED}")
+    if path.is_dir():
+        samples: Any = _read_dataset(path, column)
+    elif path.suffix == ".npz":
+        with np.load(path) as arrays:
+            samples = {name: arrays[name] for name in arrays.files}
+        if not samples or min(len(a) for a in samples.values()) == 0:
+            raise CalibrationError(f"calibration file {path} holds no samples (no arrays, or arrays with 0 rows)")
+        return samples
+    elif path.suffix in (".jsonl", ".json", ".ndjson"):
+        samples = _read_jsonl(path, column)
+    elif path.suffix in (".txt", ".text", ""):
+        samples = _read_text_lines(path)
+    else:
+        raise CalibrationError(f"cannot read calibration file {path} ({path.suffix}); use {SUPPORTED}")
+    if not samples:
+        raise CalibrationError(f"calibration source {path} holds no samples; give at least one non-empty line/row")
+    return samples
+
+
+def _check_names(given: set[str], graph: GraphSpec, source: str) -> None:
+    expected = set(graph.input_names)
+    unexpected = sorted(given - expected - {"token_type_ids"})
+    missing = sorted(expected - given - set(DEFAULTABLE))
+    if unexpected or missing:
+        parts = []
+        if unexpected:
+            parts.append(f"has input(s) the model does not take: {', '.join(unexpected)}")
+        if missing:
+            parts.append(f"lacks input(s): {', '.join(missing)}")
+        raise CalibrationError(
+            f"calibration data {source} does not match the model's inputs: it {' and '.join(parts)}; "
+            f"the model takes: {', '.join(graph.input_names)}"
+        )
+
+
+def _feeds_from_arrays(arrays: dict[str, np.ndarray], graph: GraphSpec, source: str, limit: int) -> list[dict[str, np.ndarray]]:
+    _check_names(set(arrays), graph, source)
+    rows = min(len(a) for a in arrays.values())
+    specs = {s.name: s for s in graph.inputs}
+    for name, array in arrays.items():
+        if name not in specs:
+            continue
+        spec = specs[name]
+        if array.ndim != len(spec.shape):
+            raise CalibrationError(
+                f"calibration array {name!r} in {source} has shape {array.shape}, but the model takes {spec.describe()} "
+                "(first axis: one row per sample)"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+            if axis and isinstance(want, int) and want > 0 and want != got:
+                raise CalibrationError(f"calibration array {name!r} in {source}: axis {axis} is {got}, the model needs {want} ({spec.describe()})")
+    feeds = []
+    for row in range(min(rows, limit)):
+        feed = {}
+        for spec in graph.inputs:
+            if spec.name in arrays:
+                feed[spec.name] = np.asarray(arrays[spec.name][row : row + 1]).astype(spec.dtype)
+            else:
+                like = feed.get("input_ids", next(iter(feed.values())))
+                feed[spec.name] = (np.ones_like if spec.name == "attention_mask" else np.zeros_like)(like, dtype=spec.dtype)
+        feeds.append(feed)
+    return feeds
+
+
+def _pad_records(records: list[dict[str, Any]], graph: GraphSpec, source: str, max_length: int) -> dict[str, np.ndarray]:
+    """Token-id records of varied lengths as right-padded arrays (one row per record)."""
+    names = set(records[0])
+    for number, record in enumerate(records, start=1):
+        if set(record) != names:
+            raise CalibrationError(f"calibration record {number} in {source} has fields {sorted(record)}, the first one {sorted(names)}")
+    _check_names(names, graph, source)
+    lengths = [min(len(np.atleast_1d(r["input_ids"])), max_length) for r in records]
+    width = max(lengths)
+    arrays = {}
+    for name in names:
+        if name not in graph.input_names:
+            continue
+        out = np.zeros((len(records), width), dtype=np.int64)
+        for row, record in enumerate(records):
+            values = np.atleast_1d(np.asarray(record[name]))[:width]
+            out[row, : len(values)] = values
+        arrays[name] = out
+    if "attention_mask" not in arrays and "attention_mask" in graph.input_names:
+        mask = np.zeros((len(records), width), dtype=np.int64)
+        for row, length in enumerate(lengths):
+            mask[row, :length] = 1
+        arrays["attention_mask"] = mask
+    return arrays
+
+
+def _text_feeds(artifact: Artifact, graph: GraphSpec, texts: list[str], config: CalibrationConfig, source: str) -> list[dict[str, np.ndarray]]:
+    tokenizer = load_tokenizer(artifact.path)
+    if tokenizer is None and config.source is not None:
+        raise CalibrationError(
+            f"calibration data {source} is text, but {artifact.path} has no tokenizer to turn it into token ids; "
+            "save the tokenizer into the artifact folder, or give token ids (.jsonl with input_ids, or .npz)"
+        )
+    vocab = int(model_config(artifact.path).get("vocab_size") or 100)
+    if tokenizer is not None:
+        longest = max(len(tokenizer(t, truncation=True, max_length=config.max_length)["input_ids"]) for t in texts)
+    else:
+        longest = min(config.max_length, 32)
+    return [
+        token_batch(graph, tokenizer, [text] * choices_of(graph), vocab_size=vocab,
+                    pad_to=longest, max_length=config.max_length, seed=i).feed
+        for i, text in enumerate(texts)
+    ]
+
+
+def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list[str] | None = None) -> CalibrationData:
+    """Read, check and tokenize the calibration samples for ``graphs`` (default: every graph).
+
+    A graph the samples cannot feed (e.g. the decoder of a seq2seq artifact given plain text) is
+    an error only when it is the only graph; otherwise it gets no samples.
+    """
+    names = graphs or list(artifact.metadata.graphs)
+    if config.source is None:
+        samples: Any = list(CALIBRATION_SENTENCES)
+        source = "optibridge's built-in sentences"
+    else:
+        samples = read_samples(config.source, config.column)
+        source = str(config.source)
+    batches: dict[str, list[dict[str, np.ndarray]]] = {}
+    problems: list[str] = []
+    for name in names:
+        graph = artifact.metadata.graphs[name]
+        try:
+            if isinstance(samples, dict):
+                feeds = _feeds_from_arrays(samples, graph, source, config.num_samples)
+            elif all(isinstance(s, str) for s in samples):
+                if not is_text_graph(graph):
+                    raise CalibrationError(
+                        f"calibration data {source} is text, but graph {name!r} takes {', '.join(graph.input_names)}; "
+                        "give an .npz file with arrays named after those inputs"
+                    )
+                feeds = _text_feeds(artifact, graph, samples[: config.num_samples], config, source)
+            else:
+                records = [s for s in samples if isinstance(s, dict)][: config.num_samples]
+                if len(records) != min(len(samples), config.num_samples):
+                    raise CalibrationError(f"calibration data {source} mixes text and token-id records; use one kind")
+                arrays = _pad_records(records, graph, source, config.max_length)
+                feeds = _feeds_from_arrays(arrays, graph, source, config.num_samples)
+        except CalibrationError as exc:
+            problems.append(str(exc))
+            continue
+        batches[name] = feeds
+    if not batches:
+        raise CalibrationError(problems[0] if problems else f"calibration data {source} feeds none of the graphs")
+    lengths = {feed[key].shape[-1] for feeds in batches.values() for feed in feeds for key in ("input_ids",) if key in feed}
+    count = max(len(b) for b in batches.values())
+    return CalibrationData(batches, config, f"{count} sample(s) from {source}", builtin=config.source is None, lengths=lengths)

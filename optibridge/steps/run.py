@@ -1,0 +1,268 @@
+"""The verbs ``optimize()`` and ``quantize()``: artifact in, checked artifact out.
+
+Both follow one path: load and check the input artifact, let the backend write new graph files
+into a staging folder, compare every graph with the float32 reference on fresh inputs, hold the
+result to the accuracy budget, and record the step (config, resolved settings, fused/quantized
+operator counts, measured accuracy) in ``optibridge.json``. A failure at any point (Ctrl-C
+included) leaves nothing written and an existing output artifact intact.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..accuracy import AccuracyBudget, AccuracyReport, compare
+from ..artifact import METADATA_FILE, Artifact, check_output_dir, staged_directory, write_metadata
+from ..backend import Backend
+from ..errors import ArtifactError
+from ..hardware import detect_cpu
+from .calibration import CalibrationData, load_calibration
+from .config import OptimizationConfig, QuantizationConfig
+from .errors import AccuracyBudgetError, ConfigError
+from .samples import is_text_graph, load_tokenizer, validation_batch
+
+StepCallback = Callable[[str], None]
+
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QAttention", "QGemm", "QLinearConv", "ConvInteger",
+    "MatMulNBits", "GatherBlockQuantized", "QEmbedLayerNormalization", "DynamicQuantizeLSTM",
+})
+
+
+@dataclass
+class StepResult:
+    """What an optimize/quantize call did: the written artifact, the backend's report, the accuracy per graph."""
+
+    artifact: Artifact
+    step: dict[str, Any]
+    report: dict[str, Any]
+    accuracy: dict[str, AccuracyReport]
+    notes: list[str] = field(default_factory=list)
+
+
+def quantized_ops(artifact: Artifact) -> dict[str, int]:
+    """Quantized operators already in the artifact's graphs (empty for a float model)."""
+    import onnx
+
+    found: dict[str, int] = {}
+    for graph in artifact.metadata.graphs.values():
+        model = onnx.load(str(artifact.path / graph.file), load_external_data=False)
+        for node in model.graph.node:
+            if node.op_type in QUANTIZED_OPS:
+                found[node.op_type] = found.get(node.op_type, 0) + 1
+    return found
+
+
+def _check_not_quantized(artifact: Artifact, doing: str) -> None:
+    earlier = [s for s in artifact.metadata.steps if s.get("step") == "quantize"]
+    ops = quantized_ops(artifact)
+    if earlier or ops:
+        what = f"a {earlier[-1]['config']['mode']} quantize step" if earlier else "quantized operators"
+        found = f" ({', '.join(f'{k} ×{v}' for k, v in sorted(ops.items()))})" if ops else ""
+        raise ArtifactError(
+            f"{artifact.path} is already quantized: optibridge.json records {what}{found}. {doing} the float "
+            "artifact it came from instead (quantizing twice compounds the error, and graph fusions must run before quantization)"
+        )
+
+
+def _copy_side_files(artifact: Artifact, staging: Path) -> None:
+    """Config, tokenizer and processor files travel with the graphs; the graphs are rewritten."""
+    skip = set(artifact.graph_files()) | {METADATA_FILE}
+    for item in artifact.path.iterdir():
+        if item.name in skip:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, staging / item.name)
+        else:
+            shutil.copy2(item, staging / item.name)
+
+
+def _new_metadata(artifact: Artifact, staging: Path) -> Any:
+    """The input's metadata with every graph's inputs/outputs re-read from the files just written."""
+    import onnx
+
+    from ..exporter.torch_to_onnx import graph_spec
+
+    metadata = copy.deepcopy(artifact.metadata)
+    for name, spec in metadata.graphs.items():
+        model = onnx.load(str(staging / spec.file), load_external_data=False)
+        metadata.graphs[name] = graph_spec(spec.file, model)
+    return metadata
+
+
+def check_accuracy(backend: Backend, reference: Artifact, candidate: Artifact, avoid_lengths: set[int] | None = None) -> dict[str, AccuracyReport]:
+    """Run every graph of both artifacts on the same fresh inputs and compare their outputs."""
+    reports = {}
+    for name in reference.metadata.graphs:
+        batch = validation_batch(reference, name, avoid_lengths or ())
+        ref_session = backend.load(reference, graph=name)
+        new_session = backend.load(candidate, graph=name)
+        ref_out = ref_session.run({k: v for k, v in batch.feed.items() if k in ref_session.input_names})
+        new_out = new_session.run({k: v for k, v in batch.feed.items() if k in new_session.input_names})
+        reports[name] = compare(ref_out, new_out, mask=batch.mask, input_shapes=batch.shapes, inputs=batch.description)
+    return reports
+
+
+def _enforce(budget: AccuracyBudget | None, accuracy: dict[str, AccuracyReport], what: str) -> None:
+    if budget is None:
+        return
+    missed = [f"{graph}: {v}" if len(accuracy) > 1 else v for graph, report in accuracy.items() for v in budget.violations(report)]
+    if missed:
+        raise AccuracyBudgetError(
+            f"{what} misses the accuracy budget {budget.describe()} ({'; '.join(missed)}); nothing was written. "
+            "Try per-channel weights, excluding the sensitive operators (--exclude-ops/--exclude-nodes), "
+            "more or better calibration data, or another mode"
+        )
+
+
+def _backend(name: str) -> Backend:
+    from ..backends import get_registry
+
+    return get_registry().require_available(name, "cpu")
+
+
+def _start(
+    verb: str, artifact_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None, backend: str,
+    accuracy_budget: AccuracyBudget | str | float | None, on_step: StepCallback | None,
+) -> tuple[Artifact, Backend, AccuracyBudget | None, StepCallback]:
+    """The checks both verbs make before any work: output path, budget, input artifact, backend."""
+    if output_dir is None:
+        raise ConfigError(f"{verb.lower()} needs an output folder (output_dir)")
+    budget = accuracy_budget if accuracy_budget is None or isinstance(accuracy_budget, AccuracyBudget) else AccuracyBudget.parse(str(accuracy_budget))
+    artifact = Artifact.load(artifact_dir)
+    check_output_dir(output_dir)
+    _check_not_quantized(artifact, verb)
+    return artifact, _backend(backend), budget, on_step or (lambda message: None)
+
+
+def _finish(
+    backend: Backend, artifact: Artifact, staging: Path, step: dict[str, Any], report: dict[str, Any],
+    budget: AccuracyBudget | None, avoid_lengths: set[int], what: str, on_step: StepCallback,
+) -> tuple[dict[str, AccuracyReport], dict[str, Any]]:
+    """Metadata, accuracy against ``artifact``, budget, step record: the common tail of both verbs."""
+    metadata = _new_metadata(artifact, staging)
+    write_metadata(staging, metadata)
+    on_step(f"checking accuracy against the float32 graphs of {artifact.path.name}")
+    accuracy = check_accuracy(backend, artifact, Artifact(staging, metadata), avoid_lengths)
+    _enforce(budget, accuracy, what)
+    step.update(
+        report={k: v for k, v in report.items() if k != "settings"},
+        settings=report.get("settings", {}),
+        accuracy={name: r.to_dict() for name, r in accuracy.items()},
+        accuracy_budget=budget.to_dict() if budget else None,
+        versions={backend.name: backend.status().version or "unknown"},
+    )
+    metadata.steps.append(step)
+    write_metadata(staging, metadata)
+    return accuracy, step
+
+
+def optimize(
+    artifact_dir: str | os.PathLike[str],
+    config: OptimizationConfig | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    *,
+    backend: str = "ort",
+    accuracy_budget: AccuracyBudget | str | float | None = None,
+    on_step: StepCallback | None = None,
+) -> StepResult:
+    """Optimize every graph of an artifact (fusions per ``config.level``) into ``output_dir``.
+
+    The result is compared with the input on fresh inputs (max abs diff, cosine, top-1 per
+    output) and recorded in ``optibridge.json``; with ``accuracy_budget`` (e.g. ``"cosine>=0.99"``)
+    a worse result raises :class:`~optibridge.steps.errors.AccuracyBudgetError` and writes nothing.
+    """
+    config = config or OptimizationConfig()
+    artifact, impl, budget, step_cb = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    with staged_directory(output_dir) as staging:
+        _copy_side_files(artifact, staging)
+        step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
+        report = impl.optimize(artifact, config, staging)
+        step = {"step": "optimize", "backend": impl.name, "config": config.to_dict()}
+        accuracy, step = _finish(impl, artifact, staging, step, report, budget, set(), f"O{config.level}", step_cb)
+        step_cb("writing the artifact")
+    return StepResult(Artifact.load(output_dir), step, report, accuracy, list(report.get("notes", [])))
+
+
+def resolve_preset(config: QuantizationConfig) -> tuple[QuantizationConfig, str]:
+    """Replace ``preset="auto"`` by this CPU's preset; returns the config and a line saying what was chosen."""
+    if config.preset != "auto":
+        return config, f"preset {config.preset} (given)"
+    cpu = detect_cpu()
+    preset = cpu.preset()
+    line = f"preset {preset} (detected on {cpu.model or cpu.machine}: {', '.join(cpu.features()) or 'no int8 features'})"
+    return dataclasses.replace(config, preset=preset), line
+
+
+def _calibration_for(artifact: Artifact, config: QuantizationConfig, notes: list[str]) -> tuple[QuantizationConfig, CalibrationData | None]:
+    """Load the samples the mode needs, and settle whether smoothing runs (it needs samples)."""
+    needs = config.mode == "static" or config.mode in ("inc-awq", "inc-gptq")
+    wants_smooth = config.mode in ("dynamic", "static") and config.smooth is not False
+    if not needs and not wants_smooth:
+        return config, None
+    if config.calibration is None and config.mode == "dynamic":
+        # SmoothQuant statistics from the built-in sentences only make sense for a text model
+        # whose tokenizer is in the folder; otherwise smoothing is off unless data is given.
+        main = artifact.metadata.main_graph
+        if not (is_text_graph(main) and load_tokenizer(artifact.path) is not None):
+            if config.smooth:
+                raise ConfigError("smoothing needs samples: pass a calibration file (--calibration) for this model")
+            notes.append("smoothing off: no calibration data given and the artifact has no tokenizer for the built-in sentences")
+            return dataclasses.replace(config, smooth=False), None
+    calibration = load_calibration(artifact, config.with_calibration())
+    if wants_smooth and config.smooth is None:
+        config = dataclasses.replace(config, smooth=True)
+    return config, calibration
+
+
+def quantize(
+    artifact_dir: str | os.PathLike[str],
+    config: QuantizationConfig | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    *,
+    backend: str = "ort",
+    accuracy_budget: AccuracyBudget | str | float | None = None,
+    on_step: StepCallback | None = None,
+) -> StepResult:
+    """Quantize every graph of an artifact into ``output_dir`` (see :class:`QuantizationConfig`).
+
+    Checks first (nothing is written on any error): the artifact is not quantized already, the
+    preset is known, the calibration data exists, is not empty and matches the model's inputs.
+    The result is compared with the float32 input on inputs of another shape than calibration's,
+    recorded in ``optibridge.json``, and held to ``accuracy_budget``.
+    """
+    config = config or QuantizationConfig()
+    artifact, impl, budget, step_cb = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    notes: list[str] = []
+    if config.mode in ("dynamic", "static"):  # int8 settings depend on the CPU; int4 and INC do not
+        config, preset_line = resolve_preset(config)
+        notes.append(preset_line)
+    step_cb("reading calibration data")
+    config, calibration = _calibration_for(artifact, config, notes)
+    with staged_directory(output_dir) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:
+        source = artifact
+        if config.is_inc:
+            from .inc import quantize_with_inc
+
+            step_cb(f"quantizing the PyTorch model with Neural Compressor ({config.mode}) and exporting it")
+            source, inc_notes = quantize_with_inc(artifact, config, calibration, Path(scratch))
+            notes.extend(inc_notes)
+        _copy_side_files(artifact, staging)
+        step_cb(f"quantizing {len(artifact.metadata.graphs)} graph(s): {config.mode} with {impl.name}")
+        backend_config = dataclasses.replace(config, mode="int4") if config.is_inc else config
+        report = impl.quantize(source, backend_config, staging, calibration=None if config.is_inc else calibration)
+        report["notes"] = notes + list(report.get("notes", []))
+        step = {"step": "quantize", "backend": impl.name, "config": config.to_dict(),
+                "calibration": calibration.to_dict() if calibration else None}
+        avoid = calibration.lengths if calibration else set()
+        accuracy, step = _finish(impl, artifact, staging, step, report, budget, avoid, f"{config.mode} quantization", step_cb)
+        step_cb("writing the artifact")
+    return StepResult(Artifact.load(output_dir), step, report, accuracy, list(report["notes"]))

@@ -1,0 +1,106 @@
+"""ONNX graph file helpers shared by the ORT optimizer and quantizers."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fnmatch
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import onnx
+
+from optibridge.artifact import Artifact
+
+# A protobuf cannot exceed 2 GiB; above this much weight data the graph is saved with a side file.
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+
+
+def load(path: Path) -> onnx.ModelProto:
+    return onnx.load(str(path), load_external_data=True)
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def has_external_data(artifact: Artifact, graph: str) -> bool:
+    return (artifact.path / (artifact.metadata.graphs[graph].file + ".data")).is_file()
+
+
+def save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> None:
+    """Save under ``path``; weights go to ``<file>.data`` when asked or when they would not fit a protobuf."""
+    if external or weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+
+
+def op_counts(model: onnx.ModelProto) -> collections.Counter[str]:
+    return collections.Counter(node.op_type for node in model.graph.node)
+
+
+def count_delta(before: onnx.ModelProto, after: onnx.ModelProto, op_types: Iterable[str]) -> dict[str, int]:
+    """How many more nodes of each of ``op_types`` the new graph has (only the ones that grew)."""
+    old, new = op_counts(before), op_counts(after)
+    return {op: new[op] - old[op] for op in op_types if new[op] > old[op]}
+
+
+def matching_nodes(model: onnx.ModelProto, patterns: Iterable[str]) -> list[str]:
+    """Names of nodes matching any of ``patterns`` (exact names or glob patterns like ``*/output/dense/*``)."""
+    patterns = list(patterns)
+    if not patterns:
+        return []
+    return [n.name for n in model.graph.node if any(n.name == p or fnmatch.fnmatchcase(n.name, p) for p in patterns)]
+
+
+def initializer_names(model: onnx.ModelProto) -> set[str]:
+    return {t.name for t in model.graph.initializer}
+
+
+def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+class _NoPreprocessAdvice(logging.Filter):
+    """ORT's quantizers log "Please consider to run pre-processing" on the root logger at every
+    call; optibridge deliberately skips ``quant_pre_process`` (its symbolic shape inference fails
+    on these graphs and is not needed), so the advice is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def scratch_cwd() -> Iterator[Path]:
+    """Run inside a fresh temporary directory: ORT's quantization helpers drop temp files
+    (``<uuid>.data``, ``sym_shape_infer_temp.onnx``) into the current directory."""
+    before = os.getcwd()
+    advice = _NoPreprocessAdvice()
+    logging.getLogger().addFilter(advice)
+    with tempfile.TemporaryDirectory(prefix="optibridge-ort-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield Path(scratch)
+        finally:
+            os.chdir(before)
+            logging.getLogger().removeFilter(advice)
+
+
+def session_for(model: onnx.ModelProto, scratch: Path, threads: int | None = None) -> Any:
+    """An ORT CPU session on an in-memory graph (written to ``scratch`` when too large for bytes)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    if weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
+        path = scratch / "probe.onnx"
+        save(model, path, external=True)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,279 @@
+"""`quantize`: int8 dynamic/static and int4 keep accuracy, record the step, load transparently; bad input writes nothing."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from optibridge import OBModelForFeatureExtraction, OBModelForSequenceClassification, QuantizationConfig, quantize
+from optibridge.artifact import Artifact, ArtifactMetadata, write_metadata
+from optibridge.cli import main
+from optibridge.errors import ArtifactError, BackendError
+from optibridge.steps import AccuracyBudgetError, CalibrationConfig, CalibrationError, ConfigError
+from optibridge.steps.samples import CALIBRATION_SENTENCES, HELD_OUT_SENTENCES as SENTENCES
+
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def mean_pooled(model, tokenizer, sentences, batch=8):
+    rows = []
+    for start in range(0, len(sentences), batch):
+        encoded = tokenizer(sentences[start:start + batch], padding=True, return_tensors="pt")
+        hidden = model(**encoded).last_hidden_state
+        mask = encoded["attention_mask"].unsqueeze(-1).float()
+        rows.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+    embeddings = np.concatenate(rows)
+    return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def minilm_int8(minilm_artifact, tmp_path_factory):
+    return quantize(minilm_artifact.path, QuantizationConfig(mode="dynamic"), tmp_path_factory.mktemp("q") / "int8")
+
+
+@pytest.mark.slow
+def test_minilm_int8_dynamic_keeps_cosine_above_099_on_varied_sentences(minilm_path, minilm_artifact, minilm_int8):
+    assert len(SENTENCES) >= 50 and not set(SENTENCES) & set(CALIBRATION_SENTENCES)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    reference = mean_pooled(OBModelForFeatureExtraction.from_pretrained(minilm_artifact.path), tokenizer, SENTENCES)
+    # The quantized folder loads through the same class, transparently.
+    quantized = mean_pooled(OBModelForFeatureExtraction.from_pretrained(minilm_int8.artifact.path), tokenizer, SENTENCES)
+    cosine = (reference * quantized).sum(axis=1)
+    assert cosine.mean() >= 0.99, (cosine.mean(), SENTENCES[int(cosine.argmin())])
+    assert cosine.min() >= 0.95
+    # and it is really int8: integer MatMuls, weights stored as int8
+    assert minilm_int8.report["graphs"]["model"]["quantized"]["MatMulInteger"] >= 36
+
+
+def test_the_step_is_recorded_with_settings_and_measured_accuracy(minilm_int8):
+    meta = Artifact.load(minilm_int8.artifact.path, verify_hashes=True).metadata
+    step = meta.steps[-1]
+    assert [s["step"] for s in meta.steps] == ["export", "quantize"]
+    assert QuantizationConfig.from_dict(step["config"]).mode == "dynamic"
+    assert step["settings"]["per_channel"] is True and step["settings"]["preset"] in ("avx2", "avx512", "avx512-vnni", "arm64")
+    assert step["calibration"]["description"].startswith("40 sample(s) from optibridge's built-in sentences")
+    outputs = {o["name"]: o for o in step["accuracy"]["model"]["outputs"]}
+    assert outputs["last_hidden_state"]["cosine_mean"] >= 0.99 and outputs["pooler_output"]["cosine_mean"] >= 0.99
+    # validation ran at a batch size and length calibration never used
+    assert step["accuracy"]["model"]["input_shapes"]["input_ids"][0] > 1
+
+
+@pytest.mark.slow
+def test_minilm_int8_static_with_a_calibration_file(minilm_path, minilm_artifact, tmp_path):
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("\n".join(CALIBRATION_SENTENCES) + "\n")
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(calibration), method="minmax"))
+    result = quantize(minilm_artifact.path, config, tmp_path / "static", accuracy_budget="cosine>=0.99")
+    assert result.report["graphs"]["model"]["quantized"]["QuantizeLinear"] > 0
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    reference = mean_pooled(OBModelForFeatureExtraction.from_pretrained(minilm_artifact.path), tokenizer, SENTENCES)
+    quantized = mean_pooled(OBModelForFeatureExtraction.from_pretrained(result.artifact.path), tokenizer, SENTENCES)
+    assert (reference * quantized).sum(axis=1).mean() >= 0.99
+    assert result.step["calibration"]["source"] == str(calibration)
+
+
+def test_quantized_classifier_loads_through_its_class_and_agrees(exported, tmp_path):
+    source = exported("bert", "text-classification")
+    result = quantize(source.path, QuantizationConfig(mode="dynamic", preset="avx2"), tmp_path / "q")
+    assert result.step["settings"]["reduce_range"] is True  # the avx2 preset's 7-bit weights
+    assert result.accuracy["model"].outputs[0].top1_agreement is not None
+    ids = torch.randint(5, 100, (3, 11))
+    want = OBModelForSequenceClassification.from_pretrained(source.path)(input_ids=ids).logits
+    got = OBModelForSequenceClassification.from_pretrained(result.artifact.path)(input_ids=ids).logits
+    torch.testing.assert_close(got, want, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl-text", "jsonl-ids", "npz", "datasets"])
+def test_static_calibration_sources(kind, exported, tmp_path):
+    source = exported("bert", "feature-extraction")
+    texts = ["the cat sat on the mat", "paris is the capital of france", "a dog ran in the park", "hello"] * 3
+    if kind == "txt":
+        path = tmp_path / "c.txt"
+        path.write_text("\n".join(texts))
+    elif kind == "jsonl-text":
+        path = tmp_path / "c.jsonl"
+        path.write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    elif kind == "jsonl-ids":
+        path = tmp_path / "c.jsonl"
+        path.write_text("\n".join(json.dumps({"input_ids": [2, *range(10, 10 + n), 3]}) for n in (3, 7, 5)))
+    elif kind == "npz":
+        path = tmp_path / "c.npz"
+        np.savez(path, input_ids=np.random.default_rng(0).integers(5, 100, (6, 12)), attention_mask=np.ones((6, 12), dtype=np.int64))
+    else:
+        import datasets
+
+        path = tmp_path / "ds"
+        datasets.Dataset.from_dict({"sentence": texts}).save_to_disk(str(path))
+    column = "sentence" if kind == "datasets" else "text"
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(path), column=column, method="percentile"))
+    result = quantize(source.path, config, tmp_path / "out")
+    assert result.report["graphs"]["model"]["quantized"]["DequantizeLinear"] > 0
+    assert result.step["calibration"]["method"] == "percentile"
+
+
+def test_int4_packs_the_matmuls_of_a_decoder_graph(tiny_gpt2_artifact, tmp_path):
+    result = quantize(tiny_gpt2_artifact.path, QuantizationConfig(mode="int4", block_size=32), tmp_path / "int4")
+    model = onnx.load(str(result.artifact.path / "model.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulNBits") >= 9  # 8 Conv1D Gemms (rewritten) + the LM head
+    assert "Gemm" not in ops
+    logits = result.accuracy["model"].outputs[0]
+    assert logits.name == "logits" and logits.cosine_mean >= 0.99 and logits.top1_agreement >= 0.9
+    assert "random token ids" in result.accuracy["model"].inputs  # no tokenizer in this folder
+    assert result.step["settings"]["block_size"] == 32
+    assert (result.artifact.path / "model.onnx").stat().st_size < 0.5 * (tiny_gpt2_artifact.path / "model.onnx").stat().st_size
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_artifact(tmp_path_factory):
+    """A GPT-2-style decoder graph without KV cache, as an artifact folder built here."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from optibridge.exporter.torch_to_onnx import graph_spec
+
+    folder = tmp_path_factory.mktemp("gpt2")
+    config = GPT2Config(vocab_size=256, n_positions=64, n_embd=64, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.eval()
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    ids = torch.randint(0, 256, (2, 9))
+    axes = {0: "batch_size", 1: "sequence_length"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript tracer warnings about GPT-2's mask code
+        torch.onnx.export(Logits(), (ids, torch.ones_like(ids)), str(folder / "model.onnx"), dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": axes})
+    config.save_pretrained(folder)
+    graph = graph_spec("model.onnx", onnx.load(str(folder / "model.onnx")))
+    write_metadata(folder, ArtifactMetadata(
+        task="text-generation", model_type="gpt2", source={"model": "tiny GPT-2 (test)", "local_path": None},
+        graphs={"model": graph}, output_class="transformers.modeling_outputs.CausalLMOutput", opset=17,
+        exporter="torchscript", versions={}, steps=[{"step": "export"}],
+    ))
+    return Artifact.load(folder)
+
+
+# -- bad input: a clear error, nothing written ---------------------------------------------------
+
+def _nothing_written(tmp_path, out="out"):
+    return not (tmp_path / out).exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(f".{out}")]
+
+
+def test_quantizing_a_quantized_artifact_is_refused(minilm_int8, tmp_path):
+    with pytest.raises(ArtifactError, match=r"is already quantized: optibridge.json records a dynamic quantize step \(.*MatMulInteger"):
+        quantize(minilm_int8.artifact.path, QuantizationConfig(mode="static"), tmp_path / "out")
+    assert _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("", "holds no samples"),
+        ('{"pixel_values": [1, 2]}\n', "does not match the model's inputs: it has input(s) the model does not take: pixel_values"),
+        ('{"words": "no text field"}\n', "does not match the model's inputs: it has input(s) the model does not take: words and lacks input(s): input_ids"),
+        ("not json\n", "is not valid JSON"),
+    ],
+    ids=["empty", "wrong-inputs", "no-text-field", "not-json"],
+)
+def test_bad_calibration_files_are_clear_errors(exported, tmp_path, content, message):
+    path = tmp_path / "calibration.jsonl"
+    path.write_text(content)
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(path)))
+    with pytest.raises(CalibrationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        quantize(exported("bert", "feature-extraction").path, config, tmp_path / "out")
+    assert _nothing_written(tmp_path)
+
+
+def test_npz_with_other_input_names_lists_the_model_inputs(exported, tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez(path, pixel_values=np.zeros((2, 3, 32, 32), dtype=np.float32))
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(path)))
+    with pytest.raises(CalibrationError, match="the model takes: input_ids, attention_mask, token_type_ids"):
+        quantize(exported("bert", "feature-extraction").path, config, tmp_path / "out")
+    assert _nothing_written(tmp_path)
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown preset 'avx9'; valid: auto, avx2, avx512, avx512-vnni, arm64"):
+        QuantizationConfig(preset="avx9")
+
+
+def test_accuracy_budget_miss_writes_nothing_and_keeps_the_old_output(exported, tmp_path):
+    source = exported("bert", "text-classification")
+    first = quantize(source.path, QuantizationConfig(mode="dynamic"), tmp_path / "out")
+    before = first.artifact.metadata.files
+    with pytest.raises(AccuracyBudgetError, match=r"misses the accuracy budget max-abs-diff<=1e-12 \(logits max abs diff .*nothing was written"):
+        quantize(source.path, QuantizationConfig(mode="static"), tmp_path / "out", accuracy_budget="max-abs-diff<=1e-12")
+    assert Artifact.load(tmp_path / "out", verify_hashes=True).metadata.files == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_exclude_nodes_that_match_nothing_is_an_error(exported, tmp_path):
+    config = QuantizationConfig(mode="dynamic", exclude_nodes=("*/no/such/layer/*",))
+    with pytest.raises(BackendError, match=r"--exclude-nodes \*/no/such/layer/\* matches no node"):
+        quantize(exported("bert", "feature-extraction").path, config, tmp_path / "out")
+    assert _nothing_written(tmp_path)
+
+
+def test_quantizer_temp_files_stay_out_of_the_working_directory(exported, tmp_path, monkeypatch):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    quantize(exported("bert", "feature-extraction").path, QuantizationConfig(mode="static"), tmp_path / "out")
+    assert list(work.iterdir()) == []
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+def test_cli_prints_the_detected_preset_counts_and_accuracy(exported, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "quantize", exported("bert", "text-classification").path, tmp_path / "q",
+                             "--mode", "dynamic", "--accuracy-budget", "cosine>=0.9")
+    assert code == 0, err
+    assert "preset " in out and "(detected on " in out
+    assert "MatMulInteger" in out and "top-1 agreement" in out and "accuracy budget cosine>=0.9: met" in out
+
+
+def test_cli_unknown_preset_is_one_line_and_writes_nothing(exported, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "quantize", exported("bert", "text-classification").path, tmp_path / "q", "--preset", "sse4")
+    assert code == 1 and "unknown preset 'sse4'; valid: auto, avx2, avx512, avx512-vnni, arm64" in err
+    assert err.count("\n") == 1 and _nothing_written(tmp_path, "q")
+
+
+def test_cli_help_teaches_with_examples(capsys):
+    code, out, _ = run_cli(capsys, "quantize", "--help")
+    assert code == 0 and "--calibration" in out and "optibridge quantize ./minilm-onnx --mode dynamic" in out
+
+
+@pytest.mark.parametrize(
+    "model_type,task",
+    [("bert", "multiple-choice"), ("bert", "question-answering"), ("roberta", "token-classification"), ("vit", "image-classification")],
+)
+def test_every_task_quantizes_and_loads_through_its_class(model_type, task, exported, tmp_path):
+    from optibridge.modeling import TASK_CLASSES
+
+    result = quantize(exported(model_type, task).path, QuantizationConfig(mode="dynamic"), tmp_path / "q")
+    assert result.report["graphs"]["model"]["quantized"].get("MatMulInteger", 0) > 0
+    assert min(o.cosine_mean for o in result.accuracy["model"].outputs) >= 0.95
+    assert TASK_CLASSES[task].from_pretrained(result.artifact.path).artifact.metadata.steps[-1]["step"] == "quantize"
+    if task == "image-classification":  # no tokenizer for the built-in sentences, no calibration given
+        assert "smoothing off" in " ".join(result.notes) and "random pixel_values" in result.accuracy["model"].inputs
