@@ -1,1 +1,1 @@
-"""optibridge backend: openvino (not implemented yet: it detects and reports what this machine has)."""
+"""optibridge backend: Intel OpenVINO (runs artifacts on CPU/GPU/NPU; IR conversion and NNCF to come)."""
