@@ -82,3 +82,21 @@ def test_seq2seq_generation_on_openvino_matches_pytorch(tiny_generative, exporte
     model = OBModelForSeq2SeqLM.from_pretrained(exported_generative("t5").path, backend="openvino")
     greedy = dict(max_new_tokens=16, min_new_tokens=16, do_sample=False)
     assert torch.equal(model.generate(**batch, **greedy), AutoModelForSeq2SeqLM.from_pretrained(path).eval().generate(**batch, **greedy))
+
+
+def test_optimum_intel_style_names_run_on_openvino(tiny_model, tiny_generative, exported_generative, tmp_path):
+    from optibridge.openvino import OVModelForCausalLM, OVModelForSequenceClassification
+
+    path = tiny_model("bert", "text-classification")
+    model = OVModelForSequenceClassification.from_pretrained(path, export=True, device="CPU", ov_config={"PERFORMANCE_HINT": "LATENCY"})
+    assert model.backend == "openvino"
+    assert str(model.session.compiled.get_property("PERFORMANCE_HINT")).endswith("LATENCY")
+    model.save_pretrained(tmp_path / "saved")
+    again = OVModelForSequenceClassification.from_pretrained(tmp_path / "saved")
+    ids = torch.randint(5, 100, (2, 7))
+    torch.testing.assert_close(model(input_ids=ids).logits, again(input_ids=ids).logits)
+    lm = OVModelForCausalLM.from_pretrained(exported_generative("gpt2").path)
+    tok = AutoTokenizer.from_pretrained(tiny_generative("gpt2"))
+    inputs = tok(["the cat"], return_tensors="pt")
+    reference = AutoModelForCausalLM.from_pretrained(tiny_generative("gpt2")).eval()
+    assert torch.equal(lm.generate(**inputs, max_new_tokens=8, do_sample=False), reference.generate(**inputs, max_new_tokens=8, do_sample=False))

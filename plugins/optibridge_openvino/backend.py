@@ -105,9 +105,13 @@ class OpenVINOBackend(Backend):
 
 
 def openvino_config(options: dict[str, Any]) -> dict[str, Any]:
+    """Friendly option names → OpenVINO properties; ``ov_config`` (raw properties, as optimum-intel
+    takes them) is applied last, so it can override anything."""
+    options = dict(options)
+    raw = options.pop("ov_config", None) or {}
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise BackendError(f"unknown OpenVINO option(s) {', '.join(unknown)}; valid options: {', '.join(OPTIONS)}")
+        raise BackendError(f"unknown OpenVINO option(s) {', '.join(unknown)}; valid options: {', '.join(OPTIONS)}, ov_config")
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
     for name, value in options.items():
         if value is None:
@@ -115,4 +119,5 @@ def openvino_config(options: dict[str, Any]) -> dict[str, Any]:
         if name == "performance_hint" and str(value).upper() not in PERFORMANCE_HINTS:
             raise BackendError(f"performance_hint must be one of {', '.join(PERFORMANCE_HINTS)}, not {value!r}")
         config[OPTIONS[name]] = str(value).upper() if name == "performance_hint" else str(value)
+    config.update({str(k): str(v) for k, v in raw.items()})
     return config
