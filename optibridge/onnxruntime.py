@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from .errors import BackendError
 from .modeling import tasks as _tasks
+from .modeling.aliases import alias
 from .modeling.base import OBModel
 
 PROVIDER_BACKENDS = {
@@ -62,8 +63,7 @@ class ORTModel(OBModel):
 
 
 def _alias(name: str, base: type[OBModel]) -> type[ORTModel]:
-    return type(name, (ORTModel, base), {"__doc__": f"Optimum-compatible name for :class:`optibridge.{base.__name__}`.",
-                                         "__module__": __name__})
+    return alias(name, ORTModel, base, __name__, "Optimum")
 
 
 ORTModelForFeatureExtraction = _alias("ORTModelForFeatureExtraction", _tasks.OBModelForFeatureExtraction)

@@ -15,6 +15,7 @@ import os
 from typing import Any, TypeVar
 
 from .modeling import tasks as _tasks
+from .modeling.aliases import alias
 from .modeling.base import OBModel
 from .modeling.causal_lm import OBModelForCausalLM
 from .modeling.seq2seq import OBModelForSeq2SeqLM
@@ -39,8 +40,7 @@ class OVModel(OBModel):
 
 
 def _alias(name: str, base: type[OBModel]) -> type[OVModel]:
-    return type(name, (OVModel, base), {"__doc__": f"optimum-intel-compatible name for :class:`optibridge.{base.__name__}` on OpenVINO.",
-                                        "__module__": __name__})
+    return alias(name, OVModel, base, __name__, "optimum-intel")
 
 
 OVModelForFeatureExtraction = _alias("OVModelForFeatureExtraction", _tasks.OBModelForFeatureExtraction)
