@@ -25,8 +25,6 @@ MODEL_FILE = "model.onnx"
 MAIN_GRAPH = "model"
 """Name of the graph of a single-graph artifact (encoders, decoders); seq2seq artifacts name theirs
 "encoder", "decoder", ..."""
-# ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in this side file.
-EXTERNAL_DATA_FILE = "model.onnx.data"
 
 
 @dataclass(frozen=True)

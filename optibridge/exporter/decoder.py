@@ -18,7 +18,7 @@ import torch
 from ..artifact import MAIN_GRAPH, MODEL_FILE
 from ..kv_cache import cache_from_pairs, cache_pairs
 from .encoder import qualified_name
-from .inputs import BATCH_AXIS, SEQUENCE_AXIS
+from .inputs import BATCH_AXIS, SEQUENCE_AXIS, token_batch
 from .loading import SourceModel
 from .plan import ExportedGraphs, SessionLoader
 from .torch_to_onnx import export_module, graph_spec
@@ -81,17 +81,6 @@ def kv_layout(model: torch.nn.Module) -> KVLayout:
     return KVLayout(num_layers=len(pairs), num_heads=int(key.shape[1]), head_dim=int(key.shape[3]))
 
 
-def _prompt(config: Any, batch: int, length: int, pads: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids inside the vocabulary and a left-padding mask (``pads[i]`` pad tokens in row i)."""
-    generator = torch.Generator().manual_seed(seed)
-    vocab = int(config.get_text_config().vocab_size)
-    ids = torch.randint(min(3, vocab - 1), vocab, (batch, length), generator=generator)
-    mask = torch.ones(batch, length, dtype=torch.long)
-    for row, n in enumerate(pads):
-        mask[row, :n] = 0
-    return ids, mask
-
-
 def export_decoder(
     source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True
 ) -> ExportedGraphs:
@@ -101,7 +90,7 @@ def export_decoder(
 
     # Trace: batch 2, 5 new tokens after a past of 4 (non-trivial sizes so nothing is specialised).
     batch, new, past_len = 2, 5, 4 if use_cache else 0
-    ids, prompt_mask = _prompt(source.config, batch, new, [0, 2], seed=0)
+    ids, prompt_mask = token_batch(source.config, batch, new, seed=0, pads=[0, 2], side="left")
     mask = torch.cat([torch.ones(batch, past_len, dtype=torch.long), prompt_mask], dim=1)
     positions = position_ids_from_mask(mask, new)
     past = [torch.from_numpy(a) for a in layout.empty(batch, past_len)] if layout else []
@@ -140,7 +129,7 @@ def validate_decoder(
     model: torch.nn.Module, session: Any, layout: KVLayout | None, config: Any, atol: float, backend: str
 ) -> ValidationReport:
     """First step with an empty cache on a left-padded batch of 3, then one step with the cache."""
-    ids, mask = _prompt(config, 3, 7, [0, 3, 5], seed=1)
+    ids, mask = token_batch(config, 3, 7, seed=1, pads=[0, 3, 5], side="left")
     positions = position_ids_from_mask(mask, ids.shape[1])
     feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy()}
     if layout:
@@ -155,7 +144,7 @@ def validate_decoder(
     if not layout:
         return report
 
-    next_ids, _ = _prompt(config, 3, 1, [], seed=2)
+    next_ids, _ = token_batch(config, 3, 1, seed=2)
     mask2 = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
     positions2 = position_ids_from_mask(mask2, 1)
     feed2 = {"input_ids": next_ids.numpy(), "attention_mask": mask2.numpy(), "position_ids": positions2.numpy()}

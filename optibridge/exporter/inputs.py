@@ -83,6 +83,25 @@ def make_inputs(
     return {name: inputs[name] for name in input_names}
 
 
+def token_batch(
+    config: Any, batch: int, length: int, seed: int, pads: list[int] | None = None, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded token ids inside the vocabulary (skipping the first ids, where special tokens live)
+    and an attention mask with ``pads[i]`` padding positions in row i, on ``side``."""
+    generator = torch.Generator().manual_seed(seed)
+    vocab = int(config.get_text_config().vocab_size)
+    ids = torch.randint(min(3, vocab - 1), vocab, (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for row, n in enumerate(pads or []):
+        if n == 0:
+            continue
+        if side == "left":
+            mask[row, :n] = 0
+        else:
+            mask[row, -n:] = 0
+    return ids, mask
+
+
 def output_axes(traced: dict[str, tuple[int, ...]], validated: dict[str, tuple[int, ...]]) -> dict[str, dict[int, str]]:
     """Name each output axis whose size changed between the two runs after the input axis it follows."""
     by_sizes = {

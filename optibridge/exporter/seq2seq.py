@@ -24,7 +24,7 @@ import torch
 
 from ..kv_cache import cache_from_pairs, cache_pairs, encoder_decoder_cache
 from .encoder import qualified_name
-from .inputs import BATCH_AXIS
+from .inputs import BATCH_AXIS, token_batch
 from .loading import SourceModel
 from .plan import ExportedGraphs, SessionLoader
 from .torch_to_onnx import export_module, graph_spec
@@ -90,17 +90,6 @@ class DecoderStep(torch.nn.Module):
         return (out.logits, *flat)
 
 
-def _text_inputs(config: Any, batch: int, length: int, pads: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    vocab = int(config.vocab_size)
-    ids = torch.randint(min(3, vocab - 1), vocab, (batch, length), generator=generator)
-    mask = torch.ones(batch, length, dtype=torch.long)
-    for row, n in enumerate(pads):
-        if n:
-            mask[row, -n:] = 0  # encoders are right-padded
-    return ids, mask
-
-
 def _features(config: Any, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     frames = 2 * int(config.max_source_positions)  # Whisper's encoder takes exactly this many frames
@@ -111,13 +100,7 @@ def _features(config: Any, batch: int, seed: int) -> tuple[torch.Tensor, torch.T
 def _encoder_inputs(source: SourceModel, batch: int, length: int, pads: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     if source.architecture.modality == "speech":
         return _features(source.config, batch, seed)
-    return _text_inputs(source.config, batch, length, pads, seed)
-
-
-def _decoder_ids(config: Any, batch: int, length: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    vocab = int(config.vocab_size)
-    return torch.randint(min(3, vocab - 1), vocab, (batch, length), generator=generator)
+    return token_batch(source.config, batch, length, seed, pads=pads)  # encoders are right-padded
 
 
 def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True) -> ExportedGraphs:
@@ -143,7 +126,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     )
 
     # -- first decoder step -----------------------------------------------------------------------
-    dec_ids = _decoder_ids(source.config, 2, 3, seed=0)
+    dec_ids = token_batch(source.config, 2, 3, seed=0)[0]
     with torch.no_grad():
         first = DecoderStep(model, with_past=False)(dec_ids, enc_mask, hidden)
     layer_count = (len(first) - 1) // 4
@@ -163,7 +146,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     )
 
     # -- later decoder steps ------------------------------------------------------------------------
-    next_ids = _decoder_ids(source.config, 2, 2, seed=1)
+    next_ids = token_batch(source.config, 2, 2, seed=1)[0]
     past = list(first[1:])
     past_names = layout.names("past_key_values")
     present_names = layout.names("present", with_cross=False)
@@ -215,7 +198,7 @@ def validate_seq2seq(source: SourceModel, load: SessionLoader, layout: Seq2SeqLa
         want_hidden = model.get_encoder()(**({"input_features": enc_in} if speech else {"input_ids": enc_in, "attention_mask": enc_mask})).last_hidden_state
     check("encoder last_hidden_state", want_hidden.numpy(), hidden, None if speech else enc_mask.bool().numpy())
 
-    dec_ids = _decoder_ids(source.config, 3, 2, seed=3)
+    dec_ids = token_batch(source.config, 3, 2, seed=3)[0]
     first_feed = {"input_ids": dec_ids.numpy(), "encoder_attention_mask": enc_mask.numpy(), "encoder_hidden_states": hidden}
     first = run("decoder", first_feed)
     hidden_t = torch.from_numpy(hidden)
@@ -224,7 +207,7 @@ def validate_seq2seq(source: SourceModel, load: SessionLoader, layout: Seq2SeqLa
                       past_key_values=encoder_decoder_cache([], []), use_cache=True, return_dict=True)
     check("logits (first decoder step)", want1.logits.numpy(), first["logits"])
 
-    next_ids = _decoder_ids(source.config, 3, 1, seed=4)
+    next_ids = token_batch(source.config, 3, 1, seed=4)[0]
     later_feed = {"input_ids": next_ids.numpy(), "encoder_attention_mask": enc_mask.numpy(), "encoder_hidden_states": hidden}
     later_feed.update(zip(layout.names("past_key_values"), (first[n] for n in layout.names("present"))))
     later = run("decoder_with_past", later_feed)
