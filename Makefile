@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 # inc and calibration: the Neural Compressor and datasets paths of `quantize` are tested too
 # (together ~10 s to install, pip check clean).
-EXTRAS ?= ort,openvino,test,inc,calibration
+EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration
 STAMP := $(VENV)/.optibridge-installed
 
 .PHONY: setup demo test bench clean

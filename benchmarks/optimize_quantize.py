@@ -8,6 +8,9 @@ random weights), at each batch size with sequences padded to ``--seq-len`` token
 * ``ort O2``       -- ``optibridge.optimize(..., OptimizationConfig(level=2))``;
 * ``int8 dynamic`` -- ``optibridge.quantize(..., QuantizationConfig(mode="dynamic"))`` (defaults);
 * ``int8 static``  -- ``optibridge.quantize(..., QuantizationConfig(mode="static"))`` (built-in calibration sentences);
+* ``ov fp32``      -- the exported ONNX artifact on OpenVINO (converted at load);
+* ``ov IR``        -- ``optibridge.optimize(..., backend="openvino")``: float32 OpenVINO IR;
+* ``ov int8 static`` -- ``optibridge.quantize(..., QuantizationConfig(mode="static"), backend="openvino")`` (NNCF, same sentences);
 
 all through ``OBModelForFeatureExtraction`` (torch in, torch out, like the PyTorch model),
 interleaved with one settle call before each timed call (``optibridge.bench.measure_interleaved``,
@@ -16,6 +19,10 @@ embeddings to ORT float32 over ``HELD_OUT_SENTENCES`` (56 varied sentences never
 calibration), in batches of 8.
 
     HF_HUB_OFFLINE=1 python benchmarks/optimize_quantize.py --json out.json
+    HF_HUB_OFFLINE=1 python benchmarks/optimize_quantize.py --models minilm --backends ort,openvino
+
+OpenVINO runs with ``performance_hint="LATENCY"`` and ``inference_num_threads=--threads``; ORT
+with ``intra_op_num_threads=--threads``.
 """
 
 from __future__ import annotations
@@ -47,7 +54,16 @@ from optibridge.hardware import detect_cpu
 from optibridge.steps.samples import HELD_OUT_SENTENCES, VALIDATION_SENTENCES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-CANDIDATES = ("ort fp32", "ort O2", "int8 dynamic", "int8 static")
+STATIC = QuantizationConfig(mode="static")
+# label → (backend, step, config); the step's input is always the exported float32 artifact.
+STEPS: dict[str, tuple[str, Any, Any]] = {
+    "ort O2": ("ort", optibridge.optimize, OptimizationConfig(level=2)),
+    "int8 dynamic": ("ort", optibridge.quantize, QuantizationConfig(mode="dynamic")),
+    "int8 static": ("ort", optibridge.quantize, STATIC),
+    "ov IR": ("openvino", optibridge.optimize, OptimizationConfig(level=2)),
+    "ov int8 static": ("openvino", optibridge.quantize, STATIC),
+}
+CANDIDATES = ("ort fp32", "ort O2", "int8 dynamic", "int8 static", "ov fp32", "ov IR", "ov int8 static")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,10 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="Untimed warm-up rounds (default: 3).")
     parser.add_argument("--max-seconds", type=float, default=150.0, help="Cap on the timed part per model and batch size (default: 150).")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Threads for each runtime (default: all cores).")
+    parser.add_argument("--backends", default="ort,openvino", help="Comma-separated backends to include: ort, openvino (default: both).")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="Also write the numbers to this JSON file.")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.models) - {"minilm", "bert-base"}
     if unknown:
         parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; choose from minilm, bert-base")
@@ -94,23 +112,29 @@ def embeddings(model: Any, tokenizer: Any, sentences: tuple[str, ...], batch: in
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def prepare(name: str, folder: Path, root: Path, threads: int) -> dict[str, Any]:
+def session_options(backend: str, threads: int) -> dict[str, Any]:
+    if backend == "openvino":
+        return {"performance_hint": "LATENCY", "inference_num_threads": threads}
+    return {"intra_op_num_threads": threads}
+
+
+def prepare(name: str, folder: Path, root: Path, threads: int, backends: list[str]) -> dict[str, Any]:
     """Export, optimize and quantize one model; returns the loaded models, sizes, accuracy and step timings."""
     steps: dict[str, float] = {}
     t0 = time.perf_counter()
     exported = optibridge.export(folder, root / f"{name}-fp32", task="feature-extraction").artifact
     steps["export"] = time.perf_counter() - t0
-    artifacts = {"ort fp32": exported}
-    for label, verb, config in (
-        ("ort O2", optibridge.optimize, OptimizationConfig(level=2)),
-        ("int8 dynamic", optibridge.quantize, QuantizationConfig(mode="dynamic")),
-        ("int8 static", optibridge.quantize, QuantizationConfig(mode="static")),
-    ):
+    artifacts = {"ort fp32": ("ort", exported), "ov fp32": ("openvino", exported)}
+    for label, (backend, verb, config) in STEPS.items():
+        if backend not in backends:
+            continue
         t0 = time.perf_counter()
-        artifacts[label] = verb(exported.path, config, root / f"{name}-{label.replace(' ', '-')}").artifact
+        artifacts[label] = (backend, verb(exported.path, config, root / f"{name}-{label.replace(' ', '-')}", backend=backend).artifact)
         steps[label] = time.perf_counter() - t0
+    artifacts = {label: v for label, v in artifacts.items() if v[0] in backends or label == "ort fp32"}
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    models = {label: OBModelForFeatureExtraction.from_pretrained(a.path, intra_op_num_threads=threads) for label, a in artifacts.items()}
+    models = {label: OBModelForFeatureExtraction.from_pretrained(a.path, backend=backend, **session_options(backend, threads))
+              for label, (backend, a) in artifacts.items()}
     reference = embeddings(models["ort fp32"], tokenizer, HELD_OUT_SENTENCES)
     accuracy = {}
     for label, model in models.items():
@@ -121,8 +145,8 @@ def prepare(name: str, folder: Path, root: Path, threads: int) -> dict[str, Any]
     accuracy["pytorch"] = {"mean": float(torch_cos.mean()), "min": float(torch_cos.min())}
     return {
         "models": models, "torch": torch_model, "tokenizer": tokenizer, "accuracy": accuracy, "steps_s": steps,
-        "size_mb": {label: graph_bytes(a) / 1e6 for label, a in artifacts.items()},
-        "settings": {label: a.metadata.steps[-1].get("settings") for label, a in artifacts.items() if label != "ort fp32"},
+        "size_mb": {label: graph_bytes(a) / 1e6 for label, (_, a) in artifacts.items()},
+        "settings": {label: a.metadata.steps[-1].get("settings") for label, (_, a) in artifacts.items() if a.metadata.steps},
     }
 
 
@@ -147,7 +171,7 @@ def print_table(name: str, prepared: dict[str, Any], timings: list[dict[str, Any
     for column in ("candidate", *(f"b{t['batch_size']} ms" for t in timings), *(f"b{t['batch_size']} vs PyTorch" for t in timings),
                    "size MB", "cosine mean (min)"):
         table.add_column(column, justify="right")
-    for label in ("pytorch", *CANDIDATES):
+    for label in ("pytorch", *(c for c in CANDIDATES if c in prepared["models"])):
         medians = [f"{t['stats'][label].median:.1f}" for t in timings]
         ratios = [f"{t['stats'][label].ratio_to(t['stats']['pytorch']):.2f}x" for t in timings]
         size = f"{prepared['size_mb'][label]:.1f}" if label in prepared["size_mb"] else "-"
@@ -173,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         for name in args.models:
             folder = Path(minilm) if name == "minilm" else bert_base_folder(root, minilm)
-            console.print(f"preparing {name}: export, O2, int8 dynamic, int8 static ...")
-            prepared = prepare(name, folder, root, args.threads)
+            console.print(f"preparing {name}: export, then {', '.join(k for k, v in STEPS.items() if v[0] in args.backends)} ...")
+            prepared = prepare(name, folder, root, args.threads, args.backends)
             console.print("  step times: " + ", ".join(f"{k} {v:.1f} s" for k, v in prepared["steps_s"].items()))
             timings = []
             for batch in args.batch_sizes:

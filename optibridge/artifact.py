@@ -43,13 +43,24 @@ class TensorSpec:
         return cls(name=data["name"], dtype=data["dtype"], shape=tuple(data["shape"]))
 
 
+GRAPH_FORMATS = {
+    "onnx": "an ONNX model (``.onnx``, weights inline or in ``<file>.data``)",
+    "openvino-ir": "an OpenVINO IR (``.xml`` + weights in the ``.bin`` of the same name), written by the openvino backend",
+}
+
+
 @dataclass(frozen=True)
 class GraphSpec:
-    """One ONNX graph of an artifact: its file and its inputs/outputs."""
+    """One graph of an artifact: its file, its inputs/outputs, and its file format (see :data:`GRAPH_FORMATS`).
+
+    The inputs/outputs are the graph's interface as exported, whatever the format (a stateful
+    OpenVINO IR keeps its KV cache inside but is still described with its ``past``/``present`` names).
+    """
 
     file: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    format: str = "onnx"
 
     @property
     def input_names(self) -> list[str]:
@@ -65,7 +76,13 @@ class GraphSpec:
             file=data["file"],
             inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+            format=data.get("format", "onnx"),  # artifacts written before IR support have no field
         )
+
+    @property
+    def side_file(self) -> str:
+        """The weights file beside the graph: ``<file>.data`` (ONNX, when external) or ``<stem>.bin`` (IR)."""
+        return str(Path(self.file).with_suffix(".bin")) if self.format == "openvino-ir" else self.file + ".data"
 
 
 @dataclass
@@ -159,12 +176,23 @@ class Artifact:
         """Path of the main graph (``model.onnx`` for single-graph artifacts)."""
         return self.path / self.metadata.main_graph.file
 
-    def graph_path(self, graph: str = MAIN_GRAPH) -> Path:
+    def graph_path(self, graph: str = MAIN_GRAPH, formats: tuple[str, ...] = ("onnx",)) -> Path:
+        """Path of one graph's file; an error when its format is not one the caller reads."""
         if graph not in self.metadata.graphs:
             raise ArtifactError(
                 f"{self.path} has no graph {graph!r}; it has: {', '.join(self.metadata.graphs)}"
             )
-        return self.path / self.metadata.graphs[graph].file
+        spec = self.metadata.graphs[graph]
+        if spec.format not in formats:
+            raise ArtifactError(
+                f"graph {graph!r} of {self.path} is {GRAPH_FORMATS.get(spec.format, spec.format)} ({spec.file}), and this "
+                f"backend reads {' or '.join(formats)} graphs: load it with backend='openvino', or use the ONNX artifact it was made from"
+            )
+        return self.path / spec.file
+
+    @property
+    def graph_formats(self) -> set[str]:
+        return {spec.format for spec in self.metadata.graphs.values()}
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, verify_hashes: bool = False) -> "Artifact":
@@ -194,8 +222,8 @@ class Artifact:
         names = []
         for graph in self.metadata.graphs.values():
             names.append(graph.file)
-            if graph.file + ".data" in self.metadata.files:
-                names.append(graph.file + ".data")
+            if graph.side_file in self.metadata.files:
+                names.append(graph.side_file)
         return names
 
     def check_files(self, *, verify_hashes: bool = False) -> None:

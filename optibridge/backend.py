@@ -50,6 +50,35 @@ class Session(Protocol):
         """Run the graph. ``inputs`` holds exactly the graph's inputs; the result maps every output name."""
         ...
 
+    # Optional, for sessions that keep a decoder's KV cache inside (OpenVINO stateful models);
+    # callers check ``getattr(session, "stateful", False)``:
+    #   stateful: bool                        -- True when the cache lives in the session
+    #   reset() -> None                       -- forget the cache (start of a new sequence)
+    #   run_step(inputs, beam_idx=None)       -- one step without past_*/present.* tensors: returns
+    #                                            the other outputs; ``beam_idx`` (int32, batch) picks
+    #                                            which row of the cache each row continues from
+    # A stateful session's plain ``run`` still takes past_* inputs and returns present.* outputs
+    # (it loads them into / reads them out of its state), so it can stand in for a stateless one.
+
+
+# Optional part of the Session contract, for sessions on an accelerator (CUDA IO binding, Gaudi):
+#
+#     accepts_torch: bool                      # True when run_torch below may be used
+#     def run_torch(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+#
+# run_torch takes and returns torch tensors that stay in device memory (inputs not on the
+# session's device are moved there; outputs are on it), so a KV cache or the logits never pass
+# through host memory between steps. The modeling layer uses it when present (see
+# torch_runner) and falls back to ``run`` (numpy) otherwise; ``Session.device`` must then be a
+# torch device string ("cuda:1", "hpu") because the model reports it as ``model.device``.
+
+
+def torch_runner(session: Any) -> Any:
+    """The session's ``run_torch`` when it declares ``accepts_torch``, else None (use ``run``)."""
+    if getattr(session, "accepts_torch", False):
+        return getattr(session, "run_torch", None)
+    return None
+
 
 class Backend(ABC):
     """A runtime that can run optibridge artifacts. Subclass it in a plugin and return an instance
@@ -59,6 +88,8 @@ class Backend(ABC):
     description: str = ""
     priority: int = 100
     """Lower runs first when ``backend="auto"`` picks among available backends."""
+    graph_formats: tuple[str, ...] = ("onnx",)
+    """Graph file formats this backend loads, optimizes and quantizes (see ``optibridge.artifact.GRAPH_FORMATS``)."""
 
     @abstractmethod
     def status(self) -> BackendStatus:
@@ -79,7 +110,9 @@ class Backend(ABC):
         ``output_dir`` is a staging folder: write each graph under the file name it has in
         ``artifact.metadata.graphs`` (and its ``.data`` side file when weights are external);
         the caller copies the other files, checks accuracy, records the step and moves the folder
-        into place. Return a report::
+        into place. A backend that writes another format (an OpenVINO IR) returns the new
+        :class:`~optibridge.artifact.GraphSpec` per graph in ``report["specs"]``, and facts a loader
+        needs in ``report["metadata_extra"]`` (merged into the metadata's ``extra``). Return a report::
 
             {"graphs": {name: {"fused": {op_type: count}, "attention_fused": bool, "notes": [...]}},
              "settings": {...what was actually applied...}, "notes": [...]}

@@ -21,7 +21,9 @@ def optimize(
         None, "--accuracy-budget",
         help="Fail (writing nothing) when accuracy vs the input is worse, e.g. 'cosine>=0.999' or 'max-abs-diff<=1e-4'.",
     ),
-    backend: str = typer.Option("ort", "--backend", help="Backend that optimizes (see `optibridge backends`)."),
+    backend: str = typer.Option(
+        "ort", "--backend", help="Backend that optimizes: ort (default) | openvino (writes OpenVINO IR; -O 4 = fp16 weights; decoder LMs stateful).",
+    ),
 ) -> None:
     """Optimize an artifact's graphs: operator fusions, checked against the input graphs.
 

@@ -22,7 +22,7 @@ def _names(values: Optional[list[str]]) -> Optional[tuple[str, ...]]:
 def quantize(
     artifact_dir: Path = typer.Argument(..., help="Artifact folder to quantize (float32; optimize it first if you want fusions)."),
     output_dir: Path = typer.Argument(..., help="Artifact folder to write (created; replaced only if it is an artifact)."),
-    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="dynamic (default) | static | int4 | inc-rtn | inc-awq | inc-gptq."),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="dynamic (default) | static | int4 | inc-rtn | inc-awq | inc-gptq (ort); static | int8-weights | int4-weights (openvino)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="auto (detect this CPU, default) | avx2 | avx512 | avx512-vnni | arm64."),
     per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor", help="Weight scales per output channel (default: the preset's)."),
     reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--full-range", help="7-bit weights (default: the preset's)."),
@@ -40,7 +40,7 @@ def quantize(
     calibration_method: Optional[str] = typer.Option(None, "--calibration-method", help="minmax (default) | entropy | percentile."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use at most this many calibration samples (default 100)."),
     calibration_column: Optional[str] = typer.Option(None, "--calibration-column", help="Text field/column of a JSONL file or dataset (default: text)."),
-    block_size: Optional[int] = typer.Option(None, "--block-size", help="int4 / inc-*: weights per quantization group (default 32)."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="int4 / int4-weights / inc-*: weights per quantization group (default 32)."),
     int4_algorithm: Optional[str] = typer.Option(None, "--int4-algorithm", help="int4: rtn (default) | hqq."),
     source: Optional[str] = typer.Option(None, "--source", help="inc-*: the PyTorch model folder (default: the one recorded at export)."),
     config_file: Optional[Path] = typer.Option(
@@ -49,7 +49,7 @@ def quantize(
     accuracy_budget: Optional[str] = typer.Option(
         None, "--accuracy-budget", help="Fail (writing nothing) when worse, e.g. 'cosine>=0.99' or 'cosine>=0.99,top1>=0.98'.",
     ),
-    backend: str = typer.Option("ort", "--backend", help="Backend that quantizes (see `optibridge backends`)."),
+    backend: str = typer.Option("ort", "--backend", help="Backend that quantizes: ort (default) | openvino (NNCF; writes OpenVINO IR)."),
 ) -> None:
     """Quantize an artifact (int8 dynamic/static, int4 weight-only), checked against the float32 graphs.
 
@@ -65,12 +65,21 @@ def quantize(
 
         optibridge quantize ./gpt2-onnx --mode inc-awq --calibration prompts.jsonl ./gpt2-awq
 
+        optibridge quantize ./minilm-onnx --backend openvino --mode static --calibration sentences.txt ./minilm-ov-int8
+
+        optibridge quantize ./gpt2-onnx --backend openvino --mode int4-weights --block-size 64 ./gpt2-ov-int4
+
     dynamic: int8 weights, activations quantized per call; needs no data (a few built-in
     sentences feed SmoothQuant). static: int8 QDQ with activation ranges from --calibration
     (.txt one sample per line, .jsonl with a text field or token ids, .npz arrays named after
     the inputs, or a datasets folder). int4: MatMulNBits weight-only for decoder LMs.
     inc-rtn/awq/gptq: Intel Neural Compressor picks int4 weights on the PyTorch model
     (`pip install 'optibridge[inc]'`), then they are exported and packed like int4.
+
+    --backend openvino (`pip install 'optibridge[openvino-quant]'`) quantizes with NNCF and writes
+    OpenVINO IR: static (int8, NNCF's transformer rules, FFN down-projections kept in float,
+    SmoothQuant alpha 0.5), int8-weights and int4-weights (weight-only, for decoder LMs; int4 in
+    groups of --block-size). Decoder LMs come out stateful (KV cache inside the compiled model).
 
     The preset (int8 settings for this CPU's integer instructions) is detected and printed;
     --preset overrides it. Every run compares the result with the float32 graphs on fresh inputs

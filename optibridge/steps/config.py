@@ -27,8 +27,18 @@ QUANTIZATION_MODES = {
     "inc-rtn": "Neural Compressor round-to-nearest int4 weights on the PyTorch model, then exported",
     "inc-awq": "Neural Compressor AWQ (activation-aware) int4 weights on the PyTorch model, then exported",
     "inc-gptq": "Neural Compressor GPTQ int4 weights on the PyTorch model, then exported",
+    "int8-weights": "OpenVINO: NNCF int8 weight-only compression (decoder LMs; no calibration needed)",
+    "int4-weights": "OpenVINO: NNCF int4 weight-only compression in groups of block_size (embeddings and head stay int8)",
+    "fp8": "Gaudi (backend hpu): Neural Compressor FP8 (E4M3) on the PyTorch model, scales measured on calibration data",
 }
 INC_MODES = tuple(m for m in QUANTIZATION_MODES if m.startswith("inc-"))
+MODE_BACKENDS = {
+    **dict.fromkeys(("dynamic", "int4", *INC_MODES), ("ort",)),
+    "static": ("ort", "openvino"),
+    **dict.fromkeys(("int8-weights", "int4-weights"), ("openvino",)),
+    "fp8": ("hpu",),
+}
+"""Which first-party backends do each mode; a backend asked for another mode names these in its error."""
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT4_ALGORITHMS = ("rtn", "hqq")
 PRESETS = ("auto", *CPU_PRESETS)

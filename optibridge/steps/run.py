@@ -54,6 +54,8 @@ def quantized_ops(artifact: Artifact) -> dict[str, int]:
 
     found: dict[str, int] = {}
     for graph in artifact.metadata.graphs.values():
+        if graph.format != "onnx":  # other formats (OpenVINO IR): the recorded quantize steps tell
+            continue
         model = onnx.load(str(artifact.path / graph.file), load_external_data=False)
         for node in model.graph.node:
             if node.op_type in QUANTIZED_OPS:
@@ -85,14 +87,23 @@ def _copy_side_files(artifact: Artifact, staging: Path) -> None:
             shutil.copy2(item, staging / item.name)
 
 
-def _new_metadata(artifact: Artifact, staging: Path) -> Any:
-    """The input's metadata with every graph's inputs/outputs re-read from the files just written."""
+def _new_metadata(artifact: Artifact, staging: Path, report: dict[str, Any]) -> Any:
+    """The input's metadata with every graph's inputs/outputs re-read from the files just written.
+
+    A backend that writes another format than ONNX returns the new :class:`GraphSpec` of those
+    graphs in ``report["specs"]``, and facts a loader needs in ``report["metadata_extra"]``.
+    """
     import onnx
 
     from ..exporter.torch_to_onnx import graph_spec
 
     metadata = copy.deepcopy(artifact.metadata)
+    metadata.extra.update(report.get("metadata_extra", {}))
+    specs = report.get("specs", {})
     for name, spec in metadata.graphs.items():
+        if name in specs:
+            metadata.graphs[name] = specs[name]
+            continue
         model = onnx.load(str(staging / spec.file), load_external_data=False)
         metadata.graphs[name] = graph_spec(spec.file, model)
     return metadata
@@ -126,7 +137,9 @@ def _enforce(budget: AccuracyBudget | None, accuracy: dict[str, AccuracyReport],
 def _backend(name: str) -> Backend:
     from ..backends import get_registry
 
-    return get_registry().require_available(name, "cpu")
+    # No device check: optimizing and quantizing run wherever the backend's runtime does (the
+    # hpu backend's FP8 measurement runs on its Gaudi, not on "cpu").
+    return get_registry().require_available(name, None)
 
 
 def _start(
@@ -140,7 +153,14 @@ def _start(
     artifact = Artifact.load(artifact_dir)
     check_output_dir(output_dir)
     _check_not_quantized(artifact, verb)
-    return artifact, _backend(backend), budget, on_step or (lambda message: None)
+    impl = _backend(backend)
+    unreadable = sorted(artifact.graph_formats - set(impl.graph_formats))
+    if unreadable:
+        raise ArtifactError(
+            f"{artifact.path} holds {', '.join(unreadable)} graphs, which backend {impl.name!r} cannot read "
+            f"(it reads {', '.join(impl.graph_formats)}); {verb.lower()} the ONNX artifact it was made from"
+        )
+    return artifact, impl, budget, on_step or (lambda message: None)
 
 
 def _finish(
@@ -148,13 +168,13 @@ def _finish(
     budget: AccuracyBudget | None, avoid_lengths: set[int], what: str, on_step: StepCallback,
 ) -> tuple[dict[str, AccuracyReport], dict[str, Any]]:
     """Metadata, accuracy against ``artifact``, budget, step record: the common tail of both verbs."""
-    metadata = _new_metadata(artifact, staging)
+    metadata = _new_metadata(artifact, staging, report)
     write_metadata(staging, metadata)
     on_step(f"checking accuracy against the float32 graphs of {artifact.path.name}")
     accuracy = check_accuracy(backend, artifact, Artifact(staging, metadata), avoid_lengths)
     _enforce(budget, accuracy, what)
     step.update(
-        report={k: v for k, v in report.items() if k != "settings"},
+        report={k: v for k, v in report.items() if k not in ("settings", "specs", "metadata_extra")},
         settings=report.get("settings", {}),
         accuracy={name: r.to_dict() for name, r in accuracy.items()},
         accuracy_budget=budget.to_dict() if budget else None,

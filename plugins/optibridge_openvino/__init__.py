@@ -1,1 +1,1 @@
-"""optibridge backend: Intel OpenVINO (runs artifacts on CPU/GPU/NPU; IR conversion and NNCF to come)."""
+"""optibridge backend: Intel OpenVINO (runs artifacts on CPU/GPU/NPU; IR conversion, stateful decoders, NNCF quantization)."""

@@ -1,0 +1,48 @@
+"""``OpenVINOSession``: a compiled OpenVINO model behind optibridge's Session interface."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class OpenVINOSession:
+    """A compiled OpenVINO model: numpy arrays in, numpy arrays out, by the graph's IO names."""
+
+    backend = "openvino"
+    stateful = False
+
+    def __init__(self, compiled: Any, device: str, known_names: set[str] = frozenset()) -> None:
+        self.compiled = compiled
+        self.device = device.lower()
+        self._request = compiled.create_infer_request()
+        self._inputs = [_port_name(port, known_names) for port in compiled.inputs]
+        self._outputs = [_port_name(port, known_names) for port in compiled.outputs]
+        self._output_ports = dict(zip(self._outputs, compiled.outputs))
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+    @property
+    def loaded_from_cache(self) -> bool:
+        return bool(self.compiled.get_property("LOADED_FROM_CACHE"))
+
+    def _infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self._request.infer(dict(inputs))
+        # The request reuses its output buffers on the next call: copy out what we hand back.
+        return {name: np.array(results[port], copy=True) for name, port in self._output_ports.items()}
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._infer(inputs)
+
+
+def _port_name(port: Any, known: set[str]) -> str:
+    """A port may carry several tensor names (OpenVINO merges them); prefer the graph's own IO name."""
+    names = port.get_names()
+    return next((n for n in sorted(names) if n in known), port.get_any_name())

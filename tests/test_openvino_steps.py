@@ -1,0 +1,193 @@
+"""OpenVINO optimize (IR conversion, stateful decoders) and quantize (NNCF) through optibridge's steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForCausalLM, AutoTokenizer, WhisperForConditionalGeneration
+
+from optibridge import OBModelForCausalLM, OBModelForFeatureExtraction, OBModelForSequenceClassification, OBModelForSpeechSeq2Seq
+from optibridge import optimize, quantize
+from optibridge.artifact import Artifact, GraphSpec
+from optibridge.errors import ArtifactError, BackendError, InputError
+from optibridge.modeling.stateful import StatefulCache
+from optibridge.steps import OptimizationConfig, QuantizationConfig
+
+HELD_OUT = [
+    "The committee postponed its decision until the spring meeting.",
+    "Ok.",
+    "Fresh bread smells wonderful early in the morning.",
+    "How many moons does Jupiter have?",
+    "She fixed the bicycle chain with a borrowed tool.",
+    "Quarterly revenue grew faster than analysts expected.",
+    "the quick brown fox jumps over the lazy dog",
+    "Please send the invoice to the accounting department by Friday.",
+]
+
+
+@pytest.fixture(scope="module")
+def bert_ir(exported, tmp_path_factory):
+    """`optibridge optimize ART OUT --backend openvino` on a tiny BERT: (source artifact, the step record)."""
+    from optibridge.cli import main
+
+    source = exported("bert", "text-classification")
+    out = tmp_path_factory.mktemp("ov") / "bert-ir"
+    assert main(["optimize", str(source.path), str(out), "--backend", "openvino"]) in (0, None)
+    artifact = Artifact.load(out)
+    return source, StepView(artifact, artifact.metadata.steps[-1])
+
+
+@dataclasses.dataclass
+class StepView:
+    artifact: Artifact
+    step: dict
+
+
+@pytest.fixture(scope="module")
+def stateful_ir(exported_generative, tmp_path_factory):
+    """``stateful_ir(model_type)``: the decoder artifact optimized for OpenVINO, once per module."""
+    done = {}
+
+    def get(model_type):
+        if model_type not in done:
+            out = tmp_path_factory.mktemp("ov") / f"{model_type}-ir"
+            done[model_type] = optimize(exported_generative(model_type).path, output_dir=out, backend="openvino")
+        return done[model_type]
+
+    return get
+
+
+def test_optimize_writes_an_ir_that_loading_prefers_at_fp32_parity(bert_ir, tmp_path):
+    source, result = bert_ir
+    spec = result.artifact.metadata.graphs["model"]
+    assert (spec.file, spec.format) == ("model.xml", "openvino-ir")
+    assert (result.artifact.path / "model.bin").is_file() and not (result.artifact.path / "model.onnx").exists()
+    assert {"model.xml", "model.bin"} <= set(result.artifact.metadata.files)
+    assert spec.input_names == source.metadata.graphs["model"].input_names  # same interface as the ONNX graph
+    assert result.step["settings"]["compress_to_fp16"] is False
+    assert all(out["max_abs_diff"] <= 1e-4 for out in result.step["accuracy"]["model"]["outputs"])
+    ids = torch.randint(5, 100, (3, 11))
+    options = dict(backend="openvino", compiled_cache_dir=str(tmp_path / "cache"))
+    ir = OBModelForSequenceClassification.from_pretrained(result.artifact.path, **options)
+    onnx = OBModelForSequenceClassification.from_pretrained(source.path, backend="openvino")
+    torch.testing.assert_close(ir(input_ids=ids).logits, onnx(input_ids=ids).logits, atol=1e-4, rtol=0)
+    assert not ir.session.loaded_from_cache
+    assert OBModelForSequenceClassification.from_pretrained(result.artifact.path, **options).session.loaded_from_cache
+
+
+def test_an_ir_artifact_is_a_clear_error_for_onnx_runtime(bert_ir, tmp_path):
+    _, result = bert_ir
+    with pytest.raises(ArtifactError, match=r"is an OpenVINO IR.*\(model.xml\).*load it with backend='openvino'"):
+        OBModelForSequenceClassification.from_pretrained(result.artifact.path, backend="ort")
+    with pytest.raises(ArtifactError, match=r"holds openvino-ir graphs, which backend 'ort' cannot read"):
+        quantize(result.artifact.path, QuantizationConfig(mode="dynamic"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_metadata_written_before_ir_support_reads_as_onnx():
+    spec = GraphSpec.from_dict({"file": "model.onnx", "inputs": [], "outputs": []})
+    assert spec.format == "onnx" and spec.side_file == "model.onnx.data"
+    assert dataclasses.replace(spec, file="model.xml", format="openvino-ir").side_file == "model.bin"
+
+
+def test_level_4_stores_fp16_weights(exported, bert_ir, tmp_path):
+    result = optimize(exported("bert", "text-classification").path, OptimizationConfig(level=4, force=True),
+                      tmp_path / "fp16", backend="openvino")
+    assert result.step["settings"]["compress_to_fp16"] is True
+    fp32_bin = bert_ir[1].artifact.metadata.files["model.bin"]["bytes"]
+    assert result.artifact.metadata.files["model.bin"]["bytes"] < 0.7 * fp32_bin
+
+
+def _embeddings(model, tokenizer):
+    batch = tokenizer(HELD_OUT, padding=True, return_tensors="pt")
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+
+
+@pytest.mark.slow
+def test_nncf_static_int8_keeps_minilm_embeddings(minilm_artifact, minilm_path, tmp_path):
+    result = quantize(minilm_artifact.path, QuantizationConfig(mode="static"), tmp_path / "int8", backend="openvino",
+                      accuracy_budget="cosine>=0.99")
+    assert result.report["graphs"]["model"]["quantized"]["FakeQuantize"] > 20
+    assert result.step["settings"]["model_type"] == "transformer" and result.step["settings"]["smooth_quant_alpha"] == 0.5
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    reference = _embeddings(OBModelForFeatureExtraction.from_pretrained(minilm_artifact.path, backend="openvino"), tokenizer)
+    got = _embeddings(OBModelForFeatureExtraction.from_pretrained(result.artifact.path, backend="openvino"), tokenizer)
+    cosine = (reference * got).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosine.mean() >= 0.99, cosine
+
+
+@pytest.mark.parametrize("mode,kind", [("int8-weights", "int8 weights"), ("int4-weights", "int4 weights")])
+def test_weight_compression_of_a_decoder_generates(mode, kind, exported_generative, tiny_generative, tmp_path):
+    result = quantize(exported_generative("gpt2").path, QuantizationConfig(mode=mode), tmp_path / mode, backend="openvino")
+    assert result.report["graphs"]["model"]["quantized"][kind] > 0
+    assert result.step["accuracy"]["model"]["outputs"][0]["name"] == "logits"
+    assert result.artifact.metadata.extra["openvino"]["stateful"] is True
+    model = OBModelForCausalLM.from_pretrained(result.artifact.path, backend="openvino")
+    inputs = AutoTokenizer.from_pretrained(tiny_generative("gpt2"))(["the cat sat"], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert out.shape == (1, inputs["input_ids"].shape[1] + 8)
+
+
+def test_modes_of_the_other_backend_are_refused_by_name(exported_generative, tmp_path):
+    path = exported_generative("gpt2").path
+    with pytest.raises(BackendError, match=r"'int4-weights': use --backend openvino"):
+        quantize(path, QuantizationConfig(mode="int4-weights"), tmp_path / "a", backend="ort")
+    with pytest.raises(BackendError, match=r"mode 'int4' is done by --backend ort"):
+        quantize(path, QuantizationConfig(mode="int4"), tmp_path / "b", backend="openvino")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_missing_nncf_names_the_extra(exported_generative, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nncf", None)  # makes `import nncf` raise ImportError
+    with pytest.raises(BackendError, match=r"needs NNCF.*pip install 'optibridge\[openvino-quant\]'"):
+        quantize(exported_generative("gpt2").path, QuantizationConfig(mode="int8-weights"), tmp_path / "q", backend="openvino")
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_stateful_decoder_generates_like_pytorch(model_type, stateful_ir, tiny_generative):
+    result = stateful_ir(model_type)
+    assert result.artifact.metadata.extra["openvino"]["stateful_graphs"] == ["model"]
+    assert all(out["max_abs_diff"] <= 1e-4 for out in result.step["accuracy"]["model"]["outputs"])
+    model = OBModelForCausalLM.from_pretrained(result.artifact.path, backend="openvino")
+    assert model.session.stateful
+    model.session.run = None  # generate() must take the stateful path: no cache tensors through run()
+    reference = AutoModelForCausalLM.from_pretrained(tiny_generative(model_type)).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_generative(model_type))
+    tok.padding_side = "left"
+    greedy = dict(max_new_tokens=32, min_new_tokens=32, do_sample=False)
+    for texts in (["the cat sat on the mat"], ["the cat sat on the mat and", "paris is", "hello there my good friend"]):
+        batch = tok(texts, padding=True, return_tensors="pt")
+        assert torch.equal(model.generate(**batch, **greedy), reference.generate(**batch, **greedy))
+    beams = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, num_beams=3)
+    batch = tok(["the cat sat on the mat and", "paris is"], padding=True, return_tensors="pt")
+    assert torch.equal(model.generate(**batch, **beams), reference.generate(**batch, **beams))
+    assert isinstance(model._stateful_cache, StatefulCache)
+
+
+def test_a_stateful_model_refuses_a_cache_it_does_not_hold(stateful_ir):
+    model = OBModelForCausalLM.from_pretrained(stateful_ir("gpt2").artifact.path, backend="openvino")
+    first = model(input_ids=torch.tensor([[5, 6, 7]]))
+    model(input_ids=torch.tensor([[8]]), past_key_values=first.past_key_values, attention_mask=torch.ones(1, 4, dtype=torch.long))
+    with pytest.raises(InputError, match="continues only the sequence of its latest call"):
+        model(input_ids=torch.tensor([[8]]), past_key_values=first.past_key_values, attention_mask=torch.ones(1, 4, dtype=torch.long))
+
+
+def test_whisper_on_openvino_matches_pytorch_from_onnx_and_from_ir(tiny_generative, exported_generative, tmp_path):
+    path = tiny_generative("whisper")
+    ir = optimize(exported_generative("whisper").path, output_dir=tmp_path / "ir", backend="openvino").artifact
+    assert {g.format for g in ir.metadata.graphs.values()} == {"openvino-ir"} and not ir.metadata.extra["openvino"]["stateful"]
+    reference = WhisperForConditionalGeneration.from_pretrained(path).eval()
+    waves = [np.random.default_rng(i).normal(0, 0.1, 9000 + 1500 * i).astype(np.float32) for i in range(2)]
+    features = AutoFeatureExtractor.from_pretrained(path)(waves, sampling_rate=16000, return_tensors="pt")["input_features"]
+    greedy = dict(max_new_tokens=16, min_new_tokens=16)
+    expected = reference.generate(features, **greedy)
+    for artifact in (exported_generative("whisper"), ir):
+        model = OBModelForSpeechSeq2Seq.from_pretrained(artifact.path, backend="openvino")
+        assert model.backend == "openvino"
+        assert torch.equal(model.generate(features, **greedy), expected)
