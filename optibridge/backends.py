@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,8 @@ from .backend import Backend, BackendStatus
 from .errors import BackendError
 
 ENTRY_POINT_GROUP = "optibridge.backends"
+PLUGINS_ENV = "OPTIBRIDGE_PLUGINS"
+"""Comma-separated module names registered as plugins besides the entry points (tests, local plugins)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class BackendRegistry:
         self._backends: dict[str, Backend] | None = None
         if load_entry_points:
             self._load_entry_points()
+            self._load_env_plugins()
 
     def _load_entry_points(self) -> None:
         # Loaded one by one (not pm.load_setuptools_entrypoints) so that one broken plugin is
@@ -52,6 +57,19 @@ class BackendRegistry:
                 self.broken.append(BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
                 continue
             self.plugin_manager.register(plugin, name=ep.name)
+
+    def _load_env_plugins(self) -> None:
+        # OPTIBRIDGE_PLUGINS=pkg.mod,other.mod: extra plugin modules, imported by name. Child
+        # processes inherit it (bench cells), which a register() call in the parent cannot reach.
+        for module_name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+            if self.plugin_manager.has_plugin(module_name):
+                continue
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:
+                self.broken.append(BrokenPlugin(module_name, f"{PLUGINS_ENV}={module_name}", f"{type(exc).__name__}: {exc}"))
+                continue
+            self.plugin_manager.register(module, name=module_name)
 
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object at run time (tests, notebooks, applications embedding optibridge)."""
@@ -114,12 +132,14 @@ class BackendRegistry:
             "and check `optibridge backends`"
         )
 
-    def require_available(self, name: str, device: str) -> Backend:
-        """The backend ``name``, checked to be usable here for ``device``; else an error saying why."""
+    def require_available(self, name: str, device: str | None) -> Backend:
+        """The backend ``name``, checked to be usable here (for ``device``, unless None); else an error saying why."""
         backend = self.get(name)
         status = backend.status()
         if not status.available:
             raise BackendError(f"backend {backend.name!r} is not usable here: {status.reason}")
+        if device is None:
+            return backend
         base_device = device.split(":")[0].lower()
         if status.devices and base_device not in {d.split(":")[0].lower() for d in status.devices}:
             raise BackendError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..console import console
@@ -28,6 +29,6 @@ def backends(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
     for s in statuses:
         table.add_row(
             s.name, "[green]yes[/]" if s.available else "[red]no[/]", ", ".join(s.devices) or "-",
-            s.version or "-", s.reason or ", ".join(s.features),
+            s.version or "-", escape(s.reason or ", ".join(s.features)),  # reasons hold `pip install x[extra]`
         )
     console.print(table)

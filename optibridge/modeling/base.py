@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ..artifact import Artifact, copy_artifact, is_artifact
-from ..backend import Session
+from ..backend import Session, torch_runner
 from ..backends import get_registry
 from ..errors import ArtifactError, BackendError, InputError
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
 from ..tasks import TASKS, Task
-from .inputs import prepare_inputs
+from .inputs import prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
 
 logger = logging.getLogger(__name__)
@@ -180,10 +180,21 @@ class OBModel:
             if value not in (None, False):
                 raise InputError(f"{name} is not supported by exported models (inference outputs only); leave it unset")
         kwargs.pop("use_cache", None)
-        feed, as_torch = prepare_inputs(self.artifact.metadata.inputs, kwargs)
-        outputs = self.session.run(feed)
-        result = wrap_outputs(self._output_class, outputs, as_torch)
+        result = self._forward_on_device(kwargs)
+        if result is None:
+            feed, as_torch = prepare_inputs(self.artifact.metadata.inputs, kwargs)
+            result = wrap_outputs(self._output_class, self.session.run(feed), as_torch)
         return result if return_dict is not False else result.to_tuple()
+
+    def _forward_on_device(self, kwargs: dict[str, Any]) -> Any:
+        """Torch tensors in and out through ``session.run_torch`` (no host copies), when the session
+        takes torch tensors and the caller passed some; None means: use the numpy path."""
+        import torch
+
+        run_torch = torch_runner(self.session)
+        if run_torch is None or not any(isinstance(v, torch.Tensor) for v in kwargs.values()):
+            return None
+        return self._output_class(**run_torch(prepare_torch_inputs(self.artifact.metadata.inputs, kwargs)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task={self.task.name!r}, backend={self.backend!r}, artifact={str(self.artifact.path)!r})"

@@ -12,9 +12,11 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import InputError
 from ..kv_cache import cache_from_pairs, cache_pairs, past_length
+from ..backend import torch_runner
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
 from .inputs import to_numpy
+from .stateful import stateful_step
 
 
 @register_task_class
@@ -51,6 +53,10 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
                 raise InputError(f"{name} is not supported by exported models; pass input_ids")
         if input_ids is None:
             raise InputError("missing required input 'input_ids' (int64, shape (batch_size, sequence_length))")
+        run_torch = torch_runner(self.session)
+        if run_torch is not None and isinstance(input_ids, torch.Tensor):
+            result = self._step_on_device(run_torch, input_ids, attention_mask, position_ids, past_key_values, use_cache)
+            return result if return_dict is not False else result.to_tuple()
         ids, as_torch = to_numpy("input_ids", input_ids)
         if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
             raise InputError(f"input_ids: expected integer token ids of shape (batch_size, sequence_length), got {ids.dtype} {tuple(ids.shape)}")
@@ -71,6 +77,10 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         else:
             positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        if self.use_cache and getattr(self.session, "stateful", False):  # the session keeps the cache (OpenVINO)
+            logits, self._stateful_cache = stateful_step(self.session, feed, past, past_key_values, getattr(self, "_stateful_cache", None))
+            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, past_key_values=self._stateful_cache)
+            return result if return_dict is not False else result.to_tuple()
         if self.use_cache:
             pairs = cache_pairs(past_key_values) if past else []
             if pairs:
@@ -88,3 +98,39 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         logits_out = torch.from_numpy(logits) if as_torch else logits
         result = CausalLMOutputWithPast(logits=logits_out, past_key_values=cache)
         return result if return_dict is not False else result.to_tuple()
+
+    def _step_on_device(
+        self, run_torch: Any, input_ids: torch.Tensor, attention_mask: Any, position_ids: Any, past_key_values: Any,
+        use_cache: bool | None,
+    ) -> CausalLMOutputWithPast:
+        """forward() through ``session.run_torch`` (CUDA IO binding, Gaudi): the present tensors the
+        session returns go into the cache as they are and are bound as the next step's past, so the
+        cache never passes through host memory."""
+        from ..exporter.decoder import position_ids_from_mask
+
+        if input_ids.ndim != 2 or input_ids.is_floating_point():
+            raise InputError(f"input_ids: expected integer token ids of shape (batch_size, sequence_length), got {input_ids.dtype} {tuple(input_ids.shape)}")
+        ids = input_ids.long()
+        batch, new = ids.shape
+        past = past_length(past_key_values) if self.use_cache else 0
+        if attention_mask is None:
+            mask = torch.ones((batch, past + new), dtype=torch.long, device=ids.device)
+        else:
+            mask = torch.as_tensor(attention_mask, device=ids.device).long()
+            if tuple(mask.shape) != (batch, past + new):
+                raise InputError(
+                    f"attention_mask has shape {tuple(mask.shape)}; expected (batch_size, past + new tokens) = {(batch, past + new)}"
+                )
+        positions = position_ids_from_mask(mask, new) if position_ids is None else torch.as_tensor(position_ids, device=ids.device).long()
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        if self.use_cache:
+            flat = [t for pair in (cache_pairs(past_key_values) if past else []) for t in pair]
+            if not flat:
+                flat = [torch.zeros((batch, self._kv["num_heads"], 0, self._kv["head_dim"]), device=ids.device)] * len(self._past_names)
+            feed.update(zip(self._past_names, flat))
+        outputs = run_torch(feed)
+        cache = None
+        if self.use_cache and use_cache is not False:
+            presents = [outputs[name] for name in self._present_names]
+            cache = cache_from_pairs(list(zip(presents[0::2], presents[1::2])), zero_copy=True)
+        return CausalLMOutputWithPast(logits=outputs["logits"], past_key_values=cache)

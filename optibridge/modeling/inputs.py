@@ -107,3 +107,33 @@ def _check_shared_axes(specs: list[TensorSpec], arrays: dict[str, np.ndarray]) -
                     f"{spec.name} has {axis}={size} but {other} has {axis}={other_size}; inputs must agree on {axis}"
                 )
             seen.setdefault(axis, (spec.name, size))
+
+
+def _stand_in(tensor: Any) -> np.ndarray:
+    """A numpy array with the tensor's shape and dtype and no data (a broadcast view of one zero),
+    so :func:`prepare_inputs` can check a device tensor without copying it to the host."""
+    import torch
+
+    try:
+        dtype = torch.empty((), dtype=tensor.dtype).numpy().dtype
+    except TypeError:  # bfloat16 and other types numpy lacks: checked as the float they are
+        dtype = np.dtype(np.float32) if tensor.dtype.is_floating_point else np.dtype(np.int64)
+    return np.broadcast_to(np.zeros((), dtype), tuple(tensor.shape))
+
+
+def prepare_torch_inputs(specs: list[TensorSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`prepare_inputs` for a session that takes torch tensors (see ``Session.run_torch``):
+    the same checks, but torch tensors stay where they are (cast on their device when needed);
+    only numpy/list values and filled-in defaults are made into tensors (on the CPU)."""
+    import torch
+
+    shadows = {k: _stand_in(v) if isinstance(v, torch.Tensor) else v for k, v in given.items()}
+    checked, _ = prepare_inputs(specs, shadows)
+    feed = {}
+    for name, array in checked.items():
+        value = given.get(name)
+        if isinstance(value, torch.Tensor):
+            feed[name] = value.to(torch.from_numpy(np.zeros((), array.dtype)).dtype)
+        else:
+            feed[name] = torch.from_numpy(np.ascontiguousarray(array))
+    return feed

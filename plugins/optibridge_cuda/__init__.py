@@ -1,1 +1,5 @@
-"""optibridge backend: cuda (not implemented yet: it detects and reports what this machine has)."""
+"""optibridge backend: ONNX Runtime CUDA / TensorRT execution providers (NVIDIA GPUs)."""
+
+from .backend import CudaBackend
+
+__all__ = ["CudaBackend"]

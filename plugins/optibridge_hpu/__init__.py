@@ -1,1 +1,5 @@
-"""optibridge backend: hpu (not implemented yet: it detects and reports what this machine has)."""
+"""optibridge backend: Habana Gaudi through habana_frameworks.torch (runs the PyTorch model, not ONNX)."""
+
+from .backend import HpuBackend
+
+__all__ = ["HpuBackend"]

@@ -48,6 +48,17 @@ class OrtSession:
         return dict(zip(self._output_names, values))
 
 
+CORRUPT_FILE_FIX = "The file is corrupt or incomplete; re-export it with `optibridge export`"
+
+
+def create_session(ort: Any, path: Path, session_options: Any, providers: list[Any], fix: str = CORRUPT_FILE_FIX) -> Any:
+    """An ``InferenceSession`` on ``path`` (shared with the CUDA plugin); a failure is an ArtifactError ending with ``fix``."""
+    try:
+        return ort.InferenceSession(str(path), session_options, providers=providers)
+    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
+        raise ArtifactError(f"ONNX Runtime could not load {path}: {first_line(exc)}. {fix}") from exc
+
+
 class OrtBackend(Backend):
     name = "ort"
     description = "ONNX Runtime, CPU execution provider"
@@ -79,15 +90,7 @@ class OrtBackend(Backend):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendError("onnxruntime is not installed: pip install optibridge[ort]") from exc
-        session_options = build_session_options(ort, options)
-        path = artifact.graph_path(graph)
-        try:
-            session = ort.InferenceSession(str(path), session_options, providers=[PROVIDER])
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
-            raise ArtifactError(
-                f"ONNX Runtime could not load {path}: {first_line(exc)}. "
-                "The file is corrupt or incomplete; re-export it with `optibridge export`"
-            ) from exc
+        session = create_session(ort, artifact.graph_path(graph), build_session_options(ort, options), [PROVIDER])
         return OrtSession(session, device="cpu")
 
     def optimize(self, artifact: Artifact, config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:
