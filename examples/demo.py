@@ -5,13 +5,16 @@
 1. export the PyTorch model to an ONNX artifact folder, checked against PyTorch;
 2. load it with ``OBModelForFeatureExtraction`` -- used exactly like ``transformers.AutoModel`` --
    and check that it gives the same hidden states and sentence embeddings as PyTorch;
-3. time both at batch 1 and 8 (128 tokens each), interleaved, and compare medians.
+3. time both at batch 1 and 8 (128 tokens each), interleaved, and compare medians;
+4. ``optibridge bench`` on the same artifact: PyTorch eager, ONNX Runtime fp32 and int8, OpenVINO
+   fp32, each in its own process, with accuracy against PyTorch (``--no-bench`` skips it).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,10 +49,27 @@ def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> 
     return (last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+def bench(artifact: Path, runs: int, seconds: float) -> None:
+    """Same as: optibridge bench --model out/minilm-onnx --configs ort:fp32,ort:int8-dynamic,openvino:fp32 ..."""
+    from optibridge.bench.report import print_table, write_outputs
+    from optibridge.bench.runner import BenchRequest, run_bench
+
+    console.rule("[bold]4. optibridge bench: PyTorch eager vs ONNX Runtime fp32 / int8 vs OpenVINO")
+    request = BenchRequest(model=str(artifact), configs=["ort:fp32", "ort:int8-dynamic", "openvino:fp32"],
+                           batch_sizes=[1, 8], seq_lens=[128], warmup=2, runs=runs, duration_s=seconds, threads=THREADS)
+    with tempfile.TemporaryDirectory(prefix="optibridge-demo-bench-") as tmp:
+        run, _ = run_bench(request, Path(tmp))  # the int8 artifact is built in tmp; results are kept below
+    print_table(run, console)
+    written = write_outputs(run, artifact.parent / "bench")
+    console.print("wrote " + ", ".join(str(p) for p in written.values()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="optibridge demo on the bundled all-MiniLM-L6-v2")
     parser.add_argument("--out", type=Path, default=Path("out/minilm-onnx"), help="artifact folder to write")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per runtime and batch size")
+    parser.add_argument("--bench-seconds", type=float, default=2.0, help="timed seconds per bench cell (step 4)")
+    parser.add_argument("--no-bench", action="store_true", help="skip step 4 (optibridge bench)")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -126,10 +146,18 @@ def main() -> None:
                       "steadier numbers")
     console.print(f"(done in {time.perf_counter() - started:.0f} s; more numbers: make bench)")
 
+    # -- 4. optibridge bench ------------------------------------------------------------------------
+    if not args.no_bench:
+        del model, pytorch_model  # the bench measures in child processes; free this one's memory
+        bench(args.out, args.runs, args.bench_seconds)
+        console.print(f"(done in {time.perf_counter() - started:.0f} s)")
+
     # -- what next ---------------------------------------------------------------------------------
     console.rule("[bold]next")
     console.print("  optibridge export --help        export your own model (local folder or hub id)")
     console.print("  optibridge backends             runtimes and devices usable on this machine")
+    console.print("  optibridge bench --help         measure every backend and config here; --compare two runs")
+    console.print("  optibridge tune --help          write the fastest artifact within an accuracy budget")
     console.print("  python examples/swap_class.py   the one-line swap, in a pipeline")
 
 

@@ -11,7 +11,7 @@ import traceback
 import typer
 
 from . import __version__
-from .commands import backends, export, info, optimize, quantize
+from .commands import backends, bench, export, info, optimize, quantize, tune
 from .console import console, err_console
 from .errors import OptibridgeError
 
@@ -60,6 +60,8 @@ app.command("backends")(backends.backends)
 app.command("info")(info.info)
 app.command("optimize")(optimize.optimize)
 app.command("quantize")(quantize.quantize)
+app.command("bench")(bench.bench)
+app.command("tune")(tune.tune)
 
 
 def main(argv: list[str] | None = None) -> int:

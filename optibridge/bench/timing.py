@@ -69,7 +69,16 @@ class TimingStats:
     @property
     def p90(self) -> float:
         """90th percentile latency (ms), linearly interpolated between samples."""
-        return float(np.percentile(np.asarray(self.samples, dtype=np.float64), 90))
+        return self.percentile(90)
+
+    @property
+    def p99(self) -> float:
+        """99th percentile latency (ms); with few samples it is close to the slowest call."""
+        return self.percentile(99)
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile latency (ms), linearly interpolated between samples."""
+        return float(np.percentile(np.asarray(self.samples, dtype=np.float64), q))
 
     @property
     def mean(self) -> float:

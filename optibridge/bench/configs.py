@@ -1,0 +1,153 @@
+"""The named configurations a benchmark can measure, and which of them run on which backend here.
+
+A configuration is data: an optional step (``optimize`` or ``quantize`` with its config values)
+applied to the exported float32 artifact by the backend being measured. A backend appears in a
+run by being installed and available (``optibridge backends``); a configuration it cannot build
+(no "quantize" feature, no GPU for fp16) becomes a *skipped* cell with the reason, never a
+silently missing row. Adding a backend (say ``cuda``) needs no code here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from .schema import BASELINE, BenchError
+
+if TYPE_CHECKING:
+    from ..backend import BackendStatus
+
+BASELINE_CONFIG = "eager"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    description: str
+    step: str | None = None
+    """``"optimize"`` or ``"quantize"`` (with :attr:`options` as its config), or None: the artifact as exported."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    needs_gpu: bool = False
+
+    def step_config(self) -> Any:
+        from ..steps import OptimizationConfig, QuantizationConfig
+
+        if self.step == "optimize":
+            return OptimizationConfig(**self.options)
+        return QuantizationConfig(**self.options)
+
+
+CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
+    BenchConfig("fp32", "the exported float32 graphs, as they are"),
+    BenchConfig("O2", "transformer fusions (optimize -O 2)", "optimize", {"level": 2}),
+    BenchConfig("int8-dynamic", "int8 weights, activations quantized at run time", "quantize", {"mode": "dynamic"}),
+    BenchConfig("int8-static", "int8 weights and activations, calibrated on built-in sentences", "quantize", {"mode": "static"}),
+    BenchConfig("int4", "int4 weight-only MatMulNBits (decoder LMs)", "quantize", {"mode": "int4"}),
+    BenchConfig("int8-weights", "int8 weight-only compression (decoder LMs)", "quantize", {"mode": "int8-weights"}),
+    BenchConfig("int4-weights", "int4 weight-only compression in groups (decoder LMs)", "quantize", {"mode": "int4-weights"}),
+    BenchConfig("fp16", "float16 graphs (optimize -O 4), GPU targets", "optimize", {"level": 4, "device": "gpu"}, needs_gpu=True),
+)}
+DEFAULT_CONFIGS = ("fp32", "O2", "int8-dynamic", "int8-static")
+"""Measured when --configs is not given; ``fp16`` is added for backends with a GPU device."""
+
+# Options each first-party backend is loaded with, so that every runtime gets the same threads.
+THREAD_OPTION = {"ort": "intra_op_num_threads", "openvino": "inference_num_threads"}
+EXTRA_OPTIONS: dict[str, dict[str, Any]] = {"openvino": {"performance_hint": "LATENCY"}}
+
+
+def backend_options(backend: str, threads: int) -> dict[str, Any]:
+    """The session options a candidate of ``backend`` is loaded with (recorded in each cell)."""
+    options = dict(EXTRA_OPTIONS.get(backend, {}))
+    if backend in THREAD_OPTION:
+        options[THREAD_OPTION[backend]] = threads
+    return options
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """A backend × config to measure (at every shape), or the reason it cannot run here."""
+
+    backend: str
+    config: str
+    device: str = "cpu"
+    skip: str | None = None
+
+
+def _gpu_device(status: "BackendStatus") -> str | None:
+    return next((d for d in status.devices if not d.lower().startswith("cpu")), None)
+
+
+def _plan_one(backend: str, config_name: str, status: "BackendStatus | None") -> PlannedCell:
+    config = CONFIGS[config_name]
+    if status is None:
+        return PlannedCell(backend, config_name, skip=f"backend {backend!r} is not installed")
+    if not status.available:
+        return PlannedCell(backend, config_name, skip=f"backend {backend!r} is not usable here: {status.reason}")
+    device = "cpu" if "cpu" in {d.lower() for d in status.devices} or not status.devices else status.devices[0]
+    if config.needs_gpu:
+        gpu = _gpu_device(status)
+        if gpu is None:
+            return PlannedCell(backend, config_name, skip=f"{config_name} needs a GPU device; {backend} has {', '.join(status.devices) or 'none'}")
+        device = gpu
+    if config.step is not None and config.step not in status.features:
+        return PlannedCell(backend, config_name, device,
+                           skip=f"backend {backend!r} cannot {config.step} here (it offers: {', '.join(status.features) or 'nothing'})")
+    mode_skip = _mode_skip(backend, config)
+    if mode_skip:
+        return PlannedCell(backend, config_name, device, skip=mode_skip)
+    return PlannedCell(backend, config_name, device)
+
+
+def _mode_skip(backend: str, config: BenchConfig) -> str | None:
+    """A quantization mode a first-party backend does not implement is a skipped cell, not a failed build."""
+    from ..steps.config import MODE_BACKENDS
+
+    if config.step != "quantize":
+        return None
+    first_party = {name for names in MODE_BACKENDS.values() for name in names}
+    doers = MODE_BACKENDS.get(config.options.get("mode", ""), ())
+    if backend in first_party and backend not in doers:
+        return f"backend {backend!r} has no {config.options['mode']} quantization (done by: {', '.join(doers)})"
+    return None
+
+
+def parse_list(text: str | None) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def plan(backends: Sequence[str] | None, configs: Sequence[str] | None, statuses: Mapping[str, "BackendStatus"]) -> list[PlannedCell]:
+    """The cells of a run: the PyTorch baseline first, then backend × config in the order given.
+
+    ``backends`` None means every available backend that can run models. ``configs`` items are
+    config names (applied to every backend) or ``backend:config`` (that backend only; the backend
+    is then measured even when not listed in ``backends``). None means :data:`DEFAULT_CONFIGS`
+    (plus ``fp16`` on backends with a GPU).
+    """
+    items = list(configs) if configs else []
+    for item in items:
+        name = item.split(":", 1)[-1]
+        if name not in CONFIGS:
+            raise BenchError(f"unknown config {name!r}; valid: {', '.join(CONFIGS)} (or backend:config, e.g. ort:int8-dynamic)")
+    pinned = [tuple(item.split(":", 1)) for item in items if ":" in item]
+    shared = [item for item in items if ":" not in item]
+    if backends is None:
+        names = [n for n, s in statuses.items() if s.available and "run" in s.features]
+        if pinned and not shared:
+            names = []
+    else:
+        names = [b for b in backends if b != BASELINE]
+    for backend, _ in pinned:
+        if backend not in names:
+            names.append(backend)
+    cells = [PlannedCell(BASELINE, BASELINE_CONFIG)]
+    for backend in names:
+        status = statuses.get(backend)
+        if items:
+            wanted = list(shared) + [c for b, c in pinned if b == backend]
+        else:
+            wanted = list(DEFAULT_CONFIGS)
+            if status is not None and _gpu_device(status) is not None:
+                wanted.append("fp16")
+        for config in dict.fromkeys(wanted):
+            cells.append(_plan_one(backend, config, status))
+    return cells

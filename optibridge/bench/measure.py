@@ -1,0 +1,250 @@
+"""One benchmark process: load one candidate, then measure it at every shape against PyTorch eager.
+
+Run by :mod:`optibridge.bench.runner` as ``python -m optibridge.bench.measure SPEC.json RESULTS.jsonl``,
+never in the caller's process: a crash or hang here becomes a failed cell there. Each shape's
+result is appended to RESULTS.jsonl as soon as it is measured (one JSON object per line), so a
+crash at batch 8 keeps the batch-1 result, and the runner's timeout applies per shape.
+
+Per shape: the candidate and the PyTorch model get the same inputs; accuracy is compared on
+their outputs (padding positions left out); then both are timed interleaved with
+``measure_interleaved(..., settle=1)``, so the speed-up comes from one run on one machine state.
+Generative models (text-generation) are timed on greedy ``generate`` of ``new_tokens`` tokens and
+on the prefill forward pass; per-token decode latency is derived from the two medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .schema import BASELINE, Generation, Latency
+from .timing import TimingStats, measure_interleaved
+
+GENERATIVE_TASKS = ("text-generation",)
+
+
+def peak_rss_mb() -> float:
+    """High-water mark of this process's resident memory, in MB.
+
+    ``VmHWM`` from /proc/self/status where there is one: ``ru_maxrss`` survives ``exec`` on Linux,
+    so a child of a big parent process would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
+
+
+def _emit(out: Path, event: dict[str, Any]) -> None:
+    with out.open("a") as handle:
+        handle.write(json.dumps(event) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def encoder_inputs(artifact: Any, batch: int, seq: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Real sentences through the artifact's tokenizer, padded/truncated to exactly ``seq`` tokens
+    (random ids in the vocabulary without a tokenizer); random pixels for vision models."""
+    from ..steps.samples import VALIDATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, random_batch, token_batch
+
+    graph = artifact.metadata.main_graph
+    if is_text_graph(graph):
+        rows = batch * choices_of(graph)
+        texts = [VALIDATION_SENTENCES[i % len(VALIDATION_SENTENCES)] for i in range(rows)]
+        vocab = int(model_config(artifact.path).get("vocab_size") or 100)
+        found = token_batch(graph, load_tokenizer(artifact.path), texts, vocab_size=vocab, pad_to=seq, max_length=seq)
+    else:
+        found = random_batch(graph, batch, sequence=seq)
+    return found.feed, found.mask
+
+
+def prompt_inputs(artifact: Any, batch: int, seq: int) -> dict[str, np.ndarray]:
+    """Random prompt ids inside the vocabulary (generation speed does not depend on the words)."""
+    from ..steps.samples import model_config
+
+    vocab = int(model_config(artifact.path).get("vocab_size") or 100)
+    ids = np.random.default_rng(0).integers(min(5, vocab - 1), vocab, size=(batch, seq), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def _tensors(output: Any) -> dict[str, np.ndarray]:
+    import torch
+
+    items = output.items() if hasattr(output, "items") else enumerate(output)
+    return {str(k): v.detach().float().numpy() for k, v in items if isinstance(v, torch.Tensor)}
+
+
+class Candidate:
+    """A model (PyTorch or optibridge) with the calls the measurement needs, all on torch tensors."""
+
+    def __init__(self, model: Any, generative: bool, new_tokens: int, pad_token_id: int) -> None:
+        self.model = model
+        self.generative = generative
+        self.generate_kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
+                                "pad_token_id": pad_token_id}
+
+    def forward(self, inputs: dict[str, Any]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            if self.generative:
+                return self.model(**inputs, use_cache=True)
+            return self.model(**inputs)
+
+    def generate(self, inputs: dict[str, Any]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.generate(**inputs, **self.generate_kwargs)
+
+
+def load_pytorch(reference: str, task: str) -> Any:
+    """The PyTorch model as users run it: the task's Auto class with its default attention."""
+    import transformers
+
+    from ..tasks import get_task
+
+    return getattr(transformers, get_task(task).auto_class).from_pretrained(reference).eval()
+
+
+def load_candidate(spec: dict[str, Any]) -> Any:
+    if spec["backend"] == BASELINE:
+        return load_pytorch(spec["reference"], spec["task"])
+    from ..modeling.tasks import task_class
+
+    cls = task_class(spec["task"])
+    return cls.from_pretrained(spec["artifact"], backend=spec["backend"], device=spec["device"], **spec["options"])
+
+
+def _timed(calls: dict[str, Callable[[], object]], spec: dict[str, Any]) -> dict[str, TimingStats]:
+    return measure_interleaved(calls, warmup=spec["warmup"], runs=spec["runs"], max_seconds=spec.get("duration_s"),
+                               settle=1 if len(calls) > 1 else 0)
+
+
+def _generation(prefill: TimingStats, generate: TimingStats, batch: int, new_tokens: int) -> Generation:
+    decode = (generate.median - prefill.median) / (new_tokens - 1) if new_tokens > 1 else 0.0
+    return Generation(new_tokens, prefill.median, max(decode, 0.0), batch * new_tokens / (generate.median / 1000.0))
+
+
+def measure_shape(candidate: Candidate, reference: Candidate | None, inputs: dict[str, Any], mask: np.ndarray | None,
+                  batch: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy and interleaved timings at one shape; the fields of a :class:`~.schema.Cell`."""
+    from ..accuracy import compare
+
+    result: dict[str, Any] = {}
+    calls = {"candidate": (lambda: candidate.generate(inputs)) if candidate.generative else (lambda: candidate.forward(inputs))}
+    if reference is not None:
+        expected = _tensors(reference.forward(inputs))
+        got = _tensors(candidate.forward(inputs))
+        shapes = {k: tuple(v.shape) for k, v in inputs.items()}
+        report = compare({k: v for k, v in expected.items() if k in got}, got, mask=mask, input_shapes=shapes,
+                         inputs=f"the benchmark batch ({batch} rows), same for PyTorch and the candidate")
+        result["accuracy"] = report.to_dict()
+        calls["pytorch"] = (lambda: reference.generate(inputs)) if reference.generative else (lambda: reference.forward(inputs))
+    stats = _timed(calls, spec)
+    result["latency"] = Latency.from_stats(stats["candidate"]).__dict__
+    result["throughput_samples_s"] = batch / (stats["candidate"].median / 1000.0)
+    if reference is not None:
+        result["baseline"] = Latency.from_stats(stats["pytorch"]).__dict__
+        result["speedup"] = stats["candidate"].ratio_to(stats["pytorch"])
+    else:
+        result["speedup"] = 1.0
+    if candidate.generative:
+        new_tokens = spec["new_tokens"]
+        prefill_calls = {"candidate": lambda: candidate.forward(inputs)}
+        if reference is not None:
+            prefill_calls["pytorch"] = lambda: reference.forward(inputs)
+        prefill = _timed(prefill_calls, spec)
+        result["generation"] = _generation(prefill["candidate"], stats["candidate"], batch, new_tokens).__dict__
+        if reference is not None:
+            result["baseline_generation"] = _generation(prefill["pytorch"], stats["pytorch"], batch, new_tokens).__dict__
+    return result
+
+
+def run(spec: dict[str, Any], out: Path) -> None:
+    import torch
+
+    from ..artifact import Artifact
+
+    torch.set_num_threads(int(spec["threads"]))
+    generative = spec["task"] in GENERATIVE_TASKS
+    shapes_artifact = Artifact.load(spec["inputs_artifact"])
+    started = time.perf_counter()
+    try:
+        model = load_candidate(spec)
+    except Exception as exc:
+        _emit(out, {"event": "fatal", "reason": f"load failed: {_one_line(exc)}"})
+        raise SystemExit(1) from exc
+    load_s = time.perf_counter() - started
+    _emit(out, {"event": "loaded", "load_s": load_s})  # from here on the runner's per-shape timeout applies
+    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    eos = getattr(getattr(model, "config", None), "eos_token_id", None)
+    pad_id = pad if isinstance(pad, int) else (eos if isinstance(eos, int) else 0)
+    candidate = Candidate(model, generative, int(spec["new_tokens"]), pad_id)
+    feeds: list[tuple[dict[str, Any], np.ndarray | None] | Exception] = []
+    for batch, seq in spec["shapes"]:
+        try:
+            if generative:
+                feed, mask = prompt_inputs(shapes_artifact, batch, seq), None
+            else:
+                feed, mask = encoder_inputs(shapes_artifact, batch, seq)
+            inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
+            candidate.generate(inputs) if generative else candidate.forward(inputs)  # the first call, before memory is read
+            feeds.append((inputs, mask))
+        except Exception as exc:
+            feeds.append(exc)
+    peak = peak_rss_mb()
+    reference = None
+    if spec["backend"] != BASELINE:
+        try:
+            reference = Candidate(load_pytorch(spec["reference"], spec["task"]), generative, int(spec["new_tokens"]), pad_id)
+        except Exception as exc:
+            _emit(out, {"event": "fatal", "reason": f"could not load the PyTorch reference {spec['reference']}: {_one_line(exc)}"})
+            raise SystemExit(1) from exc
+    for (batch, seq), prepared in zip(spec["shapes"], feeds):
+        base = {"batch_size": batch, "seq_len": seq, "load_s": load_s, "peak_rss_mb": peak}
+        if isinstance(prepared, Exception):
+            _emit(out, {"event": "cell", **base, "status": "failed", "reason": _one_line(prepared)})
+            continue
+        try:
+            measured = measure_shape(candidate, reference, prepared[0], prepared[1], batch, spec)
+        except Exception as exc:
+            _emit(out, {"event": "cell", **base, "status": "failed", "reason": _one_line(exc)})
+            continue
+        _emit(out, {"event": "cell", **base, "status": "ok", **measured})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(Path(args[0]).read_text())
+    out = Path(args[1])
+    try:
+        run(spec, out)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except BaseException as exc:  # anything unexpected: say it in the results, then fail
+        _emit(out, {"event": "fatal", "reason": _one_line(exc)})
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""Run a benchmark: export once, build each config's artifact once, measure each cell in its own process.
+
+One process per backend × config measures every shape (batch size × sequence length) in turn
+(:mod:`optibridge.bench.measure`), streaming one result per shape. The runner waits at most
+``timeout_s`` for each result: a process that hangs is killed, one that crashes (a segfault, an
+``os._exit``) ends; either way the shapes it did not finish become failed cells with the reason,
+and the run goes on with the next candidate. Processes run one after another, never side by side,
+so candidates do not compete for the cores.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .configs import BASELINE_CONFIG, CONFIGS, PlannedCell, backend_options, plan
+from .machine import describe_machine
+from .schema import BASELINE, BenchError, BenchRun, Cell
+
+SUPPORTED_TASK_KINDS = "encoders (every OBModelFor<Task> of a single graph) and decoder LMs (text-generation)"
+UNSUPPORTED_TASKS = ("text2text-generation", "automatic-speech-recognition")
+POLL_S = 0.05
+LOAD_TIMEOUT_S = 120.0
+"""At least this long for a process to start, import and load its model (a cold import of torch
+on a busy 2-core machine takes 10 s and more); after that, ``timeout_s`` per shape."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclass
+class BenchRequest:
+    """What to measure and how; the CLI's options one to one."""
+
+    model: str
+    task: str | None = None
+    backends: list[str] | None = None
+    """None: every available backend; PyTorch eager is always measured."""
+    configs: list[str] | None = None
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    seq_lens: list[int] = field(default_factory=lambda: [128])
+    warmup: int = 3
+    runs: int = 20
+    duration_s: float | None = None
+    """Cap on the timed part of each shape (the run stops earlier than ``runs`` rounds)."""
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout_s: float = 300.0
+    new_tokens: int = 8
+    baseline_cell: bool = True
+    """Measure PyTorch eager alone too (its own row); every candidate is timed against it anyway."""
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or min(self.batch_sizes) < 1 or not self.seq_lens or min(self.seq_lens) < 2:
+            raise BenchError("need batch sizes >= 1 and sequence lengths >= 2, e.g. --batch-sizes 1,8 --seq-lens 128")
+        if self.warmup < 0 or self.runs < 1 or self.threads < 1 or self.timeout_s <= 0 or self.new_tokens < 1:
+            raise BenchError("need --warmup >= 0, --runs >= 1, --threads >= 1, --timeout > 0, --new-tokens >= 1")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise BenchError(f"--duration must be > 0 seconds, not {self.duration_s}")
+
+    def settings(self) -> dict[str, Any]:
+        return {"backends": self.backends, "configs": self.configs, "batch_sizes": list(self.batch_sizes),
+                "seq_lens": list(self.seq_lens), "warmup": self.warmup, "runs": self.runs, "duration_s": self.duration_s,
+                "threads": self.threads, "timeout_s": self.timeout_s, "new_tokens": self.new_tokens,
+                "method": "interleaved with PyTorch eager in one process per backend x config, settle=1, medians"}
+
+
+@dataclass
+class Prepared:
+    """The run's inputs: the float32 artifact, the PyTorch reference, and each config's built artifact."""
+
+    fp32: Any
+    reference: str
+    task: str
+    artifacts: dict[tuple[str, str], Path] = field(default_factory=dict)
+    build_s: dict[tuple[str, str], float] = field(default_factory=dict)
+    build_errors: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+Reporter = Callable[[str], None]
+
+
+def _one_line(exc: BaseException) -> str:
+    from ..errors import first_line
+
+    return first_line(exc)
+
+
+def source_artifact(request: BenchRequest, workdir: Path, report: Reporter) -> tuple[Any, str]:
+    """The float32 artifact to start from (exported now from a transformers folder) and the reference model."""
+    from ..artifact import Artifact, is_artifact
+
+    if is_artifact(request.model):
+        artifact = Artifact.load(request.model)
+        if request.task and request.task != artifact.metadata.task:
+            raise BenchError(f"{request.model} was exported for {artifact.metadata.task!r}, not {request.task!r}; drop --task")
+        reference = str(artifact.metadata.source.get("model") or "")
+        if not reference:
+            raise BenchError(f"{request.model} does not record the model it came from; bench the transformers folder instead")
+        return artifact, reference
+    from ..exporter import export
+
+    report(f"exporting {request.model}")
+    return export(request.model, workdir / "fp32", task=request.task).artifact, str(request.model)
+
+
+def prepare(request: BenchRequest, cells: list[PlannedCell], workdir: Path, fp32: Any, reference: str, report: Reporter) -> Prepared:
+    """Build the artifact of every runnable backend × config, once; a failed build fails its cells."""
+    from ..steps import optimize, quantize
+
+    prepared = Prepared(fp32, reference, fp32.metadata.task)
+    for cell in cells:
+        key = (cell.backend, cell.config)
+        if cell.skip or cell.backend == BASELINE:
+            continue
+        config = CONFIGS[cell.config]
+        if config.step is None:
+            prepared.artifacts[key] = fp32.path
+            continue
+        report(f"building {cell.backend}:{cell.config}")
+        out = workdir / f"{cell.backend}-{cell.config}"
+        started = time.perf_counter()
+        try:
+            verb = optimize if config.step == "optimize" else quantize
+            result = verb(fp32.path, config.step_config(), out, backend=cell.backend)
+        except Exception as exc:  # any step error (BackendError, ConfigError, a runtime's own) fails these cells only
+            prepared.build_errors[key] = f"build failed: {_one_line(exc)}"
+            continue
+        prepared.artifacts[key] = result.artifact.path
+        prepared.build_s[key] = time.perf_counter() - started
+    return prepared
+
+
+def weights_mb(folder: str) -> float | None:
+    path = Path(folder)
+    if not path.is_dir():
+        return None
+    total = sum(f.stat().st_size for f in path.iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    return total / 1e6 if total else None
+
+
+def _read_events(path: Path, seen: int) -> tuple[list[dict[str, Any]], int]:
+    if not path.exists():
+        return [], seen
+    lines = path.read_text().splitlines()
+    events = []
+    for line in lines[seen:]:
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a crash mid-write
+            continue
+    return events, len(lines)
+
+
+def _exit_reason(code: int | None, stderr: Path) -> str:
+    if code is None:
+        return "did not finish"
+    if code < 0:
+        try:
+            what = signal.Signals(-code).name
+        except ValueError:
+            what = f"signal {-code}"
+        text = f"crashed ({what})"
+    else:
+        text = f"exited with code {code}"
+    try:
+        tail = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        tail = []
+    return f"{text}: {tail[-1].strip()[:200]}" if tail else text
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    process.wait()
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def run_process(spec: dict[str, Any], timeout_s: float, on_event: Callable[[dict[str, Any]], None]) -> str | None:
+    """Run one measurement process; ``on_event`` gets each result line as it arrives.
+
+    Returns None when the process finished every shape, else why it stopped early (crash, hang,
+    load failure): the caller fails the shapes that got no result.
+    """
+    with tempfile.TemporaryDirectory(prefix="optibridge-cell-") as tmp:
+        folder = Path(tmp)
+        spec_file, results, stderr = folder / "spec.json", folder / "results.jsonl", folder / "stderr.txt"
+        spec_file.write_text(json.dumps(spec))
+        with stderr.open("wb") as err:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "optibridge.bench.measure", str(spec_file), str(results)],
+                stdout=subprocess.DEVNULL, stderr=err, env=child_env(), start_new_session=True,
+            )
+        seen, pending, fatal = 0, len(spec["shapes"]), None
+        deadline = time.monotonic() + max(timeout_s, LOAD_TIMEOUT_S)
+        try:
+            while True:
+                finished = process.poll() is not None
+                events, seen = _read_events(results, seen)
+                for event in events:
+                    if event.get("event") == "fatal":
+                        fatal = str(event.get("reason"))
+                    elif event.get("event") == "loaded":
+                        deadline = time.monotonic() + timeout_s
+                    elif event.get("event") == "cell":
+                        pending -= 1
+                        deadline = time.monotonic() + timeout_s
+                        on_event(event)
+                if finished:
+                    break
+                if time.monotonic() > deadline:
+                    _kill(process)
+                    return f"timed out: no result within {timeout_s:g} s (process killed)"
+                time.sleep(POLL_S)
+        except BaseException:  # Ctrl-C: never leave a measuring process behind
+            _kill(process)
+            raise
+        if pending <= 0:
+            return None
+        return fatal or _exit_reason(process.returncode, stderr)
+
+
+def _shapes(request: BenchRequest) -> list[tuple[int, int]]:
+    return [(b, s) for s in request.seq_lens for b in request.batch_sizes]
+
+
+def _cell_from_event(planned: PlannedCell, event: dict[str, Any], extra: dict[str, Any]) -> Cell:
+    fields = {k: v for k, v in event.items() if k != "event"}
+    return Cell.from_dict({"backend": planned.backend, "config": planned.config, "device": planned.device, **extra, **fields})
+
+
+def measure_all(request: BenchRequest, cells: list[PlannedCell], prepared: Prepared,
+                on_cell: Callable[[Cell], None], on_start: Callable[[PlannedCell, tuple[int, int]], None]) -> list[Cell]:
+    """Every planned cell at every shape, in order; skipped and failed ones included."""
+    shapes = _shapes(request)
+    done: list[Cell] = []
+    for planned in cells:
+        key = (planned.backend, planned.config)
+        is_baseline = planned.backend == BASELINE
+        options = {} if is_baseline else backend_options(planned.backend, request.threads)
+        size = weights_mb(prepared.reference) if is_baseline else None
+        if key in prepared.artifacts:
+            size = sum(f.stat().st_size for f in Path(prepared.artifacts[key]).iterdir() if f.is_file()) / 1e6
+        extra = {"settings": {"threads": request.threads, **options}, "size_mb": size, "build_s": prepared.build_s.get(key)}
+        reason = planned.skip or prepared.build_errors.get(key)
+        if reason:
+            for batch, seq in shapes:
+                cell = Cell(planned.backend, planned.config, batch, seq, "skipped" if planned.skip else "failed",
+                            reason=reason, device=planned.device, settings=extra["settings"], build_s=extra["build_s"])
+                done.append(cell)
+                on_cell(cell)
+            continue
+        spec = {
+            "backend": planned.backend, "config": planned.config, "device": planned.device, "options": options,
+            "artifact": None if is_baseline else str(prepared.artifacts[key]), "inputs_artifact": str(prepared.fp32.path),
+            "reference": prepared.reference, "task": prepared.task, "shapes": shapes, "warmup": request.warmup,
+            "runs": request.runs, "duration_s": request.duration_s, "threads": request.threads, "new_tokens": request.new_tokens,
+        }
+        got: dict[tuple[int, int], Cell] = {}
+        on_start(planned, shapes[0])
+
+        def received(event: dict[str, Any], planned: PlannedCell = planned, extra: dict[str, Any] = extra) -> None:
+            cell = _cell_from_event(planned, event, extra)
+            got[(cell.batch_size, cell.seq_len)] = cell
+            on_cell(cell)
+            following = shapes.index((cell.batch_size, cell.seq_len)) + 1
+            if following < len(shapes):
+                on_start(planned, shapes[following])
+
+        stopped = run_process(spec, request.timeout_s, received)
+        for batch, seq in shapes:
+            if (batch, seq) in got:
+                done.append(got[(batch, seq)])
+                continue
+            cell = Cell(planned.backend, planned.config, batch, seq, "failed", reason=stopped or "no result",
+                        device=planned.device, settings=extra["settings"], size_mb=size, build_s=extra["build_s"])
+            done.append(cell)
+            on_cell(cell)
+    return done
+
+
+def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = True) -> tuple[BenchRun, Prepared]:
+    """Measure everything ``request`` asks for; artifacts are built under ``workdir`` (kept by the caller)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .. import __version__
+    from ..backends import get_registry
+    from ..console import err_console
+
+    if request.task in UNSUPPORTED_TASKS:
+        raise BenchError(f"bench measures {SUPPORTED_TASK_KINDS}; {request.task!r} is not supported yet")
+    statuses = {s.name: s for s in get_registry().statuses()}
+    cells = plan(request.backends, request.configs, statuses)
+    if not request.baseline_cell:
+        cells = [c for c in cells if c.backend != BASELINE]
+    shapes = _shapes(request)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err_console, disable=not show_progress, transient=True)
+    with progress:
+        bar = progress.add_task("preparing", total=len(cells) * len(shapes))
+        report = lambda text: progress.update(bar, description=text)  # noqa: E731
+        fp32, reference = source_artifact(request, workdir, report)
+        if fp32.metadata.task in UNSUPPORTED_TASKS:
+            raise BenchError(f"bench measures {SUPPORTED_TASK_KINDS}; {fp32.metadata.task!r} is not supported yet")
+        prepared = prepare(request, cells, workdir, fp32, reference, report)
+        measured = measure_all(
+            request, cells, prepared,
+            on_cell=lambda cell: progress.advance(bar),
+            on_start=lambda p, shape: progress.update(bar, description=f"{p.backend}:{p.config} b{shape[0]} s{shape[1]}"),
+        )
+    run = BenchRun(
+        model={"path": str(request.model), "task": prepared.task, "reference": reference,
+               "generative": prepared.task == "text-generation"},
+        machine=describe_machine(request.threads, statuses), settings=request.settings(), cells=measured,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), optibridge_version=__version__,
+    )
+    return run, prepared
+
+
+__all__ = ["BASELINE_CONFIG", "BenchRequest", "Prepared", "run_bench", "run_process"]

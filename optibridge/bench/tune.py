@@ -1,0 +1,120 @@
+"""``optibridge tune``: measure every backend × config here, keep the fastest within an accuracy budget.
+
+The candidates are the cells of one benchmark run at one shape (the PyTorch baseline is shown but
+is not a candidate: it is not an artifact). A candidate is rejected when its accuracy against
+PyTorch misses the budget, or when it failed or was skipped; among the rest the lowest median
+latency wins. The winner's artifact is copied to the output folder through a staged write, with a
+``tune`` step recorded in its ``optibridge.json`` (budget, measured figures, what else was tried).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..accuracy import AccuracyBudget
+from .runner import BenchRequest, run_bench
+from .schema import BASELINE, BenchError, BenchRun, Cell
+
+
+@dataclass(frozen=True)
+class Trial:
+    cell: Cell
+    verdict: str
+    """"chosen", "slower", "rejected: accuracy ...", "failed: ...", "skipped: ..."."""
+
+
+def choose(run: BenchRun, budget: AccuracyBudget) -> tuple[Cell | None, list[Trial]]:
+    """The fastest candidate within ``budget`` (None if none is) and a verdict for every cell tried."""
+    verdicts: dict[tuple[str, str, int, int], str] = {}
+    within = []
+    for cell in run.cells:
+        if cell.backend == BASELINE:
+            continue
+        if not cell.ok:
+            verdicts[cell.key] = f"{cell.status}: {cell.reason}"
+            continue
+        missed = budget.violations(cell.accuracy) if cell.accuracy is not None else ["no accuracy measured"]
+        if missed:
+            verdicts[cell.key] = f"rejected: accuracy ({'; '.join(missed)})"
+            continue
+        within.append(cell)
+    best = min(within, key=lambda c: c.latency.p50_ms if c.latency else float("inf"), default=None)
+    for cell in within:
+        if cell is best:
+            verdicts[cell.key] = "chosen: fastest within the budget"
+        else:
+            assert best is not None and best.latency and cell.latency
+            verdicts[cell.key] = f"slower ({cell.latency.p50_ms:.2f} ms vs {best.latency.p50_ms:.2f} ms)"
+    return best, [Trial(c, verdicts[c.key]) for c in run.cells if c.key in verdicts]
+
+
+def write_winner(source: Path, out: str | os.PathLike[str], best: Cell, run: BenchRun, budget: AccuracyBudget,
+                 trials: list[Trial]) -> Path:
+    """Copy the winner's artifact to ``out`` (staged) and record the tune step in its metadata."""
+    from ..artifact import Artifact, check_output_dir, staged_directory, write_metadata
+
+    check_output_dir(out)
+    with staged_directory(out) as staging:
+        for item in source.iterdir():
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+        artifact = Artifact.load(staging)
+        assert best.latency is not None
+        artifact.metadata.steps.append({
+            "step": "tune", "backend": best.backend, "config": best.config, "device": best.device,
+            "accuracy_budget": budget.to_dict(),
+            "measured": {"batch_size": best.batch_size, "seq_len": best.seq_len, "p50_ms": best.latency.p50_ms,
+                         "speedup_vs_pytorch": best.speedup,
+                         "accuracy": best.accuracy.to_dict() if best.accuracy else None},
+            "machine": {"title": run.machine.get("title"), "fingerprint": run.machine.get("fingerprint")},
+            "tried": [{"candidate": t.cell.name, "verdict": t.verdict} for t in trials],
+        })
+        write_metadata(staging, artifact.metadata)
+    return Path(out)
+
+
+def print_trials(run: BenchRun, trials: list[Trial], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="optibridge tune: what was tried",
+                  caption=f"batch {run.settings['batch_sizes'][0]} × {run.settings['seq_lens'][0]} tokens; each candidate timed "
+                          "interleaved with PyTorch eager in its own process; accuracy vs PyTorch on the same inputs")
+    for column in ("candidate", "p50 ms", "PyTorch p50 ms", "vs PyTorch", "cosine", "max abs diff", "verdict"):
+        table.add_column(column, justify="left" if column in ("candidate", "verdict") else "right")
+    for trial in trials:
+        cell = trial.cell
+        lat = f"{cell.latency.p50_ms:.2f}" if cell.latency else "-"
+        speed = f"{cell.speedup:.2f}×" if cell.speedup is not None and cell.ok else "-"
+        cos = f"{cell.accuracy.cosine:.5f}" if cell.accuracy else "-"
+        diff = f"{cell.accuracy.max_abs_diff:.1e}" if cell.accuracy else "-"
+        colour = "green" if trial.verdict.startswith("chosen") else ("red" if trial.verdict.startswith(("rejected", "failed")) else "")
+        verdict = f"[{colour}]{trial.verdict}[/]" if colour else trial.verdict
+        base = f"{cell.baseline.p50_ms:.2f}" if cell.baseline else "-"
+        table.add_row(cell.name, lat, base, speed, cos, diff, verdict)
+    from .report import wide_console
+
+    wide_console(console).print(table)
+
+
+def tune(request: BenchRequest, budget: AccuracyBudget, out: str | os.PathLike[str], console: Any,
+         *, show_progress: bool = True) -> tuple[Cell, BenchRun]:
+    """Run the benchmark, choose, write the winner to ``out``; raise BenchError (nothing written) if none fits."""
+    from ..artifact import check_output_dir
+
+    check_output_dir(out)  # fail before minutes of measuring
+    request.baseline_cell = False  # each candidate is timed against PyTorch in its own process already
+    if len(request.batch_sizes) != 1 or len(request.seq_lens) != 1:
+        raise BenchError("tune measures one shape: give one --batch-size and one --seq-len")
+    with tempfile.TemporaryDirectory(prefix="optibridge-tune-") as tmp:
+        run, prepared = run_bench(request, Path(tmp), show_progress=show_progress)
+        best, trials = choose(run, budget)
+        print_trials(run, trials, console)
+        if best is None:
+            raise BenchError(f"no candidate stayed within the accuracy budget {budget.describe()} (see the table); "
+                             "nothing was written. Loosen the budget or add configs (--configs)")
+        write_winner(prepared.artifacts[(best.backend, best.config)], out, best, run, budget, trials)
+    return best, run

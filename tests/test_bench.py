@@ -1,0 +1,234 @@
+"""`optibridge bench` / `tune`: schema, planning, compare, hardware matrix, plugins from the environment, CLI help.
+
+Pure-Python parts are tested on synthetic runs here; the subprocess runs (crash, hang, tune,
+a small real bench) are in test_bench_runs.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from optibridge.accuracy import AccuracyBudget, AccuracyReport, OutputAccuracy
+from optibridge.backend import BackendStatus
+from optibridge.backends import PLUGINS_ENV, BackendRegistry
+from optibridge.bench import SCHEMA_VERSION, BenchRun, Cell, load_run, save_run
+from optibridge.bench.compare import compare_runs
+from optibridge.bench.configs import plan
+from optibridge.bench.matrix import INSERT, update_matrix, update_text
+from optibridge.bench.schema import BenchError, Generation, Latency
+from optibridge.bench.tune import choose
+from optibridge.cli import main
+
+TESTS = Path(__file__).parent
+
+
+def latency(p50: float) -> Latency:
+    return Latency(p50, p50 * 1.1, p50 * 1.2, p50 * 1.05, 0.1, p50 * 0.9, 10)
+
+
+def accuracy(cosine: float) -> AccuracyReport:
+    return AccuracyReport([OutputAccuracy("last_hidden_state", 1e-3, cosine, cosine - 0.01, 12, None),
+                           OutputAccuracy("logits", 2e-3, 0.9999, 0.999, 4, 0.75)], {"input_ids": (2, 16)}, "test inputs")
+
+
+def cell(backend: str, config: str, p50: float, cosine: float = 0.9999, batch: int = 1, **kw: object) -> Cell:
+    base = backend == "pytorch"
+    return Cell(backend, config, batch, 16, "ok", latency=latency(p50), baseline=None if base else latency(20.0),
+                speedup=20.0 / p50, throughput_samples_s=1000.0 * batch / p50, load_s=0.5, size_mb=1.25,
+                peak_rss_mb=321.5, accuracy=None if base else accuracy(cosine), settings={"threads": 2}, **kw)  # type: ignore[arg-type]
+
+
+def run_of(*cells: Cell, fingerprint: str = "abc123def456", title: str = "Test CPU, 2 cores") -> BenchRun:
+    return BenchRun(model={"path": "/m/tiny", "task": "feature-extraction", "reference": "/m/tiny", "generative": False},
+                    machine={"fingerprint": fingerprint, "title": title, "os": "Linux", "libraries": {"torch": "2"}},
+                    settings={"runs": 10, "warmup": 2, "threads": 2, "duration_s": None, "batch_sizes": [1], "seq_lens": [16]},
+                    cells=list(cells), created="2026-11-22T00:00:00+00:00", optibridge_version="0.1.0")
+
+
+def full_run() -> BenchRun:
+    gen = Generation(8, 12.5, 3.25, 123.0)
+    return run_of(
+        cell("pytorch", "eager", 20.0),
+        cell("ort", "fp32", 10.0, generation=gen, baseline_generation=gen, build_s=None),
+        cell("ort", "int8-dynamic", 5.0, cosine=0.95, build_s=3.5),
+        Cell("openvino", "int8-static", 1, 16, "skipped", reason="backend 'openvino' cannot quantize here"),
+        Cell("fake-crash", "fp32", 1, 16, "failed", reason="crashed (SIGSEGV)"),
+    )
+
+
+def test_json_round_trips_exactly(tmp_path: Path) -> None:
+    run = full_run()
+    path = save_run(run, tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["cells"][1]["latency"]["p50_ms"] == 10.0 and data["cells"][1]["generation"]["tokens_per_s"] == 123.0
+    back = load_run(path)
+    assert back == run
+    assert back.to_dict() == run.to_dict()
+    assert save_run(back, tmp_path / "again.json").read_text() == path.read_text()
+    assert back.cells[2].accuracy is not None and back.cells[2].accuracy.cosine == pytest.approx(0.95)
+
+
+def test_load_run_refuses_other_versions_and_unknown_fields(tmp_path: Path) -> None:
+    data = full_run().to_dict()
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(BenchError, match="upgrade optibridge"):
+        load_run(path)
+    data["cells"][0]["new_field"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchError, match="unknown cell field"):
+        load_run(path)
+    path.write_text("not json")
+    with pytest.raises(BenchError, match="is not JSON"):
+        load_run(path)
+    with pytest.raises(BenchError, match="status"):
+        Cell("ort", "fp32", 1, 16, "weird")
+
+
+def test_plan_reports_every_cell_it_cannot_run() -> None:
+    statuses = {
+        "ort": BackendStatus("ort", True, ("cpu",), features=("run", "optimize", "quantize")),
+        "openvino": BackendStatus("openvino", True, ("cpu",), features=("run",)),
+        "cuda": BackendStatus("cuda", False, reason="no NVIDIA driver"),
+        "gpu": BackendStatus("gpu", True, ("cuda",), features=("run", "optimize")),
+    }
+    cells = plan(None, None, statuses)
+    names = [(c.backend, c.config, c.skip is None) for c in cells]
+    assert names[0] == ("pytorch", "eager", True)
+    assert ("ort", "int8-dynamic", True) in names and ("openvino", "fp32", True) in names
+    skipped = {(c.backend, c.config): c.skip for c in cells if c.skip}
+    assert "cannot quantize" in skipped[("openvino", "int8-static")]
+    assert ("cuda", "fp32") not in skipped  # not available: not part of a default run
+    gpu = {c.config: c for c in cells if c.backend == "gpu"}
+    assert gpu["fp16"].skip is None and gpu["fp16"].device == "cuda"  # a GPU backend gets fp16 without code for it
+    pinned = plan(None, ["ort:fp32", "openvino:fp32", "cuda:fp32", "ort:fp16"], statuses)
+    assert [(c.backend, c.config) for c in pinned] == [("pytorch", "eager"), ("ort", "fp32"), ("ort", "fp16"), ("openvino", "fp32"), ("cuda", "fp32")]
+    reasons = {(c.backend, c.config): c.skip for c in pinned}
+    assert "needs a GPU" in reasons[("ort", "fp16")] and "no NVIDIA driver" in reasons[("cuda", "fp32")]
+    assert "not installed" in plan(["nope"], ["fp32"], statuses)[1].skip
+    with pytest.raises(BenchError, match="unknown config 'int3'.*valid: fp32"):
+        plan(None, ["int3"], statuses)
+
+
+def test_plan_skips_a_quantization_mode_the_backend_does_not_have() -> None:
+    statuses = {
+        "ort": BackendStatus("ort", True, devices=("cpu",), features=("run", "optimize", "quantize")),
+        "openvino": BackendStatus("openvino", True, devices=("cpu",), features=("run", "optimize", "quantize")),
+    }
+    cells = {(c.backend, c.config): c for c in plan(None, ["int8-dynamic", "int8-static"], statuses)}
+    assert "done by: ort" in cells["openvino", "int8-dynamic"].skip
+    assert cells["openvino", "int8-static"].skip is None
+    assert cells["ort", "int8-dynamic"].skip is None
+
+
+def test_plugins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv(PLUGINS_ENV, "bench_fake_plugins, no_such_module_xyz")
+    registry = BackendRegistry()
+    assert {"fake-fast", "fake-crash", "fake-hang"} <= set(registry.backends())
+    assert "ort" in registry.backends()  # entry points still load
+    broken = {s.name: s for s in registry.statuses() if not s.available}
+    assert "no_such_module_xyz" in broken["no_such_module_xyz"].reason
+    monkeypatch.delenv(PLUGINS_ENV)
+    assert "fake-fast" not in BackendRegistry().backends()
+
+
+def test_compare_flags_an_injected_2x_regression(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = run_of(cell("pytorch", "eager", 20.0), cell("ort", "fp32", 10.0), cell("ort", "O2", 10.0))
+    b = run_of(cell("pytorch", "eager", 20.5), cell("ort", "fp32", 20.0), cell("ort", "O2", 10.4))
+    found = {c.name: c for c in compare_runs(a, b, 1.1)}
+    assert found["ort:fp32 1×16"].regression and found["ort:fp32 1×16"].ratio == pytest.approx(2.0)
+    assert not found["ort:O2 1×16"].regression and not found["pytorch:eager 1×16"].regression
+    save_run(a, tmp_path / "a.json")
+    save_run(b, tmp_path / "b.json")
+    assert main(["bench", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    assert main(["bench", "--compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 0
+    assert main(["bench", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--threshold", "2.5"]) == 0
+    failed = run_of(cell("pytorch", "eager", 20.0), Cell("ort", "fp32", 1, 16, "failed", reason="crashed"), cell("ort", "O2", 10.0))
+    assert {c.name: c for c in compare_runs(a, failed)}["ort:fp32 1×16"].regression
+
+
+def test_update_matrix_keeps_other_sections_and_hand_written_text(tmp_path: Path) -> None:
+    other = run_of(cell("pytorch", "eager", 30.0), fingerprint="0123456789ab", title="Other box")
+    hand = "# Hardware matrix\n\nHand-written intro.\n\n## Measured\n\n" + INSERT + "\n\n## Notes\n\nkept as is\n"
+    text = update_text(hand, other)
+    assert text.startswith("# Hardware matrix\n\nHand-written intro.") and text.endswith("## Notes\n\nkept as is\n")
+    path = tmp_path / "hardware_matrix.md"
+    path.write_text(text)
+    mine = run_of(cell("pytorch", "eager", 20.0), cell("ort", "fp32", 10.0))
+    update_matrix(path, mine)
+    first = path.read_text()
+    assert "Other box" in first and "Test CPU, 2 cores" in first and "| ort:fp32 | 1×16 | 10.00 |" in first
+    assert first.index("Other box") < first.index("Test CPU") < first.index("## Notes")  # new machines go before the anchor
+    update_matrix(path, run_of(cell("pytorch", "eager", 20.0), cell("ort", "fp32", 7.0)))
+    second = path.read_text()
+    assert second.count("begin abc123def456") == 1 and "| 7.00 |" in second and "| 10.00 |" not in second
+    assert second.split("<!-- optibridge-bench:begin abc")[0] == first.split("<!-- optibridge-bench:begin abc")[0]
+    assert second.split("<!-- optibridge-bench:end abc123def456 -->")[1] == first.split("<!-- optibridge-bench:end abc123def456 -->")[1]
+    no_anchor = tmp_path / "plain.md"
+    no_anchor.write_text("# Plain\n")
+    update_matrix(no_anchor, mine)
+    assert no_anchor.read_text().startswith("# Plain\n\n<!-- optibridge-bench:begin abc123def456 -->")
+    with pytest.raises(BenchError, match="does not exist"):
+        update_matrix(tmp_path / "missing.md", mine)
+
+
+def test_bench_from_stored_results_writes_reports_and_matrix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_run(full_run(), tmp_path / "in.json")
+    matrix = tmp_path / "m.md"
+    matrix.write_text("# M\n")
+    assert main(["bench", "--from", str(tmp_path / "in.json"), "--out", str(tmp_path / "out"), "--update-matrix", "--matrix", str(matrix)]) == 0
+    out = capsys.readouterr().out
+    assert "ort:int8-dynamic" in out and "skipped openvino:int8-static: backend 'openvino' cannot quantize here" in out
+    assert "failed fake-crash:fp32: crashed (SIGSEGV)" in out
+    assert load_run(tmp_path / "out" / "results.json") == full_run()
+    assert (tmp_path / "out" / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| ort:fp32 | 1×16 |" in (tmp_path / "out" / "report.md").read_text()
+    assert "begin abc123def456" in matrix.read_text()
+
+
+def test_tune_choice_rejects_the_budget_breaker() -> None:
+    run = run_of(cell("pytorch", "eager", 20.0), cell("a", "fp32", 10.0), cell("b", "int8-dynamic", 4.0, cosine=0.9),
+                 cell("c", "fp32", 6.0), Cell("d", "fp32", 1, 16, "failed", reason="crashed (SIGSEGV)"))
+    best, trials = choose(run, AccuracyBudget.parse("0.99"))
+    assert best is not None and best.name == "c:fp32"
+    verdicts = {t.cell.name: t.verdict for t in trials}
+    assert verdicts["b:int8-dynamic"].startswith("rejected: accuracy (last_hidden_state cosine 0.9000 < 0.99")
+    assert verdicts["a:fp32"].startswith("slower") and verdicts["d:fp32"] == "failed: crashed (SIGSEGV)"
+    assert "pytorch:eager" not in verdicts
+    assert choose(run, AccuracyBudget.parse("cosine>=0.99999"))[0] is None
+
+
+def test_cli_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
+    def flat() -> str:  # the help is boxed and wrapped: compare words only
+        return " ".join(capsys.readouterr().out.replace("│", " ").split())
+
+    assert main(["bench", "--help"]) == 0
+    text = flat()
+    for needle in ("--update-matrix", "--compare", "--threshold", "exits with code 1", "--timeout", "--configs", "failed cell"):
+        assert needle in text, needle
+    assert main(["tune", "--help"]) == 0
+    text = flat()
+    for needle in ("--accuracy-budget", "bare number means cosine", "fastest", "nothing is written"):
+        assert needle in text, needle
+    assert main(["bench"]) == 1
+    assert "give --model" in capsys.readouterr().err
+
+
+def test_tune_writes_nothing_when_no_candidate_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from optibridge.bench import tune as tuning
+    from optibridge.bench.runner import Prepared
+
+    run = run_of(cell("a", "fp32", 10.0, cosine=0.9))
+    monkeypatch.setattr(tuning, "run_bench", lambda request, workdir, show_progress=True: (run, Prepared(None, "", "feature-extraction")))
+    out = tmp_path / "tuned"
+    assert main(["tune", "--model", str(tmp_path), "--accuracy-budget", "0.99", "--no-progress", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "nothing was written" in captured.err and "rejected: accuracy" in captured.out
+    assert not out.exists()
