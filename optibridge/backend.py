@@ -88,6 +88,8 @@ class Backend(ABC):
     description: str = ""
     priority: int = 100
     """Lower runs first when ``backend="auto"`` picks among available backends."""
+    uses_cpu_presets: bool = False
+    """Whether ``quantize`` applies :mod:`optibridge.hardware`'s int8 CPU presets (the preset line is printed only then)."""
     graph_formats: tuple[str, ...] = ("onnx",)
     """Graph file formats this backend loads, optimizes and quantizes (see ``optibridge.artifact.GRAPH_FORMATS``)."""
 

@@ -143,6 +143,21 @@ def test_validation_inputs_use_the_tokenizer_and_avoid_calibration_lengths(expor
     assert other.feed["input_ids"].shape[1] == length + 2
 
 
+def test_a_decoder_tokenizer_without_a_pad_token_pads_with_end_of_sequence(tmp_path):
+    # GPT-2's and Llama's tokenizers have no pad token; validation batches are padded.
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from optibridge.steps.samples import load_tokenizer
+
+    core = Tokenizer(models.WordLevel({"<eos>": 0, "a": 1, "b": 2, "<unk>": 3}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", unk_token="<unk>").save_pretrained(tmp_path)
+    tokenizer = load_tokenizer(tmp_path)
+    assert tokenizer.pad_token == "<eos>"
+    assert tokenizer(["a", "a b b"], padding=True, return_tensors="np")["input_ids"].tolist() == [[1, 0, 0], [1, 2, 2]]
+
+
 def test_the_core_of_the_steps_imports_no_runtime():
     code = (
         "import sys, optibridge.steps, optibridge.hardware, optibridge.accuracy, optibridge.commands.optimize, "

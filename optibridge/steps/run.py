@@ -264,7 +264,8 @@ def quantize(
     notes: list[str] = []
     if config.mode in ("dynamic", "static"):  # int8 settings depend on the CPU; int4 and INC do not
         config, preset_line = resolve_preset(config)
-        notes.append(preset_line)
+        if impl.uses_cpu_presets:
+            notes.append(preset_line)
     step_cb("reading calibration data")
     config, calibration = _calibration_for(artifact, config, notes)
     with staged_directory(output_dir) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:

@@ -150,9 +150,16 @@ def load_tokenizer(folder: Path) -> Any | None:
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except Exception:  # a broken or custom tokenizer: fall back to random ids, said in the report
         return None
+    if tokenizer.pad_token is None:
+        # Decoder LM tokenizers (GPT-2, Llama) have no pad token; padded rows are masked out, so
+        # any id works: end-of-sequence is the usual choice, and what generate() uses too.
+        if tokenizer.eos_token is None:
+            return None
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def model_config(folder: Path) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class OrtBackend(Backend):
     name = "ort"
     description = "ONNX Runtime, CPU execution provider"
     priority = 10
+    uses_cpu_presets = True
 
     def status(self) -> BackendStatus:
         if importlib.util.find_spec("onnxruntime") is None:
