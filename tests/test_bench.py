@@ -204,6 +204,15 @@ def test_tune_choice_rejects_the_budget_breaker() -> None:
     assert choose(run, AccuracyBudget.parse("cosine>=0.99999"))[0] is None
 
 
+def test_tune_calls_a_winner_within_ten_percent_a_close_call() -> None:
+    run = run_of(cell("pytorch", "eager", 20.0), cell("a", "fp32", 10.0), cell("b", "fp32", 10.5), cell("c", "fp32", 12.0))
+    best, trials = choose(run, AccuracyBudget.parse("0.99"))
+    verdicts = {t.cell.name: t.verdict for t in trials}
+    assert best is not None and best.name == "a:fp32"
+    assert verdicts["a:fp32"].startswith("chosen") and "close call with b:fp32 (" in verdicts["a:fp32"]
+    assert verdicts["b:fp32"].startswith("close second, within 10%") and verdicts["c:fp32"].startswith("slower")
+
+
 def test_cli_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
     def flat() -> str:  # the help is boxed and wrapped: compare words only
         return " ".join(capsys.readouterr().out.replace("│", " ").split())

@@ -21,6 +21,11 @@ from .runner import BenchRequest, run_bench
 from .schema import BASELINE, BenchError, BenchRun, Cell
 
 
+CLOSE_CALL = 0.10
+"""Candidates within this fraction of the winner's median are called a close call: separate
+processes measured minutes apart drift by about that much on a shared machine."""
+
+
 @dataclass(frozen=True)
 class Trial:
     cell: Cell
@@ -44,12 +49,17 @@ def choose(run: BenchRun, budget: AccuracyBudget) -> tuple[Cell | None, list[Tri
             continue
         within.append(cell)
     best = min(within, key=lambda c: c.latency.p50_ms if c.latency else float("inf"), default=None)
+    close = [c for c in within if c is not best and best is not None and c.latency and best.latency
+             and c.latency.p50_ms <= best.latency.p50_ms * (1 + CLOSE_CALL)]
     for cell in within:
         if cell is best:
-            verdicts[cell.key] = "chosen: fastest within the budget"
+            verdicts[cell.key] = "chosen: fastest within the budget" + (
+                f"; close call with {', '.join(c.name for c in close)} (re-run with a longer --duration to separate them)"
+                if close else "")
         else:
             assert best is not None and best.latency and cell.latency
-            verdicts[cell.key] = f"slower ({cell.latency.p50_ms:.2f} ms vs {best.latency.p50_ms:.2f} ms)"
+            what = f"close second, within {CLOSE_CALL:.0%}" if cell in close else "slower"
+            verdicts[cell.key] = f"{what} ({cell.latency.p50_ms:.2f} ms vs {best.latency.p50_ms:.2f} ms)"
     return best, [Trial(c, verdicts[c.key]) for c in run.cells if c.key in verdicts]
 
 
