@@ -1,0 +1,38 @@
+"""The examples that document this session's features run as written (subprocesses, like a user)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optibridge.backends import get_registry
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_openvino_example_writes_an_ir_and_an_int8_model_within_budget():
+    done = run_example("openvino_minilm.py")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "IR: model.xml" in done.stdout and "cosine int8 vs fp32 per sentence" in done.stdout
+    cosines = [float(x) for x in done.stdout.split("per sentence: [")[1].split("]")[0].split(",")]
+    assert min(cosines) >= 0.99
+
+
+@pytest.mark.parametrize("backend", ["cuda", "hpu"])
+def test_gpu_example_names_what_is_missing_where_the_device_is_not(backend):
+    if get_registry().get(backend).status().available:
+        pytest.skip(f"{backend} is usable here: the example runs on it instead (tests marked gpu/hpu cover that)")
+    done = run_example("gpu_backends.py", "--backend", backend)
+    assert done.returncode == 1
+    assert f"cannot run on {backend} here: backend '{backend}' is not usable here: " in done.stdout
+    assert ("onnxruntime-gpu" if backend == "cuda" else "habana_frameworks") in done.stdout
