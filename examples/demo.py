@@ -156,8 +156,8 @@ def main() -> None:
     console.rule("[bold]next")
     console.print("  optibridge export --help        export your own model (local folder or hub id)")
     console.print("  optibridge backends             runtimes and devices usable on this machine")
-    console.print("  optibridge bench --help         measure every backend and config here; --compare two runs")
-    console.print("  optibridge tune --help          write the fastest artifact within an accuracy budget")
+    console.print("  optibridge bench --help         every backend × config here vs PyTorch")
+    console.print("  optibridge tune --help          the fastest artifact within a budget")
     console.print("  python examples/swap_class.py   the one-line swap, in a pipeline")
 
 
