@@ -109,7 +109,8 @@ def test_plan_reports_every_cell_it_cannot_run() -> None:
     assert [(c.backend, c.config) for c in pinned] == [("pytorch", "eager"), ("ort", "fp32"), ("ort", "fp16"), ("openvino", "fp32"), ("cuda", "fp32")]
     reasons = {(c.backend, c.config): c.skip for c in pinned}
     assert "needs a GPU" in reasons[("ort", "fp16")] and "no NVIDIA driver" in reasons[("cuda", "fp32")]
-    assert "not installed" in plan(["nope"], ["fp32"], statuses)[1].skip
+    assert plan(["nope"], ["fp32"], statuses)[1].skip == (
+        "backend 'nope' is not installed (registered here: cuda, gpu, openvino, ort; a typo?)")
     with pytest.raises(BenchError, match="unknown config 'int3'.*valid: fp32"):
         plan(None, ["int3"], statuses)
 
@@ -123,6 +124,16 @@ def test_plan_skips_a_quantization_mode_the_backend_does_not_have() -> None:
     assert "done by: ort" in cells["openvino", "int8-dynamic"].skip
     assert cells["openvino", "int8-static"].skip is None
     assert cells["ort", "int8-dynamic"].skip is None
+
+
+def test_skip_reasons_print_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # "nope:O2:" is an emoji code to rich and "[cuda]" is markup: both must reach the user verbatim.
+    from optibridge.bench.report import print_table
+    from optibridge.console import console
+
+    reason = "onnxruntime-gpu not installed (pip install 'optibridge[cuda]')"
+    print_table(run_of(cell("pytorch", "eager", 20.0), Cell("nope", "O2", 1, 16, "skipped", reason=reason)), console)
+    assert f"skipped nope:O2: {reason}" in capsys.readouterr().out
 
 
 def test_plugins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

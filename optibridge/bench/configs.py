@@ -77,10 +77,11 @@ def _gpu_device(status: "BackendStatus") -> str | None:
     return next((d for d in status.devices if not d.lower().startswith("cpu")), None)
 
 
-def _plan_one(backend: str, config_name: str, status: "BackendStatus | None") -> PlannedCell:
+def _plan_one(backend: str, config_name: str, status: "BackendStatus | None", registered: Sequence[str] = ()) -> PlannedCell:
     config = CONFIGS[config_name]
     if status is None:
-        return PlannedCell(backend, config_name, skip=f"backend {backend!r} is not installed")
+        known = f" (registered here: {', '.join(registered)}; a typo?)" if registered else ""
+        return PlannedCell(backend, config_name, skip=f"backend {backend!r} is not installed{known}")
     if not status.available:
         return PlannedCell(backend, config_name, skip=f"backend {backend!r} is not usable here: {status.reason}")
     device = "cpu" if "cpu" in {d.lower() for d in status.devices} or not status.devices else status.devices[0]
@@ -149,5 +150,5 @@ def plan(backends: Sequence[str] | None, configs: Sequence[str] | None, statuses
             if status is not None and _gpu_device(status) is not None:
                 wanted.append("fp16")
         for config in dict.fromkeys(wanted):
-            cells.append(_plan_one(backend, config, status))
+            cells.append(_plan_one(backend, config, status, sorted(statuses)))
     return cells

@@ -77,7 +77,7 @@ def wide_console(console: Any) -> Any:
         return console
     from rich.console import Console
 
-    return Console(file=console.file, width=TERMINAL_WIDTH, soft_wrap=True, no_color=console.no_color)
+    return Console(file=console.file, width=TERMINAL_WIDTH, soft_wrap=True, no_color=console.no_color, emoji=False)
 
 
 def print_table(run: BenchRun, console: Any) -> None:
@@ -99,13 +99,16 @@ def print_table(run: BenchRun, console: Any) -> None:
             values[5] = f"[bold]{values[5]}[/]"
         table.add_row(*values)
     wide_console(console).print(table)
+    from rich.markup import escape
+
     seen = set()
     for cell in problems:
         if (cell.name, cell.reason) in seen:
             continue
         seen.add((cell.name, cell.reason))
         colour = "yellow" if cell.status == "skipped" else "red"
-        console.print(f"[{colour}]{cell.status}[/] {cell.name}: {cell.reason}", highlight=False)
+        # escaped: reasons quote pip commands like "pip install 'optibridge[cuda]'", which is markup to rich
+        console.print(f"[{colour}]{cell.status}[/] {escape(cell.name)}: {escape(cell.reason or '')}", highlight=False, emoji=False)
     noisy = [f"{c.name} {c.batch_size}×{c.seq_len}" for c in run.cells if c.ok and c.latency and c.latency.noisy]
     if noisy:
         console.print(f"[yellow]noisy timings[/] (median > 1.5× min or p90 > 1.5× median): {', '.join(noisy)}; "
