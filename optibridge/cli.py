@@ -9,6 +9,7 @@ import sys
 import traceback
 
 import typer
+from rich.markup import escape
 
 from . import __version__
 from .commands import backends, bench, export, info, optimize, quantize, tune
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except OptibridgeError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: messages quote pip commands ("pip install 'optibridge[cuda]'") that rich would read as markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except Exception as exc:
         if _is_usage_error(exc):
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(exc.exit_code)
         if debug:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
+                          highlight=False, soft_wrap=True)
         return 1
     return result if isinstance(result, int) else 0
 

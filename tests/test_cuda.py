@@ -147,6 +147,7 @@ def test_here_the_cli_exits_non_zero_with_the_reason(exported, tmp_path, capsys)
     code = main(["optimize", str(exported("bert", "text-classification").path), str(tmp_path / "o"), "--backend", "cuda"])
     err = capsys.readouterr().err
     assert code == 1 and "onnxruntime-gpu not installed" in err and "no NVIDIA driver" in err
+    assert "pip install 'optibridge[cuda]'" in err  # the fix, printed verbatim (not eaten as rich markup)
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider .CUDAExecutionProvider. is not in available provider names")

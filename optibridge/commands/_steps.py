@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..console import console
@@ -26,7 +27,7 @@ def print_operator_counts(result: "StepResult", key: str, title: str) -> None:
     for graph, entry in result.report.get("graphs", {}).items():
         for note in entry.get("notes", []):
             if note.startswith("WARNING"):
-                console.print(f"[bold red]{note}[/] (graph {graph})", highlight=False)
+                console.print(f"[bold red]{escape(note)}[/] (graph {graph})", highlight=False)
 
 
 def print_accuracy(result: "StepResult") -> None:

@@ -116,7 +116,7 @@ def quantize(
                               on_step=lambda message: status.update(message))
     console.print(f"mode {config.mode} with backend {result.step['backend']}")
     for note in result.notes:
-        console.print(f"  {note}", highlight=False)
+        console.print(f"  {note}", highlight=False, markup=False)
     settings = result.step.get("settings", {})
     console.print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "preset_reason"), highlight=False)
     if result.step.get("calibration"):
