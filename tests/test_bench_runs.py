@@ -90,3 +90,17 @@ def test_a_decoder_lm_reports_prefill_decode_and_tokens_per_second(exported_gene
         assert measured is not None and measured.new_tokens > 1
         assert measured.prefill_ms > 0 and measured.decode_ms_per_token > 0 and measured.tokens_per_s > 0
     assert ort.accuracy.top1 == 1.0  # the same logits' argmax as PyTorch on every position
+
+
+def test_a_seq2seq_lm_is_measured_like_a_decoder(exported_generative: Callable[..., Artifact], tmp_path: Path) -> None:
+    artifact = exported_generative("t5")
+    out = tmp_path / "bench"
+    code = main(["bench", "--model", str(artifact.path), "--backends", "ort", "--configs", "fp32", "--batch-sizes", "2",
+                 "--seq-lens", "8", "--warmup", "1", "--runs", "3", "--no-progress", "--out", str(out)])
+    assert code == 0
+    run = load_run(out / "results.json")
+    assert run.model["task"] == "text2text-generation" and run.model["generative"] is True
+    ort = {c.name: c for c in run.cells}["ort:fp32"]
+    assert ort.ok, ort.reason
+    assert ort.generation is not None and ort.generation.tokens_per_s > 0 and ort.generation.prefill_ms > 0
+    assert ort.accuracy.top1 == 1.0 and ort.accuracy.max_abs_diff < 1e-3  # encoder + first decoder step = PyTorch's

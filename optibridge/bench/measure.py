@@ -8,8 +8,9 @@ crash at batch 8 keeps the batch-1 result, and the runner's timeout applies per 
 Per shape: the candidate and the PyTorch model get the same inputs; accuracy is compared on
 their outputs (padding positions left out); then both are timed interleaved with
 ``measure_interleaved(..., settle=1)``, so the speed-up comes from one run on one machine state.
-Generative models (text-generation) are timed on greedy ``generate`` of ``new_tokens`` tokens and
-on the prefill forward pass; per-token decode latency is derived from the two medians.
+Generative models (text-generation, text2text-generation) are timed on greedy ``generate`` of
+``new_tokens`` tokens and on the prefill forward pass (for seq2seq: the encoder and the first
+decoder step); per-token decode latency is derived from the two medians.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from .schema import BASELINE, Generation, Latency
 from .timing import TimingStats, measure_interleaved
 
-GENERATIVE_TASKS = ("text-generation",)
+GENERATIVE_TASKS = ("text-generation", "text2text-generation")
 
 
 def peak_rss_mb() -> float:
@@ -55,8 +56,9 @@ def _emit(out: Path, event: dict[str, Any]) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    from ..errors import first_line
+
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def encoder_inputs(artifact: Any, batch: int, seq: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -94,9 +96,12 @@ def _tensors(output: Any) -> dict[str, np.ndarray]:
 class Candidate:
     """A model (PyTorch or optibridge) with the calls the measurement needs, all on torch tensors."""
 
-    def __init__(self, model: Any, generative: bool, new_tokens: int, pad_token_id: int) -> None:
+    def __init__(self, model: Any, generative: bool, new_tokens: int, pad_token_id: int,
+                 decoder_start_token_id: int | None = None) -> None:
         self.model = model
         self.generative = generative
+        self.decoder_start_token_id = decoder_start_token_id
+        """Seq2seq models: the forward pass (prefill, accuracy) is the encoder plus the first decoder step."""
         self.generate_kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
                                 "pad_token_id": pad_token_id}
 
@@ -104,6 +109,9 @@ class Candidate:
         import torch
 
         with torch.inference_mode():
+            if self.decoder_start_token_id is not None:
+                start = torch.full((inputs["input_ids"].shape[0], 1), self.decoder_start_token_id, dtype=torch.long)
+                return self.model(**inputs, decoder_input_ids=start, use_cache=True)
             if self.generative:
                 return self.model(**inputs, use_cache=True)
             return self.model(**inputs)
@@ -113,6 +121,15 @@ class Candidate:
 
         with torch.inference_mode():
             return self.model.generate(**inputs, **self.generate_kwargs)
+
+
+def decoder_start_id(model: Any) -> int:
+    """The token a seq2seq decoder starts from (generation config first, as generate() reads it)."""
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(source, "decoder_start_token_id", None)
+        if isinstance(value, int):
+            return value
+    return 0
 
 
 def load_pytorch(reference: str, task: str) -> Any:
@@ -197,7 +214,8 @@ def run(spec: dict[str, Any], out: Path) -> None:
     pad = getattr(getattr(model, "config", None), "pad_token_id", None)
     eos = getattr(getattr(model, "config", None), "eos_token_id", None)
     pad_id = pad if isinstance(pad, int) else (eos if isinstance(eos, int) else 0)
-    candidate = Candidate(model, generative, int(spec["new_tokens"]), pad_id)
+    start_id = decoder_start_id(model) if spec["task"] == "text2text-generation" else None
+    candidate = Candidate(model, generative, int(spec["new_tokens"]), pad_id, start_id)
     feeds: list[tuple[dict[str, Any], np.ndarray | None] | Exception] = []
     for batch, seq in spec["shapes"]:
         try:
@@ -214,7 +232,7 @@ def run(spec: dict[str, Any], out: Path) -> None:
     reference = None
     if spec["backend"] != BASELINE:
         try:
-            reference = Candidate(load_pytorch(spec["reference"], spec["task"]), generative, int(spec["new_tokens"]), pad_id)
+            reference = Candidate(load_pytorch(spec["reference"], spec["task"]), generative, int(spec["new_tokens"]), pad_id, start_id)
         except Exception as exc:
             _emit(out, {"event": "fatal", "reason": f"could not load the PyTorch reference {spec['reference']}: {_one_line(exc)}"})
             raise SystemExit(1) from exc

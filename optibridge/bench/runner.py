@@ -24,10 +24,12 @@ from typing import Any, Callable
 
 from .configs import BASELINE_CONFIG, CONFIGS, PlannedCell, backend_options, plan
 from .machine import describe_machine
+from .measure import GENERATIVE_TASKS
 from .schema import BASELINE, BenchError, BenchRun, Cell
 
-SUPPORTED_TASK_KINDS = "encoders (every OBModelFor<Task> of a single graph) and decoder LMs (text-generation)"
-UNSUPPORTED_TASKS = ("text2text-generation", "automatic-speech-recognition")
+SUPPORTED_TASK_KINDS = ("encoders (every OBModelFor<Task> of a single graph), decoder LMs (text-generation) and "
+                        "seq2seq LMs (text2text-generation)")
+UNSUPPORTED_TASKS = ("automatic-speech-recognition",)
 POLL_S = 0.05
 LOAD_TIMEOUT_S = 120.0
 """At least this long for a process to start, import and load its model (a cold import of torch
@@ -326,7 +328,7 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
         )
     run = BenchRun(
         model={"path": str(request.model), "task": prepared.task, "reference": reference,
-               "generative": prepared.task == "text-generation"},
+               "generative": prepared.task in GENERATIVE_TASKS},
         machine=describe_machine(request.threads, statuses), settings=request.settings(), cells=measured,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), optibridge_version=__version__,
     )
