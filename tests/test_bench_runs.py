@@ -13,7 +13,7 @@ import pytest
 
 from optibridge.artifact import Artifact
 from optibridge.backends import PLUGINS_ENV, reset_registry
-from optibridge.bench import load_run
+from optibridge.bench import BenchRun, load_run
 from optibridge.cli import main
 
 TESTS = Path(__file__).parent
@@ -75,13 +75,16 @@ def test_tune_writes_the_fastest_artifact_within_the_budget(tiny_bert: Artifact,
     assert json.loads((out / "optibridge.json").read_text())["steps"][-1]["accuracy_budget"]["min_cosine"] == 0.99
 
 
-def test_a_decoder_lm_reports_prefill_decode_and_tokens_per_second(exported_generative: Callable[..., Artifact], tmp_path: Path) -> None:
-    artifact = exported_generative("gpt2")
-    out = tmp_path / "bench"
-    code = main(["bench", "--model", str(artifact.path), "--backends", "ort", "--configs", "fp32", "--batch-sizes", "1",
+def bench_ort_fp32(artifact: Artifact, out: Path, batch: int) -> BenchRun:
+    """A small real run of ORT fp32 against PyTorch at one shape (8 tokens); the exit code must be 0."""
+    code = main(["bench", "--model", str(artifact.path), "--backends", "ort", "--configs", "fp32", "--batch-sizes", str(batch),
                  "--seq-lens", "8", "--warmup", "1", "--runs", "3", "--no-progress", "--out", str(out)])
     assert code == 0
-    run = load_run(out / "results.json")
+    return load_run(out / "results.json")
+
+
+def test_a_decoder_lm_reports_prefill_decode_and_tokens_per_second(exported_generative: Callable[..., Artifact], tmp_path: Path) -> None:
+    run = bench_ort_fp32(exported_generative("gpt2"), tmp_path / "bench", batch=1)
     assert run.model["generative"] is True
     cells = {c.name: c for c in run.cells}
     base, ort = cells["pytorch:eager"], cells["ort:fp32"]
@@ -93,12 +96,7 @@ def test_a_decoder_lm_reports_prefill_decode_and_tokens_per_second(exported_gene
 
 
 def test_a_seq2seq_lm_is_measured_like_a_decoder(exported_generative: Callable[..., Artifact], tmp_path: Path) -> None:
-    artifact = exported_generative("t5")
-    out = tmp_path / "bench"
-    code = main(["bench", "--model", str(artifact.path), "--backends", "ort", "--configs", "fp32", "--batch-sizes", "2",
-                 "--seq-lens", "8", "--warmup", "1", "--runs", "3", "--no-progress", "--out", str(out)])
-    assert code == 0
-    run = load_run(out / "results.json")
+    run = bench_ort_fp32(exported_generative("t5"), tmp_path / "bench", batch=2)
     assert run.model["task"] == "text2text-generation" and run.model["generative"] is True
     ort = {c.name: c for c in run.cells}["ort:fp32"]
     assert ort.ok, ort.reason
