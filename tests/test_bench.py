@@ -136,6 +136,17 @@ def test_skip_reasons_print_as_written(capsys: pytest.CaptureFixture[str]) -> No
     assert f"skipped nope:O2: {reason}" in capsys.readouterr().out
 
 
+def test_a_piped_table_keeps_every_column_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    from optibridge.bench.report import print_table
+    from optibridge.console import console
+
+    run = full_run()
+    run.model["generative"] = True  # 16 columns: wider than the default piped width
+    print_table(run, console)
+    header = next(line for line in capsys.readouterr().out.splitlines() if "candidate" in line)
+    assert "max abs diff" in header and header.rstrip().endswith("decode ms/tok ┃")
+
+
 def test_plugins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(TESTS))
     monkeypatch.setenv(PLUGINS_ENV, "bench_fake_plugins, no_such_module_xyz")

@@ -74,7 +74,7 @@ def print_comparison(a: BenchRun, b: BenchRun, comparisons: list[CellComparison]
                       speed(item.a), speed(item.b), note)
     from .report import wide_console
 
-    wide_console(console).print(table)
+    wide_console(console, table).print(table)
     regressions = sum(1 for c in comparisons if c.regression)
     if regressions:
         console.print(f"[bold red]{regressions} regression(s)[/] beyond {threshold:g}×")

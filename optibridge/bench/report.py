@@ -62,7 +62,7 @@ def caption(run: BenchRun) -> str:
 
 
 TERMINAL_WIDTH = 165
-"""Piped output (CI logs, `| tee`) would otherwise squeeze the table into 80 columns."""
+"""At least this wide when piped (CI logs, `| tee`), which would otherwise squeeze tables into 80 columns."""
 
 
 def model_name(run: BenchRun) -> str:
@@ -71,13 +71,19 @@ def model_name(run: BenchRun) -> str:
     return f"{path.parent.name}/{path.name}" if path.name in ("model", "models", "artifact", "fp32") and path.parent.name else path.name
 
 
-def wide_console(console: Any) -> Any:
-    """``console`` itself on a terminal; else a console of :data:`TERMINAL_WIDTH` columns on the same file."""
+def wide_console(console: Any, table: Any = None) -> Any:
+    """``console`` itself on a terminal; else a console on the same file as wide as ``table`` needs
+    (at least :data:`TERMINAL_WIDTH`), so piped tables keep every column whole."""
     if console.is_terminal:
         return console
     from rich.console import Console
+    from rich.measure import Measurement
 
-    return Console(file=console.file, width=TERMINAL_WIDTH, soft_wrap=True, no_color=console.no_color, emoji=False)
+    piped = Console(file=console.file, width=TERMINAL_WIDTH, soft_wrap=True, no_color=console.no_color, emoji=False)
+    if table is not None:
+        needed = Measurement.get(piped, piped.options.update(max_width=10_000), table).maximum
+        piped.width = max(TERMINAL_WIDTH, needed)
+    return piped
 
 
 def print_table(run: BenchRun, console: Any) -> None:
@@ -98,7 +104,7 @@ def print_table(run: BenchRun, console: Any) -> None:
         elif cell.backend != BASELINE and cell.speedup is not None:
             values[5] = f"[bold]{values[5]}[/]"
         table.add_row(*values)
-    wide_console(console).print(table)
+    wide_console(console, table).print(table)
     from rich.markup import escape
 
     seen = set()

@@ -107,7 +107,7 @@ def print_trials(run: BenchRun, trials: list[Trial], console: Any) -> None:
         table.add_row(cell.name, lat, base, speed, cos, diff, verdict)
     from .report import wide_console
 
-    wide_console(console).print(table)
+    wide_console(console, table).print(table)
 
 
 def tune(request: BenchRequest, budget: AccuracyBudget, out: str | os.PathLike[str], console: Any,
