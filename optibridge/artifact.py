@@ -44,9 +44,10 @@ class TensorSpec:
 
 
 GRAPH_FORMATS = {
-    "onnx": "an ONNX model (``.onnx``, weights inline or in ``<file>.data``)",
-    "openvino-ir": "an OpenVINO IR (``.xml`` + weights in the ``.bin`` of the same name), written by the openvino backend",
+    "onnx": "an ONNX model (.onnx, weights inline or in <file>.data)",
+    "openvino-ir": "an OpenVINO IR (.xml, weights in the .bin of the same name) written by the openvino backend",
 }
+"""Graph file formats an artifact may hold, with the words error messages use for them."""
 
 
 @dataclass(frozen=True)

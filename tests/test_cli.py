@@ -88,6 +88,7 @@ def test_info_shows_inputs_with_their_axes(exported, capsys):
     code, out, _ = run_cli(capsys, "info", "--verify", exported("bert", "text-classification").path)
     assert code == 0
     assert "input_ids: int64[batch_size, sequence_length]" in out and "graph files match their recorded SHA-256" in out
+    assert "graph model: model.onnx (onnx)" in out
 
 
 def test_the_installed_console_script_runs(tmp_path):

@@ -81,7 +81,7 @@ def test_optimize_writes_an_ir_that_loading_prefers_at_fp32_parity(bert_ir, tmp_
 
 def test_an_ir_artifact_is_a_clear_error_for_onnx_runtime(bert_ir, tmp_path):
     _, result = bert_ir
-    with pytest.raises(ArtifactError, match=r"is an OpenVINO IR.*\(model.xml\).*load it with backend='openvino'"):
+    with pytest.raises(ArtifactError, match=r"is an OpenVINO IR \(\.xml, weights in the \.bin .*\(model.xml\).*load it with backend='openvino'"):
         OBModelForSequenceClassification.from_pretrained(result.artifact.path, backend="ort")
     with pytest.raises(ArtifactError, match=r"holds openvino-ir graphs, which backend 'ort' cannot read"):
         quantize(result.artifact.path, QuantizationConfig(mode="dynamic"), tmp_path / "out")

@@ -18,6 +18,8 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
     meta = artifact.metadata
     console.print(f"[bold]{artifact.path}[/]  task={meta.task}  model_type={meta.model_type}  source={meta.source.get('model')}")
     console.print(f"exporter={meta.exporter} opset={meta.opset} size={artifact.size_bytes() / 1e6:.1f} MB")
+    for name, graph in meta.graphs.items():
+        console.print(f"graph {name}: {graph.file} ({graph.format})", markup=False)
     for kind, specs in (("input", meta.inputs), ("output", meta.outputs)):
         for spec in specs:
             console.print(f"  {kind:6} {spec.describe()}", markup=False)
