@@ -3,13 +3,43 @@
 transformers 5.x builds a ``DynamicCache`` from per-layer pairs and exposes ``cache.layers[i].keys``;
 4.x had ``from_legacy_cache`` and ``key_cache``/``value_cache`` lists. Both are handled here so
 the rest of optibridge does not care which one is installed.
+
+transformers 5.24 also renamed the cache argument of ``forward()`` and the cache field of the
+output classes from ``past_key_values`` to ``cache``; ``generate()`` now passes ``cache=``.
+``cache_name()``/``take_cache()``/``output_cache()`` keep both spellings working.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from functools import cache as _memoize
+from typing import Any, Mapping, Sequence
 
 import torch
+
+from .errors import InputError
+
+
+@_memoize
+def cache_name() -> str:
+    """What the installed transformers calls the KV cache in ``forward()`` arguments and model
+    outputs: ``"cache"`` from 5.24 on, ``"past_key_values"`` before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def take_cache(past_key_values: Any, kwargs: Mapping[str, Any]) -> Any:
+    """The cache a ``forward()`` was given under either name (``generate()`` of transformers
+    ≥ 5.24 passes ``cache=``; older releases and user code pass ``past_key_values=``)."""
+    new_style = kwargs.get("cache")
+    if new_style is not None and past_key_values is not None:
+        raise InputError("got both cache and past_key_values: pass the KV cache once, as cache (transformers >= 5.24) or past_key_values")
+    return new_style if new_style is not None else past_key_values
+
+
+def output_cache(output: Any) -> Any:
+    """The cache a transformers model returned, under whichever name its output class uses."""
+    return getattr(output, cache_name())
 
 
 def cache_from_pairs(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, zero_copy: bool = False) -> Any:

@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 
 from optibridge import OBModelForCausalLM
 from optibridge.errors import InputError
+from optibridge.kv_cache import cache_name, output_cache
 
 PROMPTS = ["the cat sat on the mat and", "paris is", "hello there my good friend how are you"]
 
@@ -57,12 +58,18 @@ def test_step_logits_match_pytorch_with_empty_and_filled_cache(tiny_generative, 
     assert (ours.logits[real] - theirs.logits[real]).abs().max() <= 1e-4
     next_ids = ours.logits[:, -1:].argmax(-1)
     mask = torch.cat([inputs["attention_mask"], torch.ones(3, 1, dtype=torch.long)], dim=1)
-    ours2 = model(input_ids=next_ids, attention_mask=mask, past_key_values=ours.past_key_values)
+    ours_cache = output_cache(ours)
+    # the older spelling (transformers < 5.24, user code) and the newer one give the same step
+    ours2 = model(input_ids=next_ids, attention_mask=mask, past_key_values=ours_cache)
+    ours2_new = model(input_ids=next_ids, attention_mask=mask, cache=ours_cache)
     with torch.no_grad():
         positions = (mask.cumsum(-1) - 1)[:, -1:]
-        theirs2 = reference(input_ids=next_ids, attention_mask=mask, position_ids=positions, past_key_values=theirs.past_key_values)
-    assert ours2.past_key_values.get_seq_length() == mask.shape[1]
+        theirs2 = reference(input_ids=next_ids, attention_mask=mask, position_ids=positions, **{cache_name(): output_cache(theirs)})
+    assert output_cache(ours2).get_seq_length() == mask.shape[1]
     assert (ours2.logits - theirs2.logits).abs().max() <= 1e-4
+    assert torch.equal(ours2.logits, ours2_new.logits)
+    with pytest.raises(InputError, match="both cache and past_key_values"):
+        model(input_ids=next_ids, attention_mask=mask, cache=ours_cache, past_key_values=ours_cache)
 
 
 @pytest.mark.parametrize("model_type", ["gpt2", "llama"])

@@ -14,6 +14,7 @@ from optibridge import OBModelForCausalLM, OBModelForFeatureExtraction, OBModelF
 from optibridge import optimize, quantize
 from optibridge.artifact import Artifact, GraphSpec
 from optibridge.errors import ArtifactError, BackendError, InputError
+from optibridge.kv_cache import output_cache
 from optibridge.modeling.stateful import StatefulCache
 from optibridge.steps import OptimizationConfig, QuantizationConfig
 
@@ -174,9 +175,9 @@ def test_stateful_decoder_generates_like_pytorch(model_type, stateful_ir, tiny_g
 def test_a_stateful_model_refuses_a_cache_it_does_not_hold(stateful_ir):
     model = OBModelForCausalLM.from_pretrained(stateful_ir("gpt2").artifact.path, backend="openvino")
     first = model(input_ids=torch.tensor([[5, 6, 7]]))
-    model(input_ids=torch.tensor([[8]]), past_key_values=first.past_key_values, attention_mask=torch.ones(1, 4, dtype=torch.long))
+    model(input_ids=torch.tensor([[8]]), past_key_values=output_cache(first), attention_mask=torch.ones(1, 4, dtype=torch.long))
     with pytest.raises(InputError, match="continues only the sequence of its latest call"):
-        model(input_ids=torch.tensor([[8]]), past_key_values=first.past_key_values, attention_mask=torch.ones(1, 4, dtype=torch.long))
+        model(input_ids=torch.tensor([[8]]), past_key_values=output_cache(first), attention_mask=torch.ones(1, 4, dtype=torch.long))
 
 
 def test_whisper_on_openvino_matches_pytorch_from_onnx_and_from_ir(tiny_generative, exported_generative, tmp_path):

@@ -16,7 +16,7 @@ import onnx
 import torch
 
 from ..artifact import MAIN_GRAPH, MODEL_FILE
-from ..kv_cache import cache_from_pairs, cache_pairs
+from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, output_cache
 from .encoder import qualified_name
 from .inputs import BATCH_AXIS, SEQUENCE_AXIS, token_batch
 from .loading import SourceModel
@@ -67,8 +67,8 @@ class CausalLMStep(torch.nn.Module):
         if not self.use_cache:
             return (self.model(**kwargs, use_cache=False, return_dict=True).logits,)
         cache = cache_from_pairs(list(zip(past[0::2], past[1::2])))
-        out = self.model(**kwargs, past_key_values=cache, use_cache=True, return_dict=True)
-        presents = [t for pair in cache_pairs(out.past_key_values) for t in pair]
+        out = self.model(**kwargs, **{cache_name(): cache}, use_cache=True, return_dict=True)
+        presents = [t for pair in cache_pairs(output_cache(out)) for t in pair]
         return (out.logits, *presents)
 
 
@@ -76,7 +76,7 @@ def kv_layout(model: torch.nn.Module) -> KVLayout:
     """Read the cache layout off a real forward pass: configs spell head counts and sizes in too many ways."""
     with torch.no_grad():
         out = model(input_ids=torch.ones(1, 2, dtype=torch.long), use_cache=True, return_dict=True)
-    pairs = cache_pairs(out.past_key_values)
+    pairs = cache_pairs(output_cache(out))
     key = pairs[0][0]
     return KVLayout(num_layers=len(pairs), num_heads=int(key.shape[1]), head_dim=int(key.shape[3]))
 
@@ -152,7 +152,7 @@ def validate_decoder(
     got2 = session.run(feed2)
     with torch.no_grad():
         want2 = model(input_ids=next_ids, attention_mask=mask2, position_ids=positions2,
-                      past_key_values=want.past_key_values, use_cache=True, return_dict=True)
+                      **{cache_name(): output_cache(want)}, use_cache=True, return_dict=True)
     diff2 = max_abs_diff(want2.logits.numpy(), got2["logits"])
     report.outputs.append(OutputCheck("logits (next step, with cache)", diff2, tuple(want2.logits.shape), tuple(got2["logits"].shape), diff2 <= atol))
     return report

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import torch
 
-from ..kv_cache import cache_from_pairs, cache_pairs, encoder_decoder_cache
+from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, output_cache
 from .encoder import qualified_name
 from .inputs import BATCH_AXIS, token_batch
 from .loading import SourceModel
@@ -80,12 +80,12 @@ class DecoderStep(torch.nn.Module):
             cache = encoder_decoder_cache([], [])
         out = self.model(
             encoder_outputs=(encoder_hidden_states,), attention_mask=encoder_attention_mask, decoder_input_ids=input_ids,
-            past_key_values=cache, use_cache=True, return_dict=True,
+            **{cache_name(): cache}, use_cache=True, return_dict=True,
         )
-        self_pairs = cache_pairs(out.past_key_values.self_attention_cache)
+        self_pairs = cache_pairs(output_cache(out).self_attention_cache)
         if self.with_past:
             return (out.logits, *[t for pair in self_pairs for t in pair])
-        cross_pairs = cache_pairs(out.past_key_values.cross_attention_cache)
+        cross_pairs = cache_pairs(output_cache(out).cross_attention_cache)
         flat = [t for s, c in zip(self_pairs, cross_pairs) for t in (*s, *c)]
         return (out.logits, *flat)
 
@@ -204,7 +204,7 @@ def validate_seq2seq(source: SourceModel, load: SessionLoader, layout: Seq2SeqLa
     hidden_t = torch.from_numpy(hidden)
     with torch.no_grad():
         want1 = model(encoder_outputs=(hidden_t,), attention_mask=enc_mask, decoder_input_ids=dec_ids,
-                      past_key_values=encoder_decoder_cache([], []), use_cache=True, return_dict=True)
+                      **{cache_name(): encoder_decoder_cache([], [])}, use_cache=True, return_dict=True)
     check("logits (first decoder step)", want1.logits.numpy(), first["logits"])
 
     next_ids = token_batch(source.config, 3, 1, seed=4)[0]
@@ -213,6 +213,6 @@ def validate_seq2seq(source: SourceModel, load: SessionLoader, layout: Seq2SeqLa
     later = run("decoder_with_past", later_feed)
     with torch.no_grad():
         want2 = model(encoder_outputs=(hidden_t,), attention_mask=enc_mask, decoder_input_ids=next_ids,
-                      past_key_values=want1.past_key_values, use_cache=True, return_dict=True)
+                      **{cache_name(): output_cache(want1)}, use_cache=True, return_dict=True)
     check("logits (next decoder step, with cache)", want2.logits.numpy(), later["logits"])
     return report

@@ -11,7 +11,7 @@ import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import InputError
-from ..kv_cache import cache_from_pairs, cache_pairs, past_length
+from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, past_length, take_cache
 from ..backend import torch_runner
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
@@ -47,7 +47,11 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> Any:
-        """One step: new tokens (and the cache of earlier ones) in, logits (and the grown cache) out."""
+        """One step: new tokens (and the cache of earlier ones) in, logits (and the grown cache) out.
+
+        The cache comes as ``cache=`` (what ``generate()`` passes from transformers 5.24 on) or
+        ``past_key_values=`` (earlier releases), and goes out under the installed release's name."""
+        past_key_values = take_cache(past_key_values, kwargs)
         for name in ("inputs_embeds", "labels"):
             if kwargs.get(name) is not None:
                 raise InputError(f"{name} is not supported by exported models; pass input_ids")
@@ -79,7 +83,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
         if self.use_cache and getattr(self.session, "stateful", False):  # the session keeps the cache (OpenVINO)
             logits, self._stateful_cache = stateful_step(self.session, feed, past, past_key_values, getattr(self, "_stateful_cache", None))
-            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, past_key_values=self._stateful_cache)
+            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): self._stateful_cache})
             return result if return_dict is not False else result.to_tuple()
         if self.use_cache:
             pairs = cache_pairs(past_key_values) if past else []
@@ -96,7 +100,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
             presents = [torch.from_numpy(outputs[name]) for name in self._present_names]
             cache = cache_from_pairs(list(zip(presents[0::2], presents[1::2])), zero_copy=True)
         logits_out = torch.from_numpy(logits) if as_torch else logits
-        result = CausalLMOutputWithPast(logits=logits_out, past_key_values=cache)
+        result = CausalLMOutputWithPast(logits=logits_out, **{cache_name(): cache})
         return result if return_dict is not False else result.to_tuple()
 
     def _step_on_device(
@@ -133,4 +137,4 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         if self.use_cache and use_cache is not False:
             presents = [outputs[name] for name in self._present_names]
             cache = cache_from_pairs(list(zip(presents[0::2], presents[1::2])), zero_copy=True)
-        return CausalLMOutputWithPast(logits=outputs["logits"], past_key_values=cache)
+        return CausalLMOutputWithPast(logits=outputs["logits"], **{cache_name(): cache})

@@ -14,7 +14,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from ..errors import InputError
-from ..kv_cache import cache_pairs, encoder_decoder_cache
+from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, take_cache
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
 from .inputs import prepare_inputs, to_numpy
@@ -82,7 +82,8 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> Any:
-        """One decoder step (running the encoder first when ``encoder_outputs`` is not given)."""
+        """One decoder step (running the encoder first when ``encoder_outputs`` is not given).
+        The cache comes as ``cache=`` or ``past_key_values=`` (see ``OBModelForCausalLM.forward``)."""
         if kwargs.get("labels") is not None:
             raise InputError("labels are not supported by exported models (inference only)")
         if encoder_outputs is None:
@@ -99,7 +100,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         ids = to_numpy("decoder_input_ids", decoder_input_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "encoder_attention_mask": encoder_mask, "encoder_hidden_states": hidden}
 
-        past = past_key_values
+        past = take_cache(past_key_values, kwargs)
         if past is None or past.self_attention_cache.get_seq_length() == 0:
             out = self._run("decoder", feed)
             self_pairs = [(torch.from_numpy(out[k]), torch.from_numpy(out[v])) for (k, _), (v, _) in zip(self._first_outputs[0::2], self._first_outputs[1::2])]
@@ -113,7 +114,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
             presents = [torch.from_numpy(out[name]) for name in self._later_outputs]
             self_pairs = list(zip(presents[0::2], presents[1::2]))
         cache = encoder_decoder_cache(self_pairs, cross_pairs, zero_copy=True) if use_cache is not False else None
-        result = Seq2SeqLMOutput(logits=torch.from_numpy(out["logits"]), past_key_values=cache,
+        result = Seq2SeqLMOutput(logits=torch.from_numpy(out["logits"]), **{cache_name(): cache},
                                  encoder_last_hidden_state=hidden_t if isinstance(hidden_t, torch.Tensor) else torch.from_numpy(hidden))
         return result if return_dict is not False else result.to_tuple()
 

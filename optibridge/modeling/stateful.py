@@ -43,7 +43,7 @@ def stateful_step(session: Any, feed: dict[str, np.ndarray], past: int, cache: A
     else:
         raise InputError(
             "this model keeps its KV cache inside the OpenVINO session (a stateful IR), so it continues only the sequence "
-            "of its latest call: pass the past_key_values that call returned, or start again without past_key_values"
+            "of its latest call: pass the cache that call returned (output.cache, or output.past_key_values before transformers 5.24), or start again without a cache"
         )
     outputs = session.run_step(feed, beam_idx=order)
     return outputs["logits"], StatefulCache(past + feed["input_ids"].shape[1])
