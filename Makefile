@@ -1,6 +1,6 @@
 # Two entry points for a new user: `make demo` (set up, then run the main job on the bundled
 # MiniLM) and `make test` (set up, then run the test suite). Both share `make setup`, which
-# only reinstalls when pyproject.toml or this Makefile changed.
+# only reinstalls when pyproject.toml, constraints.txt or this Makefile changed.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,17 +11,19 @@ TORCH_INDEX ?=
 # inc and calibration: the Neural Compressor and datasets paths of `quantize` are tested too
 # (together ~10 s to install, pip check clean).
 EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration
+# The versions last tested green (see constraints.txt); `CONSTRAINTS=` installs the newest allowed.
+CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-latest constraints bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS),--upgrade --upgrade-strategy eager) -e ".[$(EXTRAS)]"
 	$(PY) -m pip check
 	touch $(STAMP)
 
@@ -31,8 +33,20 @@ demo: setup
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The newest releases pyproject.toml allows, in a venv of their own: run it to learn whether an
+# upstream release broke something before users do.
+test-latest:
+	rm -f .venv-latest/.optibridge-installed
+	$(MAKE) test VENV=.venv-latest CONSTRAINTS=
+
+# After a green `make test-latest`: pin what it installed as the tested stack.
+constraints: .venv-latest/.optibridge-installed
+	{ grep '^#' constraints.txt; .venv-latest/bin/python -m pip freeze --exclude-editable \
+	  | grep -v -iE '^(torch|pip|setuptools)=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/encoder_latency.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-latest build *.egg-info

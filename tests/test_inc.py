@@ -13,8 +13,9 @@ from optibridge.steps import CalibrationConfig, ConfigError
 
 
 @pytest.mark.parametrize("mode", ["inc-rtn", "inc-awq", "inc-gptq"])
-def test_inc_modes_quantize_the_pytorch_model_and_pack_int4(mode, exported, tmp_path):
+def test_inc_modes_quantize_the_pytorch_model_and_pack_int4(mode, exported, tmp_path, monkeypatch):
     source = exported("bert", "text-classification")
+    monkeypatch.chdir(tmp_path)  # INC's default workspace is ./nc_workspace: it must not appear here
     # a few samples are enough for the tiny model (AWQ/GPTQ time grows with them)
     config = QuantizationConfig(mode=mode, calibration=CalibrationConfig(num_samples=8) if mode != "inc-rtn" else None)
     result = quantize(source.path, config, tmp_path / mode)
@@ -28,6 +29,7 @@ def test_inc_modes_quantize_the_pytorch_model_and_pack_int4(mode, exported, tmp_
     want = OBModelForSequenceClassification.from_pretrained(source.path)(input_ids=ids).logits
     got = OBModelForSequenceClassification.from_pretrained(result.artifact.path)(input_ids=ids).logits
     torch.testing.assert_close(got, want, atol=0.05, rtol=0)
+    assert not (tmp_path / "nc_workspace").exists()
 
 
 def test_inc_without_the_pytorch_model_says_how_to_give_it(exported, tmp_path):

@@ -18,8 +18,9 @@ import logging
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..artifact import MAIN_GRAPH, METADATA_FILE, Artifact
 from .calibration import CalibrationData
@@ -108,7 +109,6 @@ def quantize_with_inc(
     """Quantize the artifact's PyTorch model with INC and export it; returns the exported (float) artifact."""
     source = source_model_dir(artifact, config)
     inc = _inc()
-    import torch
     import transformers
 
     from ..exporter import export
@@ -116,6 +116,42 @@ def quantize_with_inc(
 
     task = get_task(artifact.metadata.task)
     model = getattr(transformers, task.auto_class).from_pretrained(str(source), attn_implementation="eager").eval()
+    with _workspace_in(workdir / "nc_workspace"):
+        quantized = _quantize_torch_model(inc, model, config, artifact, calibration)
+    replaced = _plain_linears(quantized)
+    if replaced == 0:
+        raise ConfigError(f"Neural Compressor found no Linear layer to quantize in {source}; use --mode int4 on the graph instead")
+    model_dir = workdir / "inc-model"
+    quantized.save_pretrained(model_dir)
+    for item in artifact.path.iterdir():
+        if item.is_file() and item.name not in _MODEL_FILES and item.name not in artifact.graph_files():
+            shutil.copy2(item, model_dir / item.name)
+    exporter = artifact.metadata.exporter if artifact.metadata.exporter in ("torchscript", "dynamo") else "auto"
+    exported = export(model_dir, workdir / "inc-artifact", task=artifact.metadata.task, exporter=exporter,
+                      opset=artifact.metadata.opset or None)
+    notes = [f"Neural Compressor {config.mode[4:].upper()} chose int4 weights for {replaced} Linear layer(s) "
+             f"(group size {config.block_size}) on the PyTorch model from {source}; exported with {exported.artifact.metadata.exporter}"]
+    return exported.artifact, notes
+
+
+@contextmanager
+def _workspace_in(folder: Path) -> Iterator[None]:
+    """INC keeps its files in a process-wide workspace that defaults to ./nc_workspace/<time>/ in
+    the caller's working directory; point it into the step's scratch folder for the call."""
+    from neural_compressor.common import options
+
+    previous = vars(options).get("_workspace")  # the public getter would create the folder
+    options.workspace = str(folder)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            options.workspace = previous
+
+
+def _quantize_torch_model(inc: Any, model: Any, config: QuantizationConfig, artifact: Artifact, calibration: CalibrationData | None) -> Any:
+    import torch
+
     common = {"bits": 4, "group_size": config.block_size, "use_sym": config.symmetric}
     if config.mode == "inc-rtn":
         # use_layer_wise would re-read each weight from the checkpoint by name, which breaks on
@@ -133,17 +169,4 @@ def quantize_with_inc(
                 for feed in feeds:
                     prepared(**feed)
             quantized = inc.convert(prepared)
-    replaced = _plain_linears(quantized)
-    if replaced == 0:
-        raise ConfigError(f"Neural Compressor found no Linear layer to quantize in {source}; use --mode int4 on the graph instead")
-    model_dir = workdir / "inc-model"
-    quantized.save_pretrained(model_dir)
-    for item in artifact.path.iterdir():
-        if item.is_file() and item.name not in _MODEL_FILES and item.name not in artifact.graph_files():
-            shutil.copy2(item, model_dir / item.name)
-    exporter = artifact.metadata.exporter if artifact.metadata.exporter in ("torchscript", "dynamo") else "auto"
-    exported = export(model_dir, workdir / "inc-artifact", task=artifact.metadata.task, exporter=exporter,
-                      opset=artifact.metadata.opset or None)
-    notes = [f"Neural Compressor {config.mode[4:].upper()} chose int4 weights for {replaced} Linear layer(s) "
-             f"(group size {config.block_size}) on the PyTorch model from {source}; exported with {exported.artifact.metadata.exporter}"]
-    return exported.artifact, notes
+    return quantized
