@@ -60,7 +60,10 @@ def cache_from_pairs(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, zero
             cache = DynamicCache()
             for key, value in pairs:
                 layer = DynamicLayer()
-                layer.lazy_initialization(key, value)
+                try:
+                    layer.lazy_initialization(key, value)
+                except TypeError:  # transformers 4.56-4.57: lazy_initialization(key_states)
+                    layer.lazy_initialization(key)
                 layer.keys, layer.values = key, value
                 cache.layers.append(layer)
             return cache
