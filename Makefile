@@ -15,7 +15,7 @@ EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed
 
-.PHONY: setup demo test test-latest constraints bench clean
+.PHONY: setup demo test test-latest constraints compat-4x bench clean
 
 setup: $(STAMP)
 
@@ -45,8 +45,17 @@ constraints: .venv-latest/.optibridge-installed
 	  | grep -v -iE '^(torch|pip|setuptools)=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
+# transformers 4.x is not in CI: this spot-checks export and generate() on it (see README).
+TRANSFORMERS4_SPEC ?= transformers==4.57.6
+compat-4x:
+	test -x .venv-4x/bin/python || $(PYTHON) -m venv .venv-4x
+	.venv-4x/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	.venv-4x/bin/python -m pip install --quiet "$(TRANSFORMERS4_SPEC)" -e ".[ort,test]"
+	HF_HUB_OFFLINE=1 .venv-4x/bin/python tests/compat/transformers4_probe.py
+	HF_HUB_OFFLINE=1 .venv-4x/bin/python -m pytest -q -p no:cacheprovider tests/test_kv_cache.py
+
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/encoder_latency.py
 
 clean:
-	rm -rf $(VENV) .venv-latest build *.egg-info
+	rm -rf $(VENV) .venv-latest .venv-4x build *.egg-info
