@@ -15,7 +15,7 @@ from optibridge.backend import Backend, BackendStatus
 from optibridge.backends import get_registry, reset_registry
 from optibridge.errors import BackendError
 from optibridge.hookspecs import hookimpl
-from optibridge.modeling import OBModelForCausalLM, OBModelForSequenceClassification
+from optibridge.modeling import OBModelForCausalLM, OBModelForSeq2SeqLM, OBModelForSequenceClassification
 from optibridge_cuda.backend import CudaBackend, check_providers, make_session
 from optibridge_cuda.devices import parse_device
 from optibridge_cuda.install import install_problems
@@ -245,30 +245,74 @@ def test_io_binding_encoder_matches_the_plain_path_and_returns_torch(bound, expo
     np.testing.assert_allclose(out.logits.numpy(), plain(input_ids=ids).logits.numpy(), atol=1e-6)
 
 
-def test_io_binding_generate_feeds_the_presents_back_without_copies(bound, exported_generative, monkeypatch):
-    path = exported_generative("gpt2").path
-    model = OBModelForCausalLM.from_pretrained(path, backend=bound)
-    plain = OBModelForCausalLM.from_pretrained(path, backend="ort")
-    steps = []
+def _record_bound_calls(monkeypatch) -> list:
+    """(inputs, outputs) of every IOBindingSession.run_torch call from now on; the numpy path fails the test."""
+    calls = []
     run_torch = IOBindingSession.run_torch
 
     def spy(self, inputs):
         outputs = run_torch(self, inputs)
-        steps.append(({k: v.data_ptr() for k, v in inputs.items() if k.startswith("past_key_values")},
-                      {k: (v.data_ptr(), type(v), v.device) for k, v in outputs.items() if k.startswith("present")}))
+        calls.append((dict(inputs), outputs))
         return outputs
 
     monkeypatch.setattr(IOBindingSession, "run_torch", spy)
     monkeypatch.setattr(IOBindingSession, "run", lambda *a: pytest.fail("numpy path used inside generate()"))
+    return calls
+
+
+def test_io_binding_generate_feeds_the_presents_back_without_copies(bound, exported_generative, monkeypatch):
+    path = exported_generative("gpt2").path
+    model = OBModelForCausalLM.from_pretrained(path, backend=bound)
+    plain = OBModelForCausalLM.from_pretrained(path, backend="ort")
+    steps = _record_bound_calls(monkeypatch)
     ids = torch.tensor([[0, 9, 14, 3], [7, 7, 21, 30]])
     mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
     tokens = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
     assert torch.equal(tokens, plain.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False))
     assert len(steps) == 4
-    for (_, presents), (pasts, _) in zip(steps, steps[1:]):
-        assert all(kind is torch.Tensor and device == torch.device("cpu") for _, kind, device in presents.values())
+    for (_, outputs), (inputs, _) in zip(steps, steps[1:]):
+        presents = {k: v for k, v in outputs.items() if k.startswith("present")}
+        assert all(type(v) is torch.Tensor and v.device == torch.device("cpu") for v in presents.values())
         # the next step binds the very buffers ORT returned: no copy of the cache in between
-        assert [pasts[f"past_key_values.{k.split('.', 1)[1]}"] for k in presents] == [ptr for ptr, _, _ in presents.values()]
+        assert [inputs[f"past_key_values.{k.split('.', 1)[1]}"].data_ptr() for k in presents] == [v.data_ptr() for v in presents.values()]
+
+
+def test_io_binding_seq2seq_generate_keeps_encoder_states_and_both_caches_off_the_host(bound, exported_generative, monkeypatch):
+    path = exported_generative("t5").path
+    model = OBModelForSeq2SeqLM.from_pretrained(path, backend=bound)
+    plain = OBModelForSeq2SeqLM.from_pretrained(path, backend="ort")
+    recorded = _record_bound_calls(monkeypatch)
+    ids = torch.tensor([[5, 9, 14, 3, 1], [7, 7, 21, 1, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    greedy = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    tokens = model.generate(input_ids=ids, attention_mask=mask, **greedy)
+    assert torch.equal(tokens, plain.generate(input_ids=ids, attention_mask=mask, **greedy))
+    calls = [({k: v.data_ptr() for k, v in inputs.items()}, {k: v.data_ptr() for k, v in outputs.items()}) for inputs, outputs in recorded]
+    (_, encoder_out), (first_in, first_out), *later = calls  # encoder, decoder, decoder_with_past × 3
+    assert len(later) == 3
+    assert first_in["encoder_hidden_states"] == encoder_out["last_hidden_state"]  # bound as the encoder left it
+    previous = first_out
+    for step_in, step_out in later:
+        for name, ptr in step_in.items():
+            if name.startswith("past_key_values."):
+                _, layer, kind, part = name.split(".")
+                # cross-attention: the first step's buffers at every step; self-attention: the previous step's
+                source = first_out if kind == "encoder" else previous
+                assert ptr == source[f"present.{layer}.{kind}.{part}"], name
+        previous = step_out
+
+
+def test_io_binding_whisper_generate_matches_the_plain_path(bound, exported_generative, monkeypatch):
+    from optibridge.modeling import OBModelForSpeechSeq2Seq
+
+    path = exported_generative("whisper").path
+    model = OBModelForSpeechSeq2Seq.from_pretrained(path, backend=bound)
+    plain = OBModelForSpeechSeq2Seq.from_pretrained(path, backend="ort")
+    recorded = _record_bound_calls(monkeypatch)
+    features = torch.randn(2, *model.artifact.metadata.graphs["encoder"].inputs[0].shape[1:])
+    greedy = dict(max_new_tokens=6, do_sample=False)
+    assert torch.equal(model.generate(input_features=features, **greedy), plain.generate(input_features=features, **greedy))
+    assert "input_features" in recorded[0][0]  # the encoder ran through the binding too
 
 
 def test_io_binding_needs_dlpack(monkeypatch, exported):

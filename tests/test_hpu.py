@@ -15,7 +15,7 @@ from optibridge import probing
 from optibridge.artifact import Artifact, write_metadata
 from optibridge.backends import get_registry, reset_registry
 from optibridge.errors import BackendError
-from optibridge.modeling import OBModelForCausalLM, OBModelForSequenceClassification
+from optibridge.modeling import OBModelForCausalLM, OBModelForSeq2SeqLM, OBModelForSequenceClassification
 from optibridge.steps import QuantizationConfig
 from optibridge_hpu.backend import HpuBackend
 from optibridge_hpu.session import HpuSession
@@ -104,6 +104,21 @@ def test_generate_runs_through_the_hpu_session_with_the_cache_kept_as_torch_tens
     expected = reference.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
     assert torch.equal(tokens, expected)
     assert fake_gaudi.count(("mark_step",)) == 5  # one lazy-mode step per decoding step
+
+
+def test_seq2seq_generate_runs_all_three_graphs_on_the_hpu_session(fake_gaudi, exported_generative, monkeypatch):
+    artifact = exported_generative("t5")
+    model = OBModelForSeq2SeqLM.from_pretrained(artifact.path, backend="hpu", device="hpu", autocast="fp32")
+    reference = OBModelForSeq2SeqLM.from_pretrained(artifact.path, backend="ort")
+    assert {("wrap_in_hpu_graph", step) for step in ("EncoderStep", "DecoderStep")} <= set(fake_gaudi)
+    monkeypatch.setattr(HpuSession, "run", lambda *a, **k: pytest.fail("the numpy path was used during generate()"))
+    fake_gaudi.clear()
+    ids = torch.tensor([[5, 9, 14, 3, 1], [7, 7, 21, 1, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    greedy = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    assert torch.equal(model.generate(input_ids=ids, attention_mask=mask, **greedy),
+                       reference.generate(input_ids=ids, attention_mask=mask, **greedy))
+    assert fake_gaudi.count(("mark_step",)) == 1 + 5  # the encoder once, then one per decoding step
 
 
 def test_unknown_options_and_devices_are_errors(fake_gaudi, exported):

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
+from ..backend import torch_runner
 from ..errors import InputError
 from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, take_cache
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
-from .inputs import prepare_inputs, to_numpy
+from .inputs import prepare_inputs, prepare_torch_inputs, to_numpy
 
 
 class EncoderRunner:
@@ -37,7 +38,12 @@ class EncoderRunner:
         specs = list(self.owner.artifact.metadata.graphs["encoder"].inputs)
         takes = {spec.name for spec in specs}
         # Whisper's encoder ignores an attention_mask in PyTorch too; its graph has none.
-        feed, _ = prepare_inputs(specs, {k: v for k, v in given.items() if v is not None and (k in takes or k != "attention_mask")})
+        given = {k: v for k, v in given.items() if v is not None and (k in takes or k != "attention_mask")}
+        run_torch = torch_runner(session)
+        if run_torch is not None and any(isinstance(v, torch.Tensor) for v in given.values()):
+            # on the session's device (CUDA IO binding, Gaudi): the hidden states stay there
+            return BaseModelOutput(last_hidden_state=run_torch(prepare_torch_inputs(specs, given))["last_hidden_state"])
+        feed, _ = prepare_inputs(specs, given)
         hidden = session.run(feed)["last_hidden_state"]
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
 
@@ -66,10 +72,6 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         """generate() validates encoder keyword arguments against ``model.encoder.forward``."""
         return self._encoder
 
-    def _run(self, graph: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self.sessions[graph]
-        return session.run({k: v for k, v in feed.items() if k in session.input_names})
-
     def forward(  # type: ignore[override]
         self,
         input_ids: Any = None,
@@ -89,34 +91,72 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         if encoder_outputs is None:
             encoder_outputs = self._encoder(input_ids=input_ids, attention_mask=attention_mask, input_features=input_features)
         hidden_t = encoder_outputs[0]
+        past = take_cache(past_key_values, kwargs)
+        if decoder_input_ids is None:
+            raise InputError("missing required input 'decoder_input_ids' (int64, shape (batch_size, decoder_sequence_length))")
+        if self._on_device and isinstance(decoder_input_ids, torch.Tensor) and isinstance(hidden_t, torch.Tensor):
+            result = self._step_on_device(decoder_input_ids, hidden_t, attention_mask, past, use_cache)
+            return result if return_dict is not False else result.to_tuple()
         hidden = to_numpy("encoder_hidden_states", hidden_t)[0].astype(np.float32)
         batch, source_length = hidden.shape[:2]
         if attention_mask is None:
             encoder_mask = np.ones((batch, source_length), np.int64)
         else:
             encoder_mask = to_numpy("attention_mask", attention_mask)[0].astype(np.int64)
-        if decoder_input_ids is None:
-            raise InputError("missing required input 'decoder_input_ids' (int64, shape (batch_size, decoder_sequence_length))")
         ids = to_numpy("decoder_input_ids", decoder_input_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "encoder_attention_mask": encoder_mask, "encoder_hidden_states": hidden}
-
-        past = take_cache(past_key_values, kwargs)
-        if past is None or past.self_attention_cache.get_seq_length() == 0:
-            out = self._run("decoder", feed)
-            self_pairs = [(torch.from_numpy(out[k]), torch.from_numpy(out[v])) for (k, _), (v, _) in zip(self._first_outputs[0::2], self._first_outputs[1::2])]
-            cross_pairs = [(torch.from_numpy(out[k]), torch.from_numpy(out[v])) for (_, k), (_, v) in zip(self._first_outputs[0::2], self._first_outputs[1::2])]
-        else:
-            self_old = cache_pairs(past.self_attention_cache)
-            cross_pairs = cache_pairs(past.cross_attention_cache)
-            flat = [t.detach().cpu().numpy() for s, c in zip(self_old, cross_pairs) for t in (*s, *c)]
-            feed.update(zip(self._past_inputs, flat))
-            out = self._run("decoder_with_past", feed)
-            presents = [torch.from_numpy(out[name]) for name in self._later_outputs]
-            self_pairs = list(zip(presents[0::2], presents[1::2]))
-        cache = encoder_decoder_cache(self_pairs, cross_pairs, zero_copy=True) if use_cache is not False else None
-        result = Seq2SeqLMOutput(logits=torch.from_numpy(out["logits"]), **{cache_name(): cache},
+        logits, cache = self._decode(feed, past, use_cache, self._run_numpy, lambda t: t.detach().cpu().numpy())
+        result = Seq2SeqLMOutput(logits=logits, **{cache_name(): cache},
                                  encoder_last_hidden_state=hidden_t if isinstance(hidden_t, torch.Tensor) else torch.from_numpy(hidden))
         return result if return_dict is not False else result.to_tuple()
+
+    @property
+    def _on_device(self) -> bool:
+        """Whether every graph's session takes torch tensors (``run_torch``: CUDA IO binding, Gaudi)."""
+        return all(torch_runner(session) is not None for session in self.sessions.values())
+
+    def _step_on_device(self, decoder_input_ids: torch.Tensor, hidden: torch.Tensor, attention_mask: Any, past: Any,
+                        use_cache: bool | None) -> Seq2SeqLMOutput:
+        """forward() through ``run_torch``: the encoder states, the cross-attention keys/values of the
+        first step and each step's self-attention presents stay where the session put them and are
+        bound as the next step's inputs, so the cache never passes through host memory."""
+        if decoder_input_ids.ndim != 2 or decoder_input_ids.is_floating_point():
+            raise InputError(f"decoder_input_ids: expected integer token ids of shape (batch_size, decoder_sequence_length), "
+                             f"got {decoder_input_ids.dtype} {tuple(decoder_input_ids.shape)}")
+        batch, source_length = hidden.shape[:2]
+        if attention_mask is None:
+            encoder_mask = torch.ones((batch, source_length), dtype=torch.long, device=hidden.device)
+        else:
+            encoder_mask = torch.as_tensor(attention_mask, device=hidden.device).long()
+        feed = {"input_ids": decoder_input_ids.long(), "encoder_attention_mask": encoder_mask, "encoder_hidden_states": hidden.float()}
+        logits, cache = self._decode(feed, past, use_cache, self._run_torch, lambda t: t)
+        return Seq2SeqLMOutput(logits=logits, **{cache_name(): cache}, encoder_last_hidden_state=hidden)
+
+    def _decode(self, feed: dict[str, Any], past: Any, use_cache: bool | None, run: Any, as_feed: Any) -> tuple[torch.Tensor, Any]:
+        """One decoder step: ``decoder`` on an empty cache (it also returns the cross-attention
+        keys/values), else ``decoder_with_past``. ``run`` returns torch tensors; ``as_feed`` turns a
+        cached tensor into what ``run`` takes."""
+        if past is None or past.self_attention_cache.get_seq_length() == 0:
+            out = run("decoder", feed)
+            self_pairs = [(out[k], out[v]) for (k, _), (v, _) in zip(self._first_outputs[0::2], self._first_outputs[1::2])]
+            cross_pairs = [(out[k], out[v]) for (_, k), (_, v) in zip(self._first_outputs[0::2], self._first_outputs[1::2])]
+        else:
+            cross_pairs = cache_pairs(past.cross_attention_cache)
+            flat = [as_feed(t) for s, c in zip(cache_pairs(past.self_attention_cache), cross_pairs) for t in (*s, *c)]
+            feed.update(zip(self._past_inputs, flat))
+            out = run("decoder_with_past", feed)
+            presents = [out[name] for name in self._later_outputs]
+            self_pairs = list(zip(presents[0::2], presents[1::2]))
+        cache = encoder_decoder_cache(self_pairs, cross_pairs, zero_copy=True) if use_cache is not False else None
+        return out["logits"], cache
+
+    def _run_numpy(self, graph: str, feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        session = self.sessions[graph]
+        return {k: torch.from_numpy(v) for k, v in session.run({k: v for k, v in feed.items() if k in session.input_names}).items()}
+
+    def _run_torch(self, graph: str, feed: dict[str, torch.Tensor]) -> dict[str, Any]:
+        session = self.sessions[graph]
+        return torch_runner(session)({k: v for k, v in feed.items() if k in session.input_names})
 
 
 class _WhisperStrides:
