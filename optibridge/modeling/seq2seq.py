@@ -7,7 +7,7 @@ returns the cross-attention keys/values, which ``decoder_with_past`` reuses at e
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -132,7 +132,8 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         logits, cache = self._decode(feed, past, use_cache, self._run_torch, lambda t: t)
         return Seq2SeqLMOutput(logits=logits, **{cache_name(): cache}, encoder_last_hidden_state=hidden)
 
-    def _decode(self, feed: dict[str, Any], past: Any, use_cache: bool | None, run: Any, as_feed: Any) -> tuple[torch.Tensor, Any]:
+    def _decode(self, feed: dict[str, Any], past: Any, use_cache: bool | None,
+                run: Callable[[str, dict[str, Any]], dict[str, torch.Tensor]], as_feed: Callable[[torch.Tensor], Any]) -> tuple[torch.Tensor, Any]:
         """One decoder step: ``decoder`` on an empty cache (it also returns the cross-attention
         keys/values), else ``decoder_with_past``. ``run`` returns torch tensors; ``as_feed`` turns a
         cached tensor into what ``run`` takes."""
@@ -150,11 +151,11 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         cache = encoder_decoder_cache(self_pairs, cross_pairs, zero_copy=True) if use_cache is not False else None
         return out["logits"], cache
 
-    def _run_numpy(self, graph: str, feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    def _run_numpy(self, graph: str, feed: dict[str, Any]) -> dict[str, torch.Tensor]:
         session = self.sessions[graph]
         return {k: torch.from_numpy(v) for k, v in session.run({k: v for k, v in feed.items() if k in session.input_names}).items()}
 
-    def _run_torch(self, graph: str, feed: dict[str, torch.Tensor]) -> dict[str, Any]:
+    def _run_torch(self, graph: str, feed: dict[str, Any]) -> dict[str, torch.Tensor]:
         session = self.sessions[graph]
         return torch_runner(session)({k: v for k, v in feed.items() if k in session.input_names})
 
