@@ -102,3 +102,16 @@ def test_a_seq2seq_lm_is_measured_like_a_decoder(exported_generative: Callable[.
     assert ort.ok, ort.reason
     assert ort.generation is not None and ort.generation.tokens_per_s > 0 and ort.generation.prefill_ms > 0
     assert ort.accuracy.top1 == 1.0 and ort.accuracy.max_abs_diff < 1e-3  # encoder + first decoder step = PyTorch's
+
+
+def test_a_speech_model_is_measured_on_the_encoders_fixed_input_length(exported_generative: Callable[..., Artifact], tmp_path: Path) -> None:
+    artifact = exported_generative("whisper")
+    frames = artifact.metadata.graphs["encoder"].inputs[0].shape[2]
+    run = bench_ort_fp32(artifact, tmp_path / "bench", batch=2)  # asks for 8 tokens: not a length a Whisper encoder takes
+    assert run.model["task"] == "automatic-speech-recognition" and run.model["generative"] is True
+    assert run.settings["seq_lens"] == [frames] and {c.seq_len for c in run.cells} == {frames}
+    cells = {c.name: c for c in run.cells}
+    base, ort = cells["pytorch:eager"], cells["ort:fp32"]
+    assert base.ok and ort.ok, (base.reason, ort.reason)
+    assert ort.generation is not None and ort.generation.tokens_per_s > 0 and ort.generation.prefill_ms > 0
+    assert ort.accuracy.top1 == 1.0 and ort.accuracy.max_abs_diff < 1e-3  # encoder + first decoder step = PyTorch's

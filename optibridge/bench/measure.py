@@ -8,9 +8,11 @@ crash at batch 8 keeps the batch-1 result, and the runner's timeout applies per 
 Per shape: the candidate and the PyTorch model get the same inputs; accuracy is compared on
 their outputs (padding positions left out); then both are timed interleaved with
 ``measure_interleaved(..., settle=1)``, so the speed-up comes from one run on one machine state.
-Generative models (text-generation, text2text-generation) are timed on greedy ``generate`` of
-``new_tokens`` tokens and on the prefill forward pass (for seq2seq: the encoder and the first
-decoder step); per-token decode latency is derived from the two medians.
+Generative models (text-generation, text2text-generation, automatic-speech-recognition) are timed
+on greedy ``generate`` of ``new_tokens`` tokens and on the prefill forward pass (for seq2seq and
+speech: the encoder and the first decoder step); per-token decode latency is derived from the two
+medians. Speech models get random log-mel features of the encoder's fixed size (Whisper's 30 s
+window): decoding speed does not depend on what is said.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import numpy as np
 from .schema import BASELINE, Generation, Latency
 from .timing import TimingStats, measure_interleaved
 
-GENERATIVE_TASKS = ("text-generation", "text2text-generation")
+GENERATIVE_TASKS = ("text-generation", "text2text-generation", "automatic-speech-recognition")
+ENCODER_DECODER_TASKS = ("text2text-generation", "automatic-speech-recognition")
+SPEECH_TASK = "automatic-speech-recognition"
 
 
 def peak_rss_mb() -> float:
@@ -86,6 +90,18 @@ def prompt_inputs(artifact: Any, batch: int, seq: int) -> dict[str, np.ndarray]:
     return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
 
 
+def speech_frames(artifact: Any) -> tuple[int, int]:
+    """(mel bins, frames) the speech encoder takes: fixed by the export, whatever --seq-lens says."""
+    shape = artifact.metadata.graphs["encoder"].inputs[0].shape
+    return int(shape[1]), int(shape[2])
+
+
+def speech_inputs(artifact: Any, batch: int) -> dict[str, np.ndarray]:
+    """Seeded random log-mel features of the encoder's input size."""
+    bins, frames = speech_frames(artifact)
+    return {"input_features": np.random.default_rng(0).standard_normal((batch, bins, frames), dtype=np.float32)}
+
+
 def _tensors(output: Any) -> dict[str, np.ndarray]:
     import torch
 
@@ -110,7 +126,8 @@ class Candidate:
 
         with torch.inference_mode():
             if self.decoder_start_token_id is not None:
-                start = torch.full((inputs["input_ids"].shape[0], 1), self.decoder_start_token_id, dtype=torch.long)
+                rows = next(iter(inputs.values())).shape[0]
+                start = torch.full((rows, 1), self.decoder_start_token_id, dtype=torch.long)
                 return self.model(**inputs, decoder_input_ids=start, use_cache=True)
             if self.generative:
                 return self.model(**inputs, use_cache=True)
@@ -214,12 +231,14 @@ def run(spec: dict[str, Any], out: Path) -> None:
     pad = getattr(getattr(model, "config", None), "pad_token_id", None)
     eos = getattr(getattr(model, "config", None), "eos_token_id", None)
     pad_id = pad if isinstance(pad, int) else (eos if isinstance(eos, int) else 0)
-    start_id = decoder_start_id(model) if spec["task"] == "text2text-generation" else None
+    start_id = decoder_start_id(model) if spec["task"] in ENCODER_DECODER_TASKS else None
     candidate = Candidate(model, generative, int(spec["new_tokens"]), pad_id, start_id)
     feeds: list[tuple[dict[str, Any], np.ndarray | None] | Exception] = []
     for batch, seq in spec["shapes"]:
         try:
-            if generative:
+            if spec["task"] == SPEECH_TASK:
+                feed, mask = speech_inputs(shapes_artifact, batch), None
+            elif generative:
                 feed, mask = prompt_inputs(shapes_artifact, batch, seq), None
             else:
                 feed, mask = encoder_inputs(shapes_artifact, batch, seq)

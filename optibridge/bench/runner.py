@@ -18,18 +18,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .configs import BASELINE_CONFIG, CONFIGS, PlannedCell, backend_options, plan
 from .machine import describe_machine
-from .measure import GENERATIVE_TASKS
+from .measure import GENERATIVE_TASKS, SPEECH_TASK, speech_frames
 from .schema import BASELINE, BenchError, BenchRun, Cell
 
-SUPPORTED_TASK_KINDS = ("encoders (every OBModelFor<Task> of a single graph), decoder LMs (text-generation) and "
-                        "seq2seq LMs (text2text-generation)")
-UNSUPPORTED_TASKS = ("automatic-speech-recognition",)
 POLL_S = 0.05
 LOAD_TIMEOUT_S = 120.0
 """At least this long for a process to start, import and load its model (a cold import of torch
@@ -305,8 +302,6 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
     from ..backends import get_registry
     from ..console import err_console
 
-    if request.task in UNSUPPORTED_TASKS:
-        raise BenchError(f"bench measures {SUPPORTED_TASK_KINDS}; {request.task!r} is not supported yet")
     statuses = {s.name: s for s in get_registry().statuses()}
     cells = plan(request.backends, request.configs, statuses)
     if not request.baseline_cell:
@@ -318,8 +313,9 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
         bar = progress.add_task("preparing", total=len(cells) * len(shapes))
         report = lambda text: progress.update(bar, description=text)  # noqa: E731
         fp32, reference = source_artifact(request, workdir, report)
-        if fp32.metadata.task in UNSUPPORTED_TASKS:
-            raise BenchError(f"bench measures {SUPPORTED_TASK_KINDS}; {fp32.metadata.task!r} is not supported yet")
+        if fp32.metadata.task == SPEECH_TASK:  # the encoder's input length is fixed: one shape per batch size
+            request = replace(request, seq_lens=[speech_frames(fp32)[1]])
+            progress.update(bar, total=len(cells) * len(_shapes(request)))
         prepared = prepare(request, cells, workdir, fp32, reference, report)
         measured = measure_all(
             request, cells, prepared,

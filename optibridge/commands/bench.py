@@ -29,7 +29,7 @@ def bench(
         help="Comma-separated configs: fp32, O2, int8-dynamic, int8-static, int4, fp16; 'backend:config' pins one to a backend "
              "(e.g. ort:int8-dynamic,openvino:fp32). Default: fp32,O2,int8-dynamic,int8-static (+fp16 on GPUs)."),
     batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
-    seq_lens: str = typer.Option("128", "--seq-lens", help="Comma-separated sequence lengths (tokens; prompt length for LMs)."),
+    seq_lens: str = typer.Option("128", "--seq-lens", help="Comma-separated sequence lengths (tokens; prompt length for LMs; speech models use the input length they were exported for)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up calls per candidate and shape."),
     runs: int = typer.Option(20, "--runs", help="Timed calls per candidate and shape (at most)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop timing a shape after this many seconds (at least one round)."),
