@@ -234,3 +234,22 @@ class TestOptimumNames:
         for cls in TASK_CLASSES.values():
             alias = getattr(ortnames, cls.__name__.replace("OBModel", "ORTModel"))
             assert issubclass(alias, cls)
+
+
+def test_transformers_4_pipelines_can_tell_that_every_class_is_pytorch():
+    """transformers 4.x ``pipeline()`` raises "Could not infer framework" unless a base of the model's
+    class is named PreTrainedModel or comes from a torch module (utils.generic.infer_framework there;
+    5.x removed the check). ``make compat-4x`` runs the real 4.x pipelines; this keeps the rule in CI."""
+    import inspect
+
+    import optibridge.onnxruntime as ort_names
+    import optibridge.openvino as ov_names
+    from optibridge.modeling import OBModelForCausalLM, OBModelForSeq2SeqLM, OBModelForSpeechSeq2Seq
+
+    classes = [*TASK_CLASSES.values(), OBModelForCausalLM, OBModelForSeq2SeqLM, OBModelForSpeechSeq2Seq]
+    classes += [getattr(module, name) for module in (ort_names, ov_names) for name in dir(module) if name.startswith(("ORTModelFor", "OVModelFor"))]
+    assert len(classes) > 20
+    for cls in classes:
+        bases = inspect.getmro(cls)
+        assert any(b.__name__ == "PreTrainedModel" or b.__module__.startswith("torch") for b in bases), cls
+        assert transformers.PreTrainedModel not in bases  # a marker, not transformers' nn.Module

@@ -33,7 +33,14 @@ _CLASS_FOR_TASK: dict[str, str] = {}
 OUR_CLASS_PREFIXES = ("OBModel", "ORTModel", "OVModel")
 
 
-class OBModel:
+class PreTrainedModel:
+    """Not transformers' class: a marker whose *name* transformers 4.x looks for. Its ``pipeline()``
+    infers the framework by walking the model class's bases for one called ``PreTrainedModel`` (or one
+    from a torch module) and raises "Could not infer framework" otherwise; exported models take and
+    return torch tensors, so they declare themselves PyTorch this way. transformers 5.x does not ask."""
+
+
+class OBModel(PreTrainedModel):
     """Base class of the ``OBModelFor<Task>`` classes. Subclasses only name their task."""
 
     task_name: ClassVar[str] = ""

