@@ -7,6 +7,7 @@ a small real bench) are in test_bench_runs.py.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,19 @@ def test_tune_calls_a_winner_within_ten_percent_a_close_call() -> None:
     assert best is not None and best.name == "a:fp32"
     assert verdicts["a:fp32"].startswith("chosen") and "close call with b:fp32 (" in verdicts["a:fp32"]
     assert verdicts["b:fp32"].startswith("close second, within 10%") and verdicts["c:fp32"].startswith("slower")
+
+
+def test_tune_ranks_by_the_interleaved_speedup_so_machine_drift_between_cells_does_not_decide() -> None:
+    steady = cell("a", "fp32", 10.0)  # 2.0x: PyTorch took 20 ms in its process
+    lucky = replace(cell("b", "fp32", 9.0), baseline=latency(12.0), speedup=12.0 / 9.0)  # lower median, but the machine was quieter
+    best, trials = choose(run_of(cell("pytorch", "eager", 20.0), steady, lucky), AccuracyBudget.parse("0.99"))
+    verdicts = {t.cell.name: t.verdict for t in trials}
+    assert best is not None and best.name == "a:fp32"
+    assert verdicts["b:fp32"] == "slower (1.33× PyTorch vs 2.00× PyTorch)"
+    no_ratio = Cell("c", "fp32", 1, 16, "ok", latency=latency(8.0), accuracy=accuracy(0.9999))  # measured without a baseline
+    best, trials = choose(run_of(steady, no_ratio), AccuracyBudget.parse("0.99"))
+    assert best is not None and best.name == "c:fp32"  # then the medians decide
+    assert {t.cell.name: t.verdict for t in trials}["a:fp32"] == "slower (10.00 ms vs 8.00 ms)"
 
 
 def test_cli_help_texts(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,8 +2,10 @@
 
 The candidates are the cells of one benchmark run at one shape (the PyTorch baseline is shown but
 is not a candidate: it is not an artifact). A candidate is rejected when its accuracy against
-PyTorch misses the budget, or when it failed or was skipped; among the rest the lowest median
-latency wins. The winner's artifact is copied to the output folder through a staged write, with a
+PyTorch misses the budget, or when it failed or was skipped; among the rest the highest speed-up
+over PyTorch wins. Each candidate's process times PyTorch eager interleaved with it, so that ratio
+cancels how busy the machine was while that candidate ran; raw medians from processes measured
+minutes apart do not (on a shared 2-core machine PyTorch's own median moved by 30 % between cells). The winner's artifact is copied to the output folder through a staged write, with a
 ``tune`` step recorded in its ``optibridge.json`` (budget, measured figures, what else was tried).
 """
 
@@ -14,16 +16,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget
+from .measure import SPEECH_TASK
 from .runner import BenchRequest, run_bench
 from .schema import BASELINE, BenchError, BenchRun, Cell
 
 
 CLOSE_CALL = 0.10
-"""Candidates within this fraction of the winner's median are called a close call: separate
-processes measured minutes apart drift by about that much on a shared machine."""
+"""Candidates within this fraction of the winner are called a close call: what interleaving leaves
+of the drift between separate processes is about that much on a shared machine."""
 
 
 @dataclass(frozen=True)
@@ -48,19 +51,27 @@ def choose(run: BenchRun, budget: AccuracyBudget) -> tuple[Cell | None, list[Tri
             verdicts[cell.key] = f"rejected: accuracy ({'; '.join(missed)})"
             continue
         within.append(cell)
-    best = min(within, key=lambda c: c.latency.p50_ms if c.latency else float("inf"), default=None)
-    close = [c for c in within if c is not best and best is not None and c.latency and best.latency
-             and c.latency.p50_ms <= best.latency.p50_ms * (1 + CLOSE_CALL)]
+    score, describe = _ranking(within)
+    best = max(within, key=score, default=None)
+    close = [c for c in within if c is not best and best is not None and score(c) * (1 + CLOSE_CALL) >= score(best)]
     for cell in within:
         if cell is best:
             verdicts[cell.key] = "chosen: fastest within the budget" + (
                 f"; close call with {', '.join(c.name for c in close)} (re-run with a longer --duration to separate them)"
                 if close else "")
         else:
-            assert best is not None and best.latency and cell.latency
+            assert best is not None
             what = f"close second, within {CLOSE_CALL:.0%}" if cell in close else "slower"
-            verdicts[cell.key] = f"{what} ({cell.latency.p50_ms:.2f} ms vs {best.latency.p50_ms:.2f} ms)"
+            verdicts[cell.key] = f"{what} ({describe(cell)} vs {describe(best)})"
     return best, [Trial(c, verdicts[c.key]) for c in run.cells if c.key in verdicts]
+
+
+def _ranking(cells: list[Cell]) -> tuple[Callable[[Cell], float], Callable[[Cell], str]]:
+    """Higher is faster: the interleaved speed-up over PyTorch when every candidate has one (tune
+    always measures it), else the inverse of the median latency."""
+    if all(c.speedup for c in cells):
+        return (lambda c: float(c.speedup or 0.0)), (lambda c: f"{c.speedup:.2f}× PyTorch")
+    return (lambda c: 1.0 / c.latency.p50_ms if c.latency else 0.0), (lambda c: f"{c.latency.p50_ms:.2f} ms" if c.latency else "-")
 
 
 def write_winner(source: Path, out: str | os.PathLike[str], best: Cell, run: BenchRun, budget: AccuracyBudget,
@@ -90,8 +101,9 @@ def write_winner(source: Path, out: str | os.PathLike[str], best: Cell, run: Ben
 def print_trials(run: BenchRun, trials: list[Trial], console: Any) -> None:
     from rich.table import Table
 
+    unit = "input frames" if run.model.get("task") == SPEECH_TASK else "tokens"
     table = Table(title="optibridge tune: what was tried",
-                  caption=f"batch {run.settings['batch_sizes'][0]} × {run.settings['seq_lens'][0]} tokens; each candidate timed "
+                  caption=f"batch {run.settings['batch_sizes'][0]} × {run.settings['seq_lens'][0]} {unit}; each candidate timed "
                           "interleaved with PyTorch eager in its own process; accuracy vs PyTorch on the same inputs")
     for column in ("candidate", "p50 ms", "PyTorch p50 ms", "vs PyTorch", "cosine", "max abs diff", "verdict"):
         table.add_column(column, justify="left" if column in ("candidate", "verdict") else "right")

@@ -36,8 +36,10 @@ def tune(
         optibridge tune --model ./all-MiniLM-L6-v2 --accuracy-budget 0.99 ./minilm-tuned
 
     Each candidate is built (optimize/quantize), measured against PyTorch eager in its own
-    process (as `optibridge bench`), and checked against the budget on the same inputs. The table
-    says for every candidate why it was chosen, rejected (accuracy), failed, skipped or slower.
+    process (as `optibridge bench`), and checked against the budget on the same inputs. Fastest
+    means the highest speed-up over PyTorch timed interleaved in the candidate's process, which
+    cancels how busy the machine was while it ran. The table says for every candidate why it was
+    chosen, rejected (accuracy), failed, skipped or slower.
     The winner is written through a staged folder, with a `tune` step in its optibridge.json;
     when no candidate fits, nothing is written and the exit code is 1.
     """
