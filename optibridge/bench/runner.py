@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .configs import BASELINE_CONFIG, CONFIGS, PlannedCell, backend_options, plan
 from .machine import describe_machine
-from .measure import GENERATIVE_TASKS, SPEECH_TASK, speech_frames
+from .measure import GENERATIVE_TASKS, SPEECH_TASKS, speech_frames
 from .schema import BASELINE, BenchError, BenchRun, Cell
 
 POLL_S = 0.05
@@ -313,7 +313,7 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
         bar = progress.add_task("preparing", total=len(cells) * len(shapes))
         report = lambda text: progress.update(bar, description=text)  # noqa: E731
         fp32, reference = source_artifact(request, workdir, report)
-        if fp32.metadata.task == SPEECH_TASK:  # the encoder's input length is fixed: one shape per batch size
+        if fp32.metadata.task in SPEECH_TASKS:  # the encoder's input length is fixed: one shape per batch size
             request = replace(request, seq_lens=[speech_frames(fp32)[1]])
             progress.update(bar, total=len(cells) * len(_shapes(request)))
         prepared = prepare(request, cells, workdir, fp32, reference, report)

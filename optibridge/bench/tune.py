@@ -5,8 +5,10 @@ is not a candidate: it is not an artifact). A candidate is rejected when its acc
 PyTorch misses the budget, or when it failed or was skipped; among the rest the highest speed-up
 over PyTorch wins. Each candidate's process times PyTorch eager interleaved with it, so that ratio
 cancels how busy the machine was while that candidate ran; raw medians from processes measured
-minutes apart do not (on a shared 2-core machine PyTorch's own median moved by 30 % between cells). The winner's artifact is copied to the output folder through a staged write, with a
-``tune`` step recorded in its ``optibridge.json`` (budget, measured figures, what else was tried).
+minutes apart do not (in one MiniLM tune on a shared 2-core machine, PyTorch's own median moved
+from 25 to 38 ms between cells). The winner's artifact is copied to the output folder through a
+staged write, with a ``tune`` step recorded in its ``optibridge.json`` (budget, measured figures,
+what else was tried).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget
-from .measure import SPEECH_TASK
+from .measure import SPEECH_TASKS
 from .runner import BenchRequest, run_bench
 from .schema import BASELINE, BenchError, BenchRun, Cell
 
@@ -101,7 +103,7 @@ def write_winner(source: Path, out: str | os.PathLike[str], best: Cell, run: Ben
 def print_trials(run: BenchRun, trials: list[Trial], console: Any) -> None:
     from rich.table import Table
 
-    unit = "input frames" if run.model.get("task") == SPEECH_TASK else "tokens"
+    unit = "input frames" if run.model.get("task") in SPEECH_TASKS else "tokens"
     table = Table(title="optibridge tune: what was tried",
                   caption=f"batch {run.settings['batch_sizes'][0]} × {run.settings['seq_lens'][0]} {unit}; each candidate timed "
                           "interleaved with PyTorch eager in its own process; accuracy vs PyTorch on the same inputs")
