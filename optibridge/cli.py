@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from . import __version__
-from .commands import backends, bench, export, info, optimize, quantize, tune
+from .commands import backends, bench, export, info, optimize, quantize, run, tune
 from .console import console, err_console
 from .errors import OptibridgeError
 
@@ -63,11 +63,27 @@ app.command("optimize")(optimize.optimize)
 app.command("quantize")(quantize.quantize)
 app.command("bench")(bench.bench)
 app.command("tune")(tune.tune)
+app.command("run")(run.run)
+
+
+# Options whose value may be left out (click has no such option through typer): `--ray` alone
+# means `--ray=local` (start a local cluster), `--ray ADDRESS` joins one.
+OPTIONAL_VALUES = {"--ray": run.LOCAL}
+
+
+def _fill_optional_values(args: list[str]) -> list[str]:
+    filled = []
+    for i, arg in enumerate(args):
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg in OPTIONAL_VALUES and (following is None or following.startswith("-")):
+            arg = f"{arg}={OPTIONAL_VALUES[arg]}"
+        filled.append(arg)
+    return filled
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns exceptions into one readable line and an exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _fill_optional_values(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     try:
         result = app(args=args, prog_name="optibridge", standalone_mode=False)

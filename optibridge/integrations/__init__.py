@@ -1,0 +1,1 @@
+"""Optional integrations with other engines; each imports its engine only when used."""
