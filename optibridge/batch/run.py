@@ -8,6 +8,7 @@ an error, never a duplicate row in the output.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import InputError, OptibridgeError
 from .files import Shards, read_input, require_pyarrow, run_key
-from .predict import ERROR_COLUMN, Predictor, TaskOptions, output_schema
+from .predict import ERROR_COLUMN, Predictor, RowError, TaskOptions, output_schema
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (rows done, rows in the file) as results come in."""
@@ -111,7 +112,10 @@ def run_file(
     progress = on_progress or (lambda done_rows, total: None)
     resumed_rows = table.num_rows - pending.num_rows
     progress(resumed_rows, table.num_rows)
-    predictor_args = dict(artifact=str(artifact.resolve()), options=options, backend=backend, device=device,
+    # Workers record a rejected row in its error column; this process stops the run on it
+    # (on_error="fail"), so the row is named the same way wherever it ran.
+    worker_options = dataclasses.replace(options, on_error="skip")
+    predictor_args = dict(artifact=str(artifact.resolve()), options=worker_options, backend=backend, device=device,
                           session_options=dict(session_options or {}), id_column=id_column)
     if pending.num_rows:
         if ray is None:
@@ -122,6 +126,8 @@ def run_file(
             results = run_pending(pending, predictor_args, batch_size, ray)
         assembler = _Assembler(table, shards, todo, id_column)
         for result in results:
+            if on_error == "fail":
+                _stop_on_error(result, id_column)
             assembler.add(result)
             progress(resumed_rows + assembler.rows_in, table.num_rows)
         assembler.finish()
@@ -130,6 +136,15 @@ def run_file(
     shards.join()
     notes = [shards.note] if shards.note else []
     return RunResult(output, meta.task, table.num_rows, pending.num_rows, seconds, failed, shards.count, len(done), notes)
+
+
+def _stop_on_error(result: Any, id_column: str) -> None:
+    import pyarrow.compute as pc
+
+    failed = result.filter(pc.is_valid(result.column(ERROR_COLUMN)))
+    if failed.num_rows:
+        first = pc.sort_indices(failed, [(id_column, "ascending")])[0].as_py()
+        raise RowError(failed.column(id_column)[first].as_py(), failed.column(ERROR_COLUMN)[first].as_py())
 
 
 def _rows_of(table: Any, shards: Shards, indices: list[int]) -> Any:

@@ -35,6 +35,8 @@ def connect(address: str | None = None, **init_args: Any) -> Any:
     ray = require_ray()
     if ray.is_initialized():
         return ray
+    if address:
+        check_reachable(address)
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env} if env else None,
@@ -44,6 +46,34 @@ def connect(address: str | None = None, **init_args: Any) -> Any:
         hint = "; check the address, or start one with `ray start --head`" if address else ""
         raise RayError(f"cannot connect to {where}: {first_line(exc)}{hint}") from None
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A TCP connection to ``HOST:PORT`` (``ray://`` or not), so that a wrong address fails in
+    seconds: ``ray.init`` itself retries an unreachable one for minutes. "auto" is left to Ray."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray understands and we do not parse
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayError(f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}; check the address, "
+                       "or start a cluster with `ray start --head`") from None
+
+
+def worker_error(exc: BaseException) -> str:
+    """The error a worker raised, as one line, dug out of Ray's wrapping (whose own first line
+    only names the actor): the first ``Name: message`` line of the remote traceback that is not Ray's."""
+    import re
+
+    for line in str(exc).splitlines():
+        found = re.match(r"^([\w.]+(?:Error|Exception|Interrupt)): (.+)$", line.strip())
+        if found and not found.group(1).startswith("ray."):
+            return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2)}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def unwrap(exc: BaseException) -> BaseException:

@@ -1,10 +1,11 @@
 """Batch inference on Ray Data: an actor pool whose actors each load the artifact once.
 
-Ray Data does the scheduling, the batching, the back-pressure and the retries: its actors are
-created with ``max_restarts=-1`` and ``max_task_retries=-1`` here (Ray's own defaults for Ray
-Data actor pools, spelled out), so when an actor's process dies its batch runs again on the
-restarted actor. The batch's output is produced only by the attempt that finished, so no row is
-lost or duplicated; ``optibridge run`` checks the ids anyway.
+Ray Data does the scheduling, the batching, the back-pressure and the retries: Ray Data creates
+pool actors with ``max_restarts=-1`` and ``max_task_retries=-1`` unless told otherwise (passing
+them again is deprecated in Ray 2.60), so when an actor's process dies, Ray restarts it and runs
+its unfinished batches again. A batch's output is produced only by the attempt that finished, so
+no row is lost or duplicated; ``optibridge run`` checks the ids anyway (tests/test_ray.py kills
+an actor mid-run).
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator
 
-from .cluster import RayError, connect, unwrap
-
-RETRIES = {"max_restarts": -1, "max_task_retries": -1}
-
+from .cluster import RayError, connect, unwrap, worker_error
 
 class ArtifactPredictor:
     """The Ray Data UDF: a callable class, so each actor of the pool builds one :class:`Predictor`."""
@@ -69,10 +67,11 @@ def map_artifact(
 
 
 def _map(dataset: Any, predictor_args: dict[str, Any], batch_size: int, replicas: int, cpus: float, **extra: Any) -> Any:
-    args = {**RETRIES, **extra}
+    from ray.data import ActorPoolStrategy
+
     return dataset.map_batches(
         ArtifactPredictor, fn_constructor_args=(predictor_args,), batch_size=batch_size, batch_format="pyarrow",
-        concurrency=replicas, num_cpus=cpus, **args,
+        compute=ActorPoolStrategy(size=replicas), num_cpus=cpus, **extra,
     )
 
 
@@ -82,6 +81,9 @@ def run_pending(pending: Any, predictor_args: dict[str, Any], batch_size: int, o
     ray = connect(options.address)
     import ray.data
 
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # not lines per dataset execution on the CLI
     ray.data.DataContext.get_current().enable_progress_bars = False  # `optibridge run` draws its own
     needed = pending.select([predictor_args["id_column"], predictor_args["options"].column])
     # Enough blocks for every actor to get work, each a whole number of batches.
@@ -94,6 +96,4 @@ def run_pending(pending: Any, predictor_args: dict[str, Any], batch_size: int, o
         inner = unwrap(exc)
         if inner is not exc:
             raise inner from None
-        from ...errors import first_line
-
-        raise RayError(f"the Ray Data job failed: {type(exc).__name__}: {first_line(exc)}") from exc
+        raise RayError(f"the Ray Data job failed: {worker_error(exc)}") from exc
