@@ -19,25 +19,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bench_fake_plugins import _Wrapped  # the same wrapped ORT session, other behaviours
+
 from optibridge.backend import Backend, BackendStatus
 from optibridge.hookspecs import hookimpl
 
 KILL_DIR_ENV = "OPTIBRIDGE_TEST_KILL_DIR"
 
 
-class _Session:
-    def __init__(self, inner: Any, name: str, behaviour: str) -> None:
-        self.inner, self.backend, self.behaviour = inner, name, behaviour
-        self.device = "cpu"
-        self.calls = 0
-
-    @property
-    def input_names(self) -> list[str]:
-        return self.inner.input_names
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.inner.output_names
+class _Session(_Wrapped):
+    calls = 0
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls += 1

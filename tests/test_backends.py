@@ -169,7 +169,8 @@ def test_importing_the_core_imports_no_runtime():
 
     code = (
         "import sys, optibridge, optibridge.exporter, optibridge.modeling, optibridge.cli, optibridge.backends;"
-        "bad = [m for m in ('onnxruntime', 'openvino', 'habana_frameworks', 'tensorrt') if m in sys.modules];"
+        "import optibridge.batch, optibridge.integrations.ray, optibridge.bench.runner;"
+        "bad = [m for m in ('onnxruntime', 'openvino', 'habana_frameworks', 'tensorrt', 'ray') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

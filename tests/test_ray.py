@@ -109,3 +109,58 @@ def test_an_unreachable_address_is_one_line(tmp_path, exported, capsys):
     with pytest.raises(RayError, match=r"cannot reach the Ray cluster at '127.0.0.1:1'.*ray start --head"):
         check_reachable("127.0.0.1:1")
 
+
+def test_bench_puts_cuda_and_hpu_cells_only_on_the_node_with_those_resources(cluster, exported, tmp_path):
+    from optibridge.bench import load_run
+
+    out, matrix = tmp_path / "bench", tmp_path / "matrix.md"
+    matrix.write_text("# matrix\n")
+    code = main(["bench", "--model", str(exported("bert", "feature-extraction").path), "--backends",
+                 "ort,fake-cuda,fake-hpu,fake-kills-worker", "--configs", "fp32", "--batch-sizes", "1", "--seq-lens", "8",
+                 "--warmup", "1", "--runs", "3", "--threads", "1", "--timeout", "120", "--ray", "--no-progress",
+                 "--out", str(out), "--update-matrix", "--matrix", str(matrix)])
+    assert code == 0
+    run = load_run(out / "results.json")
+    cells = {c.name: c for c in run.cells}
+    assert set(cells) == {"pytorch:eager", "ort:fp32", "fake-cuda:fp32", "fake-hpu:fp32", "fake-kills-worker:fp32"}
+    for name in ("fake-cuda:fp32", "fake-hpu:fp32"):
+        assert cells[name].ok, cells[name].reason
+        assert cells[name].device in ("cuda", "hpu") and cells[name].ray_node == cluster["accelerated"]
+    for name in ("pytorch:eager", "ort:fp32"):
+        assert cells[name].ok and cells[name].ray_node in (cluster["head"], cluster["accelerated"])
+    ort = cells["ort:fp32"]
+    assert ort.baseline is not None and ort.speedup == pytest.approx(ort.baseline.p50_ms / ort.latency.p50_ms)
+    died = cells["fake-kills-worker:fp32"]
+    assert died.status == "failed" and "Ray worker or node running the cell failed" in died.reason
+    fingerprints = {c.machine for c in run.cells if c.ok}
+    assert len(fingerprints) == 1 and fingerprints <= set(run.nodes)  # one machine, two Ray nodes
+    fingerprint = fingerprints.pop()
+    assert f"@{fingerprint}" in (out / "report.md").read_text()
+    assert f"optibridge-bench:begin {fingerprint}" in matrix.read_text()
+
+
+def test_all_nodes_repeats_cpu_cells_once_per_machine_fingerprint():
+    from optibridge.bench.configs import PlannedCell
+    from optibridge.bench.runner import CellJob
+    from optibridge.integrations.ray.bench import RayExecutor
+
+    executor = object.__new__(RayExecutor)  # placement only: no cluster needed
+    executor.all_nodes = True
+    a1, a2, b1 = (name.ljust(56, "0") for name in ("a1", "a2", "b1"))  # Ray node ids are 56 hex digits
+    executor.alive = [{"NodeID": n, "Resources": {"CPU": 2.0}} for n in (a1, a2, b1)]
+    executor.probes = {n: {"machine": {"fingerprint": n[0]}} for n in (a1, a2, b1)}  # a1, a2: one machine model
+    jobs = [CellJob(0, PlannedCell("ort", "fp32"), {}, {}), CellJob(1, PlannedCell("cuda", "fp16", device="cuda:0"), {}, {})]
+    expanded = executor.expand(jobs)
+    assert [(j.planned.backend, j.placement.get("node_id")) for j in expanded] == [("ort", a1), ("ort", b1), ("cuda", None)]
+    assert executor._options(expanded[0])["num_cpus"] == 2.0 and executor._options(expanded[2])["num_gpus"] == 1
+
+
+def test_folders_a_node_lacks_are_unpacked_from_the_shipped_copy(exported):
+    from optibridge.integrations.ray.bench import local_spec, pack_folder
+
+    artifact = str(exported("bert", "feature-extraction").path)
+    missing = "/nonexistent/optibridge-artifact"
+    spec = local_spec({"artifact": missing, "reference": artifact}, {missing: pack_folder(artifact)})
+    assert spec["reference"] == artifact  # present here: used where it is
+    assert Path(spec["artifact"]).is_dir() and (Path(spec["artifact"]) / "optibridge.json").read_bytes() == \
+        (Path(artifact) / "optibridge.json").read_bytes()

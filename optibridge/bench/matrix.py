@@ -7,6 +7,7 @@ before the ``<!-- optibridge-bench:insert -->`` line when the file has one, else
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -41,12 +42,23 @@ def update_text(text: str, run: BenchRun) -> str:
     return text + ("" if text.endswith("\n") or not text else "\n") + "\n" + new
 
 
+def per_machine(run: BenchRun) -> list[BenchRun]:
+    """A cluster run (``bench --ray``) as one run per machine fingerprint; a local run as itself."""
+    if not run.nodes:
+        return [run]
+    return [dataclasses.replace(run, machine=machine, nodes={},
+                                cells=[dataclasses.replace(c, machine=None, ray_node=None) for c in run.cells if c.machine == fingerprint])
+            for fingerprint, machine in run.nodes.items()]
+
+
 def update_matrix(path: str | os.PathLike[str], run: BenchRun) -> Path:
-    """Rewrite the file at ``path`` with the run's section (atomically)."""
+    """Rewrite the file at ``path`` with the run's section(s) (atomically): one per machine fingerprint."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"{path} does not exist; pass --matrix PATH (the repository's hardware_matrix.md)")
-    text = update_text(path.read_text(), run)
+    text = path.read_text()
+    for machine_run in per_machine(run):
+        text = update_text(text, machine_run)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

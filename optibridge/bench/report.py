@@ -39,12 +39,12 @@ def rows(run: BenchRun) -> list[tuple[Cell, list[str]]]:
     for cell in run.cells:
         shape = f"{cell.batch_size}×{cell.seq_len}"
         if not cell.ok:
-            values = [cell.name, shape, *(["-"] * (len(COLUMNS) - 2 + (len(GEN_COLUMNS) if generative else 0)))]
+            values = [cell.label, shape, *(["-"] * (len(COLUMNS) - 2 + (len(GEN_COLUMNS) if generative else 0)))]
             result.append((cell, values))
             continue
         lat = cell.latency
         assert lat is not None
-        values = [cell.name, shape, _f(lat.p50_ms, 2), _f(lat.p90_ms, 2), _f(lat.p99_ms, 2),
+        values = [cell.label, shape, _f(lat.p50_ms, 2), _f(lat.p90_ms, 2), _f(lat.p99_ms, 2),
                   "1.00×" if cell.backend == BASELINE else _f(cell.speedup, 2, "×"), _f(cell.throughput_samples_s, 1),
                   _f(cell.load_s, 2), _f(cell.size_mb, 1), _f(cell.peak_rss_mb, 0), *_acc(cell)]
         if generative:
@@ -98,7 +98,7 @@ def print_table(run: BenchRun, console: Any) -> None:
     for cell, values in rows(run):
         if not cell.ok:
             colour = "yellow" if cell.status == "skipped" else "red"
-            values[0] = f"[{colour}]{cell.name}[/]"
+            values[0] = f"[{colour}]{cell.label}[/]"
             values[2] = f"[{colour}]{cell.status}[/]"
             problems.append(cell)
         elif cell.backend != BASELINE and cell.speedup is not None:
@@ -109,13 +109,13 @@ def print_table(run: BenchRun, console: Any) -> None:
 
     seen = set()
     for cell in problems:
-        if (cell.name, cell.reason) in seen:
+        if (cell.label, cell.reason) in seen:
             continue
-        seen.add((cell.name, cell.reason))
+        seen.add((cell.label, cell.reason))
         colour = "yellow" if cell.status == "skipped" else "red"
         # escaped: reasons quote pip commands like "pip install 'optibridge[cuda]'", which is markup to rich
-        console.print(f"[{colour}]{cell.status}[/] {escape(cell.name)}: {escape(cell.reason or '')}", highlight=False, emoji=False)
-    noisy = [f"{c.name} {c.batch_size}×{c.seq_len}" for c in run.cells if c.ok and c.latency and c.latency.noisy]
+        console.print(f"[{colour}]{cell.status}[/] {escape(cell.label)}: {escape(cell.reason or '')}", highlight=False, emoji=False)
+    noisy = [f"{c.label} {c.batch_size}×{c.seq_len}" for c in run.cells if c.ok and c.latency and c.latency.noisy]
     if noisy:
         console.print(f"[yellow]noisy timings[/] (median > 1.5× min or p90 > 1.5× median): {', '.join(noisy)}; "
                       "another process was busy; re-run for steadier numbers")
@@ -141,7 +141,7 @@ def markdown(run: BenchRun, *, heading: str | None = "## optibridge bench") -> s
         if not cell.ok:
             values[2] = cell.status
         lines.append("| " + " | ".join(v.replace("|", "/") for v in values) + " |")
-    notes = {(c.name, c.status, c.reason) for c in run.cells if not c.ok}
+    notes = {(c.label, c.status, c.reason) for c in run.cells if not c.ok}
     if notes:
         lines.append("")
         lines += [f"- {name}: {status}: {reason}" for name, status, reason in sorted(notes)]
@@ -158,12 +158,12 @@ def write_chart(run: BenchRun, path: str | os.PathLike[str]) -> Path | None:
     ok = [c for c in run.cells if c.ok and c.latency is not None]
     if not ok:
         return None
-    names = list(dict.fromkeys(c.name for c in ok))
+    names = list(dict.fromkeys(c.label for c in ok))
     shapes = list(dict.fromkeys((c.batch_size, c.seq_len) for c in ok))
     width = 0.8 / len(names)
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 2.2 * len(shapes) + 6), 4.2))
     for index, name in enumerate(names):
-        cells = {(c.batch_size, c.seq_len): c for c in ok if c.name == name}
+        cells = {(c.batch_size, c.seq_len): c for c in ok if c.label == name}
         xs = [i + (index - (len(names) - 1) / 2) * width for i in range(len(shapes))]
         p50 = [cells[s].latency.p50_ms if s in cells else 0.0 for s in shapes]  # type: ignore[union-attr]
         speed = [cells[s].speedup or 0.0 if s in cells else 0.0 for s in shapes]

@@ -244,12 +244,59 @@ def _cell_from_event(planned: PlannedCell, event: dict[str, Any], extra: dict[st
     return Cell.from_dict({"backend": planned.backend, "config": planned.config, "device": planned.device, **extra, **fields})
 
 
+@dataclass
+class CellJob:
+    """One backend × config to measure at every shape in one process: what an executor runs."""
+
+    index: int
+    """Position of the planned cell in the run (results keep this order)."""
+    planned: PlannedCell
+    spec: dict[str, Any]
+    """The measuring process's spec (:mod:`optibridge.bench.measure`)."""
+    extra: dict[str, Any]
+    """Fields every cell of the job gets (settings, size, build time)."""
+    placement: dict[str, Any] = field(default_factory=dict)
+    """Where an executor runs the job (its own business: a Ray node, nothing locally)."""
+
+
+JobEvent = Callable[[CellJob, dict[str, Any]], None]
+JobDone = Callable[[CellJob, "str | None", dict[str, Any]], None]
+
+
+class LocalExecutor:
+    """Runs the jobs here, one process after another (never side by side: they would share the cores)."""
+
+    def statuses(self) -> dict[str, Any]:
+        from ..backends import get_registry
+
+        return {s.name: s for s in get_registry().statuses()}
+
+    def expand(self, jobs: list[CellJob]) -> list[CellJob]:
+        return jobs
+
+    def run(self, jobs: list[CellJob], timeout_s: float, on_event: JobEvent, on_done: JobDone) -> None:
+        for job in jobs:
+            stopped = run_process(job.spec, timeout_s, lambda event, job=job: on_event(job, event))
+            on_done(job, stopped, {})
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+
 def measure_all(request: BenchRequest, cells: list[PlannedCell], prepared: Prepared,
-                on_cell: Callable[[Cell], None], on_start: Callable[[PlannedCell, tuple[int, int]], None]) -> list[Cell]:
-    """Every planned cell at every shape, in order; skipped and failed ones included."""
+                on_cell: Callable[[Cell], None], on_start: Callable[[PlannedCell, tuple[int, int]], None],
+                executor: Any = None) -> list[Cell]:
+    """Every planned cell at every shape, in order; skipped and failed ones included.
+
+    ``executor`` runs the measuring processes (:class:`LocalExecutor` by default; see
+    :mod:`optibridge.integrations.ray.bench` for a cluster); it may run a job more than once
+    (once per machine) and adds where each ran to the cells (``node`` fields).
+    """
+    executor = executor or LocalExecutor()
     shapes = _shapes(request)
-    done: list[Cell] = []
-    for planned in cells:
+    results: dict[int, list[Cell]] = {}
+    jobs: list[CellJob] = []
+    for index, planned in enumerate(cells):
         key = (planned.backend, planned.config)
         is_baseline = planned.backend == BASELINE
         options = {} if is_baseline else backend_options(planned.backend, request.threads)
@@ -262,7 +309,7 @@ def measure_all(request: BenchRequest, cells: list[PlannedCell], prepared: Prepa
             for batch, seq in shapes:
                 cell = Cell(planned.backend, planned.config, batch, seq, "skipped" if planned.skip else "failed",
                             reason=reason, device=planned.device, settings=extra["settings"], build_s=extra["build_s"])
-                done.append(cell)
+                results.setdefault(index, []).append(cell)
                 on_cell(cell)
             continue
         spec = {
@@ -271,38 +318,53 @@ def measure_all(request: BenchRequest, cells: list[PlannedCell], prepared: Prepa
             "reference": prepared.reference, "task": prepared.task, "shapes": shapes, "warmup": request.warmup,
             "runs": request.runs, "duration_s": request.duration_s, "threads": request.threads, "new_tokens": request.new_tokens,
         }
-        got: dict[tuple[int, int], Cell] = {}
-        on_start(planned, shapes[0])
+        jobs.append(CellJob(index, planned, spec, extra))
+    jobs = executor.expand(jobs)
+    got: dict[int, dict[tuple[int, int], Cell]] = {id(job): {} for job in jobs}
+    position = {id(job): i for i, job in enumerate(jobs)}
+    if jobs:
+        on_start(jobs[0].planned, shapes[0])
 
-        def received(event: dict[str, Any], planned: PlannedCell = planned, extra: dict[str, Any] = extra) -> None:
-            cell = _cell_from_event(planned, event, extra)
-            got[(cell.batch_size, cell.seq_len)] = cell
-            on_cell(cell)
-            following = shapes.index((cell.batch_size, cell.seq_len)) + 1
-            if following < len(shapes):
-                on_start(planned, shapes[following])
+    def received(job: CellJob, event: dict[str, Any]) -> None:
+        cell = _cell_from_event(job.planned, event, job.extra)
+        got[id(job)][(cell.batch_size, cell.seq_len)] = cell
+        on_cell(cell)
+        following = shapes.index((cell.batch_size, cell.seq_len)) + 1
+        if following < len(shapes):
+            on_start(job.planned, shapes[following])
 
-        stopped = run_process(spec, request.timeout_s, received)
+    def finished(job: CellJob, stopped: str | None, node: dict[str, Any]) -> None:
+        cells_of_job = []
         for batch, seq in shapes:
-            if (batch, seq) in got:
-                done.append(got[(batch, seq)])
-                continue
-            cell = Cell(planned.backend, planned.config, batch, seq, "failed", reason=stopped or "no result",
-                        device=planned.device, settings=extra["settings"], size_mb=size, build_s=extra["build_s"])
-            done.append(cell)
-            on_cell(cell)
-    return done
+            cell = got[id(job)].get((batch, seq))
+            if cell is None:
+                cell = Cell(job.planned.backend, job.planned.config, batch, seq, "failed", reason=stopped or "no result",
+                            device=job.planned.device, settings=job.extra["settings"], size_mb=job.extra["size_mb"],
+                            build_s=job.extra["build_s"])
+                on_cell(cell)
+            cells_of_job.append(replace(cell, **node) if node else cell)
+        results.setdefault(job.index, []).extend(cells_of_job)
+        following = position[id(job)] + 1
+        if following < len(jobs):
+            on_start(jobs[following].planned, shapes[0])
+
+    executor.run(jobs, request.timeout_s, received, finished)
+    return [cell for index in sorted(results) for cell in results[index]]
 
 
-def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = True) -> tuple[BenchRun, Prepared]:
-    """Measure everything ``request`` asks for; artifacts are built under ``workdir`` (kept by the caller)."""
+def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = True, executor: Any = None) -> tuple[BenchRun, Prepared]:
+    """Measure everything ``request`` asks for; artifacts are built under ``workdir`` (kept by the caller).
+
+    ``executor`` decides where the measuring processes run (default: here, one after another);
+    its ``statuses()`` say which backends can run at all (on a cluster: on any node).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .. import __version__
-    from ..backends import get_registry
     from ..console import err_console
 
-    statuses = {s.name: s for s in get_registry().statuses()}
+    executor = executor or LocalExecutor()
+    statuses = executor.statuses()
     cells = plan(request.backends, request.configs, statuses)
     if not request.baseline_cell:
         cells = [c for c in cells if c.backend != BASELINE]
@@ -321,14 +383,16 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
             request, cells, prepared,
             on_cell=lambda cell: progress.advance(bar),
             on_start=lambda p, shape: progress.update(bar, description=f"{p.backend}:{p.config} b{shape[0]} s{shape[1]}"),
+            executor=executor,
         )
     run = BenchRun(
         model={"path": str(request.model), "task": prepared.task, "reference": reference,
                "generative": prepared.task in GENERATIVE_TASKS},
         machine=describe_machine(request.threads, statuses), settings=request.settings(), cells=measured,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), optibridge_version=__version__,
+        nodes=executor.nodes(),
     )
     return run, prepared
 
 
-__all__ = ["BASELINE_CONFIG", "BenchRequest", "Prepared", "run_bench", "run_process"]
+__all__ = ["BASELINE_CONFIG", "BenchRequest", "CellJob", "LocalExecutor", "Prepared", "run_bench", "run_process"]

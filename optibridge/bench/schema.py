@@ -101,6 +101,11 @@ class Cell:
     """Against PyTorch eager on the same inputs."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Backend options the candidate ran with (threads, precision hints)."""
+    machine: str | None = None
+    """Fingerprint of the machine that measured the cell (``optibridge bench --ray``; see
+    ``BenchRun.nodes``); None: the run's own machine."""
+    ray_node: str | None = None
+    """The Ray node id the cell ran on (``--ray`` only)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -109,6 +114,11 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.backend}:{self.config}"
+
+    @property
+    def label(self) -> str:
+        """The name, with the measuring machine's fingerprint when that is not the run's own machine."""
+        return f"{self.name} @{self.machine}" if self.machine else self.name
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -124,6 +134,9 @@ class Cell:
             data[name] = None if data[name] is None else asdict(data[name])
         data["accuracy"] = None if self.accuracy is None else self.accuracy.to_dict()
         data["settings"] = dict(self.settings)
+        for name in ("machine", "ray_node"):  # only cluster runs have them: local results stay as they were
+            if data[name] is None:
+                del data[name]
         return data
 
     @classmethod
@@ -153,6 +166,8 @@ class BenchRun:
     settings: dict[str, Any]
     """backends, configs, batch_sizes, seq_lens, warmup, runs, duration_s, threads, timeout_s, new_tokens."""
     cells: list[Cell] = field(default_factory=list)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``--ray`` runs: the machine record of every fingerprint a cell names (``Cell.machine``)."""
     created: str = ""
     optibridge_version: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -169,6 +184,7 @@ class BenchRun:
             "machine": dict(self.machine),
             "settings": dict(self.settings),
             "cells": [c.to_dict() for c in self.cells],
+            **({"nodes": {k: dict(v) for k, v in self.nodes.items()}} if self.nodes else {}),
         }
 
     @classmethod
@@ -185,7 +201,7 @@ class BenchRun:
             raise BenchError(f"benchmark results lack {', '.join(missing)}")
         return cls(
             model=dict(data["model"]), machine=dict(data["machine"]), settings=dict(data["settings"]),
-            cells=[Cell.from_dict(c) for c in data["cells"]], created=str(data.get("created", "")),
+            cells=[Cell.from_dict(c) for c in data["cells"]], nodes=dict(data.get("nodes") or {}), created=str(data.get("created", "")),
             optibridge_version=str(data.get("optibridge_version", "")), schema_version=version,
         )
 

@@ -9,6 +9,7 @@ from typing import Optional, Tuple
 import typer
 
 from ..console import console
+from .run import LOCAL
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -43,6 +44,11 @@ def bench(
     compare: Optional[Tuple[Path, Path]] = typer.Option(None, "--compare", help="Compare two results.json files A B; exits 1 when B regressed."),
     threshold: float = typer.Option(1.1, "--threshold", help="With --compare: B p50 / A p50 above this is a regression."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray",
+        help="Run each cell as a Ray task on a node that has what it needs (GPU/HPU resources for cuda/hpu cells): "
+             "--ray alone starts a local cluster, --ray ADDRESS joins one (as ray.init takes it). pip install 'optibridge[ray]'."),
+    all_nodes: bool = typer.Option(False, "--all-nodes", help="With --ray: repeat the CPU cells once per distinct machine (fingerprint) of the cluster."),
 ) -> None:
     """Measure a model on every backend and config this machine has, against PyTorch eager.
 
@@ -65,6 +71,9 @@ def bench(
 
     --compare prints the p50 ratio B/A per cell and exits with code 1 when any cell of B is
     slower than A by more than --threshold, or failed where A ran (for CI).
+
+    --ray measures on a Ray cluster instead (see docs/ray.md): each row names the fingerprint of
+    the machine that measured it, and --update-matrix writes one section per machine.
     """
     from ..bench import compare as comparing
     from ..bench.schema import BenchError, load_run
@@ -80,13 +89,21 @@ def bench(
     elif model is None:
         raise BenchError("give --model MODEL_OR_ARTIFACT to measure (or --from results.json, or --compare A.json B.json)")
     else:
+        if all_nodes and ray is None:
+            raise BenchError("--all-nodes needs --ray [ADDRESS]: it repeats cells on the machines of a Ray cluster")
+        executor = None
+        if ray is not None:
+            from ..integrations.ray.bench import RayExecutor
+
+            executor = RayExecutor(None if ray == LOCAL else ray, threads=threads, all_nodes=all_nodes)
         run = _measure(model, task, backends, configs, batch_sizes, seq_lens, warmup, runs, duration, threads, timeout,
-                       new_tokens, progress)
+                       new_tokens, progress, executor)
     _report(run, out, update_matrix, matrix)
 
 
 def _measure(model: str, task: Optional[str], backends: Optional[str], configs: Optional[str], batch_sizes: str, seq_lens: str,
-             warmup: int, runs: int, duration: Optional[float], threads: int, timeout: float, new_tokens: int, progress: bool):  # noqa: ANN202
+             warmup: int, runs: int, duration: Optional[float], threads: int, timeout: float, new_tokens: int, progress: bool,
+             executor: object = None):  # noqa: ANN202
     import tempfile
 
     from ..bench.configs import parse_list
@@ -98,7 +115,7 @@ def _measure(model: str, task: Optional[str], backends: Optional[str], configs: 
         duration_s=duration, threads=threads, timeout_s=timeout, new_tokens=new_tokens,
     )
     with tempfile.TemporaryDirectory(prefix="optibridge-bench-") as tmp:
-        run, _ = run_bench(request, Path(tmp), show_progress=progress)
+        run, _ = run_bench(request, Path(tmp), show_progress=progress, executor=executor)
     return run
 
 
@@ -112,4 +129,5 @@ def _report(run, out: Optional[Path], update_matrix: bool, matrix: Path) -> None
         console.print("[green]wrote[/] " + ", ".join(str(p) for p in written.values()))
     if update_matrix:
         path = write_matrix(matrix, run)
-        console.print(f"[green]updated[/] {path}: section of machine {run.machine.get('fingerprint')} ({run.machine.get('title')})")
+        for machine in (run.nodes or {"": run.machine}).values():
+            console.print(f"[green]updated[/] {path}: section of machine {machine.get('fingerprint')} ({machine.get('title')})")
