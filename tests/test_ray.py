@@ -164,3 +164,8 @@ def test_folders_a_node_lacks_are_unpacked_from_the_shipped_copy(exported):
     assert spec["reference"] == artifact  # present here: used where it is
     assert Path(spec["artifact"]).is_dir() and (Path(spec["artifact"]) / "optibridge.json").read_bytes() == \
         (Path(artifact) / "optibridge.json").read_bytes()
+
+
+def test_all_nodes_without_ray_is_an_error(capsys):
+    assert main(["bench", "--model", "unused", "--all-nodes"]) == 1
+    assert "--all-nodes needs --ray" in capsys.readouterr().err
