@@ -40,7 +40,7 @@ CONFIG_FOLDERS = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder":
 COPIED_FOLDERS = ("scheduler", "tokenizer")
 
 
-class _UNetStep(torch.nn.Module):
+class UNetStep(torch.nn.Module):
     def __init__(self, unet: torch.nn.Module) -> None:
         super().__init__()
         self.unet = unet
@@ -147,7 +147,7 @@ def _plans(modules: dict[str, Any], task: str, sequence_length: int) -> list[_Gr
         _GraphPlan("text_encoder", _TextEncode(text), {"input_ids": ids(2, sequence_length)}, {"input_ids": ids(3, sequence_length - 2)},
                    ("last_hidden_state", "pooler_output"),
                    {"input_ids": {0: "batch", 1: "sequence"}, "last_hidden_state": {0: "batch", 1: "sequence"}, "pooler_output": {0: "batch"}}),
-        _GraphPlan("unet", _UNetStep(unet), unet_inputs(2, 2 * m, 3 * m, sequence_length), unet_inputs(3, 3 * m, 2 * m, sequence_length),
+        _GraphPlan("unet", UNetStep(unet), unet_inputs(2, 2 * m, 3 * m, sequence_length), unet_inputs(3, 3 * m, 2 * m, sequence_length),
                    ("out_sample",),
                    {"sample": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": latent}),
         _GraphPlan("vae_decoder", _VaeDecode(vae), {"latent_sample": torch.randn(2, latent_channels, 2 * m, 3 * m, generator=gen)},
