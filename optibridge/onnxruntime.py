@@ -81,7 +81,8 @@ __all__ = [
 ]
 
 
-_DIFFUSION_NAMES = ("ORTStableDiffusionPipeline", "ORTStableDiffusionImg2ImgPipeline", "ORTStableDiffusionInpaintPipeline")
+_DIFFUSION_NAMES = ("ORTStableDiffusionPipeline", "ORTStableDiffusionImg2ImgPipeline", "ORTStableDiffusionInpaintPipeline",
+                   "ORTStableDiffusionXLPipeline", "ORTStableDiffusionXLImg2ImgPipeline")
 
 
 def __getattr__(name: str) -> Any:

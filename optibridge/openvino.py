@@ -60,7 +60,8 @@ __all__ = [
 ]
 
 
-_DIFFUSION_NAMES = ("OVStableDiffusionPipeline", "OVStableDiffusionImg2ImgPipeline", "OVStableDiffusionInpaintPipeline")
+_DIFFUSION_NAMES = ("OVStableDiffusionPipeline", "OVStableDiffusionImg2ImgPipeline", "OVStableDiffusionInpaintPipeline",
+                   "OVStableDiffusionXLPipeline", "OVStableDiffusionXLImg2ImgPipeline")
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from optibridge.artifact import Artifact  # noqa: E402
 from optibridge.errors import ArtifactError, BackendError, InputError, ModelNotFoundError, UnsupportedModelError  # noqa: E402
 
-from tiny_diffusers import build_tiny_sd  # noqa: E402
+from tiny_diffusers import build_tiny_sd, build_tiny_sdxl  # noqa: E402
 
 STEPS = 3
 CALL = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32, output_type="np")
@@ -247,3 +247,21 @@ def test_quantize_records_image_accuracy_against_the_float_pipeline(sd_artifact:
     # int8 changed the images (a real comparison), but not by much: measured 6.5e-3 mean, 41 dB here
     assert 1e-4 < images["mean_abs_pixel_diff"] < 0.03 and images["psnr_db"] > 30
     assert Artifact.load(tmp_path / "int8").metadata.steps[-1]["image_accuracy"]["psnr_db"] == images["psnr_db"]
+
+
+def test_sdxl_two_text_encoders_match_pytorch_and_reshape(tmp_path: Path) -> None:
+    from optibridge import OBStableDiffusionXLPipeline, export
+
+    folder = build_tiny_sdxl(tmp_path / "tiny-sdxl")
+    result = export(folder, tmp_path / "sdxl-artifact")
+    graphs = result.artifact.metadata.graphs
+    assert list(graphs) == ["text_encoder", "text_encoder_2", "unet", "vae_decoder"] and result.validation.passed
+    assert {"text_embeds", "time_ids"} <= set(graphs["unet"].input_names)  # SDXL's added conditioning
+    assert "hidden_states.1" in graphs["text_encoder_2"].output_names  # SDXL reads the penultimate layer
+    want = _images(_torch_pipeline(folder, "StableDiffusionXLPipeline"))
+    assert want.std() > 0.05
+    pipe = OBStableDiffusionXLPipeline.from_pretrained(result.artifact.path, backend="openvino")
+    assert np.abs(_images(pipe) - want).mean() < PIXEL_TOLERANCE
+    pipe.reshape(batch_size=1, height=32, width=32)
+    assert all(port.get_partial_shape().is_static for port in pipe.unet.sessions["unet"].compiled.inputs)
+    assert np.abs(_images(pipe) - want).mean() < PIXEL_TOLERANCE

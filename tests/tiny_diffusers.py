@@ -97,3 +97,36 @@ def build_tiny_sd(dest: Path, task: str = "text-to-image", seed: int = 0) -> Pat
                           requires_safety_checker=False)
     pipe.save_pretrained(dest)
     return dest
+
+
+def build_tiny_sdxl(dest: Path, seed: int = 0) -> Path:
+    """A tiny random SDXL text-to-image pipeline: two CLIP text encoders (the second with a
+    projection), a UNet with SDXL's text/time added conditioning, the SD VAE."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = clip_tokenizer()
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    text_config = dict(vocab_size=600, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                       max_position_embeddings=MAX_TOKENS, projection_dim=32, **ids)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, **text_config))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=32, **text_config))
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 time ids × 8 + the second encoder's 32-wide projection
+    )
+    vae = build_components(seed)["vae"]
+    for module in (unet, text_encoder, text_encoder_2):
+        _redraw(module)
+        module.eval()
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                       timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer, unet=unet, scheduler=scheduler, add_watermarker=False)
+    dest = Path(dest)
+    pipe.save_pretrained(dest)
+    return dest

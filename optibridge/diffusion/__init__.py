@@ -12,13 +12,18 @@ _LAZY = {
     "OBStableDiffusionPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusionImg2ImgPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusionInpaintPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusionXLPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion.pipelines",
     "export_pipeline": "optibridge.diffusion.export",
 }
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:
     from .export import export_pipeline
-    from .pipelines import OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline
+    from .pipelines import (
+        OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBStableDiffusionXLPipeline,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,8 @@ from .pipelines import (
     OBStableDiffusionImg2ImgPipeline,
     OBStableDiffusionInpaintPipeline,
     OBStableDiffusionPipeline,
+    OBStableDiffusionXLImg2ImgPipeline,
+    OBStableDiffusionXLPipeline,
 )
 
 
@@ -56,7 +58,7 @@ class OVDiffusionPipelineSurface(OBDiffusionPipelineMixin):
 
 def _alias(name: str, surface: type, base: type, module: str) -> type:
     return type(name, (surface, base), {"__doc__": f"Peer-compatible name for :class:`optibridge.{base.__name__}`.",
-                                        "__module__": module, "task": base.task})
+                                        "__module__": module, "task": base.task, "family": base.family})
 
 
 ORTStableDiffusionPipeline = _alias("ORTStableDiffusionPipeline", ORTDiffusionPipelineSurface, OBStableDiffusionPipeline, "optibridge.onnxruntime")
@@ -65,3 +67,7 @@ ORTStableDiffusionInpaintPipeline = _alias("ORTStableDiffusionInpaintPipeline", 
 OVStableDiffusionPipeline = _alias("OVStableDiffusionPipeline", OVDiffusionPipelineSurface, OBStableDiffusionPipeline, "optibridge.openvino")
 OVStableDiffusionImg2ImgPipeline = _alias("OVStableDiffusionImg2ImgPipeline", OVDiffusionPipelineSurface, OBStableDiffusionImg2ImgPipeline, "optibridge.openvino")
 OVStableDiffusionInpaintPipeline = _alias("OVStableDiffusionInpaintPipeline", OVDiffusionPipelineSurface, OBStableDiffusionInpaintPipeline, "optibridge.openvino")
+ORTStableDiffusionXLPipeline = _alias("ORTStableDiffusionXLPipeline", ORTDiffusionPipelineSurface, OBStableDiffusionXLPipeline, "optibridge.onnxruntime")
+ORTStableDiffusionXLImg2ImgPipeline = _alias("ORTStableDiffusionXLImg2ImgPipeline", ORTDiffusionPipelineSurface, OBStableDiffusionXLImg2ImgPipeline, "optibridge.onnxruntime")
+OVStableDiffusionXLPipeline = _alias("OVStableDiffusionXLPipeline", OVDiffusionPipelineSurface, OBStableDiffusionXLPipeline, "optibridge.openvino")
+OVStableDiffusionXLImg2ImgPipeline = _alias("OVStableDiffusionXLImg2ImgPipeline", OVDiffusionPipelineSurface, OBStableDiffusionXLImg2ImgPipeline, "optibridge.openvino")

@@ -8,6 +8,7 @@ pipelines read. Tensors cross to numpy at this edge only.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -52,22 +53,40 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 
 class TextEncoder(SessionComponent):
-    """Stands in for ``CLIPTextModel``: ``(input_ids) → (last_hidden_state, pooler_output)``."""
+    """Stands in for ``CLIPTextModel`` (``last_hidden_state``, ``pooler_output``) or
+    ``CLIPTextModelWithProjection`` (``text_embeds`` first); per-layer hidden states where exported (SDXL)."""
+
+    def __init__(self, sessions: dict[str, Session], config: Any, graph: str) -> None:
+        super().__init__(sessions, config)
+        self.graph = graph
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool = True, **_: Any) -> Any:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
+        from transformers.models.clip.modeling_clip import CLIPTextModelOutput
 
-        if output_hidden_states:
+        names = self.sessions[self.graph].output_names
+        layers = sorted((n for n in names if n.startswith("hidden_states.")), key=lambda n: int(n.split(".")[1]))
+        if output_hidden_states and not layers:
             raise BackendError("the exported text encoder returns its last hidden state only: clip_skip is not supported")
-        out = self._run("text_encoder", input_ids=input_ids.to(torch.int64))
-        result = BaseModelOutputWithPooling(last_hidden_state=_tensor(out["last_hidden_state"]),
-                                            pooler_output=_tensor(out["pooler_output"]))
+        out = {k: _tensor(v) for k, v in self._run(self.graph, input_ids=input_ids.to(torch.int64)).items()}
+        hidden = tuple(out[n] for n in layers) if output_hidden_states else None
+        if "text_embeds" in out:
+            result: Any = CLIPTextModelOutput(text_embeds=out["text_embeds"], last_hidden_state=out["last_hidden_state"], hidden_states=hidden)
+        else:
+            result = BaseModelOutputWithPooling(last_hidden_state=out["last_hidden_state"], pooler_output=out["pooler_output"],
+                                                hidden_states=hidden)
         return result if return_dict else result.to_tuple()
 
 
 class UNet(SessionComponent):
     """Stands in for ``UNet2DConditionModel``: the scheduler-driven denoiser, one call per step."""
+
+    def __init__(self, sessions: dict[str, Session], config: Any) -> None:
+        super().__init__(sessions, config)
+        width = config.get("projection_class_embeddings_input_dim")
+        if width:  # SDXL's pipeline checks its time ids against unet.add_embedding.linear_1.in_features
+            self.add_embedding = SimpleNamespace(linear_1=SimpleNamespace(in_features=int(width)))
 
     def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor,
                 timestep_cond: Any = None, cross_attention_kwargs: Any = None, added_cond_kwargs: Any = None,
@@ -75,14 +94,16 @@ class UNet(SessionComponent):
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
         given = [k for k, v in {"timestep_cond": timestep_cond, "cross_attention_kwargs": cross_attention_kwargs,
-                                **unsupported}.items() if v]
+                                **unsupported}.items() if v is not None and not (isinstance(v, (bool, dict)) and not v)]
         if given:
             raise BackendError(f"the exported UNet does not take {', '.join(given)}; leave them unset")
         # The graph takes one float32 timestep per row; schedulers hand a scalar (int or float).
         steps = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)
         if steps.numel() == 1:
             steps = steps.expand(sample.shape[0])
-        out = self._run("unet", sample=sample.float(), timestep=steps.contiguous(), encoder_hidden_states=encoder_hidden_states.float())
+        added = {k: v.float() for k, v in (added_cond_kwargs or {}).items() if k in ("text_embeds", "time_ids")}
+        out = self._run("unet", sample=sample.float(), timestep=steps.contiguous(), encoder_hidden_states=encoder_hidden_states.float(),
+                        **added)
         noise = _tensor(out["out_sample"])
         return UNet2DConditionOutput(sample=noise) if return_dict else (noise,)
 

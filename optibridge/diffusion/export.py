@@ -34,20 +34,27 @@ from ..exporter.torch_to_onnx import EXTERNAL_DATA_THRESHOLD, export_module, gra
 from ..exporter.validate import OutputCheck, ValidationReport, max_abs_diff
 from .families import MODEL_INDEX, PipelineSource, graphs_for, inspect_pipeline
 
-OUTPUT_CLASS = "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput"
-CONFIG_FOLDERS = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae", "vae_encoder": "vae"}
+OUTPUT_CLASSES = {
+    "stable-diffusion": "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput",
+    "stable-diffusion-xl": "diffusers.pipelines.stable_diffusion_xl.pipeline_output.StableDiffusionXLPipelineOutput",
+}
+CONFIG_FOLDERS = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_2", "unet": "unet", "vae_decoder": "vae",
+                  "vae_encoder": "vae"}
 """Graph → the component folder whose config.json describes it."""
-COPIED_FOLDERS = ("scheduler", "tokenizer")
 
 
 class UNetStep(torch.nn.Module):
+    """One denoising step; SDXL's UNet also takes the pooled text embeddings and the size/crop ``time_ids``."""
+
     def __init__(self, unet: torch.nn.Module) -> None:
         super().__init__()
         self.unet = unet
         self.eval()
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                text_embeds: torch.Tensor | None = None, time_ids: torch.Tensor | None = None) -> torch.Tensor:
+        added = {"text_embeds": text_embeds, "time_ids": time_ids} if text_embeds is not None else None
+        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added, return_dict=False)[0]
 
 
 class _VaeDecode(torch.nn.Module):
@@ -71,14 +78,19 @@ class _VaeEncode(torch.nn.Module):
 
 
 class _TextEncode(torch.nn.Module):
-    def __init__(self, text_encoder: torch.nn.Module) -> None:
+    """``last_hidden_state``, the pooled output (``pooler_output``, or ``text_embeds`` of a
+    ``CLIPTextModelWithProjection``), and with ``hidden_states`` every layer's states."""
+
+    def __init__(self, text_encoder: torch.nn.Module, hidden_states: bool) -> None:
         super().__init__()
         self.text_encoder = text_encoder
+        self.hidden_states = hidden_states
         self.eval()
 
-    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.text_encoder(input_ids, return_dict=True)
-        return out.last_hidden_state, out[1]  # pooler_output (CLIPTextModel) or text_embeds (WithProjection)
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.text_encoder(input_ids, output_hidden_states=self.hidden_states, return_dict=True)
+        pooled = out.text_embeds if "text_embeds" in out else out.pooler_output
+        return (out.last_hidden_state, pooled, *(out.hidden_states if self.hidden_states else ()))
 
 
 @dataclass
@@ -99,7 +111,7 @@ def load_components(source: PipelineSource) -> dict[str, Any]:
     import transformers
 
     modules: dict[str, Any] = {}
-    for name in ("text_encoder", "unet", "vae"):
+    for name in (*source.family.text_encoders, "unet", "vae"):
         library, class_name = source.index[name]
         owner = {"diffusers": diffusers, "transformers": transformers}.get(library)
         cls = getattr(owner, class_name, None) if owner is not None else None
@@ -124,37 +136,51 @@ def vae_scale_factor(vae_config: Any) -> int:
     return 2 ** (len(vae_config.block_out_channels) - 1)
 
 
-def _plans(modules: dict[str, Any], task: str, sequence_length: int) -> list[_GraphPlan]:
+def _text_plan(name: str, encoder: Any, hidden_states: bool, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
+    vocab = int(encoder.config.vocab_size)
+    pooled = "text_embeds" if hasattr(encoder, "text_projection") else "pooler_output"
+    layers = [f"hidden_states.{i}" for i in range(int(encoder.config.num_hidden_layers) + 1)] if hidden_states else []
+    seq = {0: "batch", 1: "sequence"}
+    return _GraphPlan(
+        name, _TextEncode(encoder, hidden_states), {"input_ids": torch.randint(0, vocab, (2, sequence_length), generator=gen)},
+        {"input_ids": torch.randint(0, vocab, (3, sequence_length - 2), generator=gen)}, ("last_hidden_state", pooled, *layers),
+        {"input_ids": seq, "last_hidden_state": seq, pooled: {0: "batch"}, **dict.fromkeys(layers, seq)},
+    )
+
+
+def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int) -> list[_GraphPlan]:
     gen = torch.Generator().manual_seed(0)
-    text, unet, vae = modules["text_encoder"], modules["unet"], modules["vae"]
-    vocab = int(text.config.vocab_size)
+    unet, vae = modules["unet"], modules["vae"]
     m = latent_multiple(unet.config)
     channels, cross = int(unet.config.in_channels), int(unet.config.cross_attention_dim)
     latent_channels = int(vae.config.latent_channels)
     scale = vae_scale_factor(vae.config)
+    # SDXL: pooled text embeddings and 6 size/crop numbers per row, embedded by the UNet
+    added = unet.config.addition_embed_type == "text_time"
+    pooled_dim = int(unet.config.projection_class_embeddings_input_dim or 0) - 6 * int(unet.config.addition_time_embed_dim or 0)
 
-    def ids(batch: int, length: int) -> torch.Tensor:
-        return torch.randint(0, vocab, (batch, length), generator=gen)
-
-    def unet_inputs(batch: int, h: int, w: int, length: int) -> dict[str, torch.Tensor]:
-        return {"sample": torch.randn(batch, channels, h, w, generator=gen),
-                "timestep": torch.randint(1, 1000, (batch,), generator=gen).float(),
-                "encoder_hidden_states": torch.randn(batch, length, cross, generator=gen)}
+    def unet_inputs(batch: int, h: int, w: int) -> dict[str, torch.Tensor]:
+        inputs = {"sample": torch.randn(batch, channels, h, w, generator=gen),
+                  "timestep": torch.randint(1, 1000, (batch,), generator=gen).float(),
+                  "encoder_hidden_states": torch.randn(batch, sequence_length, cross, generator=gen)}
+        if added:
+            inputs["text_embeds"] = torch.randn(batch, pooled_dim, generator=gen)
+            inputs["time_ids"] = torch.tensor([[8.0 * h, 8.0 * w, 0.0, 0.0, 8.0 * h, 8.0 * w]] * batch)
+        return inputs
 
     image = {0: "batch", 2: "height", 3: "width"}
     latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
-    plans = [
-        _GraphPlan("text_encoder", _TextEncode(text), {"input_ids": ids(2, sequence_length)}, {"input_ids": ids(3, sequence_length - 2)},
-                   ("last_hidden_state", "pooler_output"),
-                   {"input_ids": {0: "batch", 1: "sequence"}, "last_hidden_state": {0: "batch", 1: "sequence"}, "pooler_output": {0: "batch"}}),
-        _GraphPlan("unet", UNetStep(unet), unet_inputs(2, 2 * m, 3 * m, sequence_length), unet_inputs(3, 3 * m, 2 * m, sequence_length),
-                   ("out_sample",),
-                   {"sample": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": latent}),
+    unet_axes = {"sample": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": latent}
+    if added:
+        unet_axes.update(text_embeds={0: "batch"}, time_ids={0: "batch"})
+    plans = [_text_plan(name, modules[name], source.family.hidden_states, sequence_length, gen) for name in source.family.text_encoders]
+    plans += [
+        _GraphPlan("unet", UNetStep(unet), unet_inputs(2, 2 * m, 3 * m), unet_inputs(3, 3 * m, 2 * m), ("out_sample",), unet_axes),
         _GraphPlan("vae_decoder", _VaeDecode(vae), {"latent_sample": torch.randn(2, latent_channels, 2 * m, 3 * m, generator=gen)},
                    {"latent_sample": torch.randn(1, latent_channels, 3 * m, 2 * m, generator=gen)}, ("sample",),
                    {"latent_sample": latent, "sample": image}),
     ]
-    if "vae_encoder" in graphs_for(task):
+    if "vae_encoder" in graphs_for(source.task, source.family):
         plans.append(_GraphPlan(
             "vae_encoder", _VaeEncode(vae), {"sample": torch.rand(2, 3, 2 * m * scale, 3 * m * scale, generator=gen) * 2 - 1},
             {"sample": torch.rand(1, 3, 3 * m * scale, 2 * m * scale, generator=gen) * 2 - 1}, ("latent_parameters",),
@@ -163,11 +189,11 @@ def _plans(modules: dict[str, Any], task: str, sequence_length: int) -> list[_Gr
     return plans
 
 
-def _copy_support_files(source: PipelineSource, staging: Path) -> None:
+def _copy_support_files(source: PipelineSource, staging: Path, graphs: dict[str, GraphSpec]) -> None:
     shutil.copy2(source.path / MODEL_INDEX, staging / MODEL_INDEX)
-    for folder in COPIED_FOLDERS:
+    for folder in ("scheduler", *source.family.tokenizers):
         shutil.copytree(source.path / folder, staging / folder)
-    for folder in sorted(set(CONFIG_FOLDERS.values())):
+    for folder in sorted({CONFIG_FOLDERS[g] for g in graphs}):
         (staging / folder).mkdir(exist_ok=True)
         shutil.copy2(source.path / folder / "config.json", staging / folder / "config.json")
 
@@ -196,7 +222,7 @@ def export_pipeline(
 
     tokenizer = AutoTokenizer.from_pretrained(source.path / "tokenizer")
     sequence_length = int(min(tokenizer.model_max_length, modules["text_encoder"].config.max_position_embeddings))
-    plans = _plans(modules, source.task, sequence_length)
+    plans = _plans(modules, source, sequence_length)
 
     with staged_directory(output_dir) as staging:
         graphs: dict[str, GraphSpec] = {}
@@ -214,7 +240,7 @@ def export_pipeline(
             import onnx
 
             graphs[plan.name] = graph_spec(file.name, onnx.load(str(file), load_external_data=False))
-        _copy_support_files(source, staging)
+        _copy_support_files(source, staging, graphs)
         metadata = _metadata(source, graphs, staging, exporter, modules)
         write_metadata(staging, metadata)
         report = None
@@ -266,7 +292,7 @@ def _metadata(source: PipelineSource, graphs: dict[str, GraphSpec], staging: Pat
         source={"model": str(source.path), "local_path": str(source.path.resolve()), "revision": None,
                 "architectures": [source.pipeline_class]},
         graphs=graphs,
-        output_class=OUTPUT_CLASS,
+        output_class=OUTPUT_CLASSES[source.family.name],
         opset=opset,
         exporter=exporter,
         versions={"optibridge": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,

@@ -26,6 +26,10 @@ class PipelineFamily:
     """model_index.json entries that must be present (a folder each, except the scheduler's config)."""
     tasks: dict[str, str]
     """task → the diffusers pipeline class that runs it."""
+    text_encoders: tuple[str, ...] = ("text_encoder",)
+    tokenizers: tuple[str, ...] = ("tokenizer",)
+    hidden_states: bool = False
+    """Whether the pipeline reads the text encoders' per-layer hidden states (SDXL takes the penultimate)."""
 
 
 STABLE_DIFFUSION = PipelineFamily(
@@ -34,16 +38,23 @@ STABLE_DIFFUSION = PipelineFamily(
     {"text-to-image": "StableDiffusionPipeline", "image-to-image": "StableDiffusionImg2ImgPipeline",
      "inpainting": "StableDiffusionInpaintPipeline"},
 )
-FAMILIES = {f.name: f for f in (STABLE_DIFFUSION,)}
+STABLE_DIFFUSION_XL = PipelineFamily(
+    "stable-diffusion-xl",
+    ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae", "scheduler"),
+    {"text-to-image": "StableDiffusionXLPipeline", "image-to-image": "StableDiffusionXLImg2ImgPipeline",
+     "inpainting": "StableDiffusionXLInpaintPipeline"},
+    text_encoders=("text_encoder", "text_encoder_2"), tokenizers=("tokenizer", "tokenizer_2"), hidden_states=True,
+)
+FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL)}
 PIPELINE_CLASSES: dict[str, tuple[PipelineFamily, str]] = {
     cls: (family, task) for family in FAMILIES.values() for task, cls in family.tasks.items()
 }
 """diffusers pipeline class name → (family, task), for task inference from model_index.json."""
 
 
-def graphs_for(task: str) -> tuple[str, ...]:
+def graphs_for(task: str, family: PipelineFamily = STABLE_DIFFUSION) -> tuple[str, ...]:
     """The graphs an artifact for ``task`` holds: the VAE encoder only where images go in."""
-    base = ("text_encoder", "unet", "vae_decoder")
+    base = (*family.text_encoders, "unet", "vae_decoder")
     return base + ("vae_encoder",) if task in ("image-to-image", "inpainting") else base
 
 

@@ -23,13 +23,15 @@ from diffusers import (
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
 )
 
 from ..artifact import Artifact, ArtifactMetadata, is_artifact, staged_directory, write_metadata
 from ..backends import get_registry
 from ..errors import ArtifactError, BackendError, InputError, first_line
 from .components import AutoencoderKL, TextEncoder, UNet
-from .families import MODEL_INDEX, graphs_for, is_pipeline_folder
+from .families import FAMILIES, MODEL_INDEX, graphs_for, is_pipeline_folder
 
 logger = logging.getLogger(__name__)
 DIFFUSERS_DIVISOR = 8
@@ -69,6 +71,7 @@ class OBDiffusionPipelineMixin:
     """
 
     task: ClassVar[str] = "text-to-image"
+    family: ClassVar[str] = "stable-diffusion"
     default_backend: ClassVar[str] = "ort"
     artifact: Artifact
     static_shapes: dict[str, int] | None
@@ -115,7 +118,11 @@ class OBDiffusionPipelineMixin:
                 f"{artifact.path} holds a {artifact.metadata.task!r} model, not a diffusion pipeline; load it with "
                 "the OBModelFor* class for that task"
             )
-        missing = [g for g in graphs_for(cls.task) if g not in artifact.metadata.graphs]
+        if info.get("family") != cls.family:
+            raise ArtifactError(
+                f"{artifact.path} holds a {info.get('family')} pipeline; {cls.__name__} runs {cls.family} pipelines"
+            )
+        missing = [g for g in graphs_for(cls.task, FAMILIES[cls.family]) if g not in artifact.metadata.graphs]
         if missing:
             raise ArtifactError(
                 f"{artifact.path} has no {', '.join(missing)} graph, which {cls.__name__} needs ({cls.task}); re-export "
@@ -126,17 +133,24 @@ class OBDiffusionPipelineMixin:
     def _assemble(cls, artifact: Artifact, sessions: dict[str, Any]) -> Any:
         from transformers import AutoConfig, AutoTokenizer
 
-        folders = artifact.metadata.extra["diffusion"]["config_folders"]
-        text_config = AutoConfig.from_pretrained(artifact.path / folders["text_encoder"])
+        info = artifact.metadata.extra["diffusion"]
+        folders = info["config_folders"]
+        family = FAMILIES[info["family"]]
         vae_sessions = {g: sessions[g] for g in ("vae_decoder", "vae_encoder") if g in sessions}
-        pipe = cls(  # type: ignore[call-arg]
-            vae=AutoencoderKL(vae_sessions, _read_config(artifact.path / folders["vae_decoder"])),
-            text_encoder=TextEncoder({"text_encoder": sessions["text_encoder"]}, text_config),
-            tokenizer=AutoTokenizer.from_pretrained(artifact.path / "tokenizer"),
-            unet=UNet({"unet": sessions["unet"]}, _read_config(artifact.path / folders["unet"])),
-            scheduler=_load_scheduler(artifact),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
+        components: dict[str, Any] = {
+            "vae": AutoencoderKL(vae_sessions, _read_config(artifact.path / folders["vae_decoder"])),
+            "unet": UNet({"unet": sessions["unet"]}, _read_config(artifact.path / folders["unet"])),
+            "scheduler": _load_scheduler(artifact),
+        }
+        for name in family.text_encoders:
+            components[name] = TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(artifact.path / folders[name]), name)
+        for name in family.tokenizers:
+            components[name] = AutoTokenizer.from_pretrained(artifact.path / name)
+        if family.name == "stable-diffusion":
+            components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        else:
+            components.update(add_watermarker=False)  # the watermark needs the invisible-watermark package
+        pipe = cls(**components)  # type: ignore[call-arg]
         pipe.artifact = artifact
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -192,18 +206,17 @@ class OBDiffusionPipelineMixin:
             if int(value) < 1:
                 raise InputError(f"{name} must be at least 1, not {value}")
         info = self.artifact.metadata.extra["diffusion"]
-        meta = self.artifact.metadata.graphs
         latent_h, latent_w = height // int(info["vae_scale_factor"]), width // int(info["vae_scale_factor"])
         images = batch_size * num_images_per_prompt
         seq = self.tokenizer.model_max_length  # type: ignore[attr-defined]
-        unet_in = self.unet.config.in_channels  # type: ignore[attr-defined]
-        latent_channels = self.vae.config.latent_channels  # type: ignore[attr-defined]
-        cross = meta["unet"].inputs[[t.name for t in meta["unet"].inputs].index("encoder_hidden_states")].shape[2]
+        # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
+        common = {"sequence": seq, "latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
+        batches = {name: batch_size for name in FAMILIES[info["family"]].text_encoders}
+        batches.update(unet=2 * images, vae_decoder=images)
         shapes = {
-            "text_encoder": {"input_ids": [batch_size, seq]},
-            "unet": {"sample": [2 * images, unet_in, latent_h, latent_w], "timestep": [2 * images],
-                     "encoder_hidden_states": [2 * images, seq, cross]},
-            "vae_decoder": {"latent_sample": [images, latent_channels, latent_h, latent_w]},
+            graph: {t.name: [d if isinstance(d, int) else {**common, "batch": batch}[d] for d in t.shape]
+                    for t in self.artifact.metadata.graphs[graph].inputs}
+            for graph, batch in batches.items()
         }
         state = self._ob_state
         for graph, graph_shapes in shapes.items():
@@ -216,7 +229,7 @@ class OBDiffusionPipelineMixin:
                     f"backend {self.backend!r} cannot fix static shapes ({first_line(exc)}); reshape() needs a backend that "
                     "takes static_shapes: load the pipeline with backend='openvino'"
                 ) from exc
-            target = {"text_encoder": self.text_encoder, "unet": self.unet, "vae_decoder": self.vae}[graph]  # type: ignore[attr-defined]
+            target = getattr(self, "vae" if graph == "vae_decoder" else graph)
             target.sessions[graph] = session
         self.static_shapes = {"batch_size": batch_size, "height": height, "width": width, "num_images_per_prompt": num_images_per_prompt}
         return self
@@ -254,3 +267,17 @@ class OBStableDiffusionInpaintPipeline(OBDiffusionPipelineMixin, StableDiffusion
     """``StableDiffusionInpaintPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
 
     task = "inpainting"
+
+
+class OBStableDiffusionXLPipeline(OBDiffusionPipelineMixin, StableDiffusionXLPipeline):
+    """``StableDiffusionXLPipeline`` (two text encoders) running the artifact's graphs."""
+
+    task = "text-to-image"
+    family = "stable-diffusion-xl"
+
+
+class OBStableDiffusionXLImg2ImgPipeline(OBDiffusionPipelineMixin, StableDiffusionXLImg2ImgPipeline):
+    """``StableDiffusionXLImg2ImgPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "image-to-image"
+    family = "stable-diffusion-xl"
