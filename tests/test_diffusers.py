@@ -265,3 +265,18 @@ def test_sdxl_two_text_encoders_match_pytorch_and_reshape(tmp_path: Path) -> Non
     pipe.reshape(batch_size=1, height=32, width=32)
     assert all(port.get_partial_shape().is_static for port in pipe.unet.sessions["unet"].compiled.inputs)
     assert np.abs(_images(pipe) - want).mean() < PIXEL_TOLERANCE
+
+
+def test_inpainting_matches_pytorch(tmp_path: Path) -> None:
+    from optibridge import OBStableDiffusionInpaintPipeline, export
+
+    folder = build_tiny_sd(tmp_path / "tiny-inpaint", task="inpainting")
+    result = export(folder, tmp_path / "inpaint-artifact")  # task inferred from StableDiffusionInpaintPipeline
+    assert result.task == "inpainting" and "vae_encoder" in result.artifact.metadata.graphs
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    pipe = OBStableDiffusionInpaintPipeline.from_pretrained(result.artifact.path)
+    got = _images(pipe, image=image, mask_image=mask)
+    want = _images(_torch_pipeline(folder, "StableDiffusionInpaintPipeline"), image=image, mask_image=mask)
+    assert want.std() > 0.05 and np.abs(got - want).mean() < PIXEL_TOLERANCE
