@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 # inc and calibration: the Neural Compressor and datasets paths of `quantize` are tested too
-# (together ~10 s to install, pip check clean). batch and ray: `optibridge run` and `--ray` (tests start a local Ray cluster).
-EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration,batch,ray
+# (together ~10 s to install, pip check clean). batch and ray: `optibridge run` and `--ray` (tests start a
+# local Ray cluster). diffusers: the diffusion pipelines and their tests.
+EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration,batch,ray,diffusers
 # The versions last tested green (see constraints.txt); `CONSTRAINTS=` installs the newest allowed.
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed

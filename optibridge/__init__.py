@@ -26,6 +26,11 @@ _LAZY = {
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",
+    "OBStableDiffusionPipeline": "optibridge.diffusion",
+    "OBStableDiffusionImg2ImgPipeline": "optibridge.diffusion",
+    "OBStableDiffusionInpaintPipeline": "optibridge.diffusion",
+    "OBStableDiffusionXLPipeline": "optibridge.diffusion",
+    "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion",
     "optimize": "optibridge.steps",
     "quantize": "optibridge.steps",
     "OptimizationConfig": "optibridge.steps",
@@ -40,6 +45,10 @@ if TYPE_CHECKING:
     from .accuracy import AccuracyBudget
     from .artifact import Artifact
     from .backends import get_registry
+    from .diffusion import (
+        OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBStableDiffusionXLPipeline,
+    )
     from .exporter import ExportResult, export
     from .modeling import (
         OBModel, OBModelForCausalLM, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,

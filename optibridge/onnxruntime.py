@@ -79,3 +79,16 @@ __all__ = [
     "ORTModelForMultipleChoice", "ORTModelForQuestionAnswering", "ORTModelForSequenceClassification",
     "ORTModelForTokenClassification",
 ]
+
+
+_DIFFUSION_NAMES = ("ORTStableDiffusionPipeline", "ORTStableDiffusionImg2ImgPipeline", "ORTStableDiffusionInpaintPipeline",
+                   "ORTStableDiffusionXLPipeline", "ORTStableDiffusionXLImg2ImgPipeline")
+
+
+def __getattr__(name: str) -> Any:
+    # The diffusion pipeline names import diffusers, so they load on first use only.
+    if name in _DIFFUSION_NAMES:
+        from .diffusion import aliases
+
+        return getattr(aliases, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,3 +58,16 @@ __all__ = [
     "OVModelForMultipleChoice", "OVModelForQuestionAnswering", "OVModelForSeq2SeqLM", "OVModelForSequenceClassification",
     "OVModelForTokenClassification",
 ]
+
+
+_DIFFUSION_NAMES = ("OVStableDiffusionPipeline", "OVStableDiffusionImg2ImgPipeline", "OVStableDiffusionInpaintPipeline",
+                   "OVStableDiffusionXLPipeline", "OVStableDiffusionXLImg2ImgPipeline")
+
+
+def __getattr__(name: str) -> Any:
+    # The diffusion pipeline names import diffusers, so they load on first use only.
+    if name in _DIFFUSION_NAMES:
+        from .diffusion import aliases
+
+        return getattr(aliases, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

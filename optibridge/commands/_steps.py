@@ -40,6 +40,11 @@ def print_accuracy(result: "StepResult") -> None:
             top1 = "-" if out.top1_agreement is None else f"{out.top1_agreement:.1%}"
             table.add_row(out.name, f"{out.max_abs_diff:.2e}", f"{out.cosine_mean:.5f}", f"{out.cosine_min:.5f}", top1)
         console.print(table)
+    images = result.step.get("image_accuracy")
+    if images:  # diffusion pipelines: the same prompts and seeds through both pipelines
+        console.print(f"images vs the float pipeline: {images['images']} image(s) {images['size'][0]}×{images['size'][1]}, "
+                      f"{images['num_inference_steps']} steps: mean abs pixel diff {images['mean_abs_pixel_diff']:.2e}, "
+                      f"max {images['max_abs_pixel_diff']:.2e}, PSNR {images['psnr_db']:.1f} dB", highlight=False)
     budget = result.step.get("accuracy_budget")
     if budget:
         from ..accuracy import AccuracyBudget

@@ -13,7 +13,7 @@ from ..console import console
 
 def export(
     output_dir: Path = typer.Argument(..., help="Artifact folder to write (created; replaced only if it is an artifact)."),
-    model: str = typer.Option(..., "--model", "-m", help="Local transformers model folder or Hugging Face Hub id."),
+    model: str = typer.Option(..., "--model", "-m", help="Local transformers model folder, diffusers pipeline folder, or Hugging Face Hub id."),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Task to export; inferred from config.architectures when omitted."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default: the exporter's own, 17-20)."),
     atol: float = typer.Option(1e-4, "--atol", help="Largest absolute difference to PyTorch allowed on any output."),
@@ -40,14 +40,17 @@ def export(
 
         optibridge export --model ./my-t5 OUT                               # encoder + decoder graphs
 
+        optibridge export --model ./my-sd-pipeline OUT                      # diffusers: a graph per component
+
     The folder holds model.onnx, the config and tokenizer/processor files, and optibridge.json
     (source, task, opset, inputs/outputs with dynamic axes, versions, file hashes, validation).
     """
+    from ..diffusion.families import is_pipeline_folder, normalize_task
     from ..exporter import export as run_export
     from ..tasks import get_task
 
-    if task is not None:
-        get_task(task)  # fail on a typo before loading anything
+    if task is not None:  # fail on a typo before loading anything
+        normalize_task(task) if is_pipeline_folder(model) else get_task(task)
     with console.status("starting") as status:
         result = run_export(
             model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
@@ -55,7 +58,8 @@ def export(
         )
     meta = result.artifact.metadata
     if result.task_inferred:
-        console.print(f"task: [bold]{result.task}[/] (inferred from config.architectures={meta.source.get('architectures')}; pass --task to override)")
+        where = "model_index.json" if "diffusion" in meta.extra else "config.architectures"
+        console.print(f"task: [bold]{result.task}[/] (inferred from {where}={meta.source.get('architectures')}; pass --task to override)")
     else:
         console.print(f"task: [bold]{result.task}[/]")
     console.print(f"exporter: {meta.exporter}, opset {meta.opset}")

@@ -173,6 +173,11 @@ def _finish(
     on_step(f"checking accuracy against the float32 graphs of {artifact.path.name}")
     accuracy = check_accuracy(backend, artifact, Artifact(staging, metadata), avoid_lengths)
     _enforce(budget, accuracy, what)
+    if "diffusion" in artifact.metadata.extra:  # a pipeline is judged on its images: same prompts and seeds
+        from ..diffusion.accuracy import compare_images
+
+        on_step("generating images with both pipelines to compare them")
+        step["image_accuracy"] = compare_images(artifact.path, staging, backend=backend.name).to_dict()
     step.update(
         report={k: v for k, v in report.items() if k not in ("settings", "specs", "metadata_extra")},
         settings=report.get("settings", {}),

@@ -310,6 +310,10 @@ def validation_batch(artifact: Artifact, graph_name: str, avoid_lengths: Iterabl
     padded to a sequence length no calibration batch used."""
     graph = artifact.metadata.graphs[graph_name]
     avoid = set(avoid_lengths)
+    if "diffusion" in artifact.metadata.extra:  # a pipeline's graphs: prompts at its token length, valid latent sizes
+        from ..diffusion.samples import diffusion_batch
+
+        return diffusion_batch(artifact, graph_name, seed)
     if is_text_graph(graph):
         tokenizer = load_tokenizer(artifact.path)
         vocab = int(model_config(artifact.path).get("vocab_size") or 100)

@@ -69,6 +69,7 @@ class OpenVINOBackend(Backend):
             raise BackendError(
                 f"OpenVINO has no device {device!r} on this machine; its devices: {', '.join(available)} (or AUTO)"
             )
+        static_shapes = options.pop("static_shapes", None)  # {input: [dims]}: recompile with fixed shapes (diffusion reshape)
         config = openvino_config(options)
         stateful = graph in artifact.metadata.extra.get("openvino", {}).get("stateful_graphs", ())
         if stateful and wanted.split(".")[0] in KV_CACHE_DEVICES:
@@ -76,7 +77,10 @@ class OpenVINOBackend(Backend):
         path = artifact.graph_path(graph, formats=self.graph_formats)  # the IR when optimize/quantize wrote one
         try:
             # Compiled from the file path (not a read ov.Model) so that CACHE_DIR can key the cache on it.
-            compiled = core.compile_model(str(path), wanted, config)
+            compiled = (core.compile_model(_reshaped(core, path, static_shapes), wanted, config) if static_shapes
+                        else core.compile_model(str(path), wanted, config))
+        except BackendError:
+            raise
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models
             raise ArtifactError(f"OpenVINO could not load {path}: {first_line(exc)}. Re-export it with `optibridge export`") from exc
         spec = artifact.metadata.graphs[graph]
@@ -95,6 +99,17 @@ class OpenVINOBackend(Backend):
         from .quantize import quantize_artifact
 
         return quantize_artifact(artifact, config, output_dir, calibration)
+
+
+def _reshaped(core: Any, path: Path, shapes: dict[str, list[int]]) -> Any:
+    """The graph read and reshaped to static input shapes (OpenVINO compiles faster kernels for them)."""
+    model = core.read_model(str(path))
+    known = {port.get_any_name() for port in model.inputs} | {n for port in model.inputs for n in port.get_names()}
+    unknown = sorted(set(shapes) - known)
+    if unknown:
+        raise BackendError(f"static_shapes names input(s) {', '.join(unknown)} that {path.name} does not have")
+    model.reshape({name: list(dims) for name, dims in shapes.items()})
+    return model
 
 
 def openvino_config(options: dict[str, Any]) -> dict[str, Any]:

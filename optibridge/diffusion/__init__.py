@@ -1,0 +1,35 @@
+"""Diffusion pipelines (Stable Diffusion family) exported to optibridge artifacts and run on any backend.
+
+``import optibridge.diffusion`` imports no diffusers: the pipeline classes load it on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "OBStableDiffusionPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusionImg2ImgPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusionInpaintPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusionXLPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion.pipelines",
+    "export_pipeline": "optibridge.diffusion.export",
+}
+__all__ = list(_LAZY)
+
+if TYPE_CHECKING:
+    from .export import export_pipeline
+    from .pipelines import (
+        OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBStableDiffusionXLPipeline,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optibridge.diffusion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

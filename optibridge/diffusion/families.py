@@ -1,0 +1,117 @@
+"""Which diffusers pipelines optibridge exports, as data: pipeline class → family and task, the
+components each needs, and the graphs each task exports. Imports no diffusers (the core reads it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelNotFoundError, UnsupportedModelError
+
+MODEL_INDEX = "model_index.json"
+
+DIFFUSION_TASKS = ("text-to-image", "image-to-image", "inpainting")
+TASK_ALIASES = {"stable-diffusion": "text-to-image", "text2img": "text-to-image", "img2img": "image-to-image",
+                "inpaint": "inpainting"}
+
+
+@dataclass(frozen=True)
+class PipelineFamily:
+    name: str
+    components: tuple[str, ...]
+    """model_index.json entries that must be present (a folder each, except the scheduler's config)."""
+    tasks: dict[str, str]
+    """task → the diffusers pipeline class that runs it."""
+    text_encoders: tuple[str, ...] = ("text_encoder",)
+    tokenizers: tuple[str, ...] = ("tokenizer",)
+    hidden_states: bool = False
+    """Whether the pipeline reads the text encoders' per-layer hidden states (SDXL takes the penultimate)."""
+
+
+STABLE_DIFFUSION = PipelineFamily(
+    "stable-diffusion",
+    ("text_encoder", "tokenizer", "unet", "vae", "scheduler"),
+    {"text-to-image": "StableDiffusionPipeline", "image-to-image": "StableDiffusionImg2ImgPipeline",
+     "inpainting": "StableDiffusionInpaintPipeline"},
+)
+STABLE_DIFFUSION_XL = PipelineFamily(
+    "stable-diffusion-xl",
+    ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae", "scheduler"),
+    {"text-to-image": "StableDiffusionXLPipeline", "image-to-image": "StableDiffusionXLImg2ImgPipeline",
+     "inpainting": "StableDiffusionXLInpaintPipeline"},
+    text_encoders=("text_encoder", "text_encoder_2"), tokenizers=("tokenizer", "tokenizer_2"), hidden_states=True,
+)
+FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL)}
+PIPELINE_CLASSES: dict[str, tuple[PipelineFamily, str]] = {
+    cls: (family, task) for family in FAMILIES.values() for task, cls in family.tasks.items()
+}
+"""diffusers pipeline class name → (family, task), for task inference from model_index.json."""
+
+
+def graphs_for(task: str, family: PipelineFamily = STABLE_DIFFUSION) -> tuple[str, ...]:
+    """The graphs an artifact for ``task`` holds: the VAE encoder only where images go in."""
+    base = (*family.text_encoders, "unet", "vae_decoder")
+    return base + ("vae_encoder",) if task in ("image-to-image", "inpainting") else base
+
+
+def is_pipeline_folder(model: str | os.PathLike[str]) -> bool:
+    """A local diffusers pipeline folder (written by ``DiffusionPipeline.save_pretrained``)."""
+    return (Path(model).expanduser() / MODEL_INDEX).is_file()
+
+
+def normalize_task(task: str) -> str:
+    resolved = TASK_ALIASES.get(task, task)
+    if resolved not in DIFFUSION_TASKS:
+        raise UnsupportedModelError(f"unknown task {task!r} for a diffusion pipeline; choose one of: {', '.join(DIFFUSION_TASKS)}")
+    return resolved
+
+
+@dataclass(frozen=True)
+class PipelineSource:
+    """A pipeline folder, checked: its family, its task, and its model_index.json."""
+
+    path: Path
+    family: PipelineFamily
+    task: str
+    task_inferred: bool
+    pipeline_class: str
+    """The class named in model_index.json."""
+    index: dict[str, Any]
+
+
+def inspect_pipeline(model: str | os.PathLike[str], task: str | None = None) -> PipelineSource:
+    """Read ``model_index.json``; an error naming the problem for an unsupported family or a missing component."""
+    path = Path(model).expanduser()
+    index_file = path / MODEL_INDEX
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"cannot read {index_file} ({exc}); pass a folder written by DiffusionPipeline.save_pretrained") from exc
+    if not isinstance(index, dict):
+        raise ModelNotFoundError(f"{index_file} is not a JSON object; pass a folder written by DiffusionPipeline.save_pretrained")
+    class_name = str(index.get("_class_name", ""))
+    if class_name not in PIPELINE_CLASSES:
+        supported = ", ".join(sorted(PIPELINE_CLASSES))
+        raise UnsupportedModelError(
+            f"{path} holds a {class_name or 'pipeline without _class_name'}; optibridge exports these diffusers pipelines: {supported}"
+        )
+    family, inferred = PIPELINE_CLASSES[class_name]
+    resolved = normalize_task(task) if task else inferred
+    if resolved not in family.tasks:
+        raise UnsupportedModelError(f"the {family.name} family has no task {resolved!r}; choose one of: {', '.join(family.tasks)}")
+    for component in family.components:
+        entry = index.get(component)
+        if not isinstance(entry, list) or len(entry) != 2 or entry[0] is None:
+            raise ModelNotFoundError(
+                f"{index_file} has no {component!r} component, which a {class_name} needs; "
+                "save the complete pipeline (pipe.save_pretrained) and export that folder"
+            )
+        folder = path / component
+        config = "scheduler_config.json" if component == "scheduler" else None
+        if not folder.is_dir() or (config and not (folder / config).is_file()):
+            raise ModelNotFoundError(f"{folder} is missing (model_index.json lists {component!r}); the pipeline folder is incomplete")
+    return PipelineSource(path, family, resolved, task is None, class_name, index)

@@ -1,0 +1,283 @@
+"""``OBStableDiffusionPipeline`` and friends: diffusers' own pipelines with the artifact's graphs behind
+the component interfaces, so prompts, arguments, callbacks and any diffusers scheduler work unchanged.
+
+    from optibridge import OBStableDiffusionPipeline      # was: from diffusers import StableDiffusionPipeline
+    pipe = OBStableDiffusionPipeline.from_pretrained("sd-artifact", backend="openvino")
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    image = pipe("a cat", num_inference_steps=20, generator=torch.Generator().manual_seed(0)).images[0]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from diffusers import (
+    SchedulerMixin,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+)
+
+from ..artifact import Artifact, ArtifactMetadata, is_artifact, staged_directory, write_metadata
+from ..backends import get_registry
+from ..errors import ArtifactError, BackendError, InputError, first_line
+from .components import AutoencoderKL, TextEncoder, UNet
+from .families import FAMILIES, MODEL_INDEX, graphs_for, is_pipeline_folder
+
+logger = logging.getLogger(__name__)
+DIFFUSERS_DIVISOR = 8
+"""diffusers' Stable Diffusion pipelines require height and width divisible by 8 themselves."""
+
+
+def _read_config(folder: Path) -> Any:
+    from diffusers.configuration_utils import FrozenDict
+
+    file = folder / "config.json"
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {file} ({exc}); re-export the pipeline") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{file} is not a JSON object; re-export the pipeline")
+    return FrozenDict(data)
+
+
+def _load_scheduler(artifact: Artifact) -> SchedulerMixin:
+    import diffusers
+
+    index = json.loads((artifact.path / MODEL_INDEX).read_text())
+    entry = index.get("scheduler")
+    name = entry[1] if isinstance(entry, list) and len(entry) == 2 else None
+    # The artifact is untrusted: only a scheduler class diffusers itself exports is instantiated.
+    cls = getattr(diffusers, str(name), None)
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+        raise ArtifactError(f"{artifact.path / MODEL_INDEX} names scheduler {name!r}, which is not a diffusers scheduler")
+    return cls.from_pretrained(artifact.path / "scheduler")
+
+
+class OBDiffusionPipelineMixin:
+    """Loading, saving and static shapes for a diffusers pipeline whose models are artifact graphs.
+
+    Mixed in before the diffusers pipeline class; ``task`` picks which graphs must be present.
+    """
+
+    task: ClassVar[str] = "text-to-image"
+    family: ClassVar[str] = "stable-diffusion"
+    default_backend: ClassVar[str] = "ort"
+    artifact: Artifact
+    static_shapes: dict[str, int] | None
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls, model_id: str | os.PathLike[str], *, export: bool | None = None, backend: str | None = None,
+        device: str = "cpu", task: str | None = None, atol: float = 1e-4, **options: Any,
+    ) -> Any:
+        """Load a pipeline artifact (``optibridge export --model SD_FOLDER OUT``), or export a diffusers
+        pipeline folder first (``export=True``, or automatically when the folder is not an artifact).
+
+        Keyword arguments beyond these are the backend's session options (``intra_op_num_threads``,
+        ``performance_hint``, ``ov_config`` ...). Schedulers swap as in diffusers: assign ``pipe.scheduler``.
+        """
+        backend_name = backend or cls.default_backend
+        backend_impl = get_registry().require_available(backend_name, device)  # before any export work
+        keep_alive = None
+        if is_artifact(model_id) and not export:
+            artifact = Artifact.load(model_id)
+        elif export is False or not is_pipeline_folder(model_id):
+            raise ArtifactError(
+                f"{model_id} is neither an optibridge pipeline artifact nor a diffusers pipeline folder (model_index.json); "
+                "export one with `optibridge export --model SD_FOLDER OUT` and load OUT"
+            )
+        else:
+            from .export import export_pipeline
+
+            keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
+            artifact = export_pipeline(model_id, Path(keep_alive.name) / "artifact", task=task or cls.task, atol=atol).artifact
+        cls._check_artifact(artifact)
+        load_options = dict(options)
+        sessions = {name: backend_impl.load(artifact, graph=name, device=device, **load_options) for name in artifact.metadata.graphs}
+        pipe = cls._assemble(artifact, sessions)
+        pipe._ob_state = {"backend": backend_impl, "device": device, "options": load_options, "keep_alive": keep_alive}
+        pipe.static_shapes = None
+        return pipe
+
+    @classmethod
+    def _check_artifact(cls, artifact: Artifact) -> None:
+        info = artifact.metadata.extra.get("diffusion")
+        if not isinstance(info, dict):
+            raise ArtifactError(
+                f"{artifact.path} holds a {artifact.metadata.task!r} model, not a diffusion pipeline; load it with "
+                "the OBModelFor* class for that task"
+            )
+        if info.get("family") != cls.family:
+            raise ArtifactError(
+                f"{artifact.path} holds a {info.get('family')} pipeline; {cls.__name__} runs {cls.family} pipelines"
+            )
+        missing = [g for g in graphs_for(cls.task, FAMILIES[cls.family]) if g not in artifact.metadata.graphs]
+        if missing:
+            raise ArtifactError(
+                f"{artifact.path} has no {', '.join(missing)} graph, which {cls.__name__} needs ({cls.task}); re-export "
+                f"the pipeline folder with `optibridge export --task {cls.task}`"
+            )
+
+    @classmethod
+    def _assemble(cls, artifact: Artifact, sessions: dict[str, Any]) -> Any:
+        from transformers import AutoConfig, AutoTokenizer
+
+        info = artifact.metadata.extra["diffusion"]
+        folders = info["config_folders"]
+        family = FAMILIES[info["family"]]
+        vae_sessions = {g: sessions[g] for g in ("vae_decoder", "vae_encoder") if g in sessions}
+        components: dict[str, Any] = {
+            "vae": AutoencoderKL(vae_sessions, _read_config(artifact.path / folders["vae_decoder"])),
+            "unet": UNet({"unet": sessions["unet"]}, _read_config(artifact.path / folders["unet"])),
+            "scheduler": _load_scheduler(artifact),
+        }
+        for name in family.text_encoders:
+            components[name] = TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(artifact.path / folders[name]), name)
+        for name in family.tokenizers:
+            components[name] = AutoTokenizer.from_pretrained(artifact.path / name)
+        if family.name == "stable-diffusion":
+            components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        else:
+            components.update(add_watermarker=False)  # the watermark needs the invisible-watermark package
+        pipe = cls(**components)  # type: ignore[call-arg]
+        pipe.artifact = artifact
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    # -- saving -----------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **_: Any) -> None:
+        """Write the artifact to ``save_directory``, with the scheduler the pipeline has now (a swapped
+        one is saved and reloaded)."""
+        source = self.artifact.path
+        with staged_directory(save_directory) as staging:
+            for item in source.iterdir():
+                if item.name == "scheduler":
+                    continue
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+            self.scheduler.save_pretrained(staging / "scheduler")  # type: ignore[attr-defined]
+            index = json.loads((source / MODEL_INDEX).read_text())
+            index["scheduler"] = ["diffusers", type(self.scheduler).__name__]  # type: ignore[attr-defined]
+            (staging / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+            metadata = ArtifactMetadata.from_json(self.artifact.metadata.to_json())
+            write_metadata(staging, metadata)
+        self.artifact = Artifact.load(save_directory)
+
+    # -- the call ---------------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self._ob_state["backend"].name
+
+    def _check_size(self, height: int | None, width: int | None) -> None:
+        info = self.artifact.metadata.extra["diffusion"]
+        # The exported UNet needs latents divisible by its down-sampling; diffusers wants multiples of 8.
+        multiple = math.lcm(int(info["vae_scale_factor"]) * int(info["latent_multiple"]), DIFFUSERS_DIVISOR)
+        for name, value in (("height", height), ("width", width)):
+            if value is not None and int(value) % multiple:
+                raise InputError(
+                    f"{name}={value} is not a multiple of {multiple} (the VAE scale factor {info['vae_scale_factor']} × the "
+                    f"UNet's down-sampling {info['latent_multiple']}, and diffusers' 8); use e.g. {name}={int(value) // multiple * multiple or multiple}"
+                )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_size(kwargs.get("height"), kwargs.get("width"))
+        if self.static_shapes:
+            self._check_static(args[0] if args else kwargs.get("prompt"), kwargs)
+        return super().__call__(*args, **kwargs)  # type: ignore[misc]
+
+    # -- static shapes (OpenVINO) ---------------------------------------------------------------
+    def reshape(self, batch_size: int, height: int, width: int, num_images_per_prompt: int = 1) -> Any:
+        """Fix the graphs' shapes for one image size and batch (faster on OpenVINO, as optimum-intel's
+        ``reshape``): recompiles the text encoder, UNet and VAE decoder with static inputs. The UNet
+        batch is doubled for classifier-free guidance (guidance_scale > 1). Backends without static
+        shapes raise an error naming the option."""
+        self._check_size(height, width)
+        for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
+            if int(value) < 1:
+                raise InputError(f"{name} must be at least 1, not {value}")
+        info = self.artifact.metadata.extra["diffusion"]
+        latent_h, latent_w = height // int(info["vae_scale_factor"]), width // int(info["vae_scale_factor"])
+        images = batch_size * num_images_per_prompt
+        seq = self.tokenizer.model_max_length  # type: ignore[attr-defined]
+        # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
+        common = {"sequence": seq, "latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
+        batches = {name: batch_size for name in FAMILIES[info["family"]].text_encoders}
+        batches.update(unet=2 * images, vae_decoder=images)
+        shapes = {
+            graph: {t.name: [d if isinstance(d, int) else {**common, "batch": batch}[d] for d in t.shape]
+                    for t in self.artifact.metadata.graphs[graph].inputs}
+            for graph, batch in batches.items()
+        }
+        state = self._ob_state
+        for graph, graph_shapes in shapes.items():
+            try:
+                session = state["backend"].load(self.artifact, graph=graph, device=state["device"], static_shapes=graph_shapes, **state["options"])
+            except BackendError as exc:
+                if "static_shapes" not in str(exc):
+                    raise
+                raise BackendError(
+                    f"backend {self.backend!r} cannot fix static shapes ({first_line(exc)}); reshape() needs a backend that "
+                    "takes static_shapes: load the pipeline with backend='openvino'"
+                ) from exc
+            target = getattr(self, "vae" if graph == "vae_decoder" else graph)
+            target.sessions[graph] = session
+        self.static_shapes = {"batch_size": batch_size, "height": height, "width": width, "num_images_per_prompt": num_images_per_prompt}
+        return self
+
+    def _check_static(self, prompt: Any, kwargs: dict[str, Any]) -> None:
+        fixed = self.static_shapes or {}
+        batch = len(prompt) if isinstance(prompt, list) else 1
+        asked = {"batch_size": batch, "height": kwargs.get("height", fixed["height"]), "width": kwargs.get("width", fixed["width"]),
+                 "num_images_per_prompt": kwargs.get("num_images_per_prompt", 1) or 1}
+        wrong = {k: v for k, v in asked.items() if v != fixed[k]}
+        if wrong:
+            raise InputError(
+                f"this pipeline was reshaped to static shapes {fixed}; the call asks for {wrong}. Call reshape() again "
+                "with the new sizes, or load it again for dynamic shapes"
+            )
+        if kwargs.get("guidance_scale", 7.5) <= 1:
+            raise InputError("a reshaped pipeline runs classifier-free guidance (the UNet batch is doubled): use guidance_scale > 1")
+        if "height" not in kwargs:
+            kwargs["height"], kwargs["width"] = fixed["height"], fixed["width"]
+
+
+class OBStableDiffusionPipeline(OBDiffusionPipelineMixin, StableDiffusionPipeline):
+    """``StableDiffusionPipeline`` running the artifact's graphs on an optibridge backend."""
+
+    task = "text-to-image"
+
+
+class OBStableDiffusionImg2ImgPipeline(OBDiffusionPipelineMixin, StableDiffusionImg2ImgPipeline):
+    """``StableDiffusionImg2ImgPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "image-to-image"
+
+
+class OBStableDiffusionInpaintPipeline(OBDiffusionPipelineMixin, StableDiffusionInpaintPipeline):
+    """``StableDiffusionInpaintPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "inpainting"
+
+
+class OBStableDiffusionXLPipeline(OBDiffusionPipelineMixin, StableDiffusionXLPipeline):
+    """``StableDiffusionXLPipeline`` (two text encoders) running the artifact's graphs."""
+
+    task = "text-to-image"
+    family = "stable-diffusion-xl"
+
+
+class OBStableDiffusionXLImg2ImgPipeline(OBDiffusionPipelineMixin, StableDiffusionXLImg2ImgPipeline):
+    """``StableDiffusionXLImg2ImgPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "image-to-image"
+    family = "stable-diffusion-xl"

@@ -1,0 +1,50 @@
+"""Inputs for comparing a pipeline artifact's graphs after optimize/quantize: prompts through the
+artifact's own tokenizer for the text encoder, O(1) latents at a valid size for the UNet and VAE.
+Imports no diffusers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..artifact import Artifact
+from ..steps.samples import VALIDATION_SENTENCES, Batch
+
+
+def _config(artifact: Artifact, folder: str) -> dict[str, Any]:
+    data = json.loads((artifact.path / folder / "config.json").read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: int = 3) -> Batch:
+    """A batch for one graph of a diffusion artifact, at a latent size other than the export's trace."""
+    info = artifact.metadata.extra["diffusion"]
+    folders = info["config_folders"]
+    rng = np.random.default_rng(seed)
+    m, scale = int(info["latent_multiple"]), int(info["vae_scale_factor"])
+    text = _config(artifact, folders["text_encoder"])
+    length = int(text.get("max_position_embeddings") or 77)
+    if graph_name == "text_encoder":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(artifact.path / "tokenizer")
+        ids = tokenizer(list(VALIDATION_SENTENCES[:batch]), padding="max_length", max_length=length, truncation=True,
+                        return_tensors="np")["input_ids"].astype(np.int64)
+        return Batch({"input_ids": ids}, None, f"{batch} prompts through the pipeline's tokenizer, padded to {length}")
+    unet = _config(artifact, folders["unet"])
+    latent_channels = int(_config(artifact, folders["vae_decoder"]).get("latent_channels") or 4)
+    h, w = 4 * m, 3 * m
+    if graph_name == "unet":
+        feed = {"sample": rng.standard_normal((batch, int(unet["in_channels"]), h, w), dtype=np.float32),
+                "timestep": np.linspace(999, 1, batch).astype(np.float32),
+                "encoder_hidden_states": rng.standard_normal((batch, length, int(unet["cross_attention_dim"])), dtype=np.float32)}
+        return Batch(feed, None, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1")
+    if graph_name == "vae_decoder":
+        return Batch({"latent_sample": rng.standard_normal((batch, latent_channels, h, w), dtype=np.float32)}, None,
+                     f"{batch} rows of N(0,1) latents {h}×{w}")
+    if graph_name == "vae_encoder":
+        image = rng.uniform(-1, 1, (batch, 3, h * scale, w * scale)).astype(np.float32)
+        return Batch({"sample": image}, None, f"{batch} uniform [-1, 1] images {h * scale}×{w * scale}")
+    raise KeyError(f"no sample recipe for graph {graph_name!r} of a diffusion artifact")

@@ -1,0 +1,282 @@
+"""Diffusion pipelines: export of a tiny random SD 1.x pipeline, image parity with diffusers' PyTorch
+pipeline on ORT and OpenVINO, scheduler swap, save/reload, OpenVINO static shapes, bad input.
+
+One export per session (through the CLI, with the VAE encoder so img2img runs from the same
+artifact); 3 denoising steps on 32×32 images.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+pytest.importorskip("diffusers")
+import torch  # noqa: E402
+
+from optibridge.artifact import Artifact  # noqa: E402
+from optibridge.errors import ArtifactError, BackendError, InputError, ModelNotFoundError, UnsupportedModelError  # noqa: E402
+
+from tiny_diffusers import build_tiny_sd, build_tiny_sdxl  # noqa: E402
+
+STEPS = 3
+CALL = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32, output_type="np")
+PIXEL_TOLERANCE = 1e-5
+"""Mean abs pixel difference (pixels in [0, 1]) allowed against PyTorch; measured ~5e-7 here."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # Tiny convolutions on 2 busy cores: PyTorch's second thread made each UNet call 30× slower here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def sd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def sd_artifact(sd_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    from optibridge.cli import main
+
+    out = tmp_path_factory.mktemp("sd-export") / "artifact"
+    assert main(["export", "--model", str(sd_folder), "--task", "image-to-image", str(out)]) == 0
+    return Artifact.load(out)
+
+
+def _images(pipe: Any, prompt: Any = "a cat on the mat", **kwargs: Any) -> np.ndarray:
+    return pipe(prompt, generator=torch.Generator().manual_seed(0), **{**CALL, **kwargs}).images
+
+
+def _torch_pipeline(folder: Path, cls_name: str = "StableDiffusionPipeline", scheduler: Any = None) -> Any:
+    import diffusers
+
+    pipe = getattr(diffusers, cls_name).from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    if scheduler is not None:
+        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def reference_images(sd_folder: Path) -> np.ndarray:
+    return _images(_torch_pipeline(sd_folder))
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+def test_export_writes_component_graphs_validated_at_new_shapes(sd_artifact: Artifact) -> None:
+    meta = sd_artifact.metadata
+    assert set(meta.graphs) == {"text_encoder", "unet", "vae_decoder", "vae_encoder"}
+    assert meta.task == "image-to-image" and meta.extra["diffusion"]["pipeline_class"] == "StableDiffusionImg2ImgPipeline"
+    unet = {t.name: t.shape for t in meta.graphs["unet"].inputs}
+    assert unet["sample"] == ("batch", 4, "latent_height", "latent_width")
+    assert {t.name: t.shape for t in meta.graphs["vae_decoder"].outputs}["sample"] == ("batch", 3, "height", "width")
+    validation = meta.validation
+    assert validation["passed"] and len(validation["outputs"]) == 5
+    assert all(o["max_abs_diff"] < 1e-4 for o in validation["outputs"])
+    # validated at shapes the graphs were not traced at (traced: batch 2, latents 4×6)
+    assert validation["input_shapes"]["unet.sample"] == [3, 4, 6, 4]
+    assert (sd_artifact.path / "scheduler" / "scheduler_config.json").is_file()
+    assert (sd_artifact.path / "tokenizer" / "tokenizer.json").is_file()
+    assert not list(sd_artifact.path.rglob("*.safetensors"))  # graphs only, no PyTorch weights
+
+
+def test_task_is_inferred_from_model_index(sd_folder: Path, tmp_path: Path) -> None:
+    from optibridge.diffusion.families import inspect_pipeline
+
+    assert inspect_pipeline(sd_folder).task == "text-to-image"
+    index = json.loads((sd_folder / "model_index.json").read_text())
+    copy = tmp_path / "img2img"
+    shutil.copytree(sd_folder, copy)
+    (copy / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionImg2ImgPipeline"}))
+    source = inspect_pipeline(copy)
+    assert (source.task, source.task_inferred) == ("image-to-image", True)
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_images_match_pytorch_with_the_same_seed(sd_artifact: Artifact, reference_images: np.ndarray, backend: str) -> None:
+    from optibridge import OBStableDiffusionPipeline
+
+    pipe = OBStableDiffusionPipeline.from_pretrained(sd_artifact.path, backend=backend)
+    images = _images(pipe)
+    assert images.shape == reference_images.shape == (1, 32, 32, 3)
+    assert reference_images.std() > 0.05  # a real image, not a flat one that any output would match
+    assert np.abs(images - reference_images).mean() < PIXEL_TOLERANCE
+
+
+def test_scheduler_swap_matches_pytorch_and_survives_save(sd_artifact: Artifact, sd_folder: Path,
+                                                         reference_images: np.ndarray, tmp_path: Path) -> None:
+    from diffusers import EulerDiscreteScheduler
+
+    from optibridge import OBStableDiffusionPipeline
+
+    pipe = OBStableDiffusionPipeline.from_pretrained(sd_artifact.path)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    images = _images(pipe)
+    want = _images(_torch_pipeline(sd_folder, scheduler=EulerDiscreteScheduler))
+    assert np.abs(images - want).mean() < PIXEL_TOLERANCE
+    assert np.abs(images - reference_images).mean() > 1e-3  # the scheduler did change the result
+
+    pipe.save_pretrained(tmp_path / "saved")
+    reloaded = OBStableDiffusionPipeline.from_pretrained(tmp_path / "saved")
+    assert isinstance(reloaded.scheduler, EulerDiscreteScheduler)
+    assert np.abs(_images(reloaded) - want).mean() < PIXEL_TOLERANCE
+
+
+def test_img2img_matches_pytorch(sd_artifact: Artifact, sd_folder: Path) -> None:
+    from optibridge import OBStableDiffusionImg2ImgPipeline
+
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    pipe = OBStableDiffusionImg2ImgPipeline.from_pretrained(sd_artifact.path)
+    got = _images(pipe, image=image, strength=0.8, height=None, width=None)
+    want = _images(_torch_pipeline(sd_folder, "StableDiffusionImg2ImgPipeline"), image=image, strength=0.8, height=None, width=None)
+    assert want.std() > 0.05 and np.abs(got - want).mean() < PIXEL_TOLERANCE
+
+
+def test_optimum_names_load_the_pipeline(sd_artifact: Artifact, reference_images: np.ndarray) -> None:
+    from optibridge.onnxruntime import ORTStableDiffusionPipeline
+    from optibridge.openvino import OVStableDiffusionPipeline
+
+    ort_pipe = ORTStableDiffusionPipeline.from_pretrained(sd_artifact.path, provider="CPUExecutionProvider")
+    ov_pipe = OVStableDiffusionPipeline.from_pretrained(sd_artifact.path, ov_config={"PERFORMANCE_HINT": "LATENCY"})
+    assert (ort_pipe.backend, ov_pipe.backend) == ("ort", "openvino")
+    assert np.abs(_images(ort_pipe) - reference_images).mean() < PIXEL_TOLERANCE
+    with pytest.raises(BackendError, match="unknown provider"):
+        ORTStableDiffusionPipeline.from_pretrained(sd_artifact.path, provider="ROCMExecutionProvider")
+
+
+def test_openvino_reshape_fixes_static_shapes(sd_artifact: Artifact, reference_images: np.ndarray) -> None:
+    from optibridge import OBStableDiffusionPipeline
+
+    pipe = OBStableDiffusionPipeline.from_pretrained(sd_artifact.path, backend="openvino")
+    pipe.reshape(batch_size=1, height=32, width=32, num_images_per_prompt=1)
+    unet = pipe.unet.sessions["unet"].compiled
+    assert all(port.get_partial_shape().is_static for port in unet.inputs)
+    assert list(unet.inputs[0].get_shape()) == [2, 4, 16, 16]  # CFG doubles the batch; 32 px / VAE factor 2
+    assert np.abs(_images(pipe) - reference_images).mean() < PIXEL_TOLERANCE
+    with pytest.raises(InputError, match="static shapes"):
+        _images(pipe, height=64, width=64)
+    ort_pipe = OBStableDiffusionPipeline.from_pretrained(sd_artifact.path, backend="ort")
+    with pytest.raises(BackendError, match="backend='openvino'"):
+        ort_pipe.reshape(batch_size=1, height=32, width=32)
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+def test_size_not_a_multiple_of_the_vae_factor_is_an_error(sd_artifact: Artifact) -> None:
+    from optibridge import OBStableDiffusionPipeline
+
+    pipe = OBStableDiffusionPipeline.from_pretrained(sd_artifact.path)
+    with pytest.raises(InputError, match="height=36 is not a multiple of 8"):
+        _images(pipe, height=36)
+
+
+def test_unsupported_family_and_missing_component_write_nothing(sd_folder: Path, tmp_path: Path) -> None:
+    from optibridge import export
+
+    index = json.loads((sd_folder / "model_index.json").read_text())
+    flux = tmp_path / "flux"
+    flux.mkdir()
+    (flux / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
+    with pytest.raises(UnsupportedModelError, match="FluxPipeline.*StableDiffusionPipeline"):
+        export(flux, tmp_path / "out-flux")
+
+    partial = tmp_path / "no-vae"
+    shutil.copytree(sd_folder, partial, ignore=shutil.ignore_patterns("vae"))
+    with pytest.raises(ModelNotFoundError, match="vae.*missing"):
+        export(partial, tmp_path / "out-partial")
+    no_entry = tmp_path / "no-unet-entry"
+    shutil.copytree(sd_folder, no_entry)
+    (no_entry / "model_index.json").write_text(json.dumps({k: v for k, v in index.items() if k != "unet"}))
+    with pytest.raises(ModelNotFoundError, match="no 'unet' component"):
+        export(no_entry, tmp_path / "out-no-entry")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flux", "no-unet-entry", "no-vae"]  # nothing written
+
+
+def test_pipeline_class_needs_its_graphs(sd_artifact: Artifact) -> None:
+    from dataclasses import replace
+
+    from optibridge.diffusion.pipelines import OBStableDiffusionImg2ImgPipeline
+
+    graphs = {k: v for k, v in sd_artifact.metadata.graphs.items() if k != "vae_encoder"}
+    text_only = Artifact(sd_artifact.path, replace(sd_artifact.metadata, graphs=graphs))
+    with pytest.raises(ArtifactError, match="no vae_encoder graph.*--task image-to-image"):
+        OBStableDiffusionImg2ImgPipeline._check_artifact(text_only)
+
+
+def test_importing_optibridge_does_not_import_diffusers() -> None:
+    code = ("import sys, optibridge, optibridge.exporter, optibridge.cli, optibridge.onnxruntime, optibridge.openvino, "
+            "optibridge.diffusion; sys.exit(1 if 'diffusers' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_example_script_matches_pytorch(sd_artifact: Artifact, sd_folder: Path) -> None:
+    import os
+    import re
+
+    example = Path(__file__).parent.parent / "examples" / "stable_diffusion.py"
+    done = subprocess.run(
+        [sys.executable, str(example), str(sd_folder), "--artifact", str(sd_artifact.path), "--steps", "2", "--size", "32"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    diffs = [float(x) for x in re.findall(r"mean abs pixel diff vs PyTorch ([0-9.e+-]+)", done.stdout)]
+    assert len(diffs) == 2 and max(diffs) < PIXEL_TOLERANCE, done.stdout
+    assert "EulerDiscreteScheduler" in done.stdout
+
+
+def test_quantize_records_image_accuracy_against_the_float_pipeline(sd_artifact: Artifact, tmp_path: Path) -> None:
+    from optibridge import QuantizationConfig, quantize
+
+    result = quantize(sd_artifact.path, QuantizationConfig(mode="dynamic"), tmp_path / "int8")
+    assert set(result.accuracy) == set(sd_artifact.metadata.graphs)
+    images = result.step["image_accuracy"]
+    # int8 changed the images (a real comparison), but not by much: measured 6.5e-3 mean, 41 dB here
+    assert 1e-4 < images["mean_abs_pixel_diff"] < 0.03 and images["psnr_db"] > 30
+    assert Artifact.load(tmp_path / "int8").metadata.steps[-1]["image_accuracy"]["psnr_db"] == images["psnr_db"]
+
+
+def test_sdxl_two_text_encoders_match_pytorch_and_reshape(tmp_path: Path) -> None:
+    from optibridge import OBStableDiffusionXLPipeline, export
+
+    folder = build_tiny_sdxl(tmp_path / "tiny-sdxl")
+    result = export(folder, tmp_path / "sdxl-artifact")
+    graphs = result.artifact.metadata.graphs
+    assert list(graphs) == ["text_encoder", "text_encoder_2", "unet", "vae_decoder"] and result.validation.passed
+    assert {"text_embeds", "time_ids"} <= set(graphs["unet"].input_names)  # SDXL's added conditioning
+    assert "hidden_states.1" in graphs["text_encoder_2"].output_names  # SDXL reads the penultimate layer
+    want = _images(_torch_pipeline(folder, "StableDiffusionXLPipeline"))
+    assert want.std() > 0.05
+    pipe = OBStableDiffusionXLPipeline.from_pretrained(result.artifact.path, backend="openvino")
+    assert np.abs(_images(pipe) - want).mean() < PIXEL_TOLERANCE
+    pipe.reshape(batch_size=1, height=32, width=32)
+    assert all(port.get_partial_shape().is_static for port in pipe.unet.sessions["unet"].compiled.inputs)
+    assert np.abs(_images(pipe) - want).mean() < PIXEL_TOLERANCE
+
+
+def test_inpainting_matches_pytorch(tmp_path: Path) -> None:
+    from optibridge import OBStableDiffusionInpaintPipeline, export
+
+    folder = build_tiny_sd(tmp_path / "tiny-inpaint", task="inpainting")
+    result = export(folder, tmp_path / "inpaint-artifact")  # task inferred from StableDiffusionInpaintPipeline
+    assert result.task == "inpainting" and "vae_encoder" in result.artifact.metadata.graphs
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    pipe = OBStableDiffusionInpaintPipeline.from_pretrained(result.artifact.path)
+    got = _images(pipe, image=image, mask_image=mask)
+    want = _images(_torch_pipeline(folder, "StableDiffusionInpaintPipeline"), image=image, mask_image=mask)
+    assert want.std() > 0.05 and np.abs(got - want).mean() < PIXEL_TOLERANCE

@@ -1,0 +1,132 @@
+"""Tiny random Stable Diffusion 1.x pipelines, built locally from component configs (no downloads).
+
+The sizes follow diffusers' own pipeline tests (a 2-block UNet with 32/64 channels, a 2-block VAE,
+a 2-layer CLIP text encoder). Weights are redrawn as N(0, 1/fan_in) so every component's output is
+O(1): with diffusers' default init some outputs are tiny and an image comparison would be vacuous.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tiny_models import _byte_vocab
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
+
+PIPELINE_CLASSES = {
+    "text-to-image": "StableDiffusionPipeline",
+    "image-to-image": "StableDiffusionImg2ImgPipeline",
+    "inpainting": "StableDiffusionInpaintPipeline",
+}
+CROSS_ATTENTION_DIM = 32
+MAX_TOKENS = 16
+"""The tokenizer pads every prompt to this many tokens (SD uses 77)."""
+
+
+def clip_tokenizer() -> "CLIPTokenizer":
+    """A real CLIPTokenizer over a small byte-level vocabulary: every byte, every byte ending a word
+    (``</w>``), a few merges, and CLIP's start/end tokens."""
+    from transformers import CLIPTokenizer
+
+    chars = list(_byte_vocab())[:256]  # every byte, spelled as byte-level BPE spells it
+    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("o", "r"), ("i", "n"), ("e", "r</w>")]
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+    ids = tokenizer("a cat the")["input_ids"]
+    if len(ids) < 5 or len(set(ids[1:-1])) < 3:  # never trust a tokenizer without checking that it yields tokens
+        raise RuntimeError(f"the tiny CLIP tokenizer is broken: 'a cat the' -> {ids}")
+    return tokenizer
+
+
+def _redraw(module: torch.nn.Module) -> None:
+    """N(0, 1/fan_in) for every weight matrix/kernel: activations stay O(1) through the network."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if parameter.dim() > 1:
+                fan_in = math.prod(parameter.shape[1:])
+                parameter.normal_(0.0, 1.0 / math.sqrt(fan_in))
+
+
+def build_components(seed: int = 0, in_channels: int = 4) -> dict[str, object]:
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=in_channels, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=CROSS_ATTENTION_DIM, attention_head_dim=8, norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        sample_size=32,
+    )
+    text_config = CLIPTextConfig(
+        vocab_size=600, hidden_size=CROSS_ATTENTION_DIM, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS, bos_token_id=0, eos_token_id=2, pad_token_id=1, projection_dim=32,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    for module in (unet, vae, text_encoder):
+        _redraw(module)
+        module.eval()
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                              set_alpha_to_one=False, steps_offset=1)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
+
+
+def build_tiny_sd(dest: Path, task: str = "text-to-image", seed: int = 0) -> Path:
+    """Write a tiny random SD 1.x pipeline for ``task`` with ``save_pretrained``; returns ``dest``."""
+    import diffusers
+
+    dest = Path(dest)
+    tokenizer = clip_tokenizer()
+    components = build_components(seed, in_channels=9 if task == "inpainting" else 4)
+    # The eos id of the text config must be the tokenizer's: CLIP pools at the first eos token.
+    components["text_encoder"].config.eos_token_id = tokenizer.eos_token_id
+    components["text_encoder"].config.bos_token_id = tokenizer.bos_token_id
+    components["text_encoder"].config.pad_token_id = tokenizer.pad_token_id
+    pipeline_class = getattr(diffusers, PIPELINE_CLASSES[task])
+    pipe = pipeline_class(**components, tokenizer=tokenizer, safety_checker=None, feature_extractor=None,
+                          requires_safety_checker=False)
+    pipe.save_pretrained(dest)
+    return dest
+
+
+def build_tiny_sdxl(dest: Path, seed: int = 0) -> Path:
+    """A tiny random SDXL text-to-image pipeline: two CLIP text encoders (the second with a
+    projection), a UNet with SDXL's text/time added conditioning, the SD VAE."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = clip_tokenizer()
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    text_config = dict(vocab_size=600, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                       max_position_embeddings=MAX_TOKENS, projection_dim=32, **ids)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, **text_config))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=32, **text_config))
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 time ids × 8 + the second encoder's 32-wide projection
+    )
+    vae = build_components(seed)["vae"]
+    for module in (unet, text_encoder, text_encoder_2):
+        _redraw(module)
+        module.eval()
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                       timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer, unet=unet, scheduler=scheduler, add_watermarker=False)
+    dest = Path(dest)
+    pipe.save_pretrained(dest)
+    return dest
