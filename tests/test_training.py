@@ -137,8 +137,20 @@ def test_structured_pruning_cut_changes_no_output(student_path: Path, data: dict
 
 
 @pytest.fixture(scope="module")
-def qat_run(root: Path, student_path: Path, data: dict[str, Any]) -> dict[str, Any]:
-    trainer = _trainer(student_path, data, root / "qat-run", quantization_config=QATConfig(calibration_samples=16))
+def teacher(root: Path, data: dict[str, Any]) -> Any:
+    """A 4-layer teacher fine-tuned on the clean labels."""
+    path = bert_classifier(root / "teacher", layers=4, seed=1)
+    trainer = _trainer(path, data, root / "teacher-run")
+    trainer.train()
+    assert trainer.history[-1]["eval"]["eval_accuracy"] >= 0.95
+    return trainer.model.eval()
+
+
+@pytest.fixture(scope="module")
+def qat_run(root: Path, student_path: Path, data: dict[str, Any], teacher: Any) -> dict[str, Any]:
+    """QAT, 50 % heads+FFN pruning and distillation, all in one run."""
+    trainer = _trainer(student_path, data, root / "qat-run", quantization_config=QATConfig(calibration_samples=16),
+                       pruning_config=PruningConfig(target_sparsity=0.5), distillation_config=DistillationConfig(teacher=teacher))
     trainer.train()
     artifact = trainer.save_model(str(root / "qat-artifact")) or None
     from optibridge.artifact import Artifact
@@ -160,6 +172,7 @@ def test_qat_artifact_is_a_real_int8_graph(qat_run: dict[str, Any]) -> None:
     step = artifact.metadata.steps[-1]
     assert step["step"] == "train" and step["qat"]["framework"] == "nncf"
     assert [p["phase"] for p in step["phases"]] == ["float", "qat"]
+    assert step["pruning"]["heads_kept_per_layer"] == [2, 2] and step["distillation"]["alpha"] == 0.5
 
 
 def test_qat_artifact_is_within_budget_of_the_float_model(qat_run: dict[str, Any], data: dict[str, Any]) -> None:
@@ -200,3 +213,63 @@ def test_qat_artifact_runs_on_openvino(qat_run: dict[str, Any], data: dict[str, 
     batch = data["tokenizer"]([t for t, _ in sentences(64, seed=3)], padding=True, return_tensors="pt")
     agree = (ort_model(**batch).logits.argmax(-1) == ov_model(**batch).logits.argmax(-1)).float().mean()
     assert agree >= 0.95
+
+
+# -- distillation -------------------------------------------------------------------------------------
+
+
+def test_distillation_beats_the_same_student_without_teacher(root: Path, data: dict[str, Any], teacher: Any) -> None:
+    """The student sees labels with 30 % flipped; the teacher learnt the clean ones. Without the
+    teacher the student follows the noise (measured 0.59-0.67 over three seeds), with it 1.0."""
+    import random
+
+    rng = random.Random(0)
+    noisy = [{**row, "labels": 1 - row["labels"] if rng.random() < 0.3 else row["labels"]} for row in data["train"]]
+    path = bert_classifier(root / "student-kd", layers=2, seed=2)
+    accuracy = {}
+    for name, config in (("alone", None), ("distilled", DistillationConfig(teacher=teacher, alpha=0.9, hidden_states=True))):
+        trainer = _trainer(path, data, root / f"kd-{name}", train=noisy, distillation_config=config)
+        trainer.train()
+        accuracy[name] = trainer.history[-1]["eval"]["eval_accuracy"]
+    assert accuracy["distilled"] >= accuracy["alone"] + 0.1, accuracy
+    assert accuracy["distilled"] >= 0.9, accuracy
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_cli_refuses_data_without_the_needed_fields(root: Path, student_path: Path, capsys: Any) -> None:
+    from optibridge.cli import main
+
+    bad = _jsonl(root / "bad.jsonl", [{"text": "the cat", "label": "cat"}, {"sentence": "a dog", "label": "no"}])
+    out = root / "cli-bad"
+    assert main(["train", "--model", str(student_path), "--data", str(bad), str(out)]) == 1
+    assert "bad.jsonl:2 has no 'text' field (it has: 'sentence', 'label')" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_trains_a_pruned_artifact_smaller_than_the_float_export(root: Path, student_path: Path, capsys: Any) -> None:
+    from optibridge import OBModelForSequenceClassification, export
+    from optibridge.cli import main
+
+    rows = lambda count, seed: [{"text": t, "label": ["no", "cat"][label]} for t, label in sentences(count, seed)]  # noqa: E731
+    train, dev = _jsonl(root / "train.jsonl", rows(256, 0)), _jsonl(root / "dev.jsonl", rows(128, 1))
+    out = root / "cli-pruned"
+    code = main(["train", "--model", str(student_path), "--data", str(train), "--eval", str(dev), "--prune", "0.5",
+                 "--epochs", "4", "--lr", "3e-3", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "epoch 4: eval accuracy" in printed and "pruned: heads per layer [2, 2] of 4" in printed
+    step = json.loads((out / "optibridge.json").read_text())["steps"][-1]
+    assert step["eval_accuracy"] >= 0.85
+    unpruned = export(student_path, root / "unpruned").artifact
+    assert (out / "model.onnx").stat().st_size < unpruned.model_path.stat().st_size
+    shapes = {tuple(t.dims) for t in onnx.load(str(out / "model.onnx")).graph.initializer}
+    assert (32, 16) in shapes and (32, 32) in shapes and (32, 64) not in shapes  # q/k/v: 2 heads of 8; FFN: 32 channels
+    model = OBModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "cat", 1: "no"}

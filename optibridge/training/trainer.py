@@ -137,7 +137,7 @@ class OBTrainer(Trainer):
         return super().evaluate(*args, **kwargs)
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-        if self.teacher is None:
+        if self.teacher is None or not model.training:  # evaluation reports the task loss alone
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         config = self.distillation_config
         assert config is not None
