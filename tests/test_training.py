@@ -220,7 +220,7 @@ def test_qat_artifact_runs_on_openvino(qat_run: dict[str, Any], data: dict[str, 
 
 def test_distillation_beats_the_same_student_without_teacher(root: Path, data: dict[str, Any], teacher: Any) -> None:
     """The student sees labels with 30 % flipped; the teacher learnt the clean ones. Without the
-    teacher the student follows the noise (measured 0.59-0.67 over three seeds), with it 1.0."""
+    teacher the student follows the noise (measured 0.59 and 0.67 on two seeds), with it 1.0."""
     import random
 
     rng = random.Random(0)
