@@ -133,6 +133,17 @@ def test_structured_pruning_cut_changes_no_output(student_path: Path, data: dict
     torch.testing.assert_close(cut, masked, atol=1e-5, rtol=1e-5)
 
 
+def test_unstructured_sparsity_is_kept_after_the_structured_cut(student_path: Path) -> None:
+    model = _model(student_path)
+    pruner = Pruner(model, PruningConfig(target_sparsity=0.5, unstructured=0.5))
+    report = pruner.finalize()
+    assert 0.49 <= report["weight_sparsity"] <= 0.55
+    with torch.no_grad():
+        model.bert.encoder.layer[0].intermediate.dense.weight.add_(1.0)  # what an optimizer step would do
+    pruner.apply()  # the QAT phase re-zeroes after every step
+    assert 0.49 <= pruner.weight_sparsity() <= 0.55
+
+
 # -- QAT ----------------------------------------------------------------------------------------------
 
 
@@ -152,10 +163,7 @@ def qat_run(root: Path, student_path: Path, data: dict[str, Any], teacher: Any) 
     trainer = _trainer(student_path, data, root / "qat-run", quantization_config=QATConfig(calibration_samples=16),
                        pruning_config=PruningConfig(target_sparsity=0.5), distillation_config=DistillationConfig(teacher=teacher))
     trainer.train()
-    artifact = trainer.save_model(str(root / "qat-artifact")) or None
-    from optibridge.artifact import Artifact
-
-    return {"trainer": trainer, "artifact": artifact or Artifact.load(root / "qat-artifact")}
+    return {"trainer": trainer, "artifact": trainer.save_model(str(root / "qat-artifact"))}
 
 
 def test_qat_artifact_is_a_real_int8_graph(qat_run: dict[str, Any]) -> None:
@@ -171,6 +179,7 @@ def test_qat_artifact_is_a_real_int8_graph(qat_run: dict[str, Any]) -> None:
     assert not matmul_weights, [t.name for t in matmul_weights]
     step = artifact.metadata.steps[-1]
     assert step["step"] == "train" and step["qat"]["framework"] == "nncf"
+    assert step["qat"]["weights_folded_to_int8"] == len(int8_weights)
     assert [p["phase"] for p in step["phases"]] == ["float", "qat"]
     assert step["pruning"]["heads_kept_per_layer"] == [2, 2] and step["distillation"]["alpha"] == 0.5
 

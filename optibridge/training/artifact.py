@@ -127,7 +127,7 @@ def _export_qat(model: Any, float_model: Any, scratch: Path, task: str | None, p
     float_eval = task_accuracy(reference, eval_batches)
     int8_eval = task_accuracy(artifact, eval_batches)
     step["qat"].update(
-        quantized_ops=quantized_ops(artifact), folded=folded,
+        quantized_ops=quantized_ops(artifact), weights_folded_to_int8=folded["weights_folded_to_int8"],
         accuracy_vs_float={name: report.to_dict() for name, report in accuracy.items()},
         float_bytes=reference.size_bytes(), int8_bytes=artifact.size_bytes() if metadata.files else None,
         float_eval_accuracy=float_eval,

@@ -177,7 +177,14 @@ class Pruner:
             self.model.config.intermediate_size = int(self.ffn_masks[0].sum())
         if pruned_heads:
             self.model.config.optibridge_pruned_heads = pruned_heads
-        self.weight_masks = {linear: linear.weight != 0 for linear in _linears(self.model)} if self.config.unstructured else {}
+        self.weight_masks = {}
+        if self.config.unstructured is not None:
+            # Measured on the cut layers: the removed heads/channels no longer count towards the share.
+            for linear in _linears(self.model):
+                count = int(self.config.unstructured * linear.weight.numel())
+                threshold = linear.weight.abs().flatten().kthvalue(count).values
+                self.weight_masks[linear] = linear.weight.abs() > threshold
+                linear.weight.mul_(self.weight_masks[linear])
         params_after = sum(p.numel() for p in self.model.parameters())
         self.finalized = {
             "heads_kept_per_layer": [int(m.sum()) for m in self.head_masks],
@@ -188,6 +195,10 @@ class Pruner:
             "parameters_after": params_after,
             "weight_sparsity": self.weight_sparsity() if self.config.unstructured else None,
         }
+        # The cut layers keep everything they hold: later apply() calls (QAT phase) only re-zero
+        # the unstructured weights.
+        self.head_masks = [torch.ones(self._heads(layer), dtype=torch.bool) for layer in self.layers]
+        self.ffn_masks = [torch.ones(layer.intermediate.out_features, dtype=torch.bool) for layer in self.layers]
         return self.finalized
 
     def weight_sparsity(self) -> float:

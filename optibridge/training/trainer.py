@@ -68,7 +68,7 @@ class OBTrainer(Trainer):
         self.pruning_config = pruning_config
         self.distillation_config = distillation_config
         self.task = task
-        self.teacher = teacher
+        self.teacher = teacher.to(self.args.device) if teacher is not None else None
         self.pruner: Pruner | None = None
         self.float_model: Any = None
         self.phase = "float"
@@ -151,13 +151,13 @@ class OBTrainer(Trainer):
 
     # -- saving ------------------------------------------------------------------------------
 
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Write an optibridge artifact into ``output_dir`` (checkpoints during training stay transformers folders)."""
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> Any:
+        """Write an optibridge artifact into ``output_dir`` and return it (checkpoints during training stay transformers folders)."""
         if _internal_call:
             return super().save_model(output_dir, _internal_call=True)
         if output_dir is None:
             raise TrainingConfigError("save_model needs an output folder for the artifact")
-        self.save_artifact(output_dir)
+        return self.save_artifact(output_dir)
 
     def save_artifact(self, output_dir: str | Path, on_step: Any = None) -> Any:
         from .artifact import write_training_artifact
