@@ -128,13 +128,13 @@ class OBTrainer(Trainer):
         finally:
             self.args = float_args
 
-    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
-        if self.phase == "qat":
+    def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
+        if self.phase == "qat":  # evaluate() and predict() on the fake-quantized model
             from .qat import reference_kernels
 
             with reference_kernels():
-                return super().evaluate(*args, **kwargs)
-        return super().evaluate(*args, **kwargs)
+                return super().prediction_step(*args, **kwargs)
+        return super().prediction_step(*args, **kwargs)
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         if self.teacher is None or not model.training:  # evaluation reports the task loss alone
