@@ -78,14 +78,14 @@ def build_rows(count: int, seed: int, half: int) -> list[tuple[str, int]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=int, default=320, help="Training sentences (default: 320).")
+    parser.add_argument("--train", type=int, default=256, help="Training sentences (default: 256).")
     parser.add_argument("--dev", type=int, default=200, help="Dev sentences (default: 200).")
-    parser.add_argument("--epochs", type=float, default=3.0, help="Float epochs (default: 3).")
+    parser.add_argument("--epochs", type=float, default=4.0, help="Float epochs (default: 4).")
     parser.add_argument("--qat-epochs", type=float, default=1.0, help="QAT epochs (default: 1).")
     parser.add_argument("--batch-sizes", default="1,8", help="Timed batch sizes (default: 1,8).")
     parser.add_argument("--seq-len", type=int, default=128, help="Timed sequence length (default: 128).")
     parser.add_argument("--runs", type=int, default=20, help="Timed rounds (default: 20).")
-    parser.add_argument("--max-seconds", type=float, default=90.0, help="Cap on each timed part (default: 90).")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="Cap on each timed part (default: 60).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers to this JSON file.")
     return parser.parse_args(argv)
 
