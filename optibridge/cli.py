@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from . import __version__
-from .commands import backends, bench, export, info, optimize, quantize, run, tune
+from .commands import backends, bench, export, info, optimize, quantize, run, train, tune
 from .console import console, err_console
 from .errors import OptibridgeError
 
@@ -64,6 +64,7 @@ app.command("quantize")(quantize.quantize)
 app.command("bench")(bench.bench)
 app.command("tune")(tune.tune)
 app.command("run")(run.run)
+app.command("train")(train.train)
 
 
 # Options whose value may be left out (click has no such option through typer): `--ray` alone

@@ -1,10 +1,10 @@
 """torch → ONNX export: task → IO spec → ``torch.onnx.export`` → validation against PyTorch."""
 
 from .architectures import ARCHITECTURES, Architecture, get_architecture
-from .core import DEFAULT_ATOL, ExportResult, export
+from .core import DEFAULT_ATOL, ExportResult, export, export_source
 from .validate import OutputCheck, ValidationReport
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "DEFAULT_ATOL", "ExportResult", "OutputCheck", "ValidationReport",
-    "export", "get_architecture",
+    "export", "export_source", "get_architecture",
 ]

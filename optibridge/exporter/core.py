@@ -66,8 +66,35 @@ def export(
     check_output_dir(output_dir)
     step(f"loading {model}")
     source = load_source_model(str(model), task, **hub_kwargs)
-    exporter = resolve_exporter(exporter, source.task.kind)
     preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)
+    return export_source(
+        source, output_dir, model_ref=str(model), preprocessor=preprocessor, opset=opset, atol=atol, exporter=exporter,
+        validate=validate, validation_backend=validation_backend, external_data=external_data, use_cache=use_cache,
+        on_step=step, hub_kwargs=hub_kwargs,
+    )
+
+
+def export_source(
+    source: SourceModel,
+    output_dir: str | os.PathLike[str],
+    *,
+    model_ref: str,
+    preprocessor: Any = None,
+    opset: int | None = None,
+    atol: float = DEFAULT_ATOL,
+    exporter: str = "auto",
+    validate: bool = True,
+    validation_backend: str = "ort",
+    external_data: bool | None = None,
+    use_cache: bool = True,
+    on_step: StepCallback | None = None,
+    hub_kwargs: dict[str, Any] | None = None,
+) -> ExportResult:
+    """:func:`export` for a model already in memory (``source.model``, e.g. one just trained): same
+    graphs, same validation against that model, same staged write."""
+    step = on_step or (lambda message: None)
+    hub_kwargs = hub_kwargs or {}
+    exporter = resolve_exporter(exporter, source.task.kind)
     if external_data is None:
         external_data = parameter_bytes(source.model) > EXTERNAL_DATA_THRESHOLD
 
@@ -80,7 +107,7 @@ def export(
         generation_config = getattr(source.model, "generation_config", None)
         if source.task.kind != "encoder" and generation_config is not None:
             generation_config.save_pretrained(staging)
-        metadata = build_metadata(source, exported, staging, exporter, str(model), hub_kwargs)
+        metadata = build_metadata(source, exported, staging, exporter, model_ref, hub_kwargs)
         write_metadata(staging, metadata)
         report = None
         if validate:
