@@ -8,13 +8,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from .capabilities import ModeSpec
+
 if TYPE_CHECKING:
     from .artifact import Artifact
-    from .steps import CalibrationData, OptimizationConfig, QuantizationConfig
+    from .configs import CalibrationData, OptimizationConfig, QuantizationConfig
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,20 @@ class Backend(ABC):
     """Whether ``quantize`` applies :mod:`optibridge.hardware`'s int8 CPU presets (the preset line is printed only then)."""
     graph_formats: tuple[str, ...] = ("onnx",)
     """Graph file formats this backend loads, optimizes and quantizes (see ``optibridge.artifact.GRAPH_FORMATS``)."""
+    format_descriptions: Mapping[str, str] = MappingProxyType({})
+    """Formats this backend introduces (writes), with the words error messages use for them."""
+    modes: tuple[ModeSpec, ...] = ()
+    """The quantization modes :meth:`quantize` implements; ``quantize`` refuses any other before calling it."""
+    threads_option: str | None = None
+    """The :meth:`load` option that sets the number of compute threads (``bench --threads`` uses it)."""
+    extra_options: Mapping[str, Any] = MappingProxyType({})
+    """Load options for a latency measurement besides the threads (e.g. a latency performance hint)."""
+    device_syntax: str = "cpu"
+    """The ``device=`` values :meth:`load` takes, in words for help and errors (e.g. "cuda or cuda:N")."""
+
+    def mode(self, name: str) -> ModeSpec | None:
+        """The declared mode called ``name``, or None."""
+        return next((m for m in self.modes if m.name == name), None)
 
     @abstractmethod
     def status(self) -> BackendStatus:
@@ -125,7 +142,7 @@ class Backend(ABC):
         """
         from .errors import BackendError
 
-        raise BackendError(f"backend {self.name!r} cannot optimize graphs yet; use backend='ort'")
+        raise BackendError(f"backend {self.name!r} cannot optimize graphs; `optibridge backends` lists the backends that can")
 
     def quantize(
         self, artifact: "Artifact", config: "QuantizationConfig", output_dir: Path,
@@ -139,7 +156,7 @@ class Backend(ABC):
         """
         from .errors import BackendError
 
-        raise BackendError(f"backend {self.name!r} cannot quantize graphs yet; use backend='ort'")
+        raise BackendError(f"backend {self.name!r} cannot quantize graphs; `optibridge backends` lists the backends that can")
 
     def describe(self) -> str:
         return self.description or self.name
@@ -165,4 +182,4 @@ class DetectOnlyBackend(Backend):
     def load(self, artifact: "Artifact", *, graph: str = "model", device: str = "cpu", **options: Any) -> Session:
         from .errors import BackendError
 
-        raise BackendError(f"backend {self.name!r} is not usable: {self.status().reason}; use backend='ort' for the CPU")
+        raise BackendError(f"backend {self.name!r} is not usable: {self.status().reason}; `optibridge backends` lists the usable ones")

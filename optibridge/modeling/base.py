@@ -40,11 +40,34 @@ class PreTrainedModel:
     return torch tensors, so they declare themselves PyTorch this way. transformers 5.x does not ask."""
 
 
+def _reader_for(artifact: Artifact, chosen: Any, asked: str, device: str) -> Any:
+    """The backend that loads ``artifact``: ``chosen`` when it reads every graph format in it; for
+    ``"auto"`` the first usable backend that does; else an error naming the backends that do."""
+    unread = sorted(artifact.graph_formats - set(chosen.graph_formats))
+    if not unread:
+        return chosen
+    registry = get_registry()
+    readers = [name for name in registry.readers(unread[0]) if all(f in registry.get(name).graph_formats for f in unread)]
+    if asked == "auto":
+        for name in sorted(readers, key=lambda n: (registry.get(n).priority, n)):
+            try:
+                return registry.require_available(name, device)
+            except BackendError:
+                continue
+    name, spec = next((n, g) for n, g in artifact.metadata.graphs.items() if g.format == unread[0])
+    raise ArtifactError(
+        f"graph {name!r} of {artifact.path} is {registry.format_description(spec.format)} ({spec.file}), which backend "
+        f"{chosen.name!r} cannot read; load it with backend={' or '.join(repr(r) for r in readers) or '(none installed reads it)'}, "
+        "or use the ONNX artifact it was made from"
+    )
+
+
 class OBModel(PreTrainedModel):
     """Base class of the ``OBModelFor<Task>`` classes. Subclasses only name their task."""
 
     task_name: ClassVar[str] = ""
-    default_backend: ClassVar[str] = "ort"
+    default_backend: ClassVar[str] = "auto"
+    """"auto": the first usable backend by priority that serves ``device`` and reads the artifact's graphs."""
 
     def __init__(self, sessions: dict[str, Session], artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
         self.sessions = sessions
@@ -103,6 +126,7 @@ class OBModel(PreTrainedModel):
             )
             artifact = result.artifact
         cls._check_task(artifact)
+        backend_impl = _reader_for(artifact, backend_impl, backend_name, device)
         sessions = {name: backend_impl.load(artifact, graph=name, device=device, **options) for name in artifact.metadata.graphs}
         from transformers import AutoConfig
 

@@ -61,6 +61,7 @@ class CudaBackend(Backend):
     name = "cuda"
     description = "ONNX Runtime CUDA / TensorRT execution providers (NVIDIA GPUs)"
     priority = 5
+    device_syntax = "cuda or cuda:N"
 
     def status(self) -> BackendStatus:
         version = probing.distribution_version("onnxruntime-gpu")
