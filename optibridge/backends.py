@@ -6,13 +6,14 @@ import importlib
 import importlib.metadata
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence, cast
 
 import pluggy
 
 from . import hookspecs
 from .backend import Backend, BackendStatus
 from .capabilities import ModeSpec
+from .device import Device
 from .errors import BackendError, ConfigError
 
 ENTRY_POINT_GROUP = "optibridge.backends"
@@ -87,7 +88,8 @@ class BackendRegistry:
         owners: dict[str, str] = {}
         # Each implementation is called on its own so that a clash can name both plugins.
         for impl in self.plugin_manager.hook.optibridge_backends.get_hookimpls():
-            for backend in impl.function():
+            provided = cast("Sequence[Backend]", impl.function())  # pluggy types hook results as object
+            for backend in provided:
                 if backend.name in found:
                     raise BackendError(
                         f"two plugins provide a backend named {backend.name!r}: "
@@ -101,7 +103,8 @@ class BackendRegistry:
         """Modes not tied to a backend (``optibridge_modes`` hook), by name; a name clash is an error."""
         found: dict[str, ModeSpec] = {}
         for impl in self.plugin_manager.hook.optibridge_modes.get_hookimpls():
-            for spec in impl.function():
+            declared = cast("Sequence[ModeSpec]", impl.function())
+            for spec in declared:
                 if spec.name in found or any(b.mode(spec.name) for b in self.backends().values()):
                     raise BackendError(f"plugin {impl.plugin_name} declares mode {spec.name!r}, which another plugin declares too")
                 found[spec.name] = spec
@@ -208,8 +211,7 @@ class BackendRegistry:
 
 
 def _serves(status: BackendStatus, device: str) -> bool:
-    base_device = device.split(":")[0].lower()
-    return not status.devices or base_device in {d.split(":")[0].lower() for d in status.devices}
+    return not status.devices or Device.kind_of(device) in {Device.kind_of(d) for d in status.devices}
 
 
 _registry: BackendRegistry | None = None

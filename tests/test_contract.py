@@ -260,3 +260,67 @@ def test_quantize_dispatches_to_a_plugin_mode_and_its_format_loads(toy_registry,
     with pytest.raises(BackendError, match="backend 'ort' has no quantization mode 'int2-toy'; it is done by --backend toy"):
         quantize(source.path, QuantizationConfig(mode="int2-toy"), tmp_path / "no", backend="ort")
     assert not (tmp_path / "no").exists()
+
+
+# -- one vocabulary ---------------------------------------------------------------------------------
+def test_one_device_parser_for_every_spelling():
+    import torch
+
+    from optibridge.device import Device
+    from optibridge.errors import BackendError
+
+    assert Device.parse("CUDA:1") == Device("cuda", 1) and str(Device.parse(" hpu ")) == "hpu"
+    assert Device.parse("GPU.1") == Device("gpu", 1)  # OpenVINO's spelling
+    assert Device.parse(torch.device("cuda", 2)) == Device("cuda", 2) and Device.parse(torch.device("cpu")) == Device("cpu")
+    assert Device.parse(0, int_kind="cuda") == Device("cuda", 0)
+    assert Device.kind_of("HETERO:GPU,CPU") == "hetero"
+    for bad in ("cuda:x", "", "cuda:-1", True, 0, 1.5):
+        with pytest.raises(BackendError, match=r"device must be 'kind' or 'kind:N'"):
+            Device.parse(bad)
+
+
+def test_optional_session_capabilities_are_protocols():
+    from optibridge.backend import StatefulSession, TorchSession, is_stateful, torch_runner
+
+    class Plain:
+        def run(self, inputs):
+            return {}
+
+    class Stateful(Plain):
+        stateful = True
+
+        def reset(self):
+            pass
+
+        def run_step(self, inputs, beam_idx=None):
+            return {}
+
+    class OnDevice(Plain):
+        accepts_torch = False
+
+        def run_torch(self, inputs):
+            return {}
+
+    assert is_stateful(Stateful()) and isinstance(Stateful(), StatefulSession) and not is_stateful(Plain())
+    on_device = OnDevice()
+    assert isinstance(on_device, TorchSession) and torch_runner(on_device) is None  # has the method, not the means
+    on_device.accepts_torch = True
+    assert torch_runner(on_device) == on_device.run_torch and torch_runner(Plain()) is None
+
+
+def test_one_task_table_every_task_has_a_class():
+    from optibridge.errors import UnsupportedModelError
+    from optibridge.modeling import OBModel
+    from optibridge.modeling.base import register_task_class
+    from optibridge.modeling.tasks import TASK_CLASSES, task_class
+    from optibridge.tasks import TASKS
+
+    classes = {task: task_class(task) for task in TASKS}
+    assert all(cls.task_name == task for task, cls in classes.items())
+    assert TASK_CLASSES == {t: c for t, c in classes.items() if TASKS[t].kind == "encoder"} and TASK_CLASSES
+
+    class OBModelForNothing(OBModel):
+        task_name = "no-such-task"
+
+    with pytest.raises(UnsupportedModelError, match="task_name 'no-such-task' is not a task; known: feature-extraction"):
+        register_task_class(OBModelForNothing)

@@ -24,7 +24,7 @@ FAKES = Path(__file__).parent / "fakes"
 
 
 def real_gaudi() -> bool:
-    return probing.module_present("habana_frameworks") and bool(probing.habana_devices()) and not str(FAKES) in sys.path
+    return probing.module_present("habana_frameworks") and bool(probing.habana_devices()) and str(FAKES) not in sys.path
 
 
 @pytest.fixture

@@ -36,16 +36,16 @@ class RegistryHelpCommand(TyperCommand):
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         words = registry_words()
-        originals = {}
+        originals: dict[Any, str] = {}
         for param in self.params:
             text = getattr(param, "help", None)
             if text and any("{" + key + "}" in text for key in words):
                 originals[param] = text
                 for key, value in words.items():
                     text = text.replace("{" + key + "}", value)
-                param.help = text
+                setattr(param, "help", text)  # noqa: B010 (click's Parameter base class does not declare help)
         try:
             super().format_help(ctx, formatter)
         finally:
             for param, text in originals.items():
-                param.help = text
+                setattr(param, "help", text)  # noqa: B010 (click's Parameter base class does not declare help)

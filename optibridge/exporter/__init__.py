@@ -7,12 +7,19 @@ from typing import Any
 
 from .architectures import ARCHITECTURES, Architecture, get_architecture
 from .core import DEFAULT_ATOL, ExportResult, export_model
+from .modules import (
+    SEQ2SEQ_GRAPHS, causal_lm_step, encoder_module, graph_module, load_pytorch_model, seq2seq_decoder_step,
+    seq2seq_encoder_step,
+)
 from .plan import Validator
 from .validate import OutputCheck, ValidationReport
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "DEFAULT_ATOL", "ExportResult", "OutputCheck", "ValidationReport", "Validator",
     "export", "export_model", "get_architecture", "validator",
+    # the module behind each graph (for backends that run PyTorch: see optibridge.exporter.modules)
+    "SEQ2SEQ_GRAPHS", "causal_lm_step", "encoder_module", "graph_module", "load_pytorch_model", "seq2seq_decoder_step",
+    "seq2seq_encoder_step",
 ]
 
 

@@ -11,7 +11,8 @@ from typing import Any, ClassVar, TypeVar
 from ..artifact import Artifact, copy_artifact, is_artifact
 from ..backend import Session, torch_runner
 from ..backends import get_registry
-from ..errors import ArtifactError, BackendError, InputError
+from ..device import Device
+from ..errors import ArtifactError, BackendError, InputError, UnsupportedModelError
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
 from ..tasks import TASKS, Task
@@ -29,7 +30,8 @@ UNSUPPORTED_WHEN_SET = (
 )
 HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "subfolder")
 
-_CLASS_FOR_TASK: dict[str, str] = {}
+CLASS_FOR_TASK: dict[str, type["OBModel"]] = {}
+"""The one task → OBModelFor<Task> table: filled by :func:`register_task_class`, keyed by :data:`~optibridge.tasks.TASKS`."""
 OUR_CLASS_PREFIXES = ("OBModel", "ORTModel", "OVModel")
 
 
@@ -137,7 +139,7 @@ class OBModel(PreTrainedModel):
     def _check_task(cls, artifact: Artifact) -> None:
         found = artifact.metadata.task
         if cls.task_name and found != cls.task_name:
-            right = _CLASS_FOR_TASK.get(found, "the class for that task")
+            right = CLASS_FOR_TASK[found].__name__ if found in CLASS_FOR_TASK else "the class for that task"
             raise ArtifactError(
                 f"{artifact.path} was exported for {found!r}, but {cls.__name__} runs {cls.task_name!r}; "
                 f"load it with {right}, or re-export with --task {cls.task_name}"
@@ -176,8 +178,8 @@ class OBModel(PreTrainedModel):
                 continue
             if target is None:
                 continue
-            wanted = torch.device(target) if not isinstance(target, int) else torch.device("cuda", target)
-            if wanted.type != self.device.type:
+            wanted = Device.parse(target, int_kind="cuda")  # model.to(0) means the first CUDA device, as in torch
+            if wanted.kind != Device.parse(self.device).kind:
                 raise BackendError(
                     f"this model runs on backend {self.backend!r} ({self.device}); to run on {wanted} load it with "
                     f"from_pretrained(..., backend=...) for that device (see `optibridge backends`)"
@@ -242,8 +244,11 @@ class _PipelineLogFilter(logging.Filter):
                     and "is not supported for" in message)
 
 
-def register_task_class(cls: type[OBModel]) -> type[OBModel]:
-    _CLASS_FOR_TASK.setdefault(cls.task_name, cls.__name__)
+def register_task_class(cls: type[ModelT]) -> type[ModelT]:
+    """Record ``cls`` as the class of its ``task_name``, which must be a task of :data:`~optibridge.tasks.TASKS`."""
+    if cls.task_name not in TASKS:
+        raise UnsupportedModelError(f"{cls.__name__}.task_name {cls.task_name!r} is not a task; known: {', '.join(TASKS)}")
+    CLASS_FOR_TASK.setdefault(cls.task_name, cls)  # the first one wins: subclasses (Optimum aliases) do not replace it
     return cls
 
 

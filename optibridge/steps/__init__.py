@@ -7,9 +7,11 @@ graphs and record the step in ``optibridge.json``.
 
 from typing import Any
 
-from ..configs import CALIBRATION_METHODS, OPTIMIZATION_LEVELS, CalibrationConfig, OptimizationConfig, QuantizationConfig
+from ..configs import (
+    CALIBRATION_METHODS, OPTIMIZATION_LEVELS, CalibrationConfig, CalibrationData, OptimizationConfig, QuantizationConfig,
+)
 from ..errors import AccuracyBudgetError, CalibrationError, ConfigError
-from .calibration import CalibrationData, load_calibration
+from .calibration import load_calibration
 from .run import StepResult, check_accuracy, optimize, quantize
 
 __all__ = [

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from ..artifact import Artifact, GraphSpec
-from ..configs import CalibrationConfig, CalibrationData  # CalibrationData: kept for existing imports
+from ..configs import CalibrationConfig, CalibrationData
 from ..errors import CalibrationError
 from .samples import CALIBRATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, token_batch
 
 SUPPORTED = ".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after the inputs), or a folder written by datasets' save_to_disk"
+__all__ = ["CalibrationData", "load_calibration", "read_samples"]  # CalibrationData lives in configs (kept for existing imports)
+
 # Inputs a sample may leave out: they are filled like a tokenizer would (all ones / all zeros).
 DEFAULTABLE = ("attention_mask", "token_type_ids")
 

@@ -20,13 +20,12 @@ from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget, AccuracyReport, compare
 from ..artifact import METADATA_FILE, Artifact, check_output_dir, staged_directory, write_metadata
-from ..backend import Backend
+from ..backend import Backend, StepReport
 from ..capabilities import ModeSpec
-from ..errors import ArtifactError
+from ..configs import CalibrationData, OptimizationConfig, QuantizationConfig
+from ..errors import AccuracyBudgetError, ArtifactError, ConfigError
 from ..hardware import detect_cpu
-from .calibration import CalibrationData, load_calibration
-from ..configs import OptimizationConfig, QuantizationConfig
-from ..errors import AccuracyBudgetError, ConfigError
+from .calibration import load_calibration
 from .samples import is_text_graph, load_tokenizer, validation_batch
 
 StepCallback = Callable[[str], None]
@@ -44,7 +43,7 @@ class StepResult:
 
     artifact: Artifact
     step: dict[str, Any]
-    report: dict[str, Any]
+    report: StepReport
     accuracy: dict[str, AccuracyReport]
     notes: list[str] = field(default_factory=list)
 
@@ -88,7 +87,7 @@ def _copy_side_files(artifact: Artifact, staging: Path) -> None:
             shutil.copy2(item, staging / item.name)
 
 
-def _new_metadata(artifact: Artifact, staging: Path, report: dict[str, Any]) -> Any:
+def _new_metadata(artifact: Artifact, staging: Path, report: StepReport) -> Any:
     """The input's metadata with every graph's inputs/outputs re-read from the files just written.
 
     A backend that writes another format than ONNX returns the new :class:`GraphSpec` of those
@@ -162,7 +161,7 @@ def _mode_spec(config: QuantizationConfig, backend: str) -> tuple[ModeSpec, str]
 def _start(
     verb: str, artifact_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None, backend: str,
     accuracy_budget: AccuracyBudget | str | float | None, on_step: StepCallback | None, mode: str | None = None,
-) -> tuple[Artifact, Backend, AccuracyBudget | None, StepCallback]:
+) -> tuple[Artifact, Backend, AccuracyBudget | None, StepCallback, Path]:
     """The checks both verbs make before any work: output path, budget, input artifact, backend."""
     if output_dir is None:
         raise ConfigError(f"{verb.lower()} needs an output folder (output_dir)")
@@ -177,11 +176,11 @@ def _start(
             f"{artifact.path} holds {', '.join(unreadable)} graphs, which backend {impl.name!r} cannot read "
             f"(it reads {', '.join(impl.graph_formats)}); {verb.lower()} the ONNX artifact it was made from"
         )
-    return artifact, impl, budget, on_step or (lambda message: None)
+    return artifact, impl, budget, on_step or (lambda message: None), Path(output_dir)
 
 
 def _finish(
-    backend: Backend, artifact: Artifact, staging: Path, step: dict[str, Any], report: dict[str, Any],
+    backend: Backend, artifact: Artifact, staging: Path, step: dict[str, Any], report: StepReport,
     budget: AccuracyBudget | None, avoid_lengths: set[int], what: str, on_step: StepCallback,
 ) -> tuple[dict[str, AccuracyReport], dict[str, Any]]:
     """Metadata, accuracy against ``artifact``, budget, step record: the common tail of both verbs."""
@@ -218,15 +217,15 @@ def optimize(
     a worse result raises :class:`~optibridge.steps.errors.AccuracyBudgetError` and writes nothing.
     """
     config = config or OptimizationConfig()
-    artifact, impl, budget, step_cb = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
-    with staged_directory(output_dir) as staging:
+    artifact, impl, budget, step_cb, out = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    with staged_directory(out) as staging:
         _copy_side_files(artifact, staging)
         step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
         report = impl.optimize(artifact, config, staging)
         step = {"step": "optimize", "backend": impl.name, "config": config.to_dict()}
         accuracy, step = _finish(impl, artifact, staging, step, report, budget, set(), f"O{config.level}", step_cb)
         step_cb("writing the artifact")
-    return StepResult(Artifact.load(output_dir), step, report, accuracy, list(report.get("notes", [])))
+    return StepResult(Artifact.load(out), step, report, accuracy, list(report.get("notes", [])))
 
 
 def resolve_preset(config: QuantizationConfig) -> tuple[QuantizationConfig, str]:
@@ -280,7 +279,7 @@ def quantize(
     """
     config = config or QuantizationConfig()
     spec, backend_mode = _mode_spec(config, backend)
-    artifact, impl, budget, step_cb = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step, backend_mode)
+    artifact, impl, budget, step_cb, out = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step, backend_mode)
     backend_spec = impl.mode(backend_mode) or spec
     notes: list[str] = []
     if backend_spec.cpu_preset:  # int8 settings depend on the CPU; weight-only modes do not
@@ -289,7 +288,7 @@ def quantize(
             notes.append(preset_line)
     step_cb("reading calibration data")
     config, calibration = _calibration_for(artifact, config, spec if spec.prepare else backend_spec, notes)
-    with staged_directory(output_dir) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:
+    with staged_directory(out) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:
         source = artifact
         if spec.prepare is not None:
             step_cb(f"{config.mode}: quantizing the PyTorch model, then exporting it")
@@ -305,4 +304,4 @@ def quantize(
         avoid = calibration.lengths if calibration else set()
         accuracy, step = _finish(impl, artifact, staging, step, report, budget, avoid, f"{config.mode} quantization", step_cb)
         step_cb("writing the artifact")
-    return StepResult(Artifact.load(output_dir), step, report, accuracy, list(report["notes"]))
+    return StepResult(Artifact.load(out), step, report, accuracy, list(report["notes"]))

@@ -16,6 +16,7 @@ from optibridge import probing
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
 from optibridge.capabilities import ModeSpec
+from optibridge.device import Device
 from optibridge.errors import BackendError
 
 from . import fp8
@@ -40,10 +41,13 @@ def missing_pieces() -> list[str]:
 
 
 def parse_device(device: str) -> str:
-    kind, sep, index = str(device).lower().partition(":")
-    if kind != "hpu" or (sep and not index.isdigit()):
+    try:
+        parsed = Device.parse(device)
+    except BackendError:
+        parsed = None
+    if parsed is None or parsed.kind != "hpu":
         raise BackendError(f"backend 'hpu' runs on Gaudi: device must be 'hpu' or 'hpu:N', not {device!r}")
-    return f"hpu:{index}" if sep else "hpu"
+    return str(parsed)
 
 
 class HpuBackend(Backend):

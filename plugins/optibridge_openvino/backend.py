@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
 from optibridge.capabilities import ModeSpec
+from optibridge.device import Device
 from optibridge.errors import ArtifactError, BackendError, first_line
 from optibridge.probing import distribution_version, module_present
 
@@ -83,13 +84,13 @@ class OpenVINOBackend(Backend):
         core = self._core()
         wanted = device.upper()
         available = core.available_devices
-        if wanted != "AUTO" and wanted not in available and wanted.split(".")[0] not in {d.split(".")[0] for d in available}:
+        if wanted != "AUTO" and wanted not in available and Device.kind_of(wanted) not in {Device.kind_of(d) for d in available}:
             raise BackendError(
                 f"OpenVINO has no device {device!r} on this machine; its devices: {', '.join(available)} (or AUTO)"
             )
         config = openvino_config(options)
         stateful = graph in artifact.metadata.extra.get("openvino", {}).get("stateful_graphs", ())
-        if stateful and wanted.split(".")[0] in KV_CACHE_DEVICES:
+        if stateful and Device.kind_of(wanted).upper() in KV_CACHE_DEVICES:
             config = {**KV_CACHE_DEFAULT, **config}
         path = artifact.graph_path(graph, formats=self.graph_formats)  # the IR when optimize/quantize wrote one
         try:

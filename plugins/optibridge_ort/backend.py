@@ -11,6 +11,7 @@ import numpy as np
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
 from optibridge.capabilities import ModeSpec
+from optibridge.device import Device
 from optibridge.errors import ArtifactError, BackendError, first_line
 
 from .options import build_session_options
@@ -94,7 +95,7 @@ class OrtBackend(Backend):
         )
 
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> OrtSession:
-        if device.split(":")[0].lower() != "cpu":
+        if Device.parse(device).kind != "cpu":
             raise BackendError(
                 f"backend 'ort' runs on the CPU only, not on {device!r}; "
                 "for an NVIDIA GPU use backend='cuda', for Intel GPUs/NPUs backend='openvino'"
