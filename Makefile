@@ -10,13 +10,13 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 # inc and calibration: the Neural Compressor and datasets paths of `quantize` are tested too
 # (together ~10 s to install, pip check clean). batch and ray: `optibridge run` and `--ray` (tests start a
-# local Ray cluster). diffusers: the diffusion pipelines and their tests.
-EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration,batch,ray,diffusers
+# local Ray cluster). diffusers: the diffusion pipelines and their tests. lint: ruff + mypy (`make lint`).
+EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration,batch,ray,diffusers,lint
 # The versions last tested green (see constraints.txt); `CONSTRAINTS=` installs the newest allowed.
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed
 
-.PHONY: setup demo test test-latest constraints compat-4x bench clean
+.PHONY: setup demo test lint test-latest constraints compat-4x bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff (rules and the reason for each ignore in pyproject.toml) and mypy --strict on optibridge/.
+lint: setup
+	$(VENV)/bin/ruff check optibridge plugins tests examples benchmarks
+	$(VENV)/bin/mypy
 
 # The newest releases pyproject.toml allows, in a venv of their own: run it to learn whether an
 # upstream release broke something before users do.

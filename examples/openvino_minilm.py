@@ -61,7 +61,7 @@ def main() -> None:
         sentences = ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell today."]
         a, b = sentence_embeddings(fp32_model, tokenizer, sentences), sentence_embeddings(int8_model, tokenizer, sentences)
         print("cosine int8 vs fp32 per sentence:", [round(float(x), 4) for x in (a * b).sum(-1)])
-        print("similarity of the first two sentences: fp32 %.3f, int8 %.3f" % (a[0] @ a[1], b[0] @ b[1]))
+        print(f"similarity of the first two sentences: fp32 {a[0] @ a[1]:.3f}, int8 {b[0] @ b[1]:.3f}")
 
 
 if __name__ == "__main__":

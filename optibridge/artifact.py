@@ -45,9 +45,9 @@ class TensorSpec:
 
 GRAPH_FORMATS = {
     "onnx": "an ONNX model (.onnx, weights inline or in <file>.data)",
-    "openvino-ir": "an OpenVINO IR (.xml, weights in the .bin of the same name) written by the openvino backend",
 }
-"""Graph file formats an artifact may hold, with the words error messages use for them."""
+"""The format every artifact starts in, with the words error messages use for it. Backends declare the
+formats they introduce (``Backend.format_descriptions``); the registry describes those."""
 
 
 @dataclass(frozen=True)
@@ -186,8 +186,9 @@ class Artifact:
         spec = self.metadata.graphs[graph]
         if spec.format not in formats:
             raise ArtifactError(
-                f"graph {graph!r} of {self.path} is {GRAPH_FORMATS.get(spec.format, spec.format)} ({spec.file}), and this "
-                f"backend reads {' or '.join(formats)} graphs: load it with backend='openvino', or use the ONNX artifact it was made from"
+                f"graph {graph!r} of {self.path} is {GRAPH_FORMATS.get(spec.format, repr(spec.format))} ({spec.file}), and this "
+                f"backend reads {' or '.join(formats)} graphs: load it with a backend that reads {spec.format} "
+                "(`optibridge backends`), or use the ONNX artifact it was made from"
             )
         return self.path / spec.file
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
+from .capabilities import ModeSpec
+
 if TYPE_CHECKING:
-    from .artifact import Artifact
-    from .steps import CalibrationData, OptimizationConfig, QuantizationConfig
+    from .artifact import Artifact, GraphSpec
+    from .configs import CalibrationData, OptimizationConfig, QuantizationConfig
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,30 @@ class BackendStatus:
     features: tuple[str, ...] = ()
     """What it implements: "run", "optimize", "quantize", ..."""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class GraphReport(TypedDict, total=False):
+    """What a step did to one graph."""
+
+    fused: dict[str, int]
+    """Optimize: new operators per type (e.g. ``{"Attention": 2}``)."""
+    quantized: dict[str, int]
+    """Quantize: new quantized operators per type."""
+    attention_fused: bool
+    notes: list[str]
+
+
+class StepReport(TypedDict, total=False):
+    """What :meth:`Backend.optimize` / :meth:`Backend.quantize` return (recorded in ``optibridge.json``)."""
+
+    graphs: dict[str, GraphReport]
+    settings: dict[str, Any]
+    """What was actually applied (resolved defaults included)."""
+    notes: list[str]
+    specs: dict[str, "GraphSpec"]
+    """New :class:`~optibridge.artifact.GraphSpec` per graph, for a backend that writes another format."""
+    metadata_extra: dict[str, Any]
+    """Facts a loader needs, merged into the metadata's ``extra``."""
 
 
 @runtime_checkable
@@ -50,33 +77,52 @@ class Session(Protocol):
         """Run the graph. ``inputs`` holds exactly the graph's inputs; the result maps every output name."""
         ...
 
-    # Optional, for sessions that keep a decoder's KV cache inside (OpenVINO stateful models);
-    # callers check ``getattr(session, "stateful", False)``:
-    #   stateful: bool                        -- True when the cache lives in the session
-    #   reset() -> None                       -- forget the cache (start of a new sequence)
-    #   run_step(inputs, beam_idx=None)       -- one step without past_*/present.* tensors: returns
-    #                                            the other outputs; ``beam_idx`` (int32, batch) picks
-    #                                            which row of the cache each row continues from
-    # A stateful session's plain ``run`` still takes past_* inputs and returns present.* outputs
-    # (it loads them into / reads them out of its state), so it can stand in for a stateless one.
 
 
-# Optional part of the Session contract, for sessions on an accelerator (CUDA IO binding, Gaudi):
-#
-#     accepts_torch: bool                      # True when run_torch below may be used
-#     def run_torch(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
-#
-# run_torch takes and returns torch tensors that stay in device memory (inputs not on the
-# session's device are moved there; outputs are on it), so a KV cache or the logits never pass
-# through host memory between steps. The modeling layer uses it when present (see
-# torch_runner) and falls back to ``run`` (numpy) otherwise; ``Session.device`` must then be a
-# torch device string ("cuda:1", "hpu") because the model reports it as ``model.device``.
+@runtime_checkable
+class StatefulSession(Protocol):
+    """Optional capability of a :class:`Session` that keeps a decoder's KV cache inside (OpenVINO
+    stateful models). Its plain ``run`` still takes past_* inputs and returns present.* outputs (it
+    loads them into / reads them out of its state), so it can stand in for a stateless one."""
+
+    stateful: bool
+    """True when the cache lives in the session."""
+
+    def reset(self) -> None:
+        """Forget the cache (start of a new sequence)."""
+        ...
+
+    def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One step without past_*/present.* tensors: returns the other outputs; ``beam_idx``
+        (int32, batch) picks which row of the cache each row continues from."""
+        ...
 
 
-def torch_runner(session: Any) -> Any:
-    """The session's ``run_torch`` when it declares ``accepts_torch``, else None (use ``run``)."""
-    if getattr(session, "accepts_torch", False):
-        return getattr(session, "run_torch", None)
+@runtime_checkable
+class TorchSession(Protocol):
+    """Optional capability of a :class:`Session` on an accelerator (CUDA IO binding, Gaudi).
+
+    ``run_torch`` takes and returns torch tensors that stay in device memory (inputs not on the
+    session's device are moved there; outputs are on it), so a KV cache or the logits never pass
+    through host memory between steps. ``Session.device`` must then be a torch device string
+    ("cuda:1", "hpu") because the model reports it as ``model.device``.
+    """
+
+    accepts_torch: bool
+    """True when :meth:`run_torch` may be used (a session may have the method but not the means)."""
+
+    def run_torch(self, inputs: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+def is_stateful(session: object) -> bool:
+    """Whether ``session`` keeps the KV cache itself (a :class:`StatefulSession` that says so)."""
+    return isinstance(session, StatefulSession) and bool(session.stateful)
+
+
+def torch_runner(session: object) -> Callable[[Mapping[str, Any]], dict[str, Any]] | None:
+    """The session's ``run_torch`` when it is a :class:`TorchSession` that accepts torch, else None (use ``run``)."""
+    if isinstance(session, TorchSession) and session.accepts_torch:
+        return session.run_torch
     return None
 
 
@@ -92,6 +138,20 @@ class Backend(ABC):
     """Whether ``quantize`` applies :mod:`optibridge.hardware`'s int8 CPU presets (the preset line is printed only then)."""
     graph_formats: tuple[str, ...] = ("onnx",)
     """Graph file formats this backend loads, optimizes and quantizes (see ``optibridge.artifact.GRAPH_FORMATS``)."""
+    format_descriptions: Mapping[str, str] = MappingProxyType({})
+    """Formats this backend introduces (writes), with the words error messages use for them."""
+    modes: tuple[ModeSpec, ...] = ()
+    """The quantization modes :meth:`quantize` implements; ``quantize`` refuses any other before calling it."""
+    threads_option: str | None = None
+    """The :meth:`load` option that sets the number of compute threads (``bench --threads`` uses it)."""
+    extra_options: Mapping[str, Any] = MappingProxyType({})
+    """Load options for a latency measurement besides the threads (e.g. a latency performance hint)."""
+    device_syntax: str = "cpu"
+    """The ``device=`` values :meth:`load` takes, in words for help and errors (e.g. "cuda or cuda:N")."""
+
+    def mode(self, name: str) -> ModeSpec | None:
+        """The declared mode called ``name``, or None."""
+        return next((m for m in self.modes if m.name == name), None)
 
     @abstractmethod
     def status(self) -> BackendStatus:
@@ -106,7 +166,7 @@ class Backend(ABC):
         :class:`~optibridge.errors.ArtifactError` when the model file cannot be read.
         """
 
-    def optimize(self, artifact: "Artifact", config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:
+    def optimize(self, artifact: "Artifact", config: "OptimizationConfig", output_dir: Path) -> StepReport:
         """Write an optimized copy of every graph of ``artifact`` into ``output_dir``.
 
         ``output_dir`` is a staging folder: write each graph under the file name it has in
@@ -114,7 +174,7 @@ class Backend(ABC):
         the caller copies the other files, checks accuracy, records the step and moves the folder
         into place. A backend that writes another format (an OpenVINO IR) returns the new
         :class:`~optibridge.artifact.GraphSpec` per graph in ``report["specs"]``, and facts a loader
-        needs in ``report["metadata_extra"]`` (merged into the metadata's ``extra``). Return a report::
+        needs in ``report["metadata_extra"]`` (merged into the metadata's ``extra``). Return a :class:`StepReport`::
 
             {"graphs": {name: {"fused": {op_type: count}, "attention_fused": bool, "notes": [...]}},
              "settings": {...what was actually applied...}, "notes": [...]}
@@ -125,12 +185,12 @@ class Backend(ABC):
         """
         from .errors import BackendError
 
-        raise BackendError(f"backend {self.name!r} cannot optimize graphs yet; use backend='ort'")
+        raise BackendError(f"backend {self.name!r} cannot optimize graphs; `optibridge backends` lists the backends that can")
 
     def quantize(
         self, artifact: "Artifact", config: "QuantizationConfig", output_dir: Path,
         calibration: "CalibrationData | None" = None,
-    ) -> dict[str, Any]:
+    ) -> StepReport:
         """Write a quantized copy of every graph of ``artifact`` into ``output_dir`` (same contract as :meth:`optimize`).
 
         ``config.preset`` is already resolved (never "auto"). ``calibration`` holds ready feeds per
@@ -139,7 +199,7 @@ class Backend(ABC):
         """
         from .errors import BackendError
 
-        raise BackendError(f"backend {self.name!r} cannot quantize graphs yet; use backend='ort'")
+        raise BackendError(f"backend {self.name!r} cannot quantize graphs; `optibridge backends` lists the backends that can")
 
     def describe(self) -> str:
         return self.description or self.name
@@ -165,4 +225,4 @@ class DetectOnlyBackend(Backend):
     def load(self, artifact: "Artifact", *, graph: str = "model", device: str = "cpu", **options: Any) -> Session:
         from .errors import BackendError
 
-        raise BackendError(f"backend {self.name!r} is not usable: {self.status().reason}; use backend='ort' for the CPU")
+        raise BackendError(f"backend {self.name!r} is not usable: {self.status().reason}; `optibridge backends` lists the usable ones")

@@ -11,8 +11,9 @@ import traceback
 import typer
 from rich.markup import escape
 
-from . import __version__
+from ._version import __version__
 from .commands import backends, bench, export, info, optimize, quantize, run, train, tune
+from .commands._registry_help import RegistryHelpCommand
 from .console import console, err_console
 from .errors import OptibridgeError
 
@@ -59,9 +60,9 @@ def _quiet_libraries() -> None:
 app.command("export")(export.export)
 app.command("backends")(backends.backends)
 app.command("info")(info.info)
-app.command("optimize")(optimize.optimize)
-app.command("quantize")(quantize.quantize)
-app.command("bench")(bench.bench)
+app.command("optimize", cls=RegistryHelpCommand)(optimize.optimize)
+app.command("quantize", cls=RegistryHelpCommand)(quantize.quantize)
+app.command("bench", cls=RegistryHelpCommand)(bench.bench)
 app.command("tune")(tune.tune)
 app.command("run")(run.run)
 app.command("train")(train.train)

@@ -34,6 +34,18 @@ class ValidationError(OptibridgeError):
     """The exported graph's outputs differ from PyTorch's by more than the tolerance."""
 
 
+class ConfigError(OptibridgeError, ValueError):
+    """A step's configuration holds an unknown or contradictory value; the message lists the valid ones."""
+
+
+class CalibrationError(OptibridgeError, ValueError):
+    """Calibration data is missing, empty, unreadable, or does not match the model's inputs."""
+
+
+class AccuracyBudgetError(OptibridgeError):
+    """The transformed graph is less accurate than the budget allows; nothing was written."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, for embedding in a one-line error of our own."""
     text = str(exc).strip()

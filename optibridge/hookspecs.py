@@ -30,6 +30,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .backend import Backend
+    from .capabilities import ModeSpec
 
 PROJECT = "optibridge"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -43,5 +44,17 @@ def optibridge_backends() -> Sequence["Backend"]:
     Called every time the registry is built; must be cheap and must not import the runtime at
     module import time — probe for it in :meth:`Backend.status`. Every plugin's result is
     collected; two backends with the same ``name`` are an error that names both plugins.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def optibridge_modes() -> Sequence["ModeSpec"]:
+    """Return quantization modes this plugin provides that are not tied to one backend.
+
+    For steps that work on the PyTorch model before a backend runs (each such
+    :class:`~optibridge.capabilities.ModeSpec` has ``prepare`` and ``then``: the backend's own mode
+    that finishes the job). A backend's own modes are declared on the backend (``Backend.modes``),
+    not here. Optional: a plugin without such modes does not implement this hook.
     """
     raise NotImplementedError

@@ -141,8 +141,12 @@ def test_backend_that_is_not_usable_here_says_what_is_missing(exported):
 
 
 def test_device_the_backend_does_not_have_is_an_error_not_a_cpu_run(exported):
+    path = exported("bert", "text-classification").path
     with pytest.raises(BackendError, match="backend 'ort' has no device 'cuda'.*its devices: cpu"):
-        OBModelForSequenceClassification.from_pretrained(exported("bert", "text-classification").path, device="cuda")
+        OBModelForSequenceClassification.from_pretrained(path, backend="ort", device="cuda")
+    # backend="auto" (the default) says why each installed backend is out
+    with pytest.raises(BackendError, match=r"no usable backend that can run on 'cuda' found \(cuda: onnxruntime-gpu not installed.*; ort: devices cpu"):
+        OBModelForSequenceClassification.from_pretrained(path, device="cuda")
 
 
 def test_auto_picks_an_available_backend(registry):

@@ -16,7 +16,7 @@ from optibridge.artifact import Artifact, write_metadata
 from optibridge.backends import get_registry, reset_registry
 from optibridge.errors import BackendError
 from optibridge.modeling import OBModelForCausalLM, OBModelForSeq2SeqLM, OBModelForSequenceClassification
-from optibridge.steps import QuantizationConfig
+from optibridge.steps import CalibrationConfig, QuantizationConfig, load_calibration
 from optibridge_hpu.backend import HpuBackend
 from optibridge_hpu.session import HpuSession
 
@@ -24,7 +24,7 @@ FAKES = Path(__file__).parent / "fakes"
 
 
 def real_gaudi() -> bool:
-    return probing.module_present("habana_frameworks") and bool(probing.habana_devices()) and not str(FAKES) in sys.path
+    return probing.module_present("habana_frameworks") and bool(probing.habana_devices()) and str(FAKES) not in sys.path
 
 
 @pytest.fixture
@@ -163,7 +163,8 @@ def test_fp8_measures_on_calibration_samples_then_converts_at_load(fake_gaudi, e
     artifact = exported("bert", "text-classification")
     out = tmp_path / "fp8"
     shutil.copytree(artifact.path, out)
-    report = HpuBackend().quantize(artifact, QuantizationConfig(mode="fp8"), out)
+    calibration = load_calibration(artifact, CalibrationConfig())  # quantize() loads it: fp8 declares needs_calibration
+    report = HpuBackend().quantize(artifact, QuantizationConfig(mode="fp8"), out, calibration=calibration)
     assert inc.calls[0] == ("prepare", "MEASURE") and inc.calls[-1] == ("finalize",)
     assert inc.calls.count(("measured",)) == report["settings"]["samples"] > 0
     assert report["settings"]["statistics"] == ["fp8/measure_hooks_maxabs.json"]

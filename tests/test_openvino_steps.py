@@ -138,9 +138,9 @@ def test_weight_compression_of_a_decoder_generates(mode, kind, exported_generati
 
 def test_modes_of_the_other_backend_are_refused_by_name(exported_generative, tmp_path):
     path = exported_generative("gpt2").path
-    with pytest.raises(BackendError, match=r"'int4-weights': use --backend openvino"):
+    with pytest.raises(BackendError, match=r"backend 'ort' has no quantization mode 'int4-weights'; it is done by --backend openvino"):
         quantize(path, QuantizationConfig(mode="int4-weights"), tmp_path / "a", backend="ort")
-    with pytest.raises(BackendError, match=r"mode 'int4' is done by --backend ort"):
+    with pytest.raises(BackendError, match=r"backend 'openvino' has no quantization mode 'int4'; it is done by --backend ort"):
         quantize(path, QuantizationConfig(mode="int4"), tmp_path / "b", backend="openvino")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

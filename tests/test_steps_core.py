@@ -41,7 +41,7 @@ def test_configs_round_trip_through_dicts_and_json(config):
     [
         (lambda: OptimizationConfig(level=5), "unknown optimization level 5; valid: 1, 2, 3, 4"),
         (lambda: OptimizationConfig(device="tpu"), "unknown target device 'tpu'; valid: cpu, gpu"),
-        (lambda: QuantizationConfig(mode="int3"), "unknown quantization mode 'int3'; valid: dynamic, static, int4, inc-rtn, inc-awq, inc-gptq"),
+        (lambda: QuantizationConfig(mode="int 3"), "quantization mode must be a name like 'dynamic' or 'int4', not 'int 3'"),
         (lambda: QuantizationConfig(preset="sse4"), "unknown preset 'sse4'; valid: auto, avx2, avx512, avx512-vnni, arm64"),
         (lambda: CalibrationConfig(method="kl"), "unknown calibration method 'kl'; valid: minmax, entropy, percentile"),
         (lambda: CalibrationConfig(num_samples=0), "num_samples must be at least 1"),
@@ -53,6 +53,14 @@ def test_configs_round_trip_through_dicts_and_json(config):
 def test_bad_config_values_list_the_valid_ones(build, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build()
+
+
+def test_an_unknown_mode_lists_the_modes_the_plugins_declare(tmp_path):
+    from optibridge import quantize
+
+    # Modes are declared by the installed plugins, so the verb checks them, before reading anything.
+    with pytest.raises(ConfigError, match="unknown quantization mode 'int3'; valid: dynamic, static, int4, .*inc-rtn"):
+        quantize(tmp_path / "no-such-artifact", QuantizationConfig(mode="int3"), tmp_path / "out")
 
 
 def test_static_mode_gets_a_calibration_config_and_presets_are_normalised():
@@ -161,7 +169,7 @@ def test_a_decoder_tokenizer_without_a_pad_token_pads_with_end_of_sequence(tmp_p
 def test_the_core_of_the_steps_imports_no_runtime():
     code = (
         "import sys, optibridge.steps, optibridge.hardware, optibridge.accuracy, optibridge.commands.optimize, "
-        "optibridge.commands.quantize, optibridge.steps.inc;"
+        "optibridge.commands.quantize, optibridge.configs, optibridge.backends, optibridge_inc.quantize;"
         "bad = [m for m in ('onnxruntime', 'openvino', 'neural_compressor') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -4,7 +4,9 @@ A configuration is data: an optional step (``optimize`` or ``quantize`` with its
 applied to the exported float32 artifact by the backend being measured. A backend appears in a
 run by being installed and available (``optibridge backends``); a configuration it cannot build
 (no "quantize" feature, no GPU for fp16) becomes a *skipped* cell with the reason, never a
-silently missing row. Adding a backend (say ``cuda``) needs no code here.
+silently missing row. Adding a backend needs no code here: its declared quantization modes decide
+which quantize configs it builds, a mode no config below measures becomes a config of its own
+name, and its declared load defaults (threads option, latency hints) are what each cell loads with.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from .schema import BASELINE, BenchError
 
 if TYPE_CHECKING:
-    from ..backend import BackendStatus
+    from ..backend import Backend, BackendStatus
+    from ..capabilities import ModeSpec
 
 BASELINE_CONFIG = "eager"
 
@@ -30,7 +33,7 @@ class BenchConfig:
     needs_gpu: bool = False
 
     def step_config(self) -> Any:
-        from ..steps import OptimizationConfig, QuantizationConfig
+        from ..configs import OptimizationConfig, QuantizationConfig
 
         if self.step == "optimize":
             return OptimizationConfig(**self.options)
@@ -50,17 +53,42 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
 DEFAULT_CONFIGS = ("fp32", "O2", "int8-dynamic", "int8-static")
 """Measured when --configs is not given; ``fp16`` is added for backends with a GPU device."""
 
-# Options each first-party backend is loaded with, so that every runtime gets the same threads.
-THREAD_OPTION = {"ort": "intra_op_num_threads", "openvino": "inference_num_threads"}
-EXTRA_OPTIONS: dict[str, dict[str, Any]] = {"openvino": {"performance_hint": "LATENCY"}}
+def backend_options(backend: str, threads: int, impl: "Backend | None" = None) -> dict[str, Any]:
+    """The session options a candidate of ``backend`` is loaded with (recorded in each cell): its
+    declared ``extra_options`` and, under its declared ``threads_option``, the same thread count for every runtime."""
+    if impl is None:
+        from ..backends import get_registry
 
-
-def backend_options(backend: str, threads: int) -> dict[str, Any]:
-    """The session options a candidate of ``backend`` is loaded with (recorded in each cell)."""
-    options = dict(EXTRA_OPTIONS.get(backend, {}))
-    if backend in THREAD_OPTION:
-        options[THREAD_OPTION[backend]] = threads
+        impl = get_registry().backends().get(backend)
+    if impl is None:
+        return {}
+    options = dict(impl.extra_options)
+    if impl.threads_option:
+        options[impl.threads_option] = threads
     return options
+
+
+def all_configs(backends: "Mapping[str, Backend] | None" = None) -> dict[str, BenchConfig]:
+    """:data:`CONFIGS` plus one config per declared quantization mode that none of them measures
+    (named after the mode): a plugin's new mode is a bench candidate with no code here."""
+    result = dict(CONFIGS)
+    covered = {c.options.get("mode") for c in CONFIGS.values() if c.step == "quantize"}
+    for mode, spec in _declared_modes(backends).items():
+        if mode not in covered and mode not in result:
+            result[mode] = BenchConfig(mode, spec.description, "quantize", {"mode": mode})
+    return result
+
+
+def _declared_modes(backends: "Mapping[str, Backend] | None") -> "dict[str, ModeSpec]":
+    if backends is None:
+        from ..backends import get_registry
+
+        backends = get_registry().backends()
+    found: dict[str, ModeSpec] = {}
+    for backend in backends.values():
+        for spec in backend.modes:
+            found.setdefault(spec.name, spec)
+    return found
 
 
 @dataclass(frozen=True)
@@ -77,8 +105,9 @@ def _gpu_device(status: "BackendStatus") -> str | None:
     return next((d for d in status.devices if not d.lower().startswith("cpu")), None)
 
 
-def _plan_one(backend: str, config_name: str, status: "BackendStatus | None", registered: Sequence[str] = ()) -> PlannedCell:
-    config = CONFIGS[config_name]
+def _plan_one(backend: str, config: BenchConfig, status: "BackendStatus | None", backends: "Mapping[str, Backend]",
+              registered: Sequence[str] = ()) -> PlannedCell:
+    config_name = config.name
     if status is None:
         known = f" (registered here: {', '.join(registered)}; a typo?)" if registered else ""
         return PlannedCell(backend, config_name, skip=f"backend {backend!r} is not installed{known}")
@@ -93,42 +122,50 @@ def _plan_one(backend: str, config_name: str, status: "BackendStatus | None", re
     if config.step is not None and config.step not in status.features:
         return PlannedCell(backend, config_name, device,
                            skip=f"backend {backend!r} cannot {config.step} here (it offers: {', '.join(status.features) or 'nothing'})")
-    mode_skip = _mode_skip(backend, config)
+    mode_skip = _mode_skip(backend, config, backends)
     if mode_skip:
         return PlannedCell(backend, config_name, device, skip=mode_skip)
     return PlannedCell(backend, config_name, device)
 
 
-def _mode_skip(backend: str, config: BenchConfig) -> str | None:
-    """A quantization mode a first-party backend does not implement is a skipped cell, not a failed build."""
-    from ..steps.config import MODE_BACKENDS
-
-    if config.step != "quantize":
+def _mode_skip(backend: str, config: BenchConfig, backends: "Mapping[str, Backend]") -> str | None:
+    """A quantization mode the backend does not declare is a skipped cell, not a failed build.
+    A backend with no declaration here (not registered in this process) is tried as asked."""
+    if config.step != "quantize" or backend not in backends:
         return None
-    first_party = {name for names in MODE_BACKENDS.values() for name in names}
-    doers = MODE_BACKENDS.get(config.options.get("mode", ""), ())
-    if backend in first_party and backend not in doers:
-        return f"backend {backend!r} has no {config.options['mode']} quantization (done by: {', '.join(doers)})"
-    return None
+    mode = config.options.get("mode", "")
+    if backends[backend].mode(mode) is not None:
+        return None
+    doers = sorted(name for name, impl in backends.items() if impl.mode(mode) is not None)
+    return f"backend {backend!r} has no {mode} quantization (done by: {', '.join(doers) or 'no installed backend'})"
 
 
 def parse_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
-def plan(backends: Sequence[str] | None, configs: Sequence[str] | None, statuses: Mapping[str, "BackendStatus"]) -> list[PlannedCell]:
+def plan(
+    backends: Sequence[str] | None, configs: Sequence[str] | None, statuses: Mapping[str, "BackendStatus"],
+    declared: "Mapping[str, Backend] | None" = None,
+) -> list[PlannedCell]:
     """The cells of a run: the PyTorch baseline first, then backend × config in the order given.
 
     ``backends`` None means every available backend that can run models. ``configs`` items are
     config names (applied to every backend) or ``backend:config`` (that backend only; the backend
     is then measured even when not listed in ``backends``). None means :data:`DEFAULT_CONFIGS`
-    (plus ``fp16`` on backends with a GPU).
+    (plus ``fp16`` on backends with a GPU). ``declared`` holds the backends whose declarations
+    (modes) decide what they can build; None means the registry's.
     """
+    if declared is None:
+        from ..backends import get_registry
+
+        declared = get_registry().backends()
+    known = all_configs(declared)
     items = list(configs) if configs else []
     for item in items:
         name = item.split(":", 1)[-1]
-        if name not in CONFIGS:
-            raise BenchError(f"unknown config {name!r}; valid: {', '.join(CONFIGS)} (or backend:config, e.g. ort:int8-dynamic)")
+        if name not in known:
+            raise BenchError(f"unknown config {name!r}; valid: {', '.join(known)} (or backend:config, e.g. fp32 pinned to one backend)")
     pinned = [tuple(item.split(":", 1)) for item in items if ":" in item]
     shared = [item for item in items if ":" not in item]
     if backends is None:
@@ -150,5 +187,5 @@ def plan(backends: Sequence[str] | None, configs: Sequence[str] | None, statuses
             if status is not None and _gpu_device(status) is not None:
                 wanted.append("fp16")
         for config in dict.fromkeys(wanted):
-            cells.append(_plan_one(backend, config, status, sorted(statuses)))
+            cells.append(_plan_one(backend, known[config], status, declared, sorted(statuses)))
     return cells

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .configs import BASELINE_CONFIG, CONFIGS, PlannedCell, backend_options, plan
+from .configs import BASELINE_CONFIG, PlannedCell, all_configs, backend_options, plan
 from .machine import describe_machine
 from .measure import GENERATIVE_TASKS, SPEECH_TASKS, speech_frames
 from .schema import BASELINE, BenchError, BenchRun, Cell
@@ -114,11 +114,12 @@ def prepare(request: BenchRequest, cells: list[PlannedCell], workdir: Path, fp32
     from ..steps import optimize, quantize
 
     prepared = Prepared(fp32, reference, fp32.metadata.task)
+    configs = all_configs()
     for cell in cells:
         key = (cell.backend, cell.config)
         if cell.skip or cell.backend == BASELINE:
             continue
-        config = CONFIGS[cell.config]
+        config = configs[cell.config]
         if config.step is None:
             prepared.artifacts[key] = fp32.path
             continue
@@ -360,7 +361,7 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .. import __version__
+    from .._version import __version__
     from ..console import err_console
 
     executor = executor or LocalExecutor()

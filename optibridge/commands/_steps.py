@@ -20,7 +20,8 @@ def print_operator_counts(result: "StepResult", key: str, title: str) -> None:
     for column in ("graph", "operators", "notes"):
         table.add_column(column)
     for graph, entry in result.report.get("graphs", {}).items():
-        counts = ", ".join(f"{op} ×{n}" for op, n in sorted(entry.get(key, {}).items())) or "none"
+        ops = entry.get("quantized", {}) if key == "quantized" else entry.get("fused", {})
+        counts = ", ".join(f"{op} ×{n}" for op, n in sorted(ops.items())) or "none"
         notes = [n for n in entry.get("notes", []) if not n.startswith("WARNING")]
         table.add_row(graph, counts, "; ".join(notes))
     console.print(table)

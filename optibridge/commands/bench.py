@@ -27,7 +27,7 @@ def bench(
     backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends (default: every available one). PyTorch eager is always measured."),
     configs: Optional[str] = typer.Option(
         None, "--configs",
-        help="Comma-separated configs: fp32, O2, int8-dynamic, int8-static, int4, fp16; 'backend:config' pins one to a backend "
+        help="Comma-separated configs: {configs}; 'backend:config' pins one to a backend "
              "(e.g. ort:int8-dynamic,openvino:fp32). Default: fp32,O2,int8-dynamic,int8-static (+fp16 on GPUs)."),
     batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
     seq_lens: str = typer.Option("128", "--seq-lens", help="Comma-separated sequence lengths (tokens; prompt length for LMs; speech models use the input length they were exported for)."),

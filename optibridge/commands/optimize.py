@@ -22,7 +22,7 @@ def optimize(
         help="Fail (writing nothing) when accuracy vs the input is worse, e.g. 'cosine>=0.999' or 'max-abs-diff<=1e-4'.",
     ),
     backend: str = typer.Option(
-        "ort", "--backend", help="Backend that optimizes: ort (default) | openvino (writes OpenVINO IR; -O 4 = fp16 weights; decoder LMs stateful).",
+        "auto", "--backend", help="Backend that optimizes (default auto: the first usable one that can); installed: {backends}.",
     ),
 ) -> None:
     """Optimize an artifact's graphs: operator fusions, checked against the input graphs.

@@ -22,7 +22,7 @@ def _names(values: Optional[list[str]]) -> Optional[tuple[str, ...]]:
 def quantize(
     artifact_dir: Path = typer.Argument(..., help="Artifact folder to quantize (float32; optimize it first if you want fusions)."),
     output_dir: Path = typer.Argument(..., help="Artifact folder to write (created; replaced only if it is an artifact)."),
-    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="dynamic (default) | static | int4 | inc-rtn | inc-awq | inc-gptq (ort); static | int8-weights | int4-weights (openvino)."),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="Quantization mode (default: dynamic); installed: {modes}."),
     preset: Optional[str] = typer.Option(None, "--preset", help="auto (detect this CPU, default) | avx2 | avx512 | avx512-vnni | arm64."),
     per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor", help="Weight scales per output channel (default: the preset's)."),
     reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--full-range", help="7-bit weights (default: the preset's)."),
@@ -49,7 +49,9 @@ def quantize(
     accuracy_budget: Optional[str] = typer.Option(
         None, "--accuracy-budget", help="Fail (writing nothing) when worse, e.g. 'cosine>=0.99' or 'cosine>=0.99,top1>=0.98'.",
     ),
-    backend: str = typer.Option("ort", "--backend", help="Backend that quantizes: ort (default) | openvino (NNCF; writes OpenVINO IR)."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="Backend that quantizes (default auto: the first usable one, by priority, that has the mode); installed: {backends}.",
+    ),
 ) -> None:
     """Quantize an artifact (int8 dynamic/static, int4 weight-only), checked against the float32 graphs.
 
@@ -89,7 +91,7 @@ def quantize(
     from ..artifact import Artifact
     from ..steps import CalibrationConfig, QuantizationConfig
     from ..steps import quantize as run_quantize
-    from ..steps.errors import ConfigError
+    from ..errors import ConfigError
 
     base: dict[str, Any] = {}
     if config_file is not None:

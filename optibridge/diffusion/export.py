@@ -26,10 +26,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..artifact import Artifact, ArtifactMetadata, GraphSpec, check_output_dir, staged_directory, write_metadata
-from ..errors import ModelNotFoundError, ValidationError, first_line
+from ..errors import ModelNotFoundError, OptibridgeError, ValidationError, first_line
 from ..exporter.core import ExportResult
+from ..exporter.plan import Validator
 from ..exporter.torch_to_onnx import EXTERNAL_DATA_THRESHOLD, export_module, graph_spec, resolve_exporter
 from ..exporter.validate import OutputCheck, ValidationReport, max_abs_diff
 from .families import MODEL_INDEX, PipelineSource, graphs_for, inspect_pipeline
@@ -207,7 +208,7 @@ def export_pipeline(
     atol: float = 1e-4,
     exporter: str = "auto",
     validate: bool = True,
-    validation_backend: str = "ort",
+    validator: Validator | None = None,
     external_data: bool | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> ExportResult:
@@ -245,9 +246,12 @@ def export_pipeline(
         write_metadata(staging, metadata)
         report = None
         if validate:
-            step(f"validating every graph against PyTorch on {validation_backend} at new shapes")
-            report = _validate(Artifact(staging, metadata), plans, atol, validation_backend)
+            if validator is None:
+                raise OptibridgeError("internal: export(validate=True) needs a validator (optibridge.exporter.export passes one)")
+            step(f"validating every graph against PyTorch on {validator.backend} at new shapes")
+            report = _validate(Artifact(staging, metadata), plans, atol, validator)
             metadata.validation = report.to_dict()
+            metadata.versions[f"{validator.backend} (validation)"] = validator.version
             write_metadata(staging, metadata)
             if not report.passed:
                 worst = ", ".join(f"{o.name}: {o.max_abs_diff:.3g}" for o in report.failures())
@@ -259,14 +263,11 @@ def export_pipeline(
     return ExportResult(Artifact.load(output_dir), source.task, source.task_inferred, report)
 
 
-def _validate(artifact: Artifact, plans: list[_GraphPlan], atol: float, backend_name: str) -> ValidationReport:
-    from ..backends import get_registry
-
-    backend = get_registry().require_available(backend_name, "cpu")
-    report = ValidationReport(atol=atol, backend=backend_name, input_shapes={
+def _validate(artifact: Artifact, plans: list[_GraphPlan], atol: float, validator: Validator) -> ValidationReport:
+    report = ValidationReport(atol=atol, backend=validator.backend, input_shapes={
         f"{plan.name}.{k}": tuple(v.shape) for plan in plans for k, v in plan.fresh.items()})
     for plan in plans:
-        session = backend.load(artifact, graph=plan.name, device="cpu")
+        session = validator.load(artifact, plan.name)
         got = session.run({k: v.numpy() for k, v in plan.fresh.items()})
         with torch.no_grad():
             want = plan.module(*plan.fresh.values())

@@ -11,11 +11,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..artifact import Artifact, ArtifactMetadata, check_output_dir, staged_directory, write_metadata
 from ..errors import OptibridgeError, ValidationError
 from .loading import SourceModel, load_preprocessor, load_source_model
-from .plan import ExportedGraphs
+from .plan import ExportedGraphs, Validator
 from .torch_to_onnx import EXTERNAL_DATA_THRESHOLD, parameter_bytes, resolve_exporter
 from .validate import ValidationReport
 
@@ -32,7 +32,7 @@ class ExportResult:
     validation: ValidationReport | None
 
 
-def export(
+def export_model(
     model: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     *,
@@ -41,7 +41,7 @@ def export(
     atol: float = DEFAULT_ATOL,
     exporter: str = "auto",
     validate: bool = True,
-    validation_backend: str = "ort",
+    validator: Validator | None = None,
     external_data: bool | None = None,
     use_cache: bool = True,
     on_step: StepCallback | None = None,
@@ -50,7 +50,8 @@ def export(
     """Export ``model`` (hub id or local folder) for ``task`` into the artifact folder ``output_dir``.
 
     Graphs have dynamic batch/sequence axes (and a past-sequence axis for KV caches); they are
-    checked against PyTorch on fresh inputs of other shapes through ``validation_backend`` and the
+    checked against PyTorch on fresh inputs of other shapes through ``validator`` (a runtime the
+    caller chose; :func:`optibridge.exporter.export` picks one from the installed backends) and the
     export fails (writing nothing) when any output differs by more than ``atol``.
     ``external_data=None`` keeps weights inside the .onnx file unless the model is past the 2 GiB
     protobuf limit. ``use_cache=False`` exports a generative model without KV cache.
@@ -61,7 +62,7 @@ def export(
         from ..diffusion.export import export_pipeline
 
         return export_pipeline(model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
-                               validation_backend=validation_backend, external_data=external_data, on_step=on_step)
+                               validator=validator, external_data=external_data, on_step=on_step)
     step = on_step or (lambda message: None)
     check_output_dir(output_dir)
     step(f"loading {model}")
@@ -69,7 +70,7 @@ def export(
     preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)
     return export_source(
         source, output_dir, model_ref=str(model), preprocessor=preprocessor, opset=opset, atol=atol, exporter=exporter,
-        validate=validate, validation_backend=validation_backend, external_data=external_data, use_cache=use_cache,
+        validate=validate, validator=validator, external_data=external_data, use_cache=use_cache,
         on_step=step, hub_kwargs=hub_kwargs,
     )
 
@@ -84,13 +85,13 @@ def export_source(
     atol: float = DEFAULT_ATOL,
     exporter: str = "auto",
     validate: bool = True,
-    validation_backend: str = "ort",
+    validator: Validator | None = None,
     external_data: bool | None = None,
     use_cache: bool = True,
     on_step: StepCallback | None = None,
     hub_kwargs: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """:func:`export` for a model already in memory (``source.model``, e.g. one just trained): same
+    """:func:`export_model` for a model already in memory (``source.model``, e.g. one just trained): same
     graphs, same validation against that model, same staged write."""
     step = on_step or (lambda message: None)
     hub_kwargs = hub_kwargs or {}
@@ -111,10 +112,13 @@ def export_source(
         write_metadata(staging, metadata)
         report = None
         if validate:
-            step(f"validating against PyTorch on {validation_backend} at new shapes")
-            report = _validate(Artifact(staging, metadata), exported, atol, validation_backend)
+            if validator is None:
+                raise OptibridgeError("internal: export(validate=True) needs a validator (optibridge.exporter.export passes one)")
+            step(f"validating against PyTorch on {validator.backend} at new shapes")
+            staged = Artifact(staging, metadata)
+            report = exported.validate(lambda graph: validator.load(staged, graph), atol, validator.backend)
             metadata.validation = report.to_dict()
-            metadata.versions[f"{validation_backend} (validation)"] = report_backend_version(validation_backend)
+            metadata.versions[f"{validator.backend} (validation)"] = validator.version
             write_metadata(staging, metadata)
             if not report.passed:
                 worst = ", ".join(f"{o.name}: {o.max_abs_diff:.3g}" for o in report.failures())
@@ -143,19 +147,6 @@ def _export_graphs(
 
         return export_seq2seq(source, staging, opset=opset, external_data=external_data, use_cache=use_cache)
     raise OptibridgeError(f"internal: no exporter for model kind {kind!r}")
-
-
-def _validate(artifact: Artifact, exported: ExportedGraphs, atol: float, backend_name: str) -> ValidationReport:
-    from ..backends import get_registry
-
-    backend = get_registry().require_available(backend_name, "cpu")
-    return exported.validate(lambda graph: backend.load(artifact, graph=graph, device="cpu"), atol, backend_name)
-
-
-def report_backend_version(name: str) -> str:
-    from ..backends import get_registry
-
-    return get_registry().get(name).status().version or "unknown"
 
 
 def build_metadata(

@@ -5,12 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..artifact import GraphSpec
+from ..artifact import Artifact, GraphSpec
 from ..backend import Session
 from .validate import ValidationReport
 
 SessionLoader = Callable[[str], Session]
 """Loads one named graph of the artifact being written on the validation backend."""
+
+
+@dataclass(frozen=True)
+class Validator:
+    """The runtime an export is checked on: its name and version (recorded in ``optibridge.json``)
+    and how it loads one graph of the artifact being written (on the CPU)."""
+
+    backend: str
+    version: str
+    load: Callable[[Artifact, str], Session]
 
 
 @dataclass

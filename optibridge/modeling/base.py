@@ -11,7 +11,8 @@ from typing import Any, ClassVar, TypeVar
 from ..artifact import Artifact, copy_artifact, is_artifact
 from ..backend import Session, torch_runner
 from ..backends import get_registry
-from ..errors import ArtifactError, BackendError, InputError
+from ..device import Device
+from ..errors import ArtifactError, BackendError, InputError, UnsupportedModelError
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
 from ..tasks import TASKS, Task
@@ -29,7 +30,8 @@ UNSUPPORTED_WHEN_SET = (
 )
 HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "subfolder")
 
-_CLASS_FOR_TASK: dict[str, str] = {}
+CLASS_FOR_TASK: dict[str, type["OBModel"]] = {}
+"""The one task → OBModelFor<Task> table: filled by :func:`register_task_class`, keyed by :data:`~optibridge.tasks.TASKS`."""
 OUR_CLASS_PREFIXES = ("OBModel", "ORTModel", "OVModel")
 
 
@@ -40,11 +42,34 @@ class PreTrainedModel:
     return torch tensors, so they declare themselves PyTorch this way. transformers 5.x does not ask."""
 
 
+def _reader_for(artifact: Artifact, chosen: Any, asked: str, device: str) -> Any:
+    """The backend that loads ``artifact``: ``chosen`` when it reads every graph format in it; for
+    ``"auto"`` the first usable backend that does; else an error naming the backends that do."""
+    unread = sorted(artifact.graph_formats - set(chosen.graph_formats))
+    if not unread:
+        return chosen
+    registry = get_registry()
+    readers = [name for name in registry.readers(unread[0]) if all(f in registry.get(name).graph_formats for f in unread)]
+    if asked == "auto":
+        for name in sorted(readers, key=lambda n: (registry.get(n).priority, n)):
+            try:
+                return registry.require_available(name, device)
+            except BackendError:
+                continue
+    name, spec = next((n, g) for n, g in artifact.metadata.graphs.items() if g.format == unread[0])
+    raise ArtifactError(
+        f"graph {name!r} of {artifact.path} is {registry.format_description(spec.format)} ({spec.file}), which backend "
+        f"{chosen.name!r} cannot read; load it with backend={' or '.join(repr(r) for r in readers) or '(none installed reads it)'}, "
+        "or use the ONNX artifact it was made from"
+    )
+
+
 class OBModel(PreTrainedModel):
     """Base class of the ``OBModelFor<Task>`` classes. Subclasses only name their task."""
 
     task_name: ClassVar[str] = ""
-    default_backend: ClassVar[str] = "ort"
+    default_backend: ClassVar[str] = "auto"
+    """"auto": the first usable backend by priority that serves ``device`` and reads the artifact's graphs."""
 
     def __init__(self, sessions: dict[str, Session], artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
         self.sessions = sessions
@@ -103,6 +128,7 @@ class OBModel(PreTrainedModel):
             )
             artifact = result.artifact
         cls._check_task(artifact)
+        backend_impl = _reader_for(artifact, backend_impl, backend_name, device)
         sessions = {name: backend_impl.load(artifact, graph=name, device=device, **options) for name in artifact.metadata.graphs}
         from transformers import AutoConfig
 
@@ -113,7 +139,7 @@ class OBModel(PreTrainedModel):
     def _check_task(cls, artifact: Artifact) -> None:
         found = artifact.metadata.task
         if cls.task_name and found != cls.task_name:
-            right = _CLASS_FOR_TASK.get(found, "the class for that task")
+            right = CLASS_FOR_TASK[found].__name__ if found in CLASS_FOR_TASK else "the class for that task"
             raise ArtifactError(
                 f"{artifact.path} was exported for {found!r}, but {cls.__name__} runs {cls.task_name!r}; "
                 f"load it with {right}, or re-export with --task {cls.task_name}"
@@ -152,8 +178,8 @@ class OBModel(PreTrainedModel):
                 continue
             if target is None:
                 continue
-            wanted = torch.device(target) if not isinstance(target, int) else torch.device("cuda", target)
-            if wanted.type != self.device.type:
+            wanted = Device.parse(target, int_kind="cuda")  # model.to(0) means the first CUDA device, as in torch
+            if wanted.kind != Device.parse(self.device).kind:
                 raise BackendError(
                     f"this model runs on backend {self.backend!r} ({self.device}); to run on {wanted} load it with "
                     f"from_pretrained(..., backend=...) for that device (see `optibridge backends`)"
@@ -218,8 +244,11 @@ class _PipelineLogFilter(logging.Filter):
                     and "is not supported for" in message)
 
 
-def register_task_class(cls: type[OBModel]) -> type[OBModel]:
-    _CLASS_FOR_TASK.setdefault(cls.task_name, cls.__name__)
+def register_task_class(cls: type[ModelT]) -> type[ModelT]:
+    """Record ``cls`` as the class of its ``task_name``, which must be a task of :data:`~optibridge.tasks.TASKS`."""
+    if cls.task_name not in TASKS:
+        raise UnsupportedModelError(f"{cls.__name__}.task_name {cls.task_name!r} is not a task; known: {', '.join(TASKS)}")
+    CLASS_FOR_TASK.setdefault(cls.task_name, cls)  # the first one wins: subclasses (Optimum aliases) do not replace it
     return cls
 
 

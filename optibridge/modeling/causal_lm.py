@@ -12,7 +12,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import InputError
 from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, past_length, take_cache
-from ..backend import torch_runner
+from ..backend import is_stateful, torch_runner
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
 from .inputs import to_numpy
@@ -81,7 +81,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         else:
             positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if self.use_cache and getattr(self.session, "stateful", False):  # the session keeps the cache (OpenVINO)
+        if self.use_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
             logits, self._stateful_cache = stateful_step(self.session, feed, past, past_key_values, getattr(self, "_stateful_cache", None))
             result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): self._stateful_cache})
             return result if return_dict is not False else result.to_tuple()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .base import OBModel, register_task_class
+from ..errors import UnsupportedModelError
+from ..tasks import TASKS
+from .base import CLASS_FOR_TASK, OBModel, register_task_class
 
 
 @register_task_class
@@ -42,25 +44,17 @@ class OBModelForImageClassification(OBModel):
     task_name = "image-classification"
 
 
-TASK_CLASSES: dict[str, type[OBModel]] = {
-    cls.task_name: cls
-    for cls in (
-        OBModelForFeatureExtraction, OBModelForSequenceClassification, OBModelForTokenClassification,
-        OBModelForQuestionAnswering, OBModelForMaskedLM, OBModelForMultipleChoice, OBModelForImageClassification,
-    )
-}
+TASK_CLASSES: dict[str, type[OBModel]] = {task: cls for task, cls in CLASS_FOR_TASK.items() if TASKS[task].kind == "encoder"}
+"""The one-call (encoder) task classes, read from the one table (kept for existing imports)."""
 
 
 def task_class(task: str) -> type[OBModel]:
     """The OBModelFor<Task> class that runs ``task`` (generative classes included)."""
-    if task in TASK_CLASSES:
-        return TASK_CLASSES[task]
-    from .causal_lm import OBModelForCausalLM
-    from . import seq2seq
+    if task not in CLASS_FOR_TASK:
+        from . import causal_lm  # noqa: F401 (importing it registers OBModelForCausalLM)
+        from . import seq2seq
 
-    generative: dict[str, type[OBModel]] = {
-        "text-generation": OBModelForCausalLM,
-        "text2text-generation": seq2seq.OBModelForSeq2SeqLM,
-        "automatic-speech-recognition": seq2seq.OBModelForSpeechSeq2Seq,
-    }
-    return generative[task]
+        seq2seq.OBModelForSpeechSeq2Seq  # noqa: B018 (built on first access, which registers it)
+    if task not in CLASS_FOR_TASK:
+        raise UnsupportedModelError(f"no OBModelFor<Task> class runs {task!r}; tasks with one: {', '.join(sorted(CLASS_FOR_TASK))}")
+    return CLASS_FOR_TASK[task]

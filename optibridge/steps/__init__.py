@@ -5,12 +5,13 @@ The verbs are runtime-neutral: they check inputs, call the chosen backend's ``op
 graphs and record the step in ``optibridge.json``.
 """
 
-from .calibration import CalibrationData, load_calibration
-from .config import (
-    CALIBRATION_METHODS, OPTIMIZATION_LEVELS, QUANTIZATION_MODES, CalibrationConfig, OptimizationConfig,
-    QuantizationConfig,
+from typing import Any
+
+from ..configs import (
+    CALIBRATION_METHODS, OPTIMIZATION_LEVELS, CalibrationConfig, CalibrationData, OptimizationConfig, QuantizationConfig,
 )
-from .errors import AccuracyBudgetError, CalibrationError, ConfigError
+from ..errors import AccuracyBudgetError, CalibrationError, ConfigError
+from .calibration import load_calibration
 from .run import StepResult, check_accuracy, optimize, quantize
 
 __all__ = [
@@ -18,3 +19,11 @@ __all__ = [
     "ConfigError", "OPTIMIZATION_LEVELS", "OptimizationConfig", "QUANTIZATION_MODES", "QuantizationConfig",
     "StepResult", "check_accuracy", "load_calibration", "optimize", "quantize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "QUANTIZATION_MODES":  # read from the installed plugins (kept for existing imports)
+        from . import config
+
+        return config.QUANTIZATION_MODES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

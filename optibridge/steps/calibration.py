@@ -9,43 +9,21 @@ written: a missing or empty file, a format we cannot read, fields that are not t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..artifact import Artifact, GraphSpec
-from .config import CalibrationConfig
-from .errors import CalibrationError
+from ..configs import CalibrationConfig, CalibrationData
+from ..errors import CalibrationError
 from .samples import CALIBRATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, token_batch
 
 SUPPORTED = ".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after the inputs), or a folder written by datasets' save_to_disk"
+__all__ = ["CalibrationData", "load_calibration", "read_samples"]  # CalibrationData lives in configs (kept for existing imports)
+
 # Inputs a sample may leave out: they are filled like a tokenizer would (all ones / all zeros).
 DEFAULTABLE = ("attention_mask", "token_type_ids")
-
-
-@dataclass
-class CalibrationData:
-    """Feeds per graph, and a description of where they came from (recorded in ``optibridge.json``)."""
-
-    batches: dict[str, list[dict[str, np.ndarray]]]
-    config: CalibrationConfig
-    description: str
-    builtin: bool = False
-    """True when the samples are optibridge's own sentences, not the user's data."""
-    lengths: set[int] = field(default_factory=set)
-    """Sequence lengths used; validation inputs avoid them."""
-
-    def feeds(self, graph: str) -> list[dict[str, np.ndarray]]:
-        return self.batches.get(graph, [])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.config.to_dict(),
-            "samples": max((len(b) for b in self.batches.values()), default=0),
-            "description": self.description,
-        }
 
 
 def _read_text_lines(path: Path) -> list[str]:

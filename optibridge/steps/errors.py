@@ -1,17 +1,7 @@
-"""Errors of the optimize/quantize steps (all :class:`~optibridge.errors.OptibridgeError`, so the CLI prints one line)."""
+"""Errors of the optimize/quantize steps; they live in :mod:`optibridge.errors` (kept for existing imports)."""
 
 from __future__ import annotations
 
-from ..errors import OptibridgeError
+from ..errors import AccuracyBudgetError, CalibrationError, ConfigError
 
-
-class ConfigError(OptibridgeError, ValueError):
-    """A step's configuration holds an unknown or contradictory value; the message lists the valid ones."""
-
-
-class CalibrationError(OptibridgeError, ValueError):
-    """Calibration data is missing, empty, unreadable, or does not match the model's inputs."""
-
-
-class AccuracyBudgetError(OptibridgeError):
-    """The transformed graph is less accurate than the budget allows; nothing was written."""
+__all__ = ["AccuracyBudgetError", "CalibrationError", "ConfigError"]

@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget, AccuracyReport, compare
 from ..artifact import METADATA_FILE, Artifact, check_output_dir, staged_directory, write_metadata
-from ..backend import Backend
-from ..errors import ArtifactError
+from ..backend import Backend, StepReport
+from ..capabilities import ModeSpec
+from ..configs import CalibrationData, OptimizationConfig, QuantizationConfig
+from ..errors import AccuracyBudgetError, ArtifactError, ConfigError
 from ..hardware import detect_cpu
-from .calibration import CalibrationData, load_calibration
-from .config import OptimizationConfig, QuantizationConfig
-from .errors import AccuracyBudgetError, ConfigError
+from .calibration import load_calibration
 from .samples import is_text_graph, load_tokenizer, validation_batch
 
 StepCallback = Callable[[str], None]
@@ -43,7 +43,7 @@ class StepResult:
 
     artifact: Artifact
     step: dict[str, Any]
-    report: dict[str, Any]
+    report: StepReport
     accuracy: dict[str, AccuracyReport]
     notes: list[str] = field(default_factory=list)
 
@@ -87,7 +87,7 @@ def _copy_side_files(artifact: Artifact, staging: Path) -> None:
             shutil.copy2(item, staging / item.name)
 
 
-def _new_metadata(artifact: Artifact, staging: Path, report: dict[str, Any]) -> Any:
+def _new_metadata(artifact: Artifact, staging: Path, report: StepReport) -> Any:
     """The input's metadata with every graph's inputs/outputs re-read from the files just written.
 
     A backend that writes another format than ONNX returns the new :class:`GraphSpec` of those
@@ -134,18 +134,34 @@ def _enforce(budget: AccuracyBudget | None, accuracy: dict[str, AccuracyReport],
         )
 
 
-def _backend(name: str) -> Backend:
+def _backend(name: str, feature: str, mode: str | None = None) -> Backend:
     from ..backends import get_registry
 
     # No device check: optimizing and quantizing run wherever the backend's runtime does (the
     # hpu backend's FP8 measurement runs on its Gaudi, not on "cpu").
-    return get_registry().require_available(name, None)
+    return get_registry().get(name, feature=feature, mode=mode) if name == "auto" else get_registry().require_available(name, None)
+
+
+def _mode_spec(config: QuantizationConfig, backend: str) -> tuple[ModeSpec, str]:
+    """The declared spec of ``config.mode`` and the mode the backend itself runs (``then`` for a pre-export mode).
+
+    Checked before any file is read: an unknown mode lists the registered ones, a mode of another
+    backend names who does it.
+    """
+    from ..backends import get_registry
+
+    registry = get_registry()
+    spec = registry.mode(config.mode)
+    backend_mode = spec.then or spec.name
+    if backend != "auto":
+        registry.mode(backend_mode, registry.get(backend))
+    return spec, backend_mode
 
 
 def _start(
     verb: str, artifact_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None, backend: str,
-    accuracy_budget: AccuracyBudget | str | float | None, on_step: StepCallback | None,
-) -> tuple[Artifact, Backend, AccuracyBudget | None, StepCallback]:
+    accuracy_budget: AccuracyBudget | str | float | None, on_step: StepCallback | None, mode: str | None = None,
+) -> tuple[Artifact, Backend, AccuracyBudget | None, StepCallback, Path]:
     """The checks both verbs make before any work: output path, budget, input artifact, backend."""
     if output_dir is None:
         raise ConfigError(f"{verb.lower()} needs an output folder (output_dir)")
@@ -153,18 +169,18 @@ def _start(
     artifact = Artifact.load(artifact_dir)
     check_output_dir(output_dir)
     _check_not_quantized(artifact, verb)
-    impl = _backend(backend)
+    impl = _backend(backend, verb.lower(), mode)
     unreadable = sorted(artifact.graph_formats - set(impl.graph_formats))
     if unreadable:
         raise ArtifactError(
             f"{artifact.path} holds {', '.join(unreadable)} graphs, which backend {impl.name!r} cannot read "
             f"(it reads {', '.join(impl.graph_formats)}); {verb.lower()} the ONNX artifact it was made from"
         )
-    return artifact, impl, budget, on_step or (lambda message: None)
+    return artifact, impl, budget, on_step or (lambda message: None), Path(output_dir)
 
 
 def _finish(
-    backend: Backend, artifact: Artifact, staging: Path, step: dict[str, Any], report: dict[str, Any],
+    backend: Backend, artifact: Artifact, staging: Path, step: dict[str, Any], report: StepReport,
     budget: AccuracyBudget | None, avoid_lengths: set[int], what: str, on_step: StepCallback,
 ) -> tuple[dict[str, AccuracyReport], dict[str, Any]]:
     """Metadata, accuracy against ``artifact``, budget, step record: the common tail of both verbs."""
@@ -195,7 +211,7 @@ def optimize(
     config: OptimizationConfig | None = None,
     output_dir: str | os.PathLike[str] | None = None,
     *,
-    backend: str = "ort",
+    backend: str = "auto",
     accuracy_budget: AccuracyBudget | str | float | None = None,
     on_step: StepCallback | None = None,
 ) -> StepResult:
@@ -206,15 +222,15 @@ def optimize(
     a worse result raises :class:`~optibridge.steps.errors.AccuracyBudgetError` and writes nothing.
     """
     config = config or OptimizationConfig()
-    artifact, impl, budget, step_cb = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
-    with staged_directory(output_dir) as staging:
+    artifact, impl, budget, step_cb, out = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    with staged_directory(out) as staging:
         _copy_side_files(artifact, staging)
         step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
         report = impl.optimize(artifact, config, staging)
         step = {"step": "optimize", "backend": impl.name, "config": config.to_dict()}
         accuracy, step = _finish(impl, artifact, staging, step, report, budget, set(), f"O{config.level}", step_cb)
         step_cb("writing the artifact")
-    return StepResult(Artifact.load(output_dir), step, report, accuracy, list(report.get("notes", [])))
+    return StepResult(Artifact.load(out), step, report, accuracy, list(report.get("notes", [])))
 
 
 def resolve_preset(config: QuantizationConfig) -> tuple[QuantizationConfig, str]:
@@ -227,13 +243,15 @@ def resolve_preset(config: QuantizationConfig) -> tuple[QuantizationConfig, str]
     return dataclasses.replace(config, preset=preset), line
 
 
-def _calibration_for(artifact: Artifact, config: QuantizationConfig, notes: list[str]) -> tuple[QuantizationConfig, CalibrationData | None]:
+def _calibration_for(
+    artifact: Artifact, config: QuantizationConfig, spec: ModeSpec, notes: list[str],
+) -> tuple[QuantizationConfig, CalibrationData | None]:
     """Load the samples the mode needs, and settle whether smoothing runs (it needs samples)."""
-    needs = config.mode == "static" or config.mode in ("inc-awq", "inc-gptq")
-    wants_smooth = config.mode in ("dynamic", "static") and config.smooth is not False
+    needs = spec.needs_calibration
+    wants_smooth = spec.uses_samples and config.smooth is not False
     if not needs and not wants_smooth:
         return config, None
-    if config.calibration is None and config.mode == "dynamic":
+    if config.calibration is None and not needs:
         # SmoothQuant statistics from the built-in sentences only make sense for a text model
         # whose tokenizer is in the folder; otherwise smoothing is off unless data is given.
         main = artifact.metadata.main_graph
@@ -253,7 +271,7 @@ def quantize(
     config: QuantizationConfig | None = None,
     output_dir: str | os.PathLike[str] | None = None,
     *,
-    backend: str = "ort",
+    backend: str = "auto",
     accuracy_budget: AccuracyBudget | str | float | None = None,
     on_step: StepCallback | None = None,
 ) -> StepResult:
@@ -265,30 +283,30 @@ def quantize(
     recorded in ``optibridge.json``, and held to ``accuracy_budget``.
     """
     config = config or QuantizationConfig()
-    artifact, impl, budget, step_cb = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    spec, backend_mode = _mode_spec(config, backend)
+    artifact, impl, budget, step_cb, out = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step, backend_mode)
+    backend_spec = impl.mode(backend_mode) or spec
     notes: list[str] = []
-    if config.mode in ("dynamic", "static"):  # int8 settings depend on the CPU; int4 and INC do not
+    if backend_spec.cpu_preset:  # int8 settings depend on the CPU; weight-only modes do not
         config, preset_line = resolve_preset(config)
         if impl.uses_cpu_presets:
             notes.append(preset_line)
     step_cb("reading calibration data")
-    config, calibration = _calibration_for(artifact, config, notes)
-    with staged_directory(output_dir) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:
+    config, calibration = _calibration_for(artifact, config, spec if spec.prepare else backend_spec, notes)
+    with staged_directory(out) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:
         source = artifact
-        if config.is_inc:
-            from .inc import quantize_with_inc
-
-            step_cb(f"quantizing the PyTorch model with Neural Compressor ({config.mode}) and exporting it")
-            source, inc_notes = quantize_with_inc(artifact, config, calibration, Path(scratch))
-            notes.extend(inc_notes)
+        if spec.prepare is not None:
+            step_cb(f"{config.mode}: quantizing the PyTorch model, then exporting it")
+            source, prepare_notes = spec.prepare(artifact, config, calibration, Path(scratch))
+            notes.extend(prepare_notes)
         _copy_side_files(artifact, staging)
         step_cb(f"quantizing {len(artifact.metadata.graphs)} graph(s): {config.mode} with {impl.name}")
-        backend_config = dataclasses.replace(config, mode="int4") if config.is_inc else config
-        report = impl.quantize(source, backend_config, staging, calibration=None if config.is_inc else calibration)
+        backend_config = dataclasses.replace(config, mode=backend_mode)
+        report = impl.quantize(source, backend_config, staging, calibration=None if spec.prepare else calibration)
         report["notes"] = notes + list(report.get("notes", []))
         step = {"step": "quantize", "backend": impl.name, "config": config.to_dict(),
                 "calibration": calibration.to_dict() if calibration else None}
         avoid = calibration.lengths if calibration else set()
         accuracy, step = _finish(impl, artifact, staging, step, report, budget, avoid, f"{config.mode} quantization", step_cb)
         step_cb("writing the artifact")
-    return StepResult(Artifact.load(output_dir), step, report, accuracy, list(report["notes"]))
+    return StepResult(Artifact.load(out), step, report, accuracy, list(report["notes"]))

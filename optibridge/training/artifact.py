@@ -39,13 +39,13 @@ def _source(model: Any, task: str | None) -> Any:
 def export_model(model: Any, output_dir: Path, *, task: str | None, preprocessor: Any, exporter: str = "auto",
                  atol: float | None = None, on_step: StepCallback | None = None) -> Artifact:
     """Export an in-memory model (eval mode) into ``output_dir`` with optibridge's exporter and validation."""
-    from ..exporter import DEFAULT_ATOL, export_source
+    from ..exporter import DEFAULT_ATOL, export_source, validator
 
     model.eval()
     model.config.architectures = [type(model).__name__]
     source = _source(model, task)
     result = export_source(source, output_dir, model_ref=source.name_or_path, preprocessor=preprocessor,
-                           exporter=exporter, atol=atol or DEFAULT_ATOL, on_step=on_step)
+                           exporter=exporter, atol=atol or DEFAULT_ATOL, validator=validator(), on_step=on_step)
     return result.artifact
 
 

@@ -13,8 +13,7 @@ from optibridge import probing
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
 from optibridge.errors import BackendError
-from optibridge_ort.backend import OrtSession, create_session
-from optibridge_ort.options import build_session_options
+from optibridge_ort import OrtSession, build_session_options, create_session
 
 from .devices import parse_device
 from .install import SWITCH, install_problems
@@ -61,6 +60,7 @@ class CudaBackend(Backend):
     name = "cuda"
     description = "ONNX Runtime CUDA / TensorRT execution providers (NVIDIA GPUs)"
     priority = 5
+    device_syntax = "cuda or cuda:N"
 
     def status(self) -> BackendStatus:
         version = probing.distribution_version("onnxruntime-gpu")
@@ -109,7 +109,7 @@ def make_session(session: Any, device_id: int, io_binding: bool | None) -> OrtSe
     tensors live — because a CPU-only torch cannot hold CUDA tensors for a pipeline to place."""
     import onnxruntime as ort
 
-    from optibridge_ort.binding import IOBindingSession, dlpack_supported
+    from optibridge_ort import IOBindingSession, dlpack_supported
 
     if io_binding is None:
         io_binding = torch_has_cuda() and dlpack_supported(ort)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optibridge.device import Device
 from optibridge.errors import BackendError
 
 DEVICE_FORMS = "'cuda', 'cuda:N' or an int N (N = GPU index, as nvidia-smi numbers them)"
@@ -11,16 +12,13 @@ DEVICE_FORMS = "'cuda', 'cuda:N' or an int N (N = GPU index, as nvidia-smi numbe
 
 def parse_device(device: Any, device_id: Any = None) -> int:
     """The GPU index of ``device``; ``device_id`` (ORT's provider option) may name it for plain 'cuda'."""
-    if isinstance(device, bool):
-        raise BackendError(f"device must be {DEVICE_FORMS}, not {device!r}")
-    if isinstance(device, int):
-        index = device
-    else:
-        text = str(device).strip().lower()
-        kind, sep, number = text.partition(":")
-        if kind != "cuda" or (sep and not number.isdigit()):
-            raise BackendError(f"backend 'cuda' runs on NVIDIA GPUs: device must be {DEVICE_FORMS}, not {device!r}")
-        index = int(number) if sep else None  # type: ignore[assignment]
+    try:
+        parsed = Device.parse(device, int_kind="cuda")
+    except BackendError:
+        parsed = None
+    if parsed is None or parsed.kind != "cuda":
+        raise BackendError(f"backend 'cuda' runs on NVIDIA GPUs: device must be {DEVICE_FORMS}, not {device!r}")
+    index = parsed.index
     if device_id is not None:
         if isinstance(device_id, bool) or not str(device_id).isdigit():
             raise BackendError(f"device_id must be a GPU index (0, 1, ...), not {device_id!r}")

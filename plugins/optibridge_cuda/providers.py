@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from optibridge.errors import BackendError
-from optibridge_ort.options import VALID_OPTIONS as SESSION_OPTIONS
+from optibridge_ort import SESSION_OPTIONS
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"

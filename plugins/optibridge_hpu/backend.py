@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from optibridge import probing
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
+from optibridge.capabilities import ModeSpec
+from optibridge.device import Device
 from optibridge.errors import BackendError
 
 from . import fp8
@@ -39,16 +41,22 @@ def missing_pieces() -> list[str]:
 
 
 def parse_device(device: str) -> str:
-    kind, sep, index = str(device).lower().partition(":")
-    if kind != "hpu" or (sep and not index.isdigit()):
+    try:
+        parsed = Device.parse(device)
+    except BackendError:
+        parsed = None
+    if parsed is None or parsed.kind != "hpu":
         raise BackendError(f"backend 'hpu' runs on Gaudi: device must be 'hpu' or 'hpu:N', not {device!r}")
-    return f"hpu:{index}" if sep else "hpu"
+    return str(parsed)
 
 
 class HpuBackend(Backend):
     name = "hpu"
     description = "Habana Gaudi through habana_frameworks.torch (runs the PyTorch model, not ONNX)"
     priority = 30
+    modes = (ModeSpec("fp8", "Neural Compressor FP8 (E4M3) on the PyTorch model on Gaudi, scales measured on calibration data",
+                      "fp8", needs_calibration=True),)
+    device_syntax = "hpu or hpu:N"
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, str, str], Any] = {}  # one torch model per artifact, shared by its graphs
@@ -102,10 +110,8 @@ class HpuBackend(Backend):
         missing = missing_pieces()
         if missing:
             raise BackendError(f"backend 'hpu' is not usable here: {'; '.join(missing)}")
-        if calibration is None:
-            from optibridge.steps.calibration import load_calibration
-
-            calibration = load_calibration(artifact, config.with_calibration())
+        if calibration is None:  # the verb loads it (the mode declares needs_calibration); a direct call must pass it
+            raise BackendError("fp8 measurement needs calibration samples: pass calibration= (quantize() loads them)")
         runtime = HpuRuntime.load()
         model = fp8.prepare_measure(load_torch_model(artifact, config.source_model).eval().to("hpu"), output_dir)
         samples = 0

@@ -1,20 +1,18 @@
 """An HPU Session: the artifact's IO contract (same input and output names as its ONNX graphs)
 served by the PyTorch model on Gaudi, so every ``OBModelFor*`` class runs unchanged.
 
-Each graph is the very step module the exporter traced (``OutputSelector`` for encoders,
-``CausalLMStep`` for decoders, ``EncoderStep``/``DecoderStep`` for seq2seq): the HPU session and
-the ONNX graph compute the same function by construction.
+Each graph is the very module the exporter traced (:func:`optibridge.exporter.graph_module`):
+the HPU session and the ONNX graph compute the same function by construction.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from optibridge.artifact import Artifact, GraphSpec
 from optibridge.errors import BackendError, InputError
-from optibridge.tasks import TASKS
 
 from .runtime import HpuRuntime
 
@@ -31,33 +29,16 @@ def source_reference(artifact: Artifact, given: str | None = None) -> str:
 
 
 def load_torch_model(artifact: Artifact, given: str | None = None) -> Any:
-    from optibridge.exporter.loading import load_source_model
+    from optibridge.exporter import load_pytorch_model
 
-    return load_source_model(source_reference(artifact, given), artifact.metadata.task).model
+    return load_pytorch_model(source_reference(artifact, given), artifact.metadata.task)
 
 
 def step_module(model: Any, artifact: Artifact, graph: str) -> Any:
-    """The module with the graph's positional inputs and tuple outputs."""
-    spec = artifact.metadata.graphs[graph]
-    kind = TASKS[artifact.metadata.task].kind
-    if kind == "encoder":
-        from optibridge.exporter.torch_to_onnx import OutputSelector
+    """The module with the graph's positional inputs and tuple outputs: the one the exporter traced."""
+    from optibridge.exporter import graph_module
 
-        return OutputSelector(model, tuple(spec.input_names), tuple(spec.output_names))
-    if kind == "decoder":
-        from optibridge.exporter.decoder import CausalLMStep
-
-        return CausalLMStep(model, bool(artifact.metadata.extra.get("use_cache")))
-    from optibridge.exporter.seq2seq import DecoderStep, EncoderStep
-
-    factories: dict[str, Callable[[], Any]] = {
-        "encoder": lambda: EncoderStep(model, speech=spec.input_names == ["input_features"]),
-        "decoder": lambda: DecoderStep(model, with_past=False),
-        "decoder_with_past": lambda: DecoderStep(model, with_past=True),
-    }
-    if graph not in factories:
-        raise BackendError(f"backend 'hpu' does not know graph {graph!r} of a {kind} artifact ({', '.join(factories)})")
-    return factories[graph]()
+    return graph_module(model, artifact, graph)
 
 
 class HpuSession:

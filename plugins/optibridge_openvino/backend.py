@@ -9,10 +9,13 @@ loads as a :class:`~.stateful.StatefulSession`.
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
+from optibridge.capabilities import ModeSpec
+from optibridge.device import Device
 from optibridge.errors import ArtifactError, BackendError, first_line
 from optibridge.probing import distribution_version, module_present
 
@@ -41,11 +44,27 @@ KV_CACHE_DEVICES = ("CPU", "GPU")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 
+MODES = (
+    ModeSpec("static", "int8 weights and activations through NNCF (transformer rules), ranges from calibration data",
+             "int8", needs_calibration=True, uses_samples=True),
+    ModeSpec("int8-weights", "NNCF int8 weight-only compression (decoder LMs; no calibration needed)", "int8 weights"),
+    ModeSpec("int4-weights", "NNCF int4 weight-only compression in groups of block_size (embeddings and head stay int8)",
+             "int4 weights"),
+)
+
+
 class OpenVINOBackend(Backend):
     name = "openvino"
     description = "Intel OpenVINO (CPU, GPU, NPU)"
     priority = 20
     graph_formats = ("onnx", "openvino-ir")
+    format_descriptions = MappingProxyType({
+        "openvino-ir": "an OpenVINO IR (.xml, weights in the .bin of the same name) written by the openvino backend",
+    })
+    modes = MODES
+    threads_option = "inference_num_threads"
+    extra_options = MappingProxyType({"performance_hint": "LATENCY"})
+    device_syntax = "CPU, GPU, GPU.N, NPU or AUTO (case-insensitive)"
 
     def _core(self) -> Any:
         import openvino as ov
@@ -65,14 +84,14 @@ class OpenVINOBackend(Backend):
         core = self._core()
         wanted = device.upper()
         available = core.available_devices
-        if wanted != "AUTO" and wanted not in available and wanted.split(".")[0] not in {d.split(".")[0] for d in available}:
+        if wanted != "AUTO" and wanted not in available and Device.kind_of(wanted) not in {Device.kind_of(d) for d in available}:
             raise BackendError(
                 f"OpenVINO has no device {device!r} on this machine; its devices: {', '.join(available)} (or AUTO)"
             )
         static_shapes = options.pop("static_shapes", None)  # {input: [dims]}: recompile with fixed shapes (diffusion reshape)
         config = openvino_config(options)
         stateful = graph in artifact.metadata.extra.get("openvino", {}).get("stateful_graphs", ())
-        if stateful and wanted.split(".")[0] in KV_CACHE_DEVICES:
+        if stateful and Device.kind_of(wanted).upper() in KV_CACHE_DEVICES:
             config = {**KV_CACHE_DEFAULT, **config}
         path = artifact.graph_path(graph, formats=self.graph_formats)  # the IR when optimize/quantize wrote one
         try:

@@ -10,6 +10,8 @@ import numpy as np
 
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
+from optibridge.capabilities import ModeSpec
+from optibridge.device import Device
 from optibridge.errors import ArtifactError, BackendError, first_line
 
 from .options import build_session_options
@@ -59,11 +61,22 @@ def create_session(ort: Any, path: Path, session_options: Any, providers: list[A
         raise ArtifactError(f"ONNX Runtime could not load {path}: {first_line(exc)}. {fix}") from exc
 
 
+MODES = (
+    ModeSpec("dynamic", "int8 weights, activations quantized at run time (no calibration needed)", "int8",
+             uses_samples=True, cpu_preset=True),
+    ModeSpec("static", "int8 weights and activations (QDQ), activation ranges from calibration data", "int8",
+             needs_calibration=True, uses_samples=True, cpu_preset=True),
+    ModeSpec("int4", "int4 weight-only (MatMulNBits), for memory-bound decoder LMs", "int4 weights"),
+)
+
+
 class OrtBackend(Backend):
     name = "ort"
     description = "ONNX Runtime, CPU execution provider"
     priority = 10
     uses_cpu_presets = True
+    modes = MODES
+    threads_option = "intra_op_num_threads"
 
     def status(self) -> BackendStatus:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -82,7 +95,7 @@ class OrtBackend(Backend):
         )
 
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> OrtSession:
-        if device.split(":")[0].lower() != "cpu":
+        if Device.parse(device).kind != "cpu":
             raise BackendError(
                 f"backend 'ort' runs on the CPU only, not on {device!r}; "
                 "for an NVIDIA GPU use backend='cuda', for Intel GPUs/NPUs backend='openvino'"

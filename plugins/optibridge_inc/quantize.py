@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..artifact import MAIN_GRAPH, METADATA_FILE, Artifact
-from .calibration import CalibrationData
-from .config import QuantizationConfig
-from .errors import CalibrationError, ConfigError
+from optibridge.artifact import MAIN_GRAPH, METADATA_FILE, Artifact
+from optibridge.configs import QuantizationConfig
+from optibridge.errors import CalibrationError, ConfigError
+from optibridge.steps.calibration import CalibrationData
 
 # Files of a model folder that the export rewrites; everything else (tokenizer, processor) is copied.
 _MODEL_FILES = ("config.json", METADATA_FILE, "generation_config.json")
@@ -111,8 +111,8 @@ def quantize_with_inc(
     inc = _inc()
     import transformers
 
-    from ..exporter import export
-    from ..tasks import get_task
+    from optibridge.exporter import export
+    from optibridge.tasks import get_task
 
     task = get_task(artifact.metadata.task)
     model = getattr(transformers, task.auto_class).from_pretrained(str(source), attn_implementation="eager").eval()
