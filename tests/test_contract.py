@@ -108,6 +108,8 @@ ALLOWED_FILES = {
 ALLOWED_STRINGS = {  # (file, the whole string)
     ("bench/machine.py", "openvino"): "a PyPI distribution whose version a bench run records, not a backend name",
     ("modeling/base.py", "cuda"): "torch's device type for an integer device index (model.to(0)), not a backend name",
+    ("integrations/ray/bench.py", "cuda"): "a device kind mapped to Ray's GPU resource, not a backend name",
+    ("integrations/ray/bench.py", "hpu"): "a device kind mapped to Ray's HPU resource, not a backend name",
 }
 ALLOWED_EXAMPLES = {  # (file, a part of the string)
     ("commands/bench.py", "(e.g. ort:int8-dynamic,openvino:fp32)"): "an example in --help text",

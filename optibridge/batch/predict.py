@@ -96,7 +96,7 @@ class Predictor:
 
     artifact: str
     options: TaskOptions = field(default_factory=TaskOptions)
-    backend: str = "ort"
+    backend: str = "auto"
     device: str = "cpu"
     session_options: dict[str, Any] = field(default_factory=dict)
     id_column: str | None = "id"

@@ -67,7 +67,7 @@ def run_file(
     on_error: str = "fail",
     max_new_tokens: int = 32,
     max_length: int | None = None,
-    backend: str = "ort",
+    backend: str = "auto",
     device: str = "cpu",
     session_options: dict[str, Any] | None = None,
     shard_size: int = 1000,

@@ -46,7 +46,7 @@ def bench(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     ray: Optional[str] = typer.Option(
         None, "--ray",
-        help="Run each cell as a Ray task on a node that has what it needs (GPU/HPU resources for cuda/hpu cells): "
+        help="Run each cell as a Ray task on a node that has what it needs (Ray GPU/HPU resources for cells on those devices): "
              "--ray alone starts a local cluster, --ray ADDRESS joins one (as ray.init takes it). pip install 'optibridge[ray]'."),
     all_nodes: bool = typer.Option(False, "--all-nodes", help="With --ray: repeat the CPU cells once per distinct machine (fingerprint) of the cluster."),
 ) -> None:

@@ -21,7 +21,7 @@ def run(
     on_error: str = typer.Option("fail", "--on-error", help="fail: stop at the first row the tokenizer or model rejects, naming it; skip: record its error in the 'error' column and go on."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="text-generation / text2text-generation: tokens to generate per row (greedy)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens (default: the tokenizer's limit)."),
-    backend: str = typer.Option("ort", "--backend", help="Backend that runs the artifact (see `optibridge backends`)."),
+    backend: str = typer.Option("auto", "--backend", help="Backend that runs the artifact (see `optibridge backends`; auto: the first usable one by priority)."),
     device: str = typer.Option("cpu", "--device", help="Device of that backend."),
     shard_size: int = typer.Option(1000, "--shard-size", help="Rows per finished shard: a re-run resumes after the last whole shard."),
     id_column: str = typer.Option("id", "--id-column", help="Name of the row-id column added to the output."),

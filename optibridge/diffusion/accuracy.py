@@ -40,7 +40,7 @@ def psnr(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 
 def compare_images(
-    reference: str | os.PathLike[str], candidate: str | os.PathLike[str], *, backend: str = "ort",
+    reference: str | os.PathLike[str], candidate: str | os.PathLike[str], *, backend: str = "auto",
     candidate_backend: str | None = None, prompts: Sequence[str] = PROMPTS, num_inference_steps: int = 3,
     height: int | None = None, width: int | None = None, guidance_scale: float = 7.5, seed: int = 0,
 ) -> ImageAccuracy:

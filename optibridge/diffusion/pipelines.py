@@ -72,7 +72,7 @@ class OBDiffusionPipelineMixin:
 
     task: ClassVar[str] = "text-to-image"
     family: ClassVar[str] = "stable-diffusion"
-    default_backend: ClassVar[str] = "ort"
+    default_backend: ClassVar[str] = "auto"
     artifact: Artifact
     static_shapes: dict[str, int] | None
 
@@ -227,7 +227,7 @@ class OBDiffusionPipelineMixin:
                     raise
                 raise BackendError(
                     f"backend {self.backend!r} cannot fix static shapes ({first_line(exc)}); reshape() needs a backend that "
-                    "takes static_shapes: load the pipeline with backend='openvino'"
+                    "takes the static_shapes load option: see `optibridge backends` and load the pipeline on one of those"
                 ) from exc
             target = getattr(self, "vae" if graph == "vae_decoder" else graph)
             target.sessions[graph] = session

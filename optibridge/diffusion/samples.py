@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 
 from ..artifact import Artifact
-from ..steps.samples import VALIDATION_SENTENCES, Batch
+
+Feed = tuple[dict[str, np.ndarray], str]
+"""The graph's inputs by name, and a line saying what they are (the caller wraps them in its batch type)."""
+PROMPTS = (
+    "a red bicycle leaning against a brick wall",
+    "an astronaut riding a horse on the moon, oil painting",
+    "a bowl of ramen, studio lighting",
+)
 
 
 def _config(artifact: Artifact, folder: str) -> dict[str, Any]:
@@ -18,7 +25,7 @@ def _config(artifact: Artifact, folder: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: int = 3) -> Batch:
+def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: int = 3) -> Feed:
     """A batch for one graph of a diffusion artifact, at a latent size other than the export's trace."""
     info = artifact.metadata.extra["diffusion"]
     folders = info["config_folders"]
@@ -30,9 +37,9 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(artifact.path / "tokenizer")
-        ids = tokenizer(list(VALIDATION_SENTENCES[:batch]), padding="max_length", max_length=length, truncation=True,
+        ids = tokenizer([PROMPTS[i % len(PROMPTS)] for i in range(batch)], padding="max_length", max_length=length, truncation=True,
                         return_tensors="np")["input_ids"].astype(np.int64)
-        return Batch({"input_ids": ids}, None, f"{batch} prompts through the pipeline's tokenizer, padded to {length}")
+        return {"input_ids": ids}, f"{batch} prompts through the pipeline's tokenizer, padded to {length}"
     unet = _config(artifact, folders["unet"])
     latent_channels = int(_config(artifact, folders["vae_decoder"]).get("latent_channels") or 4)
     h, w = 4 * m, 3 * m
@@ -40,11 +47,10 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
         feed = {"sample": rng.standard_normal((batch, int(unet["in_channels"]), h, w), dtype=np.float32),
                 "timestep": np.linspace(999, 1, batch).astype(np.float32),
                 "encoder_hidden_states": rng.standard_normal((batch, length, int(unet["cross_attention_dim"])), dtype=np.float32)}
-        return Batch(feed, None, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1")
+        return feed, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1"
     if graph_name == "vae_decoder":
-        return Batch({"latent_sample": rng.standard_normal((batch, latent_channels, h, w), dtype=np.float32)}, None,
-                     f"{batch} rows of N(0,1) latents {h}×{w}")
+        return {"latent_sample": rng.standard_normal((batch, latent_channels, h, w), dtype=np.float32)}, f"{batch} rows of N(0,1) latents {h}×{w}"
     if graph_name == "vae_encoder":
         image = rng.uniform(-1, 1, (batch, 3, h * scale, w * scale)).astype(np.float32)
-        return Batch({"sample": image}, None, f"{batch} uniform [-1, 1] images {h * scale}×{w * scale}")
+        return {"sample": image}, f"{batch} uniform [-1, 1] images {h * scale}×{w * scale}"
     raise KeyError(f"no sample recipe for graph {graph_name!r} of a diffusion artifact")

@@ -38,4 +38,13 @@ def export(
 ) -> ExportResult:
     """:func:`export_model` validated on ``validation_backend`` (an installed backend's name, or
     ``"auto"``): the exporter itself never looks up backends; the registry is consulted only here."""
-    return export_model(model, output_dir, validate=validate, validator=validator(validation_backend) if validate else None, **kwargs)
+    checker = validator(validation_backend) if validate else None
+    from ..diffusion.families import is_pipeline_folder
+
+    if is_pipeline_folder(model):  # a diffusers pipeline folder: one graph per component
+        from ..diffusion.export import export_pipeline
+
+        # a pipeline has no KV cache and loads no hub weights by repo id: only these options apply
+        pipeline_options = {k: v for k, v in kwargs.items() if k in ("task", "opset", "atol", "exporter", "external_data", "on_step")}
+        return export_pipeline(model, output_dir, validate=validate, validator=checker, **pipeline_options)
+    return export_model(model, output_dir, validate=validate, validator=checker, **kwargs)

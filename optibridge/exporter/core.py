@@ -56,13 +56,6 @@ def export_model(
     ``external_data=None`` keeps weights inside the .onnx file unless the model is past the 2 GiB
     protobuf limit. ``use_cache=False`` exports a generative model without KV cache.
     """
-    from ..diffusion.families import is_pipeline_folder
-
-    if is_pipeline_folder(model):  # a diffusers pipeline: one graph per component
-        from ..diffusion.export import export_pipeline
-
-        return export_pipeline(model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
-                               validator=validator, external_data=external_data, on_step=on_step)
     step = on_step or (lambda message: None)
     check_output_dir(output_dir)
     step(f"loading {model}")

@@ -313,7 +313,8 @@ def validation_batch(artifact: Artifact, graph_name: str, avoid_lengths: Iterabl
     if "diffusion" in artifact.metadata.extra:  # a pipeline's graphs: prompts at its token length, valid latent sizes
         from ..diffusion.samples import diffusion_batch
 
-        return diffusion_batch(artifact, graph_name, seed)
+        feed, what = diffusion_batch(artifact, graph_name, seed)
+        return Batch(feed, None, what)
     if is_text_graph(graph):
         tokenizer = load_tokenizer(artifact.path)
         vocab = int(model_config(artifact.path).get("vocab_size") or 100)

@@ -55,7 +55,7 @@ def task_accuracy(artifact: Artifact, batches: list[dict[str, torch.Tensor]]) ->
         return None
     from ..backends import get_registry
 
-    session = get_registry().require_available("ort", "cpu").load(artifact)
+    session = get_registry().require_available("auto", "cpu").load(artifact)
     correct = total = 0
     for batch in batches:
         feed = {k: v.numpy() for k, v in batch.items() if k in session.input_names}
@@ -122,7 +122,7 @@ def _export_qat(model: Any, float_model: Any, scratch: Path, task: str | None, p
     write_metadata(exported.path, metadata)
     artifact = Artifact(exported.path, metadata)
     say("checking the int8 graph against the fine-tuned float graph")
-    backend = get_registry().require_available("ort", "cpu")
+    backend = get_registry().require_available("auto", "cpu")
     accuracy = check_accuracy(backend, reference, artifact)
     float_eval = task_accuracy(reference, eval_batches)
     int8_eval = task_accuracy(artifact, eval_batches)

@@ -37,7 +37,7 @@ def map_artifact(
     on_error: str = "skip",
     max_new_tokens: int = 32,
     max_length: int | None = None,
-    backend: str = "ort",
+    backend: str = "auto",
     device: str = "cpu",
     session_options: dict[str, Any] | None = None,
     cpus_per_replica: float = 1.0,
