@@ -17,8 +17,7 @@ import os
 from typing import Any, TypeVar
 
 from .errors import BackendError
-from .modeling import tasks as _tasks
-from .modeling.aliases import alias
+from .modeling.peers import PeerNames, module_getattr
 from .modeling.base import OBModel
 
 PROVIDER_BACKENDS = {
@@ -54,7 +53,9 @@ class ORTModel(OBModel):
 
     @property
     def model(self) -> Any:
-        """The underlying ``onnxruntime.InferenceSession`` (Optimum exposes it as ``.model``)."""
+        """The ``onnxruntime.InferenceSession`` of a one-graph model (Optimum exposes it as ``.model``)."""
+        if "model" not in self.sessions:  # encoder-decoders have several; Whisper's generate() reads its own .model
+            return super().model  # type: ignore[misc]
         return getattr(self.session, "session", self.session)
 
     @property
@@ -62,20 +63,12 @@ class ORTModel(OBModel):
         return list(getattr(self.session, "providers", []))
 
 
-def _alias(name: str, base: type[OBModel]) -> type[ORTModel]:
-    return alias(name, ORTModel, base, __name__, "Optimum")
+_NAMES = PeerNames("ORTModel", ORTModel, __name__, "Optimum")
+__getattr__ = module_getattr(_NAMES)
 
 
-ORTModelForFeatureExtraction = _alias("ORTModelForFeatureExtraction", _tasks.OBModelForFeatureExtraction)
-ORTModelForSequenceClassification = _alias("ORTModelForSequenceClassification", _tasks.OBModelForSequenceClassification)
-ORTModelForTokenClassification = _alias("ORTModelForTokenClassification", _tasks.OBModelForTokenClassification)
-ORTModelForQuestionAnswering = _alias("ORTModelForQuestionAnswering", _tasks.OBModelForQuestionAnswering)
-ORTModelForMaskedLM = _alias("ORTModelForMaskedLM", _tasks.OBModelForMaskedLM)
-ORTModelForMultipleChoice = _alias("ORTModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
-ORTModelForImageClassification = _alias("ORTModelForImageClassification", _tasks.OBModelForImageClassification)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES.names()])
 
-__all__ = [
-    "ORTModel", "ORTModelForFeatureExtraction", "ORTModelForImageClassification", "ORTModelForMaskedLM",
-    "ORTModelForMultipleChoice", "ORTModelForQuestionAnswering", "ORTModelForSequenceClassification",
-    "ORTModelForTokenClassification",
-]
+
+__all__ = ["ORTModel", *_NAMES.names()]

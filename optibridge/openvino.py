@@ -14,11 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any, TypeVar
 
-from .modeling import tasks as _tasks
-from .modeling.aliases import alias
+from .modeling.peers import PeerNames, module_getattr
 from .modeling.base import OBModel
-from .modeling.causal_lm import OBModelForCausalLM
-from .modeling.seq2seq import OBModelForSeq2SeqLM
 
 ModelT = TypeVar("ModelT", bound="OVModel")
 
@@ -39,22 +36,12 @@ class OVModel(OBModel):
         return super().from_pretrained(model_id, device=device, **kwargs)
 
 
-def _alias(name: str, base: type[OBModel]) -> type[OVModel]:
-    return alias(name, OVModel, base, __name__, "optimum-intel")
+_NAMES = PeerNames("OVModel", OVModel, __name__, "optimum-intel")
+__getattr__ = module_getattr(_NAMES)
 
 
-OVModelForFeatureExtraction = _alias("OVModelForFeatureExtraction", _tasks.OBModelForFeatureExtraction)
-OVModelForSequenceClassification = _alias("OVModelForSequenceClassification", _tasks.OBModelForSequenceClassification)
-OVModelForTokenClassification = _alias("OVModelForTokenClassification", _tasks.OBModelForTokenClassification)
-OVModelForQuestionAnswering = _alias("OVModelForQuestionAnswering", _tasks.OBModelForQuestionAnswering)
-OVModelForMaskedLM = _alias("OVModelForMaskedLM", _tasks.OBModelForMaskedLM)
-OVModelForMultipleChoice = _alias("OVModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
-OVModelForImageClassification = _alias("OVModelForImageClassification", _tasks.OBModelForImageClassification)
-OVModelForCausalLM = _alias("OVModelForCausalLM", OBModelForCausalLM)
-OVModelForSeq2SeqLM = _alias("OVModelForSeq2SeqLM", OBModelForSeq2SeqLM)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES.names()])
 
-__all__ = [
-    "OVModel", "OVModelForCausalLM", "OVModelForFeatureExtraction", "OVModelForImageClassification", "OVModelForMaskedLM",
-    "OVModelForMultipleChoice", "OVModelForQuestionAnswering", "OVModelForSeq2SeqLM", "OVModelForSequenceClassification",
-    "OVModelForTokenClassification",
-]
+
+__all__ = ["OVModel", *_NAMES.names()]
