@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from . import __version__
-from .commands import backends, bench, export, info, optimize, quantize, tune
+from .commands import backends, bench, export, import_optimum, info, optimize, quantize, tune
 from .console import console, err_console
 from .errors import OptibridgeError
 
@@ -63,6 +63,7 @@ app.command("optimize")(optimize.optimize)
 app.command("quantize")(quantize.quantize)
 app.command("bench")(bench.bench)
 app.command("tune")(tune.tune)
+app.command("import-optimum")(import_optimum.import_optimum)
 
 
 def main(argv: list[str] | None = None) -> int:

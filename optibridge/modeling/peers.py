@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dis
 import sys
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .base import OBModel
@@ -18,6 +19,47 @@ from .base import OBModel
 SurfaceT = TypeVar("SurfaceT", bound=OBModel)
 OUR_PREFIX = "OBModelFor"
 IMPORT_FROM = dis.opmap.get("IMPORT_FROM")
+
+
+PREPROCESSOR_CLASSES = ("AutoTokenizer", "AutoImageProcessor", "AutoFeatureExtractor", "AutoProcessor")
+
+
+def load_preprocessors(folder: Path) -> list[Any]:
+    """The tokenizer / image processor / feature extractor / processor saved in ``folder`` (each that loads).
+
+    A tokenizer without a vocabulary is dropped: on a folder without tokenizer files
+    ``AutoTokenizer`` can return one that turns every text into ``[]``."""
+    import transformers
+
+    found: list[Any] = []
+    for name in PREPROCESSOR_CLASSES:
+        try:
+            loaded = getattr(transformers, name).from_pretrained(folder)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
+            continue
+        if name == "AutoTokenizer" and len(loaded) == 0:
+            continue
+        if not any(type(loaded) is type(other) for other in found):
+            found.append(loaded)
+    return found
+
+
+class PeerModel(OBModel):
+    """What Optimum's and optimum-intel's model classes both expose beyond the transformers surface."""
+
+    _preprocessors: list[Any] | None = None
+
+    @property
+    def model_save_dir(self) -> Path:
+        """The folder the model was loaded from (a temporary one after ``export=True``, as with Optimum)."""
+        return Path(self.artifact.path)
+
+    @property
+    def preprocessors(self) -> list[Any]:
+        """Tokenizer / processors saved beside the graph, loaded on first access."""
+        if self._preprocessors is None:
+            self._preprocessors = load_preprocessors(self.model_save_dir)
+        return self._preprocessors
 
 
 def alias(name: str, surface: type[SurfaceT], base: type[OBModel], module: str, peer: str) -> type[SurfaceT]:
