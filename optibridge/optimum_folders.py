@@ -14,7 +14,8 @@ Optimum file(s)                        graphs of the artifact
 ``decoder_model.onnx`` +
 ``decoder_with_past_model.onnx``
 ``decoder_model_merged.onnx``          serves as ``decoder`` and ``decoder_with_past`` (its
-                                       ``use_cache_branch`` input picks the branch)
+                                       ``use_cache_branch`` input picks the branch) when the two
+                                       decoders are not there; ONNX Runtime only
 ``openvino_model.xml`` (+ ``.bin``)    ``model`` in OpenVINO IR (encoders; a stateful decoder is refused)
 =====================================  ============================================================
 """
@@ -73,10 +74,16 @@ def read_optimum_folder(path: str | os.PathLike[str], *, task: str | None = None
                             "export the model with `optibridge export` (and `optibridge optimize --backend openvino` for a stateful IR)")
     metadata = ArtifactMetadata(
         task=found.name, model_type=str(config.get("model_type", "")),
-        source={"model": str(folder), "imported_from": "optimum"}, graphs=graphs, output_class=f"transformers.modeling_outputs.{found.output_class}",
+        source={"model": str(folder), "imported_from": "optimum"}, graphs=graphs, output_class=_output_class(found.output_class, main),
         opset=0, exporter="optimum (imported)", versions={}, extra=_extra(found.kind, graphs, config),
     )
     return Artifact(folder, metadata)
+
+
+def _output_class(default: str, main: GraphSpec) -> str:
+    """The task's ModelOutput type; one that also holds ``pooler_output`` when the graph returns it."""
+    name = "BaseModelOutputWithPooling" if default == "BaseModelOutput" and "pooler_output" in main.output_names else default
+    return f"transformers.modeling_outputs.{name}"
 
 
 def _config(folder: Path) -> dict[str, Any]:
@@ -151,17 +158,17 @@ def _ir_spec(path: Path) -> GraphSpec:
 
 
 def _seq2seq_graphs(folder: Path) -> dict[str, GraphSpec]:
+    """The two decoders when the folder has them (Optimum writes them beside the merged one): OpenVINO's CPU
+    plugin cannot compile the merged graph's If, and one file per role avoids loading the merged one twice."""
     graphs = {"encoder": _onnx_spec(folder / f"{SEQ2SEQ_FILES['encoder']}.onnx")}
-    if (folder / MERGED_DECODER).is_file():
-        merged = _onnx_spec(folder / MERGED_DECODER)
-        graphs["decoder"] = graphs["decoder_with_past"] = merged
-        return graphs
-    for name in ("decoder", "decoder_with_past"):
-        file = folder / f"{SEQ2SEQ_FILES[name]}.onnx"
-        if not file.is_file():
-            raise ArtifactError(f"{folder} has {SEQ2SEQ_FILES['encoder']}.onnx but no {file.name} (nor {MERGED_DECODER}); "
-                                "export it with its cache (optimum-cli's --task ...-with-past, or `optibridge export`)")
-        graphs[name] = _onnx_spec(file)
+    split = [folder / f"{SEQ2SEQ_FILES[name]}.onnx" for name in ("decoder", "decoder_with_past")]
+    if all(file.is_file() for file in split):
+        graphs["decoder"], graphs["decoder_with_past"] = (_onnx_spec(file) for file in split)
+    elif (folder / MERGED_DECODER).is_file():
+        graphs["decoder"] = graphs["decoder_with_past"] = _onnx_spec(folder / MERGED_DECODER)
+    else:
+        raise ArtifactError(f"{folder} has {SEQ2SEQ_FILES['encoder']}.onnx but neither {split[0].name} + {split[1].name} nor "
+                            f"{MERGED_DECODER}; export it with its cache (optimum-cli's --task ...-with-past, or `optibridge export`)")
     return graphs
 
 
