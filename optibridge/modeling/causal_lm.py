@@ -89,7 +89,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         else:
             positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if "position_ids" not in self.session.input_names:  # graphs from older Optimum exports compute them inside
+        if "position_ids" not in self.session.input_names:  # Optimum's gpt2 graph (optimum-onnx 0.1) derives them from the mask itself
             del feed["position_ids"]
         if self._graph_has_cache and getattr(self.session, "stateful", False):  # the session keeps the cache (OpenVINO)
             logits, self._stateful_cache = stateful_step(self.session, feed, past, past_key_values, getattr(self, "_stateful_cache", None))
