@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from ._version import __version__
-from .commands import backends, bench, export, info, optimize, quantize, run, train, tune
+from .commands import backends, bench, export, import_optimum, info, optimize, quantize, run, train, tune
 from .commands._registry_help import RegistryHelpCommand
 from .console import console, err_console
 from .errors import OptibridgeError
@@ -66,6 +66,7 @@ app.command("bench", cls=RegistryHelpCommand)(bench.bench)
 app.command("tune")(tune.tune)
 app.command("run")(run.run)
 app.command("train")(train.train)
+app.command("import-optimum")(import_optimum.import_optimum)
 
 
 # Options whose value may be left out (click has no such option through typer): `--ray` alone

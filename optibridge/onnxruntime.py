@@ -6,20 +6,23 @@
     model = ORTModelForSequenceClassification.from_pretrained("./my-model", export=True)
     model.save_pretrained("./my-model-onnx")
 
-Optimum's ``provider=`` and ``session_options=`` arguments are accepted: the provider picks the
-optibridge backend (CPUExecutionProvider → ``ort``, CUDA/TensorRT → ``cuda``) and an
-``onnxruntime.SessionOptions`` object is used as given.
+Optimum's loading arguments are taken as it takes them: ``provider=`` / ``providers=`` pick the
+optibridge backend (CPUExecutionProvider → ``ort``, CUDA/TensorRT → ``cuda``), ``provider_options=``
+go to that provider, ``session_options=`` (an ``onnxruntime.SessionOptions``) is used as given and
+``use_io_binding=`` switches IO binding on or off (on the CPU too). Its attributes are there:
+``model`` (the InferenceSession), ``model_save_dir``, ``model_path``/``path``, ``provider(s)``,
+``provider_options``, ``use_io_binding``, ``preprocessors``. One difference, on purpose: a provider
+this machine cannot run is an error, where ONNX Runtime would quietly run on the CPU.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import BackendError
-from .modeling import tasks as _tasks
-from .modeling.aliases import alias
-from .modeling.base import OBModel
+from .modeling.peers import PeerModel, PeerNames
 
 PROVIDER_BACKENDS = {
     "CPUExecutionProvider": "ort",
@@ -29,7 +32,27 @@ PROVIDER_BACKENDS = {
 ModelT = TypeVar("ModelT", bound="ORTModel")
 
 
-class ORTModel(OBModel):
+def backend_options(provider: str, providers: list[str] | None, provider_options: dict[str, Any] | None,
+                    use_io_binding: bool | None) -> dict[str, Any]:
+    """Optimum's provider arguments → optibridge's backend, device and backend options."""
+    chosen = providers[0] if providers else provider
+    for name in [chosen, *(providers or [])]:
+        if name not in PROVIDER_BACKENDS:
+            raise BackendError(f"unknown provider {name!r}; supported: {', '.join(PROVIDER_BACKENDS)}")
+    backend = PROVIDER_BACKENDS[chosen]
+    options: dict[str, Any] = {"backend": backend}
+    if use_io_binding is not None:
+        options["io_binding"] = use_io_binding
+    if backend == "cuda":
+        options["device"] = "cuda"
+        options["provider"] = "tensorrt" if chosen == "TensorrtExecutionProvider" else "cuda"
+        options.update(provider_options or {})  # device_id, gpu_mem_limit, trt_*: checked by the cuda backend
+    elif provider_options:
+        options["provider_options"] = provider_options
+    return options
+
+
+class ORTModel(PeerModel):
     """Optimum's ``ORTModel`` surface on top of :class:`~optibridge.modeling.OBModel`."""
 
     @classmethod
@@ -38,57 +61,95 @@ class ORTModel(OBModel):
         model_id: str | os.PathLike[str],
         *,
         provider: str = "CPUExecutionProvider",
+        providers: list[str] | None = None,
+        provider_options: dict[str, Any] | None = None,
         session_options: Any = None,
         use_io_binding: bool | None = None,
         **kwargs: Any,
     ) -> ModelT:
-        if provider not in PROVIDER_BACKENDS:
-            raise BackendError(f"unknown provider {provider!r}; supported: {', '.join(PROVIDER_BACKENDS)}")
-        kwargs.setdefault("backend", PROVIDER_BACKENDS[provider])
-        if kwargs["backend"] == "cuda":
-            kwargs.setdefault("device", "cuda")
+        for key, value in backend_options(provider, providers, provider_options, use_io_binding).items():
+            kwargs.setdefault(key, value)
         if session_options is not None:
             kwargs["session_options"] = session_options
-        # use_io_binding only matters on GPUs; on the CPU provider ORT binds host memory anyway.
         return super().from_pretrained(model_id, **kwargs)
 
     @property
     def model(self) -> Any:
-        """The underlying ``onnxruntime.InferenceSession`` (Optimum exposes it as ``.model``)."""
+        """The ``onnxruntime.InferenceSession`` of a one-graph model (Optimum exposes it as ``.model``)."""
+        if "model" not in self.sessions:  # encoder-decoders have several; Whisper's generate() reads its own .model
+            return super().model  # type: ignore[misc]
         return getattr(self.session, "session", self.session)
 
     @property
+    def model_path(self) -> Path:
+        """The main graph file (``model.onnx``; ``encoder.onnx`` for encoder-decoders)."""
+        return Path(self.artifact.model_path)
+
+    @property
+    def path(self) -> Path:
+        return self.model_path
+
+    @property
     def providers(self) -> list[str]:
+        """The providers the session really runs on, as ONNX Runtime reports them."""
         return list(getattr(self.session, "providers", []))
 
+    @property
+    def provider(self) -> str:
+        return self.providers[0]
 
-def _alias(name: str, base: type[OBModel]) -> type[ORTModel]:
-    return alias(name, ORTModel, base, __name__, "Optimum")
+    @property
+    def provider_options(self) -> dict[str, Any]:
+        """The options of :attr:`provider` as ONNX Runtime applied them."""
+        session = getattr(self.session, "session", None)
+        return dict(session.get_provider_options().get(self.provider, {})) if session is not None else {}
 
-
-ORTModelForFeatureExtraction = _alias("ORTModelForFeatureExtraction", _tasks.OBModelForFeatureExtraction)
-ORTModelForSequenceClassification = _alias("ORTModelForSequenceClassification", _tasks.OBModelForSequenceClassification)
-ORTModelForTokenClassification = _alias("ORTModelForTokenClassification", _tasks.OBModelForTokenClassification)
-ORTModelForQuestionAnswering = _alias("ORTModelForQuestionAnswering", _tasks.OBModelForQuestionAnswering)
-ORTModelForMaskedLM = _alias("ORTModelForMaskedLM", _tasks.OBModelForMaskedLM)
-ORTModelForMultipleChoice = _alias("ORTModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
-ORTModelForImageClassification = _alias("ORTModelForImageClassification", _tasks.OBModelForImageClassification)
-
-__all__ = [
-    "ORTModel", "ORTModelForFeatureExtraction", "ORTModelForImageClassification", "ORTModelForMaskedLM",
-    "ORTModelForMultipleChoice", "ORTModelForQuestionAnswering", "ORTModelForSequenceClassification",
-    "ORTModelForTokenClassification",
-]
+    @property
+    def use_io_binding(self) -> bool:
+        """Whether calls bind torch tensors directly (IO binding) instead of copying through numpy."""
+        return bool(getattr(self.session, "accepts_torch", False))
 
 
-_DIFFUSION_NAMES = ("ORTStableDiffusionPipeline", "ORTStableDiffusionImg2ImgPipeline", "ORTStableDiffusionInpaintPipeline",
-                   "ORTStableDiffusionXLPipeline", "ORTStableDiffusionXLImg2ImgPipeline")
+_NAMES = PeerNames("ORTModel", ORTModel, __name__, "Optimum")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES])
+
+
+# Optimum's ORTStableDiffusion* names: built on first use, because the pipelines import diffusers.
+_DIFFUSION_NAMES = {
+    "ORTStableDiffusionPipeline": "OBStableDiffusionPipeline",
+    "ORTStableDiffusionImg2ImgPipeline": "OBStableDiffusionImg2ImgPipeline",
+    "ORTStableDiffusionInpaintPipeline": "OBStableDiffusionInpaintPipeline",
+    "ORTStableDiffusionXLPipeline": "OBStableDiffusionXLPipeline",
+    "ORTStableDiffusionXLImg2ImgPipeline": "OBStableDiffusionXLImg2ImgPipeline",
+}
+
+
+def _diffusion_alias(name: str) -> type:
+    from .diffusion import pipelines
+
+    base: Any = getattr(pipelines, _DIFFUSION_NAMES[name])
+
+    def from_pretrained(cls: Any, model_id: str | os.PathLike[str], *, provider: str = "CPUExecutionProvider",
+                        providers: list[str] | None = None, provider_options: dict[str, Any] | None = None,
+                        session_options: Any = None, use_io_binding: bool | None = None, **kwargs: Any) -> Any:
+        for key, value in backend_options(provider, providers, provider_options, use_io_binding).items():
+            kwargs.setdefault(key, value)
+        if session_options is not None:
+            kwargs["session_options"] = session_options
+        return super(made, cls).from_pretrained(model_id, **kwargs)  # type: ignore[misc]
+
+    made = type(name, (base,), {"__doc__": f"Optimum-compatible name for :class:`optibridge.{base.__name__}`.",
+                               "__module__": __name__, "from_pretrained": classmethod(from_pretrained)})
+    globals()[name] = made  # built once: the same class on every access
+    return made
 
 
 def __getattr__(name: str) -> Any:
-    # The diffusion pipeline names import diffusers, so they load on first use only.
     if name in _DIFFUSION_NAMES:
-        from .diffusion import aliases
+        return _diffusion_alias(name)
+    return _NAMES.get(name)
 
-        return getattr(aliases, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = ["ORTModel", *_NAMES.names(), *_DIFFUSION_NAMES]

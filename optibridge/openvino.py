@@ -6,7 +6,12 @@
     model = OVModelForSequenceClassification.from_pretrained("./my-model", export=True, device="CPU",
                                                              ov_config={"PERFORMANCE_HINT": "LATENCY"})
 
-``ov_config`` holds raw OpenVINO properties, applied after optibridge's defaults (fp32 precision).
+Its loading arguments are taken as it takes them: ``device``, ``ov_config`` (raw OpenVINO
+properties, applied after optibridge's defaults: fp32 precision), ``compile=False`` (compiled on
+the first call or ``compile()``), ``stateful`` (keep a decoder's KV cache inside the compiled
+model), ``load_in_8bit`` (NNCF int8 weights), ``dynamic_shapes``, ``use_cache``. So are its
+attributes and methods: ``model`` (the ``ov.Model``), ``request``, ``ov_config``,
+``model_save_dir``, ``preprocessors``, ``compile()``, ``reshape()``, ``half()``, ``to("GPU")``.
 """
 
 from __future__ import annotations
@@ -14,60 +19,146 @@ from __future__ import annotations
 import os
 from typing import Any, TypeVar
 
-from .modeling import tasks as _tasks
-from .modeling.aliases import alias
-from .modeling.base import OBModel
-from .modeling.causal_lm import OBModelForCausalLM
-from .modeling.seq2seq import OBModelForSeq2SeqLM
+from .errors import BackendError
+from .modeling.peers import PeerModel, PeerNames
 
 ModelT = TypeVar("ModelT", bound="OVModel")
 
 
-class OVModel(OBModel):
-    """optimum-intel's ``OVModel`` surface: the ``openvino`` backend, ``device=`` and ``ov_config=``."""
+class OVModel(PeerModel):
+    """optimum-intel's ``OVModel`` surface on top of :class:`~optibridge.modeling.OBModel`."""
 
     default_backend = "openvino"
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
         cls: type[ModelT], model_id: str | os.PathLike[str], *, device: str = "CPU", ov_config: dict[str, Any] | None = None,
-        compile: bool = True, **kwargs: Any,
+        compile: bool = True, stateful: bool | None = None, load_in_8bit: bool = False, dynamic_shapes: bool = True,
+        **kwargs: Any,
     ) -> ModelT:
-        # compile=False (compile later) is accepted for compatibility; models are compiled on load.
+        """``stateful=None`` keeps the artifact as it is (an IR made stateful by ``optimize --backend
+        openvino`` stays so; an ONNX decoder is fed its cache); True makes a decoder stateful at load."""
         if ov_config:
             kwargs["ov_config"] = ov_config
+        if stateful is not None:
+            kwargs["stateful"] = stateful
+        kwargs.update(compile=compile, load_in_8bit=load_in_8bit, dynamic_shapes=dynamic_shapes)
         return super().from_pretrained(model_id, device=device, **kwargs)
 
+    def _each_session(self, method: str, *args: Any) -> None:
+        for name, session in self.sessions.items():
+            if not hasattr(session, method):
+                raise BackendError(f"{method}() needs the openvino backend; graph {name!r} runs on {session.backend!r}")
+            getattr(session, method)(*args)
 
-def _alias(name: str, base: type[OBModel]) -> type[OVModel]:
-    return alias(name, OVModel, base, __name__, "optimum-intel")
+    # -- attributes ---------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The ``ov.Model`` of a one-graph model."""
+        if "model" not in self.sessions:  # encoder-decoders have several; Whisper's generate() reads its own .model
+            return super().model  # type: ignore[misc]
+        return self.session.model
+
+    @property
+    def request(self) -> Any:
+        """The OpenVINO infer request; None until the model is compiled (``compile=False``)."""
+        return getattr(self.session, "request", None)
+
+    @property
+    def ov_config(self) -> dict[str, Any]:
+        """The OpenVINO properties the model is (or will be) compiled with."""
+        return dict(getattr(self.session, "config", {}))
+
+    @property
+    def device(self) -> Any:
+        """Where inputs and outputs live: the host (OpenVINO copies them to its device); ``_device`` is the OpenVINO device."""
+        import torch
+
+        return torch.device("cpu")
+
+    @property
+    def _device(self) -> str:
+        return str(getattr(self.session, "ov_device", self.session.device)).upper()
+
+    # -- methods ------------------------------------------------------------------------------------
+    def compile(self) -> None:
+        """Compile now (after ``compile=False``, ``reshape`` or ``half``); otherwise the first call does."""
+        self._each_session("compile")
+
+    def reshape(self: ModelT, batch_size: int, sequence_length: int, height: int | None = None, width: int | None = None) -> ModelT:
+        """Static input shapes (-1 keeps an axis dynamic), which OpenVINO runs faster; compiled again on the next call."""
+        if self.task.kind != "encoder":
+            raise BackendError(f"reshape() fixes the input shapes of encoder models; a {self.task.kind} model's inputs grow "
+                               "every generation step, so its shapes stay dynamic")
+        named = {"batch_size": batch_size, "sequence_length": sequence_length}
+        shapes = {}
+        for spec in self.artifact.metadata.inputs:
+            dims = [named.get(axis, -1) if isinstance(axis, str) else axis for axis in spec.shape]
+            if spec.name == "pixel_values" and len(dims) == 4:
+                dims[2], dims[3] = height or dims[2], width or dims[3]
+            shapes[spec.name] = tuple(dims)
+        self.session.reshape(shapes)
+        return self
+
+    def half(self: ModelT) -> ModelT:
+        """Weights stored as float16 (they run in the inference precision, float32 unless ov_config says otherwise)."""
+        self._each_session("half")
+        return self
+
+    def to(self: ModelT, *args: Any, **kwargs: Any) -> ModelT:
+        """``to("GPU")`` / ``to("CPU")`` as optimum-intel takes them: run on that OpenVINO device from the next
+        call (a device this machine lacks is an error naming the ones it has). torch dtypes/devices as OBModel."""
+        import torch
+
+        for target in (*args, *kwargs.values()):
+            if isinstance(target, torch.device):
+                target = target.type
+            if isinstance(target, str):
+                self._each_session("set_device", target)
+            elif target is not None:
+                super().to(target)
+        return self
 
 
-OVModelForFeatureExtraction = _alias("OVModelForFeatureExtraction", _tasks.OBModelForFeatureExtraction)
-OVModelForSequenceClassification = _alias("OVModelForSequenceClassification", _tasks.OBModelForSequenceClassification)
-OVModelForTokenClassification = _alias("OVModelForTokenClassification", _tasks.OBModelForTokenClassification)
-OVModelForQuestionAnswering = _alias("OVModelForQuestionAnswering", _tasks.OBModelForQuestionAnswering)
-OVModelForMaskedLM = _alias("OVModelForMaskedLM", _tasks.OBModelForMaskedLM)
-OVModelForMultipleChoice = _alias("OVModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
-OVModelForImageClassification = _alias("OVModelForImageClassification", _tasks.OBModelForImageClassification)
-OVModelForCausalLM = _alias("OVModelForCausalLM", OBModelForCausalLM)
-OVModelForSeq2SeqLM = _alias("OVModelForSeq2SeqLM", OBModelForSeq2SeqLM)
+_NAMES = PeerNames("OVModel", OVModel, __name__, "optimum-intel")
 
-__all__ = [
-    "OVModel", "OVModelForCausalLM", "OVModelForFeatureExtraction", "OVModelForImageClassification", "OVModelForMaskedLM",
-    "OVModelForMultipleChoice", "OVModelForQuestionAnswering", "OVModelForSeq2SeqLM", "OVModelForSequenceClassification",
-    "OVModelForTokenClassification",
-]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES])
 
 
-_DIFFUSION_NAMES = ("OVStableDiffusionPipeline", "OVStableDiffusionImg2ImgPipeline", "OVStableDiffusionInpaintPipeline",
-                   "OVStableDiffusionXLPipeline", "OVStableDiffusionXLImg2ImgPipeline")
+# optimum-intel's OVStableDiffusion* names: built on first use, because the pipelines import diffusers.
+_DIFFUSION_NAMES = {
+    "OVStableDiffusionPipeline": "OBStableDiffusionPipeline",
+    "OVStableDiffusionImg2ImgPipeline": "OBStableDiffusionImg2ImgPipeline",
+    "OVStableDiffusionInpaintPipeline": "OBStableDiffusionInpaintPipeline",
+    "OVStableDiffusionXLPipeline": "OBStableDiffusionXLPipeline",
+    "OVStableDiffusionXLImg2ImgPipeline": "OBStableDiffusionXLImg2ImgPipeline",
+}
+
+
+def _diffusion_alias(name: str) -> type:
+    from .diffusion import pipelines
+
+    base: Any = getattr(pipelines, _DIFFUSION_NAMES[name])
+
+    def from_pretrained(cls: Any, model_id: str | os.PathLike[str], *, device: str = "CPU",
+                        ov_config: dict[str, Any] | None = None, compile: bool = True, **kwargs: Any) -> Any:
+        # compile=False is accepted for compatibility: pipeline graphs are compiled on load (and again by reshape()).
+        if ov_config:
+            kwargs["ov_config"] = ov_config
+        return super(made, cls).from_pretrained(model_id, device=device, **kwargs)  # type: ignore[misc]
+
+    made = type(name, (base,), {"__doc__": f"optimum-intel-compatible name for :class:`optibridge.{base.__name__}`.",
+                               "__module__": __name__, "default_backend": "openvino",
+                                "from_pretrained": classmethod(from_pretrained)})
+    globals()[name] = made  # built once: the same class on every access
+    return made
 
 
 def __getattr__(name: str) -> Any:
-    # The diffusion pipeline names import diffusers, so they load on first use only.
     if name in _DIFFUSION_NAMES:
-        from .diffusion import aliases
+        return _diffusion_alias(name)
+    return _NAMES.get(name)
 
-        return getattr(aliases, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = ["OVModel", *_NAMES.names(), *_DIFFUSION_NAMES]

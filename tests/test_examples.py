@@ -36,3 +36,15 @@ def test_gpu_example_names_what_is_missing_where_the_device_is_not(backend):
     assert done.returncode == 1
     assert f"cannot run on {backend} here: backend '{backend}' is not usable here: " in done.stdout
     assert ("onnxruntime-gpu" if backend == "cuda" else "habana_frameworks") in done.stdout
+
+
+@pytest.mark.slow
+def test_optimum_migration_example_matches_pytorch_at_every_step():
+    done = run_example("optimum_migration.py")
+    assert done.returncode == 0, done.stderr[-2000:]
+    checks = [line for line in done.stdout.splitlines() if "max abs diff to PyTorch" in line]
+    assert len(checks) == 5, done.stdout
+    for line in checks:  # "... max abs diff to PyTorch 3.1e-06 (limit 1e-04)"
+        diff, limit = line.split("PyTorch ")[1].replace("(limit ", "").rstrip(")").split()
+        assert float(diff) < float(limit) <= 1e-4, line
+    assert "provider CPUExecutionProvider, io binding True" in done.stdout and "[2,16]" in done.stdout

@@ -11,7 +11,7 @@ from .tasks import (
 
 __all__ = [
     "OBModel", "OBModelForCausalLM", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
-    "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
+    "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification", "OBModelForSpeechSeq2Seq",
     "OBModelForTokenClassification", "TASK_CLASSES",
 ]
 

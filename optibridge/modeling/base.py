@@ -15,6 +15,7 @@ from ..device import Device
 from ..errors import ArtifactError, BackendError, InputError, UnsupportedModelError
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
+from ..optimum_folders import is_optimum_folder, read_optimum_folder
 from ..tasks import TASKS, Task
 from .inputs import prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
@@ -28,7 +29,7 @@ UNSUPPORTED_WHEN_SET = (
     "labels", "position_ids", "head_mask", "inputs_embeds", "output_attentions", "output_hidden_states",
     "interpolate_pos_encoding", "start_positions", "end_positions",
 )
-HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "subfolder")
+HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "force_download")
 
 CLASS_FOR_TASK: dict[str, type["OBModel"]] = {}
 """The one task → OBModelFor<Task> table: filled by :func:`register_task_class`, keyed by :data:`~optibridge.tasks.TASKS`."""
@@ -96,6 +97,10 @@ class OBModel(PreTrainedModel):
         opset: int | None = None,
         exporter: str = "auto",
         atol: float = DEFAULT_ATOL,
+        config: Any = None,
+        use_cache: bool | None = None,
+        subfolder: str = "",
+        file_name: str | None = None,
         **options: Any,
     ) -> ModelT:
         """Load an optibridge artifact folder, or export a transformers model first.
@@ -104,15 +109,28 @@ class OBModel(PreTrainedModel):
         or a transformers model folder / hub id with ``export=True``. With ``export=None`` a
         folder that is not an artifact is exported on the fly (logged). Remaining keyword
         arguments are the backend's session options (e.g. ``intra_op_num_threads=2``) and the
-        hub arguments ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+        hub arguments ``revision``, ``cache_dir``, ``token``, ``local_files_only``, ``force_download``.
+
+        As transformers/Optimum take them: ``config`` (a ``PretrainedConfig`` used instead of the
+        folder's config.json), ``use_cache`` (False: generative models recompute the whole sequence
+        each step), ``subfolder`` (the model lives in ``model_id/subfolder``), ``file_name`` (which
+        graph file of a folder holding several, e.g. ``model_quantized.onnx``).
         """
         hub_kwargs = {k: options.pop(k) for k in HUB_KWARGS if k in options}
+        if subfolder:
+            if Path(model_id, subfolder).is_dir():
+                model_id = Path(model_id, subfolder)
+            else:
+                hub_kwargs["subfolder"] = subfolder
         backend_name = backend or cls.default_backend
         # Fail on a backend/device that is not there before spending time on an export.
         backend_impl = get_registry().require_available(backend_name, device)
         keep_alive = None
         if is_artifact(model_id) and not export:
             artifact = Artifact.load(model_id)
+            check_file_name(artifact, file_name)
+        elif not export and is_optimum_folder(model_id):  # what optimum-cli / ORTModel.save_pretrained wrote
+            artifact = read_optimum_folder(model_id, task=cls.task_name or task, file_name=file_name)
         elif export is False:
             raise ArtifactError(
                 f"{model_id} is not an optibridge artifact (no optibridge.json); pass export=True to export "
@@ -124,16 +142,24 @@ class OBModel(PreTrainedModel):
             keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
             result = export_model(
                 model_id, Path(keep_alive.name) / "artifact", task=task or cls.task_name or None,
-                opset=opset, exporter=exporter, atol=atol, **hub_kwargs,
+                opset=opset, exporter=exporter, atol=atol, use_cache=use_cache is not False, **hub_kwargs,
             )
             artifact = result.artifact
         cls._check_task(artifact)
         backend_impl = _reader_for(artifact, backend_impl, backend_name, device)
         sessions = {name: backend_impl.load(artifact, graph=name, device=device, **options) for name in artifact.metadata.graphs}
-        from transformers import AutoConfig
+        if config is None:
+            from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(artifact.path)
-        return cls(sessions, artifact, config, keep_alive=keep_alive)
+            config = AutoConfig.from_pretrained(artifact.path)
+        model = cls(sessions, artifact, config, keep_alive=keep_alive)
+        if use_cache is not None:
+            model._set_use_cache(use_cache)
+        return model
+
+    def _set_use_cache(self, use_cache: bool) -> None:
+        """Encoders have no cache: recorded on the config, as transformers does."""
+        self.config.use_cache = use_cache
 
     @classmethod
     def _check_task(cls, artifact: Artifact) -> None:
@@ -231,6 +257,16 @@ class OBModel(PreTrainedModel):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task={self.task.name!r}, backend={self.backend!r}, artifact={str(self.artifact.path)!r})"
+
+
+def check_file_name(artifact: Artifact, file_name: str | None) -> None:
+    """``file_name`` must name one of the artifact's graph files (an artifact records which file is which graph)."""
+    files = [spec.file for spec in artifact.metadata.graphs.values()]
+    if file_name is not None and file_name not in files:
+        raise ArtifactError(
+            f"{artifact.path} has no graph file {file_name!r}; its graph files: {', '.join(files)}. "
+            "An artifact written by optimize/quantize is its own folder: load that folder instead"
+        )
 
 
 class _PipelineLogFilter(logging.Filter):

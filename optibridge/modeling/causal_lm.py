@@ -30,12 +30,20 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         extra = self.artifact.metadata.extra
         layout = extra.get("kv_cache")
         self.use_cache = bool(extra.get("use_cache")) and layout is not None
+        self._graph_has_cache = self.use_cache
+        """The graph takes past_* inputs; with ``use_cache`` off they get an empty cache every step."""
         self._kv = layout
         self._past_names = [f"past_key_values.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._present_names = [f"present.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._init_generation(self.artifact.path, self.config)
         if not self.use_cache:
             self.generation_config.use_cache = False  # the graph recomputes the whole sequence each step
+
+    def _set_use_cache(self, use_cache: bool) -> None:
+        if use_cache and not self._graph_has_cache:
+            raise InputError(f"{self.artifact.path} was exported without a KV cache; re-export it with the cache to pass use_cache=True")
+        self.use_cache = use_cache
+        self.generation_config.use_cache = use_cache
 
     def forward(  # type: ignore[override]
         self,
@@ -81,11 +89,14 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         else:
             positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if self.use_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
+        if "position_ids" not in self.session.input_names:  # Optimum's gpt2 graph (optimum-onnx 0.1) derives them from the mask itself
+            del feed["position_ids"]
+        if self._graph_has_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
             logits, self._stateful_cache = stateful_step(self.session, feed, past, past_key_values, getattr(self, "_stateful_cache", None))
-            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): self._stateful_cache})
+            kept = self._stateful_cache if self.use_cache else None
+            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): kept})
             return result if return_dict is not False else result.to_tuple()
-        if self.use_cache:
+        if self._graph_has_cache:
             pairs = cache_pairs(past_key_values) if past else []
             if pairs:
                 flat = [t.detach().cpu().numpy() for pair in pairs for t in pair]
@@ -127,7 +138,9 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
                 )
         positions = position_ids_from_mask(mask, new) if position_ids is None else torch.as_tensor(position_ids, device=ids.device).long()
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if self.use_cache:
+        if "position_ids" not in self.session.input_names:
+            del feed["position_ids"]
+        if self._graph_has_cache:
             flat = [t for pair in (cache_pairs(past_key_values) if past else []) for t in pair]
             if not flat:
                 flat = [torch.zeros((batch, self._kv["num_heads"], 0, self._kv["head_dim"]), device=ids.device)] * len(self._past_names)

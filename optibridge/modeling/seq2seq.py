@@ -16,6 +16,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from ..backend import torch_runner
 from ..errors import InputError
 from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, take_cache
+from ..optimum_folders import USE_CACHE_BRANCH, merged_decoder_feed
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
 from .inputs import prepare_inputs, prepare_torch_inputs, to_numpy
@@ -63,6 +64,10 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         self._later_outputs = [f"present.{i}.decoder.{p}" for i in layers for p in ("key", "value")]
         self._init_generation(self.artifact.path, self.config)
         self._encoder = EncoderRunner(self)
+
+    def _set_use_cache(self, use_cache: bool) -> None:
+        """False: generate() runs the first-step decoder on the whole output so far at every step."""
+        self.generation_config.use_cache = use_cache
 
     def get_encoder(self) -> EncoderRunner:
         return self._encoder
@@ -151,13 +156,19 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         cache = encoder_decoder_cache(self_pairs, cross_pairs, zero_copy=True) if use_cache is not False else None
         return out["logits"], cache
 
+    def _graph_feed(self, graph: str, feed: dict[str, Any]) -> dict[str, Any]:
+        """The inputs ``graph`` takes; an Optimum merged decoder (one graph for both roles) also gets its branch flag."""
+        names = self.sessions[graph].input_names
+        feed = {k: v for k, v in feed.items() if k in names}
+        if USE_CACHE_BRANCH in names:
+            feed = merged_decoder_feed(self.artifact.metadata.graphs[graph], graph == "decoder_with_past", feed)
+        return feed
+
     def _run_numpy(self, graph: str, feed: dict[str, Any]) -> dict[str, torch.Tensor]:
-        session = self.sessions[graph]
-        return {k: torch.from_numpy(v) for k, v in session.run({k: v for k, v in feed.items() if k in session.input_names}).items()}
+        return {k: torch.from_numpy(v) for k, v in self.sessions[graph].run(self._graph_feed(graph, feed)).items()}
 
     def _run_torch(self, graph: str, feed: dict[str, Any]) -> dict[str, torch.Tensor]:
-        session = self.sessions[graph]
-        return torch_runner(session)({k: v for k, v in feed.items() if k in session.input_names})
+        return torch_runner(self.sessions[graph])(self._graph_feed(graph, feed))
 
 
 class _WhisperStrides:

@@ -3,7 +3,7 @@
 
 Runs every graph an artifact has (encoders, KV-cache decoders, seq2seq), so every OBModelFor*
 class works on it; a decoder whose IR keeps its KV cache inside (``extra["openvino"]["stateful"]``)
-loads as a :class:`~.stateful.StatefulSession`.
+loads as a :class:`~.stateful.StatefulSession` (inside a :class:`~.managed.ManagedSession`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
 from optibridge.capabilities import ModeSpec
-from optibridge.device import Device
-from optibridge.errors import ArtifactError, BackendError, first_line
+from optibridge.errors import BackendError
 from optibridge.probing import distribution_version, module_present
 
-from .session import OpenVINOSession
-from .stateful import StatefulSession, cache_pairs
+from .managed import ManagedSession
 
 if TYPE_CHECKING:
     from optibridge.steps import CalibrationData, OptimizationConfig, QuantizationConfig
@@ -36,11 +34,7 @@ OPTIONS = {
     "compiled_cache_dir": "CACHE_DIR",  # not "cache_dir": from_pretrained passes that to the hub download
     "kv_cache_precision": "KV_CACHE_PRECISION",
 }
-# A stateful decoder's KV cache is stored as u8 by default on CPU (OpenVINO 2024.4+): measured
-# 0.58 max logit diff on a tiny GPT-2 and a different greedy token. f32 keeps parity; pass
-# kv_cache_precision="u8" (or "f16") to trade it for memory.
-KV_CACHE_DEFAULT = {"KV_CACHE_PRECISION": "f32"}
-KV_CACHE_DEVICES = ("CPU", "GPU")
+MANAGED_OPTIONS = ("compile", "stateful", "load_in_8bit", "dynamic_shapes")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 
@@ -78,34 +72,26 @@ class OpenVINOBackend(Backend):
         return BackendStatus(self.name, bool(devices), devices=devices, version=distribution_version("openvino"),
                              features=("run", "optimize", "quantize"), reason=None if devices else "OpenVINO reports no device")
 
-    def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> OpenVINOSession:
+    def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> ManagedSession:
+        """Options: the OpenVINO ones below (``OPTIONS``, ``ov_config``) and, as optimum-intel takes them,
+        ``compile`` (False: compile on the first call or ``compile()``), ``stateful`` (keep a decoder's KV
+        cache inside), ``load_in_8bit`` (NNCF int8 weights), ``dynamic_shapes``."""
         if not module_present("openvino"):
             raise BackendError("openvino is not installed: pip install optibridge[openvino]")
-        core = self._core()
-        wanted = device.upper()
-        available = core.available_devices
-        if wanted != "AUTO" and wanted not in available and Device.kind_of(wanted) not in {Device.kind_of(d) for d in available}:
-            raise BackendError(
-                f"OpenVINO has no device {device!r} on this machine; its devices: {', '.join(available)} (or AUTO)"
-            )
-        static_shapes = options.pop("static_shapes", None)  # {input: [dims]}: recompile with fixed shapes (diffusion reshape)
-        config = openvino_config(options)
-        stateful = graph in artifact.metadata.extra.get("openvino", {}).get("stateful_graphs", ())
-        if stateful and Device.kind_of(wanted).upper() in KV_CACHE_DEVICES:
-            config = {**KV_CACHE_DEFAULT, **config}
-        path = artifact.graph_path(graph, formats=self.graph_formats)  # the IR when optimize/quantize wrote one
-        try:
-            # Compiled from the file path (not a read ov.Model) so that CACHE_DIR can key the cache on it.
-            compiled = (core.compile_model(_reshaped(core, path, static_shapes), wanted, config) if static_shapes
-                        else core.compile_model(str(path), wanted, config))
-        except BackendError:
-            raise
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models
-            raise ArtifactError(f"OpenVINO could not load {path}: {first_line(exc)}. Re-export it with `optibridge export`") from exc
-        spec = artifact.metadata.graphs[graph]
-        if stateful:
-            return StatefulSession(compiled, wanted, spec, cache_pairs(artifact, spec))
-        return OpenVINOSession(compiled, wanted, set(spec.input_names) | set(spec.output_names))
+        static_shapes = options.pop("static_shapes", None)  # {input: [dims]}: compile with fixed shapes (diffusion reshape)
+        managed = {name: options.pop(name) for name in MANAGED_OPTIONS if name in options}
+        if not static_shapes:
+            return ManagedSession(self._core(), artifact, graph, device, openvino_config(options), **managed)
+        compile_now = managed.pop("compile", True)
+        session = ManagedSession(self._core(), artifact, graph, device, openvino_config(options), compile=False, **managed)
+        known = set(session.model_input_names())
+        unknown = sorted(set(static_shapes) - known)
+        if unknown:
+            raise BackendError(f"static_shapes names input(s) {', '.join(unknown)} that graph {graph!r} does not have")
+        session.reshape({name: tuple(dims) for name, dims in static_shapes.items()})
+        if compile_now:
+            session.compile()
+        return session
 
     def optimize(self, artifact: Artifact, config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:
         from .convert import optimize_artifact
@@ -119,16 +105,6 @@ class OpenVINOBackend(Backend):
 
         return quantize_artifact(artifact, config, output_dir, calibration)
 
-
-def _reshaped(core: Any, path: Path, shapes: dict[str, list[int]]) -> Any:
-    """The graph read and reshaped to static input shapes (OpenVINO compiles faster kernels for them)."""
-    model = core.read_model(str(path))
-    known = {port.get_any_name() for port in model.inputs} | {n for port in model.inputs for n in port.get_names()}
-    unknown = sorted(set(shapes) - known)
-    if unknown:
-        raise BackendError(f"static_shapes names input(s) {', '.join(unknown)} that {path.name} does not have")
-    model.reshape({name: list(dims) for name, dims in shapes.items()})
-    return model
 
 
 def openvino_config(options: dict[str, Any]) -> dict[str, Any]:

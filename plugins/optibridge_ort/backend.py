@@ -95,6 +95,16 @@ class OrtBackend(Backend):
         )
 
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> OrtSession:
+        """Options: ORT session options (see :mod:`.options`), ``io_binding`` (True: torch tensors in and
+        out through IO binding, no numpy copies) and ``provider_options`` (the CPU provider takes none)."""
+        io_binding = options.pop("io_binding", None)
+        provider_options = options.pop("provider_options", None)
+        if provider_options:
+            # ONNX Runtime would drop them without a word: its CPU provider reads no provider options.
+            raise BackendError(
+                f"the CPU execution provider takes no provider options (got {', '.join(map(str, provider_options))}); "
+                "CPU settings are session options (session_options=, intra_op_num_threads=, ...)"
+            )
         if Device.parse(device).kind != "cpu":
             raise BackendError(
                 f"backend 'ort' runs on the CPU only, not on {device!r}; "
@@ -105,6 +115,10 @@ class OrtBackend(Backend):
         except ImportError as exc:
             raise BackendError("onnxruntime is not installed: pip install optibridge[ort]") from exc
         session = create_session(ort, artifact.graph_path(graph), build_session_options(ort, options), [PROVIDER])
+        if io_binding:
+            from .binding import IOBindingSession
+
+            return IOBindingSession(session, device="cpu")
         return OrtSession(session, device="cpu")
 
     def optimize(self, artifact: Artifact, config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:

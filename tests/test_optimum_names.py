@@ -1,0 +1,73 @@
+"""Optimum / optimum-intel class names: one per task class, made from the task table; generative
+names generate PyTorch's tokens; a name whose task is not implemented is not importable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, WhisperForConditionalGeneration
+
+import optibridge.modeling as modeling
+import optibridge.onnxruntime as ort_names
+import optibridge.openvino as ov_names
+from optibridge.modeling.tasks import task_class
+from optibridge.tasks import TASKS
+
+GREEDY = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False)
+
+
+@pytest.mark.parametrize("module,prefix", [(ort_names, "ORTModel"), (ov_names, "OVModel")])
+def test_every_task_class_has_its_peer_name_and_only_those(module, prefix):
+    ours = [name for name in modeling.__all__ if name.startswith("OBModelFor")]
+    assert {getattr(modeling, name).task_name for name in ours} == set(TASKS)  # the table covers every task
+    for task in TASKS:
+        cls = task_class(task)
+        peer = getattr(module, cls.__name__.replace("OBModel", prefix))
+        assert issubclass(peer, cls) and peer.task_name == task
+        assert peer is getattr(module, peer.__name__)  # built once
+    assert sorted(n for n in module.__all__ if "For" in n) == sorted(n.replace("OBModel", prefix) for n in ours)
+    assert set(module.__all__) <= set(dir(module))
+
+
+def test_a_name_whose_task_is_not_implemented_is_not_importable():
+    with pytest.raises(ImportError, match="has no ORTModelForCTC: optibridge does not implement the task .* ORTModelForCausalLM"):
+        from optibridge.onnxruntime import ORTModelForCTC  # noqa: F401
+    with pytest.raises(AttributeError, match="has no OVModelForVisualCausalLM: .*OVModelForSpeechSeq2Seq"):
+        ov_names.OVModelForVisualCausalLM  # noqa: B018
+    assert not hasattr(ort_names, "ORTModelForCustomTasks")
+    with pytest.raises(AttributeError, match="has no attribute 'something_else'"):
+        ort_names.something_else  # noqa: B018
+
+
+def test_ort_causal_lm_generates_pytorch_tokens(tiny_generative, exported_generative):
+    from optibridge.onnxruntime import ORTModelForCausalLM
+
+    path = tiny_generative("gpt2")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    inputs = tok(["the cat sat", "hello"], padding=True, return_tensors="pt")
+    model = ORTModelForCausalLM.from_pretrained(exported_generative("gpt2").path)
+    want = AutoModelForCausalLM.from_pretrained(path).eval().generate(**inputs, **GREEDY)
+    got = model.generate(**inputs, **GREEDY)
+    assert torch.equal(got, want) and len(set(got[0, -12:].tolist())) > 1
+
+
+@pytest.mark.parametrize("module", [ort_names, ov_names], ids=["ort", "openvino"])
+def test_seq2seq_names_generate_pytorch_tokens(module, tiny_generative, exported_generative):
+    path = tiny_generative("t5")
+    tok = AutoTokenizer.from_pretrained(path)
+    inputs = tok(["the cat sat on the mat", "hello"], padding=True, return_tensors="pt")
+    cls = module.ORTModelForSeq2SeqLM if module is ort_names else module.OVModelForSeq2SeqLM
+    got = cls.from_pretrained(exported_generative("t5").path).generate(**inputs, **GREEDY)
+    assert torch.equal(got, AutoModelForSeq2SeqLM.from_pretrained(path).eval().generate(**inputs, **GREEDY))
+
+
+@pytest.mark.parametrize("module", [ort_names, ov_names], ids=["ort", "openvino"])
+def test_speech_names_generate_pytorch_tokens(module, tiny_generative, exported_generative):
+    path = tiny_generative("whisper")
+    wave = np.random.default_rng(0).normal(0, 0.1, 12000).astype(np.float32)
+    features = AutoFeatureExtractor.from_pretrained(path)(wave, sampling_rate=16000, return_tensors="pt")["input_features"]
+    cls = module.ORTModelForSpeechSeq2Seq if module is ort_names else module.OVModelForSpeechSeq2Seq
+    got = cls.from_pretrained(exported_generative("whisper").path).generate(features, **GREEDY)
+    assert torch.equal(got, WhisperForConditionalGeneration.from_pretrained(path).eval().generate(features, **GREEDY))

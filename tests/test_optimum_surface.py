@@ -1,0 +1,204 @@
+"""Optimum / optimum-intel ``from_pretrained`` arguments, attributes and methods, run as their users
+write them, against PyTorch (≤ 1e-4; greedy tokens identical)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from optibridge.errors import ArtifactError, BackendError, InputError
+from optibridge.onnxruntime import ORTModelForCausalLM, ORTModelForSequenceClassification
+from optibridge.openvino import OVModelForCausalLM, OVModelForSequenceClassification
+
+GREEDY = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False)
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_model, exported):
+    path = tiny_model("bert", "text-classification")
+    ids = torch.randint(5, 100, (2, 7))
+    with torch.inference_mode():
+        want = AutoModelForSequenceClassification.from_pretrained(path).eval()(input_ids=ids).logits
+    return path, exported("bert", "text-classification"), ids, want
+
+
+@pytest.fixture(scope="module")
+def gpt2(tiny_generative, exported_generative):
+    path = tiny_generative("gpt2")
+    inputs = AutoTokenizer.from_pretrained(path)(["the cat sat on"], return_tensors="pt")
+    want = AutoModelForCausalLM.from_pretrained(path).eval().generate(**inputs, **GREEDY)
+    return exported_generative("gpt2"), inputs, want
+
+
+def _close(got, want, atol=1e-4):
+    torch.testing.assert_close(got, want, atol=atol, rtol=0)
+
+
+# -- ONNX Runtime ---------------------------------------------------------------------------------
+def test_ort_attributes_as_optimum_has_them(bert):
+    _, artifact, ids, want = bert
+    model = ORTModelForSequenceClassification.from_pretrained(artifact.path)
+    assert model.model_save_dir == artifact.path and model.model_path == artifact.path / "model.onnx" == model.path
+    assert model.provider == "CPUExecutionProvider" and model.providers == ["CPUExecutionProvider"]
+    assert model.provider_options == {} and model.use_io_binding is False
+    tokenizers = [p for p in model.preprocessors if isinstance(p, PreTrainedTokenizerBase)]
+    assert len(tokenizers) == 1 and tokenizers[0]("a cat")["input_ids"]
+    _close(model(input_ids=ids).logits, want)
+
+
+def test_ort_subfolder_file_name_and_config(bert, tmp_path):
+    _, artifact, ids, want = bert
+    shutil.copytree(artifact.path, tmp_path / "repo" / "onnx")
+    config = AutoModelForSequenceClassification.from_pretrained(bert[0]).config
+    config.id2label = {0: "bad", 1: "good"}
+    model = ORTModelForSequenceClassification.from_pretrained(tmp_path / "repo", subfolder="onnx", file_name="model.onnx", config=config)
+    assert model.config is config and model.model_save_dir == tmp_path / "repo" / "onnx"
+    _close(model(input_ids=ids).logits, want)
+    with pytest.raises(ArtifactError, match="has no graph file 'model_quantized.onnx'; its graph files: model.onnx"):
+        ORTModelForSequenceClassification.from_pretrained(artifact.path, file_name="model_quantized.onnx")
+
+
+def test_ort_io_binding_is_honoured_on_the_cpu(bert):
+    _, artifact, ids, want = bert
+    model = ORTModelForSequenceClassification.from_pretrained(artifact.path, use_io_binding=True)
+    assert model.use_io_binding is True and type(model.session).__name__ == "IOBindingSession"
+    _close(model(input_ids=ids).logits, want)
+    assert ORTModelForSequenceClassification.from_pretrained(artifact.path, use_io_binding=False).use_io_binding is False
+
+
+def test_ort_providers_and_provider_options(bert):
+    _, artifact, ids, want = bert
+    model = ORTModelForSequenceClassification.from_pretrained(artifact.path, providers=["CPUExecutionProvider"], provider_options={})
+    _close(model(input_ids=ids).logits, want)
+    with pytest.raises(BackendError, match="CPU execution provider takes no provider options \\(got arena_extend_strategy\\)"):
+        ORTModelForSequenceClassification.from_pretrained(artifact.path, provider_options={"arena_extend_strategy": "kSameAsRequested"})
+    with pytest.raises(BackendError, match="unknown provider 'ROCMExecutionProvider'"):
+        ORTModelForSequenceClassification.from_pretrained(artifact.path, providers=["ROCMExecutionProvider"])
+
+
+def test_ort_export_with_hub_arguments(bert):
+    path, _, ids, want = bert
+    model = ORTModelForSequenceClassification.from_pretrained(path, export=True, force_download=False, local_files_only=True)
+    _close(model(input_ids=ids).logits, want)
+
+
+def test_use_cache_false_recomputes_and_keeps_the_tokens(gpt2):
+    artifact, inputs, want = gpt2
+    for cls in (ORTModelForCausalLM, OVModelForCausalLM):
+        model = cls.from_pretrained(artifact.path, use_cache=False)
+        assert model.generation_config.use_cache is False
+        assert torch.equal(model.generate(**inputs, **GREEDY), want)
+
+
+# -- OpenVINO -------------------------------------------------------------------------------------
+def test_ov_compile_false_defers_until_the_first_call(bert):
+    _, artifact, ids, want = bert
+    model = OVModelForSequenceClassification.from_pretrained(artifact.path, compile=False, ov_config={"PERFORMANCE_HINT": "LATENCY"})
+    assert model.request is None
+    assert model.ov_config["PERFORMANCE_HINT"] == "LATENCY" and model.model_save_dir == artifact.path
+    assert type(model.model).__name__ == "Model"  # the ov.Model, readable before compiling
+    _close(model(input_ids=ids).logits, want)
+    assert model.request is not None
+    explicit = OVModelForSequenceClassification.from_pretrained(artifact.path, compile=False)
+    explicit.compile()
+    assert explicit.request is not None
+
+
+def test_ov_reshape_to_static_shapes(bert):
+    _, artifact, ids, want = bert
+    model = OVModelForSequenceClassification.from_pretrained(artifact.path, compile=False).reshape(2, 7)
+    model.compile()
+    assert [d.get_length() for d in model.model.input("input_ids").get_partial_shape()] == [2, 7]
+    _close(model(input_ids=ids).logits, want)
+    with pytest.raises(InputError, match="reshaped to the static shape \\(2, 7\\): pad the inputs"):
+        model(input_ids=ids[:, :5])
+    model.reshape(-1, -1)
+    _close(model(input_ids=ids[:1]).logits, want[:1])
+
+
+def test_ov_half_stores_fp16_weights(bert):
+    _, artifact, ids, want = bert
+    model = OVModelForSequenceClassification.from_pretrained(artifact.path).half()
+    kinds = {op.get_output_element_type(0).get_type_name() for op in model.model.get_ops() if op.get_type_name() == "Constant"}
+    assert "f16" in kinds
+    _close(model(input_ids=ids).logits, want, atol=2e-2)  # fp16 weights: close, not equal
+
+
+def test_ov_to_device(bert):
+    import openvino as ov
+
+    _, artifact, ids, want = bert
+    model = OVModelForSequenceClassification.from_pretrained(artifact.path)
+    assert model.to("CPU") is model and model._device == "CPU" and model.device == torch.device("cpu")
+    _close(model(input_ids=ids).logits, want)
+    missing = next(d for d in ("GPU", "NPU", "GPU.3") if d not in ov.Core().available_devices)
+    with pytest.raises(BackendError, match=f"OpenVINO has no device '{missing}' on this machine; its devices: CPU"):
+        model.to(missing)
+
+
+def test_ov_stateful_at_load_generates_pytorch_tokens(gpt2):
+    artifact, inputs, want = gpt2
+    model = OVModelForCausalLM.from_pretrained(artifact.path, stateful=True)
+    assert model.session.stateful and model.request.query_state()
+    assert torch.equal(model.generate(**inputs, **GREEDY), want)
+
+
+def test_ov_load_in_8bit_compresses_weights_with_nncf(gpt2):
+    artifact, inputs, want = gpt2
+    model = OVModelForCausalLM.from_pretrained(artifact.path, load_in_8bit=True)
+    kinds = [op.get_output_element_type(0).get_type_name() for op in model.model.get_ops() if op.get_type_name() == "Constant"]
+    assert kinds.count("u8") + kinds.count("i8") >= 4
+    exact = OVModelForCausalLM.from_pretrained(artifact.path)
+    ids = inputs["input_ids"]
+    got, ref = model(input_ids=ids).logits, exact(input_ids=ids).logits
+    assert not torch.equal(got, ref) and torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99
+
+
+def test_ov_dynamic_shapes_on_an_ir_saved_with_static_shapes(bert, tmp_path):
+    import openvino as ov
+
+    from optibridge import OptimizationConfig, optimize
+    from optibridge.artifact import Artifact, write_metadata
+
+    _, artifact, ids, want = bert
+    ir = optimize(artifact.path, OptimizationConfig(level=1), tmp_path / "ir", backend="openvino").artifact
+    xml = ir.path / ir.metadata.main_graph.file
+    model = ov.Core().read_model(str(xml))
+    model.reshape({"input_ids": [1, 4], "attention_mask": [1, 4], "token_type_ids": [1, 4]})
+    ov.save_model(model, str(tmp_path / "static.xml"), compress_to_fp16=False)
+    del model  # its weights are mapped from the .bin about to be replaced
+    shutil.move(tmp_path / "static.xml", xml)
+    shutil.move(tmp_path / "static.bin", xml.with_suffix(".bin"))
+    write_metadata(ir.path, ir.metadata)
+    ir = Artifact.load(ir.path)
+    static = OVModelForSequenceClassification.from_pretrained(ir.path, dynamic_shapes=False)
+    assert static.model.input("input_ids").get_partial_shape().is_static
+    dynamic = OVModelForSequenceClassification.from_pretrained(ir.path)  # dynamic_shapes=True, optimum-intel's default
+    assert dynamic.model.input("input_ids").get_partial_shape().is_dynamic
+    _close(dynamic(input_ids=ids).logits, want)
+
+
+def test_ov_without_nncf_load_in_8bit_says_what_to_install(bert, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_nncf(name, *args, **kwargs):
+        if name == "nncf":
+            raise ImportError("No module named 'nncf'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nncf)
+    with pytest.raises(BackendError, match="needs NNCF, which is not installed: pip install 'optibridge\\[openvino-quant\\]'"):
+        OVModelForSequenceClassification.from_pretrained(bert[1].path, load_in_8bit=True)
+
+
+def test_ov_preprocessors_and_np_inputs(bert):
+    _, artifact, ids, want = bert
+    model = OVModelForSequenceClassification.from_pretrained(artifact.path)
+    assert any(isinstance(p, PreTrainedTokenizerBase) for p in model.preprocessors)
+    np.testing.assert_allclose(model(input_ids=ids.numpy()).logits, want.numpy(), atol=1e-4)
