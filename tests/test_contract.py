@@ -113,6 +113,7 @@ ALLOWED_STRINGS = {  # (file, the whole string)
 }
 ALLOWED_EXAMPLES = {  # (file, a part of the string)
     ("commands/bench.py", "(e.g. ort:int8-dynamic,openvino:fp32)"): "an example in --help text",
+    ("optimum_folders.py", "`optibridge optimize --backend openvino`"): "the command that makes a stateful IR, in an error's fix",
 }
 
 

@@ -25,10 +25,8 @@ def import_optimum(
     meta = artifact.metadata
     for name, graph in meta.graphs.items():
         console.print(f"graph {name}: {graph.file} ({graph.format}), {len(graph.inputs)} inputs, {len(graph.outputs)} outputs", markup=False)
-    chosen = None if backend == "auto" else backend
-    if chosen is None and meta.graphs[meta.main_graph_name].format == "openvino-ir":
-        chosen = "openvino"
-    model = task_class(meta.task).from_pretrained(artifact.path, **({"backend": chosen} if chosen else {}))
+    # "auto" picks a backend that reads the graph's format (an OpenVINO IR needs a backend declaring it)
+    model = task_class(meta.task).from_pretrained(artifact.path, backend=backend)
     console.print(f"task {meta.task}: loads as {type(model).__name__} on backend {model.backend!r}", markup=False)
     console.print(f"wrote {artifact.path}. Not validated against PyTorch (no PyTorch weights in an Optimum folder): "
                   "`optibridge export --model MODEL` does that", markup=False)
