@@ -83,6 +83,21 @@ def bench(
         run = _measure(model, task, backends, configs, batch_sizes, seq_lens, warmup, runs, duration, threads, timeout,
                        new_tokens, progress)
     _report(run, out, update_matrix, matrix)
+    if from_json is None:
+        _exit_when_nothing_measured(run)
+
+
+def _exit_when_nothing_measured(run) -> None:  # noqa: ANN001
+    """Exit 1 when no requested candidate produced a measurement (all skipped or failed): a run
+    that measured nothing must not look like success to a script or CI."""
+    from ..bench.schema import BASELINE
+    from ..console import err_console
+
+    candidates = [cell for cell in run.cells if cell.backend != BASELINE]
+    if not any(cell.ok for cell in candidates):
+        err_console.print(f"error: nothing requested was measured: {len(candidates)} candidate cell(s), all skipped or failed "
+                          "(see the table for each reason)", markup=False, highlight=False)
+        raise typer.Exit(code=1)
 
 
 def _measure(model: str, task: Optional[str], backends: Optional[str], configs: Optional[str], batch_sizes: str, seq_lens: str,

@@ -27,6 +27,12 @@ def export(
         None, "--external-data/--no-external-data",
         help="Weights in model.onnx.data. Default: only for models past the 2 GiB protobuf limit.",
     ),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow running Python code shipped with the model (custom architectures). Never prompted.",
+    ),
+    allow_new_weights: bool = typer.Option(
+        False, "--allow-new-weights", help="Export even when the checkpoint lacks weights for the task (a new, random head).",
+    ),
 ) -> None:
     """Export a transformers model to an ONNX artifact folder, checked against PyTorch.
 
@@ -52,6 +58,7 @@ def export(
         result = run_export(
             model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
             external_data=external_data, use_cache=use_cache, on_step=lambda message: status.update(message),
+            allow_new_weights=allow_new_weights, trust_remote_code=trust_remote_code,
         )
     meta = result.artifact.metadata
     if result.task_inferred:

@@ -45,6 +45,7 @@ def export(
     external_data: bool | None = None,
     use_cache: bool = True,
     on_step: StepCallback | None = None,
+    allow_new_weights: bool = False,
     **hub_kwargs: Any,
 ) -> ExportResult:
     """Export ``model`` (hub id or local folder) for ``task`` into the artifact folder ``output_dir``.
@@ -54,11 +55,13 @@ def export(
     export fails (writing nothing) when any output differs by more than ``atol``.
     ``external_data=None`` keeps weights inside the .onnx file unless the model is past the 2 GiB
     protobuf limit. ``use_cache=False`` exports a generative model without KV cache.
+    Code shipped with the model runs only with ``trust_remote_code=True``; weights the checkpoint
+    lacks for ``task`` (a new random head) are an error unless ``allow_new_weights=True``.
     """
     step = on_step or (lambda message: None)
     check_output_dir(output_dir)
     step(f"loading {model}")
-    source = load_source_model(str(model), task, **hub_kwargs)
+    source = load_source_model(str(model), task, allow_new_weights=allow_new_weights, **hub_kwargs)
     exporter = resolve_exporter(exporter, source.task.kind)
     preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)
     if external_data is None:

@@ -15,6 +15,7 @@ from ..errors import ArtifactError, BackendError, InputError
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
 from ..tasks import TASKS, Task
+from .guards import InputLimits, guard
 from .inputs import prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
 
@@ -47,9 +48,10 @@ class OBModel(PreTrainedModel):
     default_backend: ClassVar[str] = "ort"
 
     def __init__(self, sessions: dict[str, Session], artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
-        self.sessions = sessions
-        """One loaded session per graph of the artifact."""
-        self.session = sessions[artifact.metadata.main_graph_name]
+        limits = InputLimits.from_config(config)
+        self.sessions = {name: guard(session, limits) for name, session in sessions.items()}
+        """One loaded session per graph of the artifact, each call's inputs checked (see :mod:`.guards`)."""
+        self.session = self.sessions[artifact.metadata.main_graph_name]
         self.artifact = artifact
         self.config = config
         self.task: Task = TASKS[artifact.metadata.task]
@@ -71,6 +73,8 @@ class OBModel(PreTrainedModel):
         opset: int | None = None,
         exporter: str = "auto",
         atol: float = DEFAULT_ATOL,
+        verify_hashes: bool = True,
+        allow_new_weights: bool = False,
         **options: Any,
     ) -> ModelT:
         """Load an optibridge artifact folder, or export a transformers model first.
@@ -80,6 +84,11 @@ class OBModel(PreTrainedModel):
         folder that is not an artifact is exported on the fly (logged). Remaining keyword
         arguments are the backend's session options (e.g. ``intra_op_num_threads=2``) and the
         hub arguments ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+
+        An artifact's graph files are checked against their recorded SHA-256 (cached per process;
+        ``verify_hashes=False`` checks sizes only). Model code shipped with a checkpoint runs only
+        with ``trust_remote_code=True``; a checkpoint whose weights do not fill the task's model
+        (a new, random head) exports only with ``allow_new_weights=True``.
         """
         hub_kwargs = {k: options.pop(k) for k in HUB_KWARGS if k in options}
         backend_name = backend or cls.default_backend
@@ -87,7 +96,7 @@ class OBModel(PreTrainedModel):
         backend_impl = get_registry().require_available(backend_name, device)
         keep_alive = None
         if is_artifact(model_id) and not export:
-            artifact = Artifact.load(model_id)
+            artifact = Artifact.load(model_id, verify_hashes=verify_hashes)
         elif export is False:
             raise ArtifactError(
                 f"{model_id} is not an optibridge artifact (no optibridge.json); pass export=True to export "
@@ -99,14 +108,14 @@ class OBModel(PreTrainedModel):
             keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
             result = export_model(
                 model_id, Path(keep_alive.name) / "artifact", task=task or cls.task_name or None,
-                opset=opset, exporter=exporter, atol=atol, **hub_kwargs,
+                opset=opset, exporter=exporter, atol=atol, allow_new_weights=allow_new_weights, **hub_kwargs,
             )
             artifact = result.artifact
         cls._check_task(artifact)
         sessions = {name: backend_impl.load(artifact, graph=name, device=device, **options) for name in artifact.metadata.graphs}
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(artifact.path)
+        config = AutoConfig.from_pretrained(artifact.path, trust_remote_code=False)  # never run a folder's code
         return cls(sessions, artifact, config, keep_alive=keep_alive)
 
     @classmethod
@@ -184,7 +193,7 @@ class OBModel(PreTrainedModel):
             kwargs[name] = value
         for name in UNSUPPORTED_WHEN_SET:
             value = kwargs.pop(name, None)
-            if value not in (None, False):
+            if value is not None and value is not False:  # never `in (None, False)`: a tensor has no truth value
                 raise InputError(f"{name} is not supported by exported models (inference outputs only); leave it unset")
         kwargs.pop("use_cache", None)
         result = self._forward_on_device(kwargs)

@@ -82,8 +82,8 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
             positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
         if self.use_cache and getattr(self.session, "stateful", False):  # the session keeps the cache (OpenVINO)
-            logits, self._stateful_cache = stateful_step(self.session, feed, past, past_key_values, getattr(self, "_stateful_cache", None))
-            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): self._stateful_cache})
+            logits, stateful_cache = stateful_step(self.session, feed, past, past_key_values)
+            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): stateful_cache})
             return result if return_dict is not False else result.to_tuple()
         if self.use_cache:
             pairs = cache_pairs(past_key_values) if past else []

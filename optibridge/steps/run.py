@@ -150,7 +150,8 @@ def _start(
     if output_dir is None:
         raise ConfigError(f"{verb.lower()} needs an output folder (output_dir)")
     budget = accuracy_budget if accuracy_budget is None or isinstance(accuracy_budget, AccuracyBudget) else AccuracyBudget.parse(str(accuracy_budget))
-    artifact = Artifact.load(artifact_dir)
+    # Verified first, every graph hashed: a corrupted input must not come out with fresh, matching hashes.
+    artifact = Artifact.load(artifact_dir, verify_hashes=True, require_hashes=True)
     check_output_dir(output_dir)
     _check_not_quantized(artifact, verb)
     impl = _backend(backend)
