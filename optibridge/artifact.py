@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from .errors import ArtifactError
 from .integrity import sha256_of
 from .manifest_paths import inside
+from .staging import clean_stale, exchange, fsync_dir, fsync_tree, pid_prefix
 
 FORMAT_VERSION = 1
 METADATA_FILE = "optibridge.json"
@@ -204,7 +205,7 @@ def digest_files(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         str(p.relative_to(folder)): file_digest(p)
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != METADATA_FILE
+        if p.is_file() and p.name != METADATA_FILE and SCRATCH not in p.relative_to(folder).parts
     }
 
 
@@ -343,9 +344,21 @@ def is_artifact(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / METADATA_FILE).is_file()
 
 
-def check_output_dir(dest: str | os.PathLike[str]) -> Path:
-    """Fail early (before minutes of work) on an output path that cannot become an artifact."""
+def check_output_dir(
+    dest: str | os.PathLike[str], *, overwrite: bool = False, inputs: tuple[str | os.PathLike[str], ...] = (),
+) -> Path:
+    """Fail early (before minutes of work) on an output path that cannot become an artifact: under a
+    file, not writable, inside one of its own ``inputs``, a folder that is not an artifact, or an
+    artifact holding files it does not own (user files; ``overwrite=True`` deletes them)."""
     dest = Path(dest).resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if dest != source and source in dest.parents:
+            raise ArtifactError(
+                f"output {dest} is inside its own input {source}; the input would be copied into itself. "
+                "Choose an output folder outside the input"
+            )
+    check_writable(dest)
     if dest.exists():
         if not dest.is_dir():
             raise ArtifactError(f"output {dest} exists and is a file; choose a folder path")
@@ -354,28 +367,72 @@ def check_output_dir(dest: str | os.PathLike[str]) -> Path:
                 f"output folder {dest} is not empty and is not an optibridge artifact; "
                 "choose a new folder (it will be created) or empty this one"
             )
+        extra = [] if overwrite or not dest.exists() else files_not_owned(dest)
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            raise ArtifactError(
+                f"output artifact {dest} holds {len(extra)} file(s) it does not own ({shown}), which replacing it "
+                "would delete; move them out, choose another output folder, or pass --overwrite (overwrite=True) to delete them"
+            )
     return dest
 
 
+def check_writable(dest: Path) -> None:
+    """The nearest existing folder on the way to ``dest`` must be a folder we may write into."""
+    existing = dest.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ArtifactError(f"output {dest} is under {existing}, which is a file, not a folder; choose another output path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ArtifactError(f"cannot write the output {dest}: {existing} is not writable; choose a writable output folder")
+
+
+def files_not_owned(folder: Path) -> list[str]:
+    """Files in an existing artifact folder that its manifest does not list (added by a user)."""
+    owned = {METADATA_FILE}
+    try:
+        data = json.loads((folder / METADATA_FILE).read_text())
+        owned |= {str(name) for name in data.get("files", {})}
+        for graph in data.get("graphs", {}).values():
+            spec = GraphSpec.from_dict(graph)
+            owned |= {spec.file, spec.side_file}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # an unreadable manifest owns nothing else: every other file counts as the user's
+    return sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and str(p.relative_to(folder)) not in owned
+    )
+
+
 @contextlib.contextmanager
-def staged_directory(dest: str | os.PathLike[str]) -> Iterator[Path]:
+def staged_directory(dest: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``dest``; on success move it into place as ``dest``.
 
     On any exception (KeyboardInterrupt included) the temporary folder is removed and ``dest`` is
-    untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact,
-    so a mistyped output path can never wipe an unrelated folder.
+    untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact
+    holding nothing but its own files (``overwrite`` deletes others), so a mistyped output path can
+    never wipe an unrelated folder. The staging folder's name carries this process's pid: a run
+    killed with SIGKILL leaves it behind, and the next write beside it removes it.
     """
-    dest = check_output_dir(dest)
+    dest = check_output_dir(dest, overwrite=overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    clean_stale(dest.parent, dest.name)
+    staging = Path(tempfile.mkdtemp(prefix=pid_prefix(f".{dest.name}.partial-"), dir=dest.parent))
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; an artifact folder follows the umask like mkdir
     try:
         yield staging
+        shutil.rmtree(staging / SCRATCH, ignore_errors=True)
+        fsync_tree(staging)
         _swap_into_place(staging, dest)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
+
+SCRATCH = ".optibridge-scratch"
+"""A folder inside the staging folder for a step's temporary work; removed before the swap."""
 
 _umask_lock = threading.Lock()
 
@@ -389,11 +446,15 @@ def current_umask() -> int:
 
 
 def _swap_into_place(staging: Path, dest: Path) -> None:
-    # Two renames on one filesystem: the old artifact is moved aside before the new one takes its
-    # name, and deleted only once the new one is in place.
+    # Where the OS can exchange two names atomically (Linux renameat2), dest is never missing:
+    # the new folder takes its name and the old one the staging name in one step. Elsewhere two
+    # renames: the old artifact moves aside first, and is deleted only once the new one is in place.
+    if dest.exists() and exchange(staging, dest):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the old artifact
+        return
     old: Path | None = None
     if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        old = Path(tempfile.mkdtemp(prefix=pid_prefix(f".{dest.name}.old-"), dir=dest.parent))
         os.rmdir(old)
         os.rename(dest, old)
     try:
@@ -406,9 +467,10 @@ def _swap_into_place(staging: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def copy_artifact(src: Artifact, dest: str | os.PathLike[str]) -> Artifact:
+def copy_artifact(src: Artifact, dest: str | os.PathLike[str], *, overwrite: bool = False) -> Artifact:
     """Copy an artifact folder to ``dest`` through a staged write; returns the copy."""
-    with staged_directory(dest) as staging:
+    check_output_dir(dest, overwrite=overwrite, inputs=(src.path,))
+    with staged_directory(dest, overwrite=overwrite) as staging:
         for item in src.path.iterdir():
             target = staging / item.name
             if item.is_dir():

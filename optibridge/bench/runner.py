@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..staging import pid_prefix
 from .configs import BASELINE_CONFIG, CONFIGS, PlannedCell, backend_options, plan
 from .machine import describe_machine
 from .measure import GENERATIVE_TASKS, SPEECH_TASKS, speech_frames
@@ -213,7 +214,7 @@ def run_process(spec: dict[str, Any], timeout_s: float, on_event: Callable[[dict
     Returns None when the process finished every shape, else why it stopped early (crash, hang,
     load failure): the caller fails the shapes that got no result.
     """
-    with tempfile.TemporaryDirectory(prefix="optibridge-cell-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-cell-")) as tmp:
         folder = Path(tmp)
         spec_file, results, stderr = folder / "spec.json", folder / "results.jsonl", folder / "stderr.txt"
         spec_file.write_text(json.dumps(spec))

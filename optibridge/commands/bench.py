@@ -105,6 +105,7 @@ def _measure(model: str, task: Optional[str], backends: Optional[str], configs: 
     import tempfile
 
     from ..bench.configs import parse_list
+    from ..staging import pid_prefix
     from ..bench.runner import BenchRequest, run_bench
 
     request = BenchRequest(
@@ -112,7 +113,7 @@ def _measure(model: str, task: Optional[str], backends: Optional[str], configs: 
         batch_sizes=_ints(batch_sizes, "--batch-sizes"), seq_lens=_ints(seq_lens, "--seq-lens"), warmup=warmup, runs=runs,
         duration_s=duration, threads=threads, timeout_s=timeout, new_tokens=new_tokens,
     )
-    with tempfile.TemporaryDirectory(prefix="optibridge-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-bench-")) as tmp:
         run, _ = run_bench(request, Path(tmp), show_progress=progress)
     return run
 

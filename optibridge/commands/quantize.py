@@ -50,6 +50,9 @@ def quantize(
         None, "--accuracy-budget", help="Fail (writing nothing) when worse, e.g. 'cosine>=0.99' or 'cosine>=0.99,top1>=0.98'.",
     ),
     backend: str = typer.Option("ort", "--backend", help="Backend that quantizes: ort (default) | openvino (NNCF; writes OpenVINO IR)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output artifact even when it holds files it does not own (they are deleted).",
+    ),
 ) -> None:
     """Quantize an artifact (int8 dynamic/static, int4 weight-only), checked against the float32 graphs.
 
@@ -113,7 +116,7 @@ def quantize(
         raise ConfigError("calibration must be an object of CalibrationConfig fields")
     with console.status("starting") as status:
         result = run_quantize(artifact_dir, config, output_dir, backend=backend, accuracy_budget=budget,
-                              on_step=lambda message: status.update(message))
+                              on_step=lambda message: status.update(message), overwrite=overwrite)
     console.print(f"mode {config.mode} with backend {result.step['backend']}")
     for note in result.notes:
         console.print(f"  {note}", highlight=False, markup=False)

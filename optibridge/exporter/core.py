@@ -13,7 +13,7 @@ import torch
 
 from .. import __version__
 from ..artifact import Artifact, ArtifactMetadata, check_output_dir, staged_directory, write_metadata
-from ..errors import OptibridgeError, ValidationError
+from ..errors import OptibridgeError, UnsupportedModelError, ValidationError
 from .loading import SourceModel, load_preprocessor, load_source_model
 from .plan import ExportedGraphs
 from .torch_to_onnx import EXTERNAL_DATA_THRESHOLD, parameter_bytes, resolve_exporter
@@ -46,6 +46,7 @@ def export(
     use_cache: bool = True,
     on_step: StepCallback | None = None,
     allow_new_weights: bool = False,
+    overwrite: bool = False,
     **hub_kwargs: Any,
 ) -> ExportResult:
     """Export ``model`` (hub id or local folder) for ``task`` into the artifact folder ``output_dir``.
@@ -59,15 +60,17 @@ def export(
     lacks for ``task`` (a new random head) are an error unless ``allow_new_weights=True``.
     """
     step = on_step or (lambda message: None)
-    check_output_dir(output_dir)
+    check_opset(opset)
+    check_output_dir(output_dir, overwrite=overwrite)
     step(f"loading {model}")
     source = load_source_model(str(model), task, allow_new_weights=allow_new_weights, **hub_kwargs)
     exporter = resolve_exporter(exporter, source.task.kind)
+    check_opset(opset, exporter)
     preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)
     if external_data is None:
         external_data = parameter_bytes(source.model) > EXTERNAL_DATA_THRESHOLD
 
-    with staged_directory(output_dir) as staging:
+    with staged_directory(output_dir, overwrite=overwrite) as staging:
         step(f"exporting {source.config.model_type} for {source.task.name} with the {exporter} exporter")
         exported = _export_graphs(source, staging, exporter=exporter, opset=opset, external_data=external_data, use_cache=use_cache)
         source.config.save_pretrained(staging)
@@ -93,6 +96,25 @@ def export(
                 )
         step("writing the artifact")
     return ExportResult(Artifact.load(output_dir), source.task.name, source.task_inferred, report)
+
+
+MIN_OPSET = 14
+"""Below 14 the attention of transformers models has no ONNX form (Trilu, scaled masks)."""
+
+
+def check_opset(opset: int | None, exporter: str | None = None) -> None:
+    """An opset outside what torch's exporter writes is one clear line, before anything loads."""
+    if opset is None:
+        return
+    from torch.onnx import _constants
+
+    highest = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET if exporter == "torchscript" else _constants.ONNX_MAX_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= highest:
+        hint = " (or --exporter dynamo for a newer one)" if exporter == "torchscript" and isinstance(opset, int) and opset > highest else ""
+        raise UnsupportedModelError(
+            f"--opset {opset} is outside the range this export supports: {MIN_OPSET}-{highest}{hint}; "
+            "omit --opset for the exporter's default"
+        )
 
 
 def _export_graphs(

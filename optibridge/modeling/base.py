@@ -14,6 +14,7 @@ from ..backends import get_registry
 from ..errors import ArtifactError, BackendError, InputError
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
+from ..staging import pid_prefix
 from ..tasks import TASKS, Task
 from .guards import InputLimits, guard
 from .inputs import prepare_inputs, prepare_torch_inputs
@@ -105,7 +106,7 @@ class OBModel(PreTrainedModel):
         else:
             if export is None:
                 logger.info("%s is not an optibridge artifact: exporting it now (pass export=True to silence)", model_id)
-            keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
+            keep_alive = tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-"))
             result = export_model(
                 model_id, Path(keep_alive.name) / "artifact", task=task or cls.task_name or None,
                 opset=opset, exporter=exporter, atol=atol, allow_new_weights=allow_new_weights, **hub_kwargs,

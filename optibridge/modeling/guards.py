@@ -19,8 +19,12 @@ from ..errors import InputError
 
 TOKEN_ID_INPUTS = ("input_ids", "decoder_input_ids")
 # Model families whose learned position table is offset by padding_idx + 1 (RoBERTa counts positions from 2).
-PADDING_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
-LEARNED_POSITION_TYPES = frozenset({"gpt2", "distilbert", "gpt_neo", "opt", "biogpt", "xglm"})
+PADDING_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "mpnet"})
+LEARNED_POSITION_TYPES = frozenset({
+    "bert", "distilbert", "electra", "albert", "mobilebert", "ernie", "gpt2", "gpt_neo", "biogpt",
+} | PADDING_OFFSET_POSITIONS)
+"""Families with a learned absolute position table of ``max_position_embeddings`` rows (rotary and
+relative families, which have no such table, are not listed: nothing is checked for them)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ class InputLimits:
 
         model_type = getattr(config, "model_type", "")
         positions = positive("max_position_embeddings")
-        learned = getattr(config, "position_embedding_type", None) == "absolute" or model_type in LEARNED_POSITION_TYPES
+        learned = model_type in LEARNED_POSITION_TYPES and getattr(config, "position_embedding_type", "absolute") == "absolute"
+        learned |= model_type == "deberta-v2" and bool(getattr(config, "position_biased_input", False))
         if positions is not None and model_type in PADDING_OFFSET_POSITIONS:
             positions -= (getattr(config, "pad_token_id", None) or 0) + 1
         return cls(positive("vocab_size"), positive("type_vocab_size"), positions if learned else None)

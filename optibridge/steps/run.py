@@ -13,13 +13,12 @@ import copy
 import dataclasses
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget, AccuracyReport, compare
-from ..artifact import METADATA_FILE, Artifact, check_output_dir, staged_directory, write_metadata
+from ..artifact import METADATA_FILE, SCRATCH, Artifact, check_output_dir, staged_directory, write_metadata
 from ..backend import Backend
 from ..errors import ArtifactError
 from ..hardware import detect_cpu
@@ -144,7 +143,7 @@ def _backend(name: str) -> Backend:
 
 def _start(
     verb: str, artifact_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None, backend: str,
-    accuracy_budget: AccuracyBudget | str | float | None, on_step: StepCallback | None,
+    accuracy_budget: AccuracyBudget | str | float | None, on_step: StepCallback | None, overwrite: bool = False,
 ) -> tuple[Artifact, Backend, AccuracyBudget | None, StepCallback]:
     """The checks both verbs make before any work: output path, budget, input artifact, backend."""
     if output_dir is None:
@@ -152,7 +151,7 @@ def _start(
     budget = accuracy_budget if accuracy_budget is None or isinstance(accuracy_budget, AccuracyBudget) else AccuracyBudget.parse(str(accuracy_budget))
     # Verified first, every graph hashed: a corrupted input must not come out with fresh, matching hashes.
     artifact = Artifact.load(artifact_dir, verify_hashes=True, require_hashes=True)
-    check_output_dir(output_dir)
+    check_output_dir(output_dir, overwrite=overwrite, inputs=(artifact.path,))
     _check_not_quantized(artifact, verb)
     impl = _backend(backend)
     unreadable = sorted(artifact.graph_formats - set(impl.graph_formats))
@@ -194,6 +193,7 @@ def optimize(
     backend: str = "ort",
     accuracy_budget: AccuracyBudget | str | float | None = None,
     on_step: StepCallback | None = None,
+    overwrite: bool = False,
 ) -> StepResult:
     """Optimize every graph of an artifact (fusions per ``config.level``) into ``output_dir``.
 
@@ -202,8 +202,8 @@ def optimize(
     a worse result raises :class:`~optibridge.steps.errors.AccuracyBudgetError` and writes nothing.
     """
     config = config or OptimizationConfig()
-    artifact, impl, budget, step_cb = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
-    with staged_directory(output_dir) as staging:
+    artifact, impl, budget, step_cb = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step, overwrite)
+    with staged_directory(output_dir, overwrite=overwrite) as staging:
         _copy_side_files(artifact, staging)
         step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
         report = impl.optimize(artifact, config, staging)
@@ -252,6 +252,7 @@ def quantize(
     backend: str = "ort",
     accuracy_budget: AccuracyBudget | str | float | None = None,
     on_step: StepCallback | None = None,
+    overwrite: bool = False,
 ) -> StepResult:
     """Quantize every graph of an artifact into ``output_dir`` (see :class:`QuantizationConfig`).
 
@@ -261,7 +262,7 @@ def quantize(
     recorded in ``optibridge.json``, and held to ``accuracy_budget``.
     """
     config = config or QuantizationConfig()
-    artifact, impl, budget, step_cb = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    artifact, impl, budget, step_cb = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step, overwrite)
     notes: list[str] = []
     if config.mode in ("dynamic", "static"):  # int8 settings depend on the CPU; int4 and INC do not
         config, preset_line = resolve_preset(config)
@@ -269,13 +270,15 @@ def quantize(
             notes.append(preset_line)
     step_cb("reading calibration data")
     config, calibration = _calibration_for(artifact, config, notes)
-    with staged_directory(output_dir) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:
+    with staged_directory(output_dir, overwrite=overwrite) as staging:
         source = artifact
+        scratch = staging / SCRATCH  # temporary work stays inside the staging folder (removed with it)
         if config.is_inc:
             from .inc import quantize_with_inc
 
             step_cb(f"quantizing the PyTorch model with Neural Compressor ({config.mode}) and exporting it")
-            source, inc_notes = quantize_with_inc(artifact, config, calibration, Path(scratch))
+            scratch.mkdir()
+            source, inc_notes = quantize_with_inc(artifact, config, calibration, scratch)
             notes.extend(inc_notes)
         _copy_side_files(artifact, staging)
         step_cb(f"quantizing {len(artifact.metadata.graphs)} graph(s): {config.mode} with {impl.name}")
