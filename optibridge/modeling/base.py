@@ -16,7 +16,7 @@ from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
 from ..staging import pid_prefix
 from ..tasks import TASKS, Task
-from .guards import InputLimits, guard
+from .guards import InputLimits, check_interface, guard
 from .inputs import prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
 
@@ -50,6 +50,8 @@ class OBModel(PreTrainedModel):
 
     def __init__(self, sessions: dict[str, Session], artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
         limits = InputLimits.from_config(config)
+        for name, session in sessions.items():
+            check_interface(name, artifact.metadata.graphs[name], session)
         self.sessions = {name: guard(session, limits) for name, session in sessions.items()}
         """One loaded session per graph of the artifact, each call's inputs checked (see :mod:`.guards`)."""
         self.session = self.sessions[artifact.metadata.main_graph_name]

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ArtifactError, BackendError, InputError, OptibridgeError, first_line
 
 TOKEN_ID_INPUTS = ("input_ids", "decoder_input_ids")
 # Model families whose learned position table is offset by padding_idx + 1 (RoBERTa counts positions from 2).
@@ -111,15 +111,37 @@ class GuardedSession:
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         check_feed(inputs, self._limits, self._takes_past)
-        return self._inner.run(inputs)
+        return self._call("run", inputs)
 
     def run_step(self, inputs: Mapping[str, Any], beam_idx: Any = None) -> dict[str, Any]:
         check_feed(inputs, self._limits, True)
-        return self._inner.run_step(inputs, beam_idx)
+        return self._call("run_step", inputs, beam_idx)
 
     def run_torch(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         check_feed(inputs, self._limits, self._takes_past)
-        return self._inner.run_torch(inputs)
+        return self._call("run_torch", inputs)
+
+    def _call(self, method: str, inputs: Mapping[str, Any], *args: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._inner, method)(inputs, *args)
+        except OptibridgeError:
+            raise
+        except Exception as exc:  # the runtime's own exception types: one line that says where
+            shapes = ", ".join(f"{k} {tuple(getattr(v, 'shape', ()))}" for k, v in inputs.items())
+            raise BackendError(
+                f"the {getattr(self._inner, 'backend', 'backend')} runtime failed on inputs {shapes}: {first_line(exc)}"
+            ) from exc
+
+
+def check_interface(graph: str, spec: Any, session: Any) -> None:
+    """The graph's real inputs/outputs must be those optibridge.json describes (an edited manifest
+    would otherwise feed the wrong tensors)."""
+    for kind, described, actual in (("inputs", spec.input_names, session.input_names), ("outputs", spec.output_names, session.output_names)):
+        if set(described) != set(actual):
+            raise ArtifactError(
+                f"optibridge.json describes the {kind} of graph {graph!r} as {', '.join(described) or 'none'}, but the graph "
+                f"has {', '.join(actual) or 'none'}; the manifest was edited or belongs to another graph: re-export the model"
+            )
 
 
 def guard(session: Any, limits: InputLimits) -> Any:
