@@ -107,7 +107,10 @@ class GuardedSession:
         self.__dict__["_takes_past"] = any(n.startswith("past") for n in getattr(inner, "input_names", []))
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_inner"], name)
+        inner = self.__dict__.get("_inner")
+        if inner is None:  # during copy/unpickling, before __init__ ran
+            raise AttributeError(name)
+        return getattr(inner, name)
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         check_feed(inputs, self._limits, self._takes_past)
