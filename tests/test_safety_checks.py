@@ -39,7 +39,7 @@ def test_export_writes_no_tokenizer_files_the_source_did_not_have(no_tokenizer_a
 def test_steps_without_a_tokenizer_measure_on_seeded_random_ids_and_say_so(no_tokenizer_artifact, tmp_path):
     result = optimize(no_tokenizer_artifact.path, output_dir=tmp_path / "o2")
     report = result.accuracy["model"]
-    assert "seeded random in-vocabulary token ids" in report.inputs
+    assert "seeded random token ids inside the vocabulary" in report.inputs
     assert report.input_shapes["input_ids"][1] > 0
     assert all(out.vectors > 0 for out in report.outputs)
     vocab = json.loads((no_tokenizer_artifact.path / "config.json").read_text())["vocab_size"]

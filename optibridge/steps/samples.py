@@ -280,7 +280,7 @@ def token_batch(
             mask[row, keep:] = 0
             ids[row, keep:] = 0
         encoded = {"input_ids": ids, "attention_mask": mask}
-        source = f"{len(texts)} row(s) of seeded random in-vocabulary token ids (seed {seed}; the artifact has no usable tokenizer)"
+        source = f"{len(texts)} row(s) of seeded random token ids inside the vocabulary (seed {seed}; the artifact has no usable tokenizer)"
     batch = len(texts) // choices
     if choices > 1:
         encoded = {k: v.reshape(batch, choices, v.shape[-1]) for k, v in encoded.items()}
