@@ -19,6 +19,10 @@ import numpy as np
 
 from .errors import OptibridgeError
 
+class EmptyComparisonError(OptibridgeError):
+    """An accuracy figure would be computed over zero elements (empty inputs, no outputs): never a pass."""
+
+
 TOP1_SUFFIX = "logits"
 """Outputs whose name ends with this (logits, start_logits, end_logits) also get a top-1 agreement."""
 
@@ -105,7 +109,11 @@ def compare_output(name: str, reference: np.ndarray, actual: np.ndarray | None, 
     ref = _vectors(reference, mask)
     got = _vectors(actual, mask)
     if ref.size == 0:
-        return OutputAccuracy(name, 0.0, 1.0, 1.0, 0, None)
+        raise EmptyComparisonError(
+            f"accuracy of {name} would be measured over zero elements (output shape {tuple(np.shape(reference))}"
+            f"{'' if mask is None else f', {int(np.count_nonzero(mask))} real tokens'}): a figure over nothing is no "
+            "evidence. The inputs were empty (a tokenizer that yields no tokens?); give inputs with real tokens"
+        )
     diff = np.abs(ref - got)
     diff[np.isnan(diff)] = np.inf
     cos = cosine_rows(ref, got)
@@ -124,7 +132,11 @@ def compare(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     inputs: str = "",
 ) -> AccuracyReport:
-    """Compare every reference output with the same-named actual output (missing or reshaped: worst score)."""
+    """Compare every reference output with the same-named actual output (missing or reshaped: worst score).
+
+    Comparing nothing (no outputs, or outputs with zero elements) raises :class:`EmptyComparisonError`."""
+    if not reference:
+        raise EmptyComparisonError("no outputs to compare: an accuracy figure over nothing is no evidence")
     return AccuracyReport(
         outputs=[compare_output(name, ref, actual.get(name), mask) for name, ref in reference.items()],
         input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()},

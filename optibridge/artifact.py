@@ -8,16 +8,19 @@ existing good artifact untouched.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ArtifactError
+from .integrity import sha256_of
+from .manifest_paths import inside
+from .staging import clean_stale, exchange, fsync_dir, fsync_tree, pid_prefix
 
 FORMAT_VERSION = 1
 METADATA_FILE = "optibridge.json"
@@ -40,7 +43,19 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TensorSpec":
-        return cls(name=data["name"], dtype=data["dtype"], shape=tuple(data["shape"]))
+        name, dtype, shape = data["name"], data["dtype"], data["shape"]
+        if not isinstance(name, str) or dtype not in TENSOR_DTYPES or not isinstance(shape, list) or not all(
+            isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool)) for d in shape
+        ):
+            raise TypeError(f"tensor {name!r}: needs a name, a dtype among {', '.join(sorted(TENSOR_DTYPES))} and a list of int/str dims")
+        return cls(name=name, dtype=dtype, shape=tuple(shape))
+
+
+TENSOR_DTYPES = frozenset({
+    "float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
+    "uint8", "uint16", "uint32", "uint64", "bool",
+})
+"""The numpy dtype names a graph input/output may record (anything else in a manifest is an error)."""
 
 
 GRAPH_FORMATS = {
@@ -73,12 +88,15 @@ class GraphSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GraphSpec":
-        return cls(
+        spec = cls(
             file=data["file"],
             inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
             format=data.get("format", "onnx"),  # artifacts written before IR support have no field
         )
+        if not isinstance(spec.file, str) or spec.format not in GRAPH_FORMATS:
+            raise TypeError(f"graph file {spec.file!r} of format {spec.format!r}: known formats are {', '.join(GRAPH_FORMATS)}")
+        return spec
 
     @property
     def side_file(self) -> str:
@@ -118,6 +136,7 @@ class ArtifactMetadata:
                 f"{METADATA_FILE} has format_version {version!r}, this optibridge reads {FORMAT_VERSION}; "
                 "re-export the model with this version (optibridge export)"
             )
+        _check_field_types(data)
         data["graphs"] = {name: GraphSpec.from_dict(g) for name, g in data["graphs"].items()}
         return cls(**data)
 
@@ -147,13 +166,38 @@ class ArtifactMetadata:
         return self.main_graph.output_names
 
 
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "task": str, "model_type": str, "source": dict, "graphs": dict, "output_class": str, "opset": int,
+    "exporter": str, "versions": dict, "files": dict, "validation": (dict, type(None)), "steps": list, "extra": dict,
+}
+
+
+def _check_field_types(data: Any) -> None:
+    """A manifest is untrusted input: wrong types are a clear error here, not a crash later."""
+    if not isinstance(data, dict):
+        raise TypeError("the top level is not a JSON object")
+    unknown = sorted(set(data) - set(_FIELD_TYPES) - {"format_version"})
+    if unknown:
+        raise TypeError(f"unknown field(s) {', '.join(unknown)}")
+    for name, kind in _FIELD_TYPES.items():
+        if name in data and not isinstance(data[name], kind):
+            raise TypeError(f"field {name} has the wrong type ({type(data[name]).__name__})")
+    if not data.get("graphs"):
+        raise TypeError("no graphs")
+    for name, graph in data["graphs"].items():
+        if not isinstance(graph, dict):
+            raise TypeError(f"graph {name!r} is not an object")
+    for name, record in data.get("files", {}).items():
+        if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
+                and isinstance(record.get("bytes"), int) and not isinstance(record.get("bytes"), bool)):
+            raise TypeError(f"files entry {name!r} needs sha256 (text) and bytes (an integer)")
+    if not all(isinstance(step, dict) for step in data.get("steps", [])):
+        raise TypeError("steps must be objects")
+
+
 def file_digest(path: Path) -> dict[str, Any]:
     """SHA-256 and size of a file, streamed so multi-GB weights do not load into memory."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return {"sha256": sha.hexdigest(), "bytes": path.stat().st_size}
+    return {"sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 
 def digest_files(folder: Path) -> dict[str, dict[str, Any]]:
@@ -161,7 +205,7 @@ def digest_files(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         str(p.relative_to(folder)): file_digest(p)
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != METADATA_FILE
+        if p.is_file() and p.name != METADATA_FILE and SCRATCH not in p.relative_to(folder).parts
     }
 
 
@@ -172,10 +216,14 @@ class Artifact:
     path: Path
     metadata: ArtifactMetadata
 
+    def file(self, relative: str, field: str = "files") -> Path:
+        """A file the manifest names, checked to lie inside the folder (see :mod:`optibridge.manifest_paths`)."""
+        return inside(self.path, relative, field)
+
     @property
     def model_path(self) -> Path:
         """Path of the main graph (``model.onnx`` for single-graph artifacts)."""
-        return self.path / self.metadata.main_graph.file
+        return self.file(self.metadata.main_graph.file, f"graphs.{self.metadata.main_graph_name}.file")
 
     def graph_path(self, graph: str = MAIN_GRAPH, formats: tuple[str, ...] = ("onnx",)) -> Path:
         """Path of one graph's file; an error when its format is not one the caller reads."""
@@ -190,17 +238,20 @@ class Artifact:
                 f"backend reads {' or '.join(formats)} graphs: load it with a backend that reads {spec.format} "
                 "(`optibridge backends`), or use the ONNX artifact it was made from"
             )
-        return self.path / spec.file
+        return self.file(spec.file, f"graphs.{graph}.file")
 
     @property
     def graph_formats(self) -> set[str]:
         return {spec.format for spec in self.metadata.graphs.values()}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, verify_hashes: bool = False) -> "Artifact":
-        """Open an artifact folder, checking that its files are there and have the recorded sizes.
+    def load(cls, path: str | os.PathLike[str], *, verify_hashes: bool = True, require_hashes: bool = False) -> "Artifact":
+        """Open an artifact folder, checking that every file the manifest names lies inside it, and
+        that the graph files are there with their recorded sizes and SHA-256.
 
-        Sizes are always checked (cheap, catches truncation); ``verify_hashes`` also re-hashes them.
+        Hashes are cached per process by path, size, inode and times, so loading the same files
+        again costs nothing; ``verify_hashes=False`` checks sizes only. ``require_hashes`` also
+        refuses a graph file whose hash is not recorded (``info --verify``, optimize, quantize).
         """
         folder = Path(path)
         if not folder.is_dir():
@@ -213,11 +264,20 @@ class Artifact:
             )
         try:
             metadata = ArtifactMetadata.from_json(meta_path.read_text())
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ArtifactError(f"{meta_path} is corrupt ({exc}); re-export the model") from exc
         artifact = cls(folder, metadata)
-        artifact.check_files(verify_hashes=verify_hashes)
+        artifact.check_paths()
+        artifact.check_files(verify_hashes=verify_hashes, require_hashes=require_hashes)
         return artifact
+
+    def check_paths(self) -> None:
+        """Every file the manifest names (graphs, their side files, hashed files) lies inside the folder."""
+        for name, graph in self.metadata.graphs.items():
+            self.file(graph.file, f"graphs.{name}.file")
+            self.file(graph.side_file, f"graphs.{name}.file (its weights file {graph.side_file!r})")
+        for name in self.metadata.files:
+            self.file(name, f"files[{name!r}]")
 
     def graph_files(self) -> list[str]:
         """The files that make up the graphs: each ``.onnx`` file and its external weights, if any."""
@@ -228,7 +288,7 @@ class Artifact:
                 names.append(graph.side_file)
         return names
 
-    def check_files(self, *, verify_hashes: bool = False) -> None:
+    def check_files(self, *, verify_hashes: bool = True, require_hashes: bool = False) -> None:
         """Graph files must be present with their recorded size (and hash when ``verify_hashes``).
 
         Config and preprocessor files are not held to their recorded digests: re-saving a
@@ -236,14 +296,19 @@ class Artifact:
         :meth:`modified_files` lists them.
         """
         for graph in self.metadata.graphs.values():
-            if not (self.path / graph.file).is_file():
+            if not self.file(graph.file, "graphs").is_file():
                 raise ArtifactError(f"{self.path / graph.file} is missing; re-export the model into {self.path}")
         for name in self.graph_files():
             recorded = self.metadata.files.get(name)
-            file = self.path / name
+            file = self.file(name)
             if not file.is_file():
                 raise ArtifactError(f"{file} is missing from the artifact; re-export the model")
             if recorded is None:
+                if require_hashes:
+                    raise ArtifactError(
+                        f"{METADATA_FILE} records no SHA-256 for the graph file {name}, so it cannot be verified; "
+                        "re-export the model (or re-run the step that wrote it) to record one"
+                    )
                 continue
             size = file.stat().st_size
             if size != recorded["bytes"]:
@@ -259,7 +324,7 @@ class Artifact:
         graph = set(self.graph_files())
         changed = []
         for name, recorded in self.metadata.files.items():
-            file = self.path / name
+            file = self.file(name)
             if name in graph:
                 continue
             if not file.is_file() or file_digest(file)["sha256"] != recorded["sha256"]:
@@ -280,9 +345,21 @@ def is_artifact(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / METADATA_FILE).is_file()
 
 
-def check_output_dir(dest: str | os.PathLike[str]) -> Path:
-    """Fail early (before minutes of work) on an output path that cannot become an artifact."""
+def check_output_dir(
+    dest: str | os.PathLike[str], *, overwrite: bool = False, inputs: tuple[str | os.PathLike[str], ...] = (),
+) -> Path:
+    """Fail early (before minutes of work) on an output path that cannot become an artifact: under a
+    file, not writable, inside one of its own ``inputs``, a folder that is not an artifact, or an
+    artifact holding files it does not own (user files; ``overwrite=True`` deletes them)."""
     dest = Path(dest).resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if dest != source and source in dest.parents:
+            raise ArtifactError(
+                f"output {dest} is inside its own input {source}; the input would be copied into itself. "
+                "Choose an output folder outside the input"
+            )
+    check_writable(dest)
     if dest.exists():
         if not dest.is_dir():
             raise ArtifactError(f"output {dest} exists and is a file; choose a folder path")
@@ -291,34 +368,94 @@ def check_output_dir(dest: str | os.PathLike[str]) -> Path:
                 f"output folder {dest} is not empty and is not an optibridge artifact; "
                 "choose a new folder (it will be created) or empty this one"
             )
+        extra = [] if overwrite or not dest.exists() else files_not_owned(dest)
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            raise ArtifactError(
+                f"output artifact {dest} holds {len(extra)} file(s) it does not own ({shown}), which replacing it "
+                "would delete; move them out, choose another output folder, or pass --overwrite (overwrite=True) to delete them"
+            )
     return dest
 
 
+def check_writable(dest: Path) -> None:
+    """The nearest existing folder on the way to ``dest`` must be a folder we may write into."""
+    existing = dest.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ArtifactError(f"output {dest} is under {existing}, which is a file, not a folder; choose another output path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ArtifactError(f"cannot write the output {dest}: {existing} is not writable; choose a writable output folder")
+
+
+def files_not_owned(folder: Path) -> list[str]:
+    """Files in an existing artifact folder that its manifest does not list (added by a user)."""
+    owned = {METADATA_FILE}
+    try:
+        data = json.loads((folder / METADATA_FILE).read_text())
+        owned |= {str(name) for name in data.get("files", {})}
+        for graph in data.get("graphs", {}).values():
+            spec = GraphSpec.from_dict(graph)
+            owned |= {spec.file, spec.side_file}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # an unreadable manifest owns nothing else: every other file counts as the user's
+    return sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and str(p.relative_to(folder)) not in owned
+    )
+
+
 @contextlib.contextmanager
-def staged_directory(dest: str | os.PathLike[str]) -> Iterator[Path]:
+def staged_directory(dest: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``dest``; on success move it into place as ``dest``.
 
     On any exception (KeyboardInterrupt included) the temporary folder is removed and ``dest`` is
-    untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact,
-    so a mistyped output path can never wipe an unrelated folder.
+    untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact
+    holding nothing but its own files (``overwrite`` deletes others), so a mistyped output path can
+    never wipe an unrelated folder. The staging folder's name carries this process's pid: a run
+    killed with SIGKILL leaves it behind, and the next write beside it removes it.
     """
-    dest = check_output_dir(dest)
+    dest = check_output_dir(dest, overwrite=overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    clean_stale(dest.parent, dest.name)
+    staging = Path(tempfile.mkdtemp(prefix=pid_prefix(f".{dest.name}.partial-"), dir=dest.parent))
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; an artifact folder follows the umask like mkdir
     try:
         yield staging
+        shutil.rmtree(staging / SCRATCH, ignore_errors=True)
+        fsync_tree(staging)
         _swap_into_place(staging, dest)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
+SCRATCH = ".optibridge-scratch"
+"""A folder inside the staging folder for a step's temporary work; removed before the swap."""
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it: done under a lock, restored at once)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 def _swap_into_place(staging: Path, dest: Path) -> None:
-    # Two renames on one filesystem: the old artifact is moved aside before the new one takes its
-    # name, and deleted only once the new one is in place.
+    # Where the OS can exchange two names atomically (Linux renameat2), dest is never missing:
+    # the new folder takes its name and the old one the staging name in one step. Elsewhere two
+    # renames: the old artifact moves aside first, and is deleted only once the new one is in place.
+    if dest.exists() and exchange(staging, dest):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the old artifact
+        return
     old: Path | None = None
     if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        old = Path(tempfile.mkdtemp(prefix=pid_prefix(f".{dest.name}.old-"), dir=dest.parent))
         os.rmdir(old)
         os.rename(dest, old)
     try:
@@ -331,9 +468,10 @@ def _swap_into_place(staging: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def copy_artifact(src: Artifact, dest: str | os.PathLike[str]) -> Artifact:
+def copy_artifact(src: Artifact, dest: str | os.PathLike[str], *, overwrite: bool = False) -> Artifact:
     """Copy an artifact folder to ``dest`` through a staged write; returns the copy."""
-    with staged_directory(dest) as staging:
+    check_output_dir(dest, overwrite=overwrite, inputs=(src.path,))
+    with staged_directory(dest, overwrite=overwrite) as staging:
         for item in src.path.iterdir():
             target = staging / item.name
             if item.is_dir():

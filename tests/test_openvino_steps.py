@@ -169,7 +169,7 @@ def test_stateful_decoder_generates_like_pytorch(model_type, stateful_ir, tiny_g
     beams = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, num_beams=3)
     batch = tok(["the cat sat on the mat and", "paris is"], padding=True, return_tensors="pt")
     assert torch.equal(model.generate(**batch, **beams), reference.generate(**batch, **beams))
-    assert isinstance(model._stateful_cache, StatefulCache)
+    assert isinstance(model.session.latest_cache, StatefulCache)
 
 
 def test_a_stateful_model_refuses_a_cache_it_does_not_hold(stateful_ir):

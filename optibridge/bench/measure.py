@@ -157,7 +157,7 @@ def load_pytorch(reference: str, task: str) -> Any:
 
     from ..tasks import get_task
 
-    return getattr(transformers, get_task(task).auto_class).from_pretrained(reference).eval()
+    return getattr(transformers, get_task(task).auto_class).from_pretrained(reference, trust_remote_code=False).eval()
 
 
 def load_candidate(spec: dict[str, Any]) -> Any:

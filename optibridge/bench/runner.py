@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..staging import pid_prefix
 from .configs import BASELINE_CONFIG, PlannedCell, all_configs, backend_options, plan
 from .machine import describe_machine
 from .measure import GENERATIVE_TASKS, SPEECH_TASKS, speech_frames
@@ -91,6 +92,24 @@ def _one_line(exc: BaseException) -> str:
     return first_line(exc)
 
 
+def reference_model(artifact: Any) -> str:
+    """The PyTorch model an artifact was exported from, as a path that works from any directory:
+    the absolute ``local_path`` recorded at export, or a hub id; never the relative path typed then."""
+    from ..exporter.loading import looks_like_path
+
+    source = artifact.metadata.source
+    local, typed = source.get("local_path"), str(source.get("model") or "")
+    if isinstance(local, str) and os.path.isabs(local) and Path(local).is_dir():
+        return local
+    if typed and not looks_like_path(typed) and not Path(typed).exists():
+        return typed  # a hub id
+    where = local or typed or "nothing"
+    raise BenchError(
+        f"{artifact.path} records {where!r} as the model it came from, which is not a folder here; "
+        "bench the transformers folder instead (optibridge bench --model MODEL_FOLDER)"
+    )
+
+
 def source_artifact(request: BenchRequest, workdir: Path, report: Reporter) -> tuple[Any, str]:
     """The float32 artifact to start from (exported now from a transformers folder) and the reference model."""
     from ..artifact import Artifact, is_artifact
@@ -99,14 +118,12 @@ def source_artifact(request: BenchRequest, workdir: Path, report: Reporter) -> t
         artifact = Artifact.load(request.model)
         if request.task and request.task != artifact.metadata.task:
             raise BenchError(f"{request.model} was exported for {artifact.metadata.task!r}, not {request.task!r}; drop --task")
-        reference = str(artifact.metadata.source.get("model") or "")
-        if not reference:
-            raise BenchError(f"{request.model} does not record the model it came from; bench the transformers folder instead")
-        return artifact, reference
+        return artifact, reference_model(artifact)
     from ..exporter import export
 
     report(f"exporting {request.model}")
-    return export(request.model, workdir / "fp32", task=request.task).artifact, str(request.model)
+    local = Path(request.model).expanduser()
+    return export(request.model, workdir / "fp32", task=request.task).artifact, str(local.resolve()) if local.exists() else str(request.model)
 
 
 def prepare(request: BenchRequest, cells: list[PlannedCell], workdir: Path, fp32: Any, reference: str, report: Reporter) -> Prepared:
@@ -198,7 +215,7 @@ def run_process(spec: dict[str, Any], timeout_s: float, on_event: Callable[[dict
     Returns None when the process finished every shape, else why it stopped early (crash, hang,
     load failure): the caller fails the shapes that got no result.
     """
-    with tempfile.TemporaryDirectory(prefix="optibridge-cell-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-cell-")) as tmp:
         folder = Path(tmp)
         spec_file, results, stderr = folder / "spec.json", folder / "results.jsonl", folder / "stderr.txt"
         spec_file.write_text(json.dumps(spec))
@@ -367,8 +384,8 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
     executor = executor or LocalExecutor()
     statuses = executor.statuses()
     cells = plan(request.backends, request.configs, statuses)
-    if not request.baseline_cell:
-        cells = [c for c in cells if c.backend != BASELINE]
+    if not request.baseline_cell or all(c.skip for c in cells if c.backend != BASELINE):
+        cells = [c for c in cells if c.backend != BASELINE]  # (no candidate runs: nothing to compare PyTorch with)
     shapes = _shapes(request)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, disable=not show_progress, transient=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget
+from ..staging import pid_prefix
 from .measure import SPEECH_TASKS
 from .runner import BenchRequest, run_bench
 from .schema import BASELINE, BenchError, BenchRun, Cell
@@ -133,7 +134,7 @@ def tune(request: BenchRequest, budget: AccuracyBudget, out: str | os.PathLike[s
     request.baseline_cell = False  # each candidate is timed against PyTorch in its own process already
     if len(request.batch_sizes) != 1 or len(request.seq_lens) != 1:
         raise BenchError("tune measures one shape: give one --batch-size and one --seq-len")
-    with tempfile.TemporaryDirectory(prefix="optibridge-tune-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-tune-")) as tmp:
         run, prepared = run_bench(request, Path(tmp), show_progress=show_progress)
         best, trials = choose(run, budget)
         print_trials(run, trials, console)

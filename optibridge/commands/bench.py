@@ -99,6 +99,21 @@ def bench(
         run = _measure(model, task, backends, configs, batch_sizes, seq_lens, warmup, runs, duration, threads, timeout,
                        new_tokens, progress, executor)
     _report(run, out, update_matrix, matrix)
+    if from_json is None:
+        _exit_when_nothing_measured(run)
+
+
+def _exit_when_nothing_measured(run) -> None:  # noqa: ANN001
+    """Exit 1 when no requested candidate produced a measurement (all skipped or failed): a run
+    that measured nothing must not look like success to a script or CI."""
+    from ..bench.schema import BASELINE
+    from ..console import err_console
+
+    candidates = [cell for cell in run.cells if cell.backend != BASELINE]
+    if not any(cell.ok for cell in candidates):
+        err_console.print(f"error: nothing requested was measured: {len(candidates)} candidate cell(s), all skipped or failed "
+                          "(see the table for each reason)", markup=False, highlight=False)
+        raise typer.Exit(code=1)
 
 
 def _measure(model: str, task: Optional[str], backends: Optional[str], configs: Optional[str], batch_sizes: str, seq_lens: str,
@@ -107,6 +122,7 @@ def _measure(model: str, task: Optional[str], backends: Optional[str], configs: 
     import tempfile
 
     from ..bench.configs import parse_list
+    from ..staging import pid_prefix
     from ..bench.runner import BenchRequest, run_bench
 
     request = BenchRequest(
@@ -114,7 +130,7 @@ def _measure(model: str, task: Optional[str], backends: Optional[str], configs: 
         batch_sizes=_ints(batch_sizes, "--batch-sizes"), seq_lens=_ints(seq_lens, "--seq-lens"), warmup=warmup, runs=runs,
         duration_s=duration, threads=threads, timeout_s=timeout, new_tokens=new_tokens,
     )
-    with tempfile.TemporaryDirectory(prefix="optibridge-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-bench-")) as tmp:
         run, _ = run_bench(request, Path(tmp), show_progress=progress, executor=executor)
     return run
 

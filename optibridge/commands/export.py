@@ -27,6 +27,15 @@ def export(
         None, "--external-data/--no-external-data",
         help="Weights in model.onnx.data. Default: only for models past the 2 GiB protobuf limit.",
     ),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow running Python code shipped with the model (custom architectures). Never prompted.",
+    ),
+    allow_new_weights: bool = typer.Option(
+        False, "--allow-new-weights", help="Export even when the checkpoint lacks weights for the task (a new, random head).",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing artifact even when it holds files it does not own (they are deleted).",
+    ),
 ) -> None:
     """Export a transformers model to an ONNX artifact folder, checked against PyTorch.
 
@@ -49,12 +58,16 @@ def export(
     from ..exporter import export as run_export
     from ..tasks import get_task
 
+    from ..exporter.core import check_opset
+
     if task is not None:  # fail on a typo before loading anything
         normalize_task(task) if is_pipeline_folder(model) else get_task(task)
+    check_opset(opset)
     with console.status("starting") as status:
         result = run_export(
             model, output_dir, task=task, opset=opset, atol=atol, exporter=exporter, validate=validate,
             external_data=external_data, use_cache=use_cache, on_step=lambda message: status.update(message),
+            allow_new_weights=allow_new_weights, overwrite=overwrite, trust_remote_code=trust_remote_code,
         )
     meta = result.artifact.metadata
     if result.task_inferred:

@@ -10,11 +10,18 @@ from ..console import console
 
 
 def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
-         verify: bool = typer.Option(False, "--verify", help="Re-hash every file against optibridge.json.")) -> None:
-    """Show what an artifact folder holds: source, task, inputs/outputs, validation, steps."""
-    from ..artifact import Artifact
+         verify: bool = typer.Option(False, "--verify", help="Also refuse graph files without a recorded SHA-256, and list changed config files."),
+         no_verify: bool = typer.Option(False, "--no-verify", help="Check file sizes only, not the recorded SHA-256 (faster on huge graphs).")) -> None:
+    """Show what an artifact folder holds: source, task, inputs/outputs, validation, steps.
 
-    artifact = Artifact.load(artifact_dir, verify_hashes=verify)
+    Graph files are always checked against the SHA-256 recorded in optibridge.json unless --no-verify.
+    """
+    from ..artifact import Artifact
+    from ..errors import OptibridgeError
+
+    if verify and no_verify:
+        raise OptibridgeError("--verify and --no-verify contradict each other; give one")
+    artifact = Artifact.load(artifact_dir, verify_hashes=not no_verify, require_hashes=verify)
     meta = artifact.metadata
     console.print(f"[bold]{artifact.path}[/]  task={meta.task}  model_type={meta.model_type}  source={meta.source.get('model')}")
     console.print(f"exporter={meta.exporter} opset={meta.opset} size={artifact.size_bytes() / 1e6:.1f} MB")

@@ -24,6 +24,9 @@ def optimize(
     backend: str = typer.Option(
         "auto", "--backend", help="Backend that optimizes (default auto: the first usable one that can); installed: {backends}.",
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output artifact even when it holds files it does not own (they are deleted).",
+    ),
 ) -> None:
     """Optimize an artifact's graphs: operator fusions, checked against the input graphs.
 
@@ -51,7 +54,7 @@ def optimize(
     budget = AccuracyBudget.parse(accuracy_budget) if accuracy_budget else None
     with console.status("starting") as status:
         result = run_optimize(artifact_dir, config, output_dir, backend=backend, accuracy_budget=budget,
-                              on_step=lambda message: status.update(message))
+                              on_step=lambda message: status.update(message), overwrite=overwrite)
     console.print(f"O{level} for {device} with backend {result.step['backend']} "
                   f"(fusers: {', '.join(result.step['settings'].get('fusers', [])) or 'none'})")
     print_operator_counts(result, "fused", "fused operators (new nodes per type)")

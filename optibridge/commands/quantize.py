@@ -52,6 +52,9 @@ def quantize(
     backend: str = typer.Option(
         "auto", "--backend", help="Backend that quantizes (default auto: the first usable one, by priority, that has the mode); installed: {backends}.",
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output artifact even when it holds files it does not own (they are deleted).",
+    ),
 ) -> None:
     """Quantize an artifact (int8 dynamic/static, int4 weight-only), checked against the float32 graphs.
 
@@ -115,7 +118,7 @@ def quantize(
         raise ConfigError("calibration must be an object of CalibrationConfig fields")
     with console.status("starting") as status:
         result = run_quantize(artifact_dir, config, output_dir, backend=backend, accuracy_budget=budget,
-                              on_step=lambda message: status.update(message))
+                              on_step=lambda message: status.update(message), overwrite=overwrite)
     console.print(f"mode {config.mode} with backend {result.step['backend']}")
     for note in result.notes:
         console.print(f"  {note}", highlight=False, markup=False)

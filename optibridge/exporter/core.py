@@ -13,7 +13,7 @@ import torch
 
 from .._version import __version__
 from ..artifact import Artifact, ArtifactMetadata, check_output_dir, staged_directory, write_metadata
-from ..errors import OptibridgeError, ValidationError
+from ..errors import OptibridgeError, UnsupportedModelError, ValidationError
 from .loading import SourceModel, load_preprocessor, load_source_model
 from .plan import ExportedGraphs, Validator
 from .torch_to_onnx import EXTERNAL_DATA_THRESHOLD, parameter_bytes, resolve_exporter
@@ -45,6 +45,8 @@ def export_model(
     external_data: bool | None = None,
     use_cache: bool = True,
     on_step: StepCallback | None = None,
+    allow_new_weights: bool = False,
+    overwrite: bool = False,
     **hub_kwargs: Any,
 ) -> ExportResult:
     """Export ``model`` (hub id or local folder) for ``task`` into the artifact folder ``output_dir``.
@@ -55,16 +57,21 @@ def export_model(
     export fails (writing nothing) when any output differs by more than ``atol``.
     ``external_data=None`` keeps weights inside the .onnx file unless the model is past the 2 GiB
     protobuf limit. ``use_cache=False`` exports a generative model without KV cache.
+    Code shipped with the model runs only with ``trust_remote_code=True``; weights the checkpoint
+    lacks for ``task`` (a new random head) are an error unless ``allow_new_weights=True``.
     """
     step = on_step or (lambda message: None)
-    check_output_dir(output_dir)
+    check_opset(opset)
+    check_output_dir(output_dir, overwrite=overwrite)
     step(f"loading {model}")
-    source = load_source_model(str(model), task, **hub_kwargs)
+    source = load_source_model(str(model), task, allow_new_weights=allow_new_weights, **hub_kwargs)
+    exporter = resolve_exporter(exporter, source.task.kind)
+    check_opset(opset, exporter)
     preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)
     return export_source(
         source, output_dir, model_ref=str(model), preprocessor=preprocessor, opset=opset, atol=atol, exporter=exporter,
         validate=validate, validator=validator, external_data=external_data, use_cache=use_cache,
-        on_step=step, hub_kwargs=hub_kwargs,
+        on_step=step, hub_kwargs=hub_kwargs, overwrite=overwrite,
     )
 
 
@@ -83,16 +90,19 @@ def export_source(
     use_cache: bool = True,
     on_step: StepCallback | None = None,
     hub_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """:func:`export_model` for a model already in memory (``source.model``, e.g. one just trained): same
     graphs, same validation against that model, same staged write."""
     step = on_step or (lambda message: None)
     hub_kwargs = hub_kwargs or {}
     exporter = resolve_exporter(exporter, source.task.kind)
+    check_opset(opset, exporter)
+    check_output_dir(output_dir, overwrite=overwrite)
     if external_data is None:
         external_data = parameter_bytes(source.model) > EXTERNAL_DATA_THRESHOLD
 
-    with staged_directory(output_dir) as staging:
+    with staged_directory(output_dir, overwrite=overwrite) as staging:
         step(f"exporting {source.config.model_type} for {source.task.name} with the {exporter} exporter")
         exported = _export_graphs(source, staging, exporter=exporter, opset=opset, external_data=external_data, use_cache=use_cache)
         source.config.save_pretrained(staging)
@@ -121,6 +131,25 @@ def export_source(
                 )
         step("writing the artifact")
     return ExportResult(Artifact.load(output_dir), source.task.name, source.task_inferred, report)
+
+
+MIN_OPSET = 14
+"""Below 14 the attention of transformers models has no ONNX form (Trilu, scaled masks)."""
+
+
+def check_opset(opset: int | None, exporter: str | None = None) -> None:
+    """An opset outside what torch's exporter writes is one clear line, before anything loads."""
+    if opset is None:
+        return
+    from torch.onnx import _constants
+
+    highest = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET if exporter == "torchscript" else _constants.ONNX_MAX_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= highest:
+        hint = " (or --exporter dynamo for a newer one)" if exporter == "torchscript" and isinstance(opset, int) and opset > highest else ""
+        raise UnsupportedModelError(
+            f"--opset {opset} is outside the range this export supports: {MIN_OPSET}-{highest}{hint}; "
+            "omit --opset for the exporter's default"
+        )
 
 
 def _export_graphs(

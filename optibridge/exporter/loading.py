@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ModelNotFoundError, UnsupportedModelError, first_line
 from ..tasks import Task, get_task, infer_task
+from ..tokenizer_check import TOKENIZER_FILES, usable_tokenizer
 from .architectures import Architecture, get_architecture
 
 
@@ -44,21 +45,45 @@ def check_model_source(name_or_path: str) -> None:
         raise ModelNotFoundError(f"model folder {path} does not exist; check the path (or pass a hub id like org/name)")
 
 
+TRUST_REMOTE_CODE_FIX = "--trust-remote-code (trust_remote_code=True in Python)"
+
+
+def no_remote_code(hub_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The hub arguments with ``trust_remote_code`` always explicit: transformers *prompts* [y/N] when
+    it is left unset (hidden behind a progress spinner, and ``y`` runs the folder's code)."""
+    return {**hub_kwargs, "trust_remote_code": bool(hub_kwargs.get("trust_remote_code", False))}
+
+
+def refuse_remote_code(name_or_path: str, exc: BaseException) -> None:
+    """Turn transformers' "contains custom code" error into one line naming the flag."""
+    text = str(exc)
+    if "trust_remote_code" in text and ("custom code" in text or "execute" in text):
+        raise UnsupportedModelError(
+            f"{name_or_path} needs to run Python code shipped with the model (custom architecture); "
+            f"read that code, then pass {TRUST_REMOTE_CODE_FIX} to allow it"
+        ) from exc
+
+
 def load_config(name_or_path: str, **hub_kwargs: Any) -> Any:
     from transformers import AutoConfig
 
     check_model_source(name_or_path)
     try:
-        return AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+        return AutoConfig.from_pretrained(name_or_path, **no_remote_code(hub_kwargs))
     except (OSError, ValueError) as exc:
+        refuse_remote_code(name_or_path, exc)
         raise ModelNotFoundError(
             f"could not load a transformers config for {name_or_path!r}: {first_line(exc)}. "
             "Pass a local model folder, or a hub id with network access (or a filled cache with HF_HUB_OFFLINE=1)"
         ) from exc
 
 
-def load_source_model(name_or_path: str, task: str | None = None, **hub_kwargs: Any) -> SourceModel:
-    """Load the model for ``task`` (inferred from ``config.architectures`` when None)."""
+def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_weights: bool = False, **hub_kwargs: Any) -> SourceModel:
+    """Load the model for ``task`` (inferred from ``config.architectures`` when None).
+
+    Weights the checkpoint does not have (a task head it was not trained with) would be random:
+    an error unless ``allow_new_weights``.
+    """
     import transformers
 
     config = load_config(name_or_path, **hub_kwargs)
@@ -69,22 +94,67 @@ def load_source_model(name_or_path: str, task: str | None = None, **hub_kwargs: 
     auto_class = getattr(transformers, resolved.auto_class)
     try:
         # Eager attention: the reference math, and the graph shape ONNX Runtime's fusions recognise.
-        model = auto_class.from_pretrained(name_or_path, attn_implementation="eager", **hub_kwargs)
+        model, loading_info = auto_class.from_pretrained(
+            name_or_path, attn_implementation="eager", output_loading_info=True, **no_remote_code(hub_kwargs)
+        )
     except (OSError, ValueError) as exc:
+        refuse_remote_code(name_or_path, exc)
         raise UnsupportedModelError(
             f"could not load {name_or_path!r} as {resolved.auto_class} for task {resolved.name!r}: {first_line(exc)}"
         ) from exc
+    if _only_pooler_missing(resolved, loading_info):
+        # A checkpoint without a pooler (an MLM, roberta-base) exported for feature extraction: leave
+        # the pooler out (its output would be random) rather than refuse; pooler_output is optional.
+        try:
+            model, loading_info = auto_class.from_pretrained(
+                name_or_path, attn_implementation="eager", output_loading_info=True, add_pooling_layer=False,
+                **no_remote_code(hub_kwargs),
+            )
+        except (OSError, ValueError, TypeError):  # a model class without that switch: judged as it is below
+            pass
+    if not allow_new_weights:
+        check_no_new_weights(name_or_path, resolved, loading_info)
     model.eval()
     return SourceModel(model, model.config, resolved, arch, task is None, str(name_or_path))
 
 
 def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> Any | None:
-    """The tokenizer (text) or image processor (vision) saved beside the model, if there is one."""
+    """The tokenizer (text) or image processor (vision) saved beside the model, if there is one.
+
+    Never a made-up one: a local folder without tokenizer files, or a tokenizer that yields no
+    tokens, gives None, so no tokenizer files are written into the artifact.
+    """
     import transformers
 
+    local = Path(name_or_path).expanduser()
+    if modality == "text" and local.is_dir() and not any((local / name).is_file() for name in TOKENIZER_FILES):
+        return None
     loader = transformers.AutoTokenizer if modality == "text" else transformers.AutoImageProcessor
     try:
-        return loader.from_pretrained(name_or_path, **hub_kwargs)
+        found = loader.from_pretrained(name_or_path, **no_remote_code(hub_kwargs))
     except Exception:  # a model folder without a preprocessor is legitimate (tiny test models, custom code)
         return None
+    return found if modality != "text" or usable_tokenizer(found) else None
 
+
+
+def _only_pooler_missing(task: Task, loading_info: dict[str, Any]) -> bool:
+    missing = list(loading_info.get("missing_keys") or [])
+    return task.name == "feature-extraction" and bool(missing) and not loading_info.get("mismatched_keys") and all(
+        key.split(".")[-3:-2] == ["pooler"] or key.startswith("pooler.") for key in missing
+    )
+
+
+def check_no_new_weights(name_or_path: str, task: Task, loading_info: dict[str, Any]) -> None:
+    """Refuse a model whose checkpoint left weights to random initialisation (e.g. a QA model
+    exported as text-classification gets a fresh classifier): it would validate and mean nothing."""
+    missing = list(loading_info.get("missing_keys") or [])
+    mismatched = [str(entry[0]) if isinstance(entry, (tuple, list)) else str(entry) for entry in loading_info.get("mismatched_keys") or []]
+    new = missing + mismatched
+    if new:
+        shown = ", ".join(sorted(new)[:4]) + (f" and {len(new) - 4} more" if len(new) > 4 else "")
+        raise UnsupportedModelError(
+            f"{name_or_path} has no trained weights for {len(new)} tensor(s) of {task.auto_class} ({shown}): they would be "
+            f"random, so task {task.name!r} would give meaningless outputs. Pick the task the checkpoint was trained for "
+            "(or omit --task), or pass --allow-new-weights (allow_new_weights=True) to export a fresh head on purpose"
+        )

@@ -60,6 +60,13 @@ def compare_outputs(
     backend: str,
     input_shapes: dict[str, tuple[int, ...]],
 ) -> ValidationReport:
+    from ..errors import ValidationError
+
+    if not reference or any(np.size(ref) == 0 for ref in reference.values()):
+        raise ValidationError(
+            f"validation would compare zero elements (outputs {', '.join(f'{k} {tuple(np.shape(v))}' for k, v in reference.items()) or 'none'}, "
+            f"inputs {input_shapes}); this is an internal error in the validation inputs, please report it"
+        )
     report = ValidationReport(atol=atol, backend=backend, input_shapes=input_shapes)
     for name, ref in reference.items():
         got = actual.get(name)

@@ -16,7 +16,9 @@ from ..errors import ArtifactError, BackendError, InputError, UnsupportedModelEr
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
 from ..optimum_folders import is_optimum_folder, read_optimum_folder
+from ..staging import pid_prefix
 from ..tasks import TASKS, Task
+from .guards import InputLimits, check_interface, guard
 from .inputs import prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
 
@@ -73,9 +75,12 @@ class OBModel(PreTrainedModel):
     """"auto": the first usable backend by priority that serves ``device`` and reads the artifact's graphs."""
 
     def __init__(self, sessions: dict[str, Session], artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
-        self.sessions = sessions
-        """One loaded session per graph of the artifact."""
-        self.session = sessions[artifact.metadata.main_graph_name]
+        limits = InputLimits.from_config(config)
+        for name, session in sessions.items():
+            check_interface(name, artifact.metadata.graphs[name], session)
+        self.sessions = {name: guard(session, limits) for name, session in sessions.items()}
+        """One loaded session per graph of the artifact, each call's inputs checked (see :mod:`.guards`)."""
+        self.session = self.sessions[artifact.metadata.main_graph_name]
         self.artifact = artifact
         self.config = config
         self.task: Task = TASKS[artifact.metadata.task]
@@ -101,6 +106,8 @@ class OBModel(PreTrainedModel):
         use_cache: bool | None = None,
         subfolder: str = "",
         file_name: str | None = None,
+        verify_hashes: bool = True,
+        allow_new_weights: bool = False,
         **options: Any,
     ) -> ModelT:
         """Load an optibridge artifact folder, or export a transformers model first.
@@ -115,6 +122,11 @@ class OBModel(PreTrainedModel):
         folder's config.json), ``use_cache`` (False: generative models recompute the whole sequence
         each step), ``subfolder`` (the model lives in ``model_id/subfolder``), ``file_name`` (which
         graph file of a folder holding several, e.g. ``model_quantized.onnx``).
+
+        An artifact's graph files are checked against their recorded SHA-256 (cached per process;
+        ``verify_hashes=False`` checks sizes only). Model code shipped with a checkpoint runs only
+        with ``trust_remote_code=True``; a checkpoint whose weights do not fill the task's model
+        (a new, random head) exports only with ``allow_new_weights=True``.
         """
         hub_kwargs = {k: options.pop(k) for k in HUB_KWARGS if k in options}
         if subfolder:
@@ -127,7 +139,7 @@ class OBModel(PreTrainedModel):
         backend_impl = get_registry().require_available(backend_name, device)
         keep_alive = None
         if is_artifact(model_id) and not export:
-            artifact = Artifact.load(model_id)
+            artifact = Artifact.load(model_id, verify_hashes=verify_hashes)
             check_file_name(artifact, file_name)
         elif not export and is_optimum_folder(model_id):  # what optimum-cli / ORTModel.save_pretrained wrote
             artifact = read_optimum_folder(model_id, task=cls.task_name or task, file_name=file_name)
@@ -139,10 +151,11 @@ class OBModel(PreTrainedModel):
         else:
             if export is None:
                 logger.info("%s is not an optibridge artifact: exporting it now (pass export=True to silence)", model_id)
-            keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
+            keep_alive = tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-"))
             result = export_model(
                 model_id, Path(keep_alive.name) / "artifact", task=task or cls.task_name or None,
-                opset=opset, exporter=exporter, atol=atol, use_cache=use_cache is not False, **hub_kwargs,
+                opset=opset, exporter=exporter, atol=atol, use_cache=use_cache is not False, allow_new_weights=allow_new_weights,
+                **hub_kwargs,
             )
             artifact = result.artifact
         cls._check_task(artifact)
@@ -151,7 +164,7 @@ class OBModel(PreTrainedModel):
         if config is None:
             from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(artifact.path)
+            config = AutoConfig.from_pretrained(artifact.path, trust_remote_code=False)  # never run a folder's code
         model = cls(sessions, artifact, config, keep_alive=keep_alive)
         if use_cache is not None:
             model._set_use_cache(use_cache)
@@ -236,7 +249,7 @@ class OBModel(PreTrainedModel):
             kwargs[name] = value
         for name in UNSUPPORTED_WHEN_SET:
             value = kwargs.pop(name, None)
-            if value not in (None, False):
+            if value is not None and value is not False:  # never `in (None, False)`: a tensor has no truth value
                 raise InputError(f"{name} is not supported by exported models (inference outputs only); leave it unset")
         kwargs.pop("use_cache", None)
         result = self._forward_on_device(kwargs)

@@ -92,8 +92,8 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         if "position_ids" not in self.session.input_names:  # Optimum's gpt2 graph (optimum-onnx 0.1) derives them from the mask itself
             del feed["position_ids"]
         if self._graph_has_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
-            logits, self._stateful_cache = stateful_step(self.session, feed, past, past_key_values, getattr(self, "_stateful_cache", None))
-            kept = self._stateful_cache if self.use_cache else None
+            logits, stateful_cache = stateful_step(self.session, feed, past, past_key_values)
+            kept = stateful_cache if self.use_cache else None
             result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): kept})
             return result if return_dict is not False else result.to_tuple()
         if self._graph_has_cache:

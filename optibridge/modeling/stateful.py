@@ -7,6 +7,7 @@ row order beam search asks for, which the next step hands to the session (``beam
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -32,18 +33,25 @@ class StatefulCache:
         self.beam_idx = order.astype(np.int32)
 
 
-def stateful_step(session: Any, feed: dict[str, np.ndarray], past: int, cache: Any, latest: StatefulCache | None) -> tuple[np.ndarray, StatefulCache]:
+def stateful_step(session: Any, feed: dict[str, np.ndarray], past: int, cache: Any) -> tuple[np.ndarray, StatefulCache]:
     """One step: a new sequence (``past == 0``) resets the session; otherwise ``cache`` must be the
-    one the previous step returned. Returns the logits and the cache object for the next step."""
-    if past == 0:
-        session.reset()
-        order = None
-    elif cache is latest and latest is not None:
-        order = latest.beam_idx
-    else:
-        raise InputError(
-            "this model keeps its KV cache inside the OpenVINO session (a stateful IR), so it continues only the sequence "
-            "of its latest call: pass the cache that call returned (output.cache, or output.past_key_values before transformers 5.24), or start again without a cache"
-        )
-    outputs = session.run_step(feed, beam_idx=order)
-    return outputs["logits"], StatefulCache(past + feed["input_ids"].shape[1])
+    one the session's previous step returned. Returns the logits and the cache object for the next step.
+
+    The check and the step hold the session's lock, so another thread cannot slip a step of its own
+    sequence in between: it gets the error below instead of the other sequence's state."""
+    with getattr(session, "lock", None) or contextlib.nullcontext():
+        latest = getattr(session, "latest_cache", None)
+        if past == 0:
+            session.reset()
+            order = None
+        elif cache is latest and latest is not None:
+            order = latest.beam_idx
+        else:
+            raise InputError(
+                "this model keeps its KV cache inside the OpenVINO session (a stateful IR), so it continues only the sequence "
+                "of its latest call: pass the cache that call returned (output.cache, or output.past_key_values before transformers 5.24), "
+                "or start again without a cache. Generating from several threads at once needs one model per thread"
+            )
+        outputs = session.run_step(feed, beam_idx=order)
+        session.latest_cache = StatefulCache(past + feed["input_ids"].shape[1])
+        return outputs["logits"], session.latest_cache

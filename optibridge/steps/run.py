@@ -13,13 +13,12 @@ import copy
 import dataclasses
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget, AccuracyReport, compare
-from ..artifact import METADATA_FILE, Artifact, check_output_dir, staged_directory, write_metadata
+from ..artifact import METADATA_FILE, SCRATCH, Artifact, check_output_dir, staged_directory, write_metadata
 from ..backend import Backend, StepReport
 from ..capabilities import ModeSpec
 from ..configs import CalibrationData, OptimizationConfig, QuantizationConfig
@@ -161,13 +160,15 @@ def _mode_spec(config: QuantizationConfig, backend: str) -> tuple[ModeSpec, str]
 def _start(
     verb: str, artifact_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None, backend: str,
     accuracy_budget: AccuracyBudget | str | float | None, on_step: StepCallback | None, mode: str | None = None,
+    overwrite: bool = False,
 ) -> tuple[Artifact, Backend, AccuracyBudget | None, StepCallback, Path]:
     """The checks both verbs make before any work: output path, budget, input artifact, backend."""
     if output_dir is None:
         raise ConfigError(f"{verb.lower()} needs an output folder (output_dir)")
     budget = accuracy_budget if accuracy_budget is None or isinstance(accuracy_budget, AccuracyBudget) else AccuracyBudget.parse(str(accuracy_budget))
-    artifact = Artifact.load(artifact_dir)
-    check_output_dir(output_dir)
+    # Verified first, every graph hashed: a corrupted input must not come out with fresh, matching hashes.
+    artifact = Artifact.load(artifact_dir, verify_hashes=True, require_hashes=True)
+    check_output_dir(output_dir, overwrite=overwrite, inputs=(artifact.path,))
     _check_not_quantized(artifact, verb)
     impl = _backend(backend, verb.lower(), mode)
     unreadable = sorted(artifact.graph_formats - set(impl.graph_formats))
@@ -214,6 +215,7 @@ def optimize(
     backend: str = "auto",
     accuracy_budget: AccuracyBudget | str | float | None = None,
     on_step: StepCallback | None = None,
+    overwrite: bool = False,
 ) -> StepResult:
     """Optimize every graph of an artifact (fusions per ``config.level``) into ``output_dir``.
 
@@ -222,8 +224,9 @@ def optimize(
     a worse result raises :class:`~optibridge.steps.errors.AccuracyBudgetError` and writes nothing.
     """
     config = config or OptimizationConfig()
-    artifact, impl, budget, step_cb, out = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
-    with staged_directory(out) as staging:
+    artifact, impl, budget, step_cb, out = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step,
+                                                  overwrite=overwrite)
+    with staged_directory(out, overwrite=overwrite) as staging:
         _copy_side_files(artifact, staging)
         step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
         report = impl.optimize(artifact, config, staging)
@@ -274,6 +277,7 @@ def quantize(
     backend: str = "auto",
     accuracy_budget: AccuracyBudget | str | float | None = None,
     on_step: StepCallback | None = None,
+    overwrite: bool = False,
 ) -> StepResult:
     """Quantize every graph of an artifact into ``output_dir`` (see :class:`QuantizationConfig`).
 
@@ -284,7 +288,8 @@ def quantize(
     """
     config = config or QuantizationConfig()
     spec, backend_mode = _mode_spec(config, backend)
-    artifact, impl, budget, step_cb, out = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step, backend_mode)
+    artifact, impl, budget, step_cb, out = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step, backend_mode,
+                                                  overwrite=overwrite)
     backend_spec = impl.mode(backend_mode) or spec
     notes: list[str] = []
     if backend_spec.cpu_preset:  # int8 settings depend on the CPU; weight-only modes do not
@@ -293,11 +298,13 @@ def quantize(
             notes.append(preset_line)
     step_cb("reading calibration data")
     config, calibration = _calibration_for(artifact, config, spec if spec.prepare else backend_spec, notes)
-    with staged_directory(out) as staging, tempfile.TemporaryDirectory(prefix="optibridge-quantize-") as scratch:
+    with staged_directory(out, overwrite=overwrite) as staging:
         source = artifact
+        scratch = staging / SCRATCH  # temporary work stays inside the staging folder (removed with it)
         if spec.prepare is not None:
             step_cb(f"{config.mode}: quantizing the PyTorch model, then exporting it")
-            source, prepare_notes = spec.prepare(artifact, config, calibration, Path(scratch))
+            scratch.mkdir()
+            source, prepare_notes = spec.prepare(artifact, config, calibration, scratch)
             notes.extend(prepare_notes)
         _copy_side_files(artifact, staging)
         step_cb(f"quantizing {len(artifact.metadata.graphs)} graph(s): {config.mode} with {impl.name}")

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..artifact import Artifact, GraphSpec, TensorSpec
+from ..tokenizer_check import usable_tokenizer
 
 # Two disjoint sets: calibration (and SmoothQuant statistics) never sees a validation sentence.
 CALIBRATION_SENTENCES: tuple[str, ...] = (
@@ -150,8 +151,10 @@ def load_tokenizer(folder: Path) -> Any | None:
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     except Exception:  # a broken or custom tokenizer: fall back to random ids, said in the report
+        return None
+    if not usable_tokenizer(tokenizer):  # e.g. an empty vocabulary: every text would be [] (zero tokens)
         return None
     if tokenizer.pad_token is None:
         # Decoder LM tokenizers (GPT-2, Llama) have no pad token; padded rows are masked out, so
@@ -277,7 +280,7 @@ def token_batch(
             mask[row, keep:] = 0
             ids[row, keep:] = 0
         encoded = {"input_ids": ids, "attention_mask": mask}
-        source = f"{len(texts)} row(s) of random token ids (the artifact has no tokenizer)"
+        source = f"{len(texts)} row(s) of seeded random token ids inside the vocabulary (seed {seed}; the artifact has no usable tokenizer)"
     batch = len(texts) // choices
     if choices > 1:
         encoded = {k: v.reshape(batch, choices, v.shape[-1]) for k, v in encoded.items()}

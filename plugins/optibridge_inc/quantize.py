@@ -115,7 +115,7 @@ def quantize_with_inc(
     from optibridge.tasks import get_task
 
     task = get_task(artifact.metadata.task)
-    model = getattr(transformers, task.auto_class).from_pretrained(str(source), attn_implementation="eager").eval()
+    model = getattr(transformers, task.auto_class).from_pretrained(str(source), attn_implementation="eager", trust_remote_code=False).eval()
     with _workspace_in(workdir / "nc_workspace"):
         quantized = _quantize_torch_model(inc, model, config, artifact, calibration)
     replaced = _plain_linears(quantized)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Mapping
 
 import numpy as np
 
 
 class OpenVINOSession:
-    """A compiled OpenVINO model: numpy arrays in, numpy arrays out, by the graph's IO names."""
+    """A compiled OpenVINO model: numpy arrays in, numpy arrays out, by the graph's IO names.
+
+    Thread-safe: an ``InferRequest`` serves one call at a time (shared, it raises "Infer Request is
+    busy" or hands back another call's output), so each call takes an idle request from a pool and
+    returns it afterwards; the pool grows to the number of concurrent callers. The compiled model
+    itself is shared, as OpenVINO intends (one compiled model, one request per concurrent stream).
+    """
 
     backend = "openvino"
     stateful = False
@@ -17,6 +24,8 @@ class OpenVINOSession:
         self.compiled = compiled
         self.device = device.lower()
         self._request = compiled.create_infer_request()
+        self._idle = [self._request]
+        self._pool_lock = threading.Lock()
         self._inputs = [_port_name(port, known_names) for port in compiled.inputs]
         self._outputs = [_port_name(port, known_names) for port in compiled.outputs]
         self._output_ports = dict(zip(self._outputs, compiled.outputs))
@@ -34,7 +43,16 @@ class OpenVINOSession:
         return bool(self.compiled.get_property("LOADED_FROM_CACHE"))
 
     def _infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._request.infer(dict(inputs))
+        with self._pool_lock:
+            request = self._idle.pop() if self._idle else self.compiled.create_infer_request()
+        try:
+            return self._infer_on(request, inputs)
+        finally:
+            with self._pool_lock:
+                self._idle.append(request)
+
+    def _infer_on(self, request: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = request.infer(dict(inputs))
         # The request reuses its output buffers on the next call: copy out what we hand back.
         return {name: np.array(results[port], copy=True) for name, port in self._output_ports.items()}
 

@@ -13,6 +13,7 @@ one is expected (the accuracy check of ``optimize``/``quantize``).
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Mapping
 
 import numpy as np
@@ -70,12 +71,19 @@ def make_stateful(model: Any, pairs: dict[str, str], batch_input: str = "input_i
 
 
 class StatefulSession(OpenVINOSession):
-    """A stateful decoder: described (``input_names``/``output_names``) by its stateless interface."""
+    """A stateful decoder: described (``input_names``/``output_names``) by its stateless interface.
+
+    The KV cache lives in one request's state, so this session serves one sequence at a time: every
+    call holds :attr:`lock` (threads are serialized, never interleaved inside a call), and
+    :func:`optibridge.modeling.stateful.stateful_step` refuses a step that does not continue the
+    session's latest sequence. For concurrent generation, load one model per thread.
+    """
 
     stateful = True
 
     def __init__(self, compiled: Any, device: str, spec: GraphSpec, pairs: dict[str, str]) -> None:
         super().__init__(compiled, device, set(spec.input_names) | set(spec.output_names) | {BEAM_IDX})
+        self.lock = threading.RLock()
         self._spec = spec
         self._pairs = pairs
         states = {state.name: state for state in self._request.query_state()}
@@ -92,7 +100,12 @@ class StatefulSession(OpenVINOSession):
 
     def reset(self) -> None:
         """Forget the cache: the next step starts a new sequence."""
-        self._request.reset_state()
+        with self.lock:
+            self._request.reset_state()
+
+    def _infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:  # the state belongs to this one request: never a pooled one
+            return self._infer_on(self._request, inputs)
 
     def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One decoding step on the kept cache; ``beam_idx`` (default: each row its own) reorders it first."""
@@ -101,14 +114,16 @@ class StatefulSession(OpenVINOSession):
         return self._infer({**inputs, BEAM_IDX: order})
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Stateless use: loads the given cache into the state, runs, reads it back, all under the lock."""
         import openvino as ov
 
         missing = [name for name in self._pairs if name not in inputs]
         if missing:
             raise InputError(f"run() on a stateful model takes the cache inputs too (missing {missing[0]}); use run_step() to keep the cache inside")
-        for past in self._pairs:
-            self._states[past].state = ov.Tensor(np.ascontiguousarray(inputs[past]))
-        outputs = self.run_step({k: v for k, v in inputs.items() if k not in self._pairs})
-        for past, present in self._pairs.items():
-            outputs[present] = np.array(self._states[past].state.data, copy=True)
+        with self.lock:
+            for past in self._pairs:
+                self._states[past].state = ov.Tensor(np.ascontiguousarray(inputs[past]))
+            outputs = self.run_step({k: v for k, v in inputs.items() if k not in self._pairs})
+            for past, present in self._pairs.items():
+                outputs[present] = np.array(self._states[past].state.data, copy=True)
         return outputs

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 import onnx
 
 from optibridge.artifact import Artifact
+from optibridge.staging import pid_prefix
 
 # A protobuf cannot exceed 2 GiB; above this much weight data the graph is saved with a side file.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -82,7 +83,7 @@ def scratch_cwd() -> Iterator[Path]:
     before = os.getcwd()
     advice = _NoPreprocessAdvice()
     logging.getLogger().addFilter(advice)
-    with tempfile.TemporaryDirectory(prefix="optibridge-ort-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-ort-")) as scratch:
         os.chdir(scratch)
         try:
             yield Path(scratch)

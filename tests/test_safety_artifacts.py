@@ -1,0 +1,194 @@
+"""An artifact folder is untrusted input: paths stay inside it, no code is imported or run from it,
+graph bytes match their recorded hashes, and folders follow the umask (issue #14, items 1-5)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from optibridge import export, optimize
+from optibridge.artifact import METADATA_FILE, Artifact, copy_artifact
+from optibridge.errors import ArtifactError, UnsupportedModelError
+from optibridge.modeling import OBModelForSequenceClassification
+
+
+@pytest.fixture
+def artifact_copy(tmp_path, exported):
+    """A private copy of the tiny BERT classifier artifact (tests edit it)."""
+    return copy_artifact(exported("bert", "text-classification"), tmp_path / "art").path
+
+
+def _edit_manifest(folder: Path, change) -> None:
+    data = json.loads((folder / METADATA_FILE).read_text())
+    change(data)
+    (folder / METADATA_FILE).write_text(json.dumps(data))
+
+
+def _outside_graph(tmp_path: Path, folder: Path) -> Path:
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy2(folder / "model.onnx", other / "model.onnx")
+    return other / "model.onnx"
+
+
+# -- 1. path traversal ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "files-key"])
+def test_manifest_paths_must_stay_inside_the_folder(tmp_path, artifact_copy, kind):
+    foreign = _outside_graph(tmp_path, artifact_copy)
+    if kind == "dotdot":
+        _edit_manifest(artifact_copy, lambda d: d["graphs"]["model"].update(file="../other/model.onnx"))
+    elif kind == "absolute":
+        _edit_manifest(artifact_copy, lambda d: d["graphs"]["model"].update(file=str(foreign)))
+    elif kind == "symlink":
+        (artifact_copy / "model.onnx").unlink()
+        (artifact_copy / "model.onnx").symlink_to(foreign)
+    else:
+        _edit_manifest(artifact_copy, lambda d: d["files"].update({"../../etc/passwd": {"sha256": "0" * 64, "bytes": 1}}))
+    expected = {"dotdot": r"graphs\.model\.file.*'\.\.'", "absolute": r"graphs\.model\.file.*absolute",
+                "symlink": "outside the artifact", "files-key": r"files\[.*'\.\.'"}[kind]
+    with pytest.raises(ArtifactError, match=expected):
+        Artifact.load(artifact_copy)
+    with pytest.raises(ArtifactError, match="inside the artifact folder"):
+        OBModelForSequenceClassification.from_pretrained(artifact_copy)
+
+
+def test_optimize_never_writes_outside_the_artifact_folder(tmp_path, artifact_copy):
+    foreign = _outside_graph(tmp_path, artifact_copy)
+    before = foreign.read_bytes()
+    _edit_manifest(artifact_copy, lambda d: d["graphs"]["model"].update(file="../other/model.onnx"))
+    with pytest.raises(ArtifactError, match="climbs out"):
+        optimize(artifact_copy, output_dir=tmp_path / "out")
+    assert foreign.read_bytes() == before
+    assert not (tmp_path / "out").exists()
+
+
+# -- 2. output_class comes from an allow-list, nothing is imported -----------------------------------
+def test_output_class_naming_a_module_beside_the_artifact_is_refused_and_not_imported(tmp_path, artifact_copy, monkeypatch):
+    marker = tmp_path / "pwned"
+    (artifact_copy / "evil_outputs.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Out: pass\n")
+    monkeypatch.syspath_prepend(str(artifact_copy))  # as with `bench --model .` run from inside the folder
+    _edit_manifest(artifact_copy, lambda d: d.update(output_class="evil_outputs.Out"))
+    with pytest.raises(ArtifactError, match="not a transformers or optibridge output class"):
+        OBModelForSequenceClassification.from_pretrained(artifact_copy)
+    assert not marker.exists()
+    assert "evil_outputs" not in sys.modules
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("transformers.modeling_outputs.SequenceClassifierOutput", True),
+    ("transformers.models.bert.modeling_bert.BertForPreTrainingOutput", True),
+    ("transformers.models.bert.modeling_bert.BertModel", False),  # a transformers class, not an output
+    ("os.system", False),
+    ("transformers.models.bert..x", False),
+])
+def test_output_class_allow_list(name, ok):
+    from optibridge.modeling.outputs import resolve_output_class
+
+    if ok:
+        assert resolve_output_class(name, "SequenceClassifierOutput").__name__ == name.rpartition(".")[2]
+    else:
+        with pytest.raises(ArtifactError, match="loading never imports other code"):
+            resolve_output_class(name, "SequenceClassifierOutput")
+
+
+# -- 3. integrity ------------------------------------------------------------------------------------
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_same_size_change_to_a_graph_is_refused_on_load(artifact_copy):
+    _flip_a_byte(artifact_copy / "model.onnx")
+    with pytest.raises(ArtifactError, match="does not match its recorded SHA-256"):
+        OBModelForSequenceClassification.from_pretrained(artifact_copy)
+    assert Artifact.load(artifact_copy, verify_hashes=False).path == artifact_copy  # the documented opt-out
+
+
+def test_second_load_of_unchanged_files_does_not_hash_again(artifact_copy, monkeypatch):
+    from optibridge import integrity
+
+    Artifact.load(artifact_copy)
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda file, *a, **k: opened.append(str(file)) or real_open(file, *a, **k))
+    Artifact.load(artifact_copy)
+    assert not [f for f in opened if f.endswith("model.onnx")]
+    _flip_a_byte(artifact_copy / "model.onnx")  # a change (new mtime/ctime) misses the cache
+    with pytest.raises(ArtifactError, match="SHA-256"):
+        Artifact.load(artifact_copy)
+    assert integrity._cache
+
+
+def test_info_verify_refuses_a_graph_without_a_recorded_hash(artifact_copy, capsys):
+    from optibridge.cli import main
+
+    _edit_manifest(artifact_copy, lambda d: d["files"].pop("model.onnx"))
+    assert main(["info", str(artifact_copy)]) == 0  # a plain look still works
+    assert main(["info", "--verify", str(artifact_copy)]) == 1
+    assert "records no SHA-256 for the graph file model.onnx" in capsys.readouterr().err
+
+
+def test_optimize_refuses_a_corrupted_input_instead_of_laundering_it(tmp_path, artifact_copy):
+    _flip_a_byte(artifact_copy / "model.onnx")
+    with pytest.raises(ArtifactError, match="SHA-256"):
+        optimize(artifact_copy, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+# -- 4. trust_remote_code ----------------------------------------------------------------------------
+def _custom_code_model(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    marker = tmp_path / "custom-code-ran"
+    (folder / "configuration_custom.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import PretrainedConfig\n"
+        "class CustomConfig(PretrainedConfig):\n    model_type = 'optibridge-custom'\n"
+    )
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "optibridge-custom", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"},
+    }))
+    return folder, marker
+
+
+def test_custom_code_is_refused_in_one_line_naming_the_flag_and_never_prompted(tmp_path, monkeypatch):
+    folder, marker = _custom_code_model(tmp_path)
+
+    def no_prompt(*_a, **_k):
+        raise AssertionError("prompted for input")
+
+    monkeypatch.setattr(builtins, "input", no_prompt)
+    with pytest.raises(UnsupportedModelError, match="--trust-remote-code") as info:
+        export(folder, tmp_path / "out")
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_artifact_config_with_auto_map_runs_no_code_on_load(tmp_path, artifact_copy, monkeypatch):
+    marker = tmp_path / "artifact-code-ran"
+    (artifact_copy / "configuration_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = json.loads((artifact_copy / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig"}
+    (artifact_copy / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(builtins, "input", lambda *_a, **_k: pytest.fail("prompted for input"))
+    model = OBModelForSequenceClassification.from_pretrained(artifact_copy)
+    assert model.config.model_type == "bert"
+    assert not marker.exists()
+
+
+# -- 5. umask ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_artifact_folder_follows_the_umask(tmp_path, exported, umask, mode):
+    old = os.umask(umask)
+    try:
+        written = copy_artifact(exported("bert", "text-classification"), tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert written.path.stat().st_mode & 0o777 == mode
