@@ -7,6 +7,11 @@
                                                              ov_config={"PERFORMANCE_HINT": "LATENCY"})
 
 ``ov_config`` holds raw OpenVINO properties, applied after optibridge's defaults (fp32 precision).
+
+Precision: a model loads in f32 (PyTorch parity) unless its artifact records a lower precision
+(``optibridge optimize/quantize --inference-precision bf16``, or a ``tune`` that chose it), or
+``inference_precision="bf16"`` / ``"f16"`` is passed (``"auto"``: OpenVINO's own default for the
+device, bf16 on CPUs with AMX/AVX-512 BF16). ``model.inference_precision`` says what runs.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from ..hardware import CPU_PRESETS, normalize_preset
+from ..errors import OptibridgeError
+from ..hardware import CPU_PRESETS, normalize_precision, normalize_preset
 from .errors import ConfigError
 
 OPTIMIZATION_LEVELS = {
@@ -49,6 +50,16 @@ def _choice(what: str, value: Any, valid: tuple[Any, ...] | list[Any]) -> None:
         raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(str(v) for v in valid)}")
 
 
+def _precision(value: str | None) -> str | None:
+    """Checked spelling of an ``inference_precision`` field (None: the backend's default, f32)."""
+    if value is None:
+        return None
+    try:
+        return normalize_precision(value)
+    except OptibridgeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _known_keys(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
@@ -74,8 +85,12 @@ class OptimizationConfig:
     """The device the graph is optimized for: "cpu" or "gpu". Level 4 (fp16) is for GPUs."""
     force: bool = False
     """Allow level 4 for a CPU target anyway (fp16 arithmetic is emulated on most CPUs: slower)."""
+    inference_precision: str | None = None
+    """OpenVINO: the precision the graphs are compiled in when loaded (f32, bf16, f16), recorded in
+    the artifact; None keeps f32. Checked against the CPU's instructions when the step runs."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inference_precision", _precision(self.inference_precision))
         _choice("optimization level", self.level, tuple(OPTIMIZATION_LEVELS))
         _choice("target device", self.device, TARGET_DEVICES)
         if self.level == 4 and self.device == "cpu" and not self.force:
@@ -162,8 +177,11 @@ class QuantizationConfig:
     calibration: CalibrationConfig | None = None
     source_model: str | None = None
     """Neural Compressor modes: the PyTorch model folder (default: the one recorded at export)."""
+    inference_precision: str | None = None
+    """OpenVINO: the precision of what stays in float (f32, bf16, f16) when the artifact is loaded."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inference_precision", _precision(self.inference_precision))
         _choice("quantization mode", self.mode, tuple(QUANTIZATION_MODES))
         preset = normalize_preset(self.preset)
         _choice("preset", preset, PRESETS)

@@ -22,7 +22,7 @@ from ..accuracy import AccuracyBudget, AccuracyReport, compare
 from ..artifact import METADATA_FILE, Artifact, check_output_dir, staged_directory, write_metadata
 from ..backend import Backend
 from ..errors import ArtifactError
-from ..hardware import detect_cpu
+from ..hardware import check_precision, detect_cpu
 from .calibration import CalibrationData, load_calibration
 from .config import OptimizationConfig, QuantizationConfig
 from .errors import AccuracyBudgetError, ConfigError
@@ -185,6 +185,20 @@ def _finish(
     return accuracy, step
 
 
+def _check_precision_support(backend: Backend, config: OptimizationConfig | QuantizationConfig) -> None:
+    """A lower inference precision is a backend feature (``optibridge backends``): refuse it before any work."""
+    precision = config.inference_precision
+    if precision in (None, "f32"):
+        return
+    check_precision(precision)  # names the CPU flags it needs when this CPU lacks them
+    features = backend.status().features
+    if precision not in features:
+        raise ConfigError(
+            f"backend {backend.name!r} cannot run graphs in {precision} (it offers: {', '.join(features)}); "
+            f"use a backend that lists {precision} in `optibridge backends`, or leave inference_precision unset"
+        )
+
+
 def optimize(
     artifact_dir: str | os.PathLike[str],
     config: OptimizationConfig | None = None,
@@ -202,6 +216,7 @@ def optimize(
     """
     config = config or OptimizationConfig()
     artifact, impl, budget, step_cb = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    _check_precision_support(impl, config)
     with staged_directory(output_dir) as staging:
         _copy_side_files(artifact, staging)
         step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
@@ -261,6 +276,7 @@ def quantize(
     """
     config = config or QuantizationConfig()
     artifact, impl, budget, step_cb = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step)
+    _check_precision_support(impl, config)
     notes: list[str] = []
     if config.mode in ("dynamic", "static"):  # int8 settings depend on the CPU; int4 and INC do not
         config, preset_line = resolve_preset(config)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
-from optibridge.errors import ArtifactError, BackendError, first_line
+from optibridge.errors import ArtifactError, BackendError, OptibridgeError, first_line
+from optibridge.hardware import check_precision, float_precisions
 from optibridge.probing import distribution_version, module_present
 
 from .session import OpenVINOSession
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 
 # User-facing option → OpenVINO property. INFERENCE_PRECISION_HINT defaults to f32: on CPUs with
 # bf16 support OpenVINO otherwise runs in bf16 (measured 2.3e-3 off PyTorch here, versus 1e-6),
-# and silently lower precision is not what loading an fp32 artifact should mean.
+# and silently lower precision is not what loading an fp32 artifact should mean. An artifact whose
+# optimize/quantize step asked for bf16/f16 records it (extra["openvino"]["inference_precision"])
+# and loads in it; inference_precision= overrides, "auto" leaves the choice to OpenVINO.
 OPTIONS = {
     "performance_hint": "PERFORMANCE_HINT",
     "num_streams": "NUM_STREAMS",
@@ -39,6 +42,7 @@ OPTIONS = {
 KV_CACHE_DEFAULT = {"KV_CACHE_PRECISION": "f32"}
 KV_CACHE_DEVICES = ("CPU", "GPU")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+AUTO_PRECISION = "auto"
 
 
 class OpenVINOBackend(Backend):
@@ -56,8 +60,10 @@ class OpenVINOBackend(Backend):
         if not module_present("openvino"):
             return BackendStatus(self.name, False, reason="openvino is not installed: pip install optibridge[openvino]")
         devices = tuple(d.lower() for d in self._core().available_devices)
+        # Lower float precisions are offered as features only where the CPU computes them natively.
+        precisions = tuple(p for p in float_precisions() if p != "f32") if "cpu" in devices else ()
         return BackendStatus(self.name, bool(devices), devices=devices, version=distribution_version("openvino"),
-                             features=("run", "optimize", "quantize"), reason=None if devices else "OpenVINO reports no device")
+                             features=("run", "optimize", "quantize", *precisions), reason=None if devices else "OpenVINO reports no device")
 
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> OpenVINOSession:
         if not module_present("openvino"):
@@ -69,6 +75,9 @@ class OpenVINOBackend(Backend):
             raise BackendError(
                 f"OpenVINO has no device {device!r} on this machine; its devices: {', '.join(available)} (or AUTO)"
             )
+        options.setdefault("inference_precision", recorded_precision(artifact))
+        if wanted.split(".")[0] == "CPU":
+            _check_cpu_precision(options.get("inference_precision"))
         config = openvino_config(options)
         stateful = graph in artifact.metadata.extra.get("openvino", {}).get("stateful_graphs", ())
         if stateful and wanted.split(".")[0] in KV_CACHE_DEVICES:
@@ -109,8 +118,39 @@ def openvino_config(options: dict[str, Any]) -> dict[str, Any]:
     for name, value in options.items():
         if value is None:
             continue
+        if name == "inference_precision":
+            if str(value).lower() == AUTO_PRECISION:
+                del config["INFERENCE_PRECISION_HINT"]  # OpenVINO's own choice (bf16 on CPUs that have it)
+                continue
+            value = _precision(value)
         if name == "performance_hint" and str(value).upper() not in PERFORMANCE_HINTS:
             raise BackendError(f"performance_hint must be one of {', '.join(PERFORMANCE_HINTS)}, not {value!r}")
         config[OPTIONS[name]] = str(value).upper() if name == "performance_hint" else str(value)
     config.update({str(k): str(v) for k, v in raw.items()})
     return config
+
+
+def _precision(value: Any) -> str:
+    from optibridge.hardware import normalize_precision
+
+    try:
+        return normalize_precision(value)
+    except OptibridgeError as exc:
+        raise BackendError(f"{exc} (or {AUTO_PRECISION!r}: OpenVINO's default for the device)") from None
+
+
+def _check_cpu_precision(value: Any) -> None:
+    if value is None or str(value).lower() == AUTO_PRECISION:
+        return
+    try:
+        check_precision(_precision(value))
+    except BackendError:
+        raise
+    except OptibridgeError as exc:
+        raise BackendError(str(exc)) from None
+
+
+def recorded_precision(artifact: Artifact) -> str | None:
+    """The inference precision an optimize/quantize step recorded in the artifact (None: f32)."""
+    value = artifact.metadata.extra.get("openvino", {}).get("inference_precision")
+    return None if value is None else _precision(value)  # the artifact is untrusted input: check the value
