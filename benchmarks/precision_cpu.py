@@ -180,14 +180,19 @@ def speed(chosen: list[Variant], args: argparse.Namespace, work: Path) -> dict[s
     return {name: {"median_ms": s.median, "speedup_vs_pytorch": base / s.median} for name, s in stats.items()}
 
 
+def timing_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options both this script and peers.py take: interleaved runs, threads, a JSON copy."""
+    parser.add_argument("--runs", type=int, default=20, help="Timed interleaved rounds (default 20).")
+    parser.add_argument("--warmup", type=int, default=3, help="Untimed rounds first (default 3).")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Threads for every runtime.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the numbers to this JSON file.")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = timing_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cpu = detect_cpu()

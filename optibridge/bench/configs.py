@@ -59,6 +59,9 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
                 {"level": 2, "inference_precision": "f16"}),
     BenchConfig("int8-static+bf16", "int8 static, what stays in float computed in bf16", "quantize",
                 {"mode": "static", "inference_precision": "bf16"}),
+    BenchConfig("int8-static-all+bf16", "int8 static with the FFN down-projections quantized too, the rest in bf16 "
+                "(faster; kept only when it meets the accuracy budget)", "quantize",
+                {"mode": "static", "exclude_ffn_down": False, "inference_precision": "bf16"}),
     BenchConfig("int8-weights+bf16", "int8 weight-only, activations in bf16 (decoder LMs)", "quantize",
                 {"mode": "int8-weights", "inference_precision": "bf16"}),
     BenchConfig("int4-weights+bf16", "int4 weight-only, activations in bf16 (decoder LMs)", "quantize",
@@ -67,7 +70,7 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
 DEFAULT_CONFIGS = ("fp32", "O2", "int8-dynamic", "int8-static")
 """Measured when --configs is not given; ``fp16`` is added for backends with a GPU device, the
 :data:`PRECISION_CONFIGS` a backend lists the precision of (see :attr:`BenchConfig.precision`)."""
-PRECISION_CONFIGS = ("bf16", "int8-static+bf16", "f16")
+PRECISION_CONFIGS = ("bf16", "int8-static+bf16", "int8-static-all+bf16", "f16")
 """Added to the defaults of a backend whose features include their precision (bf16 where the CPU
 has it); the weight-only ones are for decoder LMs and asked for by name, as int8-weights is."""
 
