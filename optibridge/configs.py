@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ConfigError
-from .hardware import CPU_PRESETS, normalize_preset
+from .errors import ConfigError, OptibridgeError
+from .hardware import CPU_PRESETS, normalize_precision, normalize_preset
 
 OPTIMIZATION_LEVELS = {
     1: "the runtime's basic graph optimizations (constant folding, redundant nodes)",
@@ -37,6 +37,16 @@ PRESETS = ("auto", *CPU_PRESETS)
 def _choice(what: str, value: Any, valid: tuple[Any, ...] | list[Any]) -> None:
     if value not in valid:
         raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(str(v) for v in valid)}")
+
+
+def _precision(value: str | None) -> str | None:
+    """Checked spelling of an ``inference_precision`` field (None: the backend's default, f32)."""
+    if value is None:
+        return None
+    try:
+        return normalize_precision(value)
+    except OptibridgeError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _known_keys(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,8 +74,12 @@ class OptimizationConfig:
     """The device the graph is optimized for: "cpu" or "gpu". Level 4 (fp16) is for GPUs."""
     force: bool = False
     """Allow level 4 for a CPU target anyway (fp16 arithmetic is emulated on most CPUs: slower)."""
+    inference_precision: str | None = None
+    """The precision the graphs are compiled in when loaded (f32, bf16, f16) on a backend that
+    declares it, recorded in the artifact; None keeps f32. Checked against the CPU when the step runs."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inference_precision", _precision(self.inference_precision))
         _choice("optimization level", self.level, tuple(OPTIMIZATION_LEVELS))
         _choice("target device", self.device, TARGET_DEVICES)
         if self.level == 4 and self.device == "cpu" and not self.force:
@@ -152,8 +166,11 @@ class QuantizationConfig:
     calibration: CalibrationConfig | None = None
     source_model: str | None = None
     """Neural Compressor modes: the PyTorch model folder (default: the one recorded at export)."""
+    inference_precision: str | None = None
+    """The precision of what stays in float (f32, bf16, f16) when the artifact is loaded, on a backend that declares it."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inference_precision", _precision(self.inference_precision))
         if not isinstance(self.mode, str) or not MODE_PATTERN.match(self.mode):
             raise ConfigError(f"quantization mode must be a name like 'dynamic' or 'int4', not {self.mode!r}; "
                               "`optibridge quantize --help` lists the registered modes")

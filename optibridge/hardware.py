@@ -10,6 +10,10 @@ instructions a CPU has, because that is what decides how int8 weights should be 
 * ``avx512-vnni`` -- AVX-512 VNNI or AVX-VNNI (vpdpbusd accumulates into 32 bits: no saturation);
   AMX machines (Sapphire Rapids and later) have VNNI too and use this preset.
 * ``arm64``       -- ARMv8 (sdot/udot or widening multiplies, 32-bit accumulation).
+
+Float precisions below fp32 are a separate axis (:func:`float_precisions`): bf16 needs
+AVX-512 BF16 or AMX-BF16, fp16 needs AVX-512 FP16 or AMX-FP16. Without them a runtime emulates
+the type (slower than fp32) or silently runs fp32, so optibridge offers them only where they exist.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ CPU_PRESETS = ("avx2", "avx512", "avx512-vnni", "arm64")
 """Names of the int8 presets, one per class of integer dot-product hardware."""
 
 _ARM_MACHINES = ("aarch64", "arm64", "armv8")
+
+FLOAT_PRECISIONS = ("f32", "bf16", "f16")
+"""Inference precisions, with OpenVINO's spelling; ``f32`` runs everywhere."""
+PRECISION_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "f16": ("avx512_fp16", "amx_fp16")}
+"""x86 ``/proc/cpuinfo`` flags that give a precision native arithmetic (any one of them is enough)."""
+_PRECISION_ALIASES = {"fp32": "f32", "float32": "f32", "bfloat16": "bf16", "fp16": "f16", "float16": "f16"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,14 @@ class CpuInfo:
     @property
     def amx(self) -> bool:
         return "amx_int8" in self.flags or "amx_tile" in self.flags
+
+    @property
+    def bf16(self) -> bool:
+        return any(flag in self.flags for flag in PRECISION_FLAGS["bf16"])
+
+    @property
+    def fp16(self) -> bool:
+        return any(flag in self.flags for flag in PRECISION_FLAGS["f16"])
 
     def features(self) -> list[str]:
         """The detected features this module knows about, for printing."""
@@ -108,3 +126,37 @@ def detect_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
 def normalize_preset(name: str) -> str:
     """``avx512_vnni`` and ``AVX512-VNNI`` both mean ``avx512-vnni``; "auto" stays "auto"."""
     return name.strip().lower().replace("_", "-")
+
+
+def normalize_precision(name: str) -> str:
+    """``bf16``/``bfloat16`` → ``bf16``, ``fp16``/``float16`` → ``f16``, ``fp32``/``float32`` → ``f32``."""
+    key = str(name).strip().lower()
+    key = _PRECISION_ALIASES.get(key, key)
+    if key not in FLOAT_PRECISIONS:
+        raise OptibridgeError(f"unknown inference precision {name!r}; valid: {', '.join(FLOAT_PRECISIONS)}")
+    return key
+
+
+def float_precisions(cpu: CpuInfo | None = None) -> tuple[str, ...]:
+    """The inference precisions this CPU (default: this machine's) computes natively, ``f32`` first.
+
+    x86 only: the flags are read from ``/proc/cpuinfo``. Other CPUs (ARM, or a system without
+    ``/proc/cpuinfo``) report ``f32`` alone, so nothing lower is offered without evidence.
+    """
+    cpu = cpu or detect_cpu()
+    if cpu.is_arm64:
+        return ("f32",)
+    return ("f32",) + tuple(p for p in ("bf16", "f16") if (cpu.bf16 if p == "bf16" else cpu.fp16))
+
+
+def check_precision(name: str, cpu: CpuInfo | None = None) -> str:
+    """``name`` normalized, or an error naming the CPU flags it needs when this CPU lacks them."""
+    precision = normalize_precision(name)
+    cpu = cpu or detect_cpu()
+    if precision not in float_precisions(cpu):
+        raise OptibridgeError(
+            f"inference precision {precision} needs a CPU with {' or '.join(PRECISION_FLAGS[precision])}, which this CPU "
+            f"({cpu.model or cpu.machine}) does not report; it would be emulated (slower than f32) or run as f32. "
+            "Use f32 here, or build and run the artifact on a CPU with those instructions"
+        )
+    return precision

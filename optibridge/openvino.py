@@ -12,6 +12,13 @@ the first call or ``compile()``), ``stateful`` (keep a decoder's KV cache inside
 model), ``load_in_8bit`` (NNCF int8 weights), ``dynamic_shapes``, ``use_cache``. So are its
 attributes and methods: ``model`` (the ``ov.Model``), ``request``, ``ov_config``,
 ``model_save_dir``, ``preprocessors``, ``compile()``, ``reshape()``, ``half()``, ``to("GPU")``.
+
+``ov_config`` holds raw OpenVINO properties, applied after optibridge's defaults (fp32 precision).
+
+Precision: a model loads in f32 (PyTorch parity) unless its artifact records a lower precision
+(``optibridge optimize/quantize --inference-precision bf16``, or a ``tune`` that chose it), or
+``inference_precision="bf16"`` / ``"f16"`` is passed (``"auto"``: OpenVINO's own default for the
+device, bf16 on CPUs with AMX/AVX-512 BF16). ``model.inference_precision`` says what runs.
 """
 
 from __future__ import annotations

@@ -32,6 +32,13 @@ class BenchConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     needs_gpu: bool = False
 
+    @property
+    def precision(self) -> str | None:
+        """A float precision below f32 the config computes in: a backend must list it among its
+        features (OpenVINO does where the CPU has the instructions), else the cell is skipped."""
+        value = self.options.get("inference_precision")
+        return None if value in (None, "f32") else str(value)
+
     def step_config(self) -> Any:
         from ..configs import OptimizationConfig, QuantizationConfig
 
@@ -49,9 +56,26 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("int8-weights", "int8 weight-only compression (decoder LMs)", "quantize", {"mode": "int8-weights"}),
     BenchConfig("int4-weights", "int4 weight-only compression in groups (decoder LMs)", "quantize", {"mode": "int4-weights"}),
     BenchConfig("fp16", "float16 graphs (optimize -O 4), GPU targets", "optimize", {"level": 4, "device": "gpu"}, needs_gpu=True),
+    BenchConfig("bf16", "the float32 graphs computed in bf16 (CPUs with AVX-512 BF16 / AMX)", "optimize",
+                {"level": 2, "inference_precision": "bf16"}),
+    BenchConfig("f16", "the float32 graphs computed in fp16 (CPUs with AVX-512 FP16 / AMX-FP16)", "optimize",
+                {"level": 2, "inference_precision": "f16"}),
+    BenchConfig("int8-static+bf16", "int8 static, what stays in float computed in bf16", "quantize",
+                {"mode": "static", "inference_precision": "bf16"}),
+    BenchConfig("int8-static-all+bf16", "int8 static with the FFN down-projections quantized too, the rest in bf16 "
+                "(faster; kept only when it meets the accuracy budget)", "quantize",
+                {"mode": "static", "exclude_ffn_down": False, "inference_precision": "bf16"}),
+    BenchConfig("int8-weights+bf16", "int8 weight-only, activations in bf16 (decoder LMs)", "quantize",
+                {"mode": "int8-weights", "inference_precision": "bf16"}),
+    BenchConfig("int4-weights+bf16", "int4 weight-only, activations in bf16 (decoder LMs)", "quantize",
+                {"mode": "int4-weights", "inference_precision": "bf16"}),
 )}
 DEFAULT_CONFIGS = ("fp32", "O2", "int8-dynamic", "int8-static")
-"""Measured when --configs is not given; ``fp16`` is added for backends with a GPU device."""
+"""Measured when --configs is not given; ``fp16`` is added for backends with a GPU device, the
+:data:`PRECISION_CONFIGS` a backend lists the precision of (see :attr:`BenchConfig.precision`)."""
+PRECISION_CONFIGS = ("bf16", "int8-static+bf16", "int8-static-all+bf16", "f16")
+"""Added to the defaults of a backend whose features include their precision (bf16 where the CPU
+has it); the weight-only ones are for decoder LMs and asked for by name, as int8-weights is."""
 
 def backend_options(backend: str, threads: int, impl: "Backend | None" = None) -> dict[str, Any]:
     """The session options a candidate of ``backend`` is loaded with (recorded in each cell): its
@@ -122,6 +146,9 @@ def _plan_one(backend: str, config: BenchConfig, status: "BackendStatus | None",
     if config.step is not None and config.step not in status.features:
         return PlannedCell(backend, config_name, device,
                            skip=f"backend {backend!r} cannot {config.step} here (it offers: {', '.join(status.features) or 'nothing'})")
+    if config.precision and config.precision not in status.features:
+        return PlannedCell(backend, config_name, device, skip=f"backend {backend!r} does not offer {config.precision} here "
+                           f"(it offers: {', '.join(status.features) or 'nothing'}; a CPU with the instructions is needed)")
     mode_skip = _mode_skip(backend, config, backends)
     if mode_skip:
         return PlannedCell(backend, config_name, device, skip=mode_skip)
@@ -186,6 +213,8 @@ def plan(
             wanted = list(DEFAULT_CONFIGS)
             if status is not None and _gpu_device(status) is not None:
                 wanted.append("fp16")
+            if status is not None and status.available:
+                wanted += [c for c in PRECISION_CONFIGS if CONFIGS[c].precision in status.features]
         for config in dict.fromkeys(wanted):
             cells.append(_plan_one(backend, known[config], status, declared, sorted(statuses)))
     return cells

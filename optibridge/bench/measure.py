@@ -250,6 +250,10 @@ def run(spec: dict[str, Any], out: Path) -> None:
         except Exception as exc:
             feeds.append(exc)
     peak = peak_rss_mb()
+    # What the candidate really computes in (a recorded bf16, or f32), beside the options it was given.
+    settings = {"threads": spec["threads"], **spec["options"]}
+    if spec["backend"] != BASELINE:
+        settings["inference_precision"] = str(getattr(model, "inference_precision", "f32"))
     reference = None
     if spec["backend"] != BASELINE:
         try:
@@ -258,7 +262,7 @@ def run(spec: dict[str, Any], out: Path) -> None:
             _emit(out, {"event": "fatal", "reason": f"could not load the PyTorch reference {spec['reference']}: {_one_line(exc)}"})
             raise SystemExit(1) from exc
     for (batch, seq), prepared in zip(spec["shapes"], feeds):
-        base = {"batch_size": batch, "seq_len": seq, "load_s": load_s, "peak_rss_mb": peak}
+        base = {"batch_size": batch, "seq_len": seq, "load_s": load_s, "peak_rss_mb": peak, "settings": settings}
         if isinstance(prepared, Exception):
             _emit(out, {"event": "cell", **base, "status": "failed", "reason": _one_line(prepared)})
             continue

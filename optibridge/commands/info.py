@@ -32,6 +32,9 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
             console.print(f"  {kind:6} {spec.describe()}", markup=False)
     if meta.validation:
         console.print(f"validation: passed={meta.validation['passed']} atol={meta.validation['atol']} on {meta.validation['backend']}")
+    for backend, facts in sorted(meta.extra.items()):
+        if isinstance(facts, dict) and facts.get("inference_precision"):
+            console.print(f"inference precision: {facts['inference_precision']} (recorded for backend {backend})", markup=False)
     console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
     if verify:
         console.print("[green]graph files match their recorded SHA-256[/]")

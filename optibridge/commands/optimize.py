@@ -27,6 +27,10 @@ def optimize(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output artifact even when it holds files it does not own (they are deleted).",
     ),
+    inference_precision: Optional[str] = typer.Option(
+        None, "--inference-precision",
+        help="openvino: compile the graphs in f32 | bf16 | f16 when loaded (recorded in the artifact; needs a CPU with those instructions).",
+    ),
 ) -> None:
     """Optimize an artifact's graphs: operator fusions, checked against the input graphs.
 
@@ -37,6 +41,8 @@ def optimize(
         optibridge optimize ./bert-onnx -O 3 --accuracy-budget 'max-abs-diff<=1e-3' ./bert-o3
 
         optibridge optimize ./bert-onnx -O 4 --device gpu ./bert-fp16
+
+        optibridge optimize ./bert-onnx --backend openvino --inference-precision bf16 ./bert-ov-bf16
 
     Levels: O1 the runtime's basic graph optimizations; O2 adds the transformer fusions
     (attention, skip/LayerNorm, bias-GELU, RMSNorm for Llama-style models); O3 adds the GELU
@@ -50,7 +56,7 @@ def optimize(
     from ..steps import OptimizationConfig
     from ..steps import optimize as run_optimize
 
-    config = OptimizationConfig(level=level, device=device, force=force)
+    config = OptimizationConfig(level=level, device=device, force=force, inference_precision=inference_precision)
     budget = AccuracyBudget.parse(accuracy_budget) if accuracy_budget else None
     with console.status("starting") as status:
         result = run_optimize(artifact_dir, config, output_dir, backend=backend, accuracy_budget=budget,

@@ -55,6 +55,8 @@ def quantize(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output artifact even when it holds files it does not own (they are deleted).",
     ),
+    inference_precision: Optional[str] = typer.Option(
+        None, "--inference-precision", help="Precision of what stays in float, f32 | bf16 | f16, on a backend that declares it (recorded in the artifact)."),
 ) -> None:
     """Quantize an artifact (int8 dynamic/static, int4 weight-only), checked against the float32 graphs.
 
@@ -106,7 +108,7 @@ def quantize(
         "mode": mode, "preset": preset, "per_channel": per_channel, "reduce_range": reduce_range, "op_types": _names(ops),
         "exclude_ops": _names(exclude_ops), "exclude_nodes": _names(exclude_nodes), "exclude_ffn_down": exclude_ffn_down,
         "smooth": smooth, "smooth_alpha": smooth_alpha, "block_size": block_size, "int4_algorithm": int4_algorithm,
-        "source_model": source,
+        "source_model": source, "inference_precision": inference_precision,
     }
     data = {**base, **{k: v for k, v in overrides.items() if v is not None}}
     calibration_options = {"source": calibration, "method": calibration_method, "num_samples": samples, "column": calibration_column}

@@ -205,6 +205,12 @@ class OBModel(PreTrainedModel):
     def backend(self) -> str:
         return self.session.backend
 
+    @property
+    def inference_precision(self) -> str:
+        """The float precision the main graph computes in: "f32", or what the backend reports
+        (OpenVINO: "bf16"/"f16" when the artifact or ``inference_precision=`` asked for it)."""
+        return str(getattr(self.session, "inference_precision", "f32"))
+
     def to(self: ModelT, *args: Any, **kwargs: Any) -> ModelT:
         """Accepts the model's own device (and float32); moving to another device is an error,
         because it needs another backend — never a silent run elsewhere."""

@@ -23,7 +23,7 @@ from ..backend import Backend, StepReport
 from ..capabilities import ModeSpec
 from ..configs import CalibrationData, OptimizationConfig, QuantizationConfig
 from ..errors import AccuracyBudgetError, ArtifactError, ConfigError
-from ..hardware import detect_cpu
+from ..hardware import check_precision, detect_cpu
 from .calibration import load_calibration
 from .samples import is_text_graph, load_tokenizer, validation_batch
 
@@ -207,6 +207,20 @@ def _finish(
     return accuracy, step
 
 
+def _check_precision_support(backend: Backend, config: OptimizationConfig | QuantizationConfig) -> None:
+    """A lower inference precision is a backend feature (``optibridge backends``): refuse it before any work."""
+    precision = config.inference_precision
+    if precision in (None, "f32"):
+        return
+    check_precision(precision)  # names the CPU flags it needs when this CPU lacks them
+    features = backend.status().features
+    if precision not in features:
+        raise ConfigError(
+            f"backend {backend.name!r} cannot run graphs in {precision} (it offers: {', '.join(features)}); "
+            f"use a backend that lists {precision} in `optibridge backends`, or leave inference_precision unset"
+        )
+
+
 def optimize(
     artifact_dir: str | os.PathLike[str],
     config: OptimizationConfig | None = None,
@@ -226,6 +240,7 @@ def optimize(
     config = config or OptimizationConfig()
     artifact, impl, budget, step_cb, out = _start("Optimize", artifact_dir, output_dir, backend, accuracy_budget, on_step,
                                                   overwrite=overwrite)
+    _check_precision_support(impl, config)
     with staged_directory(out, overwrite=overwrite) as staging:
         _copy_side_files(artifact, staging)
         step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
@@ -291,6 +306,7 @@ def quantize(
     artifact, impl, budget, step_cb, out = _start("Quantize", artifact_dir, output_dir, backend, accuracy_budget, on_step, backend_mode,
                                                   overwrite=overwrite)
     backend_spec = impl.mode(backend_mode) or spec
+    _check_precision_support(impl, config)
     notes: list[str] = []
     if backend_spec.cpu_preset:  # int8 settings depend on the CPU; weight-only modes do not
         config, preset_line = resolve_preset(config)

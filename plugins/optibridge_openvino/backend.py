@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from optibridge.artifact import Artifact
 from optibridge.backend import Backend, BackendStatus
 from optibridge.capabilities import ModeSpec
-from optibridge.errors import BackendError
+from optibridge.device import Device
+from optibridge.errors import BackendError, OptibridgeError
+from optibridge.hardware import check_precision, float_precisions
 from optibridge.probing import distribution_version, module_present
 
 from .managed import ManagedSession
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
 
 # User-facing option → OpenVINO property. INFERENCE_PRECISION_HINT defaults to f32: on CPUs with
 # bf16 support OpenVINO otherwise runs in bf16 (measured 2.3e-3 off PyTorch here, versus 1e-6),
-# and silently lower precision is not what loading an fp32 artifact should mean.
+# and silently lower precision is not what loading an fp32 artifact should mean. An artifact whose
+# optimize/quantize step asked for bf16/f16 records it (extra["openvino"]["inference_precision"])
+# and loads in it; inference_precision= overrides, "auto" leaves the choice to OpenVINO.
 OPTIONS = {
     "performance_hint": "PERFORMANCE_HINT",
     "num_streams": "NUM_STREAMS",
@@ -36,6 +40,7 @@ OPTIONS = {
 }
 MANAGED_OPTIONS = ("compile", "stateful", "load_in_8bit", "dynamic_shapes")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+AUTO_PRECISION = "auto"
 
 
 MODES = (
@@ -69,8 +74,9 @@ class OpenVINOBackend(Backend):
         if not module_present("openvino"):
             return BackendStatus(self.name, False, reason="openvino is not installed: pip install optibridge[openvino]")
         devices = tuple(d.lower() for d in self._core().available_devices)
+        precisions = cpu_precisions() if "cpu" in devices else ()
         return BackendStatus(self.name, bool(devices), devices=devices, version=distribution_version("openvino"),
-                             features=("run", "optimize", "quantize"), reason=None if devices else "OpenVINO reports no device")
+                             features=("run", "optimize", "quantize", *precisions), reason=None if devices else "OpenVINO reports no device")
 
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> ManagedSession:
         """Options: the OpenVINO ones below (``OPTIONS``, ``ov_config``) and, as optimum-intel takes them,
@@ -78,6 +84,9 @@ class OpenVINOBackend(Backend):
         cache inside), ``load_in_8bit`` (NNCF int8 weights), ``dynamic_shapes``."""
         if not module_present("openvino"):
             raise BackendError("openvino is not installed: pip install optibridge[openvino]")
+        options.setdefault("inference_precision", recorded_precision(artifact))
+        if Device.kind_of(device) == "cpu":
+            _check_cpu_precision(options.get("inference_precision"))
         static_shapes = options.pop("static_shapes", None)  # {input: [dims]}: compile with fixed shapes (diffusion reshape)
         managed = {name: options.pop(name) for name in MANAGED_OPTIONS if name in options}
         if not static_shapes:
@@ -119,8 +128,52 @@ def openvino_config(options: dict[str, Any]) -> dict[str, Any]:
     for name, value in options.items():
         if value is None:
             continue
+        if name == "inference_precision":
+            if str(value).lower() == AUTO_PRECISION:
+                del config["INFERENCE_PRECISION_HINT"]  # OpenVINO's own choice (bf16 on CPUs that have it)
+                continue
+            value = _precision(value)
         if name == "performance_hint" and str(value).upper() not in PERFORMANCE_HINTS:
             raise BackendError(f"performance_hint must be one of {', '.join(PERFORMANCE_HINTS)}, not {value!r}")
         config[OPTIONS[name]] = str(value).upper() if name == "performance_hint" else str(value)
     config.update({str(k): str(v) for k, v in raw.items()})
     return config
+
+
+def cpu_precisions() -> tuple[str, ...]:
+    """The precisions below f32 offered on this CPU (as backend features, so bench/tune try them).
+
+    bf16 wherever the CPU has AVX-512 BF16 / AMX-BF16. f16 only with AMX-FP16: OpenVINO's CPU
+    plugin accepts an f16 hint on AVX-512 FP16 alone, but measured slower than f32 there (random
+    BERT-base b1 s128 on a Sapphire-Rapids-class Xeon: 0.79× f32, where bf16 ran 3.1× f32).
+    """
+    from optibridge.hardware import detect_cpu
+
+    found = float_precisions()
+    return tuple(p for p in found if p == "bf16" or (p == "f16" and "amx_fp16" in detect_cpu().flags))
+
+
+def _precision(value: Any) -> str:
+    from optibridge.hardware import normalize_precision
+
+    try:
+        return normalize_precision(value)
+    except OptibridgeError as exc:
+        raise BackendError(f"{exc} (or {AUTO_PRECISION!r}: OpenVINO's default for the device)") from None
+
+
+def _check_cpu_precision(value: Any) -> None:
+    if value is None or str(value).lower() == AUTO_PRECISION:
+        return
+    try:
+        check_precision(_precision(value))
+    except BackendError:
+        raise
+    except OptibridgeError as exc:
+        raise BackendError(str(exc)) from None
+
+
+def recorded_precision(artifact: Artifact) -> str | None:
+    """The inference precision an optimize/quantize step recorded in the artifact (None: f32)."""
+    value = artifact.metadata.extra.get("openvino", {}).get("inference_precision")
+    return None if value is None else _precision(value)  # the artifact is untrusted input: check the value

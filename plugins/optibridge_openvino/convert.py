@@ -58,10 +58,31 @@ def finish_graph(artifact: Artifact, name: str, model: Any, notes: list[str]) ->
     return True
 
 
-def openvino_extra(artifact: Artifact, stateful: list[str], weights: str) -> dict[str, Any]:
-    """What the metadata records about the IR (``extra["openvino"]``): the loader reads ``stateful_graphs``."""
-    return {"openvino": {"stateful": bool(stateful), "stateful_graphs": stateful, "weights": weights,
-                         "version": distribution_version("openvino")}}
+def openvino_extra(artifact: Artifact, stateful: list[str], weights: str, precision: str | None = None) -> dict[str, Any]:
+    """What the metadata records about the IR (``extra["openvino"]``): the loader reads ``stateful_graphs``
+    and ``inference_precision`` (the precision it compiles the graphs in unless told otherwise)."""
+    extra: dict[str, Any] = {"stateful": bool(stateful), "stateful_graphs": stateful, "weights": weights,
+                             "version": distribution_version("openvino")}
+    if precision and precision != "f32":
+        extra["inference_precision"] = precision
+    return {"openvino": extra}
+
+
+def step_precision(config: Any, notes: list[str]) -> str | None:
+    """The step's ``inference_precision`` after checking this CPU computes it natively (or None)."""
+    from optibridge.errors import OptibridgeError
+    from optibridge.hardware import check_precision
+
+    precision = getattr(config, "inference_precision", None)
+    if precision in (None, "f32"):
+        return None
+    try:
+        check_precision(precision)
+    except OptibridgeError as exc:
+        raise BackendError(str(exc)) from None
+    notes.append(f"inference precision {precision}: recorded in the artifact, which OpenVINO compiles in {precision} "
+                 "(what stays in float); load with inference_precision='f32' to override")
+    return precision
 
 
 def optimize_artifact(artifact: Artifact, config: Any, output_dir: Path) -> dict[str, Any]:
@@ -70,6 +91,7 @@ def optimize_artifact(artifact: Artifact, config: Any, output_dir: Path) -> dict
         "OpenVINO fuses attention, LayerNorm (MVN) and GELU when it compiles the IR for a device: "
         "levels 1-3 write the same float32 IR, level 4 stores its weights as float16",
     ]}
+    precision = step_precision(config, report["notes"])
     stateful = []
     for name, spec in artifact.metadata.graphs.items():
         notes: list[str] = []
@@ -81,7 +103,7 @@ def optimize_artifact(artifact: Artifact, config: Any, output_dir: Path) -> dict
             notes.append("weights stored as float16 (compress_to_fp16); they run in the device's inference precision (float32 unless inference_precision says otherwise)")
         report["graphs"][name] = {"fused": {}, "format": IR_FORMAT, "notes": notes}
     weights = "float16" if compress else "float32"
-    report["metadata_extra"] = openvino_extra(artifact, stateful, weights)
-    report["settings"] = {"level": config.level, "format": IR_FORMAT, "compress_to_fp16": compress,
+    report["metadata_extra"] = openvino_extra(artifact, stateful, weights, precision)
+    report["settings"] = {"level": config.level, "format": IR_FORMAT, "compress_to_fp16": compress, "inference_precision": precision or "f32",
                           "stateful": bool(stateful), "openvino": distribution_version("openvino")}
     return report

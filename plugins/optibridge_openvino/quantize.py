@@ -28,7 +28,7 @@ from optibridge.errors import BackendError, first_line
 from optibridge.probing import distribution_version
 from optibridge.steps import CalibrationData, QuantizationConfig
 
-from .convert import finish_graph, openvino_extra, read_graph, save_graph
+from .convert import finish_graph, openvino_extra, read_graph, save_graph, step_precision
 from .stateful import is_stateful
 
 MODES = ("static", "int8-weights", "int4-weights")
@@ -143,6 +143,7 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
     check_mode(config)
     nncf = _nncf()
     report: dict[str, Any] = {"graphs": {}, "specs": {}, "notes": []}
+    precision = step_precision(config, report["notes"])
     settings: dict[str, Any] = {}
     stateful = []
     for name, spec in artifact.metadata.graphs.items():
@@ -170,7 +171,7 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
             stateful.append(name)
         report["specs"][name] = save_graph(model, output_dir, spec)
         report["graphs"][name] = {"quantized": quantized, "format": "openvino-ir", "notes": notes}
-    report["metadata_extra"] = openvino_extra(artifact, stateful, config.mode if config.mode != "static" else "int8 (static)")
-    report["settings"] = {**settings, "stateful": bool(stateful), "nncf": distribution_version("nncf"),
+    report["metadata_extra"] = openvino_extra(artifact, stateful, config.mode if config.mode != "static" else "int8 (static)", precision)
+    report["settings"] = {**settings, "inference_precision": precision or "f32", "stateful": bool(stateful), "nncf": distribution_version("nncf"),
                           "openvino": distribution_version("openvino")}
     return report

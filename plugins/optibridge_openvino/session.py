@@ -39,6 +39,12 @@ class OpenVINOSession:
         return list(self._outputs)
 
     @property
+    def inference_precision(self) -> str:
+        """The precision the compiled model computes in ("f32", "bf16", "f16"), as OpenVINO reports it."""
+        value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        return str(value.get_type_name() if hasattr(value, "get_type_name") else value).lower()
+
+    @property
     def loaded_from_cache(self) -> bool:
         return bool(self.compiled.get_property("LOADED_FROM_CACHE"))
 
