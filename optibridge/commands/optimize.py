@@ -29,7 +29,7 @@ def optimize(
     ),
     inference_precision: Optional[str] = typer.Option(
         None, "--inference-precision",
-        help="openvino: compile the graphs in f32 | bf16 | f16 when loaded (recorded in the artifact; needs a CPU with those instructions).",
+        help="Compile the graphs in f32 | bf16 | f16 when loaded, on a backend that declares that precision (recorded in the artifact; needs a CPU with those instructions).",
     ),
 ) -> None:
     """Optimize an artifact's graphs: operator fusions, checked against the input graphs.
