@@ -35,7 +35,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table

@@ -7,7 +7,6 @@ O(1): with diffusers' default init some outputs are tiny and an image comparison
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING

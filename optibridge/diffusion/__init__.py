@@ -16,7 +16,10 @@ _LAZY = {
     "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion.pipelines",
     "export_pipeline": "optibridge.diffusion.export",
 }
-__all__ = list(_LAZY)
+__all__ = [  # the names of _LAZY, spelled out so that linters see them
+    "OBStableDiffusionImg2ImgPipeline", "OBStableDiffusionInpaintPipeline", "OBStableDiffusionPipeline",
+    "OBStableDiffusionXLImg2ImgPipeline", "OBStableDiffusionXLPipeline", "export_pipeline",
+]
 
 if TYPE_CHECKING:
     from .export import export_pipeline

@@ -123,7 +123,7 @@ def load_components(source: PipelineSource) -> dict[str, Any]:
         kwargs = {"attn_implementation": "eager"} if library == "transformers" else {}
         try:
             modules[name] = cls.from_pretrained(source.path / name, **kwargs).eval()
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             raise ModelNotFoundError(f"could not load {name} from {source.path / name}: {first_line(exc)}") from exc
     return modules
 

@@ -78,7 +78,7 @@ def _map(dataset: Any, predictor_args: dict[str, Any], batch_size: int, replicas
 def run_pending(pending: Any, predictor_args: dict[str, Any], batch_size: int, options: Any) -> Iterator[Any]:
     """The rows of ``pending`` (a pyarrow table with the id and text columns) through an actor pool;
     yields result tables as they come back (in any order)."""
-    ray = connect(options.address)
+    connect(options.address)
     import ray.data
 
     import logging
