@@ -10,6 +10,7 @@ import torch
 
 from ..artifact import MAIN_GRAPH, MODEL_FILE
 from ..errors import ValidationError
+from .architectures import forward_parameters
 from .inputs import TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes
 from .loading import SourceModel
 from .plan import ExportedGraphs, SessionLoader
@@ -20,7 +21,9 @@ from .validate import ValidationReport, compare_outputs
 def export_encoder(
     source: SourceModel, staging: Path, *, exporter: str, opset: int | None, external_data: bool
 ) -> ExportedGraphs:
-    input_names = source.architecture.input_names(source.config)
+    takes = forward_parameters(type(source.model))
+    # e.g. an encoder whose forward() has no attention_mask: the graph takes what forward() takes
+    input_names = tuple(n for n in source.architecture.input_names(source.config) if not takes or n in takes)
     modality = source.architecture.modality
     trace_inputs = make_inputs(source.task, modality, source.config, input_names, TRACE_SHAPES, seed=0)
     check_inputs = make_inputs(source.task, modality, source.config, input_names, VALIDATION_SHAPES, seed=1)

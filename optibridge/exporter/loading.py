@@ -63,9 +63,9 @@ def load_source_model(name_or_path: str, task: str | None = None, **hub_kwargs: 
 
     config = load_config(name_or_path, **hub_kwargs)
     model_type = getattr(config, "model_type", None) or "unknown"
-    arch = get_architecture(model_type)
+    arch = get_architecture(model_type, get_task(task).name if task else None)
     resolved = get_task(task) if task else infer_task(getattr(config, "architectures", None), model_type, arch.tasks)
-    get_architecture(model_type, resolved.name)
+    arch = get_architecture(model_type, resolved.name)
     auto_class = getattr(transformers, resolved.auto_class)
     try:
         # Eager attention: the reference math, and the graph shape ONNX Runtime's fusions recognise.
