@@ -26,6 +26,7 @@ _LAZY = {
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",
+    "OBModelForSentenceEmbedding": "optibridge.modeling",
     "optimize": "optibridge.steps",
     "quantize": "optibridge.steps",
     "OptimizationConfig": "optibridge.steps",

@@ -29,6 +29,9 @@ class Task:
     optional_outputs: tuple[str, ...] = ()
     choices_axis: bool = False
     """Inputs carry an extra ``num_choices`` axis: (batch, num_choices, sequence)."""
+    mapping: str | None = None
+    """The transformers Auto class whose mapping lists the model types that can do this task
+    (default: ``auto_class``)."""
     kind: str = "encoder"
     """"encoder" (one graph, one call), "decoder" (causal LM with KV cache) or "seq2seq"
     (encoder + decoder graphs): decides how the exporter traces and how the model class runs."""
@@ -68,6 +71,10 @@ TASKS: dict[str, Task] = {
             ("ForImageClassification", "ForImageClassificationWithTeacher"), "image-classification",
         ),
         Task(
+            "sentence-similarity", "SentenceTransformer", ("token_embeddings", "sentence_embedding"),
+            "SentenceEmbeddingOutput", "text", (), None, mapping="AutoModel",
+        ),
+        Task(
             "text-generation", "AutoModelForCausalLM", ("logits",),
             "CausalLMOutputWithPast", "text", ("ForCausalLM", "LMHeadModel"), "text-generation", kind="decoder",
         ),
@@ -94,6 +101,7 @@ TASK_ALIASES: dict[str, str] = {
     "translation": "text2text-generation",
     "summarization": "text2text-generation",
     "speech2seq-lm": "automatic-speech-recognition",
+    "sentence-embeddings": "sentence-similarity",
 }
 
 

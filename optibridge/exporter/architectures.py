@@ -67,7 +67,7 @@ def _tested(model_type: str, modality: str, tasks: tuple[str, ...], token_type_i
 ARCHITECTURES: dict[str, Architecture] = {
     a.model_type: a
     for a in (
-        _tested("bert", "text", TEXT_TASKS, True),
+        _tested("bert", "text", TEXT_TASKS + ("sentence-similarity",), True),  # all-MiniLM-L6-v2
         _tested("distilbert", "text", TEXT_TASKS),
         _tested("roberta", "text", TEXT_TASKS),
         _tested("xlm-roberta", "text", TEXT_TASKS),
@@ -117,7 +117,7 @@ def tasks_for(model_type: str) -> tuple[str, ...]:
     """Tasks whose Auto class maps ``model_type``, in the order of the task table."""
     from ..tasks import TASKS
 
-    return tuple(name for name, task in TASKS.items() if model_type in auto_mapping(task.auto_class))
+    return tuple(name for name, task in TASKS.items() if model_type in auto_mapping(task.mapping or task.auto_class))
 
 
 def model_class_for(model_type: str, task_name: str) -> Any | None:
@@ -126,7 +126,8 @@ def model_class_for(model_type: str, task_name: str) -> Any | None:
 
     from ..tasks import TASKS
 
-    names = auto_mapping(TASKS[task_name].auto_class).get(model_type)
+    task = TASKS[task_name]
+    names = auto_mapping(task.mapping or task.auto_class).get(model_type)
     if names is None:
         return None
     name = names[0] if isinstance(names, (list, tuple)) else names

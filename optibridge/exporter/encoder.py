@@ -46,7 +46,8 @@ def export_encoder(
         )
 
     graph = onnx.load(str(path), load_external_data=False)
-    return ExportedGraphs({MAIN_GRAPH: graph_spec(path.name, graph)}, output_class, validate)
+    extra = dict(getattr(source.model, "export_extra", {}))  # e.g. a sentence model's max_seq_length
+    return ExportedGraphs({MAIN_GRAPH: graph_spec(path.name, graph)}, output_class, validate, extra)
 
 
 def run_pytorch(source: SourceModel, inputs: dict[str, torch.Tensor]) -> tuple[dict[str, np.ndarray], str]:

@@ -66,6 +66,13 @@ def load_source_model(name_or_path: str, task: str | None = None, **hub_kwargs: 
     arch = get_architecture(model_type, get_task(task).name if task else None)
     resolved = get_task(task) if task else infer_task(getattr(config, "architectures", None), model_type, arch.tasks)
     arch = get_architecture(model_type, resolved.name)
+    if resolved.auto_class == "SentenceTransformer":
+        from .sentence import load_sentence_model
+
+        if arch.modality != "text":
+            raise UnsupportedModelError(f"task {resolved.name!r} embeds text; {model_type} is a {arch.modality} model")
+        model = load_sentence_model(name_or_path, **hub_kwargs)
+        return SourceModel(model, model.config, resolved, arch, task is None, str(name_or_path))
     auto_class = getattr(transformers, resolved.auto_class)
     try:
         # Eager attention: the reference math, and the graph shape ONNX Runtime's fusions recognise.

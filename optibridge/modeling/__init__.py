@@ -17,6 +17,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    if name == "OBModelForSentenceEmbedding":  # imports transformers' ModelOutput
+        from . import sentence
+
+        return sentence.OBModelForSentenceEmbedding
     if name == "OBModelForSpeechSeq2Seq":  # built on first use (imports Whisper's generation code)
         from . import seq2seq
 

@@ -58,7 +58,10 @@ def task_class(task: str) -> type[OBModel]:
     from .causal_lm import OBModelForCausalLM
     from . import seq2seq
 
+    from .sentence import OBModelForSentenceEmbedding
+
     generative: dict[str, type[OBModel]] = {
+        "sentence-similarity": OBModelForSentenceEmbedding,
         "text-generation": OBModelForCausalLM,
         "text2text-generation": seq2seq.OBModelForSeq2SeqLM,
         "automatic-speech-recognition": seq2seq.OBModelForSpeechSeq2Seq,

@@ -157,8 +157,12 @@ def _score_diff(a: Any, b: Any) -> float:
 
 # -- running it ---------------------------------------------------------------------------------
 
+class SweepTimeout(BaseException):
+    """Not an Exception: torch's exporter catches those and retries another capture strategy."""
+
+
 def _alarm(signum: int, frame: Any) -> None:
-    raise TimeoutError(f"over {TIMEOUT_S} s")
+    raise SweepTimeout(f"over {TIMEOUT_S} s")
 
 
 def worker(pairs: list[tuple[str, str]], out: Path) -> None:
@@ -176,7 +180,7 @@ def worker(pairs: list[tuple[str, str]], out: Path) -> None:
             start = time.perf_counter()
             try:
                 result = check(model_type, task, Path(tmp))
-            except TimeoutError as exc:
+            except SweepTimeout as exc:
                 result = Result(model_type, task, "timeout", cause=str(exc), seconds=time.perf_counter() - start)
             except Exception as exc:
                 result = Result(model_type, task, "fail", cause=f"{type(exc).__name__}: {str(exc)[:300]}", seconds=time.perf_counter() - start)

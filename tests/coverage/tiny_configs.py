@@ -22,14 +22,14 @@ HIDDEN = 32
 HEADS = 4
 KV_HEADS = 2
 LAYERS = 2
-FFN = 37
+FFN = 40  # divisible by the group counts of grouped convolutions (squeezebert)
 IMAGE = 32
 POSITIONS = 128
 
 # field name → tiny value, applied where the config has the field as an int.
 INT_FIELDS: dict[str, int] = {
     **dict.fromkeys(("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "hidden_dim_size", "projection_dim",
-                     "text_embed_dim", "vision_embed_dim", "word_embed_proj_dim"), HIDDEN),
+                     "text_embed_dim", "vision_embed_dim", "word_embed_proj_dim", "pooler_hidden_size"), HIDDEN),
     **dict.fromkeys(("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
                      "num_decoder_layers", "num_encoder_layers"), LAYERS),
     **dict.fromkeys(("num_attention_heads", "n_head", "n_heads", "encoder_attention_heads", "decoder_attention_heads",
@@ -70,8 +70,11 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         if isinstance(value, bool):
             continue
-        if name in INT_FIELDS and isinstance(value, int):
-            out[name] = min(value, INT_FIELDS[name]) if name != "embedding_size" or value > 16 else value
+        if name == "embedding_size" and isinstance(value, int):
+            # some models need it equal to the hidden size (squeezebert); others factorise (albert)
+            out[name] = HIDDEN if value == values.get("hidden_size") else min(value, 16)
+        elif name in INT_FIELDS and isinstance(value, int):
+            out[name] = min(value, INT_FIELDS[name])
         elif name in LIST_FIELDS and isinstance(value, list) and value and all(isinstance(v, int) for v in value):
             out[name] = LIST_FIELDS[name](len(value))
         elif name == "patch_size" and isinstance(value, int):
@@ -83,6 +86,8 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
         patch = out.get("patch_size", values.get("patch_size", 4))
         out["window_size"] = 2
         out["image_size"] = patch * 2 * 2 ** (len(values["depths"]) - 1)
+    if "out_features" in values or "out_indices" in values:  # backbone stages named for the default depth
+        out["out_features"] = out["out_indices"] = None
     layers = next((out[k] for k in ("num_hidden_layers", "num_layers", "n_layer") if k in out), None)
     if layers is not None and isinstance(values.get("layer_types"), list):
         out["layer_types"] = values["layer_types"][:layers]
