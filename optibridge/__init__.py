@@ -23,6 +23,8 @@ _LAZY = {
     "OBModelForMaskedLM": "optibridge.modeling",
     "OBModelForMultipleChoice": "optibridge.modeling",
     "OBModelForImageClassification": "optibridge.modeling",
+    "OBModelForCTC": "optibridge.modeling",
+    "OBModelForAudioClassification": "optibridge.modeling",
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",

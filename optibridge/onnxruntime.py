@@ -73,9 +73,11 @@ ORTModelForQuestionAnswering = _alias("ORTModelForQuestionAnswering", _tasks.OBM
 ORTModelForMaskedLM = _alias("ORTModelForMaskedLM", _tasks.OBModelForMaskedLM)
 ORTModelForMultipleChoice = _alias("ORTModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
 ORTModelForImageClassification = _alias("ORTModelForImageClassification", _tasks.OBModelForImageClassification)
+ORTModelForCTC = _alias("ORTModelForCTC", _tasks.OBModelForCTC)
+ORTModelForAudioClassification = _alias("ORTModelForAudioClassification", _tasks.OBModelForAudioClassification)
 
 __all__ = [
-    "ORTModel", "ORTModelForFeatureExtraction", "ORTModelForImageClassification", "ORTModelForMaskedLM",
+    "ORTModel", "ORTModelForAudioClassification", "ORTModelForCTC", "ORTModelForFeatureExtraction", "ORTModelForImageClassification", "ORTModelForMaskedLM",
     "ORTModelForMultipleChoice", "ORTModelForQuestionAnswering", "ORTModelForSequenceClassification",
     "ORTModelForTokenClassification",
 ]

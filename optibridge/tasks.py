@@ -21,7 +21,7 @@ class Task:
     output_class: str
     """Default ``transformers.modeling_outputs`` class; the exporter records the exact one the model returns."""
     modality: str
-    """"text" or "vision": decides the inputs and the dummy data."""
+    """"text", "vision", "audio" (waveform) or "speech" (features): decides the inputs and the dummy data."""
     head_suffixes: tuple[str, ...]
     """Endings of ``config.architectures`` entries that mean this task (task inference)."""
     pipeline: str | None = None
@@ -71,6 +71,13 @@ TASKS: dict[str, Task] = {
             ("ForImageClassification", "ForImageClassificationWithTeacher"), "image-classification",
         ),
         Task(
+            "ctc", "AutoModelForCTC", ("logits",), "CausalLMOutput", "audio", ("ForCTC",), "automatic-speech-recognition",
+        ),
+        Task(
+            "audio-classification", "AutoModelForAudioClassification", ("logits",), "SequenceClassifierOutput", "audio",
+            ("ForSequenceClassification",), "audio-classification",
+        ),
+        Task(
             "sentence-similarity", "SentenceTransformer", ("token_embeddings", "sentence_embedding"),
             "SentenceEmbeddingOutput", "text", (), None, mapping="AutoModel",
         ),
@@ -102,6 +109,7 @@ TASK_ALIASES: dict[str, str] = {
     "summarization": "text2text-generation",
     "speech2seq-lm": "automatic-speech-recognition",
     "sentence-embeddings": "sentence-similarity",
+    "automatic-speech-recognition-ctc": "ctc",
 }
 
 

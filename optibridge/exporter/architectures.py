@@ -52,7 +52,7 @@ class Architecture:
         if self.modality == "speech":
             return ("input_features",)
         if self.modality == "audio":
-            return ("input_values",)
+            return ("input_values", "attention_mask")  # the mask is dropped where forward() has none
         takes_types = self.token_type_ids
         if takes_types is None:
             takes_types = getattr(config, "type_vocab_size", 0) > 1

@@ -17,6 +17,9 @@ from ..tasks import Task
 BATCH_AXIS = "batch_size"
 SEQUENCE_AXIS = "sequence_length"
 CHOICES_AXIS = "num_choices"
+# Waveform samples per sequence step: the traced and validated lengths (17 and 9 steps) then span
+# several frames of wav2vec2-style feature encoders (a 400-sample receptive field, stride 320).
+SAMPLES_PER_STEP = 400
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,15 @@ def make_inputs(
         height, width = image_size(config)
         channels = getattr(config, "num_channels", 3)
         return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}
+
+    if modality == "audio":  # a raw waveform: SAMPLES_PER_STEP samples per "sequence" step
+        samples = shapes.sequence * SAMPLES_PER_STEP
+        values = torch.randn(shapes.batch, samples, generator=generator)
+        mask = torch.ones(shapes.batch, samples, dtype=torch.int64)
+        mask[0, samples // 2:] = 0  # a padded first row, zeros after its end as feature extractors pad
+        values[0, samples // 2:] = 0
+        audio = {"input_values": values, "attention_mask": mask}
+        return {name: audio[name] for name in input_names}
 
     lead = (shapes.batch, shapes.choices) if task.choices_axis else (shapes.batch,)
     shape = lead + (shapes.sequence,)

@@ -89,9 +89,11 @@ def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> An
     """The tokenizer (text) or image processor (vision) saved beside the model, if there is one."""
     import transformers
 
-    loader = transformers.AutoTokenizer if modality == "text" else transformers.AutoImageProcessor
-    try:
-        return loader.from_pretrained(name_or_path, **hub_kwargs)
-    except Exception:  # a model folder without a preprocessor is legitimate (tiny test models, custom code)
-        return None
+    loaders = {"text": ("AutoTokenizer",), "audio": ("AutoProcessor", "AutoFeatureExtractor")}.get(modality, ("AutoImageProcessor",))
+    for loader in loaders:  # audio: the processor (feature extractor + CTC tokenizer), else the feature extractor
+        try:
+            return getattr(transformers, loader).from_pretrained(name_or_path, **hub_kwargs)
+        except Exception:  # a model folder without a preprocessor is legitimate (tiny test models, custom code)
+            continue
+    return None
 

@@ -42,11 +42,25 @@ class OBModelForImageClassification(OBModel):
     task_name = "image-classification"
 
 
+@register_task_class
+class OBModelForCTC(OBModel):
+    """Replaces ``AutoModelForCTC`` (wav2vec2, hubert, wavlm...): waveform in, per-frame logits out;
+    works in ``pipeline("automatic-speech-recognition")``."""
+
+    task_name = "ctc"
+
+
+@register_task_class
+class OBModelForAudioClassification(OBModel):
+    task_name = "audio-classification"
+
+
 TASK_CLASSES: dict[str, type[OBModel]] = {
     cls.task_name: cls
     for cls in (
         OBModelForFeatureExtraction, OBModelForSequenceClassification, OBModelForTokenClassification,
         OBModelForQuestionAnswering, OBModelForMaskedLM, OBModelForMultipleChoice, OBModelForImageClassification,
+        OBModelForCTC, OBModelForAudioClassification,
     )
 }
 

@@ -55,6 +55,7 @@ LIST_FIELDS = {
     "hidden_sizes": lambda n: [8 * (i + 1) for i in range(n)],
     "embed_dims": lambda n: [8 * (i + 1) for i in range(n)],
     "num_attention_heads": lambda n: [2] * n,
+    "conv_dim": lambda n: [16] * n,  # wav2vec2-style feature encoders
 }
 TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "sep_token_id", "cls_token_id",
                    "mask_token_id", "unk_token_id", "forced_bos_token_id", "forced_eos_token_id")
@@ -136,8 +137,9 @@ def redraw_weights(model: torch.nn.Module, seed: int = 0) -> None:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) / fan_in**0.5)
 
 
-def build_tiny(model_type: str, task: str, dest: Path, seed: int = 0) -> Path:
-    """Build, redraw and save a tiny model of ``model_type`` for ``task`` into ``dest``."""
+def build_tiny(model_type: str, task: str, dest: Path, seed: int = 0, **overrides: Any) -> Path:
+    """Build, redraw and save a tiny model of ``model_type`` for ``task`` into ``dest`` (``overrides``
+    set config fields, e.g. a vocabulary size that matches a tokenizer)."""
     import transformers
 
     from optibridge.exporter.architectures import model_class_for
@@ -149,6 +151,8 @@ def build_tiny(model_type: str, task: str, dest: Path, seed: int = 0) -> Path:
     if task in ("text-classification", "image-classification", "audio-classification"):
         config.num_labels = 3
     config.architectures = [model_class.__name__]
+    for name, value in overrides.items():
+        setattr(config, name, value)
     torch.manual_seed(seed)
     try:
         try:
