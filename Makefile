@@ -15,7 +15,7 @@ EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed
 
-.PHONY: setup demo test test-latest constraints compat-4x bench clean
+.PHONY: setup demo test test-latest constraints compat-4x bench coverage clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,12 @@ compat-4x:
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/encoder_latency.py
+
+# Every model type transformers' Auto mappings list for optibridge's tasks, built tiny, exported,
+# validated (and generated step by step for LMs); writes COVERAGE.md. Takes hours on 2 cores;
+# resumes from coverage-results.jsonl (delete it to start over; COVERAGE_ARGS=--retry re-checks failures).
+coverage: setup
+	HF_HUB_OFFLINE=1 $(PY) tests/coverage/sweep.py $(COVERAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-4x build *.egg-info

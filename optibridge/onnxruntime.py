@@ -73,11 +73,12 @@ ORTModelForQuestionAnswering = _alias("ORTModelForQuestionAnswering", _tasks.OBM
 ORTModelForMaskedLM = _alias("ORTModelForMaskedLM", _tasks.OBModelForMaskedLM)
 ORTModelForMultipleChoice = _alias("ORTModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
 ORTModelForImageClassification = _alias("ORTModelForImageClassification", _tasks.OBModelForImageClassification)
+ORTModelForZeroShotImageClassification = _alias("ORTModelForZeroShotImageClassification", _tasks.OBModelForZeroShotImageClassification)
 ORTModelForCTC = _alias("ORTModelForCTC", _tasks.OBModelForCTC)
 ORTModelForAudioClassification = _alias("ORTModelForAudioClassification", _tasks.OBModelForAudioClassification)
 
 __all__ = [
     "ORTModel", "ORTModelForAudioClassification", "ORTModelForCTC", "ORTModelForFeatureExtraction", "ORTModelForImageClassification", "ORTModelForMaskedLM",
     "ORTModelForMultipleChoice", "ORTModelForQuestionAnswering", "ORTModelForSequenceClassification",
-    "ORTModelForTokenClassification",
+    "ORTModelForTokenClassification", "ORTModelForZeroShotImageClassification",
 ]

@@ -50,6 +50,7 @@ OVModelForQuestionAnswering = _alias("OVModelForQuestionAnswering", _tasks.OBMod
 OVModelForMaskedLM = _alias("OVModelForMaskedLM", _tasks.OBModelForMaskedLM)
 OVModelForMultipleChoice = _alias("OVModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
 OVModelForImageClassification = _alias("OVModelForImageClassification", _tasks.OBModelForImageClassification)
+OVModelForZeroShotImageClassification = _alias("OVModelForZeroShotImageClassification", _tasks.OBModelForZeroShotImageClassification)
 OVModelForCTC = _alias("OVModelForCTC", _tasks.OBModelForCTC)
 OVModelForAudioClassification = _alias("OVModelForAudioClassification", _tasks.OBModelForAudioClassification)
 OVModelForCausalLM = _alias("OVModelForCausalLM", OBModelForCausalLM)
@@ -58,5 +59,5 @@ OVModelForSeq2SeqLM = _alias("OVModelForSeq2SeqLM", OBModelForSeq2SeqLM)
 __all__ = [
     "OVModel", "OVModelForAudioClassification", "OVModelForCTC", "OVModelForCausalLM", "OVModelForFeatureExtraction", "OVModelForImageClassification", "OVModelForMaskedLM",
     "OVModelForMultipleChoice", "OVModelForQuestionAnswering", "OVModelForSeq2SeqLM", "OVModelForSequenceClassification",
-    "OVModelForTokenClassification",
+    "OVModelForTokenClassification", "OVModelForZeroShotImageClassification",
 ]

@@ -71,6 +71,11 @@ TASKS: dict[str, Task] = {
             ("ForImageClassification", "ForImageClassificationWithTeacher"), "image-classification",
         ),
         Task(
+            "zero-shot-image-classification", "AutoModelForZeroShotImageClassification",
+            ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"), "ModelOutput", "multimodal", (),
+            "zero-shot-image-classification",
+        ),
+        Task(
             "ctc", "AutoModelForCTC", ("logits",), "CausalLMOutput", "audio", ("ForCTC",), "automatic-speech-recognition",
         ),
         Task(

@@ -45,8 +45,10 @@ class Architecture:
     reason: str = ""
     """Why this row exists (for exceptions to the generic path)."""
 
-    def input_names(self, config: Any) -> tuple[str, ...]:
+    def input_names(self, config: Any, task: Any = None) -> tuple[str, ...]:
         """Inputs of an encoder graph (decoder and seq2seq graphs are laid out by their exporters)."""
+        if task is not None and task.modality == "multimodal":  # text and images together (CLIP, SigLIP)
+            return ("input_ids", "attention_mask", "pixel_values")
         if self.modality == "vision":
             return ("pixel_values",)
         if self.modality == "speech":

@@ -64,7 +64,8 @@ def export(
     step(f"loading {model}")
     source = load_source_model(str(model), task, **hub_kwargs)
     exporter = resolve_exporter(exporter, source.task.kind)
-    preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)
+    modality = "multimodal" if source.task.modality == "multimodal" else source.architecture.modality
+    preprocessor = load_preprocessor(str(model), modality, **hub_kwargs)
     if external_data is None:
         external_data = parameter_bytes(source.model) > EXTERNAL_DATA_THRESHOLD
 

@@ -89,6 +89,9 @@ def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> An
     """The tokenizer (text) or image processor (vision) saved beside the model, if there is one."""
     import transformers
 
+    if modality == "multimodal":  # the tokenizer and the image processor, saved side by side
+        parts = [p for p in (load_preprocessor(name_or_path, m, **hub_kwargs) for m in ("text", "vision")) if p is not None]
+        return _SavedTogether(parts) if parts else None
     loaders = {"text": ("AutoTokenizer",), "audio": ("AutoProcessor", "AutoFeatureExtractor")}.get(modality, ("AutoImageProcessor",))
     for loader in loaders:  # audio: the processor (feature extractor + CTC tokenizer), else the feature extractor
         try:
@@ -97,3 +100,14 @@ def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> An
             continue
     return None
 
+
+
+class _SavedTogether:
+    """Several preprocessors written into one folder by one ``save_pretrained`` call."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def save_pretrained(self, directory: Any) -> None:
+        for part in self.parts:
+            part.save_pretrained(directory)

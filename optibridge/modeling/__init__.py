@@ -4,7 +4,7 @@ from .base import OBModel
 from .causal_lm import OBModelForCausalLM
 from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
-    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
+    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
 )
@@ -12,7 +12,7 @@ from .tasks import (
 __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
     "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
-    "OBModelForTokenClassification", "TASK_CLASSES",
+    "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
 ]
 
 

@@ -55,12 +55,21 @@ class OBModelForAudioClassification(OBModel):
     task_name = "audio-classification"
 
 
+@register_task_class
+class OBModelForZeroShotImageClassification(OBModel):
+    """Replaces ``AutoModelForZeroShotImageClassification`` (CLIP, SigLIP): texts and images in (their
+    batch sizes independent), ``logits_per_image``/``logits_per_text`` and both embeddings out."""
+
+    task_name = "zero-shot-image-classification"
+    main_input_name = "pixel_values"
+
+
 TASK_CLASSES: dict[str, type[OBModel]] = {
     cls.task_name: cls
     for cls in (
         OBModelForFeatureExtraction, OBModelForSequenceClassification, OBModelForTokenClassification,
         OBModelForQuestionAnswering, OBModelForMaskedLM, OBModelForMultipleChoice, OBModelForImageClassification,
-        OBModelForCTC, OBModelForAudioClassification,
+        OBModelForCTC, OBModelForAudioClassification, OBModelForZeroShotImageClassification,
     )
 }
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-VOCAB = 256
+VOCAB = 544  # holds tests/tiny_models.py's WordPiece vocabulary (538 tokens), for pipeline tests
 HIDDEN = 32
 HEADS = 4
 KV_HEADS = 2
@@ -29,7 +29,7 @@ POSITIONS = 128
 # field name → tiny value, applied where the config has the field as an int.
 INT_FIELDS: dict[str, int] = {
     **dict.fromkeys(("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "hidden_dim_size", "projection_dim",
-                     "text_embed_dim", "vision_embed_dim", "word_embed_proj_dim", "pooler_hidden_size"), HIDDEN),
+                     "text_embed_dim", "vision_embed_dim", "word_embed_proj_dim", "pooler_hidden_size", "projection_size"), HIDDEN),
     **dict.fromkeys(("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
                      "num_decoder_layers", "num_encoder_layers"), LAYERS),
     **dict.fromkeys(("num_attention_heads", "n_head", "n_heads", "encoder_attention_heads", "decoder_attention_heads",
