@@ -25,6 +25,7 @@ _LAZY = {
     "OBModelForImageClassification": "optibridge.modeling",
     "OBModelForCTC": "optibridge.modeling",
     "OBModelForAudioClassification": "optibridge.modeling",
+    "OBModelForSemanticSegmentation": "optibridge.modeling",
     "OBModelForZeroShotImageClassification": "optibridge.modeling",
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",

@@ -74,11 +74,12 @@ ORTModelForMaskedLM = _alias("ORTModelForMaskedLM", _tasks.OBModelForMaskedLM)
 ORTModelForMultipleChoice = _alias("ORTModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
 ORTModelForImageClassification = _alias("ORTModelForImageClassification", _tasks.OBModelForImageClassification)
 ORTModelForZeroShotImageClassification = _alias("ORTModelForZeroShotImageClassification", _tasks.OBModelForZeroShotImageClassification)
+ORTModelForSemanticSegmentation = _alias("ORTModelForSemanticSegmentation", _tasks.OBModelForSemanticSegmentation)
 ORTModelForCTC = _alias("ORTModelForCTC", _tasks.OBModelForCTC)
 ORTModelForAudioClassification = _alias("ORTModelForAudioClassification", _tasks.OBModelForAudioClassification)
 
 __all__ = [
     "ORTModel", "ORTModelForAudioClassification", "ORTModelForCTC", "ORTModelForFeatureExtraction", "ORTModelForImageClassification", "ORTModelForMaskedLM",
     "ORTModelForMultipleChoice", "ORTModelForQuestionAnswering", "ORTModelForSequenceClassification",
-    "ORTModelForTokenClassification", "ORTModelForZeroShotImageClassification",
+    "ORTModelForSemanticSegmentation", "ORTModelForTokenClassification", "ORTModelForZeroShotImageClassification",
 ]

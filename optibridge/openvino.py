@@ -51,6 +51,7 @@ OVModelForMaskedLM = _alias("OVModelForMaskedLM", _tasks.OBModelForMaskedLM)
 OVModelForMultipleChoice = _alias("OVModelForMultipleChoice", _tasks.OBModelForMultipleChoice)
 OVModelForImageClassification = _alias("OVModelForImageClassification", _tasks.OBModelForImageClassification)
 OVModelForZeroShotImageClassification = _alias("OVModelForZeroShotImageClassification", _tasks.OBModelForZeroShotImageClassification)
+OVModelForSemanticSegmentation = _alias("OVModelForSemanticSegmentation", _tasks.OBModelForSemanticSegmentation)
 OVModelForCTC = _alias("OVModelForCTC", _tasks.OBModelForCTC)
 OVModelForAudioClassification = _alias("OVModelForAudioClassification", _tasks.OBModelForAudioClassification)
 OVModelForCausalLM = _alias("OVModelForCausalLM", OBModelForCausalLM)
@@ -59,5 +60,5 @@ OVModelForSeq2SeqLM = _alias("OVModelForSeq2SeqLM", OBModelForSeq2SeqLM)
 __all__ = [
     "OVModel", "OVModelForAudioClassification", "OVModelForCTC", "OVModelForCausalLM", "OVModelForFeatureExtraction", "OVModelForImageClassification", "OVModelForMaskedLM",
     "OVModelForMultipleChoice", "OVModelForQuestionAnswering", "OVModelForSeq2SeqLM", "OVModelForSequenceClassification",
-    "OVModelForTokenClassification", "OVModelForZeroShotImageClassification",
+    "OVModelForSemanticSegmentation", "OVModelForTokenClassification", "OVModelForZeroShotImageClassification",
 ]

@@ -71,6 +71,10 @@ TASKS: dict[str, Task] = {
             ("ForImageClassification", "ForImageClassificationWithTeacher"), "image-classification",
         ),
         Task(
+            "semantic-segmentation", "AutoModelForSemanticSegmentation", ("logits",), "SemanticSegmenterOutput", "vision",
+            ("ForSemanticSegmentation",), "image-segmentation",
+        ),
+        Task(
             "zero-shot-image-classification", "AutoModelForZeroShotImageClassification",
             ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"), "ModelOutput", "multimodal", (),
             "zero-shot-image-classification",

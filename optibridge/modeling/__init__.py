@@ -4,7 +4,8 @@ from .base import OBModel
 from .causal_lm import OBModelForCausalLM
 from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
-    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForMaskedLM,
+    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForSemanticSegmentation,
+    OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
 )
@@ -12,7 +13,7 @@ from .tasks import (
 __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
     "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
-    "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
+    "OBModelForSemanticSegmentation", "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
 ]
 
 

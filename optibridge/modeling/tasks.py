@@ -64,12 +64,19 @@ class OBModelForZeroShotImageClassification(OBModel):
     main_input_name = "pixel_values"
 
 
+@register_task_class
+class OBModelForSemanticSegmentation(OBModel):
+    """Replaces ``AutoModelForSemanticSegmentation`` (segformer, beit, mobilevit...): per-pixel class logits."""
+
+    task_name = "semantic-segmentation"
+
+
 TASK_CLASSES: dict[str, type[OBModel]] = {
     cls.task_name: cls
     for cls in (
         OBModelForFeatureExtraction, OBModelForSequenceClassification, OBModelForTokenClassification,
         OBModelForQuestionAnswering, OBModelForMaskedLM, OBModelForMultipleChoice, OBModelForImageClassification,
-        OBModelForCTC, OBModelForAudioClassification, OBModelForZeroShotImageClassification,
+        OBModelForCTC, OBModelForAudioClassification, OBModelForZeroShotImageClassification, OBModelForSemanticSegmentation,
     )
 }
 

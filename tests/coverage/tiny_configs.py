@@ -37,7 +37,7 @@ INT_FIELDS: dict[str, int] = {
     **dict.fromkeys(("num_key_value_heads", "num_kv_heads", "multi_query_group_num"), KV_HEADS),
     **dict.fromkeys(("intermediate_size", "d_ff", "ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim", "n_inner",
                      "hidden_dim", "mlp_dim", "moe_intermediate_size", "shared_expert_intermediate_size"), FFN),
-    **dict.fromkeys(("head_dim", "d_kv", "attention_head_dim", "kv_channels"), HIDDEN // HEADS),
+    **dict.fromkeys(("head_dim", "d_kv", "attention_head_dim", "kv_channels", "rotary_dim"), HIDDEN // HEADS),
     **dict.fromkeys(("max_position_embeddings", "n_positions", "max_target_positions"), POSITIONS),
     **dict.fromkeys(("num_experts", "num_local_experts", "n_routed_experts"), 4),
     **dict.fromkeys(("num_experts_per_tok", "moe_topk", "top_k"), 2),
