@@ -26,6 +26,7 @@ _LAZY = {
     "OBModelForCTC": "optibridge.modeling",
     "OBModelForAudioClassification": "optibridge.modeling",
     "OBModelForSemanticSegmentation": "optibridge.modeling",
+    "OBModelForObjectDetection": "optibridge.modeling",
     "OBModelForZeroShotImageClassification": "optibridge.modeling",
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",

@@ -75,11 +75,12 @@ ORTModelForMultipleChoice = _alias("ORTModelForMultipleChoice", _tasks.OBModelFo
 ORTModelForImageClassification = _alias("ORTModelForImageClassification", _tasks.OBModelForImageClassification)
 ORTModelForZeroShotImageClassification = _alias("ORTModelForZeroShotImageClassification", _tasks.OBModelForZeroShotImageClassification)
 ORTModelForSemanticSegmentation = _alias("ORTModelForSemanticSegmentation", _tasks.OBModelForSemanticSegmentation)
+ORTModelForObjectDetection = _alias("ORTModelForObjectDetection", _tasks.OBModelForObjectDetection)
 ORTModelForCTC = _alias("ORTModelForCTC", _tasks.OBModelForCTC)
 ORTModelForAudioClassification = _alias("ORTModelForAudioClassification", _tasks.OBModelForAudioClassification)
 
 __all__ = [
     "ORTModel", "ORTModelForAudioClassification", "ORTModelForCTC", "ORTModelForFeatureExtraction", "ORTModelForImageClassification", "ORTModelForMaskedLM",
     "ORTModelForMultipleChoice", "ORTModelForQuestionAnswering", "ORTModelForSequenceClassification",
-    "ORTModelForSemanticSegmentation", "ORTModelForTokenClassification", "ORTModelForZeroShotImageClassification",
+    "ORTModelForObjectDetection", "ORTModelForSemanticSegmentation", "ORTModelForTokenClassification", "ORTModelForZeroShotImageClassification",
 ]

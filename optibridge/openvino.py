@@ -52,6 +52,7 @@ OVModelForMultipleChoice = _alias("OVModelForMultipleChoice", _tasks.OBModelForM
 OVModelForImageClassification = _alias("OVModelForImageClassification", _tasks.OBModelForImageClassification)
 OVModelForZeroShotImageClassification = _alias("OVModelForZeroShotImageClassification", _tasks.OBModelForZeroShotImageClassification)
 OVModelForSemanticSegmentation = _alias("OVModelForSemanticSegmentation", _tasks.OBModelForSemanticSegmentation)
+OVModelForObjectDetection = _alias("OVModelForObjectDetection", _tasks.OBModelForObjectDetection)
 OVModelForCTC = _alias("OVModelForCTC", _tasks.OBModelForCTC)
 OVModelForAudioClassification = _alias("OVModelForAudioClassification", _tasks.OBModelForAudioClassification)
 OVModelForCausalLM = _alias("OVModelForCausalLM", OBModelForCausalLM)
@@ -60,5 +61,5 @@ OVModelForSeq2SeqLM = _alias("OVModelForSeq2SeqLM", OBModelForSeq2SeqLM)
 __all__ = [
     "OVModel", "OVModelForAudioClassification", "OVModelForCTC", "OVModelForCausalLM", "OVModelForFeatureExtraction", "OVModelForImageClassification", "OVModelForMaskedLM",
     "OVModelForMultipleChoice", "OVModelForQuestionAnswering", "OVModelForSeq2SeqLM", "OVModelForSequenceClassification",
-    "OVModelForSemanticSegmentation", "OVModelForTokenClassification", "OVModelForZeroShotImageClassification",
+    "OVModelForObjectDetection", "OVModelForSemanticSegmentation", "OVModelForTokenClassification", "OVModelForZeroShotImageClassification",
 ]

@@ -75,6 +75,10 @@ TASKS: dict[str, Task] = {
             ("ForSemanticSegmentation",), "image-segmentation",
         ),
         Task(
+            "object-detection", "AutoModelForObjectDetection", ("logits", "pred_boxes"), "ModelOutput", "vision",
+            ("ForObjectDetection",), "object-detection",
+        ),
+        Task(
             "zero-shot-image-classification", "AutoModelForZeroShotImageClassification",
             ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"), "ModelOutput", "multimodal", (),
             "zero-shot-image-classification",

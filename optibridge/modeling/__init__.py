@@ -4,7 +4,7 @@ from .base import OBModel
 from .causal_lm import OBModelForCausalLM
 from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
-    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForSemanticSegmentation,
+    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForObjectDetection, OBModelForSemanticSegmentation,
     OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
@@ -13,7 +13,7 @@ from .tasks import (
 __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
     "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
-    "OBModelForSemanticSegmentation", "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
+    "OBModelForObjectDetection", "OBModelForSemanticSegmentation", "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
 ]
 
 

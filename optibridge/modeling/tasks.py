@@ -71,12 +71,20 @@ class OBModelForSemanticSegmentation(OBModel):
     task_name = "semantic-segmentation"
 
 
+@register_task_class
+class OBModelForObjectDetection(OBModel):
+    """Replaces ``AutoModelForObjectDetection`` (yolos, detr...): class logits and boxes per query."""
+
+    task_name = "object-detection"
+
+
 TASK_CLASSES: dict[str, type[OBModel]] = {
     cls.task_name: cls
     for cls in (
         OBModelForFeatureExtraction, OBModelForSequenceClassification, OBModelForTokenClassification,
         OBModelForQuestionAnswering, OBModelForMaskedLM, OBModelForMultipleChoice, OBModelForImageClassification,
         OBModelForCTC, OBModelForAudioClassification, OBModelForZeroShotImageClassification, OBModelForSemanticSegmentation,
+        OBModelForObjectDetection,
     )
 }
 

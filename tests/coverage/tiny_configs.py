@@ -41,6 +41,7 @@ INT_FIELDS: dict[str, int] = {
     **dict.fromkeys(("max_position_embeddings", "n_positions", "max_target_positions"), POSITIONS),
     **dict.fromkeys(("num_experts", "num_local_experts", "n_routed_experts"), 4),
     **dict.fromkeys(("num_experts_per_tok", "moe_topk", "top_k"), 2),
+    **dict.fromkeys(("num_detection_tokens", "num_queries"), 10),
     "embedding_size": 16,
     "image_size": IMAGE,
     "vocab_size": VOCAB,
@@ -78,6 +79,8 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = min(value, INT_FIELDS[name])
         elif name in LIST_FIELDS and isinstance(value, list) and value and all(isinstance(v, int) for v in value):
             out[name] = LIST_FIELDS[name](len(value))
+        elif name == "image_size" and isinstance(value, list) and len(value) == 2:  # (height, width): yolos
+            out[name] = [IMAGE, IMAGE]
         elif name == "patch_size" and isinstance(value, int):
             out[name] = min(value, 4 if values.get("depths") else 8)
     if "embed_dim" in values and isinstance(values.get("depths"), list):  # swin-like: the first stage width
