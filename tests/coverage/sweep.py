@@ -50,7 +50,7 @@ class Result:
     model_type: str
     task: str
     status: str
-    """"pass", "fail" (export or validation), "not built" (no tiny config), "timeout", "crash"."""
+    """"pass", "fail" (export or validation), "not built" (no tiny config), "timeout", "no result" (worker died)."""
     max_diff: float | None = None
     cause: str = ""
     seconds: float = 0.0
@@ -201,7 +201,8 @@ def load_results(path: Path) -> dict[str, Result]:
             continue
         row = json.loads(line)
         if "started" in row:
-            results[row["started"]] = Result(row["started"], row["task"], "crash", cause="the worker process died")
+            results[row["started"]] = Result(row["started"], row["task"], "no result",
+                                             cause="the worker process died, or was still running when this was read")
         else:
             results[row["model_type"]] = Result(**row)
     return results
@@ -243,8 +244,9 @@ def render(results: dict[str, Result], planned: list[tuple[str, str]]) -> str:
         "PyTorch on ONNX Runtime at shapes other than the traced ones (atol 1e-4). Generative models also generate",
         f"{GENERATION_STEPS} greedy tokens on a padded batch next to PyTorch; every step's scores are compared.",
         "",
-        f"transformers {transformers.__version__}, torch {torch.__version__}. **{len(passed)} of {len(rows)} model types "
-        "pass** (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ").",
+        f"transformers {transformers.__version__}, torch {torch.__version__}. **{len(passed)} model types pass** of the "
+        f"{len(rows) - counts.get('not run', 0)} checked so far; {len(rows)} are listed ("
+        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ").",
         "",
         "| model type | task | status | max diff | generation | cause |",
         "|---|---|---|---|---|---|",
