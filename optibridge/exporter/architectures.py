@@ -1,12 +1,20 @@
-"""Architectures the exporter supports, as a table of named fields.
+"""Which model types the exporter handles, and how: derived from transformers itself, with a
+table for the exceptions.
 
-A row says which inputs the graph takes and which tasks are exported. Adding an encoder that
-behaves like the ones here is one row; a class is only warranted where behaviour differs.
+Support follows from transformers: a model type can be exported for a task when the task's Auto
+class maps it (``MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES`` and friends), and the graph's
+inputs follow the model's ``forward()`` signature (``input_ids``/``attention_mask``/
+``token_type_ids``, ``pixel_values``, ``input_values``, ``input_features``). A model type that is
+not in the tested list below is still exported; validation against PyTorch is what proves it.
+
+``TESTED`` is the list of model types the test suite proves for each task; ``EXCEPTIONS`` holds
+the rows that change what the generic path would do, each saying why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import UnsupportedModelError
@@ -20,87 +28,148 @@ DECODER_TASKS = ("text-generation",)
 SEQ2SEQ_TASKS = ("text2text-generation",)
 SPEECH_TASKS = ("automatic-speech-recognition",)
 
+# The main input a model's forward() takes decides its modality.
+MODALITY_BY_INPUT = (("input_ids", "text"), ("pixel_values", "vision"), ("input_values", "audio"), ("input_features", "speech"))
+
 
 @dataclass(frozen=True)
 class Architecture:
     model_type: str
     modality: str
-    """"text" or "vision"."""
+    """"text", "vision", "audio" (raw waveform ``input_values``) or "speech" (``input_features``)."""
     tasks: tuple[str, ...]
     token_type_ids: bool | None = False
-    """Whether the graph takes token_type_ids: True, False, or None for "when config.type_vocab_size > 0"."""
+    """Whether the graph takes token_type_ids: True, False, or None for "when config.type_vocab_size > 1"."""
+    tested: bool = True
+    """In the tested list: the test suite proves this model type for ``tasks``."""
+    reason: str = ""
+    """Why this row exists (for exceptions to the generic path)."""
 
-    def input_names(self, config: Any) -> tuple[str, ...]:
+    def input_names(self, config: Any, task: Any = None) -> tuple[str, ...]:
         """Inputs of an encoder graph (decoder and seq2seq graphs are laid out by their exporters)."""
+        if task is not None and task.modality == "multimodal":  # text and images together (CLIP, SigLIP)
+            return ("input_ids", "attention_mask", "pixel_values")
         if self.modality == "vision":
             return ("pixel_values",)
         if self.modality == "speech":
             return ("input_features",)
+        if self.modality == "audio":
+            return ("input_values", "attention_mask")  # the mask is dropped where forward() has none
         takes_types = self.token_type_ids
         if takes_types is None:
-            takes_types = getattr(config, "type_vocab_size", 0) > 0
+            takes_types = getattr(config, "type_vocab_size", 0) > 1
         return ("input_ids", "attention_mask") + (("token_type_ids",) if takes_types else ())
 
 
-def _text(model_type: str, *, token_type_ids: bool | None = False, tasks: tuple[str, ...] = TEXT_TASKS) -> Architecture:
-    return Architecture(model_type, "text", tasks, token_type_ids)
+def _tested(model_type: str, modality: str, tasks: tuple[str, ...], token_type_ids: bool | None = False) -> Architecture:
+    return Architecture(model_type, modality, tasks, token_type_ids)
 
 
-def _vision(model_type: str) -> Architecture:
-    return Architecture(model_type, "vision", VISION_TASKS)
-
-
-def _decoder(model_type: str) -> Architecture:
-    return Architecture(model_type, "text", DECODER_TASKS)
-
-
-def _seq2seq(model_type: str) -> Architecture:
-    return Architecture(model_type, "text", SEQ2SEQ_TASKS)
-
-
+# Model types the test suite proves, per task (tests/test_export_matrix.py and the generation tests).
 ARCHITECTURES: dict[str, Architecture] = {
     a.model_type: a
     for a in (
-        _text("bert", token_type_ids=True),
-        _text("distilbert"),
-        _text("roberta"),
-        _text("xlm-roberta"),
-        _text("camembert"),
-        _text("albert", token_type_ids=True),
-        _text("electra", token_type_ids=True),
-        _text("deberta-v2", token_type_ids=None),
-        _text("mpnet"),
-        _text("roformer", token_type_ids=True),
-        _text("mobilebert", token_type_ids=True),
-        _vision("vit"),
-        _vision("deit"),
-        _vision("convnext"),
-        _decoder("gpt2"),
-        _decoder("llama"),
-        _decoder("mistral"),
-        _decoder("qwen2"),
-        _decoder("qwen3"),
-        _decoder("phi3"),
-        _decoder("gemma"),
-        _decoder("gpt_neox"),
-        _seq2seq("t5"),
-        _seq2seq("bart"),
-        _seq2seq("marian"),
-        Architecture("whisper", "speech", SPEECH_TASKS),
+        _tested("bert", "text", TEXT_TASKS + ("sentence-similarity",), True),  # all-MiniLM-L6-v2
+        _tested("distilbert", "text", TEXT_TASKS),
+        _tested("roberta", "text", TEXT_TASKS),
+        _tested("xlm-roberta", "text", TEXT_TASKS),
+        _tested("camembert", "text", TEXT_TASKS),
+        _tested("albert", "text", TEXT_TASKS, True),
+        _tested("electra", "text", TEXT_TASKS, True),
+        _tested("deberta-v2", "text", TEXT_TASKS, None),
+        _tested("mpnet", "text", TEXT_TASKS),
+        _tested("roformer", "text", TEXT_TASKS, True),
+        _tested("mobilebert", "text", TEXT_TASKS, True),
+        _tested("vit", "vision", VISION_TASKS),
+        _tested("deit", "vision", VISION_TASKS),
+        _tested("convnext", "vision", VISION_TASKS),
+        *(_tested(t, "text", DECODER_TASKS) for t in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gpt_neox")),
+        *(_tested(t, "text", SEQ2SEQ_TASKS) for t in ("t5", "bart", "marian")),
+        _tested("whisper", "speech", SPEECH_TASKS),
+    )
+}
+TESTED = ARCHITECTURES  # the name the rest of the docs use
+
+# Rows that override what the generic path derives, each with its reason.
+EXCEPTIONS: dict[str, Architecture] = {
+    a.model_type: a
+    for a in (
+        Architecture(
+            "deberta-v2", "text", TEXT_TASKS, None,
+            reason="token_type_ids only when type_vocab_size > 1: deberta-v3 checkpoints have 0 and ignore them",
+        ),
+        Architecture(
+            "deberta", "text", TEXT_TASKS, None, tested=False,
+            reason="same token-type convention as deberta-v2",
+        ),
     )
 }
 
 
-def get_architecture(model_type: str, task: str | None = None) -> Architecture:
-    """The table row for ``model_type``; the error lists what is supported."""
-    arch = ARCHITECTURES.get(model_type)
-    if arch is None:
+def auto_mapping(auto_class: str) -> dict[str, Any]:
+    """``model_type → class name(s)`` of a transformers Auto class (its ``*_MAPPING_NAMES``)."""
+    import transformers
+
+    auto = getattr(transformers, auto_class, None)
+    mapping = getattr(getattr(auto, "_model_mapping", None), "_model_mapping", None)
+    return dict(mapping or {})
+
+
+def tasks_for(model_type: str) -> tuple[str, ...]:
+    """Tasks whose Auto class maps ``model_type``, in the order of the task table."""
+    from ..tasks import TASKS
+
+    return tuple(name for name, task in TASKS.items() if model_type in auto_mapping(task.mapping or task.auto_class))
+
+
+def model_class_for(model_type: str, task_name: str) -> Any | None:
+    """The transformers class the task's Auto class builds for ``model_type`` (None when it maps none)."""
+    import transformers
+
+    from ..tasks import TASKS
+
+    task = TASKS[task_name]
+    names = auto_mapping(task.mapping or task.auto_class).get(model_type)
+    if names is None:
+        return None
+    name = names[0] if isinstance(names, (list, tuple)) else names
+    return getattr(transformers, name, None)
+
+
+def forward_parameters(model_class: Any) -> set[str]:
+    try:
+        return set(inspect.signature(model_class.forward).parameters)
+    except (TypeError, ValueError, AttributeError):
+        return set()
+
+
+def derive_architecture(model_type: str, task_name: str | None = None) -> Architecture:
+    """The generic row: tasks from the Auto mappings, modality and inputs from ``forward()``."""
+    tasks = tasks_for(model_type)
+    if not tasks:
         raise UnsupportedModelError(
-            f"architecture {model_type!r} is not supported by the exporter yet; "
-            f"supported: {', '.join(sorted(ARCHITECTURES))}"
+            f"transformers maps model type {model_type!r} to none of optibridge's tasks "
+            f"(tested model types: {', '.join(sorted(ARCHITECTURES))})"
         )
+    probe = task_name if task_name in tasks else tasks[0]
+    params = forward_parameters(model_class_for(model_type, probe))
+    modality = next((m for name, m in MODALITY_BY_INPUT if name in params), "text")
+    return Architecture(model_type, modality, tasks, None if "token_type_ids" in params else False, tested=False)
+
+
+def get_architecture(model_type: str, task: str | None = None) -> Architecture:
+    """How to export ``model_type``: the tested row, an exception row, or the generic derivation.
+
+    Only a task transformers itself cannot load for this model type is refused (the error lists
+    the ones it can); anything else is exported and validated."""
+    arch = EXCEPTIONS.get(model_type) or ARCHITECTURES.get(model_type) or derive_architecture(model_type, task)
+    if model_type in ARCHITECTURES and model_type in EXCEPTIONS:
+        arch = replace(arch, tested=True)
     if task is not None and task not in arch.tasks:
+        available = tasks_for(model_type) if arch.tested else arch.tasks
+        if task in available:  # transformers maps it: try it, validation decides
+            return replace(arch, tasks=arch.tasks + (task,), tested=False)
         raise UnsupportedModelError(
-            f"task {task!r} is not supported for {model_type}; supported tasks for {model_type}: {', '.join(arch.tasks)}"
+            f"task {task!r} is not supported for {model_type}; supported tasks for {model_type}: {', '.join(available or arch.tasks)}"
         )
     return arch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from dataclasses import dataclass
@@ -13,13 +14,14 @@ import torch
 
 from .._version import __version__
 from ..artifact import Artifact, ArtifactMetadata, check_output_dir, staged_directory, write_metadata
-from ..errors import OptibridgeError, UnsupportedModelError, ValidationError
+from ..errors import OptibridgeError, UnsupportedModelError, ValidationError, first_line
 from .loading import SourceModel, load_preprocessor, load_source_model
 from .plan import ExportedGraphs, Validator
 from .torch_to_onnx import EXTERNAL_DATA_THRESHOLD, parameter_bytes, resolve_exporter
 from .validate import ValidationReport
 
 DEFAULT_ATOL = 1e-4
+logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[str], None]
 
@@ -30,6 +32,8 @@ class ExportResult:
     task: str
     task_inferred: bool
     validation: ValidationReport | None
+    note: str | None = None
+    """Set for a model type outside the tested list: what proved the export ("... validated against PyTorch: ok")."""
 
 
 def export_model(
@@ -67,7 +71,8 @@ def export_model(
     source = load_source_model(str(model), task, allow_new_weights=allow_new_weights, **hub_kwargs)
     exporter = resolve_exporter(exporter, source.task.kind)
     check_opset(opset, exporter)
-    preprocessor = load_preprocessor(str(model), source.architecture.modality, **hub_kwargs)
+    modality = "multimodal" if source.task.modality == "multimodal" else source.architecture.modality
+    preprocessor = load_preprocessor(str(model), modality, **hub_kwargs)
     return export_source(
         source, output_dir, model_ref=str(model), preprocessor=preprocessor, opset=opset, atol=atol, exporter=exporter,
         validate=validate, validator=validator, external_data=external_data, use_cache=use_cache,
@@ -104,7 +109,17 @@ def export_source(
 
     with staged_directory(output_dir, overwrite=overwrite) as staging:
         step(f"exporting {source.config.model_type} for {source.task.name} with the {exporter} exporter")
-        exported = _export_graphs(source, staging, exporter=exporter, opset=opset, external_data=external_data, use_cache=use_cache)
+        untested = "" if source.architecture.tested else f"{source.config.model_type} is not in the tested list for {source.task.name}; "
+        if untested:
+            step(untested + "exporting it and validating against PyTorch")
+        try:
+            exported = _export_graphs(source, staging, exporter=exporter, opset=opset, external_data=external_data, use_cache=use_cache)
+        except OptibridgeError:
+            raise
+        except Exception as exc:
+            if not untested:
+                raise
+            raise UnsupportedModelError(f"{untested}export failed: {type(exc).__name__}: {first_line(exc)}") from exc
         source.config.save_pretrained(staging)
         if preprocessor is not None:
             preprocessor.save_pretrained(staging)
@@ -126,11 +141,15 @@ def export_source(
             if not report.passed:
                 worst = ", ".join(f"{o.name}: {o.max_abs_diff:.3g}" for o in report.failures())
                 raise ValidationError(
-                    f"exported graph differs from PyTorch by more than atol={atol:g} ({worst}); nothing was "
+                    f"{untested}exported graph differs from PyTorch by more than atol={atol:g} ({worst}); nothing was "
                     "written. Raise --atol if this is acceptable, or try --exporter dynamo / another --opset"
                 )
         step("writing the artifact")
-    return ExportResult(Artifact.load(output_dir), source.task.name, source.task_inferred, report)
+    note = None
+    if untested:
+        note = untested + ("export validated against PyTorch: ok" if report is not None else "export not validated (validate=False)")
+        logger.warning(note)
+    return ExportResult(Artifact.load(output_dir), source.task.name, source.task_inferred, report, note)
 
 
 MIN_OPSET = 14

@@ -17,6 +17,7 @@ import torch
 
 from ..artifact import MAIN_GRAPH, MODEL_FILE
 from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, output_cache
+from .architectures import forward_parameters
 from .encoder import qualified_name
 from .inputs import BATCH_AXIS, SEQUENCE_AXIS, token_batch
 from .loading import SourceModel
@@ -60,10 +61,14 @@ class CausalLMStep(torch.nn.Module):
         super().__init__()
         self.model = model
         self.use_cache = use_cache
+        # Models with ALiBi (bloom, falcon) or learned offsets take no position_ids: the graph then has none.
+        self.takes_positions = "position_ids" in forward_parameters(type(model))
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.takes_positions:
+            kwargs["position_ids"] = position_ids
         if not self.use_cache:
             return (self.model(**kwargs, use_cache=False, return_dict=True).logits,)
         cache = cache_from_pairs(list(zip(past[0::2], past[1::2])))
@@ -134,9 +139,10 @@ def validate_decoder(
     feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy()}
     if layout:
         feed.update(zip(layout.past_names(), layout.empty(3)))
-    got = session.run(feed)
+    positions_kw = {"position_ids": positions} if "position_ids" in forward_parameters(type(model)) else {}
+    got = session.run({k: v for k, v in feed.items() if k in session.input_names})
     with torch.no_grad():
-        want = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=bool(layout), return_dict=True)
+        want = model(input_ids=ids, attention_mask=mask, **positions_kw, use_cache=bool(layout), return_dict=True)
     report = ValidationReport(atol=atol, backend=backend, input_shapes={k: tuple(v.shape) for k, v in feed.items() if not k.startswith("past")})
     real = mask.bool().numpy()  # logits at padding positions are never used
     diff = max_abs_diff(want.logits.numpy()[real], got["logits"][real])
@@ -149,9 +155,10 @@ def validate_decoder(
     positions2 = position_ids_from_mask(mask2, 1)
     feed2 = {"input_ids": next_ids.numpy(), "attention_mask": mask2.numpy(), "position_ids": positions2.numpy()}
     feed2.update((name, got[present]) for name, present in zip(layout.past_names(), layout.present_names()))
-    got2 = session.run(feed2)
+    got2 = session.run({k: v for k, v in feed2.items() if k in session.input_names})
+    positions_kw = {"position_ids": positions2} if positions_kw else {}
     with torch.no_grad():
-        want2 = model(input_ids=next_ids, attention_mask=mask2, position_ids=positions2,
+        want2 = model(input_ids=next_ids, attention_mask=mask2, **positions_kw,
                       **{cache_name(): output_cache(want)}, use_cache=True, return_dict=True)
     diff2 = max_abs_diff(want2.logits.numpy(), got2["logits"])
     report.outputs.append(OutputCheck("logits (next step, with cache)", diff2, tuple(want2.logits.shape), tuple(got2["logits"].shape), diff2 <= atol))

@@ -10,7 +10,8 @@ import torch
 
 from ..artifact import MAIN_GRAPH, MODEL_FILE
 from ..errors import ValidationError
-from .inputs import TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes
+from .architectures import forward_parameters
+from .inputs import MULTIMODAL_AXES, TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes
 from .loading import SourceModel
 from .plan import ExportedGraphs, SessionLoader
 from .torch_to_onnx import export_graph, graph_spec
@@ -20,14 +21,18 @@ from .validate import ValidationReport, compare_outputs
 def export_encoder(
     source: SourceModel, staging: Path, *, exporter: str, opset: int | None, external_data: bool
 ) -> ExportedGraphs:
-    input_names = source.architecture.input_names(source.config)
-    modality = source.architecture.modality
+    takes = forward_parameters(type(source.model))
+    # e.g. an encoder whose forward() has no attention_mask: the graph takes what forward() takes
+    input_names = tuple(n for n in source.architecture.input_names(source.config, source.task) if not takes or n in takes)
+    modality = "multimodal" if source.task.modality == "multimodal" else source.architecture.modality
     trace_inputs = make_inputs(source.task, modality, source.config, input_names, TRACE_SHAPES, seed=0)
     check_inputs = make_inputs(source.task, modality, source.config, input_names, VALIDATION_SHAPES, seed=1)
     traced_out, output_class = run_pytorch(source, trace_inputs)
     check_out, _ = run_pytorch(source, check_inputs)
     out_axes = output_axes({k: v.shape for k, v in traced_out.items()}, {k: v.shape for k, v in check_out.items()})
-    in_axes = {name: input_axes(source.task, modality) for name in input_names}
+    in_axes = {name: input_axes(source.task, modality, name) for name in input_names}
+    if modality == "multimodal":
+        out_axes = {k: {i: MULTIMODAL_AXES.get(a, a) for i, a in axes.items()} for k, axes in out_axes.items()}
     path = staging / MODEL_FILE
     export_graph(
         source.model, trace_inputs, tuple(traced_out), in_axes, out_axes, path,
@@ -43,7 +48,8 @@ def export_encoder(
         )
 
     graph = onnx.load(str(path), load_external_data=False)
-    return ExportedGraphs({MAIN_GRAPH: graph_spec(path.name, graph)}, output_class, validate)
+    extra = dict(getattr(source.model, "export_extra", {}))  # e.g. a sentence model's max_seq_length
+    return ExportedGraphs({MAIN_GRAPH: graph_spec(path.name, graph)}, output_class, validate, extra)
 
 
 def run_pytorch(source: SourceModel, inputs: dict[str, torch.Tensor]) -> tuple[dict[str, np.ndarray], str]:

@@ -17,6 +17,13 @@ from ..tasks import Task
 BATCH_AXIS = "batch_size"
 SEQUENCE_AXIS = "sequence_length"
 CHOICES_AXIS = "num_choices"
+TEXT_BATCH_AXIS = "text_batch_size"
+IMAGE_BATCH_AXIS = "image_batch_size"
+# Multimodal inputs: images take the batch sizes, texts the choices sizes (so both differ everywhere).
+MULTIMODAL_AXES = {BATCH_AXIS: IMAGE_BATCH_AXIS, CHOICES_AXIS: TEXT_BATCH_AXIS}
+# Waveform samples per sequence step: the traced and validated lengths (17 and 9 steps) then span
+# several frames of wav2vec2-style feature encoders (a 400-sample receptive field, stride 320).
+SAMPLES_PER_STEP = 400
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,10 @@ TRACE_SHAPES = Shapes(batch=2, sequence=17, choices=3)
 VALIDATION_SHAPES = Shapes(batch=4, sequence=9, choices=2)
 
 
-def input_axes(task: Task, modality: str) -> dict[int, str]:
-    """Dynamic axes of every input of a task (the same for all its inputs)."""
+def input_axes(task: Task, modality: str, name: str = "") -> dict[int, str]:
+    """Dynamic axes of an input of a task (the same for all its inputs but in multimodal graphs)."""
+    if modality == "multimodal":  # as many texts as images, or not: two batch axes
+        return {0: IMAGE_BATCH_AXIS} if name == "pixel_values" else {0: TEXT_BATCH_AXIS, 1: SEQUENCE_AXIS}
     if modality == "vision":
         return {0: BATCH_AXIS}
     if task.choices_axis:
@@ -57,10 +66,24 @@ def make_inputs(
 ) -> dict[str, torch.Tensor]:
     """Random but valid inputs: token ids inside the vocabulary, a padded first row, both token types."""
     generator = torch.Generator().manual_seed(seed)
+    if modality == "multimodal":
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        texts = make_inputs(task, "text", text_config, ("input_ids", "attention_mask"), Shapes(shapes.choices, shapes.sequence, 1), seed)
+        images = make_inputs(task, "vision", getattr(config, "vision_config", config), ("pixel_values",), shapes, seed)
+        return {name: {**texts, **images}[name] for name in input_names}
     if modality == "vision":
         height, width = image_size(config)
         channels = getattr(config, "num_channels", 3)
         return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}
+
+    if modality == "audio":  # a raw waveform: SAMPLES_PER_STEP samples per "sequence" step
+        samples = shapes.sequence * SAMPLES_PER_STEP
+        values = torch.randn(shapes.batch, samples, generator=generator)
+        mask = torch.ones(shapes.batch, samples, dtype=torch.int64)
+        mask[0, samples // 2:] = 0  # a padded first row, zeros after its end as feature extractors pad
+        values[0, samples // 2:] = 0
+        audio = {"input_values": values, "attention_mask": mask}
+        return {name: audio[name] for name in input_names}
 
     lead = (shapes.batch, shapes.choices) if task.choices_axis else (shapes.batch,)
     shape = lead + (shapes.sequence,)

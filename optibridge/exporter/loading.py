@@ -88,9 +88,16 @@ def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_w
 
     config = load_config(name_or_path, **hub_kwargs)
     model_type = getattr(config, "model_type", None) or "unknown"
-    arch = get_architecture(model_type)
+    arch = get_architecture(model_type, get_task(task).name if task else None)
     resolved = get_task(task) if task else infer_task(getattr(config, "architectures", None), model_type, arch.tasks)
-    get_architecture(model_type, resolved.name)
+    arch = get_architecture(model_type, resolved.name)
+    if resolved.auto_class == "SentenceTransformer":
+        from .sentence import load_sentence_model
+
+        if arch.modality != "text":
+            raise UnsupportedModelError(f"task {resolved.name!r} embeds text; {model_type} is a {arch.modality} model")
+        model = load_sentence_model(name_or_path, **hub_kwargs)
+        return SourceModel(model, model.config, resolved, arch, task is None, str(name_or_path))
     auto_class = getattr(transformers, resolved.auto_class)
     try:
         # Eager attention: the reference math, and the graph shape ONNX Runtime's fusions recognise.
@@ -126,16 +133,31 @@ def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> An
     """
     import transformers
 
+    if modality == "multimodal":  # the tokenizer and the image processor, saved side by side
+        parts = [p for p in (load_preprocessor(name_or_path, m, **hub_kwargs) for m in ("text", "vision")) if p is not None]
+        return _SavedTogether(parts) if parts else None
     local = Path(name_or_path).expanduser()
     if modality == "text" and local.is_dir() and not any((local / name).is_file() for name in TOKENIZER_FILES):
-        return None
-    loader = transformers.AutoTokenizer if modality == "text" else transformers.AutoImageProcessor
-    try:
-        found = loader.from_pretrained(name_or_path, **no_remote_code(hub_kwargs))
-    except Exception:  # a model folder without a preprocessor is legitimate (tiny test models, custom code)
-        return None
-    return found if modality != "text" or usable_tokenizer(found) else None
+        return None  # never make up a tokenizer the source does not have
+    loaders = {"text": ("AutoTokenizer",), "audio": ("AutoProcessor", "AutoFeatureExtractor")}.get(modality, ("AutoImageProcessor",))
+    for loader in loaders:  # audio: the processor (feature extractor + CTC tokenizer), else the feature extractor
+        try:
+            found = getattr(transformers, loader).from_pretrained(name_or_path, **no_remote_code(hub_kwargs))
+        except Exception:  # a model folder without a preprocessor is legitimate (tiny test models, custom code)
+            continue
+        return found if modality != "text" or usable_tokenizer(found) else None
+    return None
 
+
+class _SavedTogether:
+    """Several preprocessors written into one folder by one ``save_pretrained`` call."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def save_pretrained(self, directory: Any) -> None:
+        for part in self.parts:
+            part.save_pretrained(directory)
 
 
 def _only_pooler_missing(task: Task, loading_info: dict[str, Any]) -> bool:

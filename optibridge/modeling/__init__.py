@@ -4,19 +4,25 @@ from .base import OBModel
 from .causal_lm import OBModelForCausalLM
 from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
-    TASK_CLASSES, OBModelForFeatureExtraction, OBModelForImageClassification, OBModelForMaskedLM,
+    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForObjectDetection, OBModelForSemanticSegmentation,
+    OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
 )
 
 __all__ = [
-    "OBModel", "OBModelForCausalLM", "OBModelForFeatureExtraction", "OBModelForImageClassification", "OBModelForMaskedLM",
-    "OBModelForMultipleChoice", "OBModelForQuestionAnswering", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification", "OBModelForSpeechSeq2Seq",
-    "OBModelForTokenClassification", "TASK_CLASSES",
+    "OBModel", "OBModelForAudioClassification", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
+    "OBModelForImageClassification", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
+    "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
+    "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
 ]
 
 
 def __getattr__(name: str) -> object:
+    if name == "OBModelForSentenceEmbedding":  # imports transformers' ModelOutput
+        from . import sentence
+
+        return sentence.OBModelForSentenceEmbedding
     if name == "OBModelForSpeechSeq2Seq":  # built on first use (imports Whisper's generation code)
         from . import seq2seq
 

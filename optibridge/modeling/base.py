@@ -87,7 +87,8 @@ class OBModel(PreTrainedModel):
         self._output_class = resolve_output_class(artifact.metadata.output_class, self.task.output_class)
         self._keep_alive = keep_alive  # the temporary folder of an on-the-fly export lives as long as the model
         self.name_or_path = str(artifact.metadata.source.get("model") or artifact.path)
-        self.main_input_name = {"vision": "pixel_values", "speech": "input_features"}.get(self.task.modality, "input_ids")
+        self.main_input_name = {"vision": "pixel_values", "multimodal": "pixel_values", "speech": "input_features",
+                                "audio": "input_values"}.get(self.task.modality, "input_ids")
 
     # -- loading and saving ------------------------------------------------------------------
     @classmethod

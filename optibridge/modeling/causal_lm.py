@@ -36,6 +36,8 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         self._past_names = [f"past_key_values.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._present_names = [f"present.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._init_generation(self.artifact.path, self.config)
+        # Graphs of models without position_ids (ALiBi: bloom, falcon) have no such input.
+        self._graph_inputs = frozenset(spec.name for spec in self.artifact.metadata.inputs)
         if not self.use_cache:
             self.generation_config.use_cache = False  # the graph recomputes the whole sequence each step
 
@@ -89,7 +91,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         else:
             positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if "position_ids" not in self.session.input_names:  # Optimum's gpt2 graph (optimum-onnx 0.1) derives them from the mask itself
+        if "position_ids" not in self._graph_inputs:  # Optimum's gpt2 graph (optimum-onnx 0.1) derives them from the mask itself
             del feed["position_ids"]
         if self._graph_has_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
             logits, stateful_cache = stateful_step(self.session, feed, past, past_key_values)
@@ -138,7 +140,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
                 )
         positions = position_ids_from_mask(mask, new) if position_ids is None else torch.as_tensor(position_ids, device=ids.device).long()
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if "position_ids" not in self.session.input_names:
+        if "position_ids" not in self._graph_inputs:
             del feed["position_ids"]
         if self._graph_has_cache:
             flat = [t for pair in (cache_pairs(past_key_values) if past else []) for t in pair]

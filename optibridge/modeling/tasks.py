@@ -44,6 +44,42 @@ class OBModelForImageClassification(OBModel):
     task_name = "image-classification"
 
 
+@register_task_class
+class OBModelForCTC(OBModel):
+    """Replaces ``AutoModelForCTC`` (wav2vec2, hubert, wavlm...): waveform in, per-frame logits out;
+    works in ``pipeline("automatic-speech-recognition")``."""
+
+    task_name = "ctc"
+
+
+@register_task_class
+class OBModelForAudioClassification(OBModel):
+    task_name = "audio-classification"
+
+
+@register_task_class
+class OBModelForZeroShotImageClassification(OBModel):
+    """Replaces ``AutoModelForZeroShotImageClassification`` (CLIP, SigLIP): texts and images in (their
+    batch sizes independent), ``logits_per_image``/``logits_per_text`` and both embeddings out."""
+
+    task_name = "zero-shot-image-classification"
+    main_input_name = "pixel_values"
+
+
+@register_task_class
+class OBModelForSemanticSegmentation(OBModel):
+    """Replaces ``AutoModelForSemanticSegmentation`` (segformer, beit, mobilevit...): per-pixel class logits."""
+
+    task_name = "semantic-segmentation"
+
+
+@register_task_class
+class OBModelForObjectDetection(OBModel):
+    """Replaces ``AutoModelForObjectDetection`` (yolos, detr...): class logits and boxes per query."""
+
+    task_name = "object-detection"
+
+
 TASK_CLASSES: dict[str, type[OBModel]] = {task: cls for task, cls in CLASS_FOR_TASK.items() if TASKS[task].kind == "encoder"}
 """The one-call (encoder) task classes, read from the one table (kept for existing imports)."""
 
@@ -53,6 +89,8 @@ def task_class(task: str) -> type[OBModel]:
     if task not in CLASS_FOR_TASK:
         from . import causal_lm  # noqa: F401 (importing it registers OBModelForCausalLM)
         from . import seq2seq
+
+        from . import sentence  # noqa: F401 (importing it registers OBModelForSentenceEmbedding)
 
         seq2seq.OBModelForSpeechSeq2Seq  # noqa: B018 (built on first access, which registers it)
     if task not in CLASS_FOR_TASK:

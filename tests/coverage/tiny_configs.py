@@ -1,0 +1,179 @@
+"""Tiny random models for *any* transformers model type, built generically from its config class.
+
+Start from the config class defaults and shrink the common size fields (hidden size, layers,
+heads, FFN width, vocabulary, image/patch size, per-stage lists...) wherever the config has
+them, recursing into sub-configs (``text_config``, ``vision_config``...). A type that cannot be
+built this way raises :class:`TinyConfigError` with the cause, which the sweep records instead of
+anyone hand-writing a config for it.
+
+Weights are redrawn as N(0, 1/fan_in) so activations and logits stay O(1) through the layers and a
+1e-4 tolerance means something (default inits give near-constant outputs that hide bugs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+VOCAB = 544  # holds tests/tiny_models.py's WordPiece vocabulary (538 tokens), for pipeline tests
+HIDDEN = 32
+HEADS = 4
+KV_HEADS = 2
+LAYERS = 2
+FFN = 40  # divisible by the group counts of grouped convolutions (squeezebert)
+IMAGE = 32
+POSITIONS = 128
+
+# field name → tiny value, applied where the config has the field as an int.
+INT_FIELDS: dict[str, int] = {
+    **dict.fromkeys(("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "hidden_dim_size", "projection_dim",
+                     "text_embed_dim", "vision_embed_dim", "word_embed_proj_dim", "pooler_hidden_size", "projection_size"), HIDDEN),
+    **dict.fromkeys(("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
+                     "num_decoder_layers", "num_encoder_layers"), LAYERS),
+    **dict.fromkeys(("num_attention_heads", "n_head", "n_heads", "encoder_attention_heads", "decoder_attention_heads",
+                     "num_heads"), HEADS),
+    **dict.fromkeys(("num_key_value_heads", "num_kv_heads", "multi_query_group_num"), KV_HEADS),
+    **dict.fromkeys(("intermediate_size", "d_ff", "ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim", "n_inner",
+                     "hidden_dim", "mlp_dim", "moe_intermediate_size", "shared_expert_intermediate_size"), FFN),
+    **dict.fromkeys(("head_dim", "d_kv", "attention_head_dim", "kv_channels", "rotary_dim"), HIDDEN // HEADS),
+    **dict.fromkeys(("max_position_embeddings", "n_positions", "max_target_positions"), POSITIONS),
+    **dict.fromkeys(("num_experts", "num_local_experts", "n_routed_experts"), 4),
+    **dict.fromkeys(("num_experts_per_tok", "moe_topk", "top_k"), 2),
+    **dict.fromkeys(("num_detection_tokens", "num_queries"), 10),
+    "embedding_size": 16,
+    "image_size": IMAGE,
+    "vocab_size": VOCAB,
+    "num_mel_bins": 16,
+    "max_source_positions": 50,
+    "sliding_window": 64,
+}
+# Per-stage lists of hierarchical vision models (resnet, swin, convnext...): keep the stage count.
+LIST_FIELDS = {
+    "depths": lambda n: [1] * n,
+    "num_heads": lambda n: [2] * n,
+    "hidden_sizes": lambda n: [8 * (i + 1) for i in range(n)],
+    "embed_dims": lambda n: [8 * (i + 1) for i in range(n)],
+    "num_attention_heads": lambda n: [2] * n,
+    "conv_dim": lambda n: [16] * n,  # wav2vec2-style feature encoders
+}
+TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "sep_token_id", "cls_token_id",
+                   "mask_token_id", "unk_token_id", "forced_bos_token_id", "forced_eos_token_id")
+
+
+class TinyConfigError(Exception):
+    """This model type cannot be built tiny generically; the message is the cause."""
+
+
+def shrink(values: dict[str, Any]) -> dict[str, Any]:
+    """Overrides for one config's ``to_dict()`` (sub-configs handled by :func:`tiny_config`)."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, bool):
+            continue
+        if name == "embedding_size" and isinstance(value, int):
+            # some models need it equal to the hidden size (squeezebert); others factorise (albert)
+            out[name] = HIDDEN if value == values.get("hidden_size") else min(value, 16)
+        elif name in INT_FIELDS and isinstance(value, int):
+            out[name] = min(value, INT_FIELDS[name])
+        elif name in LIST_FIELDS and isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+            out[name] = LIST_FIELDS[name](len(value))
+        elif name == "image_size" and isinstance(value, list) and len(value) == 2:  # (height, width): yolos
+            out[name] = [IMAGE, IMAGE]
+        elif name == "patch_size" and isinstance(value, int):
+            out[name] = min(value, 4 if values.get("depths") else 8)
+    if "embed_dim" in values and isinstance(values.get("depths"), list):  # swin-like: the first stage width
+        out["embed_dim"] = 16
+    if isinstance(values.get("window_size"), int) and isinstance(values.get("depths"), list):
+        # windowed attention (swin): the last stage's grid must equal the window, as 7×7 does at 224 px
+        patch = out.get("patch_size", values.get("patch_size", 4))
+        out["window_size"] = 2
+        out["image_size"] = patch * 2 * 2 ** (len(values["depths"]) - 1)
+    if "out_features" in values or "out_indices" in values:  # backbone stages named for the default depth
+        out["out_features"] = out["out_indices"] = None
+    layers = next((out[k] for k in ("num_hidden_layers", "num_layers", "n_layer") if k in out), None)
+    if layers is not None and isinstance(values.get("layer_types"), list):
+        out["layer_types"] = values["layer_types"][:layers]
+    for name in TOKEN_ID_FIELDS:  # keep special tokens inside the shrunk vocabulary
+        value = values.get(name)
+        if isinstance(value, int) and value >= VOCAB:
+            out[name] = 2
+        elif isinstance(value, list):
+            out[name] = [v if v < VOCAB else 2 for v in value]
+    return out
+
+
+def tiny_config(model_type: str) -> Any:
+    """A small config for ``model_type`` from its class defaults, or :class:`TinyConfigError`."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config_class = CONFIG_MAPPING[model_type]
+        default = config_class()
+    except Exception as exc:
+        raise TinyConfigError(f"default config: {type(exc).__name__}: {_first(exc)}") from exc
+    values = default.to_dict()
+    overrides = shrink(values)
+    for name in getattr(default, "sub_configs", {}) or {}:
+        sub = getattr(default, name, None)
+        if sub is not None and hasattr(sub, "to_dict"):
+            sub_values = sub.to_dict()
+            overrides[name] = {**sub_values, **shrink(sub_values)}
+    try:
+        return config_class(**{**_constructor_values(values), **overrides})
+    except Exception as exc:
+        raise TinyConfigError(f"shrunk config: {type(exc).__name__}: {_first(exc)}") from exc
+
+
+def _constructor_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in ("model_type", "transformers_version", "architectures")}
+
+
+def redraw_weights(model: torch.nn.Module, seed: int = 0) -> None:
+    """Every matrix/filter ~ N(0, 1/fan_in) (fan_in = elements per output row)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1 and parameter.is_floating_point():
+                fan_in = parameter[0].numel()
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) / fan_in**0.5)
+
+
+def build_tiny(model_type: str, task: str, dest: Path, seed: int = 0, **overrides: Any) -> Path:
+    """Build, redraw and save a tiny model of ``model_type`` for ``task`` into ``dest`` (``overrides``
+    set config fields, e.g. a vocabulary size that matches a tokenizer)."""
+    import transformers
+
+    from optibridge.exporter.architectures import model_class_for
+
+    config = tiny_config(model_type)
+    model_class = model_class_for(model_type, task)
+    if model_class is None:
+        raise TinyConfigError(f"transformers has no class for {model_type} / {task}")
+    if task in ("text-classification", "image-classification", "audio-classification"):
+        config.num_labels = 3
+    config.architectures = [model_class.__name__]
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    torch.manual_seed(seed)
+    try:
+        try:
+            model = model_class._from_config(config, attn_implementation="eager")
+        except (ValueError, TypeError):
+            model = model_class._from_config(config)
+    except Exception as exc:
+        raise TinyConfigError(f"building {model_class.__name__}: {type(exc).__name__}: {_first(exc)}") from exc
+    redraw_weights(model.eval(), seed)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    if getattr(model, "generation_config", None) is not None and model.can_generate():
+        model.generation_config.save_pretrained(dest)
+    del transformers
+    return dest
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""

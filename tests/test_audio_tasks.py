@@ -1,0 +1,105 @@
+"""CTC speech recognition (wav2vec2, hubert, wavlm) and audio classification: waveform graphs with a
+dynamic number of samples, parity with PyTorch at other lengths, and transformers' pipelines."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+sys.path.insert(0, str(Path(__file__).parent / "coverage"))
+from tiny_configs import build_tiny  # noqa: E402
+
+from optibridge import export  # noqa: E402
+
+CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'"]
+CTC_TYPES = ("wav2vec2", "hubert", "wavlm")
+
+
+def _audio_model(model_type: str, task: str, dest: Path) -> Path:
+    build_tiny(model_type, task, dest, vocab_size=len(CTC_VOCAB), pad_token_id=0)
+    transformers.Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(dest)
+    if task == "ctc":
+        vocab = dest / "vocab.json"
+        vocab.write_text(__import__("json").dumps({t: i for i, t in enumerate(CTC_VOCAB)}))
+        transformers.Wav2Vec2CTCTokenizer(str(vocab)).save_pretrained(dest)
+    else:
+        config = transformers.AutoConfig.from_pretrained(dest)
+        config.id2label, config.label2id = {0: "speech", 1: "music", 2: "noise"}, {"speech": 0, "music": 1, "noise": 2}
+        config.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    """``audio(model_type, task)`` → (source folder, artifact), built and exported once."""
+    root = tmp_path_factory.mktemp("audio")
+    done: dict = {}
+
+    def get(model_type: str, task: str):
+        if (model_type, task) not in done:
+            source = _audio_model(model_type, task, root / f"{model_type}-{task}")
+            done[model_type, task] = source, export(source, root / f"{model_type}-{task}-onnx").artifact
+        return done[model_type, task]
+
+    return get
+
+
+def _waveforms(batch: int, samples: int, seed: int) -> torch.Tensor:
+    return torch.randn(batch, samples, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("model_type", CTC_TYPES)
+def test_ctc_exports_with_a_dynamic_length_and_matches_pytorch(model_type, audio):
+    from optibridge import OBModelForCTC
+
+    source, artifact = audio(model_type, "ctc")
+    meta = artifact.metadata
+    assert meta.task == "ctc" and meta.validation["passed"]  # task inferred from ...ForCTC
+    assert meta.inputs[0].name == "input_values" and meta.inputs[0].shape == ("batch_size", "sequence_length")
+    model = OBModelForCTC.from_pretrained(artifact.path)
+    reference = transformers.AutoModelForCTC.from_pretrained(source).eval()
+    inputs = _waveforms(3, 5123, seed=5)  # neither traced (6800) nor validated (3600) length
+    mask = torch.ones(3, 5123, dtype=torch.long)
+    mask[2, 3000:], inputs[2, 3000:] = 0, 0.0  # a shorter, padded last row
+    with torch.no_grad():
+        want = reference(input_values=inputs, attention_mask=mask)
+    got = model(input_values=inputs, attention_mask=mask)
+    assert type(got) is type(want)
+    np.testing.assert_allclose(got.logits.numpy(), want.logits.numpy(), atol=1e-4, rtol=0)
+
+
+def test_ctc_works_in_the_speech_recognition_pipeline(audio):
+    from optibridge import OBModelForCTC
+
+    source, artifact = audio("wav2vec2", "ctc")
+    speech = _waveforms(1, 16000, seed=3)[0].numpy()
+    want = transformers.pipeline("automatic-speech-recognition", model=str(source))(speech)
+    ours = OBModelForCTC.from_pretrained(artifact.path)
+    processor = transformers.AutoProcessor.from_pretrained(artifact.path)
+    got = transformers.pipeline("automatic-speech-recognition", model=ours, tokenizer=processor.tokenizer,
+                                feature_extractor=processor.feature_extractor)(speech)
+    assert got["text"] == want["text"] and len(want["text"]) > 0
+
+
+def test_audio_classification_matches_pytorch_and_its_pipeline(audio):
+    from optibridge import OBModelForAudioClassification
+
+    source, artifact = audio("wav2vec2", "audio-classification")
+    assert artifact.metadata.task == "audio-classification" and artifact.metadata.validation["passed"]
+    model = OBModelForAudioClassification.from_pretrained(artifact.path)
+    reference = transformers.AutoModelForAudioClassification.from_pretrained(source).eval()
+    inputs = _waveforms(2, 4321, seed=9)
+    with torch.no_grad():
+        want = reference(input_values=inputs).logits
+    np.testing.assert_allclose(model(input_values=inputs).logits.numpy(), want.numpy(), atol=1e-4, rtol=0)
+    speech = inputs[0].numpy()
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(artifact.path)
+    got = transformers.pipeline("audio-classification", model=model, feature_extractor=extractor)(speech)
+    expected = transformers.pipeline("audio-classification", model=str(source))(speech)
+    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    np.testing.assert_allclose([g["score"] for g in got], [e["score"] for e in expected], atol=1e-4)

@@ -1,0 +1,79 @@
+"""Zero-shot image classification (CLIP, SigLIP): texts and images in one graph with independent
+batch axes, parity with PyTorch at other batch sizes, and transformers' pipeline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+sys.path.insert(0, str(Path(__file__).parent / "coverage"))
+from tiny_configs import build_tiny  # noqa: E402
+from tiny_models import VOCAB_SIZE, make_tokenizer  # noqa: E402
+
+from optibridge import export  # noqa: E402
+
+TASK = "zero-shot-image-classification"
+
+
+@pytest.fixture(scope="module")
+def zero_shot(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zero-shot")
+    done: dict = {}
+
+    def get(model_type: str):
+        if model_type not in done:
+            source = root / model_type
+            build_tiny(model_type, TASK, source)
+            config = transformers.AutoConfig.from_pretrained(source)
+            make_tokenizer(("input_ids", "attention_mask")).save_pretrained(source)
+            size = config.vision_config.image_size
+            transformers.ViTImageProcessorPil(size={"height": size, "width": size}).save_pretrained(source)
+            done[model_type] = source, export(source, root / f"{model_type}-onnx", task=TASK).artifact
+        return done[model_type]
+
+    return get
+
+
+@pytest.mark.parametrize("model_type", ["clip", "siglip"])
+def test_texts_and_images_have_their_own_batch_axes_and_match_pytorch(model_type, zero_shot):
+    from optibridge import OBModelForZeroShotImageClassification
+
+    source, artifact = zero_shot(model_type)
+    meta = artifact.metadata
+    assert meta.validation["passed"]
+    shapes = {s.name: s.shape for s in meta.inputs}
+    assert shapes["input_ids"][:2] == ("text_batch_size", "sequence_length") and shapes["pixel_values"][0] == "image_batch_size"
+    reference = transformers.AutoModelForZeroShotImageClassification.from_pretrained(source, attn_implementation="eager").eval()
+    size = reference.config.vision_config.image_size
+    g = torch.Generator().manual_seed(4)
+    vocab = min(reference.config.text_config.vocab_size, VOCAB_SIZE)
+    inputs = {"input_ids": torch.randint(5, vocab, (5, 11), generator=g), "attention_mask": torch.ones(5, 11, dtype=torch.long),
+              "pixel_values": torch.randn(3, 3, size, size, generator=g)}
+    with torch.no_grad():
+        want = reference(**inputs)
+    got = OBModelForZeroShotImageClassification.from_pretrained(artifact.path)(**inputs)
+    assert type(got) is type(want) and got.logits_per_image.shape == (3, 5)
+    for name in ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"):
+        np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-4, rtol=0)
+
+
+def test_zero_shot_pipeline_gives_pytorch_labels_and_scores(zero_shot):
+    from PIL import Image
+
+    from optibridge import OBModelForZeroShotImageClassification
+
+    source, artifact = zero_shot("clip")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    labels = ["cat", "dog", "a red car"]
+    processor = transformers.ViTImageProcessorPil.from_pretrained(artifact.path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(artifact.path)
+    run = lambda model: transformers.pipeline(TASK, model=model, tokenizer=tokenizer, image_processor=processor)(image, candidate_labels=labels)  # noqa: E731
+    want = run(transformers.AutoModelForZeroShotImageClassification.from_pretrained(source).eval())
+    got = run(OBModelForZeroShotImageClassification.from_pretrained(artifact.path))
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    np.testing.assert_allclose([g["score"] for g in got], [w["score"] for w in want], atol=1e-4)
