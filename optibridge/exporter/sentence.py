@@ -22,7 +22,7 @@ class SentenceEmbedder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 return_dict: bool = True) -> Any:
-        from ..modeling.sentence import SentenceEmbeddingOutput
+        from ..modeling.sentence_output import SentenceEmbeddingOutput
 
         features = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:

@@ -14,7 +14,7 @@ __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
     "OBModelForImageClassification", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
     "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
-    "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
+    "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
 ]
 
 

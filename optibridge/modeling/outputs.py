@@ -16,7 +16,7 @@ from ..errors import ArtifactError
 # output modules (and optibridge's), never imported as an arbitrary dotted path, since importing a
 # module named by a manifest would run whatever code a folder or sys.path ships under that name.
 _TRANSFORMERS_MODEL_MODULE = re.compile(r"^transformers\.models\.([a-z0-9_]+)\.modeling_([a-z0-9_]+)$")
-OWN_OUTPUT_MODULES: tuple[str, ...] = ("transformers.modeling_outputs", "optibridge.modeling.outputs", "optibridge.modeling.sentence")
+OWN_OUTPUT_MODULES: tuple[str, ...] = ("transformers.modeling_outputs", "optibridge.modeling.outputs", "optibridge.modeling.sentence_output")
 """Modules whose ``ModelOutput`` subclasses an artifact may name directly (plugins may extend this)."""
 
 

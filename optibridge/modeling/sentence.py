@@ -4,21 +4,11 @@ model has a Normalize module) run inside the exported graph, so ``encode()`` ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from transformers.utils import ModelOutput
 
 from .base import OBModel, register_task_class
-
-
-@dataclass
-class SentenceEmbeddingOutput(ModelOutput):
-    """What a sentence-transformers pipeline computes: per-token and pooled sentence embeddings."""
-
-    token_embeddings: Any = None
-    sentence_embedding: Any = None
 
 
 @register_task_class

@@ -80,6 +80,8 @@ class OBModelForObjectDetection(OBModel):
     task_name = "object-detection"
 
 
+from .sentence import OBModelForSentenceEmbedding  # noqa: E402,F401 (registers the sentence-similarity class)
+
 TASK_CLASSES: dict[str, type[OBModel]] = {task: cls for task, cls in CLASS_FOR_TASK.items() if TASKS[task].kind == "encoder"}
 """The one-call (encoder) task classes, read from the one table (kept for existing imports)."""
 
