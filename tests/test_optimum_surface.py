@@ -65,7 +65,8 @@ def test_ort_subfolder_file_name_and_config(bert, tmp_path):
 def test_ort_io_binding_is_honoured_on_the_cpu(bert):
     _, artifact, ids, want = bert
     model = ORTModelForSequenceClassification.from_pretrained(artifact.path, use_io_binding=True)
-    assert model.use_io_binding is True and type(model.session).__name__ == "IOBindingSession"
+    runtime_session = getattr(model.session, "_inner", model.session)  # under the input-checking wrapper
+    assert model.use_io_binding is True and type(runtime_session).__name__ == "IOBindingSession"
     _close(model(input_ids=ids).logits, want)
     assert ORTModelForSequenceClassification.from_pretrained(artifact.path, use_io_binding=False).use_io_binding is False
 
