@@ -45,6 +45,25 @@ def test_replacing_an_artifact_never_deletes_user_files_unless_asked(tmp_path, s
     copy_artifact(source, dest)  # an artifact holding only its own files is replaced as before
 
 
+def test_the_runtimes_temporary_files_stay_inside_the_staging_folder(tmp_path, source, monkeypatch):
+    from optibridge import QuantizationConfig, quantize
+    from optibridge_ort import graphs
+
+    used: list[Path] = []
+    original = graphs.scratch_cwd
+
+    def spy():  # the folder ORT's quantization helpers run in (they drop temp files into the cwd)
+        with original() as scratch:
+            used.append(Path(scratch))
+            yield scratch
+
+    monkeypatch.setattr(graphs, "scratch_cwd", graphs.contextlib.contextmanager(spy))
+    quantize(source.path, QuantizationConfig(mode="dynamic"), tmp_path / "int8")
+    assert used, "the quantizer ran no scratch folder: nothing was checked"
+    assert all(p.parent.parent.name.startswith(".int8.partial-") and p.parent.parent.parent == tmp_path for p in used), used
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8"]  # the staging folder, scratch included, is gone
+
+
 # -- 13. output inside its own input ----------------------------------------------------------------------
 def test_output_inside_its_own_input_is_refused(tmp_path, source):
     art = copy_artifact(source, tmp_path / "a").path

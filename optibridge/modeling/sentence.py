@@ -9,6 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .base import OBModel, register_task_class
+from .sentence_output import SentenceEmbeddingOutput
+
+__all__ = ["OBModelForSentenceEmbedding", "SentenceEmbeddingOutput"]
 
 
 @register_task_class

@@ -122,13 +122,17 @@ class OrtBackend(Backend):
         return OrtSession(session, device="cpu")
 
     def optimize(self, artifact: Artifact, config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:
+        from .graphs import scratch_inside
         from .optimize import optimize_artifact
 
-        return optimize_artifact(artifact, config, output_dir)
+        with scratch_inside(output_dir):  # ORT's helpers write temp files: keep them in the staging folder
+            return optimize_artifact(artifact, config, output_dir)
 
     def quantize(
         self, artifact: Artifact, config: "QuantizationConfig", output_dir: Path, calibration: "CalibrationData | None" = None,
     ) -> dict[str, Any]:
+        from .graphs import scratch_inside
         from .quantize import quantize_artifact
 
-        return quantize_artifact(artifact, config, output_dir, calibration)
+        with scratch_inside(output_dir):  # ORT's helpers write temp files: keep them in the staging folder
+            return quantize_artifact(artifact, config, output_dir, calibration)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import fnmatch
 import logging
 import os
@@ -76,6 +77,26 @@ class _NoPreprocessAdvice(logging.Filter):
         return "pre-processing" not in record.getMessage()
 
 
+SCRATCH_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("optibridge_ort_scratch_root", default=None)
+"""Where :func:`scratch_cwd` makes its folders: the step's staging folder while a step runs (see
+:func:`scratch_inside`), so temporary work is removed with it; else the system temp folder."""
+
+
+@contextlib.contextmanager
+def scratch_inside(output_dir: Path) -> Iterator[None]:
+    """Keep every scratch folder of the calls inside ``output_dir/.optibridge-scratch`` (the staging
+    folder's scratch, which the artifact writer removes before the folder is moved into place)."""
+    from optibridge.artifact import SCRATCH
+
+    root = Path(output_dir) / SCRATCH
+    root.mkdir(exist_ok=True)
+    token = SCRATCH_ROOT.set(root)
+    try:
+        yield
+    finally:
+        SCRATCH_ROOT.reset(token)
+
+
 @contextlib.contextmanager
 def scratch_cwd() -> Iterator[Path]:
     """Run inside a fresh temporary directory: ORT's quantization helpers drop temp files
@@ -83,7 +104,8 @@ def scratch_cwd() -> Iterator[Path]:
     before = os.getcwd()
     advice = _NoPreprocessAdvice()
     logging.getLogger().addFilter(advice)
-    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-ort-")) as scratch:
+    root = SCRATCH_ROOT.get()
+    with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-ort-"), dir=root) as scratch:
         os.chdir(scratch)
         try:
             yield Path(scratch)
