@@ -88,7 +88,8 @@ def _output_class(default: str, main: GraphSpec) -> str:
 
 def _config(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / "config.json").read_text())
+        data: dict[str, Any] = json.loads((folder / "config.json").read_text())
+        return data
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{folder} has no readable config.json ({exc}); Optimum writes one beside the graphs") from exc
 
@@ -191,7 +192,8 @@ def _extra(kind: str, graphs: dict[str, GraphSpec], config: dict[str, Any]) -> d
     if not past:
         return {"use_cache": False, "kv_cache": None}
     layers = len({t.name.split(".")[1] for t in past})
-    heads, head_dim = past[0].shape[1], past[0].shape[3]
+    heads: Any = past[0].shape[1]
+    head_dim: Any = past[0].shape[3]
     if not isinstance(heads, int) or not isinstance(head_dim, int):
         heads = config.get("num_key_value_heads") or config.get("num_attention_heads") or config.get("n_head")
         head_dim = config.get("head_dim") or config.get("hidden_size", config.get("n_embd", 0)) // (config.get("num_attention_heads") or config.get("n_head") or 1)

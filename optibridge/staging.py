@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 _PID = re.compile(r"-(\d+)-[A-Za-z0-9_]+$")
 _TEMP_ROOT_PREFIX = "optibridge-"
@@ -50,7 +51,7 @@ def _stale(name: str) -> bool:
 def clean_stale(parent: Path, dest_name: str | None = None) -> list[str]:
     """Remove ``.NAME.partial-<pid>-*`` / ``.NAME.old-<pid>-*`` folders in ``parent`` whose process is gone
     (only those of ``dest_name`` when given). Returns the names removed."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(parent))
     except OSError:
@@ -117,7 +118,7 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
-def _renameat2():  # noqa: ANN202
+def _renameat2() -> Any:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         function = libc.renameat2

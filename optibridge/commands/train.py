@@ -72,7 +72,7 @@ def train(
     _report(artifact)
 
 
-def _build_trainer(model_ref: str, train_rows: list, eval_rows: list | None, configs: dict[str, Any], output_dir: Path, *,
+def _build_trainer(model_ref: str, train_rows: list[Any], eval_rows: list[Any] | None, configs: dict[str, Any], output_dir: Path, *,
                    epochs: float, batch_size: int, learning_rate: float, max_length: int, seed: int) -> Any:
     import tempfile
 

@@ -119,7 +119,7 @@ class AutoencoderKL(SessionComponent):
         return DecoderOutput(sample=image) if return_dict else (image,)
 
     def encode(self, x: torch.Tensor, return_dict: bool = True) -> Any:
-        from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKLOutput
+        from diffusers.models.modeling_outputs import AutoencoderKLOutput
         from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
         if "vae_encoder" not in self.sessions:

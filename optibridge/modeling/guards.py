@@ -126,7 +126,8 @@ class GuardedSession:
 
     def _call(self, method: str, inputs: Mapping[str, Any], *args: Any) -> dict[str, Any]:
         try:
-            return getattr(self._inner, method)(inputs, *args)
+            result: dict[str, Any] = getattr(self._inner, method)(inputs, *args)
+            return result
         except OptibridgeError:
             raise
         except Exception as exc:  # the runtime's own exception types: one line that says where

@@ -52,5 +52,6 @@ class OBModelForSentenceEmbedding(OBModel):
         if not convert_to_numpy:
             import torch
 
-            embeddings = torch.from_numpy(embeddings)
+            tensors = torch.from_numpy(embeddings)
+            return tensors[0] if single else tensors
         return embeddings[0] if single else embeddings

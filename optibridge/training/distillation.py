@@ -15,7 +15,7 @@ def _head(config: Any) -> str:
     for name in getattr(config, "architectures", None) or ():
         index = name.find("For")
         if index > 0:
-            return name[index:]
+            return str(name[index:])
     return "Model"
 
 

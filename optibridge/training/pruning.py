@@ -89,7 +89,7 @@ class Pruner:
 
     @staticmethod
     def _heads(layer: _Layer) -> int:
-        return layer.query.out_features // layer.attention.attention_head_size
+        return int(layer.query.out_features // layer.attention.attention_head_size)
 
     def step(self, global_step: int, max_steps: int) -> None:
         progress = global_step / max(max_steps, 1)
