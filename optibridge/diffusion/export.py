@@ -28,9 +28,9 @@ import torch
 
 from .._version import __version__
 from ..artifact import Artifact, ArtifactMetadata, GraphSpec, check_output_dir, staged_directory, write_metadata
-from ..errors import ModelNotFoundError, OptibridgeError, ValidationError, first_line
+from ..errors import ModelNotFoundError, OptibridgeError, first_line
 from ..exporter.core import ExportResult
-from ..exporter.plan import Validator
+from ..exporter.plan import Validator, record_validation
 from ..exporter.torch_to_onnx import EXTERNAL_DATA_THRESHOLD, export_module, graph_spec, resolve_exporter
 from ..exporter.validate import OutputCheck, ValidationReport, max_abs_diff
 from .families import MODEL_INDEX, PipelineSource, graphs_for, inspect_pipeline
@@ -250,15 +250,8 @@ def export_pipeline(
                 raise OptibridgeError("internal: export(validate=True) needs a validator (optibridge.exporter.export passes one)")
             step(f"validating every graph against PyTorch on {validator.backend} at new shapes")
             report = _validate(Artifact(staging, metadata), plans, atol, validator)
-            metadata.validation = report.to_dict()
-            metadata.versions[f"{validator.backend} (validation)"] = validator.version
-            write_metadata(staging, metadata)
-            if not report.passed:
-                worst = ", ".join(f"{o.name}: {o.max_abs_diff:.3g}" for o in report.failures())
-                raise ValidationError(
-                    f"exported graphs differ from PyTorch by more than atol={atol:g} ({worst}); nothing was written. "
-                    "Raise --atol if this is acceptable, or try another --exporter / --opset"
-                )
+            record_validation(staging, metadata, report, validator, failure="exported graphs differ from PyTorch",
+                              advice="Raise --atol if this is acceptable, or try another --exporter / --opset")
         step("writing the artifact")
     return ExportResult(Artifact.load(output_dir), source.task, source.task_inferred, report)
 

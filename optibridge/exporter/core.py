@@ -14,9 +14,9 @@ import torch
 
 from .._version import __version__
 from ..artifact import Artifact, ArtifactMetadata, check_output_dir, staged_directory, write_metadata
-from ..errors import OptibridgeError, UnsupportedModelError, ValidationError, first_line
+from ..errors import OptibridgeError, UnsupportedModelError, first_line
 from .loading import SourceModel, load_preprocessor, load_source_model
-from .plan import ExportedGraphs, Validator
+from .plan import ExportedGraphs, Validator, record_validation
 from .torch_to_onnx import EXTERNAL_DATA_THRESHOLD, parameter_bytes, resolve_exporter
 from .validate import ValidationReport
 
@@ -135,15 +135,8 @@ def export_source(
             step(f"validating against PyTorch on {validator.backend} at new shapes")
             staged = Artifact(staging, metadata)
             report = exported.validate(lambda graph: validator.load(staged, graph), atol, validator.backend)
-            metadata.validation = report.to_dict()
-            metadata.versions[f"{validator.backend} (validation)"] = validator.version
-            write_metadata(staging, metadata)
-            if not report.passed:
-                worst = ", ".join(f"{o.name}: {o.max_abs_diff:.3g}" for o in report.failures())
-                raise ValidationError(
-                    f"{untested}exported graph differs from PyTorch by more than atol={atol:g} ({worst}); nothing was "
-                    "written. Raise --atol if this is acceptable, or try --exporter dynamo / another --opset"
-                )
+            record_validation(staging, metadata, report, validator, failure=f"{untested}exported graph differs from PyTorch",
+                              advice="Raise --atol if this is acceptable, or try --exporter dynamo / another --opset")
         step("writing the artifact")
     note = None
     if untested:
