@@ -68,6 +68,7 @@ bench: setup
 # optimum-intel do not resolve together: pip settles on optimum-intel 1.27, same speed, see FACTS).
 PEERS_VENV ?= .venv-peers
 PEERS_SPEC ?= "transformers>=4.57,<4.58" "huggingface_hub<1.0" optimum-onnx optimum-intel datasets "openvino==2026.4.1" "nncf==3.4.0" "onnxruntime==1.31.1"
+# `make bench-peers PEERS_ARGS=--quick`: MiniLM b1 only, fewer calibration samples and runs (a smoke run).
 PEERS_ARGS ?=
 bench-peers:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)

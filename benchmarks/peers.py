@@ -46,9 +46,11 @@ COLUMNS = [
 ]
 
 
+OPTIBRIDGE_CLI = [str(Path(sys.executable).parent / "optibridge")]
+
+
 def cli(*args: str) -> None:
-    exe = Path(sys.executable).parent / "optibridge"
-    done = subprocess.run([str(exe), *args], capture_output=True, text=True)
+    done = subprocess.run([*OPTIBRIDGE_CLI, *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"optibridge {' '.join(args[:1])} failed: {done.stderr.strip().splitlines()[-1:]}")
 
@@ -123,6 +125,7 @@ def builders(model_dir: Path, task: str, work: Path, threads: int, bf16: bool) -
                            ov_config=oi.OVConfig(quantization_config=oi.OVQuantizationConfig(num_samples=len(CALIBRATION))))
         return getattr(oi, ov_name).from_pretrained(out, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads)})
 
+    work.mkdir(parents=True, exist_ok=True)
     calib = work / "calibration.txt"
     calib.write_text("\n".join(CALIBRATION) + "\n")
     found = {
@@ -138,9 +141,10 @@ def builders(model_dir: Path, task: str, work: Path, threads: int, bf16: bool) -
     }
     if bf16:
         found["optibridge OV bf16"] = lambda: ob(ob_step("ob-ov-bf16", "optimize", "--backend", "openvino", "--inference-precision", "bf16"), "openvino")
+        # The same int8 IR as the f32-rest variant (one NNCF run, not two), loaded with its float rest in bf16.
         found["optibridge OV int8 static (bf16 rest)"] = lambda: ob(ob_step(
-            "ob-ov-int8-bf16", "quantize", "--backend", "openvino", "--mode", "static", "--calibration", str(calib),
-            "--inference-precision", "bf16"), "openvino")
+            "ob-ov-int8", "quantize", "--backend", "openvino", "--mode", "static", "--calibration", str(calib)),
+            "openvino", inference_precision="bf16")
     return found
 
 
@@ -192,8 +196,31 @@ def accuracy(models: dict[str, Any], reference: Any, tokenizer: Any) -> dict[str
     return found
 
 
+WORKLOADS = ("bert", "minilm-b1", "minilm-b8")
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = timing_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"Comma-separated rows to time, of {', '.join(WORKLOADS)} (accuracy is measured whenever a MiniLM row is).")
+    parser.add_argument("--quick", action="store_true",
+                        help="A smoke run: MiniLM b1 only, 16 calibration sentences, 5 runs after 1 warm-up (ratios are noisy).")
+    parser.add_argument("--optibridge", default=None,
+                        help="The optibridge command that makes optibridge's artifacts (default: the one beside this Python).")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = timing_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).parse_args(argv)
+    args = arguments().parse_args(argv)
+    if args.quick:
+        args.workloads, args.runs, args.warmup = "minilm-b1", 5, 1
+        del CALIBRATION[16:]  # calibration dominates the build time of the int8 static variants
+    wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(wanted) - set(WORKLOADS))
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
+    if args.optibridge:
+        OPTIBRIDGE_CLI[:] = args.optibridge.split()
     torch.set_num_threads(args.threads)
     cpu = detect_cpu()
     bf16 = "bf16" in float_precisions(cpu)
@@ -204,16 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         work = Path(tmp)
-        folder = bert_base(work / "bert-base")
-        models, errors["bert"] = load_all(folder, "text-classification", work / "bert", args.threads, bf16)
-        reference = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
-        rows["random BERT-base cls, b1 s128"] = time_row(models, reference, 1, 128, args)
-        del models
-        models, errors["minilm"] = load_all(minilm, "feature-extraction", work / "minilm", args.threads, bf16)
-        reference = transformers.AutoModel.from_pretrained(minilm).eval()
-        acc = accuracy(models, reference, transformers.AutoTokenizer.from_pretrained(minilm))
-        for batch in (1, 8):
-            rows[f"all-MiniLM-L6-v2, b{batch} s128"] = time_row(models, reference, batch, 128, args)
+        if "bert" in wanted:
+            folder = bert_base(work / "bert-base")
+            models, errors["bert"] = load_all(folder, "text-classification", work / "bert", args.threads, bf16)
+            reference = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+            rows["random BERT-base cls, b1 s128"] = time_row(models, reference, 1, 128, args)
+            del models
+        batches = [b for b in (1, 8) if f"minilm-b{b}" in wanted]
+        if batches:
+            models, errors["minilm"] = load_all(minilm, "feature-extraction", work / "minilm", args.threads, bf16)
+            reference = transformers.AutoModel.from_pretrained(minilm).eval()
+            acc = accuracy(models, reference, transformers.AutoTokenizer.from_pretrained(minilm))
+            for batch in batches:
+                rows[f"all-MiniLM-L6-v2, b{batch} s128"] = time_row(models, reference, batch, 128, args)
     print(f"\n{cpu.model} ({', '.join(float_precisions(cpu))}); {args.threads} threads; {args.runs} interleaved runs, medians; "
           f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end\n")
     print("| workload | PyTorch | " + " | ".join(COLUMNS) + " |")
