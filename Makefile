@@ -78,9 +78,11 @@ bench-peers:
 	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
 
 # Every model type transformers' Auto mappings list for optibridge's tasks, built tiny, exported,
-# validated (and generated step by step for LMs); writes COVERAGE.md. Takes hours on 2 cores;
+# validated (and generated step by step for LMs); first all 40 architectures of issue #18 as a test,
+# then the sweep, which writes COVERAGE.md. Takes hours on 2 cores;
 # resumes from coverage-results.jsonl (delete it to start over; COVERAGE_ARGS=--retry re-checks failures).
 coverage: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --sweep-architectures tests/test_sweep_architectures.py
 	HF_HUB_OFFLINE=1 $(PY) tests/coverage/sweep.py $(COVERAGE_ARGS)
 
 clean:

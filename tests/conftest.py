@@ -18,6 +18,21 @@ from tiny_models import build_tiny_generative, build_tiny_model, build_tiny_seq2
 from optibridge.artifact import Artifact  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--sweep-architectures", action="store_true",
+                     help="also run the tests marked sweep_architectures (all 40 of issue #18's architectures; minutes)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``sweep_architectures`` run only with --sweep-architectures (``make coverage``)."""
+    if config.getoption("--sweep-architectures"):
+        return
+    kept = [item for item in items if item.get_closest_marker("sweep_architectures") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
     """``tiny_model(model_type, task)`` → a saved transformers folder, built once per session."""

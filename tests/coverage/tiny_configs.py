@@ -92,9 +92,20 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
         out["image_size"] = patch * 2 * 2 ** (len(values["depths"]) - 1)
     if "out_features" in values or "out_indices" in values:  # backbone stages named for the default depth
         out["out_features"] = out["out_indices"] = None
-    layers = next((out[k] for k in ("num_hidden_layers", "num_layers", "n_layer") if k in out), None)
-    if layers is not None and isinstance(values.get("layer_types"), list):
-        out["layer_types"] = values["layer_types"][:layers]
+    layer_keys = [k for k in ("num_hidden_layers", "num_layers", "n_layer") if k in out]
+    if layer_keys:
+        # per-layer settings (layer_types, mlp_layer_types, a list of FFN widths...) follow the shrunk depth
+        layers, default_layers = out[layer_keys[0]], values[layer_keys[0]]
+        for name, value in values.items():
+            if name in out or name in LIST_FIELDS:
+                continue
+            if isinstance(value, list) and len(value) == default_layers:
+                kept = value[:layers]
+                if name in INT_FIELDS and all(isinstance(v, int) for v in kept):
+                    kept = [min(v, INT_FIELDS[name]) for v in kept]
+                out[name] = kept
+            elif isinstance(value, dict) and value and all(isinstance(k, int) or str(k).isdigit() for k in value):
+                out[name] = {k: v for k, v in value.items() if int(k) < layers}  # per-layer overrides by index
     for name in TOKEN_ID_FIELDS:  # keep special tokens inside the shrunk vocabulary
         value = values.get(name)
         if isinstance(value, int) and value >= VOCAB:
