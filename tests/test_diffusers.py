@@ -40,20 +40,6 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def sd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
-
-
-@pytest.fixture(scope="session")
-def sd_artifact(sd_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    from optibridge.cli import main
-
-    out = tmp_path_factory.mktemp("sd-export") / "artifact"
-    assert main(["export", "--model", str(sd_folder), "--task", "image-to-image", str(out)]) == 0
-    return Artifact.load(out)
-
-
 def _images(pipe: Any, prompt: Any = "a cat on the mat", **kwargs: Any) -> np.ndarray:
     return pipe(prompt, generator=torch.Generator().manual_seed(0), **{**CALL, **kwargs}).images
 
