@@ -48,3 +48,46 @@ def test_bench_refuses_an_image_size_the_pipeline_cannot_make(sd_artifact: Artif
     code = main(["bench", "--model", str(sd_artifact.path), "--configs", "ort:fp32", "--image-size", "33", "--no-progress"])
     assert code != 0
     assert "--image-size 33 is not a multiple of 8" in capsys.readouterr().err
+
+
+def test_optimize_fuses_unet_attention_on_cpu_and_keeps_the_images(sd_artifact: Artifact, tmp_path: Path) -> None:
+    from optibridge import OptimizationConfig, optimize
+    from optibridge.steps.run import quantized_ops  # noqa: F401  (the step module, imported as the CLI does)
+
+    result = optimize(sd_artifact.path, OptimizationConfig(level=2), tmp_path / "o2", backend="ort")
+    unet = result.report["graphs"]["unet"]
+    # ORT's "unet" model type with the CUDA-only fusions off: self-attention → Attention, cross → MultiHeadAttention
+    assert unet["attention_fused"] and unet["fuser"] == "onnxruntime.transformers"
+    assert unet["fused"].get("Attention", 0) + unet["fused"].get("MultiHeadAttention", 0) >= 2
+    assert not {"GroupNorm", "NhwcConv", "BiasSplitGelu", "SkipGroupNorm"} & set(unet["fused"])  # no CUDA-only kernels
+    images = result.step["image_accuracy"]
+    assert images["images"] == 2 and images["mean_abs_pixel_diff"] < 1e-5 and images["psnr_db"] > 80
+
+
+def test_static_int8_calibrates_on_the_float_pipeline_and_reports_psnr(sd_artifact: Artifact, tmp_path: Path) -> None:
+    from optibridge import CalibrationConfig, QuantizationConfig, quantize
+
+    result = quantize(sd_artifact.path, QuantizationConfig(mode="static", calibration=CalibrationConfig(num_samples=8)), tmp_path / "s8",
+                      backend="ort")
+    graphs = result.report["graphs"]
+    assert graphs["unet"]["quantized"].get("QuantizeLinear", 0) > 0 and graphs["text_encoder"]["quantized"]
+    assert graphs["vae_decoder"]["quantized"] == {} and graphs["vae_encoder"]["quantized"] == {}  # the VAE stays float
+    calibration = result.step["calibration"]
+    assert calibration["samples"] == 8 and "recorded from the float pipeline" in calibration["description"]
+    images = result.step["image_accuracy"]
+    assert 30 <= images["psnr_db"] < 100 and images["mean_abs_pixel_diff"] > 0  # changed, but within the gate
+
+
+def test_static_int8_below_the_image_gate_is_refused_and_writes_nothing(sd_artifact: Artifact, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from optibridge import QuantizationConfig, quantize
+    from optibridge.diffusion import calibration
+    from optibridge.errors import AccuracyBudgetError
+
+    # The same quantization held to a gate no int8 result meets: the error names the PSNR, nothing is written.
+    monkeypatch.setattr(calibration, "IMAGE_PSNR_GATE_DB", 200.0)
+    monkeypatch.setattr(calibration.image_gate, "__defaults__", (200.0,))
+    out = tmp_path / "refused"
+    with pytest.raises(AccuracyBudgetError, match=r"PSNR \d+\.\d dB against the float pipeline.*below the 200 dB gate"):
+        quantize(sd_artifact.path, QuantizationConfig(mode="static"), out, backend="ort")
+    assert not out.exists()
