@@ -52,7 +52,6 @@ def test_bench_refuses_an_image_size_the_pipeline_cannot_make(sd_artifact: Artif
 
 def test_optimize_fuses_unet_attention_on_cpu_and_keeps_the_images(sd_artifact: Artifact, tmp_path: Path) -> None:
     from optibridge import OptimizationConfig, optimize
-    from optibridge.steps.run import quantized_ops  # noqa: F401  (the step module, imported as the CLI does)
 
     result = optimize(sd_artifact.path, OptimizationConfig(level=2), tmp_path / "o2", backend="ort")
     unet = result.report["graphs"]["unet"]
@@ -80,7 +79,7 @@ def test_static_int8_calibrates_on_the_float_pipeline_and_reports_psnr(sd_artifa
 
 def test_static_int8_below_the_image_gate_is_refused_and_writes_nothing(sd_artifact: Artifact, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from optibridge import QuantizationConfig, quantize
+    from optibridge import CalibrationConfig, QuantizationConfig, quantize
     from optibridge.diffusion import calibration
     from optibridge.errors import AccuracyBudgetError
 
@@ -89,5 +88,5 @@ def test_static_int8_below_the_image_gate_is_refused_and_writes_nothing(sd_artif
     monkeypatch.setattr(calibration.image_gate, "__defaults__", (200.0,))
     out = tmp_path / "refused"
     with pytest.raises(AccuracyBudgetError, match=r"PSNR \d+\.\d dB against the float pipeline.*below the 200 dB gate"):
-        quantize(sd_artifact.path, QuantizationConfig(mode="static"), out, backend="ort")
+        quantize(sd_artifact.path, QuantizationConfig(mode="static", calibration=CalibrationConfig(num_samples=2)), out, backend="ort")
     assert not out.exists()

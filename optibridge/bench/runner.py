@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..staging import pid_prefix
+from .process import _exit_reason, _kill, child_env
 from .configs import BASELINE_CONFIG, PlannedCell, all_configs, backend_options, plan
 from .machine import describe_machine
 from .measure import GENERATIVE_TASKS, SPEECH_TASKS, speech_frames
@@ -178,40 +178,6 @@ def _read_events(path: Path, seen: int) -> tuple[list[dict[str, Any]], int]:
         except json.JSONDecodeError:  # a line cut by a crash mid-write
             continue
     return events, len(lines)
-
-
-def _exit_reason(code: int | None, stderr: Path) -> str:
-    if code is None:
-        return "did not finish"
-    if code < 0:
-        try:
-            what = signal.Signals(-code).name
-        except ValueError:
-            what = f"signal {-code}"
-        text = f"crashed ({what})"
-    else:
-        text = f"exited with code {code}"
-    try:
-        tail = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        tail = []
-    return f"{text}: {tail[-1].strip()[:200]}" if tail else text
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
-    process.wait()
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
 
 
 def run_process(spec: dict[str, Any], timeout_s: float, on_event: Callable[[dict[str, Any]], None]) -> str | None:

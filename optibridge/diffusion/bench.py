@@ -57,14 +57,12 @@ def is_pipeline_input(model: str) -> bool:
 
 def image_size(artifact: Any, requested: int | None) -> int:
     """The image side to bench: ``requested`` (checked) or the pipeline's native size (UNet sample size × VAE scale)."""
+    from .samples import native_size
+
     info = artifact.metadata.extra["diffusion"]
-    scale = int(info["vae_scale_factor"])
-    multiple = math.lcm(scale * int(info["latent_multiple"]), 8)
+    multiple = math.lcm(int(info["vae_scale_factor"]) * int(info["latent_multiple"]), 8)
     if requested is None:
-        config = json.loads((artifact.path / info["config_folders"]["unet"] / "config.json").read_text())
-        sample = config.get("sample_size")
-        side = int(sample[0] if isinstance(sample, list) else sample or 64) * scale
-        return max(multiple, side // multiple * multiple)
+        return native_size(artifact)
     if requested < multiple or requested % multiple:
         raise BenchError(f"--image-size {requested} is not a multiple of {multiple} (this pipeline's VAE scale × UNet down-sampling, and diffusers' 8); "
                          f"use e.g. {max(multiple, requested // multiple * multiple)}")
@@ -75,7 +73,7 @@ def image_size(artifact: Any, requested: int | None) -> int:
 
 def measure_pipelines(request: Any, cells: list[PlannedCell], prepared: Any, on_cell: Callable[[Cell], None]) -> list[Cell]:
     """Every planned cell of a pipeline run, measured in one process; skipped and failed ones included."""
-    from ..bench.runner import _exit_reason, _kill, child_env
+    from ..bench.process import _exit_reason, _kill, child_env
 
     side = image_size(prepared.fp32, request.image_size)
     candidates, results = [], {}

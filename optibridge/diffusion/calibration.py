@@ -18,6 +18,7 @@ import numpy as np
 from ..artifact import Artifact
 from ..configs import CalibrationConfig, CalibrationData
 from ..errors import CalibrationError
+from .samples import native_size
 
 CALIBRATION_PROMPTS = (
     "a photograph of a mountain lake at sunrise",
@@ -61,7 +62,7 @@ def _prompts(config: CalibrationConfig) -> list[str]:
     return prompts
 
 
-def pipeline_calibration(artifact: Artifact, config: CalibrationConfig, backend: str = "ort") -> CalibrationData:
+def pipeline_calibration(artifact: Artifact, config: CalibrationConfig, backend: str = "auto") -> CalibrationData:
     """Run the float pipeline of ``artifact`` on the calibration prompts and return the recorded feeds."""
     import torch
 
@@ -80,7 +81,7 @@ def pipeline_calibration(artifact: Artifact, config: CalibrationConfig, backend:
     prompts = _prompts(config)
     # Each image gives CALIBRATION_STEPS UNet feeds: enough images to reach num_samples of them.
     images = min(len(prompts), max(1, math.ceil(config.num_samples / CALIBRATION_STEPS)))
-    side = _native_side(artifact)
+    side = native_size(artifact)
     for index, prompt in enumerate(prompts[:images]):
         pipe(prompt, num_inference_steps=CALIBRATION_STEPS, guidance_scale=GUIDANCE_SCALE, height=side, width=side,
              generator=torch.Generator().manual_seed(index), output_type="latent")
@@ -90,12 +91,6 @@ def pipeline_calibration(artifact: Artifact, config: CalibrationConfig, backend:
                    f"({'optibridge built-in' if config.source is None else config.source}), {CALIBRATION_STEPS} steps, "
                    f"{side}×{side}, guidance {GUIDANCE_SCALE}")
     return CalibrationData(batches, config, description, builtin=config.source is None)
-
-
-def _native_side(artifact: Artifact) -> int:
-    from .bench import image_size
-
-    return image_size(artifact, None)
 
 
 def image_gate(accuracy: dict[str, Any], mode: str, gate_db: float = IMAGE_PSNR_GATE_DB) -> None:
@@ -108,7 +103,7 @@ def image_gate(accuracy: dict[str, Any], mode: str, gate_db: float = IMAGE_PSNR_
     raise AccuracyBudgetError(
         f"{mode} int8 changes the pipeline's images too much: PSNR {float(value):.1f} dB against the float pipeline "
         f"(mean abs pixel diff {accuracy.get('mean_abs_pixel_diff', float('nan')):.2e}), below the {gate_db:g} dB gate; "
-        "nothing was written. Use --mode dynamic (int8 weights, activations quantized at run time) or int8-weights on openvino"
+        "nothing was written. Use --mode dynamic (activations quantized at run time) or a weight-only int8 mode (see `optibridge backends`)"
     )
 
 
