@@ -1,5 +1,5 @@
 """Per-step UNet latency of a Stable Diffusion 1.5-shaped UNet: PyTorch eager vs ONNX Runtime vs
-OpenVINO fp32 and bf16, interleaved, medians.
+OpenVINO f32, bf16 and int8 weights (NNCF), interleaved, medians.
 
 The UNet has SD 1.5's real shapes (``--config sd15``: 4 blocks of 320/640/1280/1280 channels,
 cross-attention 768, ~860M parameters, 3.4 GB fp32) with random weights: latency does not depend
@@ -8,7 +8,9 @@ on the weight values. One step is one UNet call at batch 2 (classifier-free guid
 
 The UNet is exported with optibridge's pipeline exporter wrapper (weights in an external .data
 file past 2 GB). Exporting the full UNet takes minutes and ~3× its size in memory; run it with
-``nice`` on a shared machine.
+``nice`` on a shared machine. To stay within ~10 GB, only PyTorch and ONE runtime are loaded at a
+time: each runtime is timed interleaved with PyTorch (its own round-robin), then freed, so every
+ratio comes from one run on one machine state. ``--latent 32`` runs 256×256 images instead.
 
     HF_HUB_OFFLINE=1 nice python benchmarks/sd_unet_latency.py --config sd15 --runs 5 --json sd15.json
 """
@@ -16,6 +18,7 @@ file past 2 GB). Exporting the full UNet takes minutes and ~3× its size in memo
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -52,22 +55,81 @@ def build_unet(name: str) -> tuple[torch.nn.Module, int, int]:
     return UNet2DConditionModel(**config).eval(), latent, tokens
 
 
+def rss_gb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024**2
+    return 0.0
+
+
+def runtimes(path: Path, threads: int, bf16: bool) -> dict[str, Callable[[], Callable[[dict[str, np.ndarray]], np.ndarray]]]:
+    """name → a loader returning one call; each loads only when asked (one runtime in memory at a time)."""
+
+    def ort_fp32() -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return lambda feed: session.run(None, feed)[0]
+
+    def openvino(precision: str, int8_weights: bool = False) -> Callable[[], Callable[[dict[str, np.ndarray]], np.ndarray]]:
+        def load() -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+            import openvino as ov
+
+            core = ov.Core()
+            model = core.read_model(str(path))
+            if int8_weights:
+                import nncf
+
+                model = nncf.compress_weights(model)  # int8 weights (asymmetric, per channel); activations stay float
+            compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                                                         "INFERENCE_NUM_THREADS": str(threads)})
+            del model
+            request = compiled.create_infer_request()
+            return lambda feed: next(iter(request.infer(feed).values()))
+        return load
+
+    found: dict[str, Callable[[], Callable[[dict[str, np.ndarray]], np.ndarray]]] = {
+        "ort fp32": ort_fp32, "openvino f32": openvino("f32"), "openvino int8-weights f32": openvino("f32", True),
+    }
+    if bf16:  # OpenVINO computes bf16 only where the CPU has AVX-512 BF16 / AMX
+        found.update({"openvino bf16": openvino("bf16"), "openvino int8-weights bf16": openvino("bf16", True)})
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="sd15")
+    parser.add_argument("--latent", type=int, help="latent height and width (default: the config's; 64 = 512×512 images)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--settle", type=int, default=0, help="untimed calls before each timed one (a step takes seconds: 0 is fine)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--only", help="comma-separated runtimes to measure (default: all)")
+    parser.add_argument("--json", type=Path, help="write the results here (rewritten after each runtime)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from optibridge.hardware import detect_cpu
+
+    cpu = detect_cpu()
+    bf16 = cpu.bf16
 
     unet, latent, tokens = build_unet(args.config)
+    latent = args.latent or latent
     params = sum(p.numel() for p in unet.parameters())
     gen = torch.Generator().manual_seed(0)
     inputs = {"sample": torch.randn(2, 4, latent, latent, generator=gen), "timestep": torch.tensor([500.0, 500.0]),
               "encoder_hidden_states": torch.randn(2, tokens, int(unet.config.cross_attention_dim), generator=gen)}
     feed = {k: v.numpy() for k, v in inputs.items()}
     step = UNetStep(unet)
+    with torch.inference_mode():
+        reference = step(*inputs.values()).numpy()
+    record: dict[str, Any] = {"config": args.config, "parameters": params, "latent": latent, "threads": args.threads,
+                              "cpu": cpu.model or platform.processor(), "python": sys.version.split()[0], "results": {}}
+    print(f"UNet {args.config}: {params / 1e6:.0f}M parameters, batch 2 (CFG), latents {latent}×{latent}, {tokens} tokens; "
+          f"{args.threads} threads; {record['cpu']}; RSS {rss_gb():.1f} GB", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="sd-unet-") as scratch:
         path = Path(scratch) / "unet.onnx"
@@ -77,49 +139,36 @@ def main() -> None:
                       {"sample": latent_axes, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"}},
                       {"out_sample": latent_axes}, path, exporter="torchscript", opset=None,
                       external_data=params * 4 > EXTERNAL_DATA_THRESHOLD)
-        export_s = time.perf_counter() - started
+        record["export_s"] = time.perf_counter() - started
+        gc.collect()
+        print(f"exported in {record['export_s']:.0f} s; RSS {rss_gb():.1f} GB", flush=True)
 
-        import onnxruntime as ort
-        import openvino as ov
+        def torch_call() -> object:
+            with torch.inference_mode():
+                return step(*inputs.values())
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        ort_session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        core = ov.Core()
-        compiled = {precision: core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
-                                                                     "PERFORMANCE_HINT": "LATENCY",
-                                                                     "INFERENCE_NUM_THREADS": str(args.threads)})
-                    for precision in ("f32", "bf16")}
-        requests = {p: c.create_infer_request() for p, c in compiled.items()}
-
-        with torch.inference_mode():
-            reference = step(*inputs.values()).numpy()
-        candidates: dict[str, Callable[[], Any]] = {
-            "pytorch eager fp32": lambda: step(*inputs.values()),
-            "ort fp32": lambda: ort_session.run(None, feed),
-            "openvino f32": lambda: requests["f32"].infer(feed),
-            "openvino bf16": lambda: requests["bf16"].infer(feed),
-        }
-        diffs = {
-            "ort fp32": float(np.abs(ort_session.run(None, feed)[0] - reference).max()),
-            "openvino f32": float(np.abs(next(iter(requests["f32"].infer(feed).values())) - reference).max()),
-            "openvino bf16": float(np.abs(next(iter(requests["bf16"].infer(feed).values())) - reference).max()),
-        }
-        with torch.inference_mode():
-            stats = measure_interleaved(candidates, warmup=1, runs=args.runs, settle=1)
-
-    base = stats["pytorch eager fp32"].median
-    print(f"UNet {args.config}: {params / 1e6:.0f}M parameters, batch 2 (CFG), latents {latent}×{latent}, {tokens} tokens; "
-          f"export {export_s:.0f} s; {args.threads} threads; {platform.processor() or platform.machine()}")
-    print(f"{'candidate':<22}{'median s/step':>14}{'speed-up':>10}{'max abs diff':>14}")
-    for name, s in stats.items():
-        print(f"{name:<22}{s.median / 1000:>14.3f}{base / s.median:>9.2f}×{diffs.get(name, 0.0):>14.2e}")
-    if args.json:
-        args.json.write_text(json.dumps({"config": args.config, "parameters": params, "export_s": export_s,
-                                         "threads": args.threads, "python": sys.version.split()[0],
-                                         "results": {k: {"median_s": v.median / 1000, "runs": v.runs,
-                                                         "max_abs_diff": diffs.get(k)} for k, v in stats.items()}}, indent=2))
+        wanted = set(args.only.split(",")) if args.only else None
+        print(f"{'candidate':<28}{'median s/step':>14}{'PyTorch s/step':>16}{'speed-up':>10}{'max abs diff':>14}{'RSS GB':>8}", flush=True)
+        for name, load in runtimes(path, args.threads, bf16).items():
+            if wanted is not None and name not in wanted:
+                continue
+            started = time.perf_counter()
+            run = load()
+            load_s = time.perf_counter() - started
+            diff = float(np.abs(run(feed) - reference).max())
+            stats = measure_interleaved({"pytorch": torch_call, name: lambda run=run: run(feed)}, warmup=args.warmup, runs=args.runs,
+                                        settle=args.settle)
+            mine, base = stats[name], stats["pytorch"]
+            rss = rss_gb()
+            record["results"][name] = {"median_s": mine.median / 1000, "pytorch_median_s": base.median / 1000,
+                                       "speedup": mine.ratio_to(base), "max_abs_diff": diff, "load_s": load_s, "runs": mine.runs,
+                                       "noisy": mine.looks_noisy() or base.looks_noisy(), "rss_gb": rss}
+            print(f"{name:<28}{mine.median / 1000:>14.3f}{base.median / 1000:>16.3f}{mine.ratio_to(base):>9.2f}×{diff:>14.2e}{rss:>8.1f}",
+                  flush=True)
+            del run, stats
+            gc.collect()
+            if args.json:
+                args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

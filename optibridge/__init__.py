@@ -36,6 +36,7 @@ _LAZY = {
     "OBStableDiffusionInpaintPipeline": "optibridge.diffusion",
     "OBStableDiffusionXLPipeline": "optibridge.diffusion",
     "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion",
+    "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion",
     "OBModelForSentenceEmbedding": "optibridge.modeling",
     "optimize": "optibridge.steps",
     "quantize": "optibridge.steps",
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from .backends import get_registry
     from .diffusion import (
         OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
-        OBStableDiffusionXLPipeline,
+        OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )
     from .exporter import ExportResult, export
     from .modeling import (

@@ -123,6 +123,7 @@ _DIFFUSION_NAMES = {
     "ORTStableDiffusionInpaintPipeline": "OBStableDiffusionInpaintPipeline",
     "ORTStableDiffusionXLPipeline": "OBStableDiffusionXLPipeline",
     "ORTStableDiffusionXLImg2ImgPipeline": "OBStableDiffusionXLImg2ImgPipeline",
+    "ORTStableDiffusionXLInpaintPipeline": "OBStableDiffusionXLInpaintPipeline",
 }
 
 

@@ -140,6 +140,7 @@ _DIFFUSION_NAMES = {
     "OVStableDiffusionInpaintPipeline": "OBStableDiffusionInpaintPipeline",
     "OVStableDiffusionXLPipeline": "OBStableDiffusionXLPipeline",
     "OVStableDiffusionXLImg2ImgPipeline": "OBStableDiffusionXLImg2ImgPipeline",
+    "OVStableDiffusionXLInpaintPipeline": "OBStableDiffusionXLInpaintPipeline",
 }
 
 

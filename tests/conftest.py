@@ -115,3 +115,22 @@ def exported_generative(tiny_generative: Callable[[str], Path], tmp_path_factory
         return done[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def sd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SD 1.x pipeline folder (tests/tiny_diffusers.py), built once per session."""
+    pytest.importorskip("diffusers")
+    from tiny_diffusers import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def sd_artifact(sd_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """``sd_folder`` exported once (through the CLI, with the VAE encoder so img2img runs from it too)."""
+    from optibridge.cli import main
+
+    out = tmp_path_factory.mktemp("sd-export") / "artifact"
+    assert main(["export", "--model", str(sd_folder), "--task", "image-to-image", str(out)]) == 0
+    return Artifact.load(out)

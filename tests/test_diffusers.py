@@ -40,20 +40,6 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def sd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
-
-
-@pytest.fixture(scope="session")
-def sd_artifact(sd_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    from optibridge.cli import main
-
-    out = tmp_path_factory.mktemp("sd-export") / "artifact"
-    assert main(["export", "--model", str(sd_folder), "--task", "image-to-image", str(out)]) == 0
-    return Artifact.load(out)
-
-
 def _images(pipe: Any, prompt: Any = "a cat on the mat", **kwargs: Any) -> np.ndarray:
     return pipe(prompt, generator=torch.Generator().manual_seed(0), **{**CALL, **kwargs}).images
 
@@ -280,3 +266,22 @@ def test_inpainting_matches_pytorch(tmp_path: Path) -> None:
     got = _images(pipe, image=image, mask_image=mask)
     want = _images(_torch_pipeline(folder, "StableDiffusionInpaintPipeline"), image=image, mask_image=mask)
     assert want.std() > 0.05 and np.abs(got - want).mean() < PIXEL_TOLERANCE
+
+
+def test_sdxl_inpainting_matches_pytorch_under_every_name(tmp_path: Path) -> None:
+    from optibridge import OBStableDiffusionXLInpaintPipeline, export
+    from optibridge.onnxruntime import ORTStableDiffusionXLInpaintPipeline
+    from optibridge.openvino import OVStableDiffusionXLInpaintPipeline
+
+    folder = build_tiny_sdxl(tmp_path / "tiny-sdxl-inpaint", task="inpainting")
+    result = export(folder, tmp_path / "sdxl-inpaint-artifact")  # task inferred from StableDiffusionXLInpaintPipeline
+    assert result.task == "inpainting" and {"text_encoder_2", "vae_encoder"} <= set(result.artifact.metadata.graphs)
+    assert ORTStableDiffusionXLInpaintPipeline.__mro__[1] is OVStableDiffusionXLInpaintPipeline.__mro__[1] is OBStableDiffusionXLInpaintPipeline
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    want = _images(_torch_pipeline(folder, "StableDiffusionXLInpaintPipeline"), image=image, mask_image=mask)
+    got = _images(ORTStableDiffusionXLInpaintPipeline.from_pretrained(result.artifact.path), image=image, mask_image=mask)
+    assert want.std() > 0.05 and np.abs(got - want).mean() < PIXEL_TOLERANCE
+    with pytest.raises(ArtifactError, match="stable-diffusion-xl"):  # the SD 1.x class refuses an SDXL artifact
+        __import__("optibridge").OBStableDiffusionInpaintPipeline.from_pretrained(result.artifact.path, backend="ort")

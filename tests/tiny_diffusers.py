@@ -22,6 +22,7 @@ PIPELINE_CLASSES = {
     "image-to-image": "StableDiffusionImg2ImgPipeline",
     "inpainting": "StableDiffusionInpaintPipeline",
 }
+SDXL_PIPELINE_CLASSES = {"text-to-image": "StableDiffusionXLPipeline", "inpainting": "StableDiffusionXLInpaintPipeline"}
 CROSS_ATTENTION_DIM = 32
 MAX_TOKENS = 16
 """The tokenizer pads every prompt to this many tokens (SD uses 77)."""
@@ -98,10 +99,11 @@ def build_tiny_sd(dest: Path, task: str = "text-to-image", seed: int = 0) -> Pat
     return dest
 
 
-def build_tiny_sdxl(dest: Path, seed: int = 0) -> Path:
-    """A tiny random SDXL text-to-image pipeline: two CLIP text encoders (the second with a
-    projection), a UNet with SDXL's text/time added conditioning, the SD VAE."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def build_tiny_sdxl(dest: Path, seed: int = 0, task: str = "text-to-image") -> Path:
+    """A tiny random SDXL pipeline: two CLIP text encoders (the second with a projection), a UNet
+    with SDXL's text/time added conditioning (9 input channels for inpainting), the SD VAE."""
+    import diffusers
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = clip_tokenizer()
@@ -112,7 +114,7 @@ def build_tiny_sdxl(dest: Path, seed: int = 0) -> Path:
     text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, **text_config))
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=32, **text_config))
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=9 if task == "inpainting" else 4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=64, attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
         addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
@@ -124,7 +126,8 @@ def build_tiny_sdxl(dest: Path, seed: int = 0) -> Path:
         module.eval()
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
                                        timestep_spacing="leading")
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+    pipeline_class = getattr(diffusers, SDXL_PIPELINE_CLASSES[task])
+    pipe = pipeline_class(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
                                      tokenizer_2=tokenizer, unet=unet, scheduler=scheduler, add_watermarker=False)
     dest = Path(dest)
     pipe.save_pretrained(dest)

@@ -30,6 +30,28 @@ def _acc(cell: Cell) -> tuple[str, str, str]:
 COLUMNS = ("candidate", "batch×seq", "p50 ms", "p90 ms", "p99 ms", "vs PyTorch", "samples/s", "load s", "size MB",
            "peak MB", "cosine", "max abs diff", "top-1")
 GEN_COLUMNS = ("tok/s", "prefill ms", "decode ms/tok")
+PIPELINE_COLUMNS = ("candidate", "images×steps", "size", "s/image", "p90 s", "s/step", "vs PyTorch", "step vs PyTorch", "load s",
+                    "size MB", "peak Δ MB", "mean abs pixel diff", "PSNR dB")
+"""Diffusion pipelines: a call makes images (seconds), a step is one denoiser call; peak Δ is the
+rise of peak RSS while the pipeline loaded and made its first image."""
+
+
+def columns(run: BenchRun) -> tuple[str, ...]:
+    if run.model.get("pipeline"):
+        return PIPELINE_COLUMNS
+    return COLUMNS + (GEN_COLUMNS if run.model.get("generative") else ())
+
+
+def _pipeline_values(cell: Cell) -> list[str]:
+    lat, img = cell.latency, cell.images
+    assert lat is not None and img is not None
+    base = cell.backend == BASELINE
+    step_ratio = None if base or not img.baseline_step_ms else img.baseline_step_ms / img.step_ms
+    psnr = "ref" if base else ("inf" if img.psnr_db is None else f"{img.psnr_db:.1f}")
+    diff = "ref" if base else ("-" if img.mean_abs_pixel_diff is None else f"{img.mean_abs_pixel_diff:.1e}")
+    return [cell.label, f"{cell.batch_size}×{img.steps}", f"{img.height}×{img.width}", _f(lat.p50_ms / 1000, 3), _f(lat.p90_ms / 1000, 3),
+            _f(img.step_ms / 1000, 4), "1.00×" if base else _f(cell.speedup, 2, "×"), "1.00×" if base else _f(step_ratio, 2, "×"),
+            _f(cell.load_s, 2), _f(cell.size_mb, 1), _f(img.peak_rss_delta_mb, 0), diff, psnr]
 
 
 def rows(run: BenchRun) -> list[tuple[Cell, list[str]]]:
@@ -39,8 +61,11 @@ def rows(run: BenchRun) -> list[tuple[Cell, list[str]]]:
     for cell in run.cells:
         shape = f"{cell.batch_size}×{cell.seq_len}"
         if not cell.ok:
-            values = [cell.label, shape, *(["-"] * (len(COLUMNS) - 2 + (len(GEN_COLUMNS) if generative else 0)))]
+            values = [cell.label, shape, *(["-"] * (len(columns(run)) - 2))]
             result.append((cell, values))
+            continue
+        if cell.images is not None:
+            result.append((cell, _pipeline_values(cell)))
             continue
         lat = cell.latency
         assert lat is not None
@@ -57,6 +82,9 @@ def rows(run: BenchRun) -> list[tuple[Cell, list[str]]]:
 def caption(run: BenchRun) -> str:
     s = run.settings
     amount = f"{s['runs']} runs" + (f" or {s['duration_s']:g} s" if s.get("duration_s") else "")
+    if run.model.get("pipeline"):
+        return (f"{run.machine.get('title', '')}; {s['threads']} threads; {amount} per candidate after {s['warmup']} warm-up, every "
+                "candidate in one process, interleaved round-robin, medians; guidance 7.5, same prompts and seed; pixel diff vs PyTorch")
     return (f"{run.machine.get('title', '')}; {s['threads']} threads; {amount} per shape after {s['warmup']} warm-up, "
             "interleaved with PyTorch eager (settle=1), medians; accuracy vs PyTorch on the same inputs")
 
@@ -90,9 +118,8 @@ def print_table(run: BenchRun, console: Any) -> None:
     """The run as a rich table, with failed and skipped cells and their reasons under it."""
     from rich.table import Table
 
-    generative = bool(run.model.get("generative"))
     table = Table(title=f"optibridge bench: {model_name(run)} ({run.model.get('task')})", caption=caption(run))
-    for column in COLUMNS + (GEN_COLUMNS if generative else ()):
+    for column in columns(run):
         table.add_column(column, justify="left" if column == "candidate" else "right", no_wrap=True)
     problems = []
     for cell, values in rows(run):
@@ -102,7 +129,8 @@ def print_table(run: BenchRun, console: Any) -> None:
             values[2] = f"[{colour}]{cell.status}[/]"
             problems.append(cell)
         elif cell.backend != BASELINE and cell.speedup is not None:
-            values[5] = f"[bold]{values[5]}[/]"
+            speed = columns(run).index("vs PyTorch")
+            values[speed] = f"[bold]{values[speed]}[/]"
         table.add_row(*values)
     wide_console(console, table).print(table)
     from rich.markup import escape
@@ -123,8 +151,7 @@ def print_table(run: BenchRun, console: Any) -> None:
 
 def markdown(run: BenchRun, *, heading: str | None = "## optibridge bench") -> str:
     """The run as Markdown: machine, settings, one table row per cell, reasons for the rest."""
-    generative = bool(run.model.get("generative"))
-    head = list(COLUMNS + (GEN_COLUMNS if generative else ()))
+    head = list(columns(run))
     lines = [heading, ""] if heading else []
     machine = run.machine
     libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..staging import pid_prefix
+from .process import _exit_reason, _kill, child_env
 from .configs import BASELINE_CONFIG, PlannedCell, all_configs, backend_options, plan
 from .machine import describe_machine
 from .measure import GENERATIVE_TASKS, SPEECH_TASKS, speech_frames
@@ -55,19 +55,24 @@ class BenchRequest:
     new_tokens: int = 8
     baseline_cell: bool = True
     """Measure PyTorch eager alone too (its own row); every candidate is timed against it anyway."""
+    steps: int = 10
+    """Diffusion pipelines: denoising steps per image (the cells' ``seq_len``)."""
+    image_size: int | None = None
+    """Diffusion pipelines: image height and width (None: the pipeline's native size)."""
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1 or not self.seq_lens or min(self.seq_lens) < 2:
             raise BenchError("need batch sizes >= 1 and sequence lengths >= 2, e.g. --batch-sizes 1,8 --seq-lens 128")
-        if self.warmup < 0 or self.runs < 1 or self.threads < 1 or self.timeout_s <= 0 or self.new_tokens < 1:
-            raise BenchError("need --warmup >= 0, --runs >= 1, --threads >= 1, --timeout > 0, --new-tokens >= 1")
+        if self.warmup < 0 or self.runs < 1 or self.threads < 1 or self.timeout_s <= 0 or self.new_tokens < 1 or self.steps < 1:
+            raise BenchError("need --warmup >= 0, --runs >= 1, --threads >= 1, --timeout > 0, --new-tokens >= 1, --steps >= 1")
         if self.duration_s is not None and self.duration_s <= 0:
             raise BenchError(f"--duration must be > 0 seconds, not {self.duration_s}")
 
     def settings(self) -> dict[str, Any]:
         return {"backends": self.backends, "configs": self.configs, "batch_sizes": list(self.batch_sizes),
                 "seq_lens": list(self.seq_lens), "warmup": self.warmup, "runs": self.runs, "duration_s": self.duration_s,
-                "threads": self.threads, "timeout_s": self.timeout_s, "new_tokens": self.new_tokens,
+                "threads": self.threads, "timeout_s": self.timeout_s, "new_tokens": self.new_tokens, "steps": self.steps,
+                "image_size": self.image_size,
                 "method": "interleaved with PyTorch eager in one process per backend x config, settle=1, medians"}
 
 
@@ -173,40 +178,6 @@ def _read_events(path: Path, seen: int) -> tuple[list[dict[str, Any]], int]:
         except json.JSONDecodeError:  # a line cut by a crash mid-write
             continue
     return events, len(lines)
-
-
-def _exit_reason(code: int | None, stderr: Path) -> str:
-    if code is None:
-        return "did not finish"
-    if code < 0:
-        try:
-            what = signal.Signals(-code).name
-        except ValueError:
-            what = f"signal {-code}"
-        text = f"crashed ({what})"
-    else:
-        text = f"exited with code {code}"
-    try:
-        tail = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        tail = []
-    return f"{text}: {tail[-1].strip()[:200]}" if tail else text
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
-    process.wait()
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
 
 
 def run_process(spec: dict[str, Any], timeout_s: float, on_event: Callable[[dict[str, Any]], None]) -> str | None:
@@ -396,16 +367,29 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
         if fp32.metadata.task in SPEECH_TASKS:  # the encoder's input length is fixed: one shape per batch size
             request = replace(request, seq_lens=[speech_frames(fp32)[1]])
             progress.update(bar, total=len(cells) * len(_shapes(request)))
+        elif "diffusion" in fp32.metadata.extra:  # one cell per batch size (prompts per call)
+            from ..diffusion.bench import image_size
+
+            request = replace(request, image_size=image_size(fp32, request.image_size))  # checked before any build
+            progress.update(bar, total=len(cells) * len(request.batch_sizes))
         prepared = prepare(request, cells, workdir, fp32, reference, report)
-        measured = measure_all(
-            request, cells, prepared,
-            on_cell=lambda cell: progress.advance(bar),
-            on_start=lambda p, shape: progress.update(bar, description=f"{p.backend}:{p.config} b{shape[0]} s{shape[1]}"),
-            executor=executor,
-        )
+        if "diffusion" in fp32.metadata.extra:  # a pipeline: whole images, all candidates in one process
+            if not isinstance(executor, LocalExecutor):
+                raise BenchError("--ray does not measure diffusion pipelines yet; run optibridge bench on one machine")
+            from ..diffusion.bench import measure_pipelines
+
+            progress.update(bar, description="measuring the pipelines (one process, interleaved)")
+            measured = measure_pipelines(request, cells, prepared, on_cell=lambda cell: progress.advance(bar))
+        else:
+            measured = measure_all(
+                request, cells, prepared,
+                on_cell=lambda cell: progress.advance(bar),
+                on_start=lambda p, shape: progress.update(bar, description=f"{p.backend}:{p.config} b{shape[0]} s{shape[1]}"),
+                executor=executor,
+            )
     run = BenchRun(
         model={"path": str(request.model), "task": prepared.task, "reference": reference,
-               "generative": prepared.task in GENERATIVE_TASKS},
+               "generative": prepared.task in GENERATIVE_TASKS, **({"pipeline": True} if "diffusion" in fp32.metadata.extra else {})},
         machine=describe_machine(request.threads, statuses), settings=request.settings(), cells=measured,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), optibridge_version=__version__,
         nodes=executor.nodes(),

@@ -22,7 +22,9 @@ from ..errors import OptibridgeError
 if TYPE_CHECKING:
     from .timing import TimingStats
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added :attr:`Cell.images` (diffusion pipelines); a version-1 file reads unchanged."""
 STATUSES = ("ok", "failed", "skipped")
 BASELINE = "pytorch"
 """The backend name of the PyTorch eager baseline, always measured."""
@@ -62,6 +64,26 @@ class Generation:
     """(generate - prefill) / (new_tokens - 1), from the medians."""
     tokens_per_s: float
     """batch_size * new_tokens / median generate latency."""
+
+
+@dataclass(frozen=True)
+class ImageTiming:
+    """Diffusion pipelines: one call makes ``batch_size`` images of ``height``×``width`` in ``steps``
+    denoising steps (the cell's ``seq_len`` is ``steps``; ``latency`` is per call, i.e. per image at batch 1)."""
+
+    steps: int
+    height: int
+    width: int
+    step_ms: float
+    """Median over the timed calls of the mean denoiser (UNet) call: one denoising step, CFG batch included."""
+    peak_rss_delta_mb: float
+    """Rise of the process's peak resident memory while loading the pipeline and making its first image."""
+    baseline_step_ms: float | None = None
+    """PyTorch's ``step_ms`` in the same interleaved run."""
+    mean_abs_pixel_diff: float | None = None
+    """Against PyTorch's images (pixels in [0, 1]), same prompts and seeds; None for PyTorch itself."""
+    max_abs_pixel_diff: float | None = None
+    psnr_db: float | None = None
 
 
 def _sub(kind: type, value: Any) -> Any:
@@ -106,6 +128,8 @@ class Cell:
     ``BenchRun.nodes``); None: the run's own machine."""
     ray_node: str | None = None
     """The Ray node id the cell ran on (``--ray`` only)."""
+    images: ImageTiming | None = None
+    """Diffusion pipelines only: per-step time, memory and image accuracy (see :class:`ImageTiming`)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -130,11 +154,11 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("latency", "baseline", "generation", "baseline_generation"):
+        for name in ("latency", "baseline", "generation", "baseline_generation", "images"):
             data[name] = None if data[name] is None else asdict(data[name])
         data["accuracy"] = None if self.accuracy is None else self.accuracy.to_dict()
         data["settings"] = dict(self.settings)
-        for name in ("machine", "ray_node"):  # only cluster runs have them: local results stay as they were
+        for name in ("machine", "ray_node", "images"):  # only cluster runs / pipelines have them: local results stay as they were
             if data[name] is None:
                 del data[name]
         return data
@@ -150,6 +174,7 @@ class Cell:
         values["baseline"] = _sub(Latency, values.get("baseline"))
         values["generation"] = _sub(Generation, values.get("generation"))
         values["baseline_generation"] = _sub(Generation, values.get("baseline_generation"))
+        values["images"] = _sub(ImageTiming, values.get("images"))
         if values.get("accuracy") is not None:
             values["accuracy"] = AccuracyReport.from_dict(values["accuracy"])
         return cls(**values)
@@ -190,7 +215,7 @@ class BenchRun:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BenchRun":
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             newer = isinstance(version, int) and version > SCHEMA_VERSION
             raise BenchError(
                 f"benchmark results have schema_version {version!r}; this optibridge reads version {SCHEMA_VERSION}"

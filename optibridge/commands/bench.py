@@ -29,14 +29,16 @@ def bench(
         None, "--configs",
         help="Comma-separated configs: {configs}; 'backend:config' pins one to a backend "
              "(e.g. ort:int8-dynamic,openvino:fp32). Default: fp32,O2,int8-dynamic,int8-static (+fp16 on GPUs)."),
-    batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Comma-separated batch sizes (default 1,8; diffusion pipelines: prompts per call, default 1)."),
     seq_lens: str = typer.Option("128", "--seq-lens", help="Comma-separated sequence lengths (tokens; prompt length for LMs; speech models use the input length they were exported for)."),
-    warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up calls per candidate and shape."),
-    runs: int = typer.Option(20, "--runs", help="Timed calls per candidate and shape (at most)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up calls per candidate and shape (default 3; pipelines 1)."),
+    runs: Optional[int] = typer.Option(None, "--runs", help="Timed calls per candidate and shape, at most (default 20; pipelines 5)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop timing a shape after this many seconds (at least one round)."),
     threads: int = typer.Option(os.cpu_count() or 1, "--threads", help="Threads for every runtime (default: all cores)."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for each cell's result before killing its process (a failed cell)."),
     new_tokens: int = typer.Option(8, "--new-tokens", help="Generated tokens per call for text-generation models."),
+    steps: int = typer.Option(10, "--steps", help="Diffusion pipelines: denoising steps per image."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Diffusion pipelines: image height and width (default: the pipeline's native size)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.json, report.md and chart.png."),
     update_matrix: bool = typer.Option(False, "--update-matrix", help="Write this machine's measured section of the hardware matrix (--matrix)."),
     matrix: Path = typer.Option(Path("hardware_matrix.md"), "--matrix", help="The hardware matrix file --update-matrix rewrites."),
@@ -62,6 +64,8 @@ def bench(
 
         optibridge bench --compare before/results.json after/results.json --threshold 1.1
 
+        optibridge bench --model ./sd-onnx --steps 20 --image-size 512 --configs ort:fp32,openvino:fp32,openvino:bf16
+
     Reports per cell (backend × config × batch × sequence length): latency p50/p90/p99, speed-up
     vs PyTorch eager measured interleaved in the same process, throughput (tokens/s, prefill and
     per-token decode latency for text-generation models), load time, size on disk, peak memory,
@@ -71,6 +75,10 @@ def bench(
 
     --compare prints the p50 ratio B/A per cell and exits with code 1 when any cell of B is
     slower than A by more than --threshold, or failed where A ran (for CI).
+
+    A diffusion pipeline (folder or artifact) is measured per image and per denoising step, every
+    candidate in one process interleaved with diffusers' PyTorch pipeline, with the rise of peak
+    memory while each loads and makes its first image and its pixel difference to PyTorch's image.
 
     --ray measures on a Ray cluster instead (see docs/ray.md): each row names the fingerprint of
     the machine that measured it, and --update-matrix writes one section per machine.
@@ -96,8 +104,13 @@ def bench(
             from ..integrations.ray.bench import RayExecutor
 
             executor = RayExecutor(None if ray == LOCAL else ray, threads=threads, all_nodes=all_nodes)
-        run = _measure(model, task, backends, configs, batch_sizes, seq_lens, warmup, runs, duration, threads, timeout,
-                       new_tokens, progress, executor)
+        from ..diffusion.bench import is_pipeline_input
+
+        pipeline = is_pipeline_input(model)  # whole images: fewer, bigger calls by default
+        shape_defaults = ("1", 1, 5) if pipeline else ("1,8", 3, 20)
+        run = _measure(model, task, backends, configs, batch_sizes or shape_defaults[0], seq_lens,
+                       shape_defaults[1] if warmup is None else warmup, shape_defaults[2] if runs is None else runs, duration, threads,
+                       timeout, new_tokens, progress, executor, steps=steps, image_size=image_size)
     _report(run, out, update_matrix, matrix)
     if from_json is None:
         _exit_when_nothing_measured(run)
@@ -118,7 +131,7 @@ def _exit_when_nothing_measured(run) -> None:  # noqa: ANN001
 
 def _measure(model: str, task: Optional[str], backends: Optional[str], configs: Optional[str], batch_sizes: str, seq_lens: str,
              warmup: int, runs: int, duration: Optional[float], threads: int, timeout: float, new_tokens: int, progress: bool,
-             executor: object = None):  # noqa: ANN202
+             executor: object = None, steps: int = 10, image_size: Optional[int] = None):  # noqa: ANN202
     import tempfile
 
     from ..bench.configs import parse_list
@@ -128,7 +141,7 @@ def _measure(model: str, task: Optional[str], backends: Optional[str], configs: 
     request = BenchRequest(
         model=model, task=task, backends=parse_list(backends) if backends else None, configs=parse_list(configs) or None,
         batch_sizes=_ints(batch_sizes, "--batch-sizes"), seq_lens=_ints(seq_lens, "--seq-lens"), warmup=warmup, runs=runs,
-        duration_s=duration, threads=threads, timeout_s=timeout, new_tokens=new_tokens,
+        duration_s=duration, threads=threads, timeout_s=timeout, new_tokens=new_tokens, steps=steps, image_size=image_size,
     )
     with tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-bench-")) as tmp:
         run, _ = run_bench(request, Path(tmp), show_progress=progress, executor=executor)

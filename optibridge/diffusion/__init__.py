@@ -14,18 +14,19 @@ _LAZY = {
     "OBStableDiffusionInpaintPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusionXLPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion.pipelines",
     "export_pipeline": "optibridge.diffusion.export",
 }
 __all__ = [  # the names of _LAZY, spelled out so that linters see them
     "OBStableDiffusionImg2ImgPipeline", "OBStableDiffusionInpaintPipeline", "OBStableDiffusionPipeline",
-    "OBStableDiffusionXLImg2ImgPipeline", "OBStableDiffusionXLPipeline", "export_pipeline",
+    "OBStableDiffusionXLImg2ImgPipeline", "OBStableDiffusionXLInpaintPipeline", "OBStableDiffusionXLPipeline", "export_pipeline",
 ]
 
 if TYPE_CHECKING:
     from .export import export_pipeline
     from .pipelines import (
         OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
-        OBStableDiffusionXLPipeline,
+        OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )
 
 

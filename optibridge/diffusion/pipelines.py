@@ -24,6 +24,7 @@ from diffusers import (
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
 )
 
@@ -280,4 +281,11 @@ class OBStableDiffusionXLImg2ImgPipeline(OBDiffusionPipelineMixin, StableDiffusi
     """``StableDiffusionXLImg2ImgPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
 
     task = "image-to-image"
+    family = "stable-diffusion-xl"
+
+
+class OBStableDiffusionXLInpaintPipeline(OBDiffusionPipelineMixin, StableDiffusionXLInpaintPipeline):
+    """``StableDiffusionXLInpaintPipeline`` running the artifact's graphs (a 9-channel UNet, the ``vae_encoder`` graph)."""
+
+    task = "inpainting"
     family = "stable-diffusion-xl"

@@ -5,6 +5,7 @@ Imports no diffusers."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,16 @@ PROMPTS = (
 def _config(artifact: Artifact, folder: str) -> dict[str, Any]:
     data = json.loads((artifact.path / folder / "config.json").read_text())
     return data if isinstance(data, dict) else {}
+
+
+def native_size(artifact: Artifact) -> int:
+    """The pipeline's own image side (UNet sample size × VAE scale), rounded down to a size its graphs take."""
+    info = artifact.metadata.extra["diffusion"]
+    scale = int(info["vae_scale_factor"])
+    multiple = math.lcm(scale * int(info["latent_multiple"]), 8)
+    sample = _config(artifact, info["config_folders"]["unet"]).get("sample_size")
+    side = int(sample[0] if isinstance(sample, list) else sample or 64) * scale
+    return max(multiple, side // multiple * multiple)
 
 
 def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: int = 3) -> Feed:

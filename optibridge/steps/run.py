@@ -269,6 +269,12 @@ def _calibration_for(
     wants_smooth = spec.uses_samples and config.smooth is not False
     if not needs and not wants_smooth:
         return config, None
+    if "diffusion" in artifact.metadata.extra:  # a pipeline calibrates on what its float pipeline feeds its graphs
+        if not needs:
+            return dataclasses.replace(config, smooth=False), None
+        from ..diffusion.calibration import pipeline_calibration
+
+        return config, pipeline_calibration(artifact, config.with_calibration())
     if config.calibration is None and not needs:
         # SmoothQuant statistics from the built-in sentences only make sense for a text model
         # whose tokenizer is in the folder; otherwise smoothing is off unless data is given.
@@ -331,5 +337,10 @@ def quantize(
                 "calibration": calibration.to_dict() if calibration else None}
         avoid = calibration.lengths if calibration else set()
         accuracy, step = _finish(impl, artifact, staging, step, report, budget, avoid, f"{config.mode} quantization", step_cb)
+        images = step.get("image_accuracy")
+        if calibration is not None and isinstance(images, dict):  # calibrated int8 of a pipeline: kept only if its images hold
+            from ..diffusion.calibration import image_gate
+
+            image_gate(images, config.mode)
         step_cb("writing the artifact")
     return StepResult(Artifact.load(out), step, report, accuracy, list(report["notes"]))
