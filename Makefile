@@ -51,13 +51,15 @@ constraints: .venv-latest/.optibridge-installed
 	  | grep -v -iE '^(torch|pip|setuptools)=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
-# transformers 4.x is not in CI: this spot-checks export and generate() on it (see README).
+# transformers 4.x is not in CI: this checks one tiny model per task family on it (export, PyTorch
+# parity, generate()), the Optimum migration example, and the KV-cache helpers (see README). ~20 min on 2 cores.
 TRANSFORMERS4_SPEC ?= transformers==4.57.6
 compat-4x:
 	test -x .venv-4x/bin/python || $(PYTHON) -m venv .venv-4x
 	.venv-4x/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	.venv-4x/bin/python -m pip install --quiet "$(TRANSFORMERS4_SPEC)" -e ".[ort,test]"
+	.venv-4x/bin/python -m pip install --quiet "$(TRANSFORMERS4_SPEC)" -e ".[ort,openvino,test]"
 	HF_HUB_OFFLINE=1 .venv-4x/bin/python tests/compat/transformers4_probe.py
+	HF_HUB_OFFLINE=1 .venv-4x/bin/python examples/optimum_migration.py
 	HF_HUB_OFFLINE=1 .venv-4x/bin/python -m pytest -q -p no:cacheprovider tests/test_kv_cache.py
 
 bench: setup

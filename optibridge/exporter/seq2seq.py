@@ -14,6 +14,7 @@ handle poorly.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class DecoderStep(torch.nn.Module):
         super().__init__()
         self.model = model
         self.with_past = with_past
+        self.takes_decoder_mask = "decoder_attention_mask" in inspect.signature(model.forward).parameters
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor, encoder_hidden_states: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -78,9 +80,16 @@ class DecoderStep(torch.nn.Module):
             cache = encoder_decoder_cache(self_pairs, cross_pairs)
         else:
             cache = encoder_decoder_cache([], [])
+        extra: dict[str, torch.Tensor] = {}
+        if self.takes_decoder_mask:
+            # Say the decoder mask explicitly (all ones: the decoder side is never padded). Without it,
+            # models that skip building the mask while traced size it one past the keys (BART on
+            # transformers 4.57: "size of tensor a (s70) must match … (s70 + 1)").
+            past_len = past[0].shape[2] if self.with_past else 0
+            extra["decoder_attention_mask"] = torch.ones(input_ids.shape[0], past_len + input_ids.shape[1], dtype=torch.long, device=input_ids.device)
         out = self.model(
             encoder_outputs=(encoder_hidden_states,), attention_mask=encoder_attention_mask, decoder_input_ids=input_ids,
-            **{cache_name(): cache}, use_cache=True, return_dict=True,
+            **{cache_name(): cache}, **extra, use_cache=True, return_dict=True,
         )
         self_pairs = cache_pairs(output_cache(out).self_attention_cache)
         if self.with_past:

@@ -12,6 +12,7 @@ Weights are redrawn as N(0, 1/fan_in) so activations and logits stay O(1) throug
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
     """Overrides for one config's ``to_dict()`` (sub-configs handled by :func:`tiny_config`)."""
     out: dict[str, Any] = {}
     for name, value in values.items():
-        if isinstance(value, bool):
+        if isinstance(value, bool) or name in _base_fields():
             continue
         if name == "embedding_size" and isinstance(value, int):
             # some models need it equal to the hidden size (squeezebert); others factorise (albert)
@@ -113,6 +114,15 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, list):
             out[name] = [v if v < VOCAB else 2 for v in value]
     return out
+
+
+@functools.cache
+def _base_fields() -> frozenset[str]:
+    """Fields every config carries, not a model's sizes: on transformers 4.x they include the generation
+    defaults (``top_k`` = 50), which must not be shrunk like an MoE's ``top_k`` (an invalid GenerationConfig)."""
+    from transformers import PretrainedConfig
+
+    return frozenset(PretrainedConfig().to_dict())
 
 
 def tiny_config(model_type: str) -> Any:
