@@ -117,7 +117,7 @@ def confirm_traceable(
                 program = torch.export.export(module, traced_args, dynamic_shapes=dynamic_shapes, strict=False)
                 got = program.module()(*other_args)
             else:
-                got = torch.jit.trace(module, traced_args, check_trace=False, strict=False)(*other_args)
+                got = torch.jit.trace(module, traced_args, check_trace=False, strict=False)(*other_args)  # type: ignore[no-untyped-call]
         same = _same(got, expected)
     except Exception as exc:  # a guard or shape error of the traced graph at the other size
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

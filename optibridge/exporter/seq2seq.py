@@ -156,7 +156,8 @@ class EncoderSide:
         return {0: BATCH_AXIS, 1: ENCODER_AXIS}
 
     def output_axes(self) -> dict[int, str]:
-        fixed_length = self.modality == "speech" or (self.modality == "vision" and not self.image_plan.dynamic)  # type: ignore[union-attr]
+        fixed_image = self.image_plan is not None and not self.image_plan.dynamic
+        fixed_length = self.modality == "speech" or (self.modality == "vision" and fixed_image)
         return {0: BATCH_AXIS} if fixed_length else {0: BATCH_AXIS, 1: ENCODER_AXIS}
 
 
