@@ -40,14 +40,14 @@ def load_text_only(name_or_path: str, config: Any, task: Task, arch: Architectur
 
     model_type = config.model_type
     try:
-        full = transformers.AutoModelForImageTextToText.from_pretrained(
+        full = transformers.AutoModelForImageTextToText.from_pretrained(  # type: ignore[no-untyped-call]
             name_or_path, attn_implementation="eager", **no_remote_code(hub_kwargs)
         ).eval()
     except (OSError, ValueError) as exc:
         raise UnsupportedModelError(f"could not load {name_or_path!r} ({model_type}) to take its language model: {first_line(exc)}") from exc
     text_config = config.get_text_config(decoder=True)
     try:
-        lm = transformers.AutoModelForCausalLM.from_config(text_config, attn_implementation="eager").eval()
+        lm = transformers.AutoModelForCausalLM.from_config(text_config, attn_implementation="eager").eval()  # type: ignore[no-untyped-call]
         lm.get_decoder().load_state_dict(full.get_decoder().state_dict())
         lm.get_output_embeddings().load_state_dict(full.get_output_embeddings().state_dict())
     except Exception as exc:  # a language model that is not a plain causal LM of its text config
