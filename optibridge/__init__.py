@@ -31,6 +31,7 @@ _LAZY = {
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",
+    "OBModelForVision2Seq": "optibridge.modeling",
     "OBStableDiffusionPipeline": "optibridge.diffusion",
     "OBStableDiffusionImg2ImgPipeline": "optibridge.diffusion",
     "OBStableDiffusionInpaintPipeline": "optibridge.diffusion",

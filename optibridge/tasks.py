@@ -106,6 +106,12 @@ TASKS: dict[str, Task] = {
             "automatic-speech-recognition", "AutoModelForSpeechSeq2Seq", ("logits",),
             "Seq2SeqLMOutput", "speech", ("ForConditionalGeneration",), "automatic-speech-recognition", kind="seq2seq",
         ),
+        # Image captioners with an image encoder and a text decoder (vision-encoder-decoder); the
+        # transformers pipeline is "image-text-to-text" (5.x has no "image-to-text" pipeline).
+        Task(
+            "image-to-text", "AutoModelForImageTextToText", ("logits",), "Seq2SeqLMOutput", "vision",
+            ("VisionEncoderDecoderModel",), "image-text-to-text", kind="seq2seq",
+        ),
     )
 }
 
@@ -123,6 +129,7 @@ TASK_ALIASES: dict[str, str] = {
     "speech2seq-lm": "automatic-speech-recognition",
     "sentence-embeddings": "sentence-similarity",
     "automatic-speech-recognition-ctc": "ctc",
+    "vision2seq-lm": "image-to-text",
 }
 
 

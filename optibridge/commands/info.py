@@ -35,6 +35,14 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
     for backend, facts in sorted(meta.extra.items()):
         if isinstance(facts, dict) and facts.get("inference_precision"):
             console.print(f"inference precision: {facts['inference_precision']} (recorded for backend {backend})", markup=False)
+    image = meta.extra.get("image_size")
+    if isinstance(image, dict):
+        sizes = "any (validated at {}x{}, traced at {}x{})".format(*image.get("validated", ()), *image.get("traced", ())) \
+            if image.get("dynamic") else "fixed {}x{}".format(*image.get("traced", ()))
+        console.print(f"image size: {sizes}; {image.get('reason', '')}", markup=False)
+    text_only = meta.extra.get("text_only")
+    if isinstance(text_only, dict):
+        console.print(f"text only: the language model of a {text_only.get('source_model_type')} model; image inputs are not supported", markup=False)
     console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
     if verify:
         console.print("[green]graph files match their recorded SHA-256[/]")

@@ -116,10 +116,14 @@ def auto_mapping(auto_class: str) -> dict[str, Any]:
 
 
 def tasks_for(model_type: str) -> tuple[str, ...]:
-    """Tasks whose Auto class maps ``model_type``, in the order of the task table."""
+    """Tasks whose Auto class maps ``model_type``, in the order of the task table. A decoder LM that
+    takes images (llava...) also has text-generation: its language model alone (optibridge.exporter.text_only)."""
     from ..tasks import TASKS
 
-    return tuple(name for name, task in TASKS.items() if model_type in auto_mapping(task.mapping or task.auto_class))
+    found = tuple(name for name, task in TASKS.items() if model_type in auto_mapping(task.mapping or task.auto_class))
+    if "text-generation" not in found and model_type in auto_mapping("AutoModelForImageTextToText"):
+        found += ("text-generation",)
+    return found
 
 
 def model_class_for(model_type: str, task_name: str) -> Any | None:

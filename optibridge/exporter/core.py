@@ -114,6 +114,7 @@ def export_source(
             step(untested + "exporting it and validating against PyTorch")
         try:
             exported = _export_graphs(source, staging, exporter=exporter, opset=opset, external_data=external_data, use_cache=use_cache)
+            exported.extra.update(source.extra)
         except OptibridgeError:
             raise
         except Exception as exc:

@@ -31,6 +31,8 @@ class Shapes:
     batch: int
     sequence: int
     choices: int
+    image: tuple[int, int] | None = None
+    """(height, width) of images; None: the config's image size."""
 
     def axis_sizes(self) -> dict[str, int]:
         return {BATCH_AXIS: self.batch, SEQUENCE_AXIS: self.sequence, CHOICES_AXIS: self.choices}
@@ -72,7 +74,7 @@ def make_inputs(
         images = make_inputs(task, "vision", getattr(config, "vision_config", config), ("pixel_values",), shapes, seed)
         return {name: {**texts, **images}[name] for name in input_names}
     if modality == "vision":
-        height, width = image_size(config)
+        height, width = shapes.image or image_size(config)
         channels = getattr(config, "num_channels", 3)
         return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from ..errors import ModelNotFoundError, UnsupportedModelError, first_line
 from ..tasks import Task, get_task, infer_task
 from ..tokenizer_check import TOKENIZER_FILES, usable_tokenizer
 from .architectures import Architecture, get_architecture
+from .text_only import is_multimodal_lm, load_text_only
 
 
 @dataclass
@@ -22,6 +23,8 @@ class SourceModel:
     architecture: Architecture
     task_inferred: bool
     name_or_path: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Facts recorded in ``optibridge.json`` (``extra``) beside the exporter's own."""
 
 
 def looks_like_path(name: str) -> bool:
@@ -91,6 +94,14 @@ def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_w
     arch = get_architecture(model_type, get_task(task).name if task else None)
     resolved = get_task(task) if task else infer_task(getattr(config, "architectures", None), model_type, arch.tasks)
     arch = get_architecture(model_type, resolved.name)
+    if resolved.name == "image-to-text" and not getattr(config, "is_encoder_decoder", False):
+        raise UnsupportedModelError(
+            f"task 'image-to-text' exports image captioners made of an image encoder and a text decoder "
+            f"(vision-encoder-decoder); {model_type} is a decoder LM that takes images, which optibridge exports only "
+            "as its language model: --task text-generation (text inputs only, no images)"
+        )
+    if resolved.name == "text-generation" and is_multimodal_lm(config):
+        return load_text_only(name_or_path, config, resolved, arch, task is None, **hub_kwargs)
     if resolved.auto_class == "SentenceTransformer":
         from .sentence import load_sentence_model
 

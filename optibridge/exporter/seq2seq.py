@@ -1,6 +1,7 @@
-"""Encoder-decoder models (T5, BART, Marian, Whisper): three graphs in one artifact.
+"""Encoder-decoder models (T5, BART, Marian, Whisper, vision encoder-decoder): three graphs in one artifact.
 
-- ``encoder``: ``input_ids``/``attention_mask`` (or Whisper's ``input_features``) → ``last_hidden_state``;
+- ``encoder``: ``input_ids``/``attention_mask`` (or Whisper's ``input_features``, or an image
+  captioner's ``pixel_values``) → ``last_hidden_state``;
 - ``decoder``: the first step — decoder ``input_ids`` with the encoder's states → ``logits``, the
   self-attention cache and the cross-attention keys/values (computed once, here);
 - ``decoder_with_past``: every later step — new tokens with both caches → ``logits`` and the grown
@@ -14,7 +15,6 @@ handle poorly.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ import onnx
 import torch
 
 from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, output_cache
+from .architectures import forward_parameters
 from .encoder import qualified_name
+from .image_sizes import ImageSizePlan, confirm_traceable, plan_image_sizes
 from .inputs import BATCH_AXIS, token_batch
 from .loading import SourceModel
 from .plan import ExportedGraphs, SessionLoader
@@ -43,7 +45,7 @@ class Seq2SeqLayout:
     num_heads: int
     head_dim: int
     encoder_input: str
-    """"input_ids" for text models, "input_features" for speech."""
+    """"input_ids" for text models, "input_features" for speech, "pixel_values" for images."""
 
     def names(self, prefix: str, with_cross: bool = True) -> list[str]:
         kinds = ("decoder", "encoder") if with_cross else ("decoder",)
@@ -51,15 +53,21 @@ class Seq2SeqLayout:
 
 
 class EncoderStep(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, speech: bool) -> None:
+    """The encoder alone. ``input_name`` (default: ``input_features`` when ``speech``, else
+    ``input_ids`` with its mask) names the one non-text input; ``encoder_kwargs`` are fixed keyword
+    arguments (``interpolate_pos_encoding=True`` for an image encoder that takes any size)."""
+
+    def __init__(self, model: torch.nn.Module, speech: bool = False, input_name: str | None = None,
+                 encoder_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.encoder = model.get_encoder()
-        self.speech = speech
+        self.input_name = input_name or ("input_features" if speech else "input_ids")
+        self.encoder_kwargs = dict(encoder_kwargs or {})
         self.eval()
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        if self.speech:
-            return self.encoder(input_features=inputs[0], return_dict=True).last_hidden_state
+        if self.input_name != "input_ids":
+            return self.encoder(**{self.input_name: inputs[0]}, **self.encoder_kwargs, return_dict=True).last_hidden_state
         return self.encoder(input_ids=inputs[0], attention_mask=inputs[1], return_dict=True).last_hidden_state
 
 
@@ -70,7 +78,9 @@ class DecoderStep(torch.nn.Module):
         super().__init__()
         self.model = model
         self.with_past = with_past
-        self.takes_decoder_mask = "decoder_attention_mask" in inspect.signature(model.forward).parameters
+        self.takes_decoder_mask = "decoder_attention_mask" in forward_parameters(type(model))
+        # An image encoder has no padding: VisionEncoderDecoderModel takes no encoder mask at all.
+        self.takes_mask = "attention_mask" in forward_parameters(type(model))
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor, encoder_hidden_states: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -81,6 +91,8 @@ class DecoderStep(torch.nn.Module):
         else:
             cache = encoder_decoder_cache([], [])
         extra: dict[str, torch.Tensor] = {}
+        if self.takes_mask:
+            extra["attention_mask"] = encoder_attention_mask
         if self.takes_decoder_mask:
             # Say the decoder mask explicitly (all ones: the decoder side is never padded). Without it,
             # models that skip building the mask while traced size it one past the keys (BART on
@@ -88,7 +100,7 @@ class DecoderStep(torch.nn.Module):
             past_len = past[0].shape[2] if self.with_past else 0
             extra["decoder_attention_mask"] = torch.ones(input_ids.shape[0], past_len + input_ids.shape[1], dtype=torch.long, device=input_ids.device)
         out = self.model(
-            encoder_outputs=(encoder_hidden_states,), attention_mask=encoder_attention_mask, decoder_input_ids=input_ids,
+            encoder_outputs=(encoder_hidden_states,), decoder_input_ids=input_ids,
             **{cache_name(): cache}, **extra, use_cache=True, return_dict=True,
         )
         self_pairs = cache_pairs(output_cache(out).self_attention_cache)
@@ -99,17 +111,88 @@ class DecoderStep(torch.nn.Module):
         return (out.logits, *flat)
 
 
-def _features(config: Any, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _features(config: Any, batch: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     frames = 2 * int(config.max_source_positions)  # Whisper's encoder takes exactly this many frames
-    features = torch.randn(batch, int(config.num_mel_bins), frames, generator=generator)
-    return features, torch.ones(batch, int(config.max_source_positions), dtype=torch.long)
+    return torch.randn(batch, int(config.num_mel_bins), frames, generator=generator)
 
 
-def _encoder_inputs(source: SourceModel, batch: int, length: int, pads: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if source.architecture.modality == "speech":
-        return _features(source.config, batch, seed)
-    return token_batch(source.config, batch, length, seed, pads=pads)  # encoders are right-padded
+@dataclass
+class EncoderSide:
+    """What differs between text, speech and image encoders: the input, its axes, how to call it."""
+
+    source: SourceModel
+    image_plan: ImageSizePlan | None = None
+
+    @property
+    def modality(self) -> str:
+        return self.source.architecture.modality
+
+    @property
+    def input_names(self) -> list[str]:
+        return {"speech": ["input_features"], "vision": ["pixel_values"]}.get(self.modality, ["input_ids", "attention_mask"])
+
+    @property
+    def call_kwargs(self) -> dict[str, Any]:
+        return dict(self.image_plan.call_kwargs) if self.image_plan else {}
+
+    def inputs(self, batch: int, length: int, pads: list[int], seed: int, validation: bool = False) -> tuple[torch.Tensor, ...]:
+        if self.modality == "speech":
+            return (_features(self.source.config, batch, seed),)
+        if self.modality == "vision":
+            assert self.image_plan is not None
+            size = self.image_plan.validated if validation else self.image_plan.traced
+            generator = torch.Generator().manual_seed(seed)
+            return (torch.randn(batch, _channels(self.source.config), *size, generator=generator),)
+        return token_batch(self.source.config, batch, length, seed, pads=pads)  # encoders are right-padded
+
+    def run(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.source.model.get_encoder()(**dict(zip(self.input_names, inputs)), **self.call_kwargs)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+
+    def mask(self, inputs: tuple[torch.Tensor, ...], hidden: torch.Tensor) -> torch.Tensor:
+        """The encoder attention mask the decoder gets: the text mask, else all ones."""
+        return inputs[1] if len(inputs) > 1 else torch.ones(hidden.shape[:2], dtype=torch.long)
+
+    def axes(self) -> dict[int, str]:
+        if self.modality == "speech":
+            return {0: BATCH_AXIS}
+        if self.modality == "vision":
+            assert self.image_plan is not None
+            return self.image_plan.axes(BATCH_AXIS)
+        return {0: BATCH_AXIS, 1: ENCODER_AXIS}
+
+    def output_axes(self) -> dict[int, str]:
+        fixed_image = self.image_plan is not None and not self.image_plan.dynamic
+        fixed_length = self.modality == "speech" or (self.modality == "vision" and fixed_image)
+        return {0: BATCH_AXIS} if fixed_length else {0: BATCH_AXIS, 1: ENCODER_AXIS}
+
+
+def _channels(config: Any) -> int:
+    return int(getattr(_image_config(config), "num_channels", 3))
+
+
+def _image_config(config: Any) -> Any:
+    """The config that holds the image size: the encoder's of a vision encoder-decoder."""
+    return getattr(config, "encoder", None) or getattr(config, "vision_config", None) or config
+
+
+def encoder_side(source: SourceModel) -> EncoderSide:
+    if source.architecture.modality != "vision":
+        return EncoderSide(source)
+    encoder = source.model.get_encoder()
+    takes = forward_parameters(type(encoder))
+    channels = _channels(source.config)
+    plan = plan_image_sizes(lambda pixels, kw: encoder(pixel_values=pixels, **kw), _image_config(source.config), takes, channels)
+    auto = torch.export.Dim.AUTO
+    plan = confirm_traceable(
+        plan, EncoderStep(source.model, input_name="pixel_values", encoder_kwargs=plan.call_kwargs),
+        lambda size: (torch.randn(2, channels, *size, generator=torch.Generator().manual_seed(0)),), "dynamo",
+        ((({0: auto, 2: auto, 3: auto}),),),
+    )
+    return EncoderSide(source, plan)
 
 
 def _encoder_exporter(opset: int | None) -> tuple[str, int | None]:
@@ -129,23 +212,24 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     if not use_cache:
         raise OptibridgeError("encoder-decoder models are exported with their KV cache; use_cache=False is for decoder-only LMs")
     model = source.model
-    speech = source.architecture.modality == "speech"
+    side = encoder_side(source)
     auto = torch.export.Dim.AUTO
 
     # -- encoder --------------------------------------------------------------------------------
-    enc_in, enc_mask = _encoder_inputs(source, 2, 6, [0, 2], seed=0)
-    with torch.no_grad():
-        hidden = model.get_encoder()(**({"input_features": enc_in} if speech else {"input_ids": enc_in, "attention_mask": enc_mask})).last_hidden_state
-    enc_axes = {0: BATCH_AXIS} if speech else {0: BATCH_AXIS, 1: ENCODER_AXIS}
-    encoder_inputs = ["input_features"] if speech else ["input_ids", "attention_mask"]
-    # The encoder has no cache: the TorchScript exporter handles it (validated like every graph) in
-    # a fraction of a dynamo trace, which was a third of a T5 export's time.
-    encoder_exporter, encoder_opset = _encoder_exporter(opset)
+    enc_inputs = side.inputs(2, 6, [0, 2], seed=0)
+    hidden = side.run(enc_inputs)
+    enc_mask = side.mask(enc_inputs, hidden)
+    encoder_inputs = side.input_names
+    enc_axes = side.axes()
+    # A text or speech encoder has no cache: the TorchScript exporter handles it (validated like every
+    # graph) in a fraction of a dynamo trace, which was a third of a T5 export's time. Image encoders
+    # keep dynamo: their dynamic height/width were planned and confirmed with it.
+    encoder_exporter, encoder_opset = ("dynamo", opset) if side.modality == "vision" else _encoder_exporter(opset)
     export_module(
-        EncoderStep(model, speech), (enc_in,) if speech else (enc_in, enc_mask), encoder_inputs, ["last_hidden_state"],
-        {name: enc_axes for name in encoder_inputs}, {"last_hidden_state": enc_axes}, staging / "encoder.onnx",
-        exporter=encoder_exporter, opset=encoder_opset, external_data=external_data,
-        dynamic_shapes=(tuple({0: auto} if speech else {0: auto, 1: auto} for _ in encoder_inputs),),
+        EncoderStep(model, input_name=encoder_inputs[0], encoder_kwargs=side.call_kwargs), enc_inputs, encoder_inputs,
+        ["last_hidden_state"], {name: enc_axes for name in encoder_inputs}, {"last_hidden_state": side.output_axes()},
+        staging / "encoder.onnx", exporter=encoder_exporter, opset=encoder_opset, external_data=external_data,
+        dynamic_shapes=(tuple({axis: auto for axis in enc_axes} for _ in encoder_inputs),),
     )
 
     # -- first decoder step -----------------------------------------------------------------------
@@ -186,23 +270,27 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     graphs = {}
     for name in ("encoder", "decoder", "decoder_with_past"):
         graphs[name] = graph_spec(f"{name}.onnx", onnx.load(str(staging / f"{name}.onnx"), load_external_data=False))
+    mask_kw = {"attention_mask": enc_mask} if "attention_mask" in forward_parameters(type(model)) else {}
     with torch.no_grad():
-        output_class = qualified_name(type(model(encoder_outputs=(hidden,), attention_mask=enc_mask, decoder_input_ids=dec_ids, return_dict=True)))
+        output_class = qualified_name(type(model(encoder_outputs=(hidden,), **mask_kw, decoder_input_ids=dec_ids, return_dict=True)))
 
     def validate(load: SessionLoader, atol: float, backend: str) -> ValidationReport:
-        return validate_seq2seq(source, load, layout, atol, backend)
+        return validate_seq2seq(side, load, layout, atol, backend)
 
-    extra = {"kv_cache": asdict(layout), "use_cache": True, "encoder_exporter": encoder_exporter,
-             "decoder_start_token_id": getattr(source.config, "decoder_start_token_id", None)}
+    extra: dict[str, Any] = {"kv_cache": asdict(layout), "use_cache": True, "encoder_exporter": encoder_exporter,
+                             "decoder_start_token_id": getattr(source.config, "decoder_start_token_id", None)}
+    if side.image_plan is not None:
+        extra["image_size"] = side.image_plan.record()
     return ExportedGraphs(graphs, output_class, validate, extra)
 
 
-def validate_seq2seq(source: SourceModel, load: SessionLoader, layout: Seq2SeqLayout, atol: float, backend: str) -> ValidationReport:
-    """Encoder on a right-padded batch of 3, the first decoder step, then one step with both caches."""
+def validate_seq2seq(side: EncoderSide, load: SessionLoader, layout: Seq2SeqLayout, atol: float, backend: str) -> ValidationReport:
+    """Encoder on a (right-padded) batch of 3, at another image size where the graph takes any, the
+    first decoder step, then one step with both caches."""
+    source = side.source
     model = source.model
-    speech = source.architecture.modality == "speech"
-    enc_in, enc_mask = _encoder_inputs(source, 3, 9, [0, 3, 5], seed=2)
-    feed = {"input_features": enc_in.numpy()} if speech else {"input_ids": enc_in.numpy(), "attention_mask": enc_mask.numpy()}
+    enc_inputs = side.inputs(3, 9, [0, 3, 5], seed=2, validation=True)
+    feed = {name: tensor.numpy() for name, tensor in zip(side.input_names, enc_inputs)}
     report = ValidationReport(atol=atol, backend=backend, input_shapes={k: tuple(v.shape) for k, v in feed.items()})
 
     def check(name: str, want: np.ndarray, got: np.ndarray, where: np.ndarray | None = None) -> None:
@@ -217,16 +305,18 @@ def validate_seq2seq(source: SourceModel, load: SessionLoader, layout: Seq2SeqLa
         return session.run({k: v for k, v in inputs.items() if k in session.input_names})
 
     hidden = run("encoder", feed)["last_hidden_state"]
-    with torch.no_grad():
-        want_hidden = model.get_encoder()(**({"input_features": enc_in} if speech else {"input_ids": enc_in, "attention_mask": enc_mask})).last_hidden_state
-    check("encoder last_hidden_state", want_hidden.numpy(), hidden, None if speech else enc_mask.bool().numpy())
+    want_hidden = side.run(enc_inputs)
+    enc_mask = side.mask(enc_inputs, want_hidden)
+    padded = len(enc_inputs) > 1  # text: compare real positions only
+    check("encoder last_hidden_state", want_hidden.numpy(), hidden, enc_mask.bool().numpy() if padded else None)
 
+    mask_kw = {"attention_mask": enc_mask} if "attention_mask" in forward_parameters(type(model)) else {}
     dec_ids = token_batch(source.config, 3, 2, seed=3)[0]
     first_feed = {"input_ids": dec_ids.numpy(), "encoder_attention_mask": enc_mask.numpy(), "encoder_hidden_states": hidden}
     first = run("decoder", first_feed)
     hidden_t = torch.from_numpy(hidden)
     with torch.no_grad():
-        want1 = model(encoder_outputs=(hidden_t,), attention_mask=enc_mask, decoder_input_ids=dec_ids,
+        want1 = model(encoder_outputs=(hidden_t,), **mask_kw, decoder_input_ids=dec_ids,
                       **{cache_name(): encoder_decoder_cache([], [])}, use_cache=True, return_dict=True)
     check("logits (first decoder step)", want1.logits.numpy(), first["logits"])
 
@@ -235,7 +325,7 @@ def validate_seq2seq(source: SourceModel, load: SessionLoader, layout: Seq2SeqLa
     later_feed.update(zip(layout.names("past_key_values"), (first[n] for n in layout.names("present"))))
     later = run("decoder_with_past", later_feed)
     with torch.no_grad():
-        want2 = model(encoder_outputs=(hidden_t,), attention_mask=enc_mask, decoder_input_ids=next_ids,
+        want2 = model(encoder_outputs=(hidden_t,), **mask_kw, decoder_input_ids=next_ids,
                       **{cache_name(): output_cache(want1)}, use_cache=True, return_dict=True)
     check("logits (next decoder step, with cache)", want2.logits.numpy(), later["logits"])
     return report

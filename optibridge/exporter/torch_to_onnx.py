@@ -25,17 +25,19 @@ EXTERNAL_DATA_THRESHOLD = 2_000_000_000
 class OutputSelector(torch.nn.Module):
     """Calls the model with named inputs and returns the chosen outputs as a tuple (what ONNX needs)."""
 
-    def __init__(self, model: torch.nn.Module, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> None:
+    def __init__(self, model: torch.nn.Module, input_names: tuple[str, ...], output_names: tuple[str, ...],
+                 call_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.model = model
         self.input_names = input_names
         self.output_names = output_names
+        self.call_kwargs = dict(call_kwargs or {})  # fixed arguments, e.g. interpolate_pos_encoding=True
         # The TorchScript exporter restores training mode recursively afterwards; the wrapper must
         # itself be in eval mode or dropout comes back on.
         self.eval()
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(**dict(zip(self.input_names, args)), return_dict=True)
+        outputs = self.model(**dict(zip(self.input_names, args)), **self.call_kwargs, return_dict=True)
         return tuple(outputs[name] for name in self.output_names)
 
 
@@ -76,9 +78,10 @@ def export_graph(
     exporter: str,
     opset: int | None,
     external_data: bool,
+    call_kwargs: dict[str, Any] | None = None,
 ) -> None:
-    """Export a transformers model called with named ``inputs``, keeping ``output_names``."""
-    wrapper = OutputSelector(model, tuple(inputs), output_names)
+    """Export a transformers model called with named ``inputs`` (and ``call_kwargs``), keeping ``output_names``."""
+    wrapper = OutputSelector(model, tuple(inputs), output_names, call_kwargs)
     export_module(
         wrapper, tuple(inputs.values()), list(inputs), list(output_names), input_axes, output_axes, path,
         exporter=exporter, opset=opset, external_data=external_data,
@@ -148,7 +151,9 @@ def dynamic_shapes(input_names: tuple[str, ...], input_axes: dict[str, dict[int,
     dims: dict[str, Any] = {}
     spec = []
     for name in input_names:
-        spec.append({i: dims.setdefault(axis, torch.export.Dim(axis)) for i, axis in input_axes.get(name, {}).items()})
+        # image sizes: torch works out what the model needs (patch multiples...) itself
+        spec.append({i: torch.export.Dim.AUTO if axis in ("height", "width") else dims.setdefault(axis, torch.export.Dim(axis))
+                     for i, axis in input_axes.get(name, {}).items()})
     return tuple(spec)
 
 

@@ -9,12 +9,14 @@ from .tasks import (
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
 )
+from .vision2seq import OBModelForVision2Seq
 
 __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
     "OBModelForImageClassification", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
     "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
-    "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForZeroShotImageClassification", "TASK_CLASSES",
+    "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForVision2Seq", "OBModelForZeroShotImageClassification",
+    "TASK_CLASSES",
 ]
 
 

@@ -254,6 +254,8 @@ class OBModel(PreTrainedModel):
             if name in kwargs:
                 raise InputError(f"{name} given both positionally and by keyword")
             kwargs[name] = value
+        if (self.artifact.metadata.extra.get("image_size") or {}).get("interpolate_pos_encoding"):
+            kwargs.pop("interpolate_pos_encoding", None)  # what the graph does at every size
         for name in UNSUPPORTED_WHEN_SET:
             value = kwargs.pop(name, None)
             if value is not None and value is not False:  # never `in (None, False)`: a tensor has no truth value

@@ -19,6 +19,22 @@ from .inputs import to_numpy
 from .stateful import stateful_step
 
 
+IMAGE_INPUTS = ("pixel_values", "pixel_attention_mask", "image_sizes", "image_grid_thw", "pixel_values_videos")
+
+
+def refuse_image_inputs(extra: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """A causal LM graph takes token ids only; image inputs would otherwise be dropped without a word."""
+    given = next((name for name in IMAGE_INPUTS if kwargs.get(name) is not None), None)
+    if given is None:
+        return
+    text_only = extra.get("text_only") or {}
+    source = f"the text-only export of a {text_only['source_model_type']} model" if text_only.get("source_model_type") else "a text-only language model"
+    raise InputError(
+        f"{given}: image inputs are not supported; this artifact is {source} (its language model and LM head, "
+        "without the vision tower), so it takes input_ids only. Pass text alone, or run the PyTorch model for images"
+    )
+
+
 @register_task_class
 class OBModelForCausalLM(GenerativeModel, OBModel):
     """Replaces ``AutoModelForCausalLM``: ``model.generate(**inputs)`` and text-generation pipelines."""
@@ -40,6 +56,11 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         self._graph_inputs = frozenset(spec.name for spec in self.artifact.metadata.inputs)
         if not self.use_cache:
             self.generation_config.use_cache = False  # the graph recomputes the whole sequence each step
+
+    def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
+        """generate(): image inputs get optibridge's reason before transformers' "not used by the model"."""
+        refuse_image_inputs(self.artifact.metadata.extra, model_kwargs)
+        super()._validate_model_kwargs(model_kwargs)
 
     def _set_use_cache(self, use_cache: bool) -> None:
         if use_cache and not self._graph_has_cache:
@@ -65,6 +86,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         for name in ("inputs_embeds", "labels"):
             if kwargs.get(name) is not None:
                 raise InputError(f"{name} is not supported by exported models; pass input_ids")
+        refuse_image_inputs(self.artifact.metadata.extra, kwargs)
         if input_ids is None:
             raise InputError("missing required input 'input_ids' (int64, shape (batch_size, sequence_length))")
         run_torch = torch_runner(self.session)

@@ -78,6 +78,7 @@ def prepare_inputs(specs: list[TensorSpec], given: Mapping[str, Any]) -> tuple[d
             if isinstance(want, int) and want > 0 and want != got:
                 raise InputError(
                     f"{spec.name}: dimension {axis} must be {want} (expected shape {_shape_text(spec)}), got shape {tuple(array.shape)}"
+                    + _fixed_image_hint(spec, axis)
                 )
         arrays[spec.name] = cast(spec, array)
     present = [s for s in specs if s.name in arrays]
@@ -92,6 +93,14 @@ def prepare_inputs(specs: list[TensorSpec], given: Mapping[str, Any]) -> tuple[d
             raise InputError(f"missing required input {spec.name!r} ({spec.dtype}, shape {_shape_text(spec)})")
         arrays[spec.name] = DEFAULTS[spec.name](reference)
     return {s.name: arrays[s.name] for s in specs}, saw_torch
+
+
+def _fixed_image_hint(spec: TensorSpec, axis: int) -> str:
+    """For an image of the wrong height/width: the graph's size is fixed, and where to read why."""
+    if spec.name != "pixel_values" or len(spec.shape) != 4 or axis not in (2, 3):
+        return ""
+    return (f"; this model takes {spec.shape[2]}x{spec.shape[3]} images only (its image size was fixed at export, "
+            "optibridge.json extra.image_size says why): resize the images to that size, as its image processor does")
 
 
 def _check_shared_axes(specs: list[TensorSpec], arrays: dict[str, np.ndarray]) -> None:

@@ -32,9 +32,10 @@ class EncoderRunner:
     def __call__(self, *args: Any, **kwargs: Any) -> BaseModelOutput:
         return self.forward(*args, **kwargs)
 
-    def forward(self, input_ids: Any = None, attention_mask: Any = None, input_features: Any = None, **_: Any) -> BaseModelOutput:
+    def forward(self, input_ids: Any = None, attention_mask: Any = None, input_features: Any = None, pixel_values: Any = None,
+                **_: Any) -> BaseModelOutput:
         session = self.owner.sessions["encoder"]
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "input_features": input_features}
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "input_features": input_features, "pixel_values": pixel_values}
         # Same checks (names, dtypes, ranks, fixed sizes) and defaults as the encoder-only classes.
         specs = list(self.owner.artifact.metadata.graphs["encoder"].inputs)
         takes = {spec.name for spec in specs}
@@ -87,6 +88,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         use_cache: bool | None = None,
         input_features: Any = None,
         return_dict: bool | None = None,
+        pixel_values: Any = None,
         **kwargs: Any,
     ) -> Any:
         """One decoder step (running the encoder first when ``encoder_outputs`` is not given).
@@ -94,7 +96,8 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         if kwargs.get("labels") is not None:
             raise InputError("labels are not supported by exported models (inference only)")
         if encoder_outputs is None:
-            encoder_outputs = self._encoder(input_ids=input_ids, attention_mask=attention_mask, input_features=input_features)
+            encoder_outputs = self._encoder(input_ids=input_ids, attention_mask=attention_mask, input_features=input_features,
+                                            pixel_values=pixel_values)
         hidden_t = encoder_outputs[0]
         past = take_cache(past_key_values, kwargs)
         if decoder_input_ids is None:

@@ -1,0 +1,128 @@
+"""Whether an image graph takes any height/width, decided by asking the PyTorch model.
+
+Convolutional and windowed models (ResNet, ConvNeXt, Swin, SegFormer) run at any size; ViT-family
+models do when called with ``interpolate_pos_encoding=True`` (their position table is resized to
+the patch grid). A model that runs at a second size keeps dynamic ``height``/``width`` axes, and
+the export is validated at that second size; one that does not keeps the size it was traced at,
+and the artifact records why (``extra["image_size"]``), so a wrong-sized input is a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..errors import first_line
+from .inputs import image_size
+
+HEIGHT_AXIS = "height"
+WIDTH_AXIS = "width"
+INTERPOLATE = "interpolate_pos_encoding"
+
+
+@dataclass(frozen=True)
+class ImageSizePlan:
+    traced: tuple[int, int]
+    validated: tuple[int, int]
+    """The size validation runs at: another one when ``dynamic`` (the model's own size; the trace
+    then ran at a larger, non-square one), else the traced one."""
+    dynamic: bool
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Fixed keyword arguments of every call (``interpolate_pos_encoding=True`` for ViT-style models)."""
+    reason: str = ""
+
+    def axes(self, batch_axis: str) -> dict[int, str]:
+        """Dynamic axes of a ``pixel_values`` input (batch, channels, height, width)."""
+        return {0: batch_axis, 2: HEIGHT_AXIS, 3: WIDTH_AXIS} if self.dynamic else {0: batch_axis}
+
+    def record(self) -> dict[str, Any]:
+        """What ``optibridge.json`` says about the image size (``extra["image_size"]``)."""
+        return {"dynamic": self.dynamic, "traced": list(self.traced), "validated": list(self.validated),
+                "interpolate_pos_encoding": bool(self.call_kwargs.get(INTERPOLATE)), "reason": self.reason}
+
+
+def patch_step(config: Any) -> int:
+    """A size step the model's patch grid divides evenly (8 when the config names no patch size)."""
+    patch = getattr(config, "patch_size", None)
+    if isinstance(patch, (list, tuple)) and patch:
+        patch = patch[0]
+    return int(patch) if isinstance(patch, int) and patch > 0 else 8
+
+
+def other_size(config: Any) -> tuple[int, int]:
+    """A second, non-square size: two and one patch steps larger than the traced one."""
+    height, width = image_size(config)
+    step = patch_step(config)
+    return height + 2 * step, width + step
+
+
+def plan_image_sizes(
+    run: Callable[[torch.Tensor, dict[str, Any]], Any], config: Any, takes: set[str], channels: int
+) -> ImageSizePlan:
+    """Try the model at a second size (``run(pixels, kwargs)`` calls it); dynamic only when that works
+    and, with ``interpolate_pos_encoding``, the traced size still gives the model's default output."""
+    own = image_size(config)
+    other = other_size(config)
+    kwargs = {INTERPOLATE: True} if INTERPOLATE in takes else {}
+    generator = torch.Generator().manual_seed(7)
+    pixels = torch.randn(1, channels, *own, generator=generator)
+    try:
+        with torch.no_grad():
+            run(torch.randn(1, channels, *other, generator=generator), kwargs)
+            if kwargs and not _same(run(pixels, kwargs), run(pixels, {})):
+                return ImageSizePlan(own, own, False, {}, f"{INTERPOLATE}=True changes the output at the model's own size")
+    except Exception as exc:  # the model's own refusal (a fixed position table, a size check) is the reason
+        return ImageSizePlan(own, own, False, {}, f"the PyTorch model does not run at {other[0]}x{other[1]}: {first_line(exc)}")
+    how = f"with {INTERPOLATE}=True" if kwargs else "the model takes any size"
+    # Traced at the non-square size and validated at the model's own: a square trace lets torch.export
+    # assume height == width (ViT's interpolation compares them) and bake that into the graph.
+    return ImageSizePlan(other, own, True, kwargs, how)
+
+
+def _same(a: Any, b: Any) -> bool:
+    def tensors(out: Any) -> list[torch.Tensor]:
+        if isinstance(out, torch.Tensor):
+            return [out]
+        values = out.values() if hasattr(out, "values") else out
+        return [v for v in values if isinstance(v, torch.Tensor)]
+
+    pairs = list(zip(tensors(a), tensors(b)))
+    return bool(pairs) and all(x.shape == y.shape and torch.allclose(x, y, atol=1e-5, rtol=0) for x, y in pairs)
+
+
+
+def confirm_traceable(
+    plan: ImageSizePlan, module: torch.nn.Module, make_args: Callable[[tuple[int, int]], tuple[torch.Tensor, ...]],
+    exporter: str, dynamic_shapes: Any = None,
+) -> ImageSizePlan:
+    """Keep a dynamic plan only if the exporter's trace at ``plan.traced`` still computes the model at
+    ``plan.validated``: some models turn sizes into Python numbers (MobileViT's unfolding, Perceiver's
+    position grid), which a trace freezes. Otherwise the fixed plan, saying so."""
+    if not plan.dynamic:
+        return plan
+    import warnings
+
+    # torch.export's program keeps guards the ONNX graph has not (ViT: "patches != 16", true at the
+    # traced size only when it differs from the model's own): check it at a third size
+    check = plan.validated if exporter != "dynamo" else (plan.validated[0] + 16, plan.validated[1] + 24)
+    traced_args, other_args = make_args(plan.traced), make_args(check)
+    why = "its outputs differ at another size"
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings: the comparison below is the verdict
+            expected = module(*other_args)
+            if exporter == "dynamo":
+                program = torch.export.export(module, traced_args, dynamic_shapes=dynamic_shapes, strict=False)
+                got = program.module()(*other_args)
+            else:
+                got = torch.jit.trace(module, traced_args, check_trace=False, strict=False)(*other_args)  # type: ignore[no-untyped-call]
+        same = _same(got, expected)
+    except Exception as exc:  # a guard or shape error of the traced graph at the other size
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        same, why = False, (lines[-1][:200] if lines else type(exc).__name__)  # TorchScript puts the cause last
+    if same:
+        return plan
+    own = plan.validated
+    return ImageSizePlan(own, own, False, {}, f"the {exporter} exporter's trace fixes this model's image size ({why})")

@@ -1,0 +1,92 @@
+"""Vision graphs take any image size where the model allows it, validated at a size other than the
+traced one; where it does not, the size stays fixed, the artifact says why, and a wrong size is a clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from optibridge import OBModelForImageClassification
+from optibridge.errors import InputError
+from optibridge.exporter.image_sizes import ImageSizePlan, confirm_traceable, plan_image_sizes
+
+
+@pytest.mark.parametrize("model_type", ["vit", "convnext"])
+def test_image_classifiers_take_other_sizes_on_both_backends(model_type, exported, tiny_model):
+    artifact = exported(model_type, "image-classification")
+    record = artifact.metadata.extra["image_size"]
+    assert record["dynamic"] and record["traced"] != record["validated"]  # validated at a size other than the traced one
+    assert record["interpolate_pos_encoding"] is (model_type == "vit")  # ViT's position table is resized; ConvNeXt needs nothing
+    assert artifact.metadata.inputs[0].shape == ("batch_size", 3, "height", "width")
+    reference = transformers.AutoModelForImageClassification.from_pretrained(tiny_model(model_type, "image-classification")).eval()
+    pixels = torch.randn(2, 3, 64, 40, generator=torch.Generator().manual_seed(5))  # neither traced nor validated
+    extra = {"interpolate_pos_encoding": True} if record["interpolate_pos_encoding"] else {}
+    with torch.no_grad():
+        want = reference(pixel_values=pixels, **extra).logits.numpy()
+    for backend in ("ort", "openvino"):
+        got = OBModelForImageClassification.from_pretrained(artifact.path, backend=backend)(pixel_values=pixels).logits.numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_interpolate_pos_encoding_is_accepted_where_the_graph_does_it(exported):
+    vit = OBModelForImageClassification.from_pretrained(exported("vit", "image-classification").path)
+    assert vit(pixel_values=torch.zeros(1, 3, 40, 40), interpolate_pos_encoding=True).logits.shape == (1, 3)
+
+
+class _SizeChecked(torch.nn.Module):
+    """Like a model with a fixed position table: refuses any size but its own."""
+
+    def forward(self, pixel_values: torch.Tensor, **_: object) -> torch.Tensor:
+        if pixel_values.shape[-2:] != (32, 32):
+            raise ValueError(f"Input image size ({pixel_values.shape[-2]}*{pixel_values.shape[-1]}) doesn't match model (32*32).")
+        return pixel_values.mean((2, 3))
+
+
+class _PythonSizes(torch.nn.Module):
+    """Runs at any size in PyTorch, but turns the size into Python numbers that a trace freezes (as MobileViT does)."""
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor]:
+        height, width = (int(d) for d in pixel_values.shape[-2:])
+        return (pixel_values.reshape(pixel_values.shape[0], 3, height * width).mean(-1) * (height // 8),)
+
+
+def test_a_model_that_refuses_other_sizes_keeps_its_own_and_says_why():
+    config = transformers.ViTConfig(image_size=32, patch_size=8)
+    plan = plan_image_sizes(lambda pixels, kwargs: _SizeChecked()(pixels, **kwargs), config, set(), 3)
+    assert not plan.dynamic and plan.traced == plan.validated == (32, 32)
+    assert "does not run at 48x40" in plan.reason and "doesn't match model" in plan.reason
+
+
+def test_a_size_the_trace_freezes_is_caught_before_export():
+    module = _PythonSizes()
+    plan = ImageSizePlan((48, 40), (32, 32), True)
+    args = lambda size: (torch.randn(2, 3, *size),)  # noqa: E731
+    fixed = confirm_traceable(plan, module, args, "torchscript")
+    assert not fixed.dynamic and fixed.traced == (32, 32) and "torchscript exporter's trace fixes" in fixed.reason
+    assert confirm_traceable(plan, torch.nn.AvgPool2d(8), args, "torchscript").dynamic  # a size-agnostic module stays dynamic
+
+
+def test_wrong_size_on_a_fixed_graph_names_the_size_and_the_reason(exported_mobilevit):
+    meta = exported_mobilevit.metadata
+    assert meta.extra["image_size"]["dynamic"] is False and meta.extra["image_size"]["reason"]
+    assert meta.inputs[0].shape == ("batch_size", 3, 32, 32)
+    model = OBModelForImageClassification.from_pretrained(exported_mobilevit.path)
+    assert model(pixel_values=torch.zeros(2, 3, 32, 32)).logits.shape == (2, 3)
+    with pytest.raises(InputError, match=r"dimension 2 must be 32 .*takes 32x32 images only .*extra.image_size says why"):
+        model(pixel_values=torch.zeros(1, 3, 48, 32))
+
+
+@pytest.fixture(scope="module")
+def exported_mobilevit(tmp_path_factory):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "coverage"))
+    from tiny_configs import build_tiny
+
+    from optibridge import export
+
+    root = tmp_path_factory.mktemp("mobilevit")
+    return export(build_tiny("mobilevit", "image-classification", root / "src"), root / "onnx").artifact

@@ -1,0 +1,55 @@
+"""Tiny image captioner (ViT encoder + GPT-2 decoder with cross-attention) and tiny multimodal decoder
+LM (llava: CLIP vision tower + llama), built offline from configs with N(0, 1/fan_in) weights."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+
+sys.path.insert(0, str(Path(__file__).parent / "coverage"))
+from tiny_configs import redraw_weights  # noqa: E402
+from tiny_models import VOCAB_SIZE, make_tokenizer  # noqa: E402
+
+BOS, EOS, PAD = 2, 3, 0  # the tiny tokenizer's [CLS], [SEP], [PAD]
+IMAGE = 32
+
+
+def build_tiny_captioner(dest: Path) -> Path:
+    """``VisionEncoderDecoderModel`` (ViT 32 px / patch 8 → GPT-2 with cross-attention), tokenizer and image processor."""
+    encoder = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                     image_size=IMAGE, patch_size=8)
+    decoder = transformers.GPT2Config(vocab_size=VOCAB_SIZE, n_embd=24, n_layer=2, n_head=4, n_positions=64,
+                                      add_cross_attention=True, is_decoder=True, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    config = transformers.VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = BOS, PAD, EOS
+    torch.manual_seed(0)
+    model = transformers.VisionEncoderDecoderModel(config).eval()
+    redraw_weights(model)
+    model.save_pretrained(dest)
+    model.generation_config.save_pretrained(dest)
+    make_tokenizer().save_pretrained(dest)
+    transformers.ViTImageProcessorPil(size={"height": IMAGE, "width": IMAGE}).save_pretrained(dest)
+    return Path(dest)
+
+
+def build_tiny_llava(dest: Path) -> Path:
+    """``LlavaForConditionalGeneration`` (CLIP vision tower + projector + llama) and the tiny tokenizer."""
+    text = transformers.LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                    bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                           image_size=IMAGE, patch_size=8, projection_dim=32)
+    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_id=VOCAB_SIZE - 1,
+                                      vision_feature_layer=-1)
+    config.architectures = ["LlavaForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = transformers.LlavaForConditionalGeneration(config).eval()
+    redraw_weights(model)
+    model.generation_config.pad_token_id = PAD
+    model.save_pretrained(dest)
+    model.generation_config.save_pretrained(dest)
+    make_tokenizer().save_pretrained(dest)
+    return Path(dest)
