@@ -52,14 +52,17 @@ class Seq2SeqLayout:
 class EncoderStep(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, speech: bool) -> None:
         super().__init__()
-        self.encoder = model.get_encoder()
+        self.encoder = model.get_encoder()  # type: ignore[operator]  # transformers' method; torch types attributes as Tensor | Module
         self.speech = speech
         self.eval()
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        hidden: torch.Tensor  # transformers' outputs reach mypy untyped (Module.__call__ returns Any)
         if self.speech:
-            return self.encoder(input_features=inputs[0], return_dict=True).last_hidden_state
-        return self.encoder(input_ids=inputs[0], attention_mask=inputs[1], return_dict=True).last_hidden_state
+            hidden = self.encoder(input_features=inputs[0], return_dict=True).last_hidden_state
+            return hidden
+        hidden = self.encoder(input_ids=inputs[0], attention_mask=inputs[1], return_dict=True).last_hidden_state
+        return hidden
 
 
 class DecoderStep(torch.nn.Module):
