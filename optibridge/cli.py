@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import IO, Protocol, TypeGuard
 
 import typer
 from rich.markup import escape
@@ -114,7 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-def _is_usage_error(exc: Exception) -> bool:
+class _UsageError(Protocol):
+    """What a click usage error offers (the shape :func:`_is_usage_error` checks)."""
+
+    exit_code: int
+
+    def show(self, file: IO[str] | None = None) -> None: ...
+
+
+def _is_usage_error(exc: Exception) -> TypeGuard[_UsageError]:
     # Typer may vendor its own copy of click, so its usage errors are matched by shape, not class.
     return hasattr(exc, "show") and hasattr(exc, "exit_code") and "click" in type(exc).__module__
 

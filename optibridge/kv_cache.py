@@ -59,18 +59,18 @@ def cache_from_pairs(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, zero
         else:
             cache = DynamicCache()
             for key, value in pairs:
-                layer = DynamicLayer()
+                layer = DynamicLayer()  # type: ignore[no-untyped-call]  # transformers leaves __init__ unannotated
                 try:
                     layer.lazy_initialization(key, value)
                 except TypeError:  # transformers 4.56-4.57: lazy_initialization(key_states)
-                    layer.lazy_initialization(key)
+                    layer.lazy_initialization(key)  # type: ignore[call-arg]  # that release's signature
                 layer.keys, layer.values = key, value
                 cache.layers.append(layer)
             return cache
     try:
         return DynamicCache(ddp_cache_data=list(pairs))
     except TypeError:  # transformers 4.x
-        return DynamicCache.from_legacy_cache(tuple(pairs))
+        return DynamicCache.from_legacy_cache(tuple(pairs))  # type: ignore[attr-defined]  # 4.x only
 
 
 def cache_pairs(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import BackendError
-from .modeling.peers import PeerModel, PeerNames
+from .modeling.peers import PeerModel, PeerNames, pipeline_alias
 
 PROVIDER_BACKENDS = {
     "CPUExecutionProvider": "ort",
@@ -127,29 +127,23 @@ _DIFFUSION_NAMES = {
 }
 
 
-def _diffusion_alias(name: str) -> type:
-    from .diffusion import pipelines
+class _ORTPipeline:
+    """Optimum's loading arguments on a diffusion pipeline (mixed in before the optibridge pipeline class)."""
 
-    base: Any = getattr(pipelines, _DIFFUSION_NAMES[name])
-
-    def from_pretrained(cls: Any, model_id: str | os.PathLike[str], *, provider: str = "CPUExecutionProvider",
+    @classmethod
+    def from_pretrained(cls, model_id: str | os.PathLike[str], *, provider: str = "CPUExecutionProvider",
                         providers: list[str] | None = None, provider_options: dict[str, Any] | None = None,
                         session_options: Any = None, use_io_binding: bool | None = None, **kwargs: Any) -> Any:
         for key, value in backend_options(provider, providers, provider_options, use_io_binding).items():
             kwargs.setdefault(key, value)
         if session_options is not None:
             kwargs["session_options"] = session_options
-        return super(made, cls).from_pretrained(model_id, **kwargs)  # type: ignore[misc]
-
-    made = type(name, (base,), {"__doc__": f"Optimum-compatible name for :class:`optibridge.{base.__name__}`.",
-                               "__module__": __name__, "from_pretrained": classmethod(from_pretrained)})
-    globals()[name] = made  # built once: the same class on every access
-    return made
+        return super().from_pretrained(model_id, **kwargs)  # type: ignore[misc]  # the pipeline class after this one has it
 
 
 def __getattr__(name: str) -> Any:
     if name in _DIFFUSION_NAMES:
-        return _diffusion_alias(name)
+        return pipeline_alias(name, _ORTPipeline, _DIFFUSION_NAMES[name], __name__, "Optimum")
     return _NAMES.get(name)
 
 

@@ -27,7 +27,7 @@ import os
 from typing import Any, TypeVar
 
 from .errors import BackendError
-from .modeling.peers import PeerModel, PeerNames
+from .modeling.peers import PeerModel, PeerNames, pipeline_alias
 
 ModelT = TypeVar("ModelT", bound="OVModel")
 
@@ -144,28 +144,23 @@ _DIFFUSION_NAMES = {
 }
 
 
-def _diffusion_alias(name: str) -> type:
-    from .diffusion import pipelines
+class _OVPipeline:
+    """optimum-intel's loading arguments on a diffusion pipeline (mixed in before the optibridge pipeline class)."""
 
-    base: Any = getattr(pipelines, _DIFFUSION_NAMES[name])
+    default_backend = "openvino"
 
-    def from_pretrained(cls: Any, model_id: str | os.PathLike[str], *, device: str = "CPU",
+    @classmethod
+    def from_pretrained(cls, model_id: str | os.PathLike[str], *, device: str = "CPU",
                         ov_config: dict[str, Any] | None = None, compile: bool = True, **kwargs: Any) -> Any:
         # compile=False is accepted for compatibility: pipeline graphs are compiled on load (and again by reshape()).
         if ov_config:
             kwargs["ov_config"] = ov_config
-        return super(made, cls).from_pretrained(model_id, device=device, **kwargs)  # type: ignore[misc]
-
-    made = type(name, (base,), {"__doc__": f"optimum-intel-compatible name for :class:`optibridge.{base.__name__}`.",
-                               "__module__": __name__, "default_backend": "openvino",
-                                "from_pretrained": classmethod(from_pretrained)})
-    globals()[name] = made  # built once: the same class on every access
-    return made
+        return super().from_pretrained(model_id, device=device, **kwargs)  # type: ignore[misc]  # the pipeline class after this one has it
 
 
 def __getattr__(name: str) -> Any:
     if name in _DIFFUSION_NAMES:
-        return _diffusion_alias(name)
+        return pipeline_alias(name, _OVPipeline, _DIFFUSION_NAMES[name], __name__, "optimum-intel")
     return _NAMES.get(name)
 
 

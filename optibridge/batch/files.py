@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import InputError, OptibridgeError
+from ..jsonl import object_rows
 
 INPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "text"}
 MANIFEST = "manifest.json"
@@ -74,18 +75,11 @@ def read_input(path: Path, column: str, id_column: str) -> Any:
 
 def _read_jsonl(path: Path, column: str) -> Any:
     pa = require_pyarrow()
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path} line {number} is not JSON ({exc.msg}); each line must be one JSON object") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path} line {number} is a JSON {type(row).__name__}, not an object like {{\"text\": \"...\"}}")
-            rows.append(row)
+    rows = [row for _, row in object_rows(
+        path,
+        not_json=lambda line, exc: InputError(f"{path} line {line} is not JSON ({exc.msg}); each line must be one JSON object"),
+        not_object=lambda line, value: InputError(f"{path} line {line} is a JSON {type(value).__name__}, not an object like {{\"text\": \"...\"}}"),
+    )]
     names = list(dict.fromkeys(name for row in rows for name in row))
     columns = {}
     for name in names:

@@ -168,7 +168,7 @@ class Predictor:
             from transformers import pipeline
 
             extra = {"aggregation_strategy": "simple"} if self.task == "token-classification" else {}
-            self._pipeline = pipeline(self.task, model=self.model, tokenizer=self.tokenizer, **extra)
+            self._pipeline = pipeline(self.task, model=self.model, tokenizer=self.tokenizer, **extra)  # type: ignore[call-overload]  # an OBModel stands in for a PreTrainedModel
             return self._classify if self.task == "text-classification" else self._entities
         if self.task == "text-generation":
             self.tokenizer.padding_side = "left"  # a decoder continues the last token of every row
@@ -203,7 +203,7 @@ class Predictor:
         import torch
 
         inputs = {k: torch.as_tensor(v) for k, v in self._tokenize(texts).items()}
-        output = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
+        output = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)  # type: ignore[attr-defined]  # a generation task's class
         if self.task == "text-generation":
             output = output[:, inputs["input_ids"].shape[1]:]
         decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)

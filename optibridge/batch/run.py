@@ -115,7 +115,7 @@ def run_file(
     # Workers record a rejected row in its error column; this process stops the run on it
     # (on_error="fail"), so the row is named the same way wherever it ran.
     worker_options = dataclasses.replace(options, on_error="skip")
-    predictor_args = dict(artifact=str(artifact.resolve()), options=worker_options, backend=backend, device=device,
+    predictor_args: dict[str, Any] = dict(artifact=str(artifact.resolve()), options=worker_options, backend=backend, device=device,
                           session_options=dict(session_options or {}), id_column=id_column)
     if pending.num_rows:
         if ray is None:

@@ -11,6 +11,7 @@ so candidates do not compete for the cores.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import subprocess
@@ -265,7 +266,7 @@ class LocalExecutor:
 
     def run(self, jobs: list[CellJob], timeout_s: float, on_event: JobEvent, on_done: JobDone) -> None:
         for job in jobs:
-            stopped = run_process(job.spec, timeout_s, lambda event, job=job: on_event(job, event))
+            stopped = run_process(job.spec, timeout_s, functools.partial(on_event, job))
             on_done(job, stopped, {})
 
     def nodes(self) -> dict[str, dict[str, Any]]:
@@ -292,7 +293,7 @@ def measure_all(request: BenchRequest, cells: list[PlannedCell], prepared: Prepa
         size = weights_mb(prepared.reference) if is_baseline else None
         if key in prepared.artifacts:
             size = sum(f.stat().st_size for f in Path(prepared.artifacts[key]).iterdir() if f.is_file()) / 1e6
-        extra = {"settings": {"threads": request.threads, **options}, "size_mb": size, "build_s": prepared.build_s.get(key)}
+        extra: dict[str, Any] = {"settings": {"threads": request.threads, **options}, "size_mb": size, "build_s": prepared.build_s.get(key)}
         reason = planned.skip or prepared.build_errors.get(key)
         if reason:
             for batch, seq in shapes:

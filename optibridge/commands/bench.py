@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import typer
 
 from ..console import console
 from .run import LOCAL
+
+if TYPE_CHECKING:
+    from ..bench.schema import BenchRun
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -116,7 +119,7 @@ def bench(
         _exit_when_nothing_measured(run)
 
 
-def _exit_when_nothing_measured(run) -> None:  # noqa: ANN001
+def _exit_when_nothing_measured(run: BenchRun) -> None:
     """Exit 1 when no requested candidate produced a measurement (all skipped or failed): a run
     that measured nothing must not look like success to a script or CI."""
     from ..bench.schema import BASELINE
@@ -131,7 +134,7 @@ def _exit_when_nothing_measured(run) -> None:  # noqa: ANN001
 
 def _measure(model: str, task: Optional[str], backends: Optional[str], configs: Optional[str], batch_sizes: str, seq_lens: str,
              warmup: int, runs: int, duration: Optional[float], threads: int, timeout: float, new_tokens: int, progress: bool,
-             executor: object = None, steps: int = 10, image_size: Optional[int] = None):  # noqa: ANN202
+             executor: object = None, steps: int = 10, image_size: Optional[int] = None) -> BenchRun:
     import tempfile
 
     from ..bench.configs import parse_list
@@ -148,7 +151,7 @@ def _measure(model: str, task: Optional[str], backends: Optional[str], configs: 
     return run
 
 
-def _report(run, out: Optional[Path], update_matrix: bool, matrix: Path) -> None:  # noqa: ANN001
+def _report(run: BenchRun, out: Optional[Path], update_matrix: bool, matrix: Path) -> None:
     from ..bench.matrix import update_matrix as write_matrix
     from ..bench.report import print_table, write_outputs
 

@@ -55,27 +55,30 @@ class UNetStep(torch.nn.Module):
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 text_embeds: torch.Tensor | None = None, time_ids: torch.Tensor | None = None) -> torch.Tensor:
         added = {"text_embeds": text_embeds, "time_ids": time_ids} if text_embeds is not None else None
-        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added, return_dict=False)[0]
+        noise: torch.Tensor = self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added, return_dict=False)[0]
+        return noise
 
 
 class _VaeDecode(torch.nn.Module):
     def __init__(self, vae: torch.nn.Module) -> None:
         super().__init__()
-        self.vae = vae
+        self.vae: Any = vae  # diffusers' AutoencoderKL: untyped, and torch types a Module's attributes as Tensor | Module
         self.eval()
 
     def forward(self, latent_sample: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(latent_sample, return_dict=False)[0]
+        image: torch.Tensor = self.vae.decode(latent_sample, return_dict=False)[0]
+        return image
 
 
 class _VaeEncode(torch.nn.Module):
     def __init__(self, vae: torch.nn.Module) -> None:
         super().__init__()
-        self.vae = vae
+        self.vae: Any = vae  # as in _VaeDecode
         self.eval()
 
     def forward(self, sample: torch.Tensor) -> torch.Tensor:
-        return self.vae.encode(sample, return_dict=False)[0].parameters
+        parameters: torch.Tensor = self.vae.encode(sample, return_dict=False)[0].parameters
+        return parameters
 
 
 class _TextEncode(torch.nn.Module):
@@ -130,11 +133,11 @@ def load_components(source: PipelineSource) -> dict[str, Any]:
 
 def latent_multiple(unet_config: Any) -> int:
     """Latent height/width must divide by this: each UNet down block but the last halves them."""
-    return 2 ** (len(unet_config.block_out_channels) - 1)
+    return int(2 ** (len(unet_config.block_out_channels) - 1))
 
 
 def vae_scale_factor(vae_config: Any) -> int:
-    return 2 ** (len(vae_config.block_out_channels) - 1)
+    return int(2 ** (len(vae_config.block_out_channels) - 1))
 
 
 def _text_plan(name: str, encoder: Any, hidden_states: bool, sequence_length: int, gen: torch.Generator) -> _GraphPlan:

@@ -49,7 +49,7 @@ def _read_config(folder: Path) -> Any:
         raise ArtifactError(f"cannot read {file} ({exc}); re-export the pipeline") from exc
     if not isinstance(data, dict):
         raise ArtifactError(f"{file} is not a JSON object; re-export the pipeline")
-    return FrozenDict(data)
+    return FrozenDict(data)  # type: ignore[no-untyped-call]  # diffusers leaves its __init__ unannotated
 
 
 def _load_scheduler(artifact: Artifact) -> SchedulerMixin:
@@ -62,7 +62,8 @@ def _load_scheduler(artifact: Artifact) -> SchedulerMixin:
     cls = getattr(diffusers, str(name), None)
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
         raise ArtifactError(f"{artifact.path / MODEL_INDEX} names scheduler {name!r}, which is not a diffusers scheduler")
-    return cls.from_pretrained(artifact.path / "scheduler")
+    scheduler: SchedulerMixin = cls.from_pretrained(artifact.path / "scheduler")  # type: ignore[no-untyped-call]  # diffusers: unannotated
+    return scheduler
 
 
 class OBDiffusionPipelineMixin:
@@ -76,6 +77,7 @@ class OBDiffusionPipelineMixin:
     default_backend: ClassVar[str] = "auto"
     artifact: Artifact
     static_shapes: dict[str, int] | None
+    _ob_state: dict[str, Any]  # backend, device, load options, and the temporary export folder to keep alive
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
@@ -137,7 +139,7 @@ class OBDiffusionPipelineMixin:
         info = artifact.metadata.extra["diffusion"]
         folders = info["config_folders"]
         family = FAMILIES[info["family"]]
-        vae_sessions = {g: sessions[g] for g in ("vae_decoder", "vae_encoder") if g in sessions}
+        vae_sessions: dict[str, Any] = {g: sessions[g] for g in ("vae_decoder", "vae_encoder") if g in sessions}
         components: dict[str, Any] = {
             "vae": AutoencoderKL(vae_sessions, _read_config(artifact.path / folders["vae_decoder"])),
             "unet": UNet({"unet": sessions["unet"]}, _read_config(artifact.path / folders["unet"])),
@@ -153,7 +155,7 @@ class OBDiffusionPipelineMixin:
             components.update(add_watermarker=False)  # the watermark needs the invisible-watermark package
         pipe = cls(**components)  # type: ignore[call-arg]
         pipe.artifact = artifact
-        pipe.set_progress_bar_config(disable=True)
+        pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # diffusers' pipeline, mixed in after
         return pipe
 
     # -- saving -----------------------------------------------------------------------------------
@@ -177,7 +179,8 @@ class OBDiffusionPipelineMixin:
     # -- the call ---------------------------------------------------------------------------------
     @property
     def backend(self) -> str:
-        return self._ob_state["backend"].name
+        name: str = self._ob_state["backend"].name
+        return name
 
     def _check_size(self, height: int | None, width: int | None) -> None:
         info = self.artifact.metadata.extra["diffusion"]

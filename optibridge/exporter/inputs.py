@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UnsupportedModelError
 from ..tasks import Task
 
 BATCH_AXIS = "batch_size"
@@ -57,7 +58,11 @@ def input_axes(task: Task, modality: str, name: str = "") -> dict[int, str]:
 def image_size(config: Any) -> tuple[int, int]:
     size = getattr(config, "image_size", 224)
     if isinstance(size, dict):
-        return int(size.get("height", size.get("shortest_edge"))), int(size.get("width", size.get("shortest_edge")))
+        height, width = size.get("height", size.get("shortest_edge")), size.get("width", size.get("shortest_edge"))
+        if height is None or width is None:
+            raise UnsupportedModelError(f"config.image_size {size} gives no height and width (or shortest_edge); "
+                                        "set image_size in config.json to an int or {\"height\": H, \"width\": W}")
+        return int(height), int(width)
     if isinstance(size, (list, tuple)):
         return int(size[0]), int(size[1])
     return int(size), int(size)

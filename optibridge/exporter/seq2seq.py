@@ -60,15 +60,18 @@ class EncoderStep(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, speech: bool = False, input_name: str | None = None,
                  encoder_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.encoder = model.get_encoder()
+        self.encoder = model.get_encoder()  # type: ignore[operator]  # transformers' method; torch types attributes as Tensor | Module
         self.input_name = input_name or ("input_features" if speech else "input_ids")
         self.encoder_kwargs = dict(encoder_kwargs or {})
         self.eval()
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        hidden: torch.Tensor  # transformers' outputs reach mypy untyped (Module.__call__ returns Any)
         if self.input_name != "input_ids":
-            return self.encoder(**{self.input_name: inputs[0]}, **self.encoder_kwargs, return_dict=True).last_hidden_state
-        return self.encoder(input_ids=inputs[0], attention_mask=inputs[1], return_dict=True).last_hidden_state
+            hidden = self.encoder(**{self.input_name: inputs[0]}, **self.encoder_kwargs, return_dict=True).last_hidden_state
+            return hidden
+        hidden = self.encoder(input_ids=inputs[0], attention_mask=inputs[1], return_dict=True).last_hidden_state
+        return hidden
 
 
 class DecoderStep(torch.nn.Module):

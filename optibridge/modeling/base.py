@@ -6,7 +6,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..artifact import Artifact, copy_artifact, is_artifact
 from ..backend import Session, torch_runner
@@ -21,6 +21,9 @@ from ..tasks import TASKS, Task
 from .guards import InputLimits, check_interface, guard
 from .inputs import prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
 
 logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound="OBModel")
@@ -204,7 +207,8 @@ class OBModel(PreTrainedModel):
 
     @property
     def backend(self) -> str:
-        return self.session.backend
+        name: str = self.session.backend
+        return name
 
     @property
     def inference_precision(self) -> str:
@@ -239,7 +243,7 @@ class OBModel(PreTrainedModel):
         return False
 
     @property
-    def generation_config(self) -> None:
+    def generation_config(self) -> GenerationConfig | None:  # None: not generative (GenerativeModel overrides it)
         return None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -48,7 +48,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         self.use_cache = bool(extra.get("use_cache")) and layout is not None
         self._graph_has_cache = self.use_cache
         """The graph takes past_* inputs; with ``use_cache`` off they get an empty cache every step."""
-        self._kv = layout
+        self._kv: dict[str, Any] = layout or {}  # the KV-cache layout; read only when the graph has a cache
         self._past_names = [f"past_key_values.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._present_names = [f"present.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._init_generation(self.artifact.path, self.config)
@@ -118,7 +118,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         if self._graph_has_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
             logits, stateful_cache = stateful_step(self.session, feed, past, past_key_values)
             kept = stateful_cache if self.use_cache else None
-            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): kept})
+            result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): kept})  # type: ignore[arg-type]  # numpy logits for numpy callers, our cache class: transformers types the fields as torch's
             return result if return_dict is not False else result.to_tuple()
         if self._graph_has_cache:
             pairs = cache_pairs(past_key_values) if past else []

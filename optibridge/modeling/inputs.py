@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def to_numpy(name: str, value: Any) -> tuple[np.ndarray, bool]:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency, but keep numpy-only use working
-        torch = None
+        torch = None  # type: ignore[assignment]  # the module or None, as the check below reads it
     if torch is not None and isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy(), True
     if isinstance(value, np.ndarray):
@@ -53,7 +53,7 @@ def cast(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     )
 
 
-def prepare_inputs(specs: list[TensorSpec], given: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+def prepare_inputs(specs: Sequence[TensorSpec], given: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
     """Check ``given`` against the graph's inputs; returns the feed and whether torch tensors came in."""
     expected = {s.name for s in specs}
     unexpected = sorted(k for k, v in given.items() if k not in expected and k not in DROPPABLE and v is not None)
@@ -130,7 +130,7 @@ def _stand_in(tensor: Any) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype), tuple(tensor.shape))
 
 
-def prepare_torch_inputs(specs: list[TensorSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+def prepare_torch_inputs(specs: Sequence[TensorSpec], given: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`prepare_inputs` for a session that takes torch tensors (see ``Session.run_torch``):
     the same checks, but torch tensors stay where they are (cast on their device when needed);
     only numpy/list values and filled-in defaults are made into tensors (on the CPU)."""

@@ -47,7 +47,7 @@ def resolve_output_class(qualified_name: str, fallback: str) -> type:
     task's default class; any other name is an :class:`ArtifactError` and imports nothing.
     """
     from transformers import modeling_outputs
-    from transformers.utils import ModelOutput
+    from transformers.utils.generic import ModelOutput
 
     module_name, _, class_name = str(qualified_name).rpartition(".")
     refuse = ArtifactError(
@@ -62,7 +62,8 @@ def resolve_output_class(qualified_name: str, fallback: str) -> type:
         raise refuse
     found = getattr(module, class_name, None)
     if found is None:  # renamed or removed in this transformers version
-        return getattr(modeling_outputs, fallback)
+        default: type = getattr(modeling_outputs, fallback)
+        return default
     if not (isinstance(found, type) and issubclass(found, ModelOutput)):
         raise refuse
     return found

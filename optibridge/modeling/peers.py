@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from .base import OBModel
 
-SurfaceT = TypeVar("SurfaceT", bound=OBModel)
+SurfaceT = TypeVar("SurfaceT")
 OUR_PREFIX = "OBModelFor"
 IMPORT_FROM = dis.opmap.get("IMPORT_FROM")
 
@@ -62,10 +62,21 @@ class PeerModel(OBModel):
         return self._preprocessors
 
 
-def alias(name: str, surface: type[SurfaceT], base: type[OBModel], module: str, peer: str) -> type[SurfaceT]:
-    """``name``: the task class ``base`` with a peer's ``from_pretrained`` surface mixed in first."""
+def alias(name: str, surface: type[SurfaceT], base: type, module: str, peer: str) -> type[SurfaceT]:
+    """``name``: the task class (or pipeline class) ``base`` with a peer's ``from_pretrained`` surface mixed in first."""
     doc = f"{peer}-compatible name for :class:`optibridge.{base.__name__}`."
     return type(name, (surface, base), {"__doc__": doc, "__module__": module})
+
+
+def pipeline_alias(name: str, surface: type, base_name: str, module: str, peer: str) -> type:
+    """``name``: the diffusion pipeline class ``base_name`` (e.g. ``OBStableDiffusionPipeline``) with a peer's
+    ``from_pretrained`` surface mixed in first. Built on first use, because the pipelines import diffusers,
+    and kept in ``module`` so that every access returns the same class."""
+    from ..diffusion import pipelines
+
+    made: type = alias(name, surface, getattr(pipelines, base_name), module, peer)
+    setattr(sys.modules[module], name, made)
+    return made
 
 
 def task_class_names() -> list[str]:

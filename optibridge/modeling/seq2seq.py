@@ -45,7 +45,7 @@ class EncoderRunner:
         if run_torch is not None and any(isinstance(v, torch.Tensor) for v in given.values()):
             # on the session's device (CUDA IO binding, Gaudi): the hidden states stay there
             return BaseModelOutput(last_hidden_state=run_torch(prepare_torch_inputs(specs, given))["last_hidden_state"])
-        feed, _ = prepare_inputs(specs, given)
+        feed = prepare_inputs(specs, given)[0]
         hidden = session.run(feed)["last_hidden_state"]
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
 
@@ -171,7 +171,9 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         return {k: torch.from_numpy(v) for k, v in self.sessions[graph].run(self._graph_feed(graph, feed)).items()}
 
     def _run_torch(self, graph: str, feed: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return torch_runner(self.sessions[graph])(self._graph_feed(graph, feed))
+        run_torch = torch_runner(self.sessions[graph])
+        assert run_torch is not None, "used only when every session takes torch tensors"
+        return run_torch(self._graph_feed(graph, feed))
 
 
 class _WhisperStrides:

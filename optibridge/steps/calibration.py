@@ -80,7 +80,7 @@ def read_samples(source: str, column: str = "text") -> list[Any] | dict[str, np.
     if not path.exists():
         raise CalibrationError(f"calibration source {path} does not exist; give {SUPPORTED}")
     if path.is_dir():
-        samples: Any = _read_dataset(path, column)
+        samples: list[Any] | dict[str, np.ndarray] = _read_dataset(path, column)
     elif path.suffix == ".npz":
         with np.load(path) as arrays:
             samples = {name: arrays[name] for name in arrays.files}

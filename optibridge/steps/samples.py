@@ -167,7 +167,8 @@ def load_tokenizer(folder: Path) -> Any | None:
 
 def model_config(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / "config.json").read_text())
+        config: dict[str, Any] = json.loads((folder / "config.json").read_text())
+        return config
     except (OSError, ValueError):
         return {}
 
@@ -229,7 +230,8 @@ def fill_input(spec: TensorSpec, sizes: dict[str, int], rng: np.random.Generator
     dtype = np.dtype(spec.dtype)
     if spec.name == "position_ids" and len(shape) >= 1:
         past = next((v for k, v in sizes.items() if k.startswith("past")), 0)
-        return np.broadcast_to(np.arange(past, past + shape[-1], dtype=dtype), shape).copy()
+        positions: np.ndarray = np.broadcast_to(np.arange(past, past + shape[-1], dtype=dtype), shape).copy()
+        return positions
     if np.issubdtype(dtype, np.floating):
         return rng.standard_normal(shape).astype(dtype)
     if dtype == np.bool_ or spec.name.endswith("attention_mask"):
@@ -262,6 +264,7 @@ def token_batch(
     choices = choices_of(graph)
     count = len(texts) - len(texts) % choices if choices > 1 else len(texts)
     texts = list(texts[:count])
+    mask: np.ndarray | None  # the padding mask, when the batch has one
     if tokenizer is not None:
         kwargs: dict[str, Any] = {"truncation": True, "max_length": max_length, "return_tensors": "np"}
         if pad_to is None:

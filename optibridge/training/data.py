@@ -7,11 +7,11 @@ model does not know is an error that names the line.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import object_rows
 from .config import TrainingConfigError
 
 
@@ -28,25 +28,21 @@ def read_jsonl(path: str | Path, *, text_field: str = "text", label_field: str =
     if not file.is_file():
         raise TrainingConfigError(f"data file {file} does not exist; pass a JSONL file with '{text_field}' and '{label_field}' fields")
     rows = []
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainingConfigError(f"{file}:{number} is not valid JSON ({exc.msg}); write one JSON object per line") from None
-            if not isinstance(row, dict):
-                raise TrainingConfigError(f"{file}:{number} is a {type(row).__name__}, not a JSON object with '{text_field}' and '{label_field}'")
-            missing = [f for f in (text_field, label_field) if f not in row]
-            if missing:
-                raise TrainingConfigError(
-                    f"{file}:{number} has no {' and no '.join(repr(m) for m in missing)} field (it has: {', '.join(map(repr, row)) or 'nothing'}); "
-                    f"every line needs '{text_field}' (a string) and '{label_field}' (a class name or id)"
-                )
-            if not isinstance(row[text_field], str) or not row[text_field].strip():
-                raise TrainingConfigError(f"{file}:{number}: '{text_field}' must be a non-empty string, not {row[text_field]!r}")
-            rows.append(Example(row[text_field], row[label_field], row.get("text_pair")))
+    for number, row in object_rows(
+        file,
+        not_json=lambda line, exc: TrainingConfigError(f"{file}:{line} is not valid JSON ({exc.msg}); write one JSON object per line"),
+        not_object=lambda line, value: TrainingConfigError(
+            f"{file}:{line} is a {type(value).__name__}, not a JSON object with '{text_field}' and '{label_field}'"),
+    ):
+        missing = [f for f in (text_field, label_field) if f not in row]
+        if missing:
+            raise TrainingConfigError(
+                f"{file}:{number} has no {' and no '.join(repr(m) for m in missing)} field (it has: {', '.join(map(repr, row)) or 'nothing'}); "
+                f"every line needs '{text_field}' (a string) and '{label_field}' (a class name or id)"
+            )
+        if not isinstance(row[text_field], str) or not row[text_field].strip():
+            raise TrainingConfigError(f"{file}:{number}: '{text_field}' must be a non-empty string, not {row[text_field]!r}")
+        rows.append(Example(row[text_field], row[label_field], row.get("text_pair")))
     if not rows:
         raise TrainingConfigError(f"{file} holds no examples; write one JSON object per line")
     return rows

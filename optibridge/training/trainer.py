@@ -89,7 +89,7 @@ class OBTrainer(Trainer):
             result = self._quantization_phase()
         return result
 
-    def _run_phase(self, phase: str, epochs: float, learning_rate: float, args: tuple, kwargs: dict) -> Any:
+    def _run_phase(self, phase: str, epochs: float, learning_rate: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         started = time.perf_counter()
         result = super().train(*args, **kwargs)
         record: dict[str, Any] = {"phase": phase, "epochs": epochs, "learning_rate": learning_rate,
@@ -106,9 +106,9 @@ class OBTrainer(Trainer):
         from .qat import insert_fake_quantizers, reference_kernels
 
         config = self.quantization_config
-        assert config is not None
+        assert config is not None and self.model is not None
         self.float_model = copy.deepcopy(self.model).eval()
-        samples = []
+        samples: list[dict[str, Any]] = []
         for batch in self.get_train_dataloader():
             samples.extend({k: v[i:i + 1] for k, v in batch.items()} for i in range(len(next(iter(batch.values())))))
             if len(samples) >= config.calibration_samples:
