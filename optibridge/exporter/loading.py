@@ -11,7 +11,7 @@ from ..errors import ModelNotFoundError, UnsupportedModelError, first_line
 from ..tasks import Task, get_task, infer_task
 from ..tokenizer_check import TOKENIZER_FILES, usable_tokenizer
 from .architectures import Architecture, get_architecture
-from .text_only import is_multimodal_lm, load_text_only
+from .text_only import is_multimodal_lm, load_language_model
 
 
 @dataclass
@@ -101,7 +101,10 @@ def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_w
             "as its language model: --task text-generation (text inputs only, no images)"
         )
     if resolved.name == "text-generation" and is_multimodal_lm(config):
-        return load_text_only(name_or_path, config, resolved, arch, task is None, **hub_kwargs)
+        lm, text_only = load_language_model(name_or_path, config, **no_remote_code(hub_kwargs))
+        source = SourceModel(lm, lm.config, resolved, get_architecture(lm.config.model_type, resolved.name), task is None, str(name_or_path))
+        source.extra["text_only"] = text_only
+        return source
     if resolved.auto_class == "SentenceTransformer":
         from .sentence import load_sentence_model
 

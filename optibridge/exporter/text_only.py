@@ -9,14 +9,10 @@ Before export the extracted LM is checked against the multimodal model called wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UnsupportedModelError, first_line
 
-if TYPE_CHECKING:
-    from ..tasks import Task
-    from .architectures import Architecture
-    from .loading import SourceModel
 
 TEXT_ONLY_NOTE = "text-only export of a multimodal model: image inputs are not supported (pixel_values is refused)"
 PARITY_ATOL = 1e-5
@@ -32,16 +28,15 @@ def is_multimodal_lm(config: Any) -> bool:
     return getattr(text, "model_type", None) in auto_mapping("AutoModelForCausalLM")
 
 
-def load_text_only(name_or_path: str, config: Any, task: Task, arch: Architecture, inferred: bool, **hub_kwargs: Any) -> SourceModel:
+def load_language_model(name_or_path: str, config: Any, **hub_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """The multimodal model's language model + LM head as a plain causal LM, and the facts to record
+    (``extra["text_only"]``). ``hub_kwargs`` must already say ``trust_remote_code`` explicitly."""
     import transformers
-
-    from .architectures import get_architecture
-    from .loading import SourceModel, no_remote_code
 
     model_type = config.model_type
     try:
         full = transformers.AutoModelForImageTextToText.from_pretrained(  # type: ignore[no-untyped-call]
-            name_or_path, attn_implementation="eager", **no_remote_code(hub_kwargs)
+            name_or_path, attn_implementation="eager", **hub_kwargs
         ).eval()
     except (OSError, ValueError) as exc:
         raise UnsupportedModelError(f"could not load {name_or_path!r} ({model_type}) to take its language model: {first_line(exc)}") from exc
@@ -59,11 +54,7 @@ def load_text_only(name_or_path: str, config: Any, task: Task, arch: Architectur
         lm.generation_config = full.generation_config
     check_same_logits(full, lm, model_type)
     lm.config.architectures = [type(lm).__name__]
-    text_arch = get_architecture(lm.config.model_type, task.name)
-    source = SourceModel(lm, lm.config, task, text_arch, inferred, str(name_or_path))
-    source.extra["text_only"] = {"source_model_type": model_type, "source_architectures": getattr(config, "architectures", None),
-                                 "note": TEXT_ONLY_NOTE}
-    return source
+    return lm, {"source_model_type": model_type, "source_architectures": getattr(config, "architectures", None), "note": TEXT_ONLY_NOTE}
 
 
 def check_same_logits(full: Any, lm: Any, model_type: str) -> None:

@@ -60,7 +60,7 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
     def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
         """generate(): image inputs get optibridge's reason before transformers' "not used by the model"."""
         refuse_image_inputs(self.artifact.metadata.extra, model_kwargs)
-        super()._validate_model_kwargs(model_kwargs)
+        super()._validate_model_kwargs(model_kwargs)  # type: ignore[misc]  # transformers types self as its own GenerationMixin host
 
     def _set_use_cache(self, use_cache: bool) -> None:
         if use_cache and not self._graph_has_cache:
