@@ -70,7 +70,8 @@ def _one_line(exc: BaseException) -> str:
 def encoder_inputs(artifact: Any, batch: int, seq: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Real sentences through the artifact's tokenizer, padded/truncated to exactly ``seq`` tokens
     (random ids in the vocabulary without a tokenizer); random pixels for vision models."""
-    from ..steps.samples import VALIDATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, random_batch, token_batch
+    from ..steps.samples import (VALIDATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, random_batch,
+                                 recorded_image_size, token_batch)
 
     graph = artifact.metadata.main_graph
     if is_text_graph(graph):
@@ -79,7 +80,7 @@ def encoder_inputs(artifact: Any, batch: int, seq: int) -> tuple[dict[str, np.nd
         vocab = int(model_config(artifact.path).get("vocab_size") or 100)
         found = token_batch(graph, load_tokenizer(artifact.path), texts, vocab_size=vocab, pad_to=seq, max_length=seq)
     else:
-        found = random_batch(graph, batch, sequence=seq)
+        found = random_batch(graph, batch, sequence=seq, image_size=recorded_image_size(artifact))
     return found.feed, found.mask
 
 

@@ -200,16 +200,23 @@ OTHER_LENGTH = 7
 """Length of any other named axis (e.g. the encoder length a decoder graph reads)."""
 
 
-def axis_sizes(graph: GraphSpec, batch: int, sequence: int, choices: int = 1) -> dict[str, int]:
+def axis_sizes(graph: GraphSpec, batch: int, sequence: int, choices: int = 1,
+               image_size: tuple[int, int] | None = None) -> dict[str, int]:
     """A size for every named axis of the graph's inputs, consistent across inputs.
 
     The token axis of ``input_ids`` gets ``sequence``; ``past_*`` axes :data:`PAST_LENGTH`;
-    ``total_sequence_length`` (attention mask of a decoder with cache) past + sequence.
+    ``total_sequence_length`` (attention mask of a decoder with cache) past + sequence; the
+    height/width axes of a dynamic ``pixel_values`` get ``image_size`` (the size the artifact records).
     """
     sizes = {"batch_size": batch, "num_choices": choices, "sequence_length": sequence}
     ids = next((s for s in graph.inputs if s.name == "input_ids"), None)
     if ids is not None and ids.shape and isinstance(ids.shape[-1], str):
         sizes[ids.shape[-1]] = sequence
+    pixels = next((s for s in graph.inputs if s.name == "pixel_values"), None)
+    if image_size is not None and pixels is not None and len(pixels.shape) == 4:
+        for axis, size in zip(pixels.shape[2:], image_size):
+            if isinstance(axis, str):
+                sizes[axis] = int(size)
     for spec in graph.inputs:
         for axis in spec.shape:
             if isinstance(axis, str) and axis not in sizes:
@@ -302,10 +309,21 @@ def token_batch(
     return Batch(feed, None if mask is None else np.asarray(mask), source)
 
 
-def random_batch(graph: GraphSpec, batch: int, seed: int = 0, sequence: int = RANDOM_LENGTH) -> Batch:
+def recorded_image_size(artifact: Artifact) -> tuple[int, int] | None:
+    """The (height, width) the exporter traced a vision graph at (``extra["image_size"]``): the size
+    random pixels get when the graph's height/width are dynamic (a sequence length would be too small)."""
+    record = artifact.metadata.extra.get("image_size")
+    traced = record.get("traced") if isinstance(record, dict) else None
+    if isinstance(traced, (list, tuple)) and len(traced) == 2 and all(isinstance(v, int) and v > 0 for v in traced):
+        return int(traced[0]), int(traced[1])
+    return None
+
+
+def random_batch(graph: GraphSpec, batch: int, seed: int = 0, sequence: int = RANDOM_LENGTH,
+                 image_size: tuple[int, int] | None = None) -> Batch:
     """Inputs for a graph that takes neither token ids nor pixels (or pixels: standard-normal)."""
     rng = np.random.default_rng(seed)
-    sizes = axis_sizes(graph, batch, sequence)
+    sizes = axis_sizes(graph, batch, sequence, image_size=image_size)
     feed = {spec.name: fill_input(spec, sizes, rng) for spec in graph.inputs}
     what = "random pixel_values" if is_vision_graph(graph) else "random inputs from the recorded dtypes and shapes"
     return Batch(feed, None, f"{batch} row(s) of {what}")
@@ -331,4 +349,4 @@ def validation_batch(artifact: Artifact, graph_name: str, avoid_lengths: Iterabl
         while length in avoid:
             length += 1
         return token_batch(graph, tokenizer, VALIDATION_SENTENCES, vocab_size=vocab, pad_to=length, seed=seed)
-    return random_batch(graph, batch=3, seed=seed)
+    return random_batch(graph, batch=3, seed=seed, image_size=recorded_image_size(artifact))
