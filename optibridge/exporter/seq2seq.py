@@ -74,6 +74,12 @@ class EncoderStep(torch.nn.Module):
         return hidden
 
 
+def encoder_mask_kwargs(model: torch.nn.Module, mask: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+    """``attention_mask=mask`` for models that take an encoder mask; none for those that do not (an image
+    encoder has no padding: VisionEncoderDecoderModel takes no encoder mask at all)."""
+    return {"attention_mask": mask} if "attention_mask" in forward_parameters(type(model)) else {}
+
+
 class DecoderStep(torch.nn.Module):
     """One decoder step; ``with_past`` decides which of the two graphs this traces."""
 
@@ -82,8 +88,7 @@ class DecoderStep(torch.nn.Module):
         self.model = model
         self.with_past = with_past
         self.takes_decoder_mask = "decoder_attention_mask" in forward_parameters(type(model))
-        # An image encoder has no padding: VisionEncoderDecoderModel takes no encoder mask at all.
-        self.takes_mask = "attention_mask" in forward_parameters(type(model))
+        self.takes_mask = "attention_mask" in forward_parameters(type(model))  # see encoder_mask_kwargs
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor, encoder_hidden_states: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -273,7 +278,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     graphs = {}
     for name in ("encoder", "decoder", "decoder_with_past"):
         graphs[name] = graph_spec(f"{name}.onnx", onnx.load(str(staging / f"{name}.onnx"), load_external_data=False))
-    mask_kw = {"attention_mask": enc_mask} if "attention_mask" in forward_parameters(type(model)) else {}
+    mask_kw = encoder_mask_kwargs(model, enc_mask)
     with torch.no_grad():
         output_class = qualified_name(type(model(encoder_outputs=(hidden,), **mask_kw, decoder_input_ids=dec_ids, return_dict=True)))
 
@@ -313,7 +318,7 @@ def validate_seq2seq(side: EncoderSide, load: SessionLoader, layout: Seq2SeqLayo
     padded = len(enc_inputs) > 1  # text: compare real positions only
     check("encoder last_hidden_state", want_hidden.numpy(), hidden, enc_mask.bool().numpy() if padded else None)
 
-    mask_kw = {"attention_mask": enc_mask} if "attention_mask" in forward_parameters(type(model)) else {}
+    mask_kw = encoder_mask_kwargs(model, enc_mask)
     dec_ids = token_batch(source.config, 3, 2, seed=3)[0]
     first_feed = {"input_ids": dec_ids.numpy(), "encoder_attention_mask": enc_mask.numpy(), "encoder_hidden_states": hidden}
     first = run("decoder", first_feed)
