@@ -69,8 +69,7 @@ def export_model(
     check_output_dir(output_dir, overwrite=overwrite)
     step(f"loading {model}")
     source = load_source_model(str(model), task, allow_new_weights=allow_new_weights, **hub_kwargs)
-    exporter = resolve_exporter(exporter, source.task.kind)
-    check_opset(opset, exporter)
+    check_opset(opset, resolve_exporter(exporter, source.task.kind))  # export_source picks the exporter(s) to try
     modality = "multimodal" if source.task.modality == "multimodal" else source.architecture.modality
     preprocessor = load_preprocessor(str(model), modality, **hub_kwargs)
     return export_source(
@@ -101,49 +100,75 @@ def export_source(
     graphs, same validation against that model, same staged write."""
     step = on_step or (lambda message: None)
     hub_kwargs = hub_kwargs or {}
-    exporter = resolve_exporter(exporter, source.task.kind)
-    check_opset(opset, exporter)
+    check_opset(opset, resolve_exporter(exporter, source.task.kind))
     check_output_dir(output_dir, overwrite=overwrite)
     if external_data is None:
         external_data = parameter_bytes(source.model) > EXTERNAL_DATA_THRESHOLD
+    from .fast_path import exporter_attempts
+
+    attempts = exporter_attempts(exporter, source.task.kind, source.config, validate=validate, opset=opset)
 
     with staged_directory(output_dir, overwrite=overwrite) as staging:
-        step(f"exporting {source.config.model_type} for {source.task.name} with the {exporter} exporter")
         untested = "" if source.architecture.tested else f"{source.config.model_type} is not in the tested list for {source.task.name}; "
-        if untested:
-            step(untested + "exporting it and validating against PyTorch")
-        try:
-            exported = _export_graphs(source, staging, exporter=exporter, opset=opset, external_data=external_data, use_cache=use_cache)
-            exported.extra.update(source.extra)
-        except OptibridgeError:
-            raise
-        except Exception as exc:
-            if not untested:
-                raise
-            raise UnsupportedModelError(f"{untested}export failed: {type(exc).__name__}: {first_line(exc)}") from exc
-        source.config.save_pretrained(staging)
-        if preprocessor is not None:
-            preprocessor.save_pretrained(staging)
-        generation_config = getattr(source.model, "generation_config", None)
-        if source.task.kind != "encoder" and generation_config is not None:
-            generation_config.save_pretrained(staging)
-        metadata = build_metadata(source, exported, staging, exporter, model_ref, hub_kwargs)
-        write_metadata(staging, metadata)
-        report = None
-        if validate:
-            if validator is None:
-                raise OptibridgeError("internal: export(validate=True) needs a validator (optibridge.exporter.export passes one)")
-            step(f"validating against PyTorch on {validator.backend} at new shapes")
-            staged = Artifact(staging, metadata)
-            report = exported.validate(lambda graph: validator.load(staged, graph), atol, validator.backend)
-            record_validation(staging, metadata, report, validator, failure=f"{untested}exported graph differs from PyTorch",
-                              advice="Raise --atol if this is acceptable, or try --exporter dynamo / another --opset")
+        for number, attempt in enumerate(attempts, start=1):
+            try:
+                report = _export_and_validate(
+                    source, staging, exporter=attempt, untested=untested, model_ref=model_ref, preprocessor=preprocessor,
+                    opset=opset, atol=atol, validate=validate, validator=validator, external_data=external_data,
+                    use_cache=use_cache, step=step, hub_kwargs=hub_kwargs,
+                )
+                break
+            except Exception as exc:
+                if number == len(attempts):
+                    raise
+                message = (f"the {attempt} export of {source.config.model_type} did not hold ({type(exc).__name__}: "
+                           f"{first_line(exc)}); exporting it again with {attempts[number]}")
+                logger.warning(message)
+                step(message)
         step("writing the artifact")
     note = None
     if untested:
         note = untested + ("export validated against PyTorch: ok" if report is not None else "export not validated (validate=False)")
         logger.warning(note)
     return ExportResult(Artifact.load(output_dir), source.task.name, source.task_inferred, report, note)
+
+
+def _export_and_validate(
+    source: SourceModel, staging: Path, *, exporter: str, untested: str, model_ref: str, preprocessor: Any, opset: int | None,
+    atol: float, validate: bool, validator: Validator | None, external_data: bool, use_cache: bool, step: StepCallback,
+    hub_kwargs: dict[str, Any],
+) -> ValidationReport | None:
+    """One try of :func:`export_source` with one exporter: graphs, files and metadata into ``staging``, then validation."""
+    step(f"exporting {source.config.model_type} for {source.task.name} with the {exporter} exporter")
+    if untested:
+        step(untested + "exporting it and validating against PyTorch")
+    try:
+        exported = _export_graphs(source, staging, exporter=exporter, opset=opset, external_data=external_data, use_cache=use_cache)
+        exported.extra.update(source.extra)
+    except OptibridgeError:
+        raise
+    except Exception as exc:
+        if not untested:
+            raise
+        raise UnsupportedModelError(f"{untested}export failed: {type(exc).__name__}: {first_line(exc)}") from exc
+    source.config.save_pretrained(staging)
+    if preprocessor is not None:
+        preprocessor.save_pretrained(staging)
+    generation_config = getattr(source.model, "generation_config", None)
+    if source.task.kind != "encoder" and generation_config is not None:
+        generation_config.save_pretrained(staging)
+    metadata = build_metadata(source, exported, staging, exporter, model_ref, hub_kwargs)
+    write_metadata(staging, metadata)
+    if not validate:
+        return None
+    if validator is None:
+        raise OptibridgeError("internal: export(validate=True) needs a validator (optibridge.exporter.export passes one)")
+    step(f"validating against PyTorch on {validator.backend} at new shapes")
+    staged = Artifact(staging, metadata)
+    report = exported.validate(lambda graph: validator.load(staged, graph), atol, validator.backend)
+    record_validation(staging, metadata, report, validator, failure=f"{untested}exported graph differs from PyTorch",
+                      advice="Raise --atol if this is acceptable, or try --exporter dynamo / another --opset")
+    return report
 
 
 MIN_OPSET = 14
@@ -176,11 +201,11 @@ def _export_graphs(
     if kind == "decoder":
         from .decoder import export_decoder
 
-        return export_decoder(source, staging, opset=opset, external_data=external_data, use_cache=use_cache)
+        return export_decoder(source, staging, opset=opset, external_data=external_data, use_cache=use_cache, exporter=exporter)
     if kind == "seq2seq":
         from .seq2seq import export_seq2seq
 
-        return export_seq2seq(source, staging, opset=opset, external_data=external_data, use_cache=use_cache)
+        return export_seq2seq(source, staging, opset=opset, external_data=external_data, use_cache=use_cache, exporter=exporter)
     raise OptibridgeError(f"internal: no exporter for model kind {kind!r}")
 
 

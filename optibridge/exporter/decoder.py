@@ -87,11 +87,17 @@ def kv_layout(model: torch.nn.Module) -> KVLayout:
 
 
 def export_decoder(
-    source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True
+    source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True, exporter: str = "dynamo"
 ) -> ExportedGraphs:
+    """``exporter="torchscript"``: the fast path's traced step (fast_path.py), else torch.export's."""
     model = source.model
     layout = kv_layout(model) if use_cache else None
-    step = CausalLMStep(model, use_cache)
+    if exporter == "torchscript":
+        from .fast_path import TracedCausalLMStep
+
+        step: CausalLMStep = TracedCausalLMStep(model, use_cache)
+    else:
+        step = CausalLMStep(model, use_cache)
 
     # Trace: batch 2, 5 new tokens after a past of 4 (non-trivial sizes so nothing is specialised).
     batch, new, past_len = 2, 5, 4 if use_cache else 0
@@ -116,7 +122,7 @@ def export_decoder(
     path = staging / MODEL_FILE
     export_module(
         step, (ids, mask, positions, *past), input_names, output_names, input_axes, output_axes, path,
-        exporter="dynamo", opset=opset, external_data=external_data, dynamic_shapes=tuple(dynamic),
+        exporter=exporter, opset=opset, external_data=external_data, dynamic_shapes=tuple(dynamic),
     )
 
     with torch.no_grad():

@@ -214,7 +214,9 @@ def _encoder_exporter(opset: int | None) -> tuple[str, int | None]:
     return "dynamo", opset
 
 
-def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True) -> ExportedGraphs:
+def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True,
+                   exporter: str = "dynamo") -> ExportedGraphs:
+    """``exporter="torchscript"``: the decoder graphs through the fast path's traced steps (fast_path.py)."""
     from ..errors import OptibridgeError
 
     if not use_cache:
@@ -241,6 +243,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     )
 
     # -- first decoder step -----------------------------------------------------------------------
+    decoder_opset = encoder_opset if exporter == "torchscript" else opset
     dec_ids = token_batch(source.config, 2, 3, seed=0)[0]
     with torch.no_grad():
         first = DecoderStep(model, with_past=False)(dec_ids, enc_mask, hidden)
@@ -256,7 +259,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     decoder_inputs = ["input_ids", "encoder_attention_mask", "encoder_hidden_states"]
     export_module(
         DecoderStep(model, with_past=False), (dec_ids, enc_mask, hidden), decoder_inputs, ["logits", *self_cross_out],
-        common_in, first_out_axes, staging / "decoder.onnx", exporter="dynamo", opset=opset, external_data=external_data,
+        common_in, first_out_axes, staging / "decoder.onnx", exporter=exporter, opset=decoder_opset, external_data=external_data,
         dynamic_shapes=({0: auto, 1: auto}, {0: auto, 1: auto}, {0: auto, 1: auto}),
     )
 
@@ -271,7 +274,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     export_module(
         DecoderStep(model, with_past=True), (next_ids, enc_mask, hidden, *past), decoder_inputs + past_names,
         ["logits", *present_names], {**common_in, **past_axes}, later_out_axes, staging / "decoder_with_past.onnx",
-        exporter="dynamo", opset=opset, external_data=external_data,
+        exporter=exporter, opset=decoder_opset, external_data=external_data,
         dynamic_shapes=({0: auto, 1: auto}, {0: auto, 1: auto}, {0: auto, 1: auto}, tuple({0: auto, 2: auto} for _ in past)),
     )
 

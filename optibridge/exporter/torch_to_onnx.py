@@ -43,15 +43,17 @@ class OutputSelector(torch.nn.Module):
 
 def resolve_exporter(exporter: str, kind: str = "encoder") -> str:
     """``auto`` → TorchScript for encoders while torch still ships it (20-40× faster to export, and
-    the graph shape ONNX Runtime's transformer fusions recognise), dynamo for generative models
-    (their TorchScript KV-cache graphs fail on OpenVINO's CPU plugin) and when TorchScript is gone."""
+    the graph shape ONNX Runtime's transformer fusions recognise), dynamo for generative models and
+    when TorchScript is gone (decoder LMs try TorchScript first: see ``fast_path.exporter_attempts``)."""
     if exporter not in EXPORTERS:
         raise OptibridgeError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if kind == "decoder" and exporter == "torchscript":
+        return exporter  # the fast path's traced step (fast_path.py); auto tries it first itself
     if kind != "encoder":
         if exporter == "torchscript":
             raise OptibridgeError(
-                "generative models (KV cache, encoder-decoder) export with the dynamo exporter only: "
-                "TorchScript KV-cache graphs fail on OpenVINO; use --exporter dynamo or auto"
+                "encoder-decoder models export with the dynamo exporter only (their TorchScript decoder "
+                "graphs bake traced sizes in); use --exporter dynamo or auto"
             )
         return "dynamo"
     if exporter != "auto":

@@ -1,0 +1,89 @@
+"""The fast export path for decoder LMs: TorchScript instead of dynamo, with a dynamo fallback.
+
+The dynamo exporter spends most of a generative export in torch.export's capture and
+decompositions (≈ 8 s for a tiny llama where the TorchScript tracer takes < 0.5 s). A plain
+TorchScript trace of a transformers 5.x decoder step is wrong at other sizes, though: the mask code
+computes its sizes as Python ints (``kv_length = past + new``, ``torch.arange(kv_length)``), which
+the tracer records as constants, and the cache's lazy start concatenates a 1-D ``torch.tensor([])``
+constant (the Concat OpenVINO's CPU plugin rejects). :class:`TracedCausalLMStep` hands the model a
+4-D additive mask computed from tensor shapes only (transformers uses a 4-D mask as it is) and a
+cache holding the past tensors themselves, so nothing size-dependent is baked in.
+
+Whether the graph is right is decided by the validator at new shapes (batch, past length), as for
+every graph: :func:`exporter_attempts` puts the fast path first only when validation runs, and
+``export()`` re-exports with dynamo when the fast graph fails (saying so in its log).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, output_cache
+from .decoder import CausalLMStep
+
+FAST = "torchscript"
+FALLBACK = "dynamo"
+
+
+def additive_causal_mask(attention_mask: torch.Tensor, input_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, 1, new, total) mask: 0 where query ``i`` (at absolute position ``past + i``) may see key
+    ``j`` (``j <= past + i`` and not padding), the dtype's minimum elsewhere (not -inf: a fully padded
+    row must not turn into NaN). Built from tensor ops only so that a trace keeps every size symbolic."""
+    key_index = torch.ones_like(attention_mask[0]).cumsum(0) - 1  # 0 .. total-1
+    new_index = torch.ones_like(input_ids[0]).cumsum(0) - 1  # 0 .. new-1
+    past = torch.ones_like(attention_mask[0]).sum() - torch.ones_like(input_ids[0]).sum()
+    query_position = new_index + past
+    allowed = (key_index[None, None, None, :] <= query_position[None, None, :, None]) & attention_mask[:, None, None, :].bool()
+    return torch.zeros(allowed.shape, dtype=dtype, device=attention_mask.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class TracedCausalLMStep(CausalLMStep):
+    """:class:`CausalLMStep` for the TorchScript tracer: same inputs, outputs and function, with the mask
+    and cache built so that the trace holds at every batch size and past length."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        dtype = next(self.model.parameters()).dtype
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": additive_causal_mask(attention_mask, input_ids, dtype)}
+        if self.takes_positions:
+            kwargs["position_ids"] = position_ids
+        if not self.use_cache:
+            return (self.model(**kwargs, use_cache=False, return_dict=True).logits,)
+        cache = cache_from_pairs(list(zip(past[0::2], past[1::2])), zero_copy=True)
+        out = self.model(**kwargs, **{cache_name(): cache}, use_cache=True, return_dict=True)
+        presents = [t for pair in cache_pairs(output_cache(out)) for t in pair]
+        return (out.logits, *presents)
+
+
+def fast_path_refusal(config: Any) -> str | None:
+    """Why a decoder cannot take the fast path (``None``: it can). Masks other than causal + padding
+    (sliding windows, chunked attention) would be replaced by the plain causal one; validation at
+    short lengths could not see that, so those models go straight to dynamo."""
+    try:
+        from torch.onnx import utils as _legacy  # noqa: F401  (gone in torch versions without TorchScript export)
+    except ImportError:
+        return "this torch has no TorchScript exporter"
+    if getattr(config, "_attn_implementation", None) not in (None, "eager", "sdpa"):
+        return f"attention implementation {config._attn_implementation!r}"
+    if getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None):
+        return "sliding-window or chunked attention"
+    layer_types = getattr(config, "layer_types", None) or []
+    if any(kind != "full_attention" for kind in layer_types):
+        return "layers with other attention types"
+    return None
+
+
+def exporter_attempts(requested: str, kind: str, config: Any, *, validate: bool, opset: int | None) -> list[str]:
+    """The exporters an export tries, in order. Decoder LMs with ``auto``: the fast path, then dynamo
+    should the fast graph fail, but only when validation runs (it is what proves the fast graph)."""
+    from torch.onnx import _constants
+
+    from .torch_to_onnx import resolve_exporter
+
+    if kind not in ("decoder", "seq2seq") or requested != "auto":
+        return [resolve_exporter(requested, kind)]
+    fits_opset = opset is None or opset <= _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    if validate and fits_opset and fast_path_refusal(config) is None:
+        return [FAST, FALLBACK]
+    return [FALLBACK]
