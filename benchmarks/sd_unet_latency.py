@@ -1,5 +1,5 @@
 """Per-step UNet latency of a Stable Diffusion 1.5-shaped UNet: PyTorch eager vs ONNX Runtime vs
-OpenVINO f32, bf16 and int8 weights (NNCF), interleaved, medians.
+OpenVINO f32, bf16, int8 weights and int8 static (NNCF), interleaved, medians.
 
 The UNet has SD 1.5's real shapes (``--config sd15``: 4 blocks of 320/640/1280/1280 channels,
 cross-attention 768, ~860M parameters, 3.4 GB fp32) with random weights: latency does not depend
@@ -52,6 +52,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+CALIBRATION_FEEDS = 4
+"""int8 static candidates: calibration feeds (each one UNet call at the timed shape)."""
+
+
 def build_unet(name: str) -> tuple[torch.nn.Module, int, int]:
     from diffusers import UNet2DConditionModel
 
@@ -68,6 +72,15 @@ def rss_gb() -> float:
     return 0.0
 
 
+def calibration_feeds(feed: dict[str, np.ndarray], count: int = CALIBRATION_FEEDS) -> list[dict[str, np.ndarray]]:
+    """Feeds for int8 static ranges: fresh latents and text states at timesteps across the schedule
+    (random weights: the ranges only need to be plausible for the latency to be real)."""
+    rng = np.random.default_rng(1)
+    return [{"sample": rng.standard_normal(feed["sample"].shape, dtype=np.float32),
+             "timestep": np.full(feed["timestep"].shape, 999.0 * (count - i) / count, dtype=np.float32),
+             "encoder_hidden_states": rng.standard_normal(feed["encoder_hidden_states"].shape, dtype=np.float32)} for i in range(count)]
+
+
 def runtimes(path: Path, threads: int, bf16: bool, feed: dict[str, np.ndarray]) -> dict[str, Callable[[], Callable[[dict[str, np.ndarray]], np.ndarray]]]:
     """name → a loader returning one call; each loads only when asked (one runtime in memory at a time)."""
 
@@ -80,7 +93,7 @@ def runtimes(path: Path, threads: int, bf16: bool, feed: dict[str, np.ndarray]) 
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda feed: session.run(None, feed)[0]
 
-    def openvino(precision: str, int8_weights: bool = False) -> Callable[[], Callable[[dict[str, np.ndarray]], np.ndarray]]:
+    def openvino(precision: str, int8_weights: bool = False, int8_static: bool = False) -> Callable[[], Callable[[dict[str, np.ndarray]], np.ndarray]]:
         def load() -> Callable[[dict[str, np.ndarray]], np.ndarray]:
             import openvino as ov
 
@@ -90,6 +103,10 @@ def runtimes(path: Path, threads: int, bf16: bool, feed: dict[str, np.ndarray]) 
                 import nncf
 
                 model = nncf.compress_weights(model)  # int8 weights (asymmetric, per channel); activations stay float
+            if int8_static:  # what `optibridge quantize --backend openvino --mode static` does to a pipeline's UNet
+                from optibridge_openvino.pipeline_quantize import quantize_unet
+
+                model = quantize_unet(model, calibration_feeds(feed))
             compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
                                                          "INFERENCE_NUM_THREADS": str(threads)})
             del model
@@ -99,9 +116,11 @@ def runtimes(path: Path, threads: int, bf16: bool, feed: dict[str, np.ndarray]) 
 
     found: dict[str, Callable[[], Callable[[dict[str, np.ndarray]], np.ndarray]]] = {
         "ort fp32": ort_fp32, "openvino f32": openvino("f32"), "openvino int8-weights f32": openvino("f32", True),
+        "openvino int8-static f32": openvino("f32", int8_static=True),
     }
     if bf16:  # OpenVINO computes bf16 only where the CPU has AVX-512 BF16 / AMX
-        found.update({"openvino bf16": openvino("bf16"), "openvino int8-weights bf16": openvino("bf16", True)})
+        found.update({"openvino bf16": openvino("bf16"), "openvino int8-weights bf16": openvino("bf16", True),
+                      "openvino int8-static bf16": openvino("bf16", int8_static=True)})
     return found
 
 

@@ -6,8 +6,8 @@ The samples are what the float pipeline feeds its text encoder(s) and UNet on th
 core keeps the result only when its images stay within the PSNR gate of the float pipeline's. The
 VAE graphs get no samples and are written as float IR. The text encoders take the text-model path
 (``quantize._static``: ``nncf.quantize`` with transformer rules, SmoothQuant, FFN down-projections in
-float). For the UNet, the schemes tried on the tiny test pipeline (4 prompts × 4 steps = 16 UNet
-feeds; images vs the float pipeline, 2 prompts, 3 steps, NNCF 3.4 / OpenVINO 2026.4):
+float). For the UNet, the schemes tried on the tiny test pipeline (built-in prompts, 16 UNet feeds;
+images vs the float pipeline, 2 prompts, 3 steps, NNCF 3.4 / OpenVINO 2026.4):
 
 =========  ==========================================================================  =======
 scheme     what is int8                                                                PSNR
@@ -19,7 +19,8 @@ hybrid     MatMul weights only (``compress_weights``), convolutions static — t
 =========  ==========================================================================  =======
 
 Quantizing the convolutions' activations costs ~9 dB (a CNN ``model_type`` or asymmetric activations
-made it worse: 27–28 dB), so ``matmul`` is the default, like ORT's static int8 (MatMuls only, 40.1 dB).
+made it worse: 27–28 dB; the full/hybrid rows had the text encoder in int8 weights, 31.2/31.7 dB with it
+static), so ``matmul`` is the default, like ORT's static int8 (MatMuls only, 40.1 dB).
 """
 
 from __future__ import annotations
@@ -74,3 +75,11 @@ def quantize_pipeline_graph(nncf: Any, model: Any, graph: str, config: Quantizat
     else:
         raise BackendError(f"unknown UNet quantization scheme {scheme!r}; one of {', '.join(UNET_SCHEMES)}")
     return model, {**settings, "scheme": scheme}, notes
+
+
+def quantize_unet(model: Any, feeds: list[Mapping[str, np.ndarray]], scheme: str | None = None) -> Any:
+    """A UNet ``ov.Model`` made int8 static as a pipeline's UNet is (benchmarks/sd_unet_latency.py uses it)."""
+    from .quantize import _nncf, _static
+
+    quantized, _, _ = quantize_pipeline_graph(_nncf(), model, UNET_GRAPH, QuantizationConfig(mode="static"), feeds, _static, scheme)
+    return quantized
