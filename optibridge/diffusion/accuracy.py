@@ -47,11 +47,14 @@ def compare_images(
     """Generate with the pipeline artifacts ``reference`` and ``candidate`` (the same seeds) and compare the images."""
     import torch
 
-    from .pipelines import OBStableDiffusionPipeline
+    from ..artifact import Artifact
+    from .pipelines import OBStableDiffusionPipeline, OBStableDiffusionXLPipeline
 
+    xl = Artifact.load(reference).metadata.extra.get("diffusion", {}).get("family") == "stable-diffusion-xl"
+    cls = OBStableDiffusionXLPipeline if xl else OBStableDiffusionPipeline
     outputs = []
     for folder, name in ((reference, backend), (candidate, candidate_backend or backend)):
-        pipe = OBStableDiffusionPipeline.from_pretrained(folder, backend=name)
+        pipe = cls.from_pretrained(folder, backend=name)
         outputs.append(np.concatenate([
             pipe(prompt, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=height, width=width,
                  generator=torch.Generator().manual_seed(seed + i), output_type="np").images

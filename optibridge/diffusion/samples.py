@@ -44,10 +44,11 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
     m, scale = int(info["latent_multiple"]), int(info["vae_scale_factor"])
     text = _config(artifact, folders["text_encoder"])
     length = int(text.get("max_position_embeddings") or 77)
-    if graph_name == "text_encoder":
+    if graph_name in ("text_encoder", "text_encoder_2"):  # SDXL's second encoder has its own tokenizer folder
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(artifact.path / "tokenizer")
+        length = int(_config(artifact, folders[graph_name]).get("max_position_embeddings") or length)
+        tokenizer = AutoTokenizer.from_pretrained(artifact.path / graph_name.replace("text_encoder", "tokenizer"))
         ids = tokenizer([PROMPTS[i % len(PROMPTS)] for i in range(batch)], padding="max_length", max_length=length, truncation=True,
                         return_tensors="np")["input_ids"].astype(np.int64)
         return {"input_ids": ids}, f"{batch} prompts through the pipeline's tokenizer, padded to {length}"
@@ -58,6 +59,10 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
         feed = {"sample": rng.standard_normal((batch, int(unet["in_channels"]), h, w), dtype=np.float32),
                 "timestep": np.linspace(999, 1, batch).astype(np.float32),
                 "encoder_hidden_states": rng.standard_normal((batch, length, int(unet["cross_attention_dim"])), dtype=np.float32)}
+        if unet.get("addition_embed_type") == "text_time":  # SDXL: pooled text embeddings and the size/crop numbers
+            pooled = int(unet["projection_class_embeddings_input_dim"]) - 6 * int(unet["addition_time_embed_dim"])
+            feed["text_embeds"] = rng.standard_normal((batch, pooled), dtype=np.float32)
+            feed["time_ids"] = np.array([[h * scale, w * scale, 0, 0, h * scale, w * scale]] * batch, dtype=np.float32)
         return feed, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1"
     if graph_name == "vae_decoder":
         return {"latent_sample": rng.standard_normal((batch, latent_channels, h, w), dtype=np.float32)}, f"{batch} rows of N(0,1) latents {h}×{w}"

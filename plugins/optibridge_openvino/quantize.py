@@ -146,17 +146,29 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
     precision = step_precision(config, report["notes"])
     settings: dict[str, Any] = {}
     stateful = []
+    pipeline = "diffusion" in artifact.metadata.extra  # static: the graphs with recorded samples, the VAE stays float
+    per_graph: dict[str, dict[str, Any]] = {}  # a pipeline's graphs are quantized in different ways
     for name, spec in artifact.metadata.graphs.items():
         model = read_graph(artifact, name)
         before = low_bit_counts(model)
+        feeds = calibration.feeds(name) if calibration is not None and config.mode == "static" else []
+        if config.mode == "static" and pipeline and not feeds:
+            report["specs"][name] = save_graph(model, output_dir, spec)
+            report["graphs"][name] = {"quantized": {}, "format": "openvino-ir", "notes": ["kept in float: no calibration samples for this graph"]}
+            continue
         try:
             if config.mode == "static":
-                feeds = calibration.feeds(name) if calibration is not None else []
                 if not feeds:
                     raise BackendError(f"static quantization needs calibration samples for graph {name!r}")
                 if is_stateful(model):
                     raise BackendError(f"graph {name!r} is a stateful IR; quantize the ONNX artifact it was optimized from (it is made stateful after quantization)")
-                model, settings, notes = _static(nncf, model, config, feeds)
+                if pipeline:
+                    from .pipeline_quantize import quantize_pipeline_graph
+
+                    model, settings, notes = quantize_pipeline_graph(nncf, model, name, config, feeds, _static)
+                    per_graph[name] = settings
+                else:
+                    model, settings, notes = _static(nncf, model, config, feeds)
             else:
                 model, settings, notes = _weights(nncf, model, config)
         except (BackendError, KeyboardInterrupt):
@@ -172,6 +184,8 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
         report["specs"][name] = save_graph(model, output_dir, spec)
         report["graphs"][name] = {"quantized": quantized, "format": "openvino-ir", "notes": notes}
     report["metadata_extra"] = openvino_extra(artifact, stateful, config.mode if config.mode != "static" else "int8 (static)", precision)
+    if per_graph:
+        settings = {"graphs": per_graph}
     report["settings"] = {**settings, "inference_precision": precision or "f32", "stateful": bool(stateful), "nncf": distribution_version("nncf"),
                           "openvino": distribution_version("openvino")}
     return report
