@@ -30,7 +30,7 @@ def quantize(
     exclude_ops: Optional[list[str]] = typer.Option(None, "--exclude-ops", help="Operator types to keep in float, e.g. Attention."),
     exclude_nodes: Optional[list[str]] = typer.Option(None, "--exclude-nodes", help="Node names or glob patterns to keep in float."),
     exclude_ffn_down: Optional[bool] = typer.Option(
-        None, "--keep-ffn-down/--quantize-ffn-down", help="Keep the FFN down-projections in float (default: static yes, dynamic no).",
+        None, "--keep-ffn-down/--quantize-ffn-down", help="Keep the FFN down-projections in float (default: dynamic no; static yes on ORT, on OpenVINO only those --min-cosine needs).",
     ),
     smooth: Optional[bool] = typer.Option(None, "--smooth/--no-smooth", help="SmoothQuant before int8 (default: on when samples are available)."),
     smooth_alpha: Optional[float] = typer.Option(None, "--smooth-alpha", help="SmoothQuant strength in (0, 1) (default: dynamic 0.7, static 0.5)."),

@@ -105,5 +105,5 @@ def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Sc
             return model, record
     raise BackendError(
         f"even with all {len(candidates)} FFN down-projection(s) in float the worst calibration sample reaches cosine "
-        f"{cosines.min():.4f} to the float model, below the target {target}: lower it (--min-cosine {np.floor(cosines.min() * 1000) / 1000:.3f}), "
+        f"{cosines.min():.5f} to the float model, below the target {target}: lower it (--min-cosine {np.floor(cosines.min() * 1000) / 1000:.3f}), "
         "keep more nodes in float (--exclude-nodes, --exclude-ops), or use --mode dynamic")

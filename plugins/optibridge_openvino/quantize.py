@@ -8,7 +8,11 @@ Static int8 on all-MiniLM-L6-v2 (mean-pooled embedding cosine to float32, 16 hel
   inputs like any CNN layer;
 * ``model_type=TRANSFORMER`` (NNCF's transformer rules, SmoothQuant alpha 0.95): 0.992, min 0.969;
 * + the FFN down-projections kept in float (their GELU inputs have outlier ranges, as with ORT): 0.997;
-* + SmoothQuant alpha 0.5: 0.998, min 0.992 — the default here.
+* + SmoothQuant alpha 0.5: 0.998, min 0.992.
+
+The default since then (``exclude_ffn_down`` unset) quantizes the FFN down-projections too and
+puts back in float only those the calibration samples show harmful (:mod:`.guided`);
+``exclude_ffn_down=True`` keeps them all in float, ``False`` quantizes them all.
 
 Weight compression keeps activations in float: ``int8-weights`` (asymmetric, per channel) and
 ``int4-weights`` (groups of ``block_size``; NNCF keeps the embeddings and the LM head in int8).
