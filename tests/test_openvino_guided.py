@@ -15,7 +15,7 @@ from optibridge.artifact import Artifact
 from optibridge.cli import main
 from optibridge.errors import BackendError
 from optibridge.steps import CalibrationConfig, QuantizationConfig
-from tests.tiny_models import build_tiny_model
+from tiny_models import build_tiny_model
 
 pytest.importorskip("nncf")
 from optibridge_openvino import guided  # noqa: E402  (the plugin needs NNCF for this module's tests)
