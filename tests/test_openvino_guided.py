@@ -103,3 +103,11 @@ def test_put_back_in_order_of_sensitivity_until_the_target(monkeypatch):
     assert record["kept_in_float"] == [] and calls == [()]  # met at once: no sensitivity runs
     with pytest.raises(BackendError, match=r"0\.99.* below the target 0\.995: lower it \(--min-cosine 0\.990\)"):
         guided.keep_sensitive_in_float((), ["a", "b", "c"], _scripted(cosines)[0], 0.995)
+
+
+def test_a_target_outside_the_cosine_range_is_refused():
+    from optibridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"min_cosine must be in \(0, 1\].*not 1.5"):
+        QuantizationConfig(mode="static", min_cosine=1.5)
+    assert QuantizationConfig.from_dict(QuantizationConfig(mode="static", min_cosine=0.97).to_dict()).min_cosine == 0.97
