@@ -11,7 +11,9 @@ Two measurements, each with every variant in ONE process:
 
 Variants: PyTorch fp32 and CPU autocast bf16; ONNX Runtime fp32, int8 dynamic and an fp16 graph
 (``optimize -O 4 --force``); OpenVINO f32, bf16 (``inference_precision``), int8 static with the
-float remainder in f32 or bf16, and int8 static bf16 with the FFN down-projections quantized too.
+float remainder in f32 or bf16 (the default: FFN down-projections back in float only as the
+calibration samples need), and int8 static bf16 with every FFN down-projection quantized, or every
+one kept in float (the default before 2026-11-30).
 Variants needing bf16 run only where ``optibridge.hardware.float_precisions()`` lists it.
 
     HF_HUB_OFFLINE=1 python benchmarks/precision_cpu.py --runs 20 --json precision.json
@@ -101,6 +103,8 @@ def variants(bf16: bool) -> list[Variant]:
             ("OV int8 static, bf16 rest", "openvino", quant("openvino", mode="static", inference_precision="bf16"), {}),
             ("OV int8 static all MatMuls, bf16 rest", "openvino",
              quant("openvino", mode="static", exclude_ffn_down=False, inference_precision="bf16"), {}),
+            ("OV int8 static every FFN down in float, bf16 rest", "openvino",
+             quant("openvino", mode="static", exclude_ffn_down=True, inference_precision="bf16"), {}),
         ]
     return found
 

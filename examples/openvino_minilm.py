@@ -9,6 +9,7 @@ the command line:
     optibridge export --model MODEL_DIR minilm-onnx
     optibridge optimize minilm-onnx --backend openvino minilm-ir
     optibridge quantize minilm-onnx --backend openvino --mode static --accuracy-budget 0.99 minilm-ov-int8
+    optibridge info minilm-ov-int8   # which FFN down-projections stayed in float, and the validation figures
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def main() -> None:
                                    backend="openvino", accuracy_budget=0.99)
         for output in int8.accuracy["model"].outputs:
             print("int8:", output.describe())
+        # Every MatMul was quantized, then the FFN down-projections the calibration samples showed harmful went
+        # back to float until each sample's cosine to fp32 reached min_cosine (0.99; QuantizationConfig(min_cosine=...)).
+        guided = int8.step["settings"]["guided"]
+        print(f"kept in float: {len(guided['kept_in_float'])} of {guided['candidates']} FFN down-projections;"
+              f" worst calibration sample {guided['all_quantized']['min_cosine']} -> {guided['validation']['min_cosine']}")
         print(f"size: {exported.size_bytes() / 1e6:.0f} MB -> {int8.artifact.size_bytes() / 1e6:.0f} MB")
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)

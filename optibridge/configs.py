@@ -144,7 +144,10 @@ class QuantizationConfig:
     quantization (SmoothQuant, strength ``smooth_alpha``); it needs a few samples (the
     calibration data, or the built-in sentences). ``exclude_nodes`` takes node names or glob
     patterns (``*/output/dense/*``); ``exclude_ffn_down`` keeps MatMuls fed by a GELU/SiLU (the
-    FFN down-projections, whose inputs have the widest ranges) in float.
+    FFN down-projections, whose inputs have the widest ranges) in float. ``min_cosine`` is the
+    target of the OpenVINO static int8 default (``exclude_ffn_down`` unset): FFN down-projections
+    go back to float, most harmful first, until every calibration sample's outputs reach this
+    cosine to the float model (see docs/precision.md).
     """
 
     mode: str = "dynamic"
@@ -158,6 +161,7 @@ class QuantizationConfig:
     exclude_ffn_down: bool | None = None
     smooth: bool | None = None
     smooth_alpha: float | None = None
+    min_cosine: float | None = None
     block_size: int = 32
     """int4 / Neural Compressor: weights per quantization group."""
     int4_algorithm: str = "rtn"
@@ -190,6 +194,8 @@ class QuantizationConfig:
             raise ConfigError(f"block_size must be a power of two >= 16 (16, 32, 64, 128, ...), not {self.block_size}")
         if self.smooth_alpha is not None and not 0.0 < self.smooth_alpha < 1.0:
             raise ConfigError(f"smooth_alpha must be between 0 and 1 (0.5 is SmoothQuant's default), not {self.smooth_alpha}")
+        if self.min_cosine is not None and not 0.0 < self.min_cosine <= 1.0:
+            raise ConfigError(f"min_cosine must be in (0, 1] (a per-sample cosine to the float model, e.g. 0.99), not {self.min_cosine}")
         if self.mode == "static" and self.calibration is None:
             object.__setattr__(self, "calibration", CalibrationConfig())
 

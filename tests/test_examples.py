@@ -24,6 +24,7 @@ def test_openvino_example_writes_an_ir_and_an_int8_model_within_budget():
     done = run_example("openvino_minilm.py")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "IR: model.xml" in done.stdout and "cosine int8 vs fp32 per sentence" in done.stdout
+    assert "FFN down-projections; worst calibration sample" in done.stdout
     cosines = [float(x) for x in done.stdout.split("per sentence: [")[1].split("]")[0].split(",")]
     assert min(cosines) >= 0.99
 

@@ -60,7 +60,8 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
                 {"level": 2, "inference_precision": "bf16"}),
     BenchConfig("f16", "the float32 graphs computed in fp16 (CPUs with AVX-512 FP16 / AMX-FP16)", "optimize",
                 {"level": 2, "inference_precision": "f16"}),
-    BenchConfig("int8-static+bf16", "int8 static, what stays in float computed in bf16", "quantize",
+    BenchConfig("int8-static+bf16", "int8 static (on OpenVINO: FFN down-projections back in float only as the calibration "
+                "samples need), what stays in float computed in bf16", "quantize",
                 {"mode": "static", "inference_precision": "bf16"}),
     BenchConfig("int8-static-all+bf16", "int8 static with the FFN down-projections quantized too, the rest in bf16 "
                 "(faster; kept only when it meets the accuracy budget)", "quantize",

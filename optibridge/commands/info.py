@@ -44,6 +44,15 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
     if isinstance(text_only, dict):
         console.print(f"text only: the language model of a {text_only.get('source_model_type')} model; image inputs are not supported", markup=False)
     console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
+    for step in meta.steps:
+        guided = (step.get("settings") or {}).get("guided")
+        if isinstance(guided, dict) and isinstance(guided.get("validation"), dict):
+            kept = [str(name) for name in guided.get("kept_in_float", [])]
+            console.print(f"{step['step']}: {len(kept)} of {guided.get('candidates')} FFN down-projection(s) kept in float by validation "
+                          f"(target min cosine {guided.get('target_min_cosine')} on {guided.get('validation_samples')} calibration samples: "
+                          f"worst {guided['validation'].get('min_cosine')}, mean {guided['validation'].get('mean_cosine')}; "
+                          f"all quantized: worst {(guided.get('all_quantized') or {}).get('min_cosine')})"
+                          + "".join(f"\n  {name}" for name in kept), markup=False, highlight=False)
     if verify:
         console.print("[green]graph files match their recorded SHA-256[/]")
         for name in artifact.modified_files():

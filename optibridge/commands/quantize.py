@@ -30,10 +30,13 @@ def quantize(
     exclude_ops: Optional[list[str]] = typer.Option(None, "--exclude-ops", help="Operator types to keep in float, e.g. Attention."),
     exclude_nodes: Optional[list[str]] = typer.Option(None, "--exclude-nodes", help="Node names or glob patterns to keep in float."),
     exclude_ffn_down: Optional[bool] = typer.Option(
-        None, "--keep-ffn-down/--quantize-ffn-down", help="Keep the FFN down-projections in float (default: static yes, dynamic no).",
+        None, "--keep-ffn-down/--quantize-ffn-down", help="Keep the FFN down-projections in float (default: dynamic no; static yes on ORT, on OpenVINO only those --min-cosine needs).",
     ),
     smooth: Optional[bool] = typer.Option(None, "--smooth/--no-smooth", help="SmoothQuant before int8 (default: on when samples are available)."),
     smooth_alpha: Optional[float] = typer.Option(None, "--smooth-alpha", help="SmoothQuant strength in (0, 1) (default: dynamic 0.7, static 0.5)."),
+    min_cosine: Optional[float] = typer.Option(
+        None, "--min-cosine", help="OpenVINO static: FFN down-projections go back to float until every calibration sample's cosine to float reaches this (default 0.99).",
+    ),
     calibration: Optional[str] = typer.Option(
         None, "--calibration", "-c", help="Calibration samples: .txt, .jsonl, .npz or a datasets folder (default: built-in sentences).",
     ),
@@ -84,8 +87,9 @@ def quantize(
     (`pip install 'optibridge[inc]'`), then they are exported and packed like int4.
 
     --backend openvino (`pip install 'optibridge[openvino-quant]'`) quantizes with NNCF and writes
-    OpenVINO IR: static (int8, NNCF's transformer rules, FFN down-projections kept in float,
-    SmoothQuant alpha 0.5), int8-weights and int4-weights (weight-only, for decoder LMs; int4 in
+    OpenVINO IR: static (int8, NNCF's transformer rules, SmoothQuant alpha 0.5, every MatMul
+    quantized, then the FFN down-projections that the calibration samples show to be harmful put
+    back in float until --min-cosine is met; --keep-ffn-down keeps them all in float), int8-weights and int4-weights (weight-only, for decoder LMs; int4 in
     groups of --block-size). Decoder LMs come out stateful (KV cache inside the compiled model).
 
     The preset (int8 settings for this CPU's integer instructions) is detected and printed;
@@ -107,7 +111,7 @@ def quantize(
     overrides = {
         "mode": mode, "preset": preset, "per_channel": per_channel, "reduce_range": reduce_range, "op_types": _names(ops),
         "exclude_ops": _names(exclude_ops), "exclude_nodes": _names(exclude_nodes), "exclude_ffn_down": exclude_ffn_down,
-        "smooth": smooth, "smooth_alpha": smooth_alpha, "block_size": block_size, "int4_algorithm": int4_algorithm,
+        "smooth": smooth, "smooth_alpha": smooth_alpha, "min_cosine": min_cosine, "block_size": block_size, "int4_algorithm": int4_algorithm,
         "source_model": source, "inference_precision": inference_precision,
     }
     data = {**base, **{k: v for k, v in overrides.items() if v is not None}}

@@ -8,7 +8,11 @@ Static int8 on all-MiniLM-L6-v2 (mean-pooled embedding cosine to float32, 16 hel
   inputs like any CNN layer;
 * ``model_type=TRANSFORMER`` (NNCF's transformer rules, SmoothQuant alpha 0.95): 0.992, min 0.969;
 * + the FFN down-projections kept in float (their GELU inputs have outlier ranges, as with ORT): 0.997;
-* + SmoothQuant alpha 0.5: 0.998, min 0.992 — the default here.
+* + SmoothQuant alpha 0.5: 0.998, min 0.992.
+
+The default since then (``exclude_ffn_down`` unset) quantizes the FFN down-projections too and
+puts back in float only those the calibration samples show harmful (:mod:`.guided`);
+``exclude_ffn_down=True`` keeps them all in float, ``False`` quantizes them all.
 
 Weight compression keeps activations in float: ``int8-weights`` (asymmetric, per channel) and
 ``int4-weights`` (groups of ``block_size``; NNCF keeps the embeddings and the LM head in int8).
@@ -89,13 +93,15 @@ def _ignored(nncf: Any, model: Any, config: QuantizationConfig, notes: list[str]
     return nncf.IgnoredScope(names=sorted(set(names)), types=list(config.exclude_ops), validate=False)
 
 
-def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]]) -> tuple[Any, dict[str, Any], list[str]]:
+def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]],
+            precision: str | None = None) -> tuple[Any, dict[str, Any], list[str]]:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     notes: list[str] = []
     inputs = {port.get_any_name() for port in model.inputs}
     dataset = nncf.Dataset([{k: v for k, v in feed.items() if k in inputs} for feed in feeds])
-    ffn_down = True if config.exclude_ffn_down is None else config.exclude_ffn_down
+    guided = config.exclude_ffn_down is None  # the default: quantize them all, put back what the samples show harmful
+    ffn_down = bool(config.exclude_ffn_down)
     ignored = _ignored(nncf, model, config, notes, ffn_down=ffn_down)
     alpha = (config.smooth_alpha or STATIC_SMOOTH_ALPHA) if config.smooth is not False else -1.0  # -1 turns it off
     advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
@@ -107,8 +113,27 @@ def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mappi
                               ignored_scope=ignored, advanced_parameters=advanced)
     settings = {"engine": "nncf.quantize", "model_type": "transformer", "subset_size": len(feeds),
                 "smooth_quant_alpha": alpha if alpha > 0 else None, "ignored_nodes": len(ignored.names),
-                "ignored_types": list(ignored.types), "keep_ffn_down": ffn_down}
+                "ignored_types": list(ignored.types), "keep_ffn_down": "by validation" if guided else ffn_down}
+    if guided:
+        quantized, settings["guided"] = _guided(model, quantized, config, feeds, precision, notes)
     return quantized, settings, notes
+
+
+def _guided(model: Any, quantized: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]],
+            precision: str | None, notes: list[str]) -> tuple[Any, dict[str, Any]]:
+    from .guided import DEFAULT_MIN_COSINE, MAX_VALIDATION_SAMPLES, cosine_scorer, keep_sensitive_in_float
+
+    target = config.min_cosine or DEFAULT_MIN_COSINE
+    validation = feeds[:MAX_VALIDATION_SAMPLES]
+    score = cosine_scorer(model, validation, precision)
+    quantized, record = keep_sensitive_in_float(quantized, ffn_down_projections(model), score, target)
+    record["validation_samples"] = len(validation)
+    record["inference_precision"] = precision or "f32"
+    kept = record["kept_in_float"]
+    notes.append(f"{len(kept)} of {record['candidates']} FFN down-projection MatMul(s) kept in float to reach min cosine "
+                 f"{target} on {len(validation)} calibration sample(s): worst {record['validation']['min_cosine']}, "
+                 f"mean {record['validation']['mean_cosine']} (all quantized: {record['all_quantized']['min_cosine']})")
+    return quantized, record
 
 
 def _weights(nncf: Any, model: Any, config: QuantizationConfig) -> tuple[Any, dict[str, Any], list[str]]:
@@ -165,10 +190,13 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
                 if pipeline:
                     from .pipeline_quantize import quantize_pipeline_graph
 
-                    model, settings, notes = quantize_pipeline_graph(nncf, model, name, config, feeds, _static)
+                    def static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]]) -> tuple[Any, dict[str, Any], list[str]]:
+                        return _static(nncf, model, config, feeds, precision)
+
+                    model, settings, notes = quantize_pipeline_graph(nncf, model, name, config, feeds, static)
                     per_graph[name] = settings
                 else:
-                    model, settings, notes = _static(nncf, model, config, feeds)
+                    model, settings, notes = _static(nncf, model, config, feeds, precision)
             else:
                 model, settings, notes = _weights(nncf, model, config)
         except (BackendError, KeyboardInterrupt):

@@ -115,6 +115,8 @@ def _excluded(model: onnx.ModelProto, config: QuantizationConfig, defaults: Mode
         names += typed
         notes.append(f"{len(typed)} node(s) of type {', '.join(sorted(excluded_types))} kept in float by --exclude-ops")
     keep_ffn = defaults.exclude_ffn_down if config.exclude_ffn_down is None else config.exclude_ffn_down
+    if config.min_cosine is not None:
+        notes.append("--min-cosine guides OpenVINO's static int8 only; ONNX Runtime keeps or quantizes the FFN down-projections by rule")
     if keep_ffn:
         ffn = ffn_down_projections(model)
         names += ffn
