@@ -92,6 +92,16 @@ class ManagedSession:
     def reset(self) -> None:
         self.session().reset()  # type: ignore[attr-defined]
 
+    def native_decoder(self, layout: Any) -> Any:
+        """openvino-genai's decode loop on this graph (see :mod:`.genai`), or None where it does not apply:
+        not installed, not a stateful IR read as it is, or a device other than the CPU."""
+        from .genai import OpenVINOGenAIDecoder, genai_available
+
+        if not (self.stateful and not self._edited and self._spec.format == "openvino-ir" and self.ov_device == "CPU"
+                and genai_available()):
+            return None
+        return OpenVINOGenAIDecoder(self._path, self.ov_device, {**KV_CACHE_DEFAULT, **self.config}, layout)
+
     def __getattr__(self, name: str) -> Any:  # anything else the compiled session offers (loaded_from_cache, ...)
         if name.startswith("__") or name in ("_inner", "_model"):
             raise AttributeError(name)
