@@ -71,18 +71,23 @@ def load_options(name: str, threads: int) -> dict[str, object]:
     return options
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec, so a child of
+# this (large) process would report the parent's peak.
 MEMORY_PROBE = """
-import resource, sys, torch, optibridge, json
+import sys, torch, optibridge, json, transformers, openvino, onnxruntime  # imports before the baseline, as for a peer
+def peak_mb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 path, options = sys.argv[1], json.loads(sys.argv[2])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_mb()
 model = optibridge.OBModelForCausalLM.from_pretrained(path, **options)
 model.generate(input_ids=torch.arange(100, 132)[None], max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
-print(json.dumps({"mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, "engine": model.last_generation_engine}))
+print(json.dumps({"mb": peak_mb() - before, "engine": model.last_generation_engine}))
 """
 
 
 def peak_rss_rise_mb(path: Path, options: dict[str, object]) -> float:
-    """Peak RSS added by loading the candidate and generating 4 tokens, in a fresh process (after imports)."""
+    """Peak RSS added by loading the candidate and generating 4 tokens, in a fresh process (after the
+    runtime imports, so the figure is the model's, comparable with a peer's loaded the same way)."""
     import subprocess
 
     done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), json.dumps(options)], capture_output=True, text=True, check=True)

@@ -38,14 +38,14 @@ class OpenVINOGenAIDecoder:
 
         self.layout = layout
         self.properties = dict(config)  # what the pipeline is compiled with (precision, KV-cache precision, threads)
-        weights = np.fromfile(xml_path.with_suffix(".bin"), dtype=np.uint8)
+        self._weights = weights = np.memmap(xml_path.with_suffix(".bin"), dtype=np.uint8, mode="c")  # mapped copy-on-write (never written), not read in
         with tempfile.TemporaryDirectory() as empty:
             tokenizer = openvino_genai.Tokenizer(empty)  # token ids in and out: no tokenizer files needed
         try:
-            self._pipeline = openvino_genai.LLMPipeline(xml_path.read_text(), ov.Tensor(weights), tokenizer, device, **config)
+            self._pipeline = openvino_genai.LLMPipeline(xml_path.read_text(), ov.Tensor(weights, shared_memory=True), tokenizer, device, **config)
         except Exception as exc:  # openvino-genai raises RuntimeError for graphs it cannot drive
             raise BackendError(f"openvino-genai could not load {xml_path.name}: {str(exc).splitlines()[0]}") from exc
-        del weights  # the compiled model holds its own copy
+        # self._weights stays mapped: the compiled model may use the shared weights in place
 
     def greedy(self, request: GreedyRequest) -> list[int]:
         import openvino as ov
