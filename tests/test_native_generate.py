@@ -101,3 +101,19 @@ def test_openvino_genai_runs_the_stateful_ir_with_the_recorded_precision(model_t
     stopped = model.generate(input_ids=PROMPT, max_new_tokens=16, eos_token_id=stop, pad_token_id=0)
     assert model.last_generation_engine == "openvino-genai"
     assert torch.equal(stopped, _expected(path, max_new_tokens=16, eos_token_id=stop, pad_token_id=0))
+
+
+def test_a_native_loop_that_fails_at_run_time_falls_back_to_transformers(tiny_generative, exported_generative):
+    from optibridge.errors import BackendError
+
+    class Refusing:
+        engine = "refusing"
+
+        def greedy(self, request):
+            raise BackendError("refusing could not run this graph: Model input was not found")
+
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    model._native = Refusing()
+    assert torch.equal(model.generate(input_ids=PROMPT, **EXACTLY_16), _expected(tiny_generative("gpt2"), **EXACTLY_16))
+    assert model.last_generation_engine == "transformers" and "Model input was not found" in model.generation_fallback_reason
+    assert model.native_decoder() is None  # not retried on the next call

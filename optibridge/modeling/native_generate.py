@@ -175,7 +175,14 @@ class NativeGenerationMixin:
             if self.generation_engine == "native":
                 raise InputError(f"generation_engine='native' cannot run this call: {reason}; use generation_engine='auto' to fall back")
             return None
-        new = decoder.greedy(request)
+        try:
+            new = decoder.greedy(request)
+        except OptibridgeError as exc:  # the runtime refused this graph: use transformers from now on
+            self._native, self._native_error = None, str(exc)
+            self.generation_fallback_reason = str(exc)
+            if self.generation_engine == "native":
+                raise
+            return None
         self.last_generation_engine = decoder.engine
         self.generation_fallback_reason = None
         return torch.from_numpy(np.concatenate([request.prompt, np.asarray([new], np.int64)], axis=1))

@@ -61,5 +61,8 @@ class OpenVINOGenAIDecoder:
         config.eos_token_id = min(eos) if eos else -1
         config.ignore_eos = not eos
         inputs = openvino_genai.TokenizedInputs(ov.Tensor(request.prompt), ov.Tensor(np.ones_like(request.prompt)))
-        tokens = list(self._pipeline.generate(inputs, config).tokens[0])
+        try:
+            tokens = list(self._pipeline.generate(inputs, config).tokens[0])
+        except Exception as exc:  # openvino-genai raises RuntimeError for what it cannot run
+            raise BackendError(f"openvino-genai could not run this call: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
         return [int(t) for t in tokens]

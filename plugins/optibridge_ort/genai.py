@@ -95,8 +95,11 @@ class OrtGenAIDecoder:
         params = og.GeneratorParams(self._model)
         params.set_search_options(max_length=length + request.max_new_tokens, min_length=length + request.min_new_tokens,
                                   do_sample=False, num_beams=1)
-        generator = og.Generator(self._model, params)
-        generator.append_tokens(request.prompt)
-        while not generator.is_done():
-            generator.generate_next_token()
+        try:
+            generator = og.Generator(self._model, params)
+            generator.append_tokens(request.prompt)
+            while not generator.is_done():
+                generator.generate_next_token()
+        except Exception as exc:  # e.g. "Model input was not found" for a graph without position_ids
+            raise BackendError(f"onnxruntime-genai could not run this graph: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
         return [int(t) for t in generator.get_sequence(0)[length:]]
