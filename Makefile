@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 # inc and calibration: the Neural Compressor and datasets paths of `quantize` are tested too
 # (together ~10 s to install, pip check clean). batch and ray: `optibridge run` and `--ray` (tests start a
 # local Ray cluster). diffusers: the diffusion pipelines and their tests. lint: ruff + mypy (`make lint`).
-EXTRAS ?= ort,openvino,openvino-quant,test,inc,calibration,batch,ray,diffusers,lint
+EXTRAS ?= ort,openvino,openvino-quant,genai,test,inc,calibration,batch,ray,diffusers,lint
 # The versions last tested green (see constraints.txt); `CONSTRAINTS=` installs the newest allowed.
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.optibridge-installed

@@ -37,33 +37,72 @@ from optibridge.bench import measure_interleaved
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
-CANDIDATES = ("ort", "ov", "ov-stateful", "ov-int8w")
+CANDIDATES = ("ort", "ort-genai", "ov", "ov-stateful", "ov-stateful-genai", "ov-bf16", "ov-bf16-genai",
+              "ov-int8w", "ov-int8w-genai", "ov-int4w-genai")
+DEFAULT_CANDIDATES = "ort,ort-genai,ov-stateful,ov-stateful-genai,ov-bf16,ov-bf16-genai,ov-int8w,ov-int8w-genai,ov-int4w-genai"
 
 
-def load_candidate(name: str, onnx_artifact: Path, tmp: Path, threads: int) -> optibridge.OBModelForCausalLM:
-    """One candidate model; the OpenVINO IR ones are written next to the ONNX artifact first."""
+def candidate_artifact(name: str, onnx_artifact: Path, tmp: Path) -> Path:
+    """The artifact a candidate loads; the OpenVINO IR ones are written next to the ONNX artifact once."""
     from optibridge import OptimizationConfig, QuantizationConfig
 
-    if name == "ort":
-        return optibridge.OBModelForCausalLM.from_pretrained(onnx_artifact, intra_op_num_threads=threads)
-    path = onnx_artifact
-    if name == "ov-stateful":
-        path = optibridge.optimize(onnx_artifact, OptimizationConfig(level=1), tmp / name, backend="openvino").artifact.path
-    elif name == "ov-int8w":
-        path = optibridge.quantize(onnx_artifact, QuantizationConfig(mode="int8-weights"), tmp / name, backend="openvino").artifact.path
-    return optibridge.OBModelForCausalLM.from_pretrained(path, backend="openvino", inference_num_threads=threads,
-                                                          performance_hint="LATENCY")
+    base = name.removesuffix("-genai")
+    if base in ("ort", "ov"):
+        return onnx_artifact
+    out = tmp / base
+    if out.exists():
+        return out
+    if base in ("ov-stateful", "ov-bf16"):
+        return optibridge.optimize(onnx_artifact, OptimizationConfig(level=1), out, backend="openvino").artifact.path
+    mode = {"ov-int8w": "int8-weights", "ov-int4w": "int4-weights"}[base]
+    return optibridge.quantize(onnx_artifact, QuantizationConfig(mode=mode), out, backend="openvino").artifact.path
+
+
+def load_options(name: str, threads: int) -> dict[str, object]:
+    """from_pretrained arguments: ``-genai`` candidates use the native loop (openvino-genai /
+    onnxruntime-genai), the others transformers' generate loop; ``ov-bf16`` computes in bf16."""
+    engine = "auto" if name.endswith("-genai") else "transformers"
+    if name.startswith("ort"):
+        return {"intra_op_num_threads": threads, "generation_engine": engine}
+    options: dict[str, object] = {"backend": "openvino", "inference_num_threads": threads, "performance_hint": "LATENCY",
+                                  "generation_engine": engine}
+    if name.startswith("ov-bf16"):
+        options["inference_precision"] = "bf16"
+    return options
+
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec, so a child of
+# this (large) process would report the parent's peak.
+MEMORY_PROBE = """
+import sys, torch, optibridge, json, transformers, openvino, onnxruntime  # imports before the baseline, as for a peer
+def peak_mb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+path, options = sys.argv[1], json.loads(sys.argv[2])
+before = peak_mb()
+model = optibridge.OBModelForCausalLM.from_pretrained(path, **options)
+model.generate(input_ids=torch.arange(100, 132)[None], max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
+print(json.dumps({"mb": peak_mb() - before, "engine": model.last_generation_engine}))
+"""
+
+
+def peak_rss_rise_mb(path: Path, options: dict[str, object]) -> float:
+    """Peak RSS added by loading the candidate and generating 4 tokens, in a fresh process (after the
+    runtime imports, so the figure is the model's, comparable with a peer's loaded the same way)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), json.dumps(options)], capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["mb"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", default="1,4")
+    parser.add_argument("--batch-sizes", default="1")
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--candidates", default="ort,ov,ov-stateful,ov-int8w",
-                        help="comma-separated: ort, ov, ov-stateful, ov-int8w (default: all)")
+    parser.add_argument("--candidates", default=DEFAULT_CANDIDATES, help=f"comma-separated, from: {', '.join(CANDIDATES)}")
+    parser.add_argument("--memory", action="store_true", help="also measure each candidate's peak RSS rise (subprocess)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     wanted = [c.strip() for c in args.candidates.split(",") if c.strip()]
@@ -86,7 +125,12 @@ def main() -> None:
         artifact = optibridge.export(Path(tmp) / "gpt2-small", Path(tmp) / "onnx").artifact
         console.print(f"exported + validated in {time.perf_counter() - started:.0f} s "
                       f"(max |diff| {artifact.metadata.validation['outputs'][-1]['max_abs_diff']:.1e})")
-        models = {name: load_candidate(name, artifact.path, Path(tmp), args.threads) for name in wanted}
+        paths = {name: candidate_artifact(name, artifact.path, Path(tmp)) for name in wanted}
+        models = {name: optibridge.OBModelForCausalLM.from_pretrained(paths[name], **load_options(name, args.threads)) for name in wanted}
+        memory = {name: peak_rss_rise_mb(paths[name], load_options(name, args.threads)) for name in wanted} if args.memory else {}
+        console.print("precision: " + ", ".join(f"{n} {m.inference_precision}" for n, m in models.items()))
+        if memory:
+            console.print("peak RSS rise of loading + 4 tokens (MB): " + ", ".join(f"{n} {v:.0f}" for n, v in memory.items()))
         for model in models.values():
             model.generation_config.pad_token_id = config.eos_token_id
 
@@ -115,12 +159,14 @@ def main() -> None:
             tokens = batch * args.new_tokens
             tps = {name: tokens / (s.median / 1000) for name, s in stats.items()}
             speedup = {name: stats[name].ratio_to(stats["pytorch"]) for name in models}
-            results[batch] = {"tokens_per_s": tps, "speedup": speedup, "same_tokens": same,
+            engines = {name: model.last_generation_engine for name, model in models.items()}
+            results[batch] = {"engines": engines, "memory_mb": memory, "load_average": os.getloadavg(), "tokens_per_s": tps, "speedup": speedup, "same_tokens": same,
                               "median_ms": {k: v.median for k, v in stats.items()}}
             mismatched = [name for name, ok in same.items() if not ok]
             table.add_row(str(batch), f"{tps['pytorch']:.1f}", *(f"{tps[n]:.1f} ([bold]{speedup[n]:.2f}x[/])" for n in models),
                           "NO: " + ", ".join(mismatched) if mismatched else "all")
         console.print(table)
+        console.print(f"load average after: {os.getloadavg()}")
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
 

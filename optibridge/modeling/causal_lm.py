@@ -16,6 +16,7 @@ from ..backend import is_stateful, torch_runner
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
 from .inputs import to_numpy
+from .native_generate import DecoderLayout, NativeGenerationMixin
 from .stateful import stateful_step
 
 
@@ -36,8 +37,11 @@ def refuse_image_inputs(extra: dict[str, Any], kwargs: dict[str, Any]) -> None:
 
 
 @register_task_class
-class OBModelForCausalLM(GenerativeModel, OBModel):
-    """Replaces ``AutoModelForCausalLM``: ``model.generate(**inputs)`` and text-generation pipelines."""
+class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
+    """Replaces ``AutoModelForCausalLM``: ``model.generate(**inputs)`` and text-generation pipelines.
+
+    Greedy batch-1 ``generate()`` calls run in the backend's native decode loop where it has one
+    (openvino-genai, onnxruntime-genai): see :mod:`.native_generate` and ``last_generation_engine``."""
 
     task_name = "text-generation"
 
@@ -52,10 +56,29 @@ class OBModelForCausalLM(GenerativeModel, OBModel):
         self._past_names = [f"past_key_values.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._present_names = [f"present.{i}.{k}" for i in range(layout["num_layers"]) for k in ("key", "value")] if layout else []
         self._init_generation(self.artifact.path, self.config)
+        self._native = None
         # Graphs of models without position_ids (ALiBi: bloom, falcon) have no such input.
         self._graph_inputs = frozenset(spec.name for spec in self.artifact.metadata.inputs)
         if not self.use_cache:
             self.generation_config.use_cache = False  # the graph recomputes the whole sequence each step
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, generation_engine: str = "auto", **kwargs: Any) -> Any:
+        """As :meth:`OBModel.from_pretrained`; ``generation_engine``: "auto", "native" or "transformers"
+        (see :mod:`optibridge.modeling.native_generate`)."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.set_generation_engine(generation_engine)
+        return model
+
+    def _decoder_layout(self) -> DecoderLayout | None:
+        if not self._graph_has_cache or not self.use_cache:
+            return None
+        config = self.config
+        context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+        eos = self.generation_config.eos_token_id
+        eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+        return DecoderLayout(int(self._kv["num_layers"]), int(self._kv["num_heads"]), int(self._kv["head_dim"]),
+                             int(config.vocab_size), int(context), tuple(int(e) for e in eos_ids))
 
     def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
         """generate(): image inputs get optibridge's reason before transformers' "not used by the model"."""

@@ -53,6 +53,7 @@ class ManagedSession:
         self._model: Any = None
         self._edited = False  # compile the edited ov.Model instead of the file
         self._inner: OpenVINOSession | None = None
+        self._precision: str | None = None  # kept when the compiled model is released for openvino-genai
         self.static_shapes: dict[str, tuple[int, ...]] = {}
         self._pairs = cache_pairs(artifact, self._spec)
         recorded = graph in artifact.metadata.extra.get("openvino", {}).get("stateful_graphs", ())
@@ -91,6 +92,26 @@ class ManagedSession:
 
     def reset(self) -> None:
         self.session().reset()  # type: ignore[attr-defined]
+
+    def native_decoder(self, layout: Any) -> Any:
+        """openvino-genai's decode loop on this graph (see :mod:`.genai`), or None where it does not apply:
+        not installed, not a stateful IR read as it is, or a device other than the CPU."""
+        from .genai import OpenVINOGenAIDecoder, genai_available
+
+        if not (self.stateful and not self._edited and self._spec.format == "openvino-ir" and self.ov_device == "CPU"
+                and genai_available()):
+            return None
+        if self._inner is not None:  # free the compiled model first: peak memory is one compiled copy, not two
+            self._precision = self._inner.inference_precision
+            self._inner = None
+        return OpenVINOGenAIDecoder(self._path, self.ov_device, {**KV_CACHE_DEFAULT, **self.config}, layout)
+
+    @property
+    def inference_precision(self) -> str:
+        """As the compiled model reports it, without compiling again when openvino-genai took over."""
+        if self._inner is None and self._precision is not None:
+            return self._precision
+        return str(self.session().inference_precision)
 
     def __getattr__(self, name: str) -> Any:  # anything else the compiled session offers (loaded_from_cache, ...)
         if name.startswith("__") or name in ("_inner", "_model"):

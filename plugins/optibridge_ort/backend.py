@@ -32,6 +32,7 @@ class OrtSession:
         self.device = device
         self._input_names = [i.name for i in session.get_inputs()]
         self._output_names = [o.name for o in session.get_outputs()]
+        self.native_decoder: Any = None  # a decoder LM's onnxruntime-genai loop factory (see .genai), set by load()
 
     @property
     def input_names(self) -> list[str]:
@@ -119,7 +120,12 @@ class OrtBackend(Backend):
             from .binding import IOBindingSession
 
             return IOBindingSession(session, device="cpu")
-        return OrtSession(session, device="cpu")
+        plain = OrtSession(session, device="cpu")
+        if artifact.metadata.task == "text-generation" and artifact.metadata.extra.get("use_cache"):
+            from .genai import native_decoder_factory
+
+            plain.native_decoder = native_decoder_factory(artifact, graph, options.get("intra_op_num_threads"))
+        return plain
 
     def optimize(self, artifact: Artifact, config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:
         from .graphs import scratch_inside

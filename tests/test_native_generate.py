@@ -1,0 +1,119 @@
+"""Native decode loops behind OBModelForCausalLM.generate(): onnxruntime-genai and openvino-genai.
+
+Greedy tokens must equal PyTorch's; the engine that ran is reported; what a native loop does not
+reproduce falls back to transformers with a reason (or is refused with generation_engine="native")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+
+from optibridge import OBModelForCausalLM
+from optibridge.errors import InputError
+from optibridge.modeling.native_generate import GreedyRequest, greedy_request
+
+PROMPT = torch.tensor([[5, 17, 42, 8, 23, 11, 64, 3]])
+EXACTLY_16 = dict(max_new_tokens=16, min_new_tokens=16, do_sample=False)
+
+
+def _reference(path):
+    return AutoModelForCausalLM.from_pretrained(path).eval()
+
+
+def _expected(path, **settings):
+    with torch.inference_mode():
+        return _reference(path).generate(input_ids=PROMPT, attention_mask=torch.ones_like(PROMPT), **settings)
+
+
+def test_greedy_request_takes_plain_greedy_calls_and_names_what_it_cannot_run():
+    config = GenerationConfig(eos_token_id=2, pad_token_id=0)
+    request = greedy_request(config, (), {"input_ids": PROMPT, "max_new_tokens": 5, "min_new_tokens": 2})
+    assert isinstance(request, GreedyRequest)
+    assert (request.max_new_tokens, request.min_new_tokens, request.eos_token_ids) == (5, 2, (2,))
+    assert greedy_request(GenerationConfig(max_length=20), (), {"input_ids": PROMPT}).max_new_tokens == 12  # type: ignore[union-attr]
+    reasons = {
+        "sampling": greedy_request(config, (), {"input_ids": PROMPT, "do_sample": True}),
+        "beams": greedy_request(config, (), {"input_ids": PROMPT, "num_beams": 2}),
+        "penalty": greedy_request(config, (), {"input_ids": PROMPT, "repetition_penalty": 1.3}),
+        "config penalty": greedy_request(GenerationConfig(repetition_penalty=1.3), (), {"input_ids": PROMPT}),
+        "batch": greedy_request(config, (), {"input_ids": PROMPT.repeat(2, 1)}),
+        "padding": greedy_request(config, (), {"input_ids": PROMPT, "attention_mask": torch.tensor([[0] + [1] * 7])}),
+    }
+    assert reasons["sampling"] == reasons["beams"] == "sampling or beam search (the native loop runs greedy search only)"
+    assert "repetition_penalty" in reasons["penalty"] and "repetition_penalty=1.3" in reasons["config penalty"]
+    assert "batch 1" in reasons["batch"] and "padding" in reasons["padding"]
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_onnxruntime_genai_gives_pytorch_greedy_tokens_and_reports_itself(model_type, tiny_generative, exported_generative):
+    pytest.importorskip("onnxruntime_genai")
+    path = tiny_generative(model_type)
+    model = OBModelForCausalLM.from_pretrained(exported_generative(model_type).path, intra_op_num_threads=1)
+    ours = model.generate(input_ids=PROMPT, attention_mask=torch.ones_like(PROMPT), **EXACTLY_16)
+    assert model.last_generation_engine == "onnxruntime-genai" and model.generation_fallback_reason is None
+    expected = _expected(path, **EXACTLY_16)
+    assert ours.shape == (1, PROMPT.shape[1] + 16) and torch.equal(ours, expected)
+    # an end-of-sequence id the loop was not loaded with: transformers runs it, same tokens, with the reason
+    stop = int(expected[0, PROMPT.shape[1] + 3])
+    theirs = _expected(path, max_new_tokens=16, eos_token_id=stop, pad_token_id=0)
+    assert torch.equal(model.generate(input_ids=PROMPT, max_new_tokens=16, eos_token_id=stop, pad_token_id=0), theirs)
+    assert model.last_generation_engine == "transformers" and "eos_token_id" in model.generation_fallback_reason
+
+
+def test_unsupported_settings_fall_back_with_a_reason_or_are_refused(tiny_generative, exported_generative):
+    pytest.importorskip("onnxruntime_genai")
+    path = tiny_generative("gpt2")
+    artifact = exported_generative("gpt2")
+    model = OBModelForCausalLM.from_pretrained(artifact.path, intra_op_num_threads=1)
+    penalised = dict(max_new_tokens=8, do_sample=False, repetition_penalty=1.5)
+    assert torch.equal(model.generate(input_ids=PROMPT, **penalised), _expected(path, **penalised))
+    assert model.last_generation_engine == "transformers"
+    assert model.generation_fallback_reason == "generate() argument 'repetition_penalty'"
+
+    strict = OBModelForCausalLM.from_pretrained(artifact.path, generation_engine="native")
+    with pytest.raises(InputError, match="generation_engine='native' cannot run this call: sampling or beam search"):
+        strict.generate(input_ids=PROMPT, max_new_tokens=4, num_beams=2)
+    plain = OBModelForCausalLM.from_pretrained(artifact.path, generation_engine="transformers")
+    assert torch.equal(plain.generate(input_ids=PROMPT, **EXACTLY_16), _expected(path, **EXACTLY_16))
+    assert plain.last_generation_engine == "transformers"
+    with pytest.raises(InputError, match="generation_engine must be one of auto, native, transformers"):
+        OBModelForCausalLM.from_pretrained(artifact.path, generation_engine="fast")
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_openvino_genai_runs_the_stateful_ir_with_the_recorded_precision(model_type, tiny_generative, exported_generative, tmp_path):
+    pytest.importorskip("openvino_genai")
+    from optibridge import OptimizationConfig, optimize
+
+    path = tiny_generative(model_type)
+    ir = optimize(exported_generative(model_type).path, OptimizationConfig(level=1), tmp_path / "ir", backend="openvino").artifact
+    model = OBModelForCausalLM.from_pretrained(ir.path, backend="openvino", inference_num_threads=1)
+    ours = model.generate(input_ids=PROMPT, attention_mask=torch.ones_like(PROMPT), **EXACTLY_16)
+    assert model.last_generation_engine == "openvino-genai"
+    assert torch.equal(ours, _expected(path, **EXACTLY_16))
+    # the pipeline is compiled with the session's precision and an f32 KV cache (OpenVINO's u8 default changes tokens)
+    decoder = model.native_decoder()
+    assert model.inference_precision == "f32"
+    assert decoder.properties["INFERENCE_PRECISION_HINT"] == "f32" and decoder.properties["KV_CACHE_PRECISION"] == "f32"
+    # an eos id per call: openvino-genai stops there, as transformers does
+    stop = int(ours[0, PROMPT.shape[1] + 2])
+    stopped = model.generate(input_ids=PROMPT, max_new_tokens=16, eos_token_id=stop, pad_token_id=0)
+    assert model.last_generation_engine == "openvino-genai"
+    assert torch.equal(stopped, _expected(path, max_new_tokens=16, eos_token_id=stop, pad_token_id=0))
+
+
+def test_a_native_loop_that_fails_at_run_time_falls_back_to_transformers(tiny_generative, exported_generative):
+    from optibridge.errors import BackendError
+
+    class Refusing:
+        engine = "refusing"
+
+        def greedy(self, request):
+            raise BackendError("refusing could not run this graph: Model input was not found")
+
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    model._native = Refusing()
+    assert torch.equal(model.generate(input_ids=PROMPT, **EXACTLY_16), _expected(tiny_generative("gpt2"), **EXACTLY_16))
+    assert model.last_generation_engine == "transformers" and "Model input was not found" in model.generation_fallback_reason
+    assert model.native_decoder() is None  # not retried on the next call
