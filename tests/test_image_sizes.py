@@ -62,7 +62,7 @@ def test_a_model_that_refuses_other_sizes_keeps_its_own_and_says_why():
 def test_a_size_the_trace_freezes_is_caught_before_export():
     module = _PythonSizes()
     plan = ImageSizePlan((48, 40), (32, 32), True)
-    args = lambda size: (torch.randn(2, 3, *size),)  # noqa: E731
+    args = lambda size, traced: (torch.randn(2 if traced else 3, 3, *size),)  # noqa: E731
     fixed = confirm_traceable(plan, module, args, "torchscript")
     assert not fixed.dynamic and fixed.traced == (32, 32) and "torchscript exporter's trace fixes" in fixed.reason
     assert confirm_traceable(plan, torch.nn.AvgPool2d(8), args, "torchscript").dynamic  # a size-agnostic module stays dynamic
