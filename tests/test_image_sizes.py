@@ -62,10 +62,37 @@ def test_a_model_that_refuses_other_sizes_keeps_its_own_and_says_why():
 def test_a_size_the_trace_freezes_is_caught_before_export():
     module = _PythonSizes()
     plan = ImageSizePlan((48, 40), (32, 32), True)
-    args = lambda size: (torch.randn(2, 3, *size),)  # noqa: E731
+    args = lambda size, traced: (torch.randn(2 if traced else 3, 3, *size),)  # noqa: E731
     fixed = confirm_traceable(plan, module, args, "torchscript")
     assert not fixed.dynamic and fixed.traced == (32, 32) and "torchscript exporter's trace fixes" in fixed.reason
     assert confirm_traceable(plan, torch.nn.AvgPool2d(8), args, "torchscript").dynamic  # a size-agnostic module stays dynamic
+
+
+class _PythonBatch(torch.nn.Module):
+    """Any image size, but the batch size becomes a Python number that a trace freezes."""
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor]:
+        return (pixel_values.mean((-2, -1)).reshape(int(pixel_values.shape[0]), -1).sum(0),)
+
+
+class _MultiheadPool(torch.nn.Module):
+    """Attention pooling through torch.nn.MultiheadAttention (SigLIP's head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = torch.nn.MultiheadAttention(3, 1, batch_first=True)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor]:
+        tokens = pixel_values.flatten(2).transpose(1, 2)
+        return (self.attention(tokens[:, :1], tokens, tokens)[0],)
+
+
+def test_the_check_runs_at_other_batch_sizes_and_knows_torchscripts_multihead_attention():
+    plan = ImageSizePlan((48, 40), (32, 32), True)
+    args = lambda size, traced: (torch.randn(2 if traced else 3, 3, *size),)  # noqa: E731
+    assert not confirm_traceable(plan, _PythonBatch(), args, "torchscript").dynamic  # traced batch 2, checked at 3
+    fixed = confirm_traceable(plan, _MultiheadPool(), args, "torchscript")
+    assert not fixed.dynamic and "MultiheadAttention" in fixed.reason
 
 
 def test_wrong_size_on_a_fixed_graph_names_the_size_and_the_reason(exported_mobilevit):

@@ -77,3 +77,39 @@ def test_zero_shot_pipeline_gives_pytorch_labels_and_scores(zero_shot):
     got = run(OBModelForZeroShotImageClassification.from_pretrained(artifact.path))
     assert [g["label"] for g in got] == [w["label"] for w in want]
     np.testing.assert_allclose([g["score"] for g in got], [w["score"] for w in want], atol=1e-4)
+
+
+def test_clip_takes_another_image_size_with_unequal_text_and_image_counts(zero_shot):
+    from optibridge import OBModelForZeroShotImageClassification
+
+    source, artifact = zero_shot("clip")
+    size = artifact.metadata.extra["image_size"]
+    assert size["dynamic"] and size["interpolate_pos_encoding"], size
+    shapes = {s.name: s.shape for s in artifact.metadata.inputs}
+    assert shapes["pixel_values"] == ("image_batch_size", 3, "height", "width") and shapes["input_ids"][0] == "text_batch_size"
+    reference = transformers.AutoModelForZeroShotImageClassification.from_pretrained(source, attn_implementation="eager").eval()
+    g = torch.Generator().manual_seed(5)
+    vocab = min(reference.config.text_config.vocab_size, VOCAB_SIZE)
+    # neither the traced (48x40) nor the validated (32x32) size; 4 texts, 2 images (traced 3 × 2, validated 2 × 4)
+    inputs = {"input_ids": torch.randint(5, vocab, (4, 7), generator=g), "attention_mask": torch.ones(4, 7, dtype=torch.long),
+              "pixel_values": torch.randn(2, 3, 40, 56, generator=g)}
+    with torch.no_grad():
+        want = reference(**inputs, interpolate_pos_encoding=True)
+    got = OBModelForZeroShotImageClassification.from_pretrained(artifact.path)(**inputs)
+    assert got.logits_per_image.shape == (2, 4)
+    for name in ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"):
+        np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-4, rtol=0)
+
+
+def test_siglip_keeps_its_image_size_with_torchscript_and_says_why(zero_shot):
+    from optibridge import OBModelForZeroShotImageClassification
+    from optibridge.errors import InputError
+
+    _, artifact = zero_shot("siglip")
+    size = artifact.metadata.extra["image_size"]
+    assert not size["dynamic"] and "MultiheadAttention" in size["reason"]
+    model = OBModelForZeroShotImageClassification.from_pretrained(artifact.path)
+    side = size["traced"][0]
+    with pytest.raises(InputError, match=f"{side}x{side}"):
+        model(input_ids=torch.ones(2, 5, dtype=torch.long), attention_mask=torch.ones(2, 5, dtype=torch.long),
+              pixel_values=torch.zeros(1, 3, side + 8, side))

@@ -29,10 +29,10 @@ def export_encoder(
     modality = "multimodal" if source.task.modality == "multimodal" else source.architecture.modality
     plan = image_plan(source, modality, input_names, takes)
     if plan is not None:
+        axes = {n: input_axes(source.task, modality, n) for n in input_names} | {"pixel_values": plan.axes(input_axes(source.task, modality, "pixel_values")[0])}
         plan = confirm_traceable(plan, OutputSelector(source.model, input_names, task_outputs(source, modality, input_names), plan.call_kwargs),
-                                 lambda size: _image_args(source, modality, input_names, size), exporter,
-                                 (dynamic_shapes(input_names, {n: input_axes(source.task, modality, n) for n in input_names}
-                                                 | {"pixel_values": plan.axes("batch_size")}),))
+                                 lambda size, traced: _image_args(source, modality, input_names, size, traced), exporter,
+                                 (dynamic_shapes(input_names, axes),))
     trace_shapes, check_shapes = TRACE_SHAPES, VALIDATION_SHAPES
     if plan is not None:
         trace_shapes, check_shapes = replace(TRACE_SHAPES, image=plan.traced), replace(VALIDATION_SHAPES, image=plan.validated)
@@ -72,11 +72,6 @@ def image_plan(source: SourceModel, modality: str, input_names: tuple[str, ...],
     """For a graph with ``pixel_values``: whether it takes any image size (see :mod:`.image_sizes`)."""
     if "pixel_values" not in input_names:
         return None
-    if modality == "multimodal":
-        # Text + image graphs (CLIP, SigLIP) keep their fixed image size: traced with dynamic height/width,
-        # SigLIP's attention-pooling head lost its separate text / image batch axes (a Reshape baked
-        # the traced sizes). Not yet investigated further; the fixed size is what was verified.
-        return None
     config = getattr(source.config, "vision_config", None) or source.config
     others = make_inputs(source.task, modality, source.config, input_names, TRACE_SHAPES, seed=0)
 
@@ -94,8 +89,10 @@ def task_outputs(source: SourceModel, modality: str, input_names: tuple[str, ...
     return tuple(name for name in source.task.outputs if result.get(name) is not None)
 
 
-def _image_args(source: SourceModel, modality: str, input_names: tuple[str, ...], size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
-    inputs = make_inputs(source.task, modality, source.config, input_names, replace(TRACE_SHAPES, image=size), seed=0)
+def _image_args(source: SourceModel, modality: str, input_names: tuple[str, ...], size: tuple[int, int], traced: bool) -> tuple[torch.Tensor, ...]:
+    # the validation shapes give every batch axis the graph names (texts, images) another size than the trace's
+    shapes = TRACE_SHAPES if traced else VALIDATION_SHAPES
+    inputs = make_inputs(source.task, modality, source.config, input_names, replace(shapes, image=size), seed=0)
     return tuple(inputs.values())
 
 

@@ -94,26 +94,40 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def confirm_traceable(
-    plan: ImageSizePlan, module: torch.nn.Module, make_args: Callable[[tuple[int, int]], tuple[torch.Tensor, ...]],
+    plan: ImageSizePlan, module: torch.nn.Module, make_args: Callable[[tuple[int, int], bool], tuple[torch.Tensor, ...]],
     exporter: str, dynamic_shapes: Any = None,
 ) -> ImageSizePlan:
     """Keep a dynamic plan only if the exporter's trace at ``plan.traced`` still computes the model at
     ``plan.validated``: some models turn sizes into Python numbers (MobileViT's unfolding, Perceiver's
-    position grid), which a trace freezes. Otherwise the fixed plan, saying so."""
+    position grid), which a trace freezes. Otherwise the fixed plan, saying so.
+
+    ``make_args(size, traced)`` gives the module's arguments at an image size: with ``traced`` at the
+    trace's batch sizes, else at other ones, one per batch axis the graph names (a text + image graph
+    gets as many texts as images in neither), so a trace that bakes a batch size in along with the
+    image size fails here, not in validation.
+
+    TorchScript's ONNX export of ``torch.nn.MultiheadAttention`` writes the key length as a constant
+    although the jit trace replayed in PyTorch recomputes it (SigLIP's pooling head passes the check
+    below, then fails in ONNX Runtime at another size): such a model keeps its size with that exporter."""
     if not plan.dynamic:
         return plan
     import warnings
 
+    if exporter != "dynamo" and any(isinstance(m, torch.nn.MultiheadAttention) for m in module.modules()):
+        own = plan.validated
+        return ImageSizePlan(own, own, False, {}, f"the {exporter} exporter writes torch.nn.MultiheadAttention's key length "
+                                                  "as a constant")
+    by_export = exporter == "dynamo"
     # torch.export's program keeps guards the ONNX graph has not (ViT: "patches != 16", true at the
     # traced size only when it differs from the model's own): check it at a third size
-    check = plan.validated if exporter != "dynamo" else (plan.validated[0] + 16, plan.validated[1] + 24)
-    traced_args, other_args = make_args(plan.traced), make_args(check)
+    check = plan.validated if not by_export else (plan.validated[0] + 16, plan.validated[1] + 24)
+    traced_args, other_args = make_args(plan.traced, True), make_args(check, False)
     why = "its outputs differ at another size"
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings: the comparison below is the verdict
             expected = module(*other_args)
-            if exporter == "dynamo":
+            if by_export:
                 program = torch.export.export(module, traced_args, dynamic_shapes=dynamic_shapes, strict=False)
                 got = program.module()(*other_args)
             else:

@@ -197,7 +197,7 @@ def encoder_side(source: SourceModel) -> EncoderSide:
     auto = torch.export.Dim.AUTO
     plan = confirm_traceable(
         plan, EncoderStep(source.model, input_name="pixel_values", encoder_kwargs=plan.call_kwargs),
-        lambda size: (torch.randn(2, channels, *size, generator=torch.Generator().manual_seed(0)),), "dynamo",
+        lambda size, traced: (torch.randn(2 if traced else 3, channels, *size, generator=torch.Generator().manual_seed(0)),), "dynamo",
         ((({0: auto, 2: auto, 3: auto}),),),
     )
     return EncoderSide(source, plan)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "coverage"))
-from tiny_configs import build_tiny  # noqa: E402
+from tiny_configs import build_tiny, redraw_weights  # noqa: E402
 
 ATOL = 1e-4
 NEW_TOKENS = 10
@@ -219,6 +219,44 @@ def check_speech_generation(family: Family, workdir: Path) -> Outcome:
     return compare_generation(want, got, 1, pad)
 
 
+def check_image_to_text(family: Family, workdir: Path) -> Outcome:
+    """A ViT → GPT-2 captioner (VisionEncoderDecoderModel): greedy generate() from images of the model's
+    size and, through the encoder's dynamic image axes, of another one (PyTorch interpolating)."""
+    import transformers
+
+    source = _tiny_captioner(workdir / family.name)
+    artifact = _export(source, family.task)
+    reference = transformers.VisionEncoderDecoderModel.from_pretrained(source).eval()
+    model = _optimum_class(family.task).from_pretrained(artifact.path)
+    pad = reference.config.pad_token_id
+    details = []
+    for shape, kwargs in (((3, 3, 32, 32), {}), ((2, 3, 40, 56), {"interpolate_pos_encoding": True})):
+        pixels = torch.randn(*shape, generator=torch.Generator().manual_seed(16))
+        with torch.no_grad():
+            want = reference.generate(pixel_values=pixels, **_greedy(pad, family), **kwargs)
+        problem, detail = compare_generation(want, model.generate(pixel_values=pixels, **_greedy(pad, family)), 1, pad)
+        if problem is not None:
+            return f"{shape[2]}x{shape[3]} images: {problem}", ""
+        details.append(f"{shape[2]}x{shape[3]}: {detail}")
+    return None, "; ".join(details)
+
+
+def _tiny_captioner(dest: Path) -> Path:
+    """ViT (32 px, patch 8) → GPT-2 with cross-attention, built from configs both transformers 4.57 and 5.x take."""
+    import transformers
+
+    encoder = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8)
+    decoder = transformers.GPT2Config(vocab_size=99, n_embd=24, n_layer=2, n_head=4, n_positions=64, add_cross_attention=True,
+                                      is_decoder=True, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    config = transformers.VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 2, 0, 3
+    torch.manual_seed(0)
+    model = transformers.VisionEncoderDecoderModel(config).eval()
+    redraw_weights(model)  # N(0, 1/fan_in)
+    model.save_pretrained(dest)
+    return dest
+
+
 # Tiny random encoder-decoders built as tiny_configs does repeat one token (PyTorch and ours alike):
 # embeddings drawn N(0, 1/32) are drowned by the layers' O(1) outputs, so the next token ignores the
 # input. Embeddings drawn N(0, 1) (an embedding lookup's fan_in is 1: nn.Embedding's own init), and for
@@ -261,6 +299,7 @@ FAMILIES = (
     Family("wav2vec2 audio-cls", "wav2vec2", "audio-classification", check_encoder),
     Family("vit image-cls", "vit", "image-classification", check_encoder),
     Family("clip zero-shot", "clip", "zero-shot-image-classification", check_encoder),
+    Family("vit-gpt2 image-to-text", "vision-encoder-decoder", "image-to-text", check_image_to_text, generate=LOOPS),
     Family("segformer seg", "segformer", "semantic-segmentation", check_encoder),
     Family("yolos detection", "yolos", "object-detection", check_encoder),
 )

@@ -141,6 +141,10 @@ def tiny_config(model_type: str) -> Any:
         if sub is not None and hasattr(sub, "to_dict"):
             sub_values = sub.to_dict()
             overrides[name] = {**sub_values, **shrink(sub_values)}
+    if values.get("is_encoder_decoder") and values.get("decoder_start_token_id") is None and values.get("bos_token_id") is None:
+        # T5Config's defaults have no start token (generate() refuses to run, PyTorch's too); every T5
+        # checkpoint's config.json sets the pad id, as MT5Config's defaults do
+        overrides["decoder_start_token_id"] = overrides.get("pad_token_id", values.get("pad_token_id"))
     try:
         return config_class(**{**_constructor_values(values), **overrides})
     except Exception as exc:
