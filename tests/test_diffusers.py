@@ -252,6 +252,15 @@ def test_sdxl_two_text_encoders_match_pytorch_and_reshape(tmp_path: Path) -> Non
     assert all(port.get_partial_shape().is_static for port in pipe.unet.sessions["unet"].compiled.inputs)
     assert np.abs(_images(pipe) - want).mean() < PIXEL_TOLERANCE
 
+    # optimize/quantize feed SDXL's second text encoder and the UNet's added conditioning, and compare
+    # images with the XL pipeline (both once failed on SDXL artifacts)
+    from optibridge import QuantizationConfig, quantize
+
+    quantized = quantize(result.artifact.path, QuantizationConfig(mode="int8-weights"), tmp_path / "sdxl-w8", backend="openvino")
+    assert {"text_encoder_2", "unet"} <= {name for name, graph in quantized.report["graphs"].items() if graph["quantized"]}
+    images = quantized.step["image_accuracy"]
+    assert images["images"] >= 1 and 30 <= images["psnr_db"] < 100
+
 
 def test_inpainting_matches_pytorch(tmp_path: Path) -> None:
     from optibridge import OBStableDiffusionInpaintPipeline, export
