@@ -93,12 +93,12 @@ def test_fast_seq2seq_decoder_with_past_matches_pytorch_at_new_batch_sizes_and_p
 
 def test_a_fast_graph_that_fails_validation_is_exported_again_with_dynamo(tiny_generative, tmp_path, monkeypatch, caplog):
     from optibridge import export
-    from optibridge.exporter import fast_path
+    from optibridge.exporter import decoder
 
     def no_causality(attention_mask, input_ids, dtype):  # a broken fast path: every token sees the future
         return torch.zeros(attention_mask.shape[0], 1, input_ids.shape[1], attention_mask.shape[1], dtype=dtype)
 
-    monkeypatch.setattr(fast_path, "additive_causal_mask", no_causality)
+    monkeypatch.setattr(decoder, "additive_causal_mask", no_causality)
     steps: list[str] = []
     with caplog.at_level(logging.WARNING, logger="optibridge.exporter.core"):
         result = export(tiny_generative("llama"), tmp_path / "out", on_step=steps.append)
@@ -125,8 +125,7 @@ def test_the_fast_path_is_tried_only_where_validation_can_judge_it(tiny_generati
 def test_the_traced_step_holds_even_when_traced_with_an_empty_cache(traced, tiny_generative, tmp_path):
     """transformers' DynamicLayer returns a literal 0 as the past length of an empty cache, which a plain
     trace bakes into the mask; the fast path's step derives every size from tensors and does not."""
-    from optibridge.exporter.decoder import CausalLMStep
-    from optibridge.exporter.fast_path import TracedCausalLMStep
+    from optibridge.exporter.decoder import CausalLMStep, TracedCausalLMStep
     from optibridge.exporter.torch_to_onnx import export_module
 
     model = AutoModelForCausalLM.from_pretrained(tiny_generative("llama"), attn_implementation="eager").eval()

@@ -77,6 +77,35 @@ class CausalLMStep(torch.nn.Module):
         return (out.logits, *presents)
 
 
+def additive_causal_mask(attention_mask: torch.Tensor, input_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, 1, new, total) mask: 0 where query ``i`` (at absolute position ``past + i``) may see key
+    ``j`` (``j <= past + i`` and not padding), the dtype's minimum elsewhere (not -inf: a fully padded
+    row must not turn into NaN). Built from tensor ops only so that a trace keeps every size symbolic."""
+    key_index = torch.ones_like(attention_mask[0]).cumsum(0) - 1  # 0 .. total-1
+    new_index = torch.ones_like(input_ids[0]).cumsum(0) - 1  # 0 .. new-1
+    past = torch.ones_like(attention_mask[0]).sum() - torch.ones_like(input_ids[0]).sum()
+    query_position = new_index + past
+    allowed = (key_index[None, None, None, :] <= query_position[None, None, :, None]) & attention_mask[:, None, None, :].bool()
+    return torch.zeros(allowed.shape, dtype=dtype, device=attention_mask.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class TracedCausalLMStep(CausalLMStep):
+    """:class:`CausalLMStep` for the TorchScript tracer: same inputs, outputs and function, with the mask
+    and cache built so that the trace holds at every batch size and past length."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        dtype = next(self.model.parameters()).dtype
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": additive_causal_mask(attention_mask, input_ids, dtype)}
+        if self.takes_positions:
+            kwargs["position_ids"] = position_ids
+        if not self.use_cache:
+            return (self.model(**kwargs, use_cache=False, return_dict=True).logits,)
+        cache = cache_from_pairs(list(zip(past[0::2], past[1::2])), zero_copy=True)
+        out = self.model(**kwargs, **{cache_name(): cache}, use_cache=True, return_dict=True)
+        presents = [t for pair in cache_pairs(output_cache(out)) for t in pair]
+        return (out.logits, *presents)
+
+
 def kv_layout(model: torch.nn.Module) -> KVLayout:
     """Read the cache layout off a real forward pass: configs spell head counts and sizes in too many ways."""
     with torch.no_grad():
@@ -93,8 +122,6 @@ def export_decoder(
     model = source.model
     layout = kv_layout(model) if use_cache else None
     if exporter == "torchscript":
-        from .fast_path import TracedCausalLMStep
-
         step: CausalLMStep = TracedCausalLMStep(model, use_cache)
     else:
         step = CausalLMStep(model, use_cache)
