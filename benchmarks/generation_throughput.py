@@ -38,7 +38,7 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 CANDIDATES = ("ort", "ort-genai", "ov", "ov-stateful", "ov-stateful-genai", "ov-bf16", "ov-bf16-genai",
-              "ov-int8w", "ov-int8w-genai", "ov-int4w-genai")
+              "ov-bf16-f16w-genai", "ov-int8w", "ov-int8w-genai", "ov-int4w-genai")
 DEFAULT_CANDIDATES = "ort,ort-genai,ov-stateful,ov-stateful-genai,ov-bf16,ov-bf16-genai,ov-int8w,ov-int8w-genai,ov-int4w-genai"
 
 
@@ -52,8 +52,14 @@ def candidate_artifact(name: str, onnx_artifact: Path, tmp: Path) -> Path:
     out = tmp / base
     if out.exists():
         return out
-    if base in ("ov-stateful", "ov-bf16"):
+    if base == "ov-stateful":
         return optibridge.optimize(onnx_artifact, OptimizationConfig(level=1), out, backend="openvino").artifact.path
+    if base in ("ov-bf16", "ov-bf16-f16w"):
+        # as `optimize --inference-precision bf16` writes it (bf16 recorded); -f16w: also `-O 4 --force`,
+        # weights stored as float16 (half the memory a load peaks at; rounded twice, f32 → f16 → bf16)
+        half = base.endswith("f16w")
+        config = OptimizationConfig(level=4 if half else 1, force=half, inference_precision="bf16")
+        return optibridge.optimize(onnx_artifact, config, out, backend="openvino").artifact.path
     mode = {"ov-int8w": "int8-weights", "ov-int4w": "int4-weights"}[base]
     return optibridge.quantize(onnx_artifact, QuantizationConfig(mode=mode), out, backend="openvino").artifact.path
 
