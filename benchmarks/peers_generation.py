@@ -1,0 +1,128 @@
+"""Generation on OpenVINO, optibridge beside optimum-intel (``make bench-peers``' venv): memory and tokens/s.
+
+A random GPT-2-small (n_embd 768, 12 layers, seeded) is exported by optibridge's CLI (``export``, then
+``optimize --backend openvino --inference-precision bf16``, and once more with ``-O 4 --force`` for
+weights stored as float16) and by optimum-intel (``OVModelForCausalLM.from_pretrained(export=True)``,
+saved). Each variant is then loaded in a fresh process and generates 4 tokens; the figure is the peak
+RSS (VmHWM) added by that, over a baseline taken after importing torch, transformers, openvino,
+optimum.intel and optibridge — the same imports for every variant, so only the model counts.
+Both compute in bf16 (optimum-intel's default on a CPU with bf16; optibridge's recorded step precision).
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROBE = """
+import json, sys, torch, transformers, openvino, optibridge
+import optimum.intel as oi
+def peak():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+kind, path, threads, engine = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+before = peak()
+if kind == "optimum":
+    model = oi.OVModelForCausalLM.from_pretrained(path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+else:
+    model = optibridge.OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
+                                                          inference_num_threads=int(threads), generation_engine=engine)
+model.generate(input_ids=torch.arange(100, 132)[None], max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
+print(json.dumps({"mb": peak() - before, "precision": str(getattr(model, "inference_precision", "runtime default")),
+                  "engine": str(getattr(model, "last_generation_engine", "transformers"))}))
+"""
+
+
+OPTIBRIDGE_CLI = [str(Path(sys.executable).parent / "optibridge")]
+
+
+def cli(*args: str) -> None:
+    done = subprocess.run([*OPTIBRIDGE_CLI, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"optibridge {args[0]} failed:\n{done.stderr[-2000:]}")
+
+
+def build(root: Path) -> dict[str, tuple[str, Path, str]]:
+    import torch
+    from optimum.intel import OVModelForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    source = root / "gpt2"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024)).eval().save_pretrained(source)
+    print(f"exporting with {OPTIBRIDGE_CLI[0]} and optimum-intel", file=sys.stderr, flush=True)
+    cli("export", "--model", str(source), "--task", "text-generation", str(root / "onnx"))
+    cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", "bf16", str(root / "ob-bf16"))
+    cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", "bf16", "-O", "4", "--force",
+        str(root / "ob-bf16-f16w"))
+    OVModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum")
+    return {"optimum-intel OVModelForCausalLM (its default precision)": ("optimum", root / "optimum", ""),
+            "optibridge bf16, transformers loop": ("optibridge", root / "ob-bf16", "transformers"),
+            "optibridge bf16, openvino-genai loop": ("optibridge", root / "ob-bf16", "auto"),
+            "optibridge bf16, -O 4 (f16 weights), openvino-genai": ("optibridge", root / "ob-bf16-f16w", "auto")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="fresh processes per variant (the figure is their median)")
+    parser.add_argument("--runs", type=int, default=5, help="timed generate() rounds per variant")
+    parser.add_argument("--optibridge-cli", help="the optibridge command that exports (default: this venv's, transformers < 4.58 "
+                                                 "like Optimum's; `make bench-peers` passes the main venv's, transformers 5)")
+    args = parser.parse_args()
+    if args.optibridge_cli:
+        OPTIBRIDGE_CLI[:] = [args.optibridge_cli]
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = build(Path(tmp))
+        for name, (kind, path, engine) in variants.items():
+            runs = []
+            for _ in range(args.repeats):
+                done = subprocess.run([sys.executable, "-c", PROBE, kind, str(path), str(args.threads), engine],
+                                      capture_output=True, text=True, check=True)
+                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            mb = sorted(r["mb"] for r in runs)[len(runs) // 2]
+            print(f"{name:56s} {mb:7.0f} MB peak RSS rise  (precision: {runs[0]['precision']}, engine: {runs[0]['engine']}; "
+                  f"runs {[round(r['mb']) for r in runs]})", flush=True)
+        speed(variants, Path(tmp) / "gpt2", args)
+
+
+def speed(variants: dict[str, tuple[str, Path, str]], source: Path, args: argparse.Namespace) -> None:
+    import torch
+    from optimum.intel import OVModelForCausalLM
+    from transformers import GPT2LMHeadModel
+
+    from optibridge import OBModelForCausalLM
+    from optibridge.bench import measure_interleaved
+
+    torch.set_num_threads(args.threads)
+    models: dict[str, object] = {"PyTorch": GPT2LMHeadModel.from_pretrained(source).eval()}
+    for name, (kind, path, engine) in variants.items():
+        if kind == "optimum":
+            models[name] = OVModelForCausalLM.from_pretrained(
+                path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(args.threads)})
+        else:
+            models[name] = OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
+                                                              inference_num_threads=args.threads, generation_engine=engine)
+    prompt = torch.randint(100, 20000, (1, 32), generator=torch.Generator().manual_seed(1))
+    greedy = dict(max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0)
+
+    def call(model: object) -> object:
+        with torch.inference_mode():
+            return model.generate(input_ids=prompt, **greedy)  # type: ignore[attr-defined]
+
+    outputs = {name: call(model) for name, model in models.items()}
+    stats = measure_interleaved({name: (lambda m=model: call(m)) for name, model in models.items()},
+                                warmup=1, runs=args.runs, settle=1)
+    base = stats["PyTorch"].median
+    print(f"\ngreedy, 32-token prompt + 64 new tokens, batch 1, {args.threads} threads, {args.runs} interleaved runs, medians")
+    for name, stat in stats.items():
+        same = torch.equal(outputs[name], outputs["PyTorch"])  # type: ignore[arg-type]
+        print(f"{name:56s} {64_000 / stat.median:6.1f} tok/s  {base / stat.median:5.2f}x  same tokens as PyTorch: {same}")
+
+
+if __name__ == "__main__":
+    main()
