@@ -93,6 +93,11 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
         out["image_size"] = patch * 2 * 2 ** (len(values["depths"]) - 1)
     if "out_features" in values or "out_indices" in values:  # backbone stages named for the default depth
         out["out_features"] = out["out_indices"] = None
+    depths = values.get("depths")
+    if isinstance(depths, (list, tuple)):
+        for key in ("num_hidden_layers", "num_layers", "n_layer"):
+            if values.get(key) == len(depths):  # swin-like: the stage count, which per-stage lists follow
+                out.pop(key, None)
     layer_keys = [k for k in ("num_hidden_layers", "num_layers", "n_layer") if k in out]
     if layer_keys:
         # per-layer settings (layer_types, mlp_layer_types, a list of FFN widths...) follow the shrunk depth
