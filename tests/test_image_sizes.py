@@ -88,11 +88,16 @@ class _MultiheadPool(torch.nn.Module):
 
 
 def test_the_check_runs_at_other_batch_sizes_and_knows_torchscripts_multihead_attention():
+    from optibridge.exporter.traceable import traceable_attention_modules
+
     plan = ImageSizePlan((48, 40), (32, 32), True)
     args = lambda size, traced: (torch.randn(2 if traced else 3, 3, *size),)  # noqa: E731
     assert not confirm_traceable(plan, _PythonBatch(), args, "torchscript").dynamic  # traced batch 2, checked at 3
-    fixed = confirm_traceable(plan, _MultiheadPool(), args, "torchscript")
+    pool = _MultiheadPool()
+    fixed = confirm_traceable(plan, pool, args, "torchscript")
     assert not fixed.dynamic and "MultiheadAttention" in fixed.reason
+    with traceable_attention_modules(pool):  # what export_encoder traces with TorchScript
+        assert confirm_traceable(plan, pool, args, "torchscript").dynamic
 
 
 def test_wrong_size_on_a_fixed_graph_names_the_size_and_the_reason(exported_mobilevit):

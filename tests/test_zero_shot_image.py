@@ -79,10 +79,13 @@ def test_zero_shot_pipeline_gives_pytorch_labels_and_scores(zero_shot):
     np.testing.assert_allclose([g["score"] for g in got], [w["score"] for w in want], atol=1e-4)
 
 
-def test_clip_takes_another_image_size_with_unequal_text_and_image_counts(zero_shot):
+@pytest.mark.parametrize("model_type", ["clip", "siglip"])
+def test_another_image_size_with_unequal_text_and_image_counts(model_type, zero_shot):
+    """SigLIP's pooling head is an nn.MultiheadAttention: traced as plain ops (exporter/traceable.py),
+    it takes any size too (TorchScript would freeze the key length, the number of patches)."""
     from optibridge import OBModelForZeroShotImageClassification
 
-    source, artifact = zero_shot("clip")
+    source, artifact = zero_shot(model_type)
     size = artifact.metadata.extra["image_size"]
     assert size["dynamic"] and size["interpolate_pos_encoding"], size
     shapes = {s.name: s.shape for s in artifact.metadata.inputs}
@@ -101,15 +104,23 @@ def test_clip_takes_another_image_size_with_unequal_text_and_image_counts(zero_s
         np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-4, rtol=0)
 
 
-def test_siglip_keeps_its_image_size_with_torchscript_and_says_why(zero_shot):
-    from optibridge import OBModelForZeroShotImageClassification
-    from optibridge.errors import InputError
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_the_traceable_multihead_attention_computes_what_the_module_does(batch_first):
+    from optibridge.exporter.traceable import TraceableMultiheadAttention, traceable_attention_modules
 
-    _, artifact = zero_shot("siglip")
-    size = artifact.metadata.extra["image_size"]
-    assert not size["dynamic"] and "MultiheadAttention" in size["reason"]
-    model = OBModelForZeroShotImageClassification.from_pretrained(artifact.path)
-    side = size["traced"][0]
-    with pytest.raises(InputError, match=f"{side}x{side}"):
-        model(input_ids=torch.ones(2, 5, dtype=torch.long), attention_mask=torch.ones(2, 5, dtype=torch.long),
-              pixel_values=torch.zeros(1, 3, side + 8, side))
+    torch.manual_seed(0)
+    holder = torch.nn.Sequential(torch.nn.MultiheadAttention(16, 4, batch_first=batch_first)).eval()
+    original = holder[0]
+    q, kv = (torch.randn(2, 3, 16), torch.randn(2, 9, 16)) if batch_first else (torch.randn(3, 2, 16), torch.randn(9, 2, 16))
+    with torch.no_grad():
+        want_out, want_weights = original(q, kv, kv)
+        with traceable_attention_modules(holder) as swapped:
+            assert swapped == 1 and isinstance(holder[0], TraceableMultiheadAttention)
+            got_out, got_weights = holder[0](q, kv, kv)
+            per_head = holder[0](q, kv, kv, average_attn_weights=False)[1]
+            masked = holder[0](q, kv, kv, key_padding_mask=torch.zeros(2, 9, dtype=torch.bool))  # goes to the module itself
+    assert holder[0] is original  # put back
+    torch.testing.assert_close(got_out, want_out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_weights, want_weights, atol=1e-6, rtol=0)
+    assert per_head.shape == (2, 4, 3, 9)
+    torch.testing.assert_close(masked[0], want_out, atol=1e-6, rtol=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .inputs import MULTIMODAL_AXES, TRACE_SHAPES, VALIDATION_SHAPES, input_axes
 from .loading import SourceModel
 from .plan import ExportedGraphs, SessionLoader
 from .torch_to_onnx import OutputSelector, dynamic_shapes, export_graph, graph_spec
+from .traceable import traceable_attention_modules
 from .validate import ValidationReport, compare_outputs
 
 
@@ -30,9 +32,11 @@ def export_encoder(
     plan = image_plan(source, modality, input_names, takes)
     if plan is not None:
         axes = {n: input_axes(source.task, modality, n) for n in input_names} | {"pixel_values": plan.axes(input_axes(source.task, modality, "pixel_values")[0])}
-        plan = confirm_traceable(plan, OutputSelector(source.model, input_names, task_outputs(source, modality, input_names), plan.call_kwargs),
-                                 lambda size, traced: _image_args(source, modality, input_names, size, traced), exporter,
-                                 (dynamic_shapes(input_names, axes),))
+        outputs = task_outputs(source, modality, input_names)
+        with _traceable(source.model, exporter):
+            plan = confirm_traceable(plan, OutputSelector(source.model, input_names, outputs, plan.call_kwargs),
+                                     lambda size, traced: _image_args(source, modality, input_names, size, traced), exporter,
+                                     (dynamic_shapes(input_names, axes),))
     trace_shapes, check_shapes = TRACE_SHAPES, VALIDATION_SHAPES
     if plan is not None:
         trace_shapes, check_shapes = replace(TRACE_SHAPES, image=plan.traced), replace(VALIDATION_SHAPES, image=plan.validated)
@@ -48,10 +52,11 @@ def export_encoder(
     if modality == "multimodal":
         out_axes = {k: {i: MULTIMODAL_AXES.get(a, a) for i, a in axes.items()} for k, axes in out_axes.items()}
     path = staging / MODEL_FILE
-    export_graph(
-        source.model, trace_inputs, tuple(traced_out), in_axes, out_axes, path,
-        exporter=exporter, opset=opset, external_data=external_data, call_kwargs=call_kwargs,
-    )
+    with _traceable(source.model, exporter):
+        export_graph(
+            source.model, trace_inputs, tuple(traced_out), in_axes, out_axes, path,
+            exporter=exporter, opset=opset, external_data=external_data, call_kwargs=call_kwargs,
+        )
 
     def validate(load: SessionLoader, atol: float, backend: str) -> ValidationReport:
         session = load(MAIN_GRAPH)
@@ -66,6 +71,12 @@ def export_encoder(
     if plan is not None:
         extra["image_size"] = plan.record()
     return ExportedGraphs({MAIN_GRAPH: graph_spec(path.name, graph)}, output_class, validate, extra)
+
+
+def _traceable(model: torch.nn.Module, exporter: str) -> contextlib.AbstractContextManager[int]:
+    """TorchScript freezes nn.MultiheadAttention's key length: trace an equivalent in plain ops instead
+    (validation still compares the graph with the model as it is)."""
+    return traceable_attention_modules(model) if exporter != "dynamo" else contextlib.nullcontext(0)
 
 
 def image_plan(source: SourceModel, modality: str, input_names: tuple[str, ...], takes: set[str]) -> ImageSizePlan | None:

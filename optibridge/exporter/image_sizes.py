@@ -108,7 +108,9 @@ def confirm_traceable(
 
     TorchScript's ONNX export of ``torch.nn.MultiheadAttention`` writes the key length as a constant
     although the jit trace replayed in PyTorch recomputes it (SigLIP's pooling head passes the check
-    below, then fails in ONNX Runtime at another size): such a model keeps its size with that exporter."""
+    below, then fails in ONNX Runtime at another size): the encoder exporter traces those modules as
+    plain ops (:mod:`.traceable`), so one still found here is a variant that swap does not cover, and
+    the model keeps its size with that exporter."""
     if not plan.dynamic:
         return plan
     import warnings
