@@ -106,11 +106,13 @@ TASKS: dict[str, Task] = {
             "automatic-speech-recognition", "AutoModelForSpeechSeq2Seq", ("logits",),
             "Seq2SeqLMOutput", "speech", ("ForConditionalGeneration",), "automatic-speech-recognition", kind="seq2seq",
         ),
-        # Image captioners with an image encoder and a text decoder (vision-encoder-decoder); the
-        # transformers pipeline is "image-text-to-text" (5.x has no "image-to-text" pipeline).
+        # Image captioners with an image encoder and a text decoder (vision-encoder-decoder, BLIP's
+        # captioner: exporter/blip.py); the transformers pipeline is "image-text-to-text" (5.x has no
+        # "image-to-text" pipeline). BLIP is named whole: other *ForConditionalGeneration are seq2seq
+        # text models or decoder LMs that take images.
         Task(
             "image-to-text", "AutoModelForImageTextToText", ("logits",), "Seq2SeqLMOutput", "vision",
-            ("VisionEncoderDecoderModel",), "image-text-to-text", kind="seq2seq",
+            ("VisionEncoderDecoderModel", "BlipForConditionalGeneration"), "image-text-to-text", kind="seq2seq",
         ),
     )
 }

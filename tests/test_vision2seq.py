@@ -1,5 +1,6 @@
-"""image-to-text: a vision encoder-decoder (ViT → GPT-2 with cross-attention) exported as encoder +
-decoder graphs with KV cache; greedy generate() token-identical to PyTorch on ONNX Runtime and OpenVINO."""
+"""image-to-text: a vision encoder-decoder (ViT → GPT-2 with cross-attention) and BLIP's captioner
+exported as encoder + decoder graphs with KV cache; greedy generate() token-identical to PyTorch on
+ONNX Runtime and OpenVINO."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 import transformers
 
 from optibridge.errors import InputError
-from tiny_vision import build_tiny_captioner
+from tiny_vision import build_tiny_blip, build_tiny_captioner
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,43 @@ def test_cli_info_shows_the_image_size(captioner, capsys):
     assert main(["info", str(captioner[1].artifact.path)]) == 0
     out = capsys.readouterr().out
     assert "task=image-to-text" in out and "image size: any (validated at 32x32, traced at 48x40)" in out
+
+
+@pytest.fixture(scope="module")
+def blip(tmp_path_factory):
+    from optibridge import export
+
+    root = tmp_path_factory.mktemp("blip")
+    source = build_tiny_blip(root / "src")
+    return source, export(source, root / "onnx")  # inferred from BlipForConditionalGeneration
+
+
+def test_blip_exports_as_an_encoder_decoder_and_says_it_is_untested(blip):
+    _, result = blip
+    meta = result.artifact.metadata
+    assert result.task == "image-to-text" and meta.validation["passed"] and "blip is not in the tested list" in result.note
+    assert set(meta.graphs) == {"encoder", "decoder", "decoder_with_past"} and meta.extra["image_size"]["dynamic"]
+    saved = transformers.AutoConfig.from_pretrained(result.artifact.path)
+    # BLIP's generate() starts its text decoder at bos and stops at sep: the encoder-decoder form says so
+    assert saved.is_encoder_decoder and saved.decoder_start_token_id == saved.text_config.bos_token_id
+    assert transformers.GenerationConfig.from_pretrained(result.artifact.path).eos_token_id == saved.text_config.sep_token_id
+
+
+@pytest.mark.parametrize("class_name", ["optibridge.OBModelForVision2Seq", "optibridge.openvino.OVModelForVision2Seq"])
+def test_blip_captions_like_blips_own_generate_step_by_step(blip, class_name):
+    import importlib
+
+    module, name = class_name.rsplit(".", 1)
+    source, result = blip
+    reference = transformers.BlipForConditionalGeneration.from_pretrained(source).eval()
+    model = getattr(importlib.import_module(module), name).from_pretrained(result.artifact.path)
+    pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, want_scores = _generate(reference, pixels)
+    got, got_scores = _generate(model, pixels)
+    assert torch.equal(got, want) and len(set(want[:, 1:].flatten().tolist())) > 3
+    torch.testing.assert_close(got_scores, want_scores, atol=1e-4, rtol=0)
+    other = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = _generate(reference, other, interpolate_pos_encoding=True)[0]
+    assert torch.equal(_generate(model, other)[0], expected)

@@ -1,5 +1,5 @@
-"""Tiny image captioner (ViT encoder + GPT-2 decoder with cross-attention) and tiny multimodal decoder
-LM (llava: CLIP vision tower + llama), built offline from configs with N(0, 1/fan_in) weights."""
+"""Tiny image captioners (ViT encoder + GPT-2 decoder with cross-attention; BLIP) and tiny multimodal
+decoder LM (llava: CLIP vision tower + llama), built offline from configs with N(0, 1/fan_in) weights."""
 
 from __future__ import annotations
 
@@ -32,6 +32,24 @@ def build_tiny_captioner(dest: Path) -> Path:
     model.generation_config.save_pretrained(dest)
     make_tokenizer().save_pretrained(dest)
     transformers.ViTImageProcessorPil(size={"height": IMAGE, "width": IMAGE}).save_pretrained(dest)
+    return Path(dest)
+
+
+def build_tiny_blip(dest: Path) -> Path:
+    """``BlipForConditionalGeneration`` (vision 32 px / patch 8, BERT-style text decoder), tokenizer, image processor."""
+    vision = transformers.BlipVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                           image_size=IMAGE, patch_size=8)
+    text = transformers.BlipTextConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                       num_attention_heads=4, encoder_hidden_size=32, max_position_embeddings=64,
+                                       bos_token_id=BOS, sep_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD)
+    config = transformers.BlipConfig(vision_config=vision.to_dict(), text_config=text.to_dict())
+    config.architectures = ["BlipForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = transformers.BlipForConditionalGeneration(config).eval()
+    redraw_weights(model)
+    model.save_pretrained(dest)
+    make_tokenizer().save_pretrained(dest)
+    transformers.BlipImageProcessorPil(size={"height": IMAGE, "width": IMAGE}).save_pretrained(dest)
     return Path(dest)
 
 
