@@ -220,20 +220,24 @@ def check_speech_generation(family: Family, workdir: Path) -> Outcome:
 
 
 def check_image_to_text(family: Family, workdir: Path) -> Outcome:
-    """A ViT → GPT-2 captioner (VisionEncoderDecoderModel): greedy generate() from images of the model's
-    size and, through the encoder's dynamic image axes, of another one (PyTorch interpolating)."""
+    """A ViT → GPT-2 captioner (VisionEncoderDecoderModel) or BLIP's: greedy generate() from images of
+    the model's size and, through the encoder's dynamic image axes, of another one (PyTorch interpolating)."""
     import transformers
 
-    source = _tiny_captioner(workdir / family.name)
+    blip = family.model_type == "blip"
+    source = (_tiny_blip if blip else _tiny_captioner)(workdir / family.name)
     artifact = _export(source, family.task)
-    reference = transformers.VisionEncoderDecoderModel.from_pretrained(source).eval()
+    reference_class = transformers.BlipForConditionalGeneration if blip else transformers.VisionEncoderDecoderModel
+    reference = reference_class.from_pretrained(source).eval()
     model = _optimum_class(family.task).from_pretrained(artifact.path)
-    pad = reference.config.pad_token_id
+    pad = reference.config.text_config.pad_token_id if blip else reference.config.pad_token_id
     details = []
     for shape, kwargs in (((3, 3, 32, 32), {}), ((2, 3, 40, 56), {"interpolate_pos_encoding": True})):
         pixels = torch.randn(*shape, generator=torch.Generator().manual_seed(16))
+        # BLIP's generate() sets pad and eos (sep) itself and refuses them as arguments
+        theirs = {k: v for k, v in _greedy(pad, family).items() if not (blip and k in ("pad_token_id", "eos_token_id"))}
         with torch.no_grad():
-            want = reference.generate(pixel_values=pixels, **_greedy(pad, family), **kwargs)
+            want = reference.generate(pixel_values=pixels, **theirs, **kwargs)
         problem, detail = compare_generation(want, model.generate(pixel_values=pixels, **_greedy(pad, family)), 1, pad)
         if problem is not None:
             return f"{shape[2]}x{shape[3]} images: {problem}", ""
@@ -252,6 +256,24 @@ def _tiny_captioner(dest: Path) -> Path:
     config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 2, 0, 3
     torch.manual_seed(0)
     model = transformers.VisionEncoderDecoderModel(config).eval()
+    redraw_weights(model)  # N(0, 1/fan_in)
+    model.save_pretrained(dest)
+    return dest
+
+
+def _tiny_blip(dest: Path) -> Path:
+    """BLIP's captioner (vision 32 px / patch 8, BERT-style text decoder), from configs 4.57 and 5.x both take."""
+    import transformers
+
+    vision = transformers.BlipVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                           image_size=32, patch_size=8)
+    text = transformers.BlipTextConfig(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                       encoder_hidden_size=32, max_position_embeddings=64, bos_token_id=2, sep_token_id=3,
+                                       eos_token_id=3, pad_token_id=0)
+    config = transformers.BlipConfig(vision_config=vision.to_dict(), text_config=text.to_dict())
+    config.architectures = ["BlipForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = transformers.BlipForConditionalGeneration(config).eval()
     redraw_weights(model)  # N(0, 1/fan_in)
     model.save_pretrained(dest)
     return dest
@@ -300,6 +322,7 @@ FAMILIES = (
     Family("vit image-cls", "vit", "image-classification", check_encoder),
     Family("clip zero-shot", "clip", "zero-shot-image-classification", check_encoder),
     Family("vit-gpt2 image-to-text", "vision-encoder-decoder", "image-to-text", check_image_to_text, generate=LOOPS),
+    Family("blip image-to-text", "blip", "image-to-text", check_image_to_text, generate=LOOPS),
     Family("segformer seg", "segformer", "semantic-segmentation", check_encoder),
     Family("yolos detection", "yolos", "object-detection", check_encoder),
 )
