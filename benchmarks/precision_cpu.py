@@ -93,6 +93,9 @@ def variants(bf16: bool) -> list[Variant]:
     found: list[Variant] = [
         ("ORT fp32", "ort", None, {}),
         ("ORT int8 dynamic", "ort", quant("ort", mode="dynamic"), {}),
+        # static QDQ on ORT's CPU kernels: FFN down-projections in float (the default), then all MatMuls
+        ("ORT int8 static", "ort", quant("ort", mode="static"), {}),
+        ("ORT int8 static all MatMuls", "ort", quant("ort", mode="static", exclude_ffn_down=False), {}),
         ("ORT fp16 graph (O4)", "ort", opt("ort", level=4, force=True), {}),
         ("OV f32", "openvino", None, {}),
         ("OV int8 static, f32 rest", "openvino", quant("openvino", mode="static"), {}),
@@ -197,11 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = timing_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--only", default=None, help="Comma-separated words; keep the variants whose name contains one (e.g. ORT).")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cpu = detect_cpu()
     precisions = float_precisions(cpu)
     chosen = variants("bf16" in precisions)
+    if args.only:
+        words = [w.strip() for w in args.only.split(",") if w.strip()]
+        chosen = [v for v in chosen if any(w in v[0] for w in words)]
     machine = {"cpu": cpu.model, "precisions": list(precisions), "threads": args.threads, "cores": os.cpu_count(),
                "load_average_1min_at_start": round(os.getloadavg()[0], 2), "platform": platform.platform(),
                "torch": torch.__version__, "transformers": transformers.__version__}
