@@ -225,7 +225,7 @@ def check_image_to_text(family: Family, workdir: Path) -> Outcome:
     import transformers
 
     blip = family.model_type == "blip"
-    source = (_tiny_blip if blip else _tiny_captioner)(workdir / family.name)
+    source = (_tiny_blip if blip else _tiny_captioner)(workdir / family.name.replace(" ", "-"))  # BLIP warns on spaces
     artifact = _export(source, family.task)
     reference_class = transformers.BlipForConditionalGeneration if blip else transformers.VisionEncoderDecoderModel
     reference = reference_class.from_pretrained(source).eval()
