@@ -5,19 +5,23 @@ next to PyTorch with every step's scores compared."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "coverage"))
-from sweep import ISSUE_ARCHITECTURES, check, primary_task  # noqa: E402
+from sweep import ISSUE_ARCHITECTURES, check, earlier_results, plan, primary_task, render  # noqa: E402
 
 from optibridge.exporter.architectures import ARCHITECTURES  # noqa: E402
 
 # Families: BERT-like encoders with other attention/embeddings, CNN and windowed-attention vision
 # models, decoders with ALiBi (no position_ids) and with learned positions.
 SUBSET = ("modernbert", "deberta", "squeezebert", "resnet", "swin", "regnet", "beit", "bloom")
+COVERAGE_MD = Path(__file__).parent.parent / "COVERAGE.md"
+# its rows as results of one run (earlier_results marks parsed rows as carried over; these are this run's)
+COMMITTED = {m: dataclasses.replace(r, checked="") for m, r in earlier_results(COVERAGE_MD).items()}
 
 
 def test_the_subset_is_outside_the_tested_list_and_holds_issue_architectures():
@@ -33,3 +37,21 @@ def test_model_type_exports_validates_and_generates_like_pytorch(model_type, tmp
     assert result.max_diff is not None and result.max_diff <= 1e-4
     if task == "text-generation":
         assert "tokens identical" in result.generation
+    # the committed table says what this run measured
+    assert COMMITTED[model_type].status == "pass", f"COVERAGE.md says {COMMITTED[model_type].status} for {model_type}"
+
+
+def test_coverage_md_is_what_the_sweep_renders_from_its_rows():
+    """COVERAGE.md is generated, not edited: re-rendered from its own rows for the model types the
+    installed transformers lists, it comes out the same (run `make coverage` after changing either)."""
+    import re
+
+    import torch
+    import transformers
+
+    text = COVERAGE_MD.read_text()
+    made_with = re.search(r"transformers (\S+), torch (\S+)\. ", text)
+    assert made_with, "COVERAGE.md has no version line"
+    if made_with.groups() != (transformers.__version__, torch.__version__):  # `make test-latest`: another table
+        pytest.skip(f"COVERAGE.md was generated with transformers {made_with[1]}, torch {made_with[2]}; regenerate it here")
+    assert text == render(COMMITTED, plan())

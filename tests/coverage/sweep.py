@@ -314,7 +314,7 @@ def render(results: dict[str, Result], planned: list[tuple[str, str]], earlier: 
     ]
     for r in rows:
         diff = f"{r.max_diff:.1e}" if r.max_diff is not None else ""
-        cause = r.cause.replace("|", "\\|").replace("\n", " ")[:160]
+        cause = r.cause.replace("|", "\\|").replace("\n", " ")[:160].rstrip()
         when = r.checked or ("" if r.status == "not run" else "this run")
         lines.append(f"| {r.model_type} | {r.task} | {r.status} | {diff} | {r.generation} | {cause} | {when} |")
     return "\n".join(lines) + "\n"
