@@ -23,10 +23,6 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from ..kv_cache import cache_name, output_cache
 
 
-def is_blip_captioner(model: Any) -> bool:
-    return type(model).__name__ == "BlipForConditionalGeneration"
-
-
 class BlipImageEncoder(torch.nn.Module):
     """The vision model, returning what an encoder returns."""
 

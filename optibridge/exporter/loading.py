@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,28 +82,6 @@ def load_config(name_or_path: str, **hub_kwargs: Any) -> Any:
         ) from exc
 
 
-def _blip_captioner(name_or_path: str, task: Any, arch: Any, inferred: bool, allow_new_weights: bool,
-                    hub_kwargs: dict[str, Any]) -> SourceModel:
-    """BLIP's captioner as an encoder-decoder (see :mod:`.blip`)."""
-    import dataclasses
-
-    import transformers
-
-    from .blip import BlipCaptioner
-
-    blip_class: Any = transformers.BlipForConditionalGeneration
-    try:
-        model, loading_info = blip_class.from_pretrained(
-            name_or_path, attn_implementation="eager", output_loading_info=True, **no_remote_code(hub_kwargs))
-    except (OSError, ValueError) as exc:
-        refuse_remote_code(name_or_path, exc)
-        raise UnsupportedModelError(f"could not load {name_or_path!r} as BlipForConditionalGeneration: {first_line(exc)}") from exc
-    if not allow_new_weights:
-        check_no_new_weights(name_or_path, task, loading_info)
-    captioner = BlipCaptioner(model.eval()).eval()
-    return SourceModel(captioner, captioner.config, task, dataclasses.replace(arch, modality="vision"), inferred, str(name_or_path))
-
-
 def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_weights: bool = False, **hub_kwargs: Any) -> SourceModel:
     """Load the model for ``task`` (inferred from ``config.architectures`` when None).
 
@@ -116,9 +95,8 @@ def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_w
     arch = get_architecture(model_type, get_task(task).name if task else None)
     resolved = get_task(task) if task else infer_task(getattr(config, "architectures", None), model_type, arch.tasks)
     arch = get_architecture(model_type, resolved.name)
-    if resolved.name == "image-to-text" and model_type == "blip":
-        return _blip_captioner(name_or_path, resolved, arch, task is None, allow_new_weights, hub_kwargs)
-    if resolved.name == "image-to-text" and not getattr(config, "is_encoder_decoder", False):
+    # BLIP's captioner is no encoder-decoder in transformers' terms, but exports as one (see .blip)
+    if resolved.name == "image-to-text" and model_type != "blip" and not getattr(config, "is_encoder_decoder", False):
         raise UnsupportedModelError(
             f"task 'image-to-text' exports image captioners made of an image encoder and a text decoder "
             f"(vision-encoder-decoder); {model_type} is a decoder LM that takes images, which optibridge exports only "
@@ -160,6 +138,12 @@ def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_w
     if not allow_new_weights:
         check_no_new_weights(name_or_path, resolved, loading_info)
     model.eval()
+    if resolved.name == "image-to-text" and model_type == "blip":
+        from .blip import BlipCaptioner
+
+        captioner = BlipCaptioner(model).eval()
+        arch = dataclasses.replace(arch, modality="vision")  # the encoder side takes pixel_values
+        return SourceModel(captioner, captioner.config, resolved, arch, task is None, str(name_or_path))
     return SourceModel(model, model.config, resolved, arch, task is None, str(name_or_path))
 
 
