@@ -457,6 +457,26 @@ def build_tiny_model(model_type: str, task: str, dest: Path, seed: int = 0) -> P
     return dest
 
 
+def plant_ffn_outliers(folder: Path, channels: slice, scale: float, seed: int, bias_std: float = 0.0) -> None:
+    """Redraw a saved tiny BERT's linears as N(0, 1/fan_in) (biases N(0, bias_std)) and give each FFN
+    up-projection's ``channels`` a ``scale``-times weight and bias ``scale``: the GELU outlier channels
+    real BERTs feed their down-projections. Saved back into ``folder``."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(folder)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, module.in_features ** -0.5)
+                if bias_std:
+                    module.bias.normal_(0.0, bias_std)
+        for layer in model.encoder.layer:
+            layer.intermediate.dense.weight[channels] *= scale
+            layer.intermediate.dense.bias[channels] = scale
+    model.save_pretrained(folder)
+
+
 # ---------------------------------------------------------------------------
 # Generative models: decoder-only LMs, seq2seq LMs, speech seq2seq
 # ---------------------------------------------------------------------------

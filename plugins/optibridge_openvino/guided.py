@@ -1,11 +1,12 @@
-"""Accuracy-guided static int8 for OpenVINO: quantize every MatMul once, then put back in float
-only the FFN down-projections the validation needs, most harmful first.
+"""Accuracy-guided static int8 for OpenVINO: quantize every MatMul once (the plan by role of
+:mod:`.quantize`), then put back in float only the FFN down-projections the validation needs,
+most harmful first.
 
 Why: quantizing the FFN down-projections is what makes int8 static fast (Optimum quantizes them
 all), and also what produces its worst cases (their GELU/SiLU inputs have outlier ranges). Which
 of them hurt depends on the model, so it is measured, not guessed: each candidate's effect is the
 per-sample cosine to the float model after bypassing only its FakeQuantize nodes in the already
-quantized graph (one ``nncf.quantize`` run in all, one compile per candidate). The candidates are
+quantized graph (no new NNCF run, one compile per candidate). The candidates are
 put back in float in order of that sensitivity until the worst validation sample reaches the
 target. The validation samples are the calibration samples themselves (the user's data, never a
 benchmark's evaluation set): their float outputs are the reference.

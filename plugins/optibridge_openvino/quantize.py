@@ -10,9 +10,13 @@ Static int8 on all-MiniLM-L6-v2 (mean-pooled embedding cosine to float32, 16 hel
 * + the FFN down-projections kept in float (their GELU inputs have outlier ranges, as with ORT): 0.997;
 * + SmoothQuant alpha 0.5: 0.998, min 0.992.
 
-The default since then (``exclude_ffn_down`` unset) quantizes the FFN down-projections too and
-puts back in float only those the calibration samples show harmful (:mod:`.guided`);
-``exclude_ffn_down=True`` keeps them all in float, ``False`` quantizes them all.
+The default since then (``exclude_ffn_down`` unset) plans by role (:func:`_by_role`): outlier
+channels of the FFN down-projections computed by a float side path (:mod:`.outliers`), those
+projections quantized without SmoothQuant and the rest with it, the attention's inputs in float
+when the graph runs in bf16/f16; then the calibration samples decide which FFN down-projections,
+if any, go back to float (:mod:`.guided`). On all-MiniLM-L6-v2 with 40 natural sentences that is
+every MatMul int8 with min cosine 0.985 on the 60 evaluation sentences (docs/precision.md).
+``exclude_ffn_down=True`` keeps them all in float, ``False`` quantizes them all (one plain NNCF run).
 
 Weight compression keeps activations in float: ``int8-weights`` (asymmetric, per channel) and
 ``int4-weights`` (groups of ``block_size``; NNCF keeps the embeddings and the LM head in int8).
@@ -33,14 +37,12 @@ from optibridge.probing import distribution_version
 from optibridge.steps import CalibrationData, QuantizationConfig
 
 from .convert import finish_graph, openvino_extra, read_graph, save_graph, step_precision
+from .roles import attention_nodes, ffn_down_projections
 from .stateful import is_stateful
 
 MODES = ("static", "int8-weights", "int4-weights")
 INSTALL = "pip install 'optibridge[openvino-quant]'"
 STATIC_SMOOTH_ALPHA = 0.5
-# Producers of an FFN down-projection's input: the activation itself or the gate product after it.
-ACTIVATIONS = {"Gelu", "Swish", "HSwish", "Mish", "Erf", "Tanh", "Sigmoid"}
-GATE_OPS = {"Multiply", "Divide", "Add"}
 LOW_BIT_TYPES = {"i8": "int8 weights", "u8": "int8 weights", "i4": "int4 weights", "u4": "int4 weights"}
 
 
@@ -60,19 +62,6 @@ def check_mode(config: QuantizationConfig) -> None:
         return
     # The verb checks the declared modes first (and names who does this one); a direct call lands here.
     raise BackendError(f"the openvino backend quantizes in modes {', '.join(MODES)}, not {config.mode!r}")
-
-
-def ffn_down_projections(model: Any) -> list[str]:
-    """MatMuls whose input comes from a GELU/SiLU (directly or through the gate product)."""
-
-    def from_activation(node: Any, depth: int = 3) -> bool:
-        kind = node.get_type_name()
-        if kind in ACTIVATIONS:
-            return True
-        return depth > 0 and kind in GATE_OPS and any(from_activation(i.get_node(), depth - 1) for i in node.input_values())
-
-    return [op.get_friendly_name() for op in model.get_ordered_ops()
-            if op.get_type_name() == "MatMul" and from_activation(op.input_value(0).get_node())]
 
 
 def _ignored(nncf: Any, model: Any, config: QuantizationConfig, notes: list[str], *, ffn_down: bool) -> Any:
@@ -95,8 +84,6 @@ def _ignored(nncf: Any, model: Any, config: QuantizationConfig, notes: list[str]
 
 def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]],
             precision: str | None = None) -> tuple[Any, dict[str, Any], list[str]]:
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
-
     notes: list[str] = []
     inputs = {port.get_any_name() for port in model.inputs}
     dataset = nncf.Dataset([{k: v for k, v in feed.items() if k in inputs} for feed in feeds])
@@ -104,19 +91,61 @@ def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mappi
     ffn_down = bool(config.exclude_ffn_down)
     ignored = _ignored(nncf, model, config, notes, ffn_down=ffn_down)
     alpha = (config.smooth_alpha or STATIC_SMOOTH_ALPHA) if config.smooth is not False else -1.0  # -1 turns it off
-    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
     if config.calibration is not None and config.calibration.method != "minmax":
         notes.append(f"calibration method {config.calibration.method!r} is ONNX Runtime's; NNCF used its own range estimators")
     if config.per_channel is False or config.reduce_range:
         notes.append("--per-tensor / --reduce-range are ONNX Runtime settings; NNCF quantizes weights per channel, full range")
-    quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
-                              ignored_scope=ignored, advanced_parameters=advanced)
     settings = {"engine": "nncf.quantize", "model_type": "transformer", "subset_size": len(feeds),
                 "smooth_quant_alpha": alpha if alpha > 0 else None, "ignored_nodes": len(ignored.names),
                 "ignored_types": list(ignored.types), "keep_ffn_down": "by validation" if guided else ffn_down}
-    if guided:
-        quantized, settings["guided"] = _guided(model, quantized, config, feeds, precision, notes)
+    if not guided:  # the fixed choices: one NNCF run over the graph as it is
+        quantized = _nncf_quantize(nncf, model, dataset, len(feeds), list(ignored.names), list(ignored.types), alpha)
+        return quantized, settings, notes
+    quantized = _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, precision, settings, notes)
+    quantized, settings["guided"] = _guided(model, quantized, config, feeds, precision, notes)
     return quantized, settings, notes
+
+
+def _nncf_quantize(nncf: Any, model: Any, dataset: Any, subset: int, ignored_names: list[str], ignored_types: list[str],
+                   alpha: float) -> Any:
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+    scope = nncf.IgnoredScope(names=sorted(set(ignored_names)), types=ignored_types, validate=False)
+    return nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=subset,
+                         ignored_scope=scope, advanced_parameters=advanced)
+
+
+def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.ndarray]], ignored: Any, alpha: float,
+             precision: str | None, settings: dict[str, Any], notes: list[str]) -> Any:
+    """The default static plan (measured on all-MiniLM-L6-v2 and BERT-base, docs/precision.md): outlier
+    channels of the FFN down-projections to a float side path (:mod:`.outliers`); the attention's own
+    inputs in float when the graph will run in bf16/f16; the FFN down-projections quantized without
+    SmoothQuant, then the rest with it. ``work`` is rewritten in place."""
+    from .outliers import split_outlier_channels
+
+    side, settings["outlier_split"] = split_outlier_channels(work, feeds)
+    if settings["outlier_split"]["split"]:
+        channels = sum(len(s["channels"]) for s in settings["outlier_split"]["split"].values())
+        notes.append(f"{channels} outlier channel(s) of {len(settings['outlier_split']['split'])} FFN down-projection(s) "
+                     "computed by a float side path (the int8 range then fits the other channels)")
+    # int8 Q/K under a bf16 attention kernel is what put MiniLM's worst long sentence at cosine 0.93 (0.998
+    # under f32); float attention costs ~1.5 % in bf16 but ~5 % in f32, so it follows the precision.
+    attention = attention_nodes(work) if precision in ("bf16", "f16") else []
+    keep_float = list(ignored.names) + side + attention
+    settings["attention"] = "float" if attention else "int8"
+    if attention:
+        notes.append(f"attention inputs kept in float ({len(attention)} node(s)): int8 Q/K under {precision} "
+                     "attention is what sets the worst long-input samples")
+    plain = set(ffn_down_projections(work)) - set(keep_float)
+    if alpha <= 0 or not plain:
+        return _nncf_quantize(nncf, work, dataset, len(feeds), keep_float, list(ignored.types), alpha)
+    others = [op.get_friendly_name() for op in work.get_ordered_ops() if op.get_friendly_name() not in plain]
+    first = _nncf_quantize(nncf, work, dataset, len(feeds), keep_float + others, list(ignored.types), -1.0)
+    settings["smooth_quant_skipped"] = len(plain)
+    notes.append(f"{len(plain)} FFN down-projection(s) quantized without SmoothQuant (their outliers are split off; "
+                 f"its scales would only move error into their weights), the rest with alpha {alpha}")
+    return _nncf_quantize(nncf, first, dataset, len(feeds), keep_float + sorted(plain), list(ignored.types), alpha)
 
 
 def _guided(model: Any, quantized: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]],

@@ -1,0 +1,120 @@
+"""OpenVINO static int8 by role: outlier channels of the FFN down-projections split off into a float
+side path (exact in float), SmoothQuant kept off those projections, attention kept in float when
+the graph runs in bf16. The fixture BERT has one planted outlier channel per FFN, as real BERTs do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optibridge import export, quantize
+from optibridge.hardware import detect_cpu, float_precisions
+from optibridge.steps import CalibrationConfig, QuantizationConfig
+from tiny_models import build_tiny_model, plant_ffn_outliers
+
+pytest.importorskip("nncf")
+from optibridge_openvino import outliers  # noqa: E402  (the plugin needs NNCF for this module's tests)
+from optibridge_openvino.roles import attention_nodes  # noqa: E402
+
+OUTLIER = 7  # the planted channel
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    folder = build_tiny_model("bert", "feature-extraction", tmp_path_factory.mktemp("tiny") / "bert")
+    plant_ffn_outliers(folder, slice(OUTLIER, OUTLIER + 1), 30.0, seed=2, bias_std=0.1)
+    return export(folder, tmp_path_factory.mktemp("art") / "bert").artifact
+
+
+def _feeds(count, seed, length=12):
+    rng = np.random.default_rng(seed)
+    return [{"input_ids": rng.integers(5, 90, (1, length)).astype(np.int64),
+             "attention_mask": np.ones((1, length), dtype=np.int64),
+             "token_type_ids": np.zeros((1, length), dtype=np.int64)} for _ in range(count)]
+
+
+def _run(model, feeds):
+    import openvino as ov
+
+    request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    names = {port.get_any_name() for port in model.inputs}
+    return [np.concatenate([np.asarray(v).ravel() for v in request.infer({k: f[k] for k in names}).values()]) for f in feeds]
+
+
+def test_the_split_finds_the_planted_channel_and_is_exact_in_float(bert):
+    import openvino as ov
+
+    original = ov.convert_model(str(bert.graph_path("model")))
+    rewritten = original.clone()
+    side, record = outliers.split_outlier_channels(rewritten, _feeds(6, seed=0))
+    assert record["ffns"] == 2 and len(record["split"]) == 2 and len(side) == 2
+    for found in record["split"].values():
+        assert found["channels"] == [OUTLIER] and found["range"] > outliers.OUTLIER_RATIO * found["rest_p99"]
+    side_names = {op.get_friendly_name() for op in rewritten.get_ordered_ops()}
+    assert set(side) <= side_names and all(name.startswith(outliers.SIDE_PATH_PREFIX) for name in side)
+    unseen = _feeds(4, seed=1, length=9)  # other samples, another length
+    for want, got in zip(_run(original, unseen), _run(rewritten, unseen)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_outlier_channels_are_few_and_far_above_the_rest():
+    ranges = np.ones(200, dtype=np.float32)
+    assert outliers.outlier_channels(ranges).size == 0
+    ranges[[3, 50]] = [25.0, 3.0]
+    assert outliers.outlier_channels(ranges).tolist() == [3]  # 3.0 is not 4x the 99th percentile
+    ranges[:20] = 30.0  # a tenth of the channels: not outliers, a wide layer; left to SmoothQuant and validation
+    assert outliers.outlier_channels(ranges).size == 0
+    narrow = np.ones(24, dtype=np.float32)
+    narrow[5] = 25.0  # in a narrow layer the outlier does not raise its own reference
+    assert outliers.outlier_channels(narrow).tolist() == [5]
+    assert outliers.outlier_channels(np.ones(10)).size == 0 and outliers.outlier_channels(np.zeros(0)).size == 0
+
+
+def _fake_quantized_inputs(model, names):
+    """For each named node, whether any of its inputs comes (through layout ops) from a FakeQuantize."""
+    wanted = set(names)
+    found = {}
+    for op in model.get_ordered_ops():
+        if op.get_friendly_name() not in wanted:
+            continue
+        def quantized(node, depth=3):
+            kind = node.get_type_name()
+            if kind == "FakeQuantize":
+                return True
+            return depth > 0 and kind in ("Reshape", "Transpose", "Convert") and quantized(node.input_value(0).get_node(), depth - 1)
+        found[op.get_friendly_name()] = any(quantized(v.get_node()) for v in op.input_values())
+    return found
+
+
+def _quantize(bert, out, precision=None):
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(num_samples=8), inference_precision=precision)
+    result = quantize(bert.path, config, out, backend="openvino")
+    import openvino as ov
+
+    graph = ov.Core().read_model(result.artifact.path / result.artifact.metadata.graphs["model"].file)
+    return result, graph
+
+
+def test_the_static_plan_splits_quantizes_by_role_and_records_it(bert, tmp_path):
+    result, graph = _quantize(bert, tmp_path / "f32")
+    settings = result.step["settings"]
+    assert len(settings["outlier_split"]["split"]) == 2 and settings["smooth_quant_skipped"] == 2
+    assert settings["attention"] == "int8"  # under f32 int8 attention is the faster plan
+    side = [op.get_friendly_name() for op in graph.get_ordered_ops() if op.get_friendly_name().startswith(outliers.SIDE_PATH_PREFIX)]
+    downs = list(settings["outlier_split"]["split"])  # the FFN down-projections (in the saved graph FakeQuantize feeds them)
+    quantized = _fake_quantized_inputs(graph, downs + [n for n in side if n.endswith("/down")] + attention_nodes(graph))
+    assert all(quantized[name] for name in downs)  # the down-projections themselves are int8
+    assert not any(quantized[name] for name in side if name.endswith("/down"))  # their outlier channels are not
+    assert any(quantized[name] for name in attention_nodes(graph))
+    assert any("outlier channel" in note for note in result.report["graphs"]["model"]["notes"])
+    # The outlier is gone from the int8 path: all quantized already meets the default target on this model.
+    assert settings["guided"]["kept_in_float"] == [] and settings["guided"]["validation"]["min_cosine"] >= 0.99
+
+
+@pytest.mark.skipif("bf16" not in float_precisions(detect_cpu()), reason="this CPU computes no bf16 (the f32 plan is tested above)")
+def test_under_bf16_the_attention_stays_float(bert, tmp_path):
+    result, graph = _quantize(bert, tmp_path / "bf16", precision="bf16")
+    assert result.step["settings"]["attention"] == "float"
+    attention = attention_nodes(graph)
+    assert attention and not any(_fake_quantized_inputs(graph, attention).values())
+    assert any("attention inputs kept in float" in note for note in result.report["graphs"]["model"]["notes"])
