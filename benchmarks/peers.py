@@ -78,7 +78,9 @@ def builders(model_dir: Path, task: str, work: Path, threads: int, bf16: bool) -
     optimum_name = "ORTModelForFeatureExtraction" if task == "feature-extraction" else "ORTModelForSequenceClassification"
     ov_name = optimum_name.replace("ORT", "OV")
     fp32 = work / "ob-fp32"
-    ov_options = {"performance_hint": "LATENCY", "inference_num_threads": threads}
+    ov_options: dict[str, Any] = {"performance_hint": "LATENCY", "inference_num_threads": threads}
+    if task == "feature-extraction":  # Optimum's feature-extraction models compute last_hidden_state alone: the same work
+        ov_options["outputs"] = ["last_hidden_state"]
     ort_options = {"intra_op_num_threads": threads}
 
     def ob(folder: Path, backend: str, **extra: Any) -> Any:

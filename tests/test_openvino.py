@@ -8,7 +8,7 @@ import torch
 from test_export_matrix import PAIRS, _fresh_inputs, _pytorch_model
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
-from optibridge import OBModelForCausalLM, OBModelForSeq2SeqLM, OBModelForSequenceClassification
+from optibridge import OBModelForCausalLM, OBModelForFeatureExtraction, OBModelForSeq2SeqLM, OBModelForSequenceClassification
 from optibridge.backends import get_registry
 from optibridge.errors import BackendError
 from optibridge.modeling import TASK_CLASSES
@@ -100,3 +100,19 @@ def test_optimum_intel_style_names_run_on_openvino(tiny_model, tiny_generative, 
     inputs = tok(["the cat"], return_tensors="pt")
     reference = AutoModelForCausalLM.from_pretrained(tiny_generative("gpt2")).eval()
     assert torch.equal(lm.generate(**inputs, max_new_tokens=8, do_sample=False), reference.generate(**inputs, max_new_tokens=8, do_sample=False))
+
+
+def test_outputs_compiles_only_what_the_named_outputs_need(exported, tiny_model):
+    path = exported("bert", "feature-extraction").path
+    tok = AutoTokenizer.from_pretrained(tiny_model("bert", "feature-extraction"))
+    batch = tok(["a short one", "and a somewhat longer sentence"], padding=True, return_tensors="np")
+    full = OBModelForFeatureExtraction.from_pretrained(path, backend="openvino")
+    pruned = OBModelForFeatureExtraction.from_pretrained(path, backend="openvino", outputs=["last_hidden_state"])
+    want, got = full(**batch), pruned(**batch)
+    assert "pooler_output" in want and "pooler_output" not in got  # the pooler head is not computed at all
+    assert pruned.session.computed_outputs == ["last_hidden_state"]
+    assert not any("pooler" in op.get_friendly_name() for op in pruned.session.model.get_ordered_ops())
+    assert any("pooler" in op.get_friendly_name() for op in full.session.model.get_ordered_ops())
+    np.testing.assert_array_equal(got.last_hidden_state, want.last_hidden_state)
+    with pytest.raises(BackendError, match=r"outputs=\['logits'\]: graph 'model' has the outputs last_hidden_state, pooler_output"):
+        OBModelForFeatureExtraction.from_pretrained(path, backend="openvino", outputs=["logits"])

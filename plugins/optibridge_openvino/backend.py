@@ -38,7 +38,7 @@ OPTIONS = {
     "compiled_cache_dir": "CACHE_DIR",  # not "cache_dir": from_pretrained passes that to the hub download
     "kv_cache_precision": "KV_CACHE_PRECISION",
 }
-MANAGED_OPTIONS = ("compile", "stateful", "load_in_8bit", "dynamic_shapes")
+MANAGED_OPTIONS = ("compile", "stateful", "load_in_8bit", "dynamic_shapes", "outputs")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 AUTO_PRECISION = "auto"
 
@@ -81,7 +81,8 @@ class OpenVINOBackend(Backend):
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> ManagedSession:
         """Options: the OpenVINO ones below (``OPTIONS``, ``ov_config``) and, as optimum-intel takes them,
         ``compile`` (False: compile on the first call or ``compile()``), ``stateful`` (keep a decoder's KV
-        cache inside), ``load_in_8bit`` (NNCF int8 weights), ``dynamic_shapes``."""
+        cache inside), ``load_in_8bit`` (NNCF int8 weights), ``dynamic_shapes``; and ``outputs`` (compile
+        only what these graph outputs need, e.g. ``["last_hidden_state"]`` without a pooler head)."""
         if not module_present("openvino"):
             raise BackendError("openvino is not installed: pip install optibridge[openvino]")
         options.setdefault("inference_precision", recorded_precision(artifact))

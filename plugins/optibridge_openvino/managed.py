@@ -3,13 +3,13 @@
 What optimum-intel users do between loading and running lives here: compile later
 (``compile=False`` then ``compile()`` or the first call), reshape to static shapes, fp16 weights
 (``half()``), another device (``to("GPU")``), int8 weights at load (``load_in_8bit``), the KV cache
-kept inside (``stateful``). Each edit changes the ``ov.Model`` and drops the compiled model; the
+kept inside (``stateful``), and computing only some outputs (``outputs``). Each edit changes the ``ov.Model`` and drops the compiled model; the
 next call compiles again. Running is delegated to the plain or stateful session built from it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class ManagedSession:
 
     def __init__(self, core: Any, artifact: Artifact, graph: str, device: str, config: dict[str, Any], *,
                  stateful: bool | None = None, load_in_8bit: bool = False, dynamic_shapes: bool = False,
-                 compile: bool = True) -> None:
+                 outputs: Sequence[str] | None = None, compile: bool = True) -> None:
         self._core = core
         self._artifact = artifact
         self._graph = graph
@@ -67,6 +67,9 @@ class ManagedSession:
             self._edit(_compress_int8)
         if dynamic_shapes:  # optimum-intel's default; off for plain loads, which skips reading the IR twice
             self._make_named_axes_dynamic()
+        self._outputs = self._spec.output_names
+        if outputs is not None:
+            self._keep_outputs(list(outputs))
         if compile:
             self.compile()
 
@@ -81,7 +84,12 @@ class ManagedSession:
 
     @property
     def output_names(self) -> list[str]:
+        """The graph's outputs, as the artifact describes them (``computed_outputs``: what a call returns)."""
         return self._spec.output_names
+
+    @property
+    def computed_outputs(self) -> list[str]:
+        return list(self._outputs)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_static(inputs)
@@ -192,6 +200,26 @@ class ManagedSession:
             self._model = result
         self._edited = True
         self._inner = None
+
+    def _keep_outputs(self, wanted: list[str]) -> None:
+        """Compile only the subgraph ``wanted`` needs: e.g. a feature extractor without its pooler head,
+        which is what Optimum's feature-extraction models compute (~3 % of all-MiniLM-L6-v2 at b1 s128)."""
+        have = self._spec.output_names
+        unknown = [name for name in wanted if name not in have]
+        if unknown or not wanted:
+            raise BackendError(f"outputs={wanted!r}: graph {self._graph!r} has the outputs {', '.join(have)}; name one or more of them")
+        if self.stateful:
+            raise BackendError(f"outputs= applies to stateless graphs; graph {self._graph!r} keeps its KV cache inside and needs every output")
+        if set(wanted) == set(have):
+            return
+        import openvino as ov
+
+        def prune(model: Any) -> Any:
+            results = [r for r in model.get_results() if set(r.input_value(0).get_names()) & set(wanted)]
+            return ov.Model(results, model.get_parameters(), model.get_friendly_name())
+
+        self._edit(prune)
+        self._outputs = [name for name in have if name in wanted]
 
     def _make_named_axes_dynamic(self) -> None:
         """Axes the artifact records as dynamic but the file has fixed (an IR saved after a reshape)."""
