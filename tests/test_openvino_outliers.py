@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from optibridge import export, quantize
+from optibridge.cli import main
 from optibridge.hardware import detect_cpu, float_precisions
 from optibridge.steps import CalibrationConfig, QuantizationConfig
 from tiny_models import build_tiny_model, plant_ffn_outliers
@@ -95,7 +96,7 @@ def _quantize(bert, out, precision=None):
     return result, graph
 
 
-def test_the_static_plan_splits_quantizes_by_role_and_records_it(bert, tmp_path):
+def test_the_static_plan_splits_quantizes_by_role_and_records_it(bert, tmp_path, capsys):
     result, graph = _quantize(bert, tmp_path / "f32")
     settings = result.step["settings"]
     assert len(settings["outlier_split"]["split"]) == 2 and settings["smooth_quant_skipped"] == 2
@@ -109,6 +110,10 @@ def test_the_static_plan_splits_quantizes_by_role_and_records_it(bert, tmp_path)
     assert any("outlier channel" in note for note in result.report["graphs"]["model"]["notes"])
     # The outlier is gone from the int8 path: all quantized already meets the default target on this model.
     assert settings["guided"]["kept_in_float"] == [] and settings["guided"]["validation"]["min_cosine"] >= 0.99
+    assert main(["info", str(result.artifact.path)]) in (0, None)
+    shown = capsys.readouterr().out
+    assert "2 outlier channel(s) of 2 FFN down-projection(s) computed by a float side path" in shown
+    assert f"channels [{OUTLIER}]" in shown and "attention inputs int8" in shown
 
 
 @pytest.mark.skipif("bf16" not in float_precisions(detect_cpu()), reason="this CPU computes no bf16 (the f32 plan is tested above)")

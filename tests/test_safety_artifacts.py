@@ -192,3 +192,17 @@ def test_artifact_folder_follows_the_umask(tmp_path, exported, umask, mode):
     finally:
         os.umask(old)
     assert written.path.stat().st_mode & 0o777 == mode
+
+
+def test_info_shows_only_well_formed_static_plan_records(artifact_copy, capsys):
+    from optibridge.cli import main
+
+    hostile = [{"step": "quantize", "settings": {"outlier_split": ["not", "a", "dict"], "attention": "[red]x[/]"}},
+               {"step": "quantize", "settings": {"outlier_split": {"split": {"a/MatMul": {"channels": [1, 2]}, "b": "junk"}},
+                                                 "attention": "float"}},
+               {"step": "quantize", "settings": "not a dict"}]
+    _edit_manifest(artifact_copy, lambda d: d["steps"].extend(hostile))
+    assert main(["info", str(artifact_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "2 outlier channel(s) of 1 FFN down-projection(s)" in out and "a/MatMul: channels [1, 2]" in out
+    assert "attention inputs float" in out and "[red]" not in out and "junk" not in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -45,7 +46,11 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
         console.print(f"text only: the language model of a {text_only.get('source_model_type')} model; image inputs are not supported", markup=False)
     console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
     for step in meta.steps:
-        guided = (step.get("settings") or {}).get("guided")
+        settings = step.get("settings")
+        if not isinstance(settings, dict):  # the manifest is untrusted: a malformed record is not shown
+            continue
+        _print_static_plan(console, step["step"] if isinstance(step.get("step"), str) else "step", settings)
+        guided = settings.get("guided")
         if isinstance(guided, dict) and isinstance(guided.get("validation"), dict):
             kept = [str(name) for name in guided.get("kept_in_float", [])]
             console.print(f"{step['step']}: {len(kept)} of {guided.get('candidates')} FFN down-projection(s) kept in float by validation "
@@ -57,3 +62,17 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
         console.print("[green]graph files match their recorded SHA-256[/]")
         for name in artifact.modified_files():
             console.print(f"[yellow]note:[/] {name} changed since export (config/preprocessor files may be re-saved)")
+
+
+def _print_static_plan(console: Any, step: str, settings: dict[str, Any]) -> None:
+    """What an OpenVINO static int8 step planned by role (see docs/precision.md); the manifest is untrusted
+    input, so only well-formed values are shown."""
+    split = (settings.get("outlier_split") or {}).get("split") if isinstance(settings.get("outlier_split"), dict) else None
+    if isinstance(split, dict) and split:
+        rows = [(str(name), found["channels"]) for name, found in split.items()
+                if isinstance(found, dict) and isinstance(found.get("channels"), list)]
+        channels = sum(len(c) for _, c in rows)
+        console.print(f"{step}: {channels} outlier channel(s) of {len(rows)} FFN down-projection(s) computed by a float side path"
+                      + "".join(f"\n  {name}: channels {c}" for name, c in rows), markup=False, highlight=False)
+    if settings.get("attention") in ("float", "int8"):
+        console.print(f"{step}: attention inputs {settings['attention']}", markup=False, highlight=False)
