@@ -121,7 +121,10 @@ def test_nncf_static_int8_keeps_minilm_embeddings(minilm_artifact, minilm_path, 
     reference = _embeddings(OBModelForFeatureExtraction.from_pretrained(minilm_artifact.path, backend="openvino"), tokenizer)
     got = _embeddings(OBModelForFeatureExtraction.from_pretrained(result.artifact.path, backend="openvino"), tokenizer)
     cosine = (reference * got).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(got, axis=1)
-    assert cosine.mean() >= 0.99, cosine
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.98, cosine  # 0.988 here (2026-12-01)
+    # Real MiniLM has the [CLS] outlier channels in its early FFNs: the plan splits them off (docs/precision.md).
+    split = result.step["settings"]["outlier_split"]["split"]
+    assert len(split) >= 2 and all(found["range"] > 4 * found["rest_p99"] for found in split.values()), split
 
 
 @pytest.mark.parametrize("mode,kind", [("int8-weights", "int8 weights"), ("int4-weights", "int4 weights")])
