@@ -205,4 +205,4 @@ def test_info_shows_only_well_formed_static_plan_records(artifact_copy, capsys):
     assert main(["info", str(artifact_copy)]) == 0
     out = capsys.readouterr().out
     assert "2 outlier channel(s) of 1 FFN down-projection(s)" in out and "a/MatMul: channels [1, 2]" in out
-    assert "attention float (with its output projection)" in out and "[red]" not in out and "junk" not in out
+    assert "attention inputs float" in out and "[red]" not in out and "junk" not in out

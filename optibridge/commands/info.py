@@ -75,5 +75,4 @@ def _print_static_plan(console: Any, step: str, settings: dict[str, Any]) -> Non
         console.print(f"{step}: {channels} outlier channel(s) of {len(rows)} FFN down-projection(s) computed by a float side path"
                       + "".join(f"\n  {name}: channels {c}" for name, c in rows), markup=False, highlight=False)
     if settings.get("attention") in ("float", "int8"):
-        detail = " (with its output projection)" if settings["attention"] == "float" else ""
-        console.print(f"{step}: attention {settings['attention']}{detail}", markup=False, highlight=False)
+        console.print(f"{step}: attention inputs {settings['attention']}", markup=False, highlight=False)

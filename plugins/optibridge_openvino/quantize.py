@@ -12,8 +12,8 @@ Static int8 on all-MiniLM-L6-v2 (mean-pooled embedding cosine to float32, 16 hel
 
 The default since then (``exclude_ffn_down`` unset) plans by role (:func:`_by_role`): outlier
 channels of the FFN down-projections computed by a float side path (:mod:`.outliers`), those
-projections quantized without SmoothQuant and the rest with it, the attention and its output
-projection in float when the graph runs in bf16/f16; then the calibration samples decide which FFN down-projections,
+projections quantized without SmoothQuant and the rest with it, the attention's inputs in float
+when the graph runs in bf16/f16; then the calibration samples decide which FFN down-projections,
 if any, go back to float (:mod:`.guided`). On all-MiniLM-L6-v2 with 40 natural sentences that is 5 of 6
 down-projections int8 (before: 2) with min cosine 0.988 on the 60 evaluation sentences (docs/precision.md).
 ``exclude_ffn_down=True`` keeps them all in float, ``False`` quantizes them all (one plain NNCF run).
@@ -37,7 +37,7 @@ from optibridge.probing import distribution_version
 from optibridge.steps import CalibrationData, QuantizationConfig
 
 from .convert import finish_graph, openvino_extra, read_graph, save_graph, step_precision
-from .roles import attention_nodes, attention_output_projections, ffn_down_projections
+from .roles import attention_nodes, ffn_down_projections
 from .stateful import is_stateful
 
 MODES = ("static", "int8-weights", "int4-weights")
@@ -119,8 +119,8 @@ def _nncf_quantize(nncf: Any, model: Any, dataset: Any, subset: int, ignored_nam
 def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.ndarray]], ignored: Any, alpha: float,
              precision: str | None, settings: dict[str, Any], notes: list[str]) -> Any:
     """The default static plan (measured on all-MiniLM-L6-v2 and BERT-base, docs/precision.md): outlier
-    channels of the FFN down-projections to a float side path (:mod:`.outliers`); the attention and its
-    output projection in float when the graph will run in bf16/f16; the FFN down-projections quantized without
+    channels of the FFN down-projections to a float side path (:mod:`.outliers`); the attention's own
+    inputs in float when the graph will run in bf16/f16; the FFN down-projections quantized without
     SmoothQuant, then the rest with it. ``work`` is rewritten in place."""
     from .outliers import split_outlier_channels
 
@@ -130,15 +130,13 @@ def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.nda
         notes.append(f"{channels} outlier channel(s) of {len(settings['outlier_split']['split'])} FFN down-projection(s) "
                      "computed by a float side path (the int8 range then fits the other channels)")
     # int8 Q/K under a bf16 attention kernel is what put MiniLM's worst long sentence at cosine 0.93 (0.998
-    # under f32). With the attention float, its output projection goes float too: quantizing the context
-    # needs a FakeQuantize the fused bf16 attention cannot absorb (measured ~5 % slower on MiniLM b1).
-    # Under f32 int8 attention is both accurate and faster (float attention ~5 % slower on BERT-base).
-    attention = attention_nodes(work) + attention_output_projections(work) if precision in ("bf16", "f16") else []
+    # under f32); float attention costs ~1.5 % in bf16 but ~5 % in f32, so it follows the precision.
+    attention = attention_nodes(work) if precision in ("bf16", "f16") else []
     keep_float = list(ignored.names) + side + attention
     settings["attention"] = "float" if attention else "int8"
     if attention:
-        notes.append(f"attention and its output projection kept in {precision} ({len(attention)} node(s)): int8 Q/K under "
-                     f"{precision} attention is what sets the worst long-input samples")
+        notes.append(f"attention inputs kept in float ({len(attention)} node(s)): int8 Q/K under {precision} "
+                     "attention is what sets the worst long-input samples")
     plain = set(ffn_down_projections(work)) - set(keep_float)
     if alpha <= 0 or not plain:
         return _nncf_quantize(nncf, work, dataset, len(feeds), keep_float, list(ignored.types), alpha)

@@ -15,7 +15,6 @@ ACTIVATIONS = {"Gelu", "Swish", "HSwish", "Mish", "Erf", "Tanh", "Sigmoid"}
 GATE_OPS = {"Multiply", "Divide", "Add"}
 WEIGHT_OPS = {"Convert", "Reshape", "Transpose", "Multiply", "Subtract"}  # a constant's dequantization or layout
 ATTENTION_OPS = {"ScaledDotProductAttention"}
-LAYOUT_OPS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Convert"}
 
 
 def _constant_like(node: Any, depth: int = 4) -> bool:
@@ -50,15 +49,3 @@ def ffn_down_projections(model: Any) -> list[str]:
         return depth > 0 and kind in GATE_OPS and any(from_activation(i.get_node(), depth - 1) for i in node.input_values())
 
     return [op.get_friendly_name() for op in _matmuls(model) if from_activation(op.input_value(0).get_node())]
-
-
-def attention_output_projections(model: Any) -> list[str]:
-    """Linears whose input is the attention's context (through reshapes/transposes only)."""
-
-    def from_attention(node: Any, depth: int = 4) -> bool:
-        kind = node.get_type_name()
-        if kind in ATTENTION_OPS or (kind == "MatMul" and not has_weight(node)):
-            return True
-        return depth > 0 and kind in LAYOUT_OPS and from_attention(node.input_value(0).get_node(), depth - 1)
-
-    return [op.get_friendly_name() for op in _matmuls(model) if has_weight(op) and from_attention(op.input_value(0).get_node())]
