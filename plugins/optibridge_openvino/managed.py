@@ -3,8 +3,9 @@
 What optimum-intel users do between loading and running lives here: compile later
 (``compile=False`` then ``compile()`` or the first call), reshape to static shapes, fp16 weights
 (``half()``), another device (``to("GPU")``), int8 weights at load (``load_in_8bit``), the KV cache
-kept inside (``stateful``), and computing only some outputs (``outputs``). Each edit changes the ``ov.Model`` and drops the compiled model; the
-next call compiles again. Running is delegated to the plain or stateful session built from it.
+kept inside (``stateful``), computing only some outputs (``outputs``). Each edit changes the
+``ov.Model`` and drops the compiled model; the next call compiles again. Running is delegated to
+the plain or stateful session built from it.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ side path ``GELU(x @ W_up[:, k] + b[:, k]) @ W_down[k, :]`` whose sum with the d
 the original output. The rewrite is exact in float; what it costs is two tiny MatMuls per split FFN
 (the first int8 like the FFN's up-projection, the second float).
 
-Only plain FFNs are rewritten (MatMul with a constant weight, bias Add, ``Gelu``, MatMul with a
-constant weight); gated (SiLU) FFNs and graphs whose weights are not float32 constants are left as
-they are and counted in the record.
+Only plain FFNs are rewritten (MatMul with a float32 constant weight, optional bias Add, ``Gelu``,
+MatMul with a float32 constant weight); gated (SiLU) FFNs and compressed weights are left as they
+are (the record's ``ffns`` counts the FFNs recognized, ``split`` those rewritten).
 """
 
 from __future__ import annotations
