@@ -87,10 +87,13 @@ def quantize(
     (`pip install 'optibridge[inc]'`), then they are exported and packed like int4.
 
     --backend openvino (`pip install 'optibridge[openvino-quant]'`) quantizes with NNCF and writes
-    OpenVINO IR: static (int8, NNCF's transformer rules, SmoothQuant alpha 0.5, every MatMul
-    quantized, then the FFN down-projections that the calibration samples show to be harmful put
-    back in float until --min-cosine is met; --keep-ffn-down keeps them all in float), int8-weights and int4-weights (weight-only, for decoder LMs; int4 in
-    groups of --block-size). Decoder LMs come out stateful (KV cache inside the compiled model).
+    OpenVINO IR: static (int8, NNCF's transformer rules; every MatMul quantized, the few outlier
+    channels of the FFN down-projections' inputs computed by a float side path, SmoothQuant alpha
+    0.5 on the rest, attention kept float with --inference-precision bf16; then the FFN
+    down-projections that the calibration samples show to be harmful put back in float until
+    --min-cosine is met; --keep-ffn-down keeps them all in float), int8-weights and int4-weights
+    (weight-only, for decoder LMs; int4 in groups of --block-size). Decoder LMs come out stateful
+    (KV cache inside the compiled model). `optibridge info` shows what was chosen.
 
     The preset (int8 settings for this CPU's integer instructions) is detected and printed;
     --preset overrides it. Every run compares the result with the float32 graphs on fresh inputs
