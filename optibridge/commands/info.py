@@ -49,11 +49,12 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
         settings = step.get("settings")
         if not isinstance(settings, dict):  # the manifest is untrusted: a malformed record is not shown
             continue
-        _print_static_plan(console, step["step"] if isinstance(step.get("step"), str) else "step", settings)
+        name = step["step"] if isinstance(step.get("step"), str) else "step"
+        _print_static_plan(console, name, settings)
         guided = settings.get("guided")
         if isinstance(guided, dict) and isinstance(guided.get("validation"), dict):
-            kept = [str(name) for name in guided.get("kept_in_float", [])]
-            console.print(f"{step['step']}: {len(kept)} of {guided.get('candidates')} FFN down-projection(s) kept in float by validation "
+            kept = [str(node) for node in guided.get("kept_in_float", [])]
+            console.print(f"{name}: {len(kept)} of {guided.get('candidates')} FFN down-projection(s) kept in float by validation "
                           f"(target min cosine {guided.get('target_min_cosine')} on {guided.get('validation_samples')} calibration samples: "
                           f"worst {guided['validation'].get('min_cosine')}, mean {guided['validation'].get('mean_cosine')}; "
                           f"all quantized: worst {(guided.get('all_quantized') or {}).get('min_cosine')})"
@@ -67,12 +68,13 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
 def _print_static_plan(console: Any, step: str, settings: dict[str, Any]) -> None:
     """What an OpenVINO static int8 step planned by role (see docs/precision.md); the manifest is untrusted
     input, so only well-formed values are shown."""
-    split = (settings.get("outlier_split") or {}).get("split") if isinstance(settings.get("outlier_split"), dict) else None
+    record = settings.get("outlier_split")
+    split = record.get("split") if isinstance(record, dict) else None
     if isinstance(split, dict) and split:
-        rows = [(str(name), found["channels"]) for name, found in split.items()
+        rows = [(str(node), found["channels"]) for node, found in split.items()
                 if isinstance(found, dict) and isinstance(found.get("channels"), list)]
         channels = sum(len(c) for _, c in rows)
         console.print(f"{step}: {channels} outlier channel(s) of {len(rows)} FFN down-projection(s) computed by a float side path"
-                      + "".join(f"\n  {name}: channels {c}" for name, c in rows), markup=False, highlight=False)
+                      + "".join(f"\n  {node}: channels {c}" for node, c in rows), markup=False, highlight=False)
     if settings.get("attention") in ("float", "int8"):
         console.print(f"{step}: attention inputs {settings['attention']}", markup=False, highlight=False)

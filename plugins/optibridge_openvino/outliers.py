@@ -38,6 +38,9 @@ class PlainFFN:
     bias: Any | None
     activation: Any
     down: Any
+    w_up: np.ndarray  # the constants as stored (read once, when the pattern is matched)
+    w_down: np.ndarray
+    b_up: np.ndarray | None
 
 
 def _float_constant(node: Any) -> np.ndarray | None:
@@ -58,21 +61,21 @@ def plain_ffns(model: Any) -> list[PlainFFN]:
         producer = activation.input_value(0).get_node()
         if len(producer.output(0).get_target_inputs()) != 1:
             continue
-        up, bias_add, bias = producer, None, None
+        up, bias_add, bias, b_up = producer, None, None, None
         if producer.get_type_name() == "Add":
             sources = [value.get_node() for value in producer.input_values()]
             up = next((s for s in sources if s.get_type_name() == "MatMul"), None)
             bias = next((s for s in sources if s.get_type_name() == "Constant"), None)
-            if up is None or bias is None or _float_constant(bias) is None:
+            b_up = _float_constant(bias) if bias is not None else None
+            if up is None or b_up is None:
                 continue
             bias_add = producer
         if up.get_type_name() != "MatMul" or up.get_attributes().get("transpose_a"):
             continue
-        if any(_float_constant(n) is None for n in (up.input_value(1).get_node(), down.input_value(1).get_node())):
+        w_up, w_down = _float_constant(up.input_value(1).get_node()), _float_constant(down.input_value(1).get_node())
+        if w_up is None or w_down is None or len(up.output(0).get_target_inputs()) != 1:
             continue
-        if len(up.output(0).get_target_inputs()) != 1:
-            continue
-        found.append(PlainFFN(up, bias_add, bias, activation, down))
+        found.append(PlainFFN(up, bias_add, bias, activation, down, w_up, w_down, b_up))
     return found
 
 
@@ -122,12 +125,8 @@ def _split(ffn: PlainFFN, channels: np.ndarray, tag: str) -> list[str]:
 
     # Weights as stored: [in, out], or [out, in] when the MatMul transposes them (what ov.convert_model writes).
     up_t, down_t = _transposed(ffn.up), _transposed(ffn.down)
-    w_up = _float_constant(ffn.up.input_value(1).get_node())
-    w_up = w_up.copy() if w_up is not None else None
-    w_down = _float_constant(ffn.down.input_value(1).get_node())
-    assert w_up is not None and w_down is not None
-    width = w_up.shape[0] if up_t else w_up.shape[1]
-    bias = _float_constant(ffn.bias).copy() if ffn.bias is not None else np.zeros(width, dtype=np.float32)  # type: ignore[union-attr]
+    w_up, w_down = ffn.w_up.copy(), ffn.w_down
+    bias = ffn.b_up.copy() if ffn.b_up is not None else np.zeros(w_up.shape[0] if up_t else w_up.shape[1], dtype=np.float32)
     flat_bias = bias.reshape(-1)
     mode = str(ffn.activation.get_attributes().get("approximation_mode", "ERF")).lower()
 

@@ -38,15 +38,13 @@ StaticPath = Callable[[Any, Any, QuantizationConfig, list[Mapping[str, np.ndarra
 
 def _hybrid(nncf: Any, model: Any, feeds: list[Mapping[str, np.ndarray]]) -> tuple[Any, dict[str, Any], list[str]]:
     """MatMul weights int8 (weight-only), then the rest NNCF's transformer rules quantize (the convolutions) int8 static."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from .quantize import _nncf_quantize
 
     compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM,
                                        ignored_scope=nncf.IgnoredScope(types=["Convolution"], validate=False))
     inputs = {port.get_any_name() for port in model.inputs}
     dataset = nncf.Dataset([{k: v for k, v in feed.items() if k in inputs} for feed in feeds])
-    no_smoothing = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1.0))
-    quantized = nncf.quantize(compressed, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
-                              ignored_scope=nncf.IgnoredScope(types=["MatMul"], validate=False), advanced_parameters=no_smoothing)
+    quantized = _nncf_quantize(nncf, compressed, dataset, len(feeds), [], ["MatMul"], alpha=-1.0)  # SmoothQuant off
     settings = {"engine": "nncf.compress_weights + nncf.quantize", "matmul_weights": "int8_asym per channel",
                 "static": "convolutions", "model_type": "transformer", "subset_size": len(feeds)}
     return quantized, settings, ["hybrid: MatMul weights int8 (activations float), convolutions int8 static"]

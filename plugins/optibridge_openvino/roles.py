@@ -29,10 +29,6 @@ def has_weight(matmul: Any) -> bool:
     return any(_constant_like(v.get_node()) for v in matmul.input_values())
 
 
-def _matmuls(model: Any) -> list[Any]:
-    return [op for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
-
-
 def attention_nodes(model: Any) -> list[str]:
     """The attention computations: fused ``ScaledDotProductAttention`` ops and MatMuls between two activations."""
     return [op.get_friendly_name() for op in model.get_ordered_ops()
@@ -48,4 +44,5 @@ def ffn_down_projections(model: Any) -> list[str]:
             return True
         return depth > 0 and kind in GATE_OPS and any(from_activation(i.get_node(), depth - 1) for i in node.input_values())
 
-    return [op.get_friendly_name() for op in _matmuls(model) if from_activation(op.input_value(0).get_node())]
+    return [op.get_friendly_name() for op in model.get_ordered_ops()
+            if op.get_type_name() == "MatMul" and from_activation(op.input_value(0).get_node())]
