@@ -103,9 +103,11 @@ def test_the_static_plan_splits_quantizes_by_role_and_records_it(bert, tmp_path,
     assert settings["attention"] == "int8"  # under f32 int8 attention is the faster plan
     side = [op.get_friendly_name() for op in graph.get_ordered_ops() if op.get_friendly_name().startswith(outliers.SIDE_PATH_PREFIX)]
     downs = list(settings["outlier_split"]["split"])  # the FFN down-projections (in the saved graph FakeQuantize feeds them)
-    quantized = _fake_quantized_inputs(graph, downs + [n for n in side if n.endswith("/down")] + attention_nodes(graph))
+    side_downs = [n for n in side if n.endswith("/down")]
+    assert len(side_downs) == 2  # one side path per split FFN survives into the saved graph
+    quantized = _fake_quantized_inputs(graph, downs + side_downs + attention_nodes(graph))
     assert all(quantized[name] for name in downs)  # the down-projections themselves are int8
-    assert not any(quantized[name] for name in side if name.endswith("/down"))  # their outlier channels are not
+    assert not any(quantized[name] for name in side_downs)  # their outlier channels are not
     assert any(quantized[name] for name in attention_nodes(graph))
     assert any("outlier channel" in note for note in result.report["graphs"]["model"]["notes"])
     # The outlier is gone from the int8 path: all quantized already meets the default target on this model.
