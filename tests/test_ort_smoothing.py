@@ -1,0 +1,107 @@
+"""SmoothQuant on ONNX graphs (plugins/optibridge_ort/smoothing.py): the float function is kept, and
+the attention output's division is folded into the value projection where the head layout allows
+it -- and only there (a layout that mixes channels is caught by the float check and gets a Mul)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from optibridge import export
+from optibridge_ort import graphs
+from optibridge_ort.smoothing import smooth
+from tiny_models import build_tiny_model, plant_ffn_outliers
+
+HIDDEN, HEADS, TOKENS = 8, 2, 5
+
+
+def _run(model: onnx.ModelProto, feed, tmp_path) -> list[np.ndarray]:
+    session = graphs.session_for(model, tmp_path)
+    inputs = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feed.items() if k in inputs})
+
+
+def _smooth_muls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type == "Mul" and n.name.endswith("_smooth")]
+
+
+def _attention(merge_perm: list[int]) -> onnx.ModelProto:
+    """x → V = x·Wv + bv → heads → softmax(scores)·V → merge with ``merge_perm`` → ·Wo. With
+    (0, 2, 1, 3) the merge undoes the split (channel c of the output is channel c of V); with
+    (0, 2, 3, 1) it interleaves heads and head dimensions, so the channels are permuted."""
+    rng = np.random.default_rng(0)
+    d = HIDDEN // HEADS
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.4, (HIDDEN, HIDDEN)).astype(np.float32), "Wv"),
+        numpy_helper.from_array(rng.normal(0, 0.4, HIDDEN).astype(np.float32), "bv"),
+        numpy_helper.from_array(rng.normal(0, 0.4, (HIDDEN, HIDDEN)).astype(np.float32), "Wo"),
+        numpy_helper.from_array(np.array([0, 0, HEADS, d], np.int64), "split_shape"),
+        numpy_helper.from_array(np.array([0, 0, HIDDEN], np.int64), "merge_shape"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "Wv"], ["v_mm"], name="value/MatMul"),
+        helper.make_node("Add", ["bv", "v_mm"], ["v"], name="value/Add"),
+        helper.make_node("Reshape", ["v", "split_shape"], ["v_heads"], name="split"),
+        helper.make_node("Transpose", ["v_heads"], ["v_t"], perm=[0, 2, 1, 3], name="split_t"),
+        helper.make_node("Softmax", ["scores"], ["probs"], axis=-1, name="softmax"),
+        helper.make_node("MatMul", ["probs", "v_t"], ["context"], name="mix"),
+        helper.make_node("Transpose", ["context"], ["context_t"], perm=merge_perm, name="merge_t"),
+        helper.make_node("Reshape", ["context_t", "merge_shape"], ["merged"], name="merge"),
+        helper.make_node("MatMul", ["merged", "Wo"], ["out"], name="output/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, TOKENS, HIDDEN]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, HEADS, TOKENS, TOKENS])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, TOKENS, HIDDEN])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _feeds(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    spread = 1.0 + 10.0 * np.arange(HIDDEN, dtype=np.float32)  # channels of very different ranges: scales differ
+    return [{"x": (rng.normal(0, 1, (1, TOKENS, HIDDEN)) * spread).astype(np.float32),
+             "scores": rng.normal(0, 1, (1, HEADS, TOKENS, TOKENS)).astype(np.float32)} for _ in range(count)]
+
+
+@pytest.mark.parametrize("merge_perm, folded", [([0, 2, 1, 3], True), ([0, 2, 3, 1], False)])
+def test_the_attention_output_division_folds_into_v_only_when_the_heads_merge_back(merge_perm, folded, tmp_path):
+    model = _attention(merge_perm)
+    feeds = _feeds(4, seed=0)
+    unseen = _feeds(1, seed=1)[0]
+    want = _run(model, unseen, tmp_path)[0]
+    assert smooth(model, feeds, 0.7, tmp_path) == 2  # Wv and Wo rescaled either way
+    muls = _smooth_muls(model)
+    readers = {n.name: list(n.input) for n in model.graph.node}
+    assert len(muls) == (1 if folded else 2)  # x always needs its Mul (a graph input has no producer to fold into)
+    assert (readers["output/MatMul"][0] == "merged") is folded
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    changed_v = not np.array_equal(weights["bv"], numpy_helper.to_array(_attention(merge_perm).graph.initializer[1]))
+    assert changed_v is folded  # undone when the check failed
+    onnx.checker.check_model(model)  # topologically sorted, every input produced
+    np.testing.assert_allclose(_run(model, unseen, tmp_path)[0], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_smoothing_a_bert_export_folds_every_layer_and_keeps_its_function(tmp_path):
+    folder = build_tiny_model("bert", "feature-extraction", tmp_path / "bert")
+    # Trained-like weights and biases: with the all-zero biases of a fresh model the exporter stores one
+    # shared zero vector for all of them, and a shared bias is not folded (a Mul is used instead).
+    plant_ffn_outliers(folder, slice(3, 4), 8.0, seed=1, bias_std=0.1)
+    artifact = export(folder, tmp_path / "art").artifact
+    model = onnx.load(str(artifact.graph_path("model")))
+    rng = np.random.default_rng(0)
+    feeds = [{"input_ids": rng.integers(5, 90, (1, 9)).astype(np.int64), "attention_mask": np.ones((1, 9), np.int64),
+              "token_type_ids": np.zeros((1, 9), np.int64)} for _ in range(3)]
+    want = _run(model, feeds[0], tmp_path)
+    layers = sum(1 for n in model.graph.node if n.op_type == "Softmax")
+    assert layers >= 2
+    smooth(model, feeds, 0.7, tmp_path)
+    output_projections = [n for n in model.graph.node if n.op_type == "MatMul" and "attention/output/dense" in n.name]
+    assert len(output_projections) == layers
+    assert not any(p.input[0].endswith("_smoothed") for p in output_projections)  # read the attention output itself
+    assert len(_smooth_muls(model)) > 0  # the normalization- and GELU-fed linears still divide with a Mul
+    onnx.checker.check_model(model)
+    for got, expected in zip(_run(model, feeds[0], tmp_path), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
