@@ -6,7 +6,8 @@ where ORT's defaults reach 0.95 (dynamic) and 0.57 (static):
 * per-channel weight scales (0.95 → 0.99 on their own);
 * only MatMuls with a constant weight are quantized (``MatMulConstBOnly``): the two attention
   MatMuls multiply activations by activations and stay in float;
-* SmoothQuant (``smoothing.py``) before quantizing: dynamic +0.004 cosine at alpha 0.7;
+* SmoothQuant (``smoothing.py``) before quantizing: dynamic +0.004 cosine at alpha 0.7 (the
+  attention output's division folded into the value projection, the others a ``Mul``);
 * static only: the FFN down-projections stay in float. Their input is the GELU output, whose
   largest values are 7-10x its 99.9th percentile; one calibrated range per tensor cannot hold
   both (0.93 → 0.99 once they are excluded; clipping with percentile calibration made it worse).
