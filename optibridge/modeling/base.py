@@ -274,10 +274,12 @@ class OBModel(PreTrainedModel):
     def _forward_on_device(self, kwargs: dict[str, Any]) -> Any:
         """Torch tensors in and out through ``session.run_torch`` (no host copies), when the session
         takes torch tensors and the caller passed some; None means: use the numpy path."""
+        run_torch = torch_runner(self.session)
+        if run_torch is None:
+            return None
         import torch
 
-        run_torch = torch_runner(self.session)
-        if run_torch is None or not any(isinstance(v, torch.Tensor) for v in kwargs.values()):
+        if not any(isinstance(v, torch.Tensor) for v in kwargs.values()):
             return None
         return self._output_class(**run_torch(prepare_torch_inputs(self.artifact.metadata.inputs, kwargs)))
 
