@@ -3,7 +3,9 @@
 Runs in the ``.venv-peers`` venv (optimum, optimum-onnx, optimum-intel need transformers < 4.58).
 For each workload -- a random BERT-base classifier (seeded) at b1 s128, all-MiniLM-L6-v2 at b1
 and b8 s128 -- every variant is timed interleaved with PyTorch eager (medians; the speed-up is
-PyTorch's median over the variant's). optibridge's artifacts are made by its own CLI
+PyTorch's median over the variant's), in ``--blocks`` separate blocks (a cell is the median
+block's speed-up; the range over blocks is printed too, because a shared machine drifts by a
+few percent between minutes, more than the differences between some variants). optibridge's artifacts are made by its own CLI
 (``optibridge export/optimize/quantize``, as a user would); Optimum's with its Python API.
 Accuracy: MiniLM mean-pooled embeddings of 60 varied sentences vs PyTorch fp32 (mean / min
 cosine, nearest-neighbour agreement). A variant that cannot be built or run here shows its error
@@ -175,7 +177,7 @@ def bert_base(folder: Path) -> Path:
     return folder
 
 
-def time_row(models: dict[str, Any], reference: Any, batch: int, seq: int, args: argparse.Namespace) -> dict[str, float]:
+def time_row(models: dict[str, Any], reference: Any, batch: int, seq: int, args: argparse.Namespace) -> dict[str, Any]:
     ids = torch.randint(1000, 20000, (batch, seq))
     feed = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
 
@@ -185,10 +187,16 @@ def time_row(models: dict[str, Any], reference: Any, batch: int, seq: int, args:
                 return model(**feed)
         return run
 
-    stats = measure_interleaved({"PyTorch": call(reference), **{n: call(m) for n, m in models.items()}},
-                                warmup=args.warmup, runs=args.runs, settle=1)
-    base = stats["PyTorch"].median
-    return {"PyTorch_ms": base, **{n: base / s.median for n, s in stats.items() if n != "PyTorch"}}
+    candidates = {"PyTorch": call(reference), **{n: call(m) for n, m in models.items()}}
+    blocks: list[dict[str, float]] = []
+    for _ in range(args.blocks):  # the machine drifts: each block is its own interleaved measurement
+        stats = measure_interleaved(candidates, warmup=args.warmup, runs=args.runs, settle=1)
+        base = stats["PyTorch"].median
+        blocks.append({"PyTorch_ms": base, **{n: base / s.median for n, s in stats.items() if n != "PyTorch"}})
+    row = {name: float(np.median([b[name] for b in blocks])) for name in blocks[0]}
+    row["spread"] = {name: [round(min(b[name] for b in blocks), 3), round(max(b[name] for b in blocks), 3)]
+                     for name in blocks[0] if name != "PyTorch_ms"}
+    return row
 
 
 def accuracy(models: dict[str, Any], reference: Any, tokenizer: Any) -> dict[str, dict[str, float]]:
@@ -211,6 +219,9 @@ def arguments() -> argparse.ArgumentParser:
     parser = timing_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"Comma-separated rows to time, of {', '.join(WORKLOADS)} (accuracy is measured whenever a MiniLM row is).")
+    parser.add_argument("--blocks", type=int, default=3,
+                        help="Repeat the interleaved timing this many times; each cell is the median block's speed-up "
+                             "and the lowest-highest block range is printed below the table (default 3).")
     parser.add_argument("--quick", action="store_true",
                         help="A smoke run: MiniLM b1 only, 16 calibration sentences, 5 runs after 1 warm-up (ratios are noisy).")
     parser.add_argument("--optibridge", default=None,
@@ -221,7 +232,7 @@ def arguments() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = arguments().parse_args(argv)
     if args.quick:
-        args.workloads, args.runs, args.warmup = "minilm-b1", 5, 1
+        args.workloads, args.runs, args.warmup, args.blocks = "minilm-b1", 5, 1, 1
         del CALIBRATION[16:]  # calibration dominates the build time of the int8 static variants
     wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(wanted) - set(WORKLOADS))
@@ -259,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in rows.items():
         cells = [f"{row[c]:.2f}×" if c in row else "–" for c in COLUMNS]
         print(f"| {name} | {row['PyTorch_ms']:.1f} ms | " + " | ".join(cells) + " |")
+    if args.blocks > 1:
+        print(f"\nRange over the {args.blocks} timing blocks (lowest-highest speed-up):")
+        for name, row in rows.items():
+            print(f"- {name}: " + ", ".join(f"{c} {row['spread'][c][0]:.2f}-{row['spread'][c][1]:.2f}" for c in COLUMNS if c in row["spread"]))
     print("\nMiniLM, 60 sentences vs PyTorch fp32 (mean cosine / min / nearest-neighbour agreement):")
     for name, a in acc.items():
         print(f"- {name}: {a['mean']:.5f} / {a['min']:.4f} / {a['nn']:.2f}")
