@@ -27,10 +27,11 @@ def _smooth_muls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type == "Mul" and n.name.endswith("_smooth")]
 
 
-def _attention(merge_perm: list[int]) -> onnx.ModelProto:
+def _attention(merge_perm: list[int], bias: bool = True, v_also_output: bool = False) -> onnx.ModelProto:
     """x → V = x·Wv + bv → heads → softmax(scores)·V → merge with ``merge_perm`` → ·Wo. With
     (0, 2, 1, 3) the merge undoes the split (channel c of the output is channel c of V); with
-    (0, 2, 3, 1) it interleaves heads and head dimensions, so the channels are permuted."""
+    (0, 2, 3, 1) it interleaves heads and head dimensions, so the channels are permuted. Without
+    ``bias`` V is the MatMul alone; with ``v_also_output`` V is a graph output too (read elsewhere)."""
     rng = np.random.default_rng(0)
     d = HIDDEN // HEADS
     inits = [
@@ -41,8 +42,8 @@ def _attention(merge_perm: list[int]) -> onnx.ModelProto:
         numpy_helper.from_array(np.array([0, 0, HIDDEN], np.int64), "merge_shape"),
     ]
     nodes = [
-        helper.make_node("MatMul", ["x", "Wv"], ["v_mm"], name="value/MatMul"),
-        helper.make_node("Add", ["bv", "v_mm"], ["v"], name="value/Add"),
+        helper.make_node("MatMul", ["x", "Wv"], ["v_mm" if bias else "v"], name="value/MatMul"),
+        *([helper.make_node("Add", ["bv", "v_mm"], ["v"], name="value/Add")] if bias else []),
         helper.make_node("Reshape", ["v", "split_shape"], ["v_heads"], name="split"),
         helper.make_node("Transpose", ["v_heads"], ["v_t"], perm=[0, 2, 1, 3], name="split_t"),
         helper.make_node("Softmax", ["scores"], ["probs"], axis=-1, name="softmax"),
@@ -55,7 +56,9 @@ def _attention(merge_perm: list[int]) -> onnx.ModelProto:
         nodes, "attention",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, TOKENS, HIDDEN]),
          helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, HEADS, TOKENS, TOKENS])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, TOKENS, HIDDEN])], inits)
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, TOKENS, HIDDEN]),
+         *([helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, TOKENS, HIDDEN])] if v_also_output else [])],
+        [t for t in inits if bias or t.name != "bv"])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -82,6 +85,19 @@ def test_the_attention_output_division_folds_into_v_only_when_the_heads_merge_ba
     assert changed_v is folded  # undone when the check failed
     onnx.checker.check_model(model)  # topologically sorted, every input produced
     np.testing.assert_allclose(_run(model, unseen, tmp_path)[0], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("bias, v_also_output, folded", [(False, False, True), (True, True, False)])
+def test_the_fold_needs_a_private_value_projection_with_or_without_bias(bias, v_also_output, folded, tmp_path):
+    model = _attention([0, 2, 1, 3], bias=bias, v_also_output=v_also_output)
+    unseen = _feeds(1, seed=1)[0]
+    want = _run(model, unseen, tmp_path)
+    smooth(model, _feeds(4, seed=0), 0.7, tmp_path)
+    readers = {n.name: list(n.input) for n in model.graph.node}
+    assert (readers["output/MatMul"][0] == "merged") is folded  # V read elsewhere: scaling it would change that reader
+    onnx.checker.check_model(model)
+    for got, expected in zip(_run(model, unseen, tmp_path), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
 
 
 def test_smoothing_a_bert_export_folds_every_layer_and_keeps_its_function(tmp_path):

@@ -91,6 +91,9 @@ class _Graph:
                 self.users[name] = self.users.get(name, 0) + 1
                 if node.op_type not in SHAPE_READERS:
                     self.value_users[name] = self.value_users.get(name, 0) + 1
+        for output in model.graph.output:  # the caller reads a graph output too
+            self.users[output.name] = self.users.get(output.name, 0) + 1
+            self.value_users[output.name] = self.value_users.get(output.name, 0) + 1
 
     def private(self, name: str) -> bool:
         """Read by one node only (an initializer that can be replaced)."""
