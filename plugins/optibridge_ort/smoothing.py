@@ -68,13 +68,13 @@ def activation_maxima(model: onnx.ModelProto, names: list[str], feeds: Iterable[
     inputs = {i.name for i in session.get_inputs()}
     maxima: dict[str, np.ndarray] = {}
     for feed in feeds:
-        wanted = names + outputs if reference is not None and not reference else names
-        values = session.run(wanted, {k: v for k, v in feed.items() if k in inputs})
+        record = reference is not None and not reference  # the first feed only
+        values = session.run(names + outputs if record else names, {k: v for k, v in feed.items() if k in inputs})
         for name, value in zip(names, values):
             flat = np.abs(np.asarray(value, dtype=np.float32)).reshape(-1, value.shape[-1]).max(axis=0)
             maxima[name] = np.maximum(maxima[name], flat) if name in maxima else flat
-        if reference is not None and not reference:
-            reference.update(zip(outputs, values[len(names):]))
+        if record:
+            reference.update(zip(outputs, values[len(names):]))  # type: ignore[union-attr]  # record implies a dict
     return maxima
 
 
@@ -228,14 +228,12 @@ def _copy(tensor: onnx.TensorProto) -> onnx.TensorProto:
 
 
 def _replace_data(tensor: onnx.TensorProto, values: np.ndarray) -> None:
-    tensor.CopyFrom(numpy_helper.from_array(values.astype(numpy_helper.to_array(tensor).dtype), tensor.name))
+    tensor.CopyFrom(numpy_helper.from_array(values.astype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)), tensor.name))
 
 
 def _same_function(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], scratch: Path) -> bool:
     """Whether the rewritten float ``model`` still computes ``reference`` (its outputs before) on ``feed``."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    session = graphs.session_for(probe, scratch)
+    session = graphs.session_for(model, scratch)
     inputs = {i.name for i in session.get_inputs()}
     names = [o.name for o in session.get_outputs() if o.name in reference]
     got = session.run(names, {k: v for k, v in feed.items() if k in inputs})
