@@ -81,9 +81,11 @@ def _summary(cosines: np.ndarray) -> dict[str, float]:
     return {"min_cosine": round(float(cosines.min()), 5), "mean_cosine": round(float(cosines.mean()), 5)}
 
 
-def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Scorer, target: float) -> tuple[Any, dict[str, Any]]:
+def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Scorer, target: float,
+                            hint: str = "") -> tuple[Any, dict[str, Any]]:
     """Bypass the quantization of ``candidates`` one by one, most harmful first, until the worst sample
-    reaches ``target``; the model and a record (what stayed in float, the validation figures)."""
+    reaches ``target``; the model and a record (what stayed in float, the validation figures). ``hint``
+    is added to the error when the target is out of reach (why it may be, on this machine)."""
     record: dict[str, Any] = {"target_min_cosine": target, "candidates": len(candidates), "kept_in_float": []}
     all_int8 = score(quantized)
     record["all_quantized"] = _summary(all_int8)
@@ -96,6 +98,7 @@ def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Sc
     record["sensitivity"] = {name: _summary(alone[name]) for name in order}
     kept: list[str] = []
     record["path"] = []
+    cosines = all_int8  # what the error reports when there is no candidate to put back
     for name in order:
         kept.append(name)
         model = bypass_quantization(quantized, kept)
@@ -104,7 +107,8 @@ def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Sc
         if cosines.min() >= target:
             record.update(kept_in_float=kept, validation=_summary(cosines))
             return model, record
+    tried = f"even with all {len(candidates)} FFN down-projection(s) in float" if candidates else "with every MatMul in int8 (no FFN down-projection to keep in float)"
     raise BackendError(
-        f"even with all {len(candidates)} FFN down-projection(s) in float the worst calibration sample reaches cosine "
-        f"{cosines.min():.5f} to the float model, below the target {target}: lower it (--min-cosine {np.floor(cosines.min() * 1000) / 1000:.3f}), "
+        f"{tried} the worst calibration sample reaches cosine "
+        f"{cosines.min():.5f} to the float model, below the target {target}{hint}: lower it (--min-cosine {np.floor(cosines.min() * 1000) / 1000:.3f}), "
         "keep more nodes in float (--exclude-nodes, --exclude-ops), or use --mode dynamic")
