@@ -27,6 +27,12 @@ from .errors import OptibridgeError
 CPU_PRESETS = ("avx2", "avx512", "avx512-vnni", "arm64")
 """Names of the int8 presets, one per class of integer dot-product hardware."""
 
+SATURATING_PRESETS = ("avx2", "avx512")
+"""Presets whose int8 dot products sum u8*s8 pairs into 16-bit lanes (vpmaddubsw) and can saturate:
+runtimes must be given 7-bit weights there (ONNX Runtime's ``reduce_range``, NNCF's overflow fix).
+Measured on an AVX2-only AMD EPYC (2026-12-01): OpenVINO int8 static MiniLM with 8-bit weights,
+mean cosine 0.985 to float; with 7-bit weights 0.996 (docs/precision.md)."""
+
 _ARM_MACHINES = ("aarch64", "arm64", "armv8")
 
 FLOAT_PRECISIONS = ("f32", "bf16", "f16")
@@ -94,6 +100,20 @@ class CpuInfo:
             f"models would run slower than float; pass a preset explicitly ({', '.join(CPU_PRESETS)}) "
             "to quantize for another machine"
         )
+
+
+def needs_seven_bit_weights(preset: str, reduce_range: bool | None = None) -> bool:
+    """Whether int8 weights for ``preset`` ("auto": this machine's) must be kept to 7 bits; an explicit
+    ``reduce_range`` wins."""
+    if reduce_range is not None:
+        return reduce_range
+    if preset == "auto":
+        cpu = detect_cpu()
+        try:
+            preset = cpu.preset()
+        except OptibridgeError:  # x86 before AVX2: SSSE3's pmaddubsw sums pairs in 16 bits too
+            return not cpu.is_arm64
+    return preset in SATURATING_PRESETS
 
 
 def parse_cpuinfo(text: str, machine: str) -> CpuInfo:

@@ -45,7 +45,7 @@ AUTO_PRECISION = "auto"
 
 MODES = (
     ModeSpec("static", "int8 weights and activations through NNCF (transformer rules), ranges from calibration data",
-             "int8", needs_calibration=True, uses_samples=True),
+             "int8", needs_calibration=True, uses_samples=True, cpu_preset=True),
     ModeSpec("int8-weights", "NNCF int8 weight-only compression (decoder LMs; no calibration needed)", "int8 weights"),
     ModeSpec("int4-weights", "NNCF int4 weight-only compression in groups of block_size (embeddings and head stay int8)",
              "int4 weights"),
@@ -61,6 +61,7 @@ class OpenVINOBackend(Backend):
         "openvino-ir": "an OpenVINO IR (.xml, weights in the .bin of the same name) written by the openvino backend",
     })
     modes = MODES
+    uses_cpu_presets = True  # static int8: 7-bit weights on the presets that saturate (NNCF's overflow fix)
     threads_option = "inference_num_threads"
     extra_options = MappingProxyType({"performance_hint": "LATENCY"})
     device_syntax = "CPU, GPU, GPU.N, NPU or AUTO (case-insensitive)"

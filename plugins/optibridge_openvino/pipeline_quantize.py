@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from optibridge.errors import BackendError
+from optibridge.hardware import needs_seven_bit_weights
 from optibridge.steps import QuantizationConfig
 
 UNET_GRAPH = "unet"
@@ -36,7 +37,7 @@ UNET_SCHEME = "matmul"
 StaticPath = Callable[[Any, Any, QuantizationConfig, list[Mapping[str, np.ndarray]]], tuple[Any, dict[str, Any], list[str]]]
 
 
-def _hybrid(nncf: Any, model: Any, feeds: list[Mapping[str, np.ndarray]]) -> tuple[Any, dict[str, Any], list[str]]:
+def _hybrid(nncf: Any, model: Any, feeds: list[Mapping[str, np.ndarray]], config: QuantizationConfig) -> tuple[Any, dict[str, Any], list[str]]:
     """MatMul weights int8 (weight-only), then the rest NNCF's transformer rules quantize (the convolutions) int8 static."""
     from .quantize import _nncf_quantize
 
@@ -44,9 +45,11 @@ def _hybrid(nncf: Any, model: Any, feeds: list[Mapping[str, np.ndarray]]) -> tup
                                        ignored_scope=nncf.IgnoredScope(types=["Convolution"], validate=False))
     inputs = {port.get_any_name() for port in model.inputs}
     dataset = nncf.Dataset([{k: v for k, v in feed.items() if k in inputs} for feed in feeds])
-    quantized = _nncf_quantize(nncf, compressed, dataset, len(feeds), [], ["MatMul"], alpha=-1.0)  # SmoothQuant off
+    seven_bit = needs_seven_bit_weights(config.preset, config.reduce_range)  # the static convolutions saturate like MatMuls
+    quantized = _nncf_quantize(nncf, compressed, dataset, len(feeds), [], ["MatMul"], alpha=-1.0, seven_bit=seven_bit)  # SmoothQuant off
     settings = {"engine": "nncf.compress_weights + nncf.quantize", "matmul_weights": "int8_asym per channel",
-                "static": "convolutions", "model_type": "transformer", "subset_size": len(feeds)}
+                "static": "convolutions", "model_type": "transformer", "subset_size": len(feeds),
+                "weight_bits": 7 if seven_bit else 8}
     return quantized, settings, ["hybrid: MatMul weights int8 (activations float), convolutions int8 static"]
 
 
@@ -58,7 +61,7 @@ def quantize_pipeline_graph(nncf: Any, model: Any, graph: str, config: Quantizat
         return model, {**settings, "scheme": "full"}, notes
     scheme = scheme or UNET_SCHEME
     if scheme == "hybrid":
-        model, settings, notes = _hybrid(nncf, model, feeds)
+        model, settings, notes = _hybrid(nncf, model, feeds, config)
     elif scheme == "matmul":
         # SmoothQuant off unless asked for: on the tiny SDXL UNet it took the images from 34.3 to 22.4 dB
         smooth = False if config.smooth is None else config.smooth

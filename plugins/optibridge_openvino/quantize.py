@@ -33,6 +33,7 @@ import numpy as np
 
 from optibridge.artifact import Artifact
 from optibridge.errors import BackendError, first_line
+from optibridge.hardware import needs_seven_bit_weights
 from optibridge.probing import distribution_version
 from optibridge.steps import CalibrationData, QuantizationConfig
 
@@ -93,31 +94,46 @@ def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mappi
     alpha = (config.smooth_alpha or STATIC_SMOOTH_ALPHA) if config.smooth is not False else -1.0  # -1 turns it off
     if config.calibration is not None and config.calibration.method != "minmax":
         notes.append(f"calibration method {config.calibration.method!r} is ONNX Runtime's; NNCF used its own range estimators")
-    if config.per_channel is False or config.reduce_range:
-        notes.append("--per-tensor / --reduce-range are ONNX Runtime settings; NNCF quantizes weights per channel, full range")
+    if config.per_channel is False:
+        notes.append("--per-tensor is an ONNX Runtime setting; NNCF quantizes weights per channel")
+    seven_bit = needs_seven_bit_weights(config.preset, config.reduce_range)
+    if seven_bit:
+        notes.append(f"7-bit weights (NNCF overflow fix on every MatMul): {_seven_bit_reason(config)}")
     settings = {"engine": "nncf.quantize", "model_type": "transformer", "subset_size": len(feeds),
                 "smooth_quant_alpha": alpha if alpha > 0 else None, "ignored_nodes": len(ignored.names),
-                "ignored_types": list(ignored.types), "keep_ffn_down": "by validation" if guided else ffn_down}
+                "ignored_types": list(ignored.types), "keep_ffn_down": "by validation" if guided else ffn_down,
+                "weight_bits": 7 if seven_bit else 8}
     if not guided:  # the fixed choices: one NNCF run over the graph as it is
-        quantized = _nncf_quantize(nncf, model, dataset, len(feeds), list(ignored.names), list(ignored.types), alpha)
+        quantized = _nncf_quantize(nncf, model, dataset, len(feeds), list(ignored.names), list(ignored.types), alpha, seven_bit)
         return quantized, settings, notes
-    quantized = _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, precision, settings, notes)
-    quantized, settings["guided"] = _guided(model, quantized, config, feeds, precision, notes)
+    quantized = _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, precision, seven_bit, settings, notes)
+    quantized, settings["guided"] = _guided(model, quantized, config, feeds, precision, seven_bit, notes)
     return quantized, settings, notes
 
 
-def _nncf_quantize(nncf: Any, model: Any, dataset: Any, subset: int, ignored_names: list[str], ignored_types: list[str],
-                   alpha: float) -> Any:
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+def _seven_bit_reason(config: QuantizationConfig) -> str:
+    if config.reduce_range:
+        return "asked for by --reduce-range"
+    return (f"preset {config.preset} has no VNNI, its int8 products sum in 16 bits and saturate with 8-bit weights "
+            "(--full-range for a VNNI target)")
 
-    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+
+def _nncf_quantize(nncf: Any, model: Any, dataset: Any, subset: int, ignored_names: list[str], ignored_types: list[str],
+                   alpha: float, seven_bit: bool) -> Any:
+    """One ``nncf.quantize`` run. ``seven_bit``: NNCF's overflow fix on every MatMul/Convolution weight
+    (its default covers only a first convolution, none in a transformer)."""
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, AdvancedSmoothQuantParameters,
+                                                       OverflowFix)
+
+    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha),
+                                              overflow_fix=OverflowFix.ENABLE if seven_bit else OverflowFix.DISABLE)
     scope = nncf.IgnoredScope(names=sorted(set(ignored_names)), types=ignored_types, validate=False)
     return nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=subset,
                          ignored_scope=scope, advanced_parameters=advanced)
 
 
 def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.ndarray]], ignored: Any, alpha: float,
-             precision: str | None, settings: dict[str, Any], notes: list[str]) -> Any:
+             precision: str | None, seven_bit: bool, settings: dict[str, Any], notes: list[str]) -> Any:
     """The default static plan (measured on all-MiniLM-L6-v2 and BERT-base, docs/precision.md): outlier
     channels of the FFN down-projections to a float side path (:mod:`.outliers`); the attention's own
     inputs in float when the graph will run in bf16/f16; the FFN down-projections quantized without
@@ -139,23 +155,25 @@ def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.nda
                      "attention is what sets the worst long-input samples")
     plain = set(ffn_down_projections(work)) - set(keep_float)
     if alpha <= 0 or not plain:
-        return _nncf_quantize(nncf, work, dataset, len(feeds), keep_float, list(ignored.types), alpha)
+        return _nncf_quantize(nncf, work, dataset, len(feeds), keep_float, list(ignored.types), alpha, seven_bit)
     others = [op.get_friendly_name() for op in work.get_ordered_ops() if op.get_friendly_name() not in plain]
-    first = _nncf_quantize(nncf, work, dataset, len(feeds), keep_float + others, list(ignored.types), -1.0)
+    first = _nncf_quantize(nncf, work, dataset, len(feeds), keep_float + others, list(ignored.types), -1.0, seven_bit)
     settings["smooth_quant_skipped"] = len(plain)
     notes.append(f"{len(plain)} FFN down-projection(s) quantized without SmoothQuant (their outliers are split off; "
                  f"its scales would only move error into their weights), the rest with alpha {alpha}")
-    return _nncf_quantize(nncf, first, dataset, len(feeds), keep_float + sorted(plain), list(ignored.types), alpha)
+    return _nncf_quantize(nncf, first, dataset, len(feeds), keep_float + sorted(plain), list(ignored.types), alpha, seven_bit)
 
 
 def _guided(model: Any, quantized: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]],
-            precision: str | None, notes: list[str]) -> tuple[Any, dict[str, Any]]:
+            precision: str | None, seven_bit: bool, notes: list[str]) -> tuple[Any, dict[str, Any]]:
     from .guided import DEFAULT_MIN_COSINE, MAX_VALIDATION_SAMPLES, cosine_scorer, keep_sensitive_in_float
 
     target = config.min_cosine or DEFAULT_MIN_COSINE
     validation = feeds[:MAX_VALIDATION_SAMPLES]
     score = cosine_scorer(model, validation, precision)
-    quantized, record = keep_sensitive_in_float(quantized, ffn_down_projections(model), score, target)
+    hint = (" (the weights are 7-bit here, against int8 saturation on a CPU without VNNI: on all-MiniLM-L6-v2 that "
+            "alone puts the worst sample near 0.98, docs/precision.md)") if seven_bit else ""
+    quantized, record = keep_sensitive_in_float(quantized, ffn_down_projections(model), score, target, hint)
     record["validation_samples"] = len(validation)
     record["inference_precision"] = precision or "f32"
     kept = record["kept_in_float"]

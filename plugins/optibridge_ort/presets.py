@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optibridge.errors import BackendError
-from optibridge.hardware import CPU_PRESETS
+from optibridge.hardware import CPU_PRESETS, SATURATING_PRESETS
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ PRESETS: dict[str, Int8Preset] = {
     )
 }
 assert tuple(PRESETS) == CPU_PRESETS, "every preset name the core knows needs settings here"
+assert {p.name for p in PRESETS.values() if p.reduce_range} == set(SATURATING_PRESETS), "7-bit weights exactly where int8 saturates"
 
 
 def get_preset(name: str) -> Int8Preset:

@@ -165,7 +165,7 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
                 calibrate_method=_calibration_method(calibration.method), extra_options=extra, **common,
             )
     settings = {"preset": preset.name, "preset_reason": preset.reason, "per_channel": per_channel,
-                "reduce_range": reduce_range, "op_types": op_types, "excluded_nodes": len(exclude),
+                "reduce_range": reduce_range, "weight_bits": 7 if reduce_range else 8, "op_types": op_types, "excluded_nodes": len(exclude),
                 "smooth": bool(config.smooth), "smooth_alpha": alpha if config.smooth else None,
                 "activation_type": preset.activation_type if config.mode == "static" else "uint8 (dynamic)",
                 "weight_type": preset.weight_type}
