@@ -13,10 +13,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import pytest
 import torch
 from training_data import bert_classifier, sentences, tokenized
 
+from optibridge.hardware import needs_seven_bit_weights
 from optibridge.training import DistillationConfig, OBTrainer, PruningConfig, QATConfig, TrainingConfigError
 from optibridge.training.pruning import Pruner
 
@@ -180,6 +182,13 @@ def test_qat_artifact_is_a_real_int8_graph(qat_run: dict[str, Any]) -> None:
     step = artifact.metadata.steps[-1]
     assert step["step"] == "train" and step["qat"]["framework"] == "nncf"
     assert step["qat"]["weights_folded_to_int8"] == len(int8_weights)
+    # 7-bit weights where this CPU's int8 products would saturate (no VNNI), full 8-bit elsewhere
+    assert step["qat"]["weight_bits"] == (7 if needs_seven_bit_weights("auto") else 8)
+    linears = [t for t in int8_weights if "embeddings" not in t.name]  # an embedding is a lookup, not a dot product
+    assert len(linears) >= 13
+    largest = max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max()) for t in linears)
+    assert (largest <= 64) == (step["qat"]["weight_bits"] == 7), largest
+    assert ("weight_values_clipped_to_7_bit" in step["qat"]) == (step["qat"]["weight_bits"] == 7)
     assert [p["phase"] for p in step["phases"]] == ["float", "qat"]
     assert step["pruning"]["heads_kept_per_layer"] == [2, 2] and step["distillation"]["alpha"] == 0.5
 
@@ -282,3 +291,38 @@ def test_cli_trains_a_pruned_artifact_smaller_than_the_float_export(root: Path, 
     assert (32, 16) in shapes and (32, 32) in shapes and (32, 64) not in shapes  # q/k/v: 2 heads of 8; FFN: 32 channels
     model = OBModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "cat", 1: "no"}
+
+
+
+@pytest.mark.parametrize("reduce_range, bits", [(True, 7), (False, 8), (None, None)])
+def test_qat_weights_are_7_bit_where_int8_saturates_unless_told(reduce_range: bool | None, bits: int | None) -> None:
+    from optibridge.training.qat import weight_bits
+
+    assert weight_bits(QATConfig(reduce_range=reduce_range)) == (bits or (7 if needs_seven_bit_weights("auto") else 8))
+
+
+def test_folding_clips_dot_product_weights_to_7_bit_but_not_embedding_tables(tmp_path: Path) -> None:
+    """What training moved past [-64, 64] is clipped where int8 products saturate; a Gather table is a lookup."""
+    from onnx import helper
+
+    from optibridge.training.qat import fold_weight_quantizers
+
+    rng = np.random.default_rng(0)
+    weight, table = rng.normal(0, 1, (8, 4)).astype(np.float32), rng.normal(0, 1, (10, 8)).astype(np.float32)
+    scale = np.float32(np.abs(weight).max() / 127)  # a full-range scale: the largest weights land on +-127
+    inits = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(table, "t"), numpy_helper.from_array(scale, "s"),
+             numpy_helper.from_array(np.float32(np.abs(table).max() / 127), "ts"), numpy_helper.from_array(np.int8(0), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["w", "s", "z"], ["wq"]), helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"]),
+             helper.make_node("QuantizeLinear", ["t", "ts", "z"], ["tq"]), helper.make_node("DequantizeLinear", ["tq", "ts", "z"], ["td"]),
+             helper.make_node("Gather", ["td", "ids"], ["e"]), helper.make_node("MatMul", ["e", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 4])], inits)
+    for limit, clipped in ((None, None), (64, int((np.abs(np.rint(weight / scale)) > 64).sum()))):
+        path = tmp_path / f"{limit}.onnx"
+        onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), str(path))
+        counts = fold_weight_quantizers(path, limit)
+        folded = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+        assert counts["weights_folded_to_int8"] == 2 and counts.get("weight_values_clipped") == clipped
+        assert np.abs(folded["tq"].astype(int)).max() == 127  # the table keeps its full range either way
+        assert np.abs(folded["wq"].astype(int)).max() == (127 if limit is None else 64)
+    assert clipped and clipped > 0

@@ -104,7 +104,7 @@ def _export_qat(model: Any, float_model: Any, scratch: Path, task: str | None, p
     from ..backends import get_registry
     from ..exporter.torch_to_onnx import graph_spec
     from ..steps.run import check_accuracy, quantized_ops
-    from .qat import fold_weight_quantizers, qdq_export_mode
+    from .qat import SEVEN_BIT_MAGNITUDE, fold_weight_quantizers, qdq_export_mode
 
     say("exporting the fine-tuned float model (the reference for the int8 graph)")
     reference = export_model(float_model, scratch / "float", task=task, preprocessor=preprocessor)
@@ -114,7 +114,8 @@ def _export_qat(model: Any, float_model: Any, scratch: Path, task: str | None, p
         if not count:
             raise TrainingConfigError("the QAT model holds no fake quantizers: NNCF found nothing to quantize")
         exported = export_model(model, scratch / "int8-qdq", task=task, preprocessor=preprocessor, exporter="torchscript", atol=qat_atol)
-    folded = fold_weight_quantizers(exported.model_path)
+    seven_bit = step["qat"]["weight_bits"] == 7  # no int8 product may saturate on the CPU it was trained for
+    folded = fold_weight_quantizers(exported.model_path, SEVEN_BIT_MAGNITUDE if seven_bit else None)
     metadata = copy.deepcopy(exported.metadata)
     import onnx
 
@@ -128,6 +129,7 @@ def _export_qat(model: Any, float_model: Any, scratch: Path, task: str | None, p
     int8_eval = task_accuracy(artifact, eval_batches)
     step["qat"].update(
         quantized_ops=quantized_ops(artifact), weights_folded_to_int8=folded["weights_folded_to_int8"],
+        **({"weight_values_clipped_to_7_bit": folded["weight_values_clipped"]} if seven_bit else {}),
         accuracy_vs_float={name: report.to_dict() for name, report in accuracy.items()},
         float_bytes=reference.size_bytes(), int8_bytes=artifact.size_bytes() if metadata.files else None,
         float_eval_accuracy=float_eval,

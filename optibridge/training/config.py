@@ -45,6 +45,10 @@ class QATConfig:
     calibration_samples: int = 64
     preset: str = "mixed"
     """NNCF preset: "mixed" (asymmetric activations, symmetric weights) or "performance" (all symmetric)."""
+    reduce_range: bool | None = None
+    """7-bit weights (NNCF's overflow fix on every linear): by default exactly where this CPU's int8
+    products are summed in 16 bits and saturate (no VNNI, see :mod:`optibridge.hardware`). Train for
+    the CPU the artifact will run on: 8-bit weights from a VNNI machine saturate on an AVX2-only one."""
     validation_atol: float = 5e-2
     """How far the exported int8 graph (ONNX Runtime's integer kernels) may be from the fake-quantized
     PyTorch model (float arithmetic on rounded values); measured 7e-3 on logits of size ~2 (tiny BERT)."""

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..hardware import needs_seven_bit_weights
 from .config import QATConfig, TrainingConfigError
 
 
@@ -55,17 +56,28 @@ def reference_kernels() -> Iterator[None]:
         functions.QuantizedFunctionsCPU = previous
 
 
+def weight_bits(config: QATConfig) -> int:
+    """7 where int8 products saturate on this CPU (or ``reduce_range`` asks for it), else 8."""
+    return 7 if needs_seven_bit_weights("auto", config.reduce_range) else 8
+
+
 def insert_fake_quantizers(model: Any, samples: Iterable[dict[str, Any]], config: QATConfig) -> Any:
     """``nncf.quantize`` the float model (eval mode for range statistics); returns the model with quantizers."""
     nncf = _nncf()
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
     feeds = [{k: v for k, v in sample.items() if k != "labels"} for sample in samples]
     if not feeds:
         raise TrainingConfigError("QAT needs calibration samples, and the training data yielded none")
     model.eval()
     preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     with reference_kernels():
+        # NNCF's overflow fix starts each weight quantizer at twice its range, so the weights take int8 values
+        # in [-64, 64]; training can move scales and weights past that, which fold_weight_quantizers clips.
+        overflow_fix = OverflowFix.ENABLE if weight_bits(config) == 7 else OverflowFix.DISABLE
         quantized = nncf.quantize(
             model, nncf.Dataset(feeds), preset=preset, subset_size=len(feeds), model_type=nncf.ModelType.TRANSFORMER,
+            advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow_fix),
         )
     return quantized
 
@@ -93,11 +105,17 @@ def qdq_export_mode(model: Any) -> Iterator[int]:
             q.set_export_mode(mode)
 
 
-def fold_weight_quantizers(path: Path) -> dict[str, int]:
+SEVEN_BIT_MAGNITUDE = 64
+"""The largest |integer| a weight may take where int8 products are summed in 16 bits: 2 x 255 x 64 fits."""
+
+
+def fold_weight_quantizers(path: Path, max_magnitude: int | None = None) -> dict[str, int]:
     """Replace ``QuantizeLinear(constant float weight)`` by its int8 result, in place in the ONNX file.
 
     The graph keeps ``DequantizeLinear(int8 weight)`` → MatMul, the QDQ form runtimes turn into
-    integer kernels; the file shrinks by ~4x in its weights. Returns counts for the report.
+    integer kernels; the file shrinks by ~4x in its weights. ``max_magnitude`` clips the integers of
+    the dot-product weights (not the embedding tables, which are looked up) around their zero point.
+    Returns counts for the report.
     """
     import onnx
     from onnx import numpy_helper
@@ -107,7 +125,8 @@ def fold_weight_quantizers(path: Path) -> dict[str, int]:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    folded, kept = 0, []
+    lookups = {node.input[0] for node in model.graph.node if node.op_type == "Gather"}
+    folded, clipped, kept = 0, 0, []
     for node in model.graph.node:
         if node.op_type != "QuantizeLinear" or node.input[0] not in constants or len(node.input) < 3:
             kept.append(node)
@@ -123,18 +142,29 @@ def fold_weight_quantizers(path: Path) -> dict[str, int]:
         else:
             zp = zero_point.astype(np.int32)
         info = np.iinfo(zero_point.dtype)
-        quantized = np.clip(np.rint(weight / scale) + zp, info.min, info.max).astype(zero_point.dtype)
-        model.graph.initializer.append(numpy_helper.from_array(quantized, node.output[0]))
+        levels = np.clip(np.rint(weight / scale) + zp, info.min, info.max)
+        if max_magnitude is not None and not _feeds_lookup(model, node.output[0], lookups):
+            clipped += int((np.abs(levels - zp) > max_magnitude).sum())
+            levels = np.clip(levels, zp - max_magnitude, zp + max_magnitude)
+        model.graph.initializer.append(numpy_helper.from_array(levels.astype(zero_point.dtype), node.output[0]))
         folded += 1
     del model.graph.node[:]
     model.graph.node.extend(kept)
     _drop_unused(model)
     onnx.save_model(model, str(path))
     counts: dict[str, int] = {"weights_folded_to_int8": folded}
+    if max_magnitude is not None:
+        counts["weight_values_clipped"] = clipped
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def _feeds_lookup(model: Any, quantized: str, lookups: set[str]) -> bool:
+    """Whether the QuantizeLinear output ``quantized`` reaches a Gather (an embedding table) through its DequantizeLinear."""
+    return any(node.op_type == "DequantizeLinear" and node.input[0] == quantized and node.output[0] in lookups
+               for node in model.graph.node)
 
 
 def _drop_unused(model: Any) -> None:

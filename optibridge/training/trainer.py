@@ -161,11 +161,13 @@ class OBTrainer(Trainer):
 
     def save_artifact(self, output_dir: str | Path, on_step: Any = None) -> Any:
         from .artifact import write_training_artifact
+        from .qat import weight_bits
 
         step: dict[str, Any] = {
             "step": "train",
             "phases": self.history,
-            "qat": {"framework": "nncf", "config": self.quantization_config.to_dict()} if self.quantization_config else None,
+            "qat": ({"framework": "nncf", "config": self.quantization_config.to_dict(), "weight_bits": weight_bits(self.quantization_config)}
+                    if self.quantization_config else None),
             "pruning": ({"config": self.pruning_config.to_dict(), **(self.pruner.finalize() if self.pruner else {})}
                         if self.pruning_config else None),
             "distillation": self.distillation_config.to_dict() if self.distillation_config else None,
