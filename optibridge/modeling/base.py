@@ -16,6 +16,7 @@ from ..errors import ArtifactError, BackendError, InputError, UnsupportedModelEr
 from ..exporter import DEFAULT_ATOL
 from ..exporter import export as export_model
 from ..optimum_folders import is_optimum_folder, read_optimum_folder
+from ..saturation import warn_if_int8_may_saturate
 from ..staging import pid_prefix
 from ..tasks import TASKS, Task
 from .guards import InputLimits, check_interface, guard
@@ -163,6 +164,8 @@ class OBModel(PreTrainedModel):
             )
             artifact = result.artifact
         cls._check_task(artifact)
+        if str(device).lower() == "cpu":
+            warn_if_int8_may_saturate(artifact.metadata.steps)
         backend_impl = _reader_for(artifact, backend_impl, backend_name, device)
         sessions = {name: backend_impl.load(artifact, graph=name, device=device, **options) for name in artifact.metadata.graphs}
         if config is None:
