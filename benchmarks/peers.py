@@ -57,6 +57,10 @@ COLUMNS = [
 OPTIBRIDGE_CLI = [str(Path(sys.executable).parent / "optibridge")]
 
 
+OPTIMUM_ORT_CONFIG = {"avx2": "avx2", "avx512": "avx512", "avx512-vnni": "avx512_vnni", "arm64": "arm64"}
+"""optibridge's CPU preset → the ``AutoQuantizationConfig`` constructor Optimum offers for that CPU class."""
+
+
 def cli(*args: str) -> None:
     done = subprocess.run([*OPTIBRIDGE_CLI, *args], capture_output=True, text=True)
     if done.returncode != 0:
@@ -112,8 +116,9 @@ def builders(model_dir: Path, task: str, work: Path, threads: int, bf16: bool) -
         exported = work / "optimum-ort"
         getattr(oo, optimum_name).from_pretrained(model_dir, export=True).save_pretrained(exported)
         quantizer = oo.ORTQuantizer.from_pretrained(exported)
-        quantizer.quantize(save_dir=work / "optimum-ort-int8",
-                           quantization_config=AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False))
+        # Optimum's own config for this CPU class, as its docs tell a user to pick it (its avx2/avx512 ones keep 8-bit weights)
+        make_config = getattr(AutoQuantizationConfig, OPTIMUM_ORT_CONFIG[detect_cpu().preset()])
+        quantizer.quantize(save_dir=work / "optimum-ort-int8", quantization_config=make_config(is_static=False, per_channel=False))
         return getattr(oo, optimum_name).from_pretrained(work / "optimum-ort-int8", session_options=ort_session_options(threads))
 
     def optimum_ov() -> Any:
