@@ -25,7 +25,7 @@ def quantize(
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="Quantization mode (default: dynamic); installed: {modes}."),
     preset: Optional[str] = typer.Option(None, "--preset", help="auto (detect this CPU, default) | avx2 | avx512 | avx512-vnni | arm64."),
     per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor", help="Weight scales per output channel (default: the preset's)."),
-    reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--full-range", help="7-bit weights (default: the preset's)."),
+    reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--full-range", help="7-bit weights, against int8 saturation on CPUs without VNNI (default: the preset's; ort and openvino)."),
     ops: Optional[list[str]] = typer.Option(None, "--ops", help="Operator types to quantize (default: MatMul, Attention)."),
     exclude_ops: Optional[list[str]] = typer.Option(None, "--exclude-ops", help="Operator types to keep in float, e.g. Attention."),
     exclude_nodes: Optional[list[str]] = typer.Option(None, "--exclude-nodes", help="Node names or glob patterns to keep in float."),
@@ -96,7 +96,9 @@ def quantize(
     (KV cache inside the compiled model). `optibridge info` shows what was chosen.
 
     The preset (int8 settings for this CPU's integer instructions) is detected and printed;
-    --preset overrides it. Every run compares the result with the float32 graphs on fresh inputs
+    --preset overrides it. Quantize for the CPU the model will run on: without VNNI (avx2, avx512)
+    int8 products are summed in 16 bits, so weights are 7-bit there; 8-bit weights made on a VNNI
+    machine would saturate on such a CPU (loading them there warns). Every run compares the result with the float32 graphs on fresh inputs
     (max abs diff, cosine, top-1 agreement) and records it in optibridge.json.
     """
     from ..accuracy import AccuracyBudget
