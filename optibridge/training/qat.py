@@ -125,7 +125,9 @@ def fold_weight_quantizers(path: Path, max_magnitude: int | None = None) -> dict
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    lookups = {node.input[0] for node in model.graph.node if node.op_type == "Gather"}
+    # embedding tables (Gather ← DequantizeLinear ← QuantizeLinear) are looked up, not multiplied: never clipped
+    gathered = {node.input[0] for node in model.graph.node if node.op_type == "Gather"}
+    lookups = {node.input[0] for node in model.graph.node if node.op_type == "DequantizeLinear" and node.output[0] in gathered}
     folded, clipped, kept = 0, 0, []
     for node in model.graph.node:
         if node.op_type != "QuantizeLinear" or node.input[0] not in constants or len(node.input) < 3:
@@ -143,7 +145,7 @@ def fold_weight_quantizers(path: Path, max_magnitude: int | None = None) -> dict
             zp = zero_point.astype(np.int32)
         info = np.iinfo(zero_point.dtype)
         levels = np.clip(np.rint(weight / scale) + zp, info.min, info.max)
-        if max_magnitude is not None and not _feeds_lookup(model, node.output[0], lookups):
+        if max_magnitude is not None and node.output[0] not in lookups:
             clipped += int((np.abs(levels - zp) > max_magnitude).sum())
             levels = np.clip(levels, zp - max_magnitude, zp + max_magnitude)
         model.graph.initializer.append(numpy_helper.from_array(levels.astype(zero_point.dtype), node.output[0]))
@@ -159,12 +161,6 @@ def fold_weight_quantizers(path: Path, max_magnitude: int | None = None) -> dict
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
-
-
-def _feeds_lookup(model: Any, quantized: str, lookups: set[str]) -> bool:
-    """Whether the QuantizeLinear output ``quantized`` reaches a Gather (an embedding table) through its DequantizeLinear."""
-    return any(node.op_type == "DequantizeLinear" and node.input[0] == quantized and node.output[0] in lookups
-               for node in model.graph.node)
 
 
 def _drop_unused(model: Any) -> None:
