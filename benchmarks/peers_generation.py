@@ -6,7 +6,8 @@ weights stored as float16) and by optimum-intel (``OVModelForCausalLM.from_pretr
 saved). Each variant is then loaded in a fresh process and generates 4 tokens; the figure is the peak
 RSS (VmHWM) added by that, over a baseline taken after importing torch, transformers, openvino,
 optimum.intel and optibridge — the same imports for every variant, so only the model counts.
-Both compute in bf16 (optimum-intel's default on a CPU with bf16; optibridge's recorded step precision).
+Both compute in bf16 on a CPU with bf16 (optimum-intel's default there; optibridge's recorded step precision),
+in f32 elsewhere.
 
 """
 
@@ -51,19 +52,23 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
     from optimum.intel import OVModelForCausalLM
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from optibridge.hardware import float_precisions
+
     source = root / "gpt2"
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024)).eval().save_pretrained(source)
-    print(f"exporting with {OPTIBRIDGE_CLI[0]} and optimum-intel", file=sys.stderr, flush=True)
+    # bf16 where the CPU computes it (optimum-intel's default there), f32 elsewhere (its default there too)
+    precision = "bf16" if "bf16" in float_precisions() else "f32"
+    print(f"exporting with {OPTIBRIDGE_CLI[0]} and optimum-intel; optibridge in {precision}", file=sys.stderr, flush=True)
     cli("export", "--model", str(source), "--task", "text-generation", str(root / "onnx"))
-    cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", "bf16", str(root / "ob-bf16"))
-    cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", "bf16", "-O", "4", "--force",
-        str(root / "ob-bf16-f16w"))
+    cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", precision, str(root / "ob"))
+    cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", precision, "-O", "4", "--force",
+        str(root / "ob-f16w"))
     OVModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum")
     return {"optimum-intel OVModelForCausalLM (its default precision)": ("optimum", root / "optimum", ""),
-            "optibridge bf16, transformers loop": ("optibridge", root / "ob-bf16", "transformers"),
-            "optibridge bf16, openvino-genai loop": ("optibridge", root / "ob-bf16", "auto"),
-            "optibridge bf16, -O 4 (f16 weights), openvino-genai": ("optibridge", root / "ob-bf16-f16w", "auto")}
+            f"optibridge {precision}, transformers loop": ("optibridge", root / "ob", "transformers"),
+            f"optibridge {precision}, openvino-genai loop": ("optibridge", root / "ob", "auto"),
+            f"optibridge {precision}, -O 4 (f16 weights), openvino-genai": ("optibridge", root / "ob-f16w", "auto")}
 
 
 def main() -> None:
