@@ -25,7 +25,7 @@ def quantize(
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="Quantization mode (default: dynamic); installed: {modes}."),
     preset: Optional[str] = typer.Option(None, "--preset", help="auto (detect this CPU, default) | avx2 | avx512 | avx512-vnni | arm64."),
     per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor", help="Weight scales per output channel (default: the preset's)."),
-    reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--full-range", help="7-bit weights, against int8 saturation on CPUs without VNNI (default: the preset's; ort and openvino)."),
+    reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--full-range", help="7-bit weights, against int8 saturation on CPUs without VNNI (default: the preset's)."),
     ops: Optional[list[str]] = typer.Option(None, "--ops", help="Operator types to quantize (default: MatMul, Attention)."),
     exclude_ops: Optional[list[str]] = typer.Option(None, "--exclude-ops", help="Operator types to keep in float, e.g. Attention."),
     exclude_nodes: Optional[list[str]] = typer.Option(None, "--exclude-nodes", help="Node names or glob patterns to keep in float."),
