@@ -295,3 +295,13 @@ def test_sdxl_inpainting_matches_pytorch_under_every_name(tmp_path: Path) -> Non
     assert want.std() > 0.05 and np.abs(got - want).mean() < PIXEL_TOLERANCE
     with pytest.raises(ArtifactError, match="stable-diffusion-xl"):  # the SD 1.x class refuses an SDXL artifact
         __import__("optibridge").OBStableDiffusionInpaintPipeline.from_pretrained(result.artifact.path, backend="ort")
+
+
+def test_loading_a_pipeline_checks_its_int8_weights_against_the_cpu(sd_artifact: Artifact, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline loader runs the same saturation check as OBModelFor* (tests/test_saturation.py has its logic)."""
+    from optibridge import OBStableDiffusionPipeline
+
+    seen: list[Any] = []
+    monkeypatch.setattr("optibridge.diffusion.pipelines.warn_if_int8_may_saturate", seen.append)
+    OBStableDiffusionPipeline.from_pretrained(sd_artifact.path)
+    assert seen == [sd_artifact.metadata.steps]

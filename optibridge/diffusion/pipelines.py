@@ -31,6 +31,7 @@ from diffusers import (
 from ..artifact import Artifact, ArtifactMetadata, is_artifact, staged_directory, write_metadata
 from ..backends import get_registry
 from ..errors import ArtifactError, BackendError, InputError, first_line
+from ..saturation import warn_if_int8_may_saturate
 from .components import AutoencoderKL, TextEncoder, UNet
 from .families import FAMILIES, MODEL_INDEX, graphs_for, is_pipeline_folder
 
@@ -106,6 +107,8 @@ class OBDiffusionPipelineMixin:
             keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
             artifact = export_pipeline(model_id, Path(keep_alive.name) / "artifact", task=task or cls.task, atol=atol).artifact
         cls._check_artifact(artifact)
+        if str(device).lower() == "cpu":
+            warn_if_int8_may_saturate(artifact.metadata.steps)
         load_options = dict(options)
         sessions = {name: backend_impl.load(artifact, graph=name, device=device, **load_options) for name in artifact.metadata.graphs}
         pipe = cls._assemble(artifact, sessions)
