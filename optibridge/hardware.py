@@ -80,6 +80,12 @@ class CpuInfo:
     def fp16(self) -> bool:
         return any(flag in self.flags for flag in PRECISION_FLAGS["f16"])
 
+    @property
+    def int8_saturates(self) -> bool:
+        """Whether this CPU's int8 dot products sum u8*s8 pairs in 16 bits, where 8-bit weights overflow:
+        x86 without VNNI/AMX (AVX2 and AVX-512 ``vpmaddubsw``, and SSSE3's ``pmaddubsw`` before them)."""
+        return not self.is_arm64 and not (self.vnni or self.amx)
+
     def features(self) -> list[str]:
         """The detected features this module knows about, for printing."""
         names = {"avx2": self.avx2, "avx512": self.avx512, "vnni": self.vnni, "amx": self.amx, "arm64": self.is_arm64}
@@ -108,11 +114,7 @@ def needs_seven_bit_weights(preset: str, reduce_range: bool | None = None) -> bo
     if reduce_range is not None:
         return reduce_range
     if preset == "auto":
-        cpu = detect_cpu()
-        try:
-            preset = cpu.preset()
-        except OptibridgeError:  # x86 before AVX2: SSSE3's pmaddubsw sums pairs in 16 bits too
-            return not cpu.is_arm64
+        return detect_cpu().int8_saturates
     return preset in SATURATING_PRESETS
 
 

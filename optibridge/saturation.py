@@ -16,8 +16,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Iterable, Mapping
 
-from .errors import OptibridgeError
-from .hardware import SATURATING_PRESETS, CpuInfo, detect_cpu
+from .hardware import CpuInfo, detect_cpu
 
 
 class Int8SaturationWarning(UserWarning):
@@ -51,13 +50,10 @@ def saturation_risk(steps: Iterable[Mapping[str, Any]], cpu: CpuInfo | None = No
     if 8 not in recorded_weight_bits(steps):
         return None
     cpu = cpu or detect_cpu()
-    try:
-        preset = cpu.preset()
-    except OptibridgeError:
+    if not cpu.int8_saturates:
         return None
-    if preset not in SATURATING_PRESETS:
-        return None
-    return (f"this artifact has 8-bit int8 weights, and this CPU ({cpu.model or cpu.machine}, preset {preset}) has no VNNI: "
+    kind = f"preset {cpu.preset()}" if cpu.avx2 else "no AVX2"
+    return (f"this artifact has 8-bit int8 weights, and this CPU ({cpu.model or cpu.machine}, {kind}) has no VNNI: "
             "its int8 dot products are summed in 16 bits and can saturate, which silently costs accuracy. "
             "Quantize on this machine (preset auto) or with --reduce-range to get 7-bit weights")
 

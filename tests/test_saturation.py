@@ -14,6 +14,8 @@ from optibridge.steps import QuantizationConfig
 AVX2 = parse_cpuinfo("model name : Old Xeon\nflags : sse4_2 avx2 fma\n", "x86_64")
 VNNI = parse_cpuinfo("model name : New Xeon\nflags : avx2 avx512f avx512bw avx512_vnni\n", "x86_64")
 ARM = parse_cpuinfo("Features : fp asimd asimddp\n", "aarch64")
+SSE = parse_cpuinfo("model name : Older Xeon\nflags : sse4_2 ssse3\n", "x86_64")
+AMX = parse_cpuinfo("model name : AMX Xeon\nflags : avx2 amx_tile amx_int8\n", "x86_64")
 
 
 def _quantize_step(**settings):
@@ -38,6 +40,19 @@ def test_8_bit_weights_are_a_risk_only_on_a_cpu_without_vnni():
     assert message and "Old Xeon, preset avx2" in message and "--reduce-range" in message
     assert saturation_risk(eight, VNNI) is None and saturation_risk(eight, ARM) is None
     assert saturation_risk(seven, AVX2) is None
+
+
+@pytest.mark.parametrize("cpu, saturates", [(AVX2, True), (SSE, True), (VNNI, False), (AMX, False), (ARM, False)])
+def test_quantize_and_load_give_the_same_answer_for_every_kind_of_cpu(cpu, saturates, monkeypatch):
+    """What quantize does (7-bit weights) and what loading warns about are one fact about the CPU."""
+    import optibridge.hardware as hardware
+
+    monkeypatch.setattr(hardware, "detect_cpu", lambda *a, **k: cpu)
+    assert cpu.int8_saturates is saturates
+    assert needs_seven_bit_weights("auto") is saturates
+    assert (saturation_risk([_quantize_step(weight_bits=8)], cpu) is not None) is saturates
+    if cpu is SSE:  # no preset exists before AVX2: the message names what is missing instead
+        assert "Older Xeon, no AVX2" in saturation_risk([_quantize_step(weight_bits=8)], cpu)
 
 
 @pytest.mark.parametrize("cpu, warned", [(AVX2, True), (VNNI, False)])
