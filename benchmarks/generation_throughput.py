@@ -8,6 +8,9 @@ min_new_tokens pins the length so every runtime does exactly the same work. Cand
 model) and ``ov-int8w`` (``quantize --backend openvino --mode int8-weights``, stateful too). Runs
 alternate between the candidates (interleaved, with one untimed settle run before each timed one,
 see optibridge.bench.timing) and medians are reported, with tokens/s = batch × 64 / median seconds.
+Each candidate takes four prompts of the same shape in turn, every token different from the call
+before's: openvino-genai skips the prefill of the prompt it has just seen, which one prompt timed
+over and over would reward (``--same-prompt`` does that, to show by how much).
 
     HF_HUB_OFFLINE=1 python benchmarks/generation_throughput.py [--runs 5] [--batch-sizes 1,4]
         [--candidates ort,ov,ov-stateful,ov-int8w] [--json out.json]
@@ -16,12 +19,14 @@ see optibridge.bench.timing) and medians are reported, with tokens/s = batch × 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -109,6 +114,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--candidates", default=DEFAULT_CANDIDATES, help=f"comma-separated, from: {', '.join(CANDIDATES)}")
     parser.add_argument("--memory", action="store_true", help="also measure each candidate's peak RSS rise (subprocess)")
+    parser.add_argument("--same-prompt", action="store_true",
+                        help="time one prompt over and over (flatters openvino-genai, which then skips the prefill)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     wanted = [c.strip() for c in args.candidates.split(",") if c.strip()]
@@ -155,12 +162,18 @@ def main() -> None:
                 expected = reference.generate(**inputs, **settings)
                 same = {name: torch.equal(model.generate(**inputs, **settings), expected) for name, model in models.items()}
 
-            def run_torch() -> None:
-                with torch.inference_mode():
-                    reference.generate(**inputs, **settings)
+            prompts = [inputs] if args.same_prompt else [{**inputs, "input_ids": ids + k} for k in range(4)]
 
-            runners = {"pytorch": run_torch}
-            runners.update({name: (lambda m=model: m.generate(**inputs, **settings)) for name, model in models.items()})
+            def in_turn(model: object) -> Callable[[], object]:
+                turn = itertools.cycle(prompts)
+
+                def run() -> object:
+                    with torch.inference_mode():
+                        return model.generate(**next(turn), **settings)  # type: ignore[attr-defined]
+                return run
+
+            runners = {"pytorch": in_turn(reference)}
+            runners.update({name: in_turn(model) for name, model in models.items()})
             stats = measure_interleaved(runners, warmup=1, runs=args.runs, settle=1)
             tokens = batch * args.new_tokens
             tps = {name: tokens / (s.median / 1000) for name, s in stats.items()}

@@ -2,8 +2,14 @@
 
 A random GPT-2-small (n_embd 768, 12 layers, seeded) is exported by optibridge's CLI (``export``, then
 ``optimize --backend openvino --inference-precision bf16``, and once more with ``-O 4 --force`` for
-weights stored as float16) and by optimum-intel (``OVModelForCausalLM.from_pretrained(export=True)``,
-saved). Each variant is then loaded in a fresh process and generates 4 tokens; the figure is the peak
+weights stored as float16; ``quantize --backend openvino --mode int8-weights`` and ``--mode int4-weights
+--block-size 128``) and by optimum-intel (``OVModelForCausalLM.from_pretrained(export=True)``, with
+``load_in_8bit=True`` and with ``OVWeightQuantizationConfig(bits=4, group_size=128)``, saved): the
+weight-only pairs compress the same weights with NNCF in groups of the same size (optimum-intel's int4
+default is asymmetric, optibridge's symmetric). Tokens/s: every variant generates 64 tokens after
+32-token prompts, interleaved, four prompts taken in turn (every token different from the call
+before's: openvino-genai skips the prefill of the prompt it has just seen; ``--same-prompt`` repeats
+one, to show what that is worth). Each variant is then loaded in a fresh process and generates 4 tokens; the figure is the peak
 RSS (VmHWM) added by that, over a baseline taken after importing torch, transformers, openvino,
 optimum.intel and optibridge — the same imports for every variant, so only the model counts.
 Both compute in bf16 on a CPU with bf16 (optimum-intel's default there; optibridge's recorded step precision),
@@ -14,11 +20,13 @@ in f32 elsewhere.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 PROBE = """
 import json, sys, torch, transformers, openvino, optibridge
@@ -49,7 +57,7 @@ def cli(*args: str) -> None:
 
 def build(root: Path) -> dict[str, tuple[str, Path, str]]:
     import torch
-    from optimum.intel import OVModelForCausalLM
+    from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from optibridge.hardware import float_precisions
@@ -64,11 +72,22 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
     cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", precision, str(root / "ob"))
     cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", precision, "-O", "4", "--force",
         str(root / "ob-f16w"))
+    for mode, extra in (("int8-weights", ()), ("int4-weights", ("--block-size", "128"))):
+        cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", mode, *extra, "--inference-precision", precision,
+            str(root / f"ob-{mode}"))
     OVModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum")
+    OVModelForCausalLM.from_pretrained(source, export=True, load_in_8bit=True).save_pretrained(root / "optimum-int8-weights")
+    OVModelForCausalLM.from_pretrained(source, export=True, quantization_config=OVWeightQuantizationConfig(bits=4, group_size=128)
+                                       ).save_pretrained(root / "optimum-int4-weights")
     return {"optimum-intel OVModelForCausalLM (its default precision)": ("optimum", root / "optimum", ""),
             f"optibridge {precision}, transformers loop": ("optibridge", root / "ob", "transformers"),
             f"optibridge {precision}, openvino-genai loop": ("optibridge", root / "ob", "auto"),
-            f"optibridge {precision}, -O 4 (f16 weights), openvino-genai": ("optibridge", root / "ob-f16w", "auto")}
+            f"optibridge {precision}, -O 4 (f16 weights), openvino-genai": ("optibridge", root / "ob-f16w", "auto"),
+            "optimum-intel int8 weights (load_in_8bit)": ("optimum", root / "optimum-int8-weights", ""),
+            f"optibridge int8 weights ({precision} rest), transformers loop": ("optibridge", root / "ob-int8-weights", "transformers"),
+            f"optibridge int8 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int8-weights", "auto"),
+            "optimum-intel int4 weights (group 128)": ("optimum", root / "optimum-int4-weights", ""),
+            f"optibridge int4 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int4-weights", "auto")}
 
 
 def main() -> None:
@@ -76,6 +95,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="fresh processes per variant (the figure is their median)")
     parser.add_argument("--runs", type=int, default=5, help="timed generate() rounds per variant")
+    parser.add_argument("--same-prompt", action="store_true",
+                        help="time one prompt over and over (flatters openvino-genai, which then skips the prefill)")
     parser.add_argument("--optibridge-cli", help="the optibridge command that exports (default: this venv's, transformers < 4.58 "
                                                  "like Optimum's; `make bench-peers` passes the main venv's, transformers 5)")
     args = parser.parse_args()
@@ -90,7 +111,7 @@ def main() -> None:
                                       capture_output=True, text=True, check=True)
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             mb = sorted(r["mb"] for r in runs)[len(runs) // 2]
-            print(f"{name:56s} {mb:7.0f} MB peak RSS rise  (precision: {runs[0]['precision']}, engine: {runs[0]['engine']}; "
+            print(f"{name:64s} {mb:7.0f} MB peak RSS rise  (precision: {runs[0]['precision']}, engine: {runs[0]['engine']}; "
                   f"runs {[round(r['mb']) for r in runs]})", flush=True)
         speed(variants, Path(tmp) / "gpt2", args)
 
@@ -113,20 +134,27 @@ def speed(variants: dict[str, tuple[str, Path, str]], source: Path, args: argpar
             models[name] = OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
                                                               inference_num_threads=args.threads, generation_engine=engine)
     prompt = torch.randint(100, 20000, (1, 32), generator=torch.Generator().manual_seed(1))
+    # Each model takes these in turn, every token different from the call before's: openvino-genai skips the
+    # prefill of the prompt it has just seen, which one prompt timed over and over would reward (--same-prompt).
+    prompts = [prompt] if args.same_prompt else [prompt + k for k in range(4)]
     greedy = dict(max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0)
 
-    def call(model: object) -> object:
+    def call(model: object, ids: object) -> object:
         with torch.inference_mode():
-            return model.generate(input_ids=prompt, **greedy)  # type: ignore[attr-defined]
+            return model.generate(input_ids=ids, **greedy)  # type: ignore[attr-defined]
 
-    outputs = {name: call(model) for name, model in models.items()}
-    stats = measure_interleaved({name: (lambda m=model: call(m)) for name, model in models.items()},
-                                warmup=1, runs=args.runs, settle=1)
+    def in_turn(model: object) -> Callable[[], object]:
+        turn = itertools.cycle(prompts)
+        return lambda: call(model, next(turn))
+
+    outputs = {name: call(model, prompt) for name, model in models.items()}
+    stats = measure_interleaved({name: in_turn(model) for name, model in models.items()}, warmup=1, runs=args.runs, settle=1)
     base = stats["PyTorch"].median
-    print(f"\ngreedy, 32-token prompt + 64 new tokens, batch 1, {args.threads} threads, {args.runs} interleaved runs, medians")
+    print(f"\ngreedy, 32-token prompt + 64 new tokens, batch 1, {args.threads} threads, {args.runs} interleaved runs, medians, "
+          + ("one prompt repeated" if args.same_prompt else f"{len(prompts)} prompts in turn"))
     for name, stat in stats.items():
         same = torch.equal(outputs[name], outputs["PyTorch"])  # type: ignore[arg-type]
-        print(f"{name:56s} {64_000 / stat.median:6.1f} tok/s  {base / stat.median:5.2f}x  same tokens as PyTorch: {same}")
+        print(f"{name:64s} {64_000 / stat.median:6.1f} tok/s  {base / stat.median:5.2f}x  same tokens as PyTorch: {same}")
 
 
 if __name__ == "__main__":

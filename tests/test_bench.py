@@ -277,3 +277,38 @@ def test_tune_writes_nothing_when_no_candidate_fits(tmp_path: Path, monkeypatch:
     captured = capsys.readouterr()
     assert "nothing was written" in captured.err and "rejected: accuracy" in captured.out
     assert not out.exists()
+
+
+class _PromptRecorder:
+    """A generative model that records the prompt of every generate() call."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def generate(self, input_ids, attention_mask=None, **settings):
+        self.prompts.append(input_ids.clone())
+        return input_ids
+
+    def __call__(self, input_ids, attention_mask=None, use_cache=True):
+        return {"logits": input_ids.float()[..., None]}
+
+
+def test_timed_generate_calls_never_repeat_the_prompt_of_the_call_before(tmp_path):
+    """openvino-genai skips the prefill of a prompt it has just seen: a bench that repeats one prompt flatters it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from optibridge.bench.measure import PROMPT_VARIANTS, Candidate, measure_shape, prompt_inputs
+
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 50}))
+    artifact = SimpleNamespace(path=tmp_path)
+    prompts = [{k: torch.from_numpy(v) for k, v in prompt_inputs(artifact, 2, 7, k).items()} for k in range(PROMPT_VARIANTS)]
+    assert all(p["input_ids"].shape == (2, 7) and 5 <= int(p["input_ids"].min()) and int(p["input_ids"].max()) < 50 for p in prompts)
+    models = _PromptRecorder(), _PromptRecorder()
+    candidate, reference = (Candidate(m, True, 4, 0) for m in models)
+    measure_shape(candidate, reference, prompts[0], None, 2, {"warmup": 1, "runs": 3, "new_tokens": 4}, prompts=prompts)
+    seen = models[0].prompts
+    assert len(seen) >= 2 * 3  # settle + timed call per round
+    assert all(bool((a != b).all()) for a, b in zip(seen, seen[1:]))  # every token differs from the call before's
+    assert len(models[1].prompts) == len(seen) and all(torch.equal(a, b) for a, b in zip(seen, models[1].prompts))
