@@ -92,9 +92,12 @@ class StatefulSession(Protocol):
         """Forget the cache (start of a new sequence)."""
         ...
 
-    def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None,
+                 logits_to_keep: int = 0) -> dict[str, np.ndarray]:
         """One step without past_*/present.* tensors: returns the other outputs; ``beam_idx``
-        (int32, batch) picks which row of the cache each row continues from."""
+        (int32, batch) picks which row of the cache each row continues from; ``logits_to_keep`` > 0:
+        ``logits`` of the last that many positions only (a session may then skip computing the
+        others, as transformers' models do), 0: of every position."""
         ...
 
 

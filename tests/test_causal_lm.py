@@ -166,3 +166,19 @@ def test_cli_no_cache_exports_a_decoder_without_past_inputs(tiny_generative, tmp
     assert main(["export", "--model", str(tiny_generative("llama")), "--no-cache", str(tmp_path / "out")]) == 0
     meta = Artifact.load(tmp_path / "out").metadata
     assert meta.extra["use_cache"] is False and meta.input_names == ["input_ids", "attention_mask", "position_ids"]
+
+
+def test_logits_to_keep_selects_positions_as_transformers_does(tiny_generative, exported_generative):
+    """generate() passes logits_to_keep=1 to any forward that takes it; a direct call may ask for any k or positions."""
+    tok, reference = _load(tiny_generative("llama"))
+    model = OBModelForCausalLM.from_pretrained(exported_generative("llama").path)
+    assert model._supports_logits_to_keep()  # what generate() checks before passing it
+    ids = tok(["the cat sat on the mat and"], return_tensors="pt")["input_ids"]
+    assert ids.shape[1] >= 4
+    for keep in (0, 1, 3, torch.tensor([0, 2])):
+        ours = model(input_ids=ids, logits_to_keep=keep).logits
+        with torch.no_grad():
+            theirs = reference(input_ids=ids, logits_to_keep=keep).logits
+        assert ours.shape == theirs.shape and (ours - theirs).abs().max() <= 1e-4
+    with pytest.raises(InputError, match="logits_to_keep must be >= 0"):
+        model(input_ids=ids, logits_to_keep=-1)

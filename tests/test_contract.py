@@ -295,7 +295,7 @@ def test_optional_session_capabilities_are_protocols():
         def reset(self):
             pass
 
-        def run_step(self, inputs, beam_idx=None):
+        def run_step(self, inputs, beam_idx=None, logits_to_keep=0):
             return {}
 
     class OnDevice(Plain):

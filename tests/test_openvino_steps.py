@@ -239,6 +239,58 @@ def test_the_stateful_decoder_runs_on_openvinos_fused_attention_kernel(model_typ
     assert kinds.count("ScaledDotProductAttention") == layers and "Softmax" not in kinds
 
 
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_the_stateful_decoder_projects_only_the_positions_asked_for(model_type, stateful_ir, tiny_generative):
+    """The compiled model gets a logits_to_keep input (generate() asks for 1: the prompt's other positions skip
+    the LM head); the artifact's IR, which openvino-genai reads, stays as written."""
+    import openvino as ov
+
+    result = stateful_ir(model_type)
+    model = OBModelForCausalLM.from_pretrained(result.artifact.path, backend="openvino")
+    assert model.session.session().slices_logits
+    ir = ov.Core().read_model(str(result.artifact.graph_path("model", formats=("openvino-ir",))))
+    assert not any("logits_to_keep" in port.get_names() for port in ir.inputs)
+    reference = AutoModelForCausalLM.from_pretrained(tiny_generative(model_type)).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    for keep in (0, 1, 4, 99, torch.tensor([1, 5])):
+        ours = model(input_ids=ids, logits_to_keep=keep).logits
+        with torch.no_grad():
+            theirs = reference(input_ids=ids, logits_to_keep=keep).logits
+        assert ours.shape == theirs.shape and (ours - theirs).abs().max() <= 1e-4, keep
+
+
+def _tiny_head(between: str | None = None):
+    """hidden (batch, positions, 8) → MatMul with an (16, 8) weight → [op] → bias Add → Tanh → 'logits'."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    hidden = ops.parameter(ov.PartialShape([-1, -1, 8]), ov.Type.f32, name="hidden")
+    weight = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
+    x = ops.matmul(hidden, ops.convert(ops.constant(weight.astype(np.float16)), ov.Type.f32), False, True)
+    if between == "reshape":
+        x = ops.reshape(x, ops.constant(np.array([0, -1, 16])), special_zero=True)
+    x = ops.tanh(ops.add(x, ops.constant(np.ones(16, np.float32))))
+    x.output(0).get_tensor().set_names({"logits"})
+    return ov.Model([ops.result(x)], [hidden], "head")
+
+
+def test_the_lm_head_is_found_through_position_wise_ops_only():
+    import openvino as ov
+
+    from optibridge_openvino.stateful import add_logits_to_keep, lm_head
+
+    model = _tiny_head()
+    assert lm_head(model).get_type_name() == "MatMul"
+    assert add_logits_to_keep(model) and not add_logits_to_keep(model)  # once only
+    request = ov.Core().compile_model(model, "CPU").create_infer_request()
+    hidden = np.random.default_rng(1).standard_normal((2, 5, 8)).astype(np.float32)
+    every = request.infer({"hidden": hidden, "logits_to_keep": np.array([0])})[0].copy()
+    last_two = request.infer({"hidden": hidden, "logits_to_keep": np.array([2])})[0]
+    assert every.shape == (2, 5, 16) and last_two.shape == (2, 2, 16) and np.array_equal(last_two, every[:, -2:])
+    reshaped = _tiny_head("reshape")  # not position-wise: left as it is
+    assert lm_head(reshaped) is None and not add_logits_to_keep(reshaped) and len(reshaped.inputs) == 1
+
+
 def test_a_stateful_model_refuses_a_cache_it_does_not_hold(stateful_ir):
     model = OBModelForCausalLM.from_pretrained(stateful_ir("gpt2").artifact.path, backend="openvino")
     first = model(input_ids=torch.tensor([[5, 6, 7]]))

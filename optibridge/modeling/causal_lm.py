@@ -99,12 +99,17 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
         past_key_values: Any = None,
         use_cache: bool | None = None,
         return_dict: bool | None = None,
+        logits_to_keep: Any = 0,
         **kwargs: Any,
     ) -> Any:
         """One step: new tokens (and the cache of earlier ones) in, logits (and the grown cache) out.
 
         The cache comes as ``cache=`` (what ``generate()`` passes from transformers 5.24 on) or
-        ``past_key_values=`` (earlier releases), and goes out under the installed release's name."""
+        ``past_key_values=`` (earlier releases), and goes out under the installed release's name.
+        ``logits_to_keep`` as in transformers: an int k > 0 keeps the logits of the last k positions
+        (``generate()`` passes 1; a stateful OpenVINO decoder then skips the LM head for the rest of
+        the prompt), 0 keeps all, a 1-D tensor names the positions to keep."""
+        keep_last = _last_positions(logits_to_keep)
         past_key_values = take_cache(past_key_values, kwargs)
         for name in ("inputs_embeds", "labels"):
             if kwargs.get(name) is not None:
@@ -115,6 +120,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
         run_torch = torch_runner(self.session)
         if run_torch is not None and isinstance(input_ids, torch.Tensor):
             result = self._step_on_device(run_torch, input_ids, attention_mask, position_ids, past_key_values, use_cache)
+            result.logits = keep_logits(result.logits, logits_to_keep)
             return result if return_dict is not False else result.to_tuple()
         ids, as_torch = to_numpy("input_ids", input_ids)
         if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
@@ -139,7 +145,8 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
         if "position_ids" not in self._graph_inputs:  # Optimum's gpt2 graph (optimum-onnx 0.1) derives them from the mask itself
             del feed["position_ids"]
         if self._graph_has_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
-            logits, stateful_cache = stateful_step(self.session, feed, past, past_key_values)
+            logits, stateful_cache = stateful_step(self.session, feed, past, past_key_values, keep_last)
+            logits = logits if keep_last else keep_logits(logits, logits_to_keep)
             kept = stateful_cache if self.use_cache else None
             result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): kept})  # type: ignore[arg-type]  # numpy logits for numpy callers, our cache class: transformers types the fields as torch's
             return result if return_dict is not False else result.to_tuple()
@@ -152,7 +159,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
                 flat = [np.zeros(shape, np.float32)] * len(self._past_names)
             feed.update(zip(self._past_names, flat))
         outputs = self.session.run(feed)
-        logits = outputs["logits"]
+        logits = keep_logits(outputs["logits"], logits_to_keep)
         cache = None
         if self.use_cache and use_cache is not False:
             presents = [torch.from_numpy(outputs[name]) for name in self._present_names]
@@ -198,3 +205,27 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
             presents = [outputs[name] for name in self._present_names]
             cache = cache_from_pairs(list(zip(presents[0::2], presents[1::2])), zero_copy=True)
         return CausalLMOutputWithPast(logits=outputs["logits"], **{cache_name(): cache})
+
+
+def _last_positions(logits_to_keep: Any) -> int:
+    """k of ``logits_to_keep=k`` (0 for a tensor of positions, which is applied afterwards)."""
+    if isinstance(logits_to_keep, (int, np.integer)) and not isinstance(logits_to_keep, bool):
+        if logits_to_keep < 0:
+            raise InputError(f"logits_to_keep must be >= 0 (0 keeps every position), got {logits_to_keep}")
+        return int(logits_to_keep)
+    if getattr(logits_to_keep, "ndim", None) != 1:
+        raise InputError(f"logits_to_keep: expected an int or a 1-D tensor of positions, got {type(logits_to_keep).__name__}")
+    return 0
+
+
+def keep_logits(logits: Any, logits_to_keep: Any) -> Any:
+    """``logits`` (batch, positions, vocab; numpy or torch) reduced as transformers' ``logits_to_keep`` says."""
+    last = _last_positions(logits_to_keep)
+    if last:
+        return logits[:, -last:]
+    if isinstance(logits_to_keep, (int, np.integer)):
+        return logits
+    positions = to_numpy("logits_to_keep", logits_to_keep)[0].astype(np.int64)
+    if isinstance(logits, torch.Tensor):
+        return logits[:, torch.from_numpy(positions).to(logits.device)]
+    return logits[:, positions]

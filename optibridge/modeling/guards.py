@@ -116,9 +116,9 @@ class GuardedSession:
         check_feed(inputs, self._limits, self._takes_past)
         return self._call("run", inputs)
 
-    def run_step(self, inputs: Mapping[str, Any], beam_idx: Any = None) -> dict[str, Any]:
+    def run_step(self, inputs: Mapping[str, Any], beam_idx: Any = None, logits_to_keep: int = 0) -> dict[str, Any]:
         check_feed(inputs, self._limits, True)
-        return self._call("run_step", inputs, beam_idx)
+        return self._call("run_step", inputs, beam_idx, logits_to_keep)
 
     def run_torch(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         check_feed(inputs, self._limits, self._takes_past)

@@ -33,9 +33,11 @@ class StatefulCache:
         self.beam_idx = order.astype(np.int32)
 
 
-def stateful_step(session: Any, feed: dict[str, np.ndarray], past: int, cache: Any) -> tuple[np.ndarray, StatefulCache]:
+def stateful_step(session: Any, feed: dict[str, np.ndarray], past: int, cache: Any,
+                  logits_to_keep: int = 0) -> tuple[np.ndarray, StatefulCache]:
     """One step: a new sequence (``past == 0``) resets the session; otherwise ``cache`` must be the
-    one the session's previous step returned. Returns the logits and the cache object for the next step.
+    one the session's previous step returned. Returns the logits (of the last ``logits_to_keep``
+    positions; 0: all) and the cache object for the next step.
 
     The check and the step hold the session's lock, so another thread cannot slip a step of its own
     sequence in between: it gets the error below instead of the other sequence's state."""
@@ -52,6 +54,8 @@ def stateful_step(session: Any, feed: dict[str, np.ndarray], past: int, cache: A
                 "of its latest call: pass the cache that call returned (output.cache, or output.past_key_values before transformers 5.24), "
                 "or start again without a cache. Generating from several threads at once needs one model per thread"
             )
-        outputs = session.run_step(feed, beam_idx=order)
+        logits = session.run_step(feed, beam_idx=order, logits_to_keep=logits_to_keep)["logits"]
         session.latest_cache = StatefulCache(past + feed["input_ids"].shape[1])
-        return outputs["logits"], session.latest_cache
+        if logits_to_keep and logits.shape[1] > logits_to_keep:  # a session that computed them all anyway
+            logits = logits[:, -logits_to_keep:]
+        return logits, session.latest_cache

@@ -18,7 +18,7 @@ from optibridge.artifact import Artifact
 from optibridge.errors import ArtifactError, BackendError, InputError, first_line
 
 from .session import OpenVINOSession
-from .stateful import StatefulSession, cache_pairs, is_stateful, make_stateful
+from .stateful import StatefulSession, add_logits_to_keep, cache_pairs, is_stateful, make_stateful
 
 KV_CACHE_DEFAULT = {"KV_CACHE_PRECISION": "f32"}
 # A stateful decoder's KV cache is stored as u8 by default on CPU (OpenVINO 2024.4+): measured
@@ -96,8 +96,9 @@ class ManagedSession:
         self._check_static(inputs)
         return self.session().run(inputs)
 
-    def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        return self.session().run_step(inputs, beam_idx=beam_idx)  # type: ignore[attr-defined]
+    def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None,
+                 logits_to_keep: int = 0) -> dict[str, np.ndarray]:
+        return self.session().run_step(inputs, beam_idx=beam_idx, logits_to_keep=logits_to_keep)  # type: ignore[attr-defined]
 
     def reset(self) -> None:
         self.session().reset()  # type: ignore[attr-defined]
@@ -163,6 +164,12 @@ class ManagedSession:
         if self.stateful and self.ov_device.split(".")[0] in KV_CACHE_DEVICES:
             config = {**KV_CACHE_DEFAULT, **config}
         source = self.model if self._edited else str(self._path)  # a file path lets CACHE_DIR key its cache
+        if self.stateful:  # a decoder for transformers' loop: the LM head projects only the positions asked for
+            from .convert import read_graph
+
+            sliced = self.model.clone() if self._edited else read_graph(self._artifact, self._graph)
+            if add_logits_to_keep(sliced):
+                source = sliced
         try:
             compiled = self._core.compile_model(source, self.ov_device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models

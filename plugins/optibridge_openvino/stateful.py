@@ -9,6 +9,12 @@ pair into a ReadValue/Assign variable whose initial value is an empty cache of t
 the API); plain ``run`` still takes ``past_*`` inputs and returns ``present.*`` outputs by loading
 them into the state and reading it back, so the model stands in for the stateless graph wherever
 one is expected (the accuracy check of ``optimize``/``quantize``).
+
+``add_logits_to_keep`` gives the compiled model a ``logits_to_keep`` input (transformers' forward
+argument of that name): the LM head then projects only the last k positions (0: all). generate()
+asks for 1, so a prompt's prefill no longer multiplies every position by the vocabulary matrix
+(GPT-2-small, int8 weights, 2-core EPYC: prefill 89 → 71 ms at 32 tokens, 570 → 450 ms at 256).
+The artifact's file is not changed: openvino-genai, which does the same itself, reads it as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from .session import OpenVINOSession
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
 BEAM_IDX = "beam_idx"
+LOGITS_TO_KEEP = "logits_to_keep"
+# Ops between the LM head's MatMul and the logits that work position by position (a bias, a
+# soft-cap, a cast), so slicing the positions before the MatMul slices the logits the same way.
+_POSITIONWISE = frozenset({"Add", "Subtract", "Multiply", "Divide", "Tanh", "Convert"})
 
 
 def cache_pairs(artifact: Artifact, spec: GraphSpec) -> dict[str, str]:
@@ -70,6 +80,57 @@ def make_stateful(model: Any, pairs: dict[str, str], batch_input: str = "input_i
     model.validate_nodes_and_infer_types()
 
 
+def _from_constants(value: Any, depth: int = 6) -> bool:
+    """Whether ``value`` is computed from constants alone (a weight, possibly decompressed: Convert, Subtract, Multiply)."""
+    node = value.get_node()
+    if node.get_type_name() == "Constant":
+        return True
+    return depth > 0 and node.get_input_size() > 0 and all(_from_constants(v, depth - 1) for v in node.input_values())
+
+
+def lm_head(model: Any) -> Any | None:
+    """The MatMul that projects hidden states (batch, positions, hidden) onto the vocabulary for the
+    ``logits`` output, through position-wise ops only; None when the graph is not built that way."""
+    result = next((r for r in model.get_results() if "logits" in r.input_value(0).get_names()), None)
+    if result is None:
+        return None
+    node = result.input_value(0).get_node()
+    while node.get_type_name() in _POSITIONWISE:
+        computed = [v for v in node.input_values() if not _from_constants(v)]
+        if len(computed) != 1:
+            return None
+        node = computed[0].get_node()
+    if node.get_type_name() != "MatMul" or node.get_attributes().get("transpose_a"):
+        return None
+    hidden, weight = node.input_value(0), node.input_value(1)
+    rank = hidden.get_partial_shape().rank
+    if not (rank.is_static and rank.get_length() == 3 and _from_constants(weight)):
+        return None
+    return node
+
+
+def add_logits_to_keep(model: Any) -> bool:
+    """Add the ``logits_to_keep`` input (int64, shape [1]; see the module docstring) to ``model``, in
+    place; False (and ``model`` unchanged) when it has one already or its LM head is not found."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    if any(LOGITS_TO_KEEP in port.get_names() for port in model.inputs):
+        return False
+    head = lm_head(model)
+    if head is None:
+        return False
+    keep = ops.parameter(ov.PartialShape([1]), ov.Type.i64, name=LOGITS_TO_KEEP)
+    keep.output(0).get_tensor().set_names({LOGITS_TO_KEEP})
+    # hidden[:, -k:, :] as transformers slices it: k = 0 starts at 0 (every position), k past the length clamps.
+    last = ops.slice(head.input_value(0), ops.negative(keep), ops.constant(np.array([np.iinfo(np.int64).max])),
+                     ops.constant(np.array([1])), ops.constant(np.array([1])))
+    head.input(0).replace_source_output(last.output(0))
+    model.add_parameters([keep])
+    model.validate_nodes_and_infer_types()
+    return True
+
+
 class StatefulSession(OpenVINOSession):
     """A stateful decoder: described (``input_names``/``output_names``) by its stateless interface.
 
@@ -82,13 +143,15 @@ class StatefulSession(OpenVINOSession):
     stateful = True
 
     def __init__(self, compiled: Any, device: str, spec: GraphSpec, pairs: dict[str, str]) -> None:
-        super().__init__(compiled, device, set(spec.input_names) | set(spec.output_names) | {BEAM_IDX})
+        super().__init__(compiled, device, set(spec.input_names) | set(spec.output_names) | {BEAM_IDX, LOGITS_TO_KEEP})
         self.lock = threading.RLock()
         self._spec = spec
         self._pairs = pairs
         states = {state.name: state for state in self._request.query_state()}
         # MakeStateful names each variable after its pair: "<input name><output name>".
         self._states = {past: states[past + present] for past, present in pairs.items()}
+        self.slices_logits = LOGITS_TO_KEEP in self._inputs
+        """Whether the compiled model computes only the logits asked for (see :func:`add_logits_to_keep`)."""
 
     @property
     def input_names(self) -> list[str]:
@@ -107,11 +170,19 @@ class StatefulSession(OpenVINOSession):
         with self.lock:  # the state belongs to this one request: never a pooled one
             return self._infer_on(self._request, inputs)
 
-    def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """One decoding step on the kept cache; ``beam_idx`` (default: each row its own) reorders it first."""
+    def run_step(self, inputs: Mapping[str, np.ndarray], beam_idx: np.ndarray | None = None,
+                 logits_to_keep: int = 0) -> dict[str, np.ndarray]:
+        """One decoding step on the kept cache; ``beam_idx`` (default: each row its own) reorders it
+        first; ``logits_to_keep``: logits of the last that many positions only (0: all)."""
         batch = next(iter(inputs.values())).shape[0]
         order = np.arange(batch, dtype=np.int32) if beam_idx is None else np.asarray(beam_idx, dtype=np.int32)
-        return self._infer({**inputs, BEAM_IDX: order})
+        feed = {**inputs, BEAM_IDX: order}
+        if self.slices_logits:
+            feed[LOGITS_TO_KEEP] = np.array([logits_to_keep], dtype=np.int64)
+        outputs = self._infer(feed)
+        if logits_to_keep > 0 and not self.slices_logits:
+            outputs["logits"] = outputs["logits"][:, -logits_to_keep:]
+        return outputs
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stateless use: loads the given cache into the state, runs, reads it back, all under the lock."""
