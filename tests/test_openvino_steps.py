@@ -269,6 +269,8 @@ def _tiny_head(between: str | None = None):
     x = ops.matmul(hidden, ops.convert(ops.constant(weight.astype(np.float16)), ov.Type.f32), False, True)
     if between == "reshape":
         x = ops.reshape(x, ops.constant(np.array([0, -1, 16])), special_zero=True)
+    if between == "per-position":  # a constant that differs by position: slicing positions would misplace it
+        x = ops.add(x, ops.constant(np.zeros((5, 16), np.float32)))
     x = ops.tanh(ops.add(x, ops.constant(np.ones(16, np.float32))))
     x.output(0).get_tensor().set_names({"logits"})
     return ov.Model([ops.result(x)], [hidden], "head")
@@ -287,8 +289,9 @@ def test_the_lm_head_is_found_through_position_wise_ops_only():
     every = request.infer({"hidden": hidden, "logits_to_keep": np.array([0])})[0].copy()
     last_two = request.infer({"hidden": hidden, "logits_to_keep": np.array([2])})[0]
     assert every.shape == (2, 5, 16) and last_two.shape == (2, 2, 16) and np.array_equal(last_two, every[:, -2:])
-    reshaped = _tiny_head("reshape")  # not position-wise: left as it is
-    assert lm_head(reshaped) is None and not add_logits_to_keep(reshaped) and len(reshaped.inputs) == 1
+    for between in ("reshape", "per-position"):  # not position-wise: left as it is
+        other = _tiny_head(between)
+        assert lm_head(other) is None and not add_logits_to_keep(other) and len(other.inputs) == 1, between
 
 
 def test_a_stateful_model_refuses_a_cache_it_does_not_hold(stateful_ir):
