@@ -262,6 +262,7 @@ def run(spec: dict[str, Any], out: Path) -> None:
     pad_id = pad if isinstance(pad, int) else (eos if isinstance(eos, int) else 0)
     start_id = decoder_start_id(model) if spec["task"] in ENCODER_DECODER_TASKS else None
     candidate = Candidate(model, generative, int(spec["new_tokens"]), pad_id, start_id)
+
     def as_torch(feed: dict[str, np.ndarray]) -> dict[str, Any]:
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
 
@@ -270,13 +271,13 @@ def run(spec: dict[str, Any], out: Path) -> None:
         try:
             prompts: list[dict[str, Any]] = []
             if spec["task"] in SPEECH_TASKS:
-                feed, mask = speech_inputs(shapes_artifact, batch), None
+                inputs, mask = as_torch(speech_inputs(shapes_artifact, batch)), None
             elif generative:
-                feed, mask = prompt_inputs(shapes_artifact, batch, seq), None
                 prompts = [as_torch(prompt_inputs(shapes_artifact, batch, seq, k)) for k in range(PROMPT_VARIANTS)]
+                inputs, mask = prompts[0], None
             else:
                 feed, mask = encoder_inputs(shapes_artifact, batch, seq)
-            inputs = as_torch(feed)
+                inputs = as_torch(feed)
             candidate.generate(inputs) if generative else candidate.forward(inputs)  # the first call, before memory is read
             feeds.append((inputs, mask, prompts))
         except Exception as exc:

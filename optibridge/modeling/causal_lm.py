@@ -146,7 +146,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
             del feed["position_ids"]
         if self._graph_has_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
             logits, stateful_cache = stateful_step(self.session, feed, past, past_key_values, keep_last)
-            logits = logits if keep_last else keep_logits(logits, logits_to_keep)
+            logits = keep_logits(logits, logits_to_keep)  # a no-op where the session computed only those
             kept = stateful_cache if self.use_cache else None
             result = CausalLMOutputWithPast(logits=torch.from_numpy(logits) if as_torch else logits, **{cache_name(): kept})  # type: ignore[arg-type]  # numpy logits for numpy callers, our cache class: transformers types the fields as torch's
             return result if return_dict is not False else result.to_tuple()

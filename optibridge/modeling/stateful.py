@@ -56,6 +56,4 @@ def stateful_step(session: Any, feed: dict[str, np.ndarray], past: int, cache: A
             )
         logits = session.run_step(feed, beam_idx=order, logits_to_keep=logits_to_keep)["logits"]
         session.latest_cache = StatefulCache(past + feed["input_ids"].shape[1])
-        if logits_to_keep and logits.shape[1] > logits_to_keep:  # a session that computed them all anyway
-            logits = logits[:, -logits_to_keep:]
         return logits, session.latest_cache
