@@ -19,7 +19,6 @@ over and over would reward (``--same-prompt`` does that, to show by how much).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -38,6 +37,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import optibridge
 from optibridge.bench import measure_interleaved
+from optibridge.bench.measure import in_turn
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -164,16 +164,16 @@ def main() -> None:
 
             prompts = [inputs] if args.same_prompt else [{**inputs, "input_ids": ids + k} for k in range(4)]
 
-            def in_turn(model: object) -> Callable[[], object]:
-                turn = itertools.cycle(prompts)
+            def each_in_turn(model: object) -> Callable[[], object]:
+                next_prompt = in_turn(prompts)
 
                 def run() -> object:
                     with torch.inference_mode():
-                        return model.generate(**next(turn), **settings)  # type: ignore[attr-defined]
+                        return model.generate(**next_prompt(), **settings)  # type: ignore[attr-defined]
                 return run
 
-            runners = {"pytorch": in_turn(reference)}
-            runners.update({name: in_turn(model) for name, model in models.items()})
+            runners = {"pytorch": each_in_turn(reference)}
+            runners.update({name: each_in_turn(model) for name, model in models.items()})
             stats = measure_interleaved(runners, warmup=1, runs=args.runs, settle=1)
             tokens = batch * args.new_tokens
             tps = {name: tokens / (s.median / 1000) for name, s in stats.items()}

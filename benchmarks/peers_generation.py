@@ -23,38 +23,48 @@ in f32 elsewhere.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 PROBE = """
-import json, sys, torch, transformers, openvino, optibridge
-import optimum.intel as oi
+import json, sys, torch, transformers, openvino, onnxruntime, optibridge, optimum.intel, optimum.onnxruntime
 def peak():
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
-kind, path, threads, engine = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-import onnxruntime, optimum.onnxruntime as oo
+kind, path, threads, engine, here = sys.argv[1:6]
+sys.path.insert(0, here)
+from peers_generation import load_variant
 before = peak()
-if kind == "optimum":
-    model = oi.OVModelForCausalLM.from_pretrained(path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-elif kind == "optimum-ort":
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = int(threads)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # optibridge's default, for both
-    model = oo.ORTModelForCausalLM.from_pretrained(path, session_options=options)
-elif kind == "optibridge-ort":
-    model = optibridge.OBModelForCausalLM.from_pretrained(path, intra_op_num_threads=int(threads), generation_engine=engine)
-else:
-    model = optibridge.OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
-                                                          inference_num_threads=int(threads), generation_engine=engine)
+model = load_variant(kind, path, int(threads), engine)
 model.generate(input_ids=torch.arange(100, 132)[None], max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
 print(json.dumps({"mb": peak() - before, "precision": str(getattr(model, "inference_precision", "runtime default")),
                   "engine": str(getattr(model, "last_generation_engine", "transformers"))}))
 """
+
+
+def load_variant(kind: str, path: str | Path, threads: int, engine: str) -> Any:
+    """One variant, loaded the same way for the memory probe and for the timing."""
+    if kind == "optimum":
+        from optimum.intel import OVModelForCausalLM
+
+        return OVModelForCausalLM.from_pretrained(path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads)})
+    if kind == "optimum-ort":
+        import onnxruntime
+        from optimum.onnxruntime import ORTModelForCausalLM
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # optibridge's default, for both
+        return ORTModelForCausalLM.from_pretrained(path, session_options=options)
+    from optibridge import OBModelForCausalLM
+
+    if kind == "optibridge-ort":
+        return OBModelForCausalLM.from_pretrained(path, intra_op_num_threads=threads, generation_engine=engine)
+    return OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
+                                              inference_num_threads=threads, generation_engine=engine)
 
 
 OPTIBRIDGE_CLI = [str(Path(sys.executable).parent / "optibridge")]
@@ -123,7 +133,7 @@ def main() -> None:
         for name, (kind, path, engine) in variants.items():
             runs = []
             for _ in range(args.repeats):
-                done = subprocess.run([sys.executable, "-c", PROBE, kind, str(path), str(args.threads), engine],
+                done = subprocess.run([sys.executable, "-c", PROBE, kind, str(path), str(args.threads), engine, str(Path(__file__).parent)],
                                       capture_output=True, text=True, check=True)
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             mb = sorted(r["mb"] for r in runs)[len(runs) // 2]
@@ -133,31 +143,16 @@ def main() -> None:
 
 
 def speed(variants: dict[str, tuple[str, Path, str]], source: Path, args: argparse.Namespace) -> None:
-    import onnxruntime
     import torch
-    from optimum.intel import OVModelForCausalLM
-    from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import GPT2LMHeadModel
 
-    from optibridge import OBModelForCausalLM
     from optibridge.bench import measure_interleaved
+    from optibridge.bench.measure import in_turn
 
     torch.set_num_threads(args.threads)
     models: dict[str, object] = {"PyTorch": GPT2LMHeadModel.from_pretrained(source).eval()}
     for name, (kind, path, engine) in variants.items():
-        if kind == "optimum":
-            models[name] = OVModelForCausalLM.from_pretrained(
-                path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(args.threads)})
-        elif kind == "optimum-ort":
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = args.threads
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # optibridge's default, for both
-            models[name] = ORTModelForCausalLM.from_pretrained(path, session_options=options)
-        elif kind == "optibridge-ort":
-            models[name] = OBModelForCausalLM.from_pretrained(path, intra_op_num_threads=args.threads, generation_engine=engine)
-        else:
-            models[name] = OBModelForCausalLM.from_pretrained(path, backend="openvino", performance_hint="LATENCY",
-                                                              inference_num_threads=args.threads, generation_engine=engine)
+        models[name] = load_variant(kind, path, args.threads, engine)
     prompt = torch.randint(100, 20000, (1, 32), generator=torch.Generator().manual_seed(1))
     # Each model takes these in turn, every token different from the call before's: openvino-genai skips the
     # prefill of the prompt it has just seen, which one prompt timed over and over would reward (--same-prompt).
@@ -168,12 +163,12 @@ def speed(variants: dict[str, tuple[str, Path, str]], source: Path, args: argpar
         with torch.inference_mode():
             return model.generate(input_ids=ids, **greedy)  # type: ignore[attr-defined]
 
-    def in_turn(model: object) -> Callable[[], object]:
-        turn = itertools.cycle(prompts)
-        return lambda: call(model, next(turn))
+    def each_in_turn(model: object) -> Callable[[], object]:
+        next_prompt = in_turn(prompts)
+        return lambda: call(model, next_prompt())
 
     outputs = {name: call(model, prompt) for name, model in models.items()}
-    stats = measure_interleaved({name: in_turn(model) for name, model in models.items()}, warmup=1, runs=args.runs, settle=1)
+    stats = measure_interleaved({name: each_in_turn(model) for name, model in models.items()}, warmup=1, runs=args.runs, settle=1)
     base = stats["PyTorch"].median
     print(f"\ngreedy, 32-token prompt + 64 new tokens, batch 1, {args.threads} threads, {args.runs} interleaved runs, medians, "
           + ("one prompt repeated" if args.same_prompt else f"{len(prompts)} prompts in turn"))
