@@ -79,6 +79,8 @@ class GraphSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     format: str = "onnx"
+    optional_inputs: tuple[TensorSpec, ...] = ()
+    """Inputs the graph has a default for (``logits_to_keep``): a caller may feed them, need not."""
 
     @property
     def input_names(self) -> list[str]:
@@ -95,6 +97,7 @@ class GraphSpec:
             inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
             format=data.get("format", "onnx"),  # artifacts written before IR support have no field
+            optional_inputs=tuple(TensorSpec.from_dict(t) for t in data.get("optional_inputs", [])),
         )
         # Any format name a plugin may declare is accepted here; whether a backend reads it is checked on load.
         if not isinstance(spec.file, str) or not isinstance(spec.format, str) or not FORMAT_NAME.match(spec.format):

@@ -74,8 +74,20 @@ class Session(Protocol):
     def output_names(self) -> list[str]: ...
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph. ``inputs`` holds exactly the graph's inputs; the result maps every output name."""
+        """Run the graph. ``inputs`` holds exactly the graph's inputs, plus any of the optional ones the
+        session lists (see :func:`takes_optional_input`); the result maps every output name."""
         ...
+
+
+LOGITS_TO_KEEP = "logits_to_keep"
+"""The optional decoder input (and ``run_step`` argument) that limits the logits to the last k positions."""
+
+
+def takes_optional_input(session: Any, name: str) -> bool:
+    """Whether ``session.run`` accepts ``name`` beside the graph's inputs: an input the graph has a
+    default for (ONNX: an initializer of that name, like ``logits_to_keep``). A session lists them as
+    ``optional_input_names``; one without that attribute takes none."""
+    return name in getattr(session, "optional_input_names", ())
 
 
 

@@ -31,6 +31,8 @@ def test_greedy_32_tokens_match_pytorch_alone_and_in_a_left_padded_batch(model_t
     checks = {o["name"]: o["max_abs_diff"] for o in meta.validation["outputs"]}
     assert checks["logits (first step, empty cache)"] <= 1e-4 and checks["logits (next step, with cache)"] <= 1e-4
     assert "past_key_values.0.key" in meta.input_names and "present.0.key" in meta.output_names
+    # Every family's LM head is found: generate() below passes logits_to_keep=1 into the graph.
+    assert [t.name for t in meta.main_graph.optional_inputs] == ["logits_to_keep"]
 
     tok, reference = _load(tiny_generative(model_type))
     model = OBModelForCausalLM.from_pretrained(artifact.path)

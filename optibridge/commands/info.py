@@ -31,6 +31,8 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
     for kind, specs in (("input", meta.inputs), ("output", meta.outputs)):
         for spec in specs:
             console.print(f"  {kind:6} {spec.describe()}", markup=False)
+    for spec in meta.main_graph.optional_inputs:
+        console.print(f"  input  {spec.describe()} (optional: the graph has a default)", markup=False)
     if meta.validation:
         console.print(f"validation: passed={meta.validation['passed']} atol={meta.validation['atol']} on {meta.validation['backend']}")
     for backend, facts in sorted(meta.extra.items()):

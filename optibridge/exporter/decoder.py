@@ -21,6 +21,7 @@ from .architectures import forward_parameters
 from .encoder import qualified_name
 from .inputs import BATCH_AXIS, SEQUENCE_AXIS, token_batch
 from .loading import SourceModel
+from .logits_to_keep import add_logits_to_keep
 from .plan import ExportedGraphs, SessionLoader
 from .torch_to_onnx import export_module, graph_spec
 from .validate import OutputCheck, ValidationReport, max_abs_diff
@@ -150,6 +151,7 @@ def export_decoder(
     export_module(
         step, (ids, mask, positions, *past), input_names, output_names, input_axes, output_axes, path,
         exporter=exporter, opset=opset, external_data=external_data, dynamic_shapes=tuple(dynamic),
+        edit=add_logits_to_keep,
     )
 
     with torch.no_grad():

@@ -8,6 +8,7 @@ import logging
 import tempfile
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,10 +105,12 @@ def export_module(
     opset: int | None,
     external_data: bool,
     dynamic_shapes: Any = None,
+    edit: Callable[["onnx.ModelProto"], object] | None = None,
 ) -> None:
     """Export ``module(*args)`` to ``path`` (weights inside it, or in ``model.onnx.data``-style side file
     when ``external_data``). ``dynamic_shapes`` is what the dynamo exporter gets (TorchScript uses
-    the axes); every dynamic axis is then renamed after ``input_axes``/``output_axes``."""
+    the axes); every dynamic axis is then renamed after ``input_axes``/``output_axes``, and ``edit``
+    may change the graph before it is written."""
     kwargs: dict[str, Any] = {
         "input_names": input_names,
         "output_names": output_names,
@@ -129,6 +132,8 @@ def export_module(
             torch.onnx.export(module, args, str(raw), **kwargs)
         graph = onnx.load(str(raw), load_external_data=True)
         name_axes(graph, {**input_axes, **output_axes})
+        if edit is not None:
+            edit(graph)
         if external_data:
             onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=path.name + ".data", size_threshold=1024)
@@ -160,8 +165,13 @@ def dynamic_shapes(input_names: tuple[str, ...], input_axes: dict[str, dict[int,
 
 
 def graph_spec(file: str, graph: "onnx.ModelProto") -> GraphSpec:
-    """Inputs/outputs of an ONNX graph as recorded in ``optibridge.json``."""
-    return GraphSpec(file, tuple(_tensor_spec(v) for v in graph.graph.input), tuple(_tensor_spec(v) for v in graph.graph.output))
+    """Inputs/outputs of an ONNX graph as recorded in ``optibridge.json``. An input with an initializer
+    of its name has a default (``logits_to_keep``): it is recorded as optional, not among the inputs a
+    caller must feed (ONNX Runtime does not list it among a session's inputs either)."""
+    defaults = {tensor.name for tensor in graph.graph.initializer}
+    inputs = tuple(_tensor_spec(v) for v in graph.graph.input if v.name not in defaults)
+    optional = tuple(_tensor_spec(v) for v in graph.graph.input if v.name in defaults)
+    return GraphSpec(file, inputs, tuple(_tensor_spec(v) for v in graph.graph.output), optional_inputs=optional)
 
 
 def _tensor_spec(value: Any) -> TensorSpec:

@@ -12,7 +12,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import InputError
 from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, past_length, take_cache
-from ..backend import is_stateful, torch_runner
+from ..backend import LOGITS_TO_KEEP, is_stateful, takes_optional_input, torch_runner
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
 from .inputs import to_numpy
@@ -158,8 +158,10 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
                 shape = (batch, self._kv["num_heads"], 0, self._kv["head_dim"])
                 flat = [np.zeros(shape, np.float32)] * len(self._past_names)
             feed.update(zip(self._past_names, flat))
+        if keep_last and takes_optional_input(self.session, LOGITS_TO_KEEP):  # the graph skips the LM head for the rest
+            feed[LOGITS_TO_KEEP] = np.array(keep_last, np.int64)
         outputs = self.session.run(feed)
-        logits = keep_logits(outputs["logits"], logits_to_keep)
+        logits = keep_logits(outputs["logits"], logits_to_keep)  # a no-op where the graph computed only those
         cache = None
         if self.use_cache and use_cache is not False:
             presents = [torch.from_numpy(outputs[name]) for name in self._present_names]

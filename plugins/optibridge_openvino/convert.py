@@ -43,7 +43,9 @@ def save_graph(model: Any, output_dir: Path, spec: GraphSpec, *, compress_to_fp1
 
     file = str(Path(spec.file).with_suffix(".xml"))
     ov.save_model(model, str(output_dir / file), compress_to_fp16=compress_to_fp16)
-    return dataclasses.replace(spec, file=file, format=IR_FORMAT)
+    # OpenVINO's ONNX reader turns an input with a default (logits_to_keep) into a constant: the IR has no such input.
+    kept = tuple(t for t in spec.optional_inputs if any(t.name in port.get_names() for port in model.inputs))
+    return dataclasses.replace(spec, file=file, format=IR_FORMAT, optional_inputs=kept)
 
 
 def finish_graph(artifact: Artifact, name: str, model: Any, notes: list[str]) -> bool:

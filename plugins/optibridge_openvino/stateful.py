@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from optibridge.artifact import Artifact, GraphSpec
+from optibridge.backend import LOGITS_TO_KEEP
 from optibridge.errors import InputError
 
 from .session import OpenVINOSession
@@ -32,7 +33,6 @@ from .session import OpenVINOSession
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
 BEAM_IDX = "beam_idx"
-LOGITS_TO_KEEP = "logits_to_keep"
 # Ops between the LM head's MatMul and the logits that work position by position (a bias, a
 # soft-cap, a cast), so slicing the positions before the MatMul slices the logits the same way.
 _POSITIONWISE = frozenset({"Add", "Subtract", "Multiply", "Divide", "Tanh", "Convert"})

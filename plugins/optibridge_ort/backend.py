@@ -14,6 +14,7 @@ from optibridge.capabilities import ModeSpec
 from optibridge.device import Device
 from optibridge.errors import ArtifactError, BackendError, first_line
 
+from .graphs import QUIET
 from .options import build_session_options
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ class OrtSession:
         self.device = device
         self._input_names = [i.name for i in session.get_inputs()]
         self._output_names = [o.name for o in session.get_outputs()]
+        # Inputs the graph has defaults for (an initializer of the same name, e.g. logits_to_keep): fed only when given.
+        self._optional_input_names = [i.name for i in session.get_overridable_initializers()]
         self.native_decoder: Any = None  # a decoder LM's onnxruntime-genai loop factory (see .genai), set by load()
 
     @property
@@ -41,6 +44,10 @@ class OrtSession:
     @property
     def output_names(self) -> list[str]:
         return list(self._output_names)
+
+    @property
+    def optional_input_names(self) -> list[str]:
+        return list(self._optional_input_names)
 
     @property
     def providers(self) -> list[str]:
@@ -115,6 +122,10 @@ class OrtBackend(Backend):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendError("onnxruntime is not installed: pip install optibridge[ort]") from exc
+        if artifact.metadata.graphs[graph].optional_inputs and options.get("log_severity_level") is None:
+            # ONNX Runtime warns on every load that an input with a default (logits_to_keep) is not constant-folded:
+            # that is the point of it, so only errors are logged unless the caller chose a level.
+            options["log_severity_level"] = QUIET
         session = create_session(ort, artifact.graph_path(graph), build_session_options(ort, options), [PROVIDER])
         if io_binding:
             from .binding import IOBindingSession

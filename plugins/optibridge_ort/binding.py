@@ -59,6 +59,9 @@ class IOBindingSession(OrtSession):
         self._ort_device = self.torch_device.type  # "cpu" or "cuda": ORT's names match torch's
         self._device_id = self.torch_device.index or 0
         self._input_types = {i.name: ORT_TYPES.get(i.type) for i in session.get_inputs()}
+        # ORT's IO binding finds no overridable initializer ("Failed to find NodeArg"): logits_to_keep and
+        # the like keep their defaults here (the caller selects the logits afterwards).
+        self._optional_input_names = []
 
     def run_torch(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         import torch

@@ -64,6 +64,18 @@ def initializer_names(model: onnx.ModelProto) -> set[str]:
     return {t.name for t in model.graph.initializer}
 
 
+def restore_optional_inputs(before: onnx.ModelProto, after: onnx.ModelProto) -> list[str]:
+    """Give back the inputs with an initializer default (``logits_to_keep``) that a rewrite dropped from
+    the graph's inputs while keeping the initializer (onnxscript's fusions do: it then reads as a
+    constant and callers could no longer feed it). Returns the names restored."""
+    defaults = initializer_names(before)
+    present = {value.name for value in after.graph.input}
+    still_used = {name for node in after.graph.node for name in node.input} & initializer_names(after)
+    restored = [value for value in before.graph.input if value.name in defaults and value.name in still_used and value.name not in present]
+    after.graph.input.extend(restored)
+    return [value.name for value in restored]
+
+
 def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {out: node for node in model.graph.node for out in node.output}
 
@@ -114,11 +126,17 @@ def scratch_cwd() -> Iterator[Path]:
             logging.getLogger().removeFilter(advice)
 
 
+QUIET = 3
+"""ONNX Runtime's ERROR level, for the sessions a step makes for itself: at WARNING it tells on every
+load that ``logits_to_keep`` (an input with a default) is not constant-folded, which is by design."""
+
+
 def session_for(model: onnx.ModelProto, scratch: Path, threads: int | None = None) -> Any:
     """An ORT CPU session on an in-memory graph (written to ``scratch`` when too large for bytes)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = QUIET
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads

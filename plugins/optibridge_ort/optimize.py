@@ -139,6 +139,7 @@ def basic_optimizations(model: onnx.ModelProto) -> onnx.ModelProto:
         external = graphs.weight_bytes(model) > graphs.EXTERNAL_DATA_THRESHOLD
         graphs.save(model, source, external=external)
         options = ort.SessionOptions()
+        options.log_severity_level = graphs.QUIET
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(target)
         if external:
@@ -181,6 +182,7 @@ def optimize_graph(model: onnx.ModelProto, config: OptimizationConfig, model_typ
     optimized = model if fuse_first else basic_optimizations(model)
     if config.level >= 2:
         optimized, fuser, fuse_notes = fuse(optimized, model_type, exporter, model_config, config.device)
+        graphs.restore_optional_inputs(model, optimized)  # before later passes could fold it as a constant
         notes += fuse_notes
     if fuse_first:
         optimized = basic_optimizations(optimized)
@@ -190,6 +192,7 @@ def optimize_graph(model: onnx.ModelProto, config: OptimizationConfig, model_typ
     if config.level >= 4:
         optimized = to_float16(optimized)
         notes.append("weights and activations in float16 (graph inputs/outputs stay float32)")
+    graphs.restore_optional_inputs(model, optimized)
     attention_fused = _attention_count(optimized) > 0
     if config.level >= 2 and has_attention and not attention_fused:
         other = "torchscript" if exporter == "dynamo" else "dynamo"
