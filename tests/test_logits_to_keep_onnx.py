@@ -116,6 +116,13 @@ def test_an_io_binding_session_takes_no_optional_input(exported_generative):
     assert torch.allclose(bound(input_ids=ids, logits_to_keep=2).logits, plain(input_ids=ids).logits[:, -2:], atol=1e-6)
 
 
+def test_info_lists_the_optional_input(exported_generative, capsys):
+    from optibridge.cli import main
+
+    assert main(["info", str(exported_generative("llama").path)]) == 0
+    assert "input  logits_to_keep: int64[] (optional: the graph has a default)" in capsys.readouterr().out
+
+
 def test_manifests_without_the_field_read_as_no_optional_inputs():
     spec = GraphSpec.from_dict({"file": "model.onnx", "inputs": [], "outputs": []})
     assert spec.optional_inputs == ()
