@@ -166,6 +166,18 @@ def test_the_head_is_found_through_a_bias_a_scale_and_a_soft_cap_and_slices_the_
     np.testing.assert_allclose(session.run(None, {"hidden": hidden, "logits_to_keep": np.array(3)})[0], every[:, 2:], atol=1e-6)
 
 
+def test_a_transposed_weight_is_found_a_batched_one_is_not():
+    """A tied embedding arrives as Transpose(table) (dynamo's GPT-2); a (1, hidden, vocab) weight could
+    broadcast a two-dimensional activation whose axis 1 is not positions."""
+    tied = _graph([helper.make_node("Identity", ["projected"], ["logits"])])
+    tied.graph.initializer[0].CopyFrom(_constant("table", (VOCAB, HIDDEN)))
+    tied.graph.node.insert(0, helper.make_node("Transpose", ["table"], ["weight"], perm=[1, 0]))
+    assert lm_head(tied) is not None
+    batched = _graph([helper.make_node("Identity", ["projected"], ["logits"])])
+    batched.graph.initializer[0].CopyFrom(_constant("weight", (1, HIDDEN, VOCAB)))
+    assert lm_head(batched) is None
+
+
 @pytest.mark.parametrize("case", ["per-position constant", "reshape", "gemm", "rank-2 logits", "weight computed"])
 def test_the_search_refuses_what_slicing_would_change(case):
     if case == "per-position constant":  # a (positions, vocab) table: slicing positions would misplace it

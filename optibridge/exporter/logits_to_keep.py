@@ -75,8 +75,8 @@ def lm_head(model: onnx.ModelProto, logits: str = "logits") -> onnx.NodeProto | 
         if node is None:
             return None
         if node.op_type == "MatMul":
-            # Constants on the path have rank <= 1, so this MatMul's output, and so its activation, has the logits' rank 3.
-            if constants.is_constant(node.input[1]) and not constants.is_constant(node.input[0]):
+            # A (hidden, vocab) weight and constants of rank <= 1 on the path: the activation has the logits' rank 3.
+            if constants.rank(node.input[1]) == 2 and not constants.is_constant(node.input[0]):
                 return node
             return None
         if node.op_type in _UNARY:
@@ -114,10 +114,15 @@ class _ConstantFinder:
         return len(node.input) > 0 and all(self.is_constant(i, depth - 1) for i in node.input if i)
 
     def rank(self, name: str) -> int | None:
-        """The rank of an initializer or a Constant node's ``value`` (None when not one of those)."""
+        """The rank of an initializer or a Constant node's ``value``, also through a Transpose or Cast of
+        one (a tied embedding's transposed table); None for anything else."""
+        if name in self._inputs:
+            return None
         if name in self._initializers:
             return self._initializers[name]
         node = self._producers.get(name)
+        if node is not None and node.op_type in ("Transpose", "Cast", "Identity"):
+            return self.rank(node.input[0])
         if node is not None and node.op_type == "Constant":
             for attribute in node.attribute:
                 if attribute.name == "value":
