@@ -31,6 +31,8 @@ TARGET_DEVICES = ("cpu", "gpu")
 MODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT4_ALGORITHMS = ("rtn", "hqq")
+INT4_COMPUTE = ("int8", "f32")
+"""What int4 weight-only MatMuls compute in on ONNX Runtime's CPU provider (see ``QuantizationConfig.int4_compute``)."""
 PRESETS = ("auto", *CPU_PRESETS)
 
 
@@ -165,6 +167,10 @@ class QuantizationConfig:
     block_size: int = 32
     """int4 / Neural Compressor: weights per quantization group."""
     int4_algorithm: str = "rtn"
+    int4_compute: str | None = None
+    """int4 on ONNX Runtime: "int8" (the default: MLAS quantizes each block of activations to int8 at
+    run time and multiplies in integers, MatMulNBits' accuracy_level 4) or "f32" (weights dequantized,
+    float products: level 0). Backends without such a choice ignore it, with a note."""
     symmetric: bool = True
     """int4 / Neural Compressor: symmetric weight groups (no zero point)."""
     calibration: CalibrationConfig | None = None
@@ -190,6 +196,8 @@ class QuantizationConfig:
         if isinstance(self.calibration, Mapping):
             object.__setattr__(self, "calibration", CalibrationConfig.from_dict(self.calibration))
         _choice("int4 algorithm", self.int4_algorithm, INT4_ALGORITHMS)
+        if self.int4_compute is not None:
+            _choice("int4 compute precision", self.int4_compute, INT4_COMPUTE)
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ConfigError(f"block_size must be a power of two >= 16 (16, 32, 64, 128, ...), not {self.block_size}")
         if self.smooth_alpha is not None and not 0.0 < self.smooth_alpha < 1.0:

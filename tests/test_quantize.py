@@ -135,6 +135,32 @@ def test_int4_packs_the_matmuls_of_a_decoder_graph(tiny_gpt2_artifact, tmp_path)
     assert (result.artifact.path / "model.onnx").stat().st_size < 0.5 * (tiny_gpt2_artifact.path / "model.onnx").stat().st_size
 
 
+def test_int4_multiplies_in_int8_by_default_and_in_float_on_request(tiny_gpt2_artifact, tmp_path):
+    """MatMulNBits' accuracy_level 4 lets ORT's CPU kernels quantize activations per block and multiply
+    in integers (the fast path); "f32" keeps float products. Both stay within the accuracy gate."""
+    from optibridge.errors import ConfigError
+
+    logits = {}
+    for compute, level in (("int8", 4), ("f32", 0)):
+        config = QuantizationConfig(mode="int4", block_size=32, int4_compute=None if compute == "int8" else compute)
+        result = quantize(tiny_gpt2_artifact.path, config, tmp_path / compute)
+        model = onnx.load(str(result.artifact.path / "model.onnx"))
+        levels = [a.i for n in model.graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"]
+        packed = sum(n.op_type == "MatMulNBits" for n in model.graph.node)
+        assert packed >= 9 and levels == [level] * packed
+        assert result.step["settings"]["compute"] == compute and result.step["settings"]["packed_matmuls"] == packed
+        assert result.accuracy["model"].outputs[0].cosine_mean >= 0.99
+        import onnxruntime as ort
+
+        ids = np.random.default_rng(3).integers(0, 256, (2, 11))
+        logits[compute] = ort.InferenceSession(str(result.artifact.path / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+            ["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+    difference = np.abs(logits["int8"] - logits["f32"]).max()
+    assert 0 < difference < 0.05 * np.abs(logits["f32"]).max()  # the level changes the arithmetic, not the answer
+    with pytest.raises(ConfigError, match="unknown int4 compute precision 'int16'; valid: int8, f32"):
+        QuantizationConfig(mode="int4", int4_compute="int16")
+
+
 @pytest.fixture(scope="module")
 def tiny_gpt2_artifact(tmp_path_factory):
     """A GPT-2-style decoder graph without KV cache, as an artifact folder built here."""

@@ -45,6 +45,10 @@ def quantize(
     calibration_column: Optional[str] = typer.Option(None, "--calibration-column", help="Text field/column of a JSONL file or dataset (default: text)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="int4 / int4-weights / inc-*: weights per quantization group (default 32)."),
     int4_algorithm: Optional[str] = typer.Option(None, "--int4-algorithm", help="int4: rtn (default) | hqq."),
+    int4_compute: Optional[str] = typer.Option(
+        None, "--int4-compute",
+        help="int4 on ONNX Runtime: int8 (default: activations quantized per block at run time, integer products; fastest on CPUs) | f32 (float products).",
+    ),
     source: Optional[str] = typer.Option(None, "--source", help="inc-*: the PyTorch model folder (default: the one recorded at export)."),
     config_file: Optional[Path] = typer.Option(
         None, "--config", help="A JSON QuantizationConfig (as recorded in optibridge.json); options given here override it.",
@@ -117,6 +121,7 @@ def quantize(
         "mode": mode, "preset": preset, "per_channel": per_channel, "reduce_range": reduce_range, "op_types": _names(ops),
         "exclude_ops": _names(exclude_ops), "exclude_nodes": _names(exclude_nodes), "exclude_ffn_down": exclude_ffn_down,
         "smooth": smooth, "smooth_alpha": smooth_alpha, "min_cosine": min_cosine, "block_size": block_size, "int4_algorithm": int4_algorithm,
+        "int4_compute": int4_compute,
         "source_model": source, "inference_precision": inference_precision,
     }
     data = {**base, **{k: v for k, v in overrides.items() if v is not None}}

@@ -186,6 +186,8 @@ def _guided(model: Any, quantized: Any, config: QuantizationConfig, feeds: list[
 
 def _weights(nncf: Any, model: Any, config: QuantizationConfig) -> tuple[Any, dict[str, Any], list[str]]:
     notes: list[str] = []
+    if config.int4_compute is not None:
+        notes.append(f"int4 compute {config.int4_compute!r} is ONNX Runtime's setting; the OpenVINO CPU plugin picks its own arithmetic at run time")
     ignored = _ignored(nncf, model, config, notes, ffn_down=bool(config.exclude_ffn_down))
     if config.mode == "int8-weights":
         mode, extra = nncf.CompressWeightsMode.INT8_ASYM, {}

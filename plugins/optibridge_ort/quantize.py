@@ -224,13 +224,39 @@ def _int4(model: onnx.ModelProto, out: Path, config: QuantizationConfig, externa
         algorithm = nbits.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=4)
     else:
         algorithm = nbits.DefaultWeightOnlyQuantConfig(block_size=config.block_size, is_symmetric=config.symmetric, bits=4)
+    compute = config.int4_compute or "int8"
     with graphs.scratch_cwd():
         quantizer = nbits.MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=algorithm)
         quantizer.process()
+        packed = set_accuracy_level(quantizer.model.model, ACCURACY_LEVELS[compute])
         graphs.save(quantizer.model.model, out, external=external)
     settings = {"bits": 4, "block_size": config.block_size, "algorithm": config.int4_algorithm,
-                "symmetric": config.symmetric, "excluded_nodes": len(exclude)}
+                "symmetric": config.symmetric, "excluded_nodes": len(exclude),
+                "compute": compute, "accuracy_level": ACCURACY_LEVELS[compute], "packed_matmuls": packed}
     return settings, notes
+
+
+# MatMulNBits' accuracy_level: the least precise arithmetic its CPU kernel may use. 4 lets MLAS quantize
+# each block of activations to int8 and multiply in integers (AVX2, AVX-512 VNNI, AMX, NEON dot kernels);
+# 0 leaves it unset: weights dequantized, float products. Random GPT-2-small, 64 tokens through
+# onnxruntime-genai on an AVX2-only EPYC: 6.4-7.1x PyTorch at level 4, 2.9-3.1x at 0, the same
+# logits error against PyTorch (docs/generation.md).
+ACCURACY_LEVELS = {"int8": 4, "f32": 0}
+
+
+def set_accuracy_level(model: onnx.ModelProto, level: int) -> int:
+    """Set ``accuracy_level`` on every MatMulNBits node, in place; returns how many there are."""
+    from onnx import helper
+
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMulNBits":
+            continue
+        kept = [a for a in node.attribute if a.name != "accuracy_level"]
+        del node.attribute[:]
+        node.attribute.extend([*kept, helper.make_attribute("accuracy_level", level)])
+        count += 1
+    return count
 
 
 def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir: Path,
