@@ -4,7 +4,7 @@ A random GPT-2-small (n_embd 768, 12 layers, seeded) is exported by optibridge's
 ``optimize --backend openvino --inference-precision bf16``, and once more with ``-O 4 --force`` for
 weights stored as float16; ``quantize --backend openvino --mode int8-weights`` and ``--mode int4-weights
 --block-size 128``; the exported ONNX itself on ONNX Runtime, in transformers' loop and in
-onnxruntime-genai) and by Optimum (``ORTModelForCausalLM.from_pretrained(export=True)``, both ORT
+onnxruntime-genai, and ``quantize --mode int4 --block-size 128`` for ONNX Runtime's int4 there) and by Optimum (``ORTModelForCausalLM.from_pretrained(export=True)``, both ORT
 sessions without spin-waiting, optibridge's default) and optimum-intel
 (``OVModelForCausalLM.from_pretrained(export=True)``, with
 ``load_in_8bit=True`` and with ``OVWeightQuantizationConfig(bits=4, group_size=128)``, saved): the
@@ -97,6 +97,8 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
     for mode, extra in (("int8-weights", ()), ("int4-weights", ("--block-size", "128"))):
         cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", mode, *extra, "--inference-precision", precision,
             str(root / f"ob-{mode}"))
+    # ONNX Runtime's int4 (MatMulNBits, int8 products): the other int4 optibridge offers, beside optimum-intel's
+    cli("quantize", str(root / "onnx"), "--mode", "int4", "--block-size", "128", str(root / "ob-ort-int4"))
     OVModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum")
     ORTModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum-ort")
     OVModelForCausalLM.from_pretrained(source, export=True, load_in_8bit=True).save_pretrained(root / "optimum-int8-weights")
@@ -113,7 +115,8 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
             f"optibridge int8 weights ({precision} rest), transformers loop": ("optibridge", root / "ob-int8-weights", "transformers"),
             f"optibridge int8 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int8-weights", "auto"),
             "optimum-intel int4 weights (group 128)": ("optimum", root / "optimum-int4-weights", ""),
-            f"optibridge int4 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int4-weights", "auto")}
+            f"optibridge int4 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int4-weights", "auto"),
+            "optibridge ORT int4 (group 128), onnxruntime-genai": ("optibridge-ort", root / "ob-ort-int4", "auto")}
 
 
 def main() -> None:
