@@ -28,10 +28,11 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
     console.print(f"exporter={meta.exporter} opset={meta.opset} size={artifact.size_bytes() / 1e6:.1f} MB")
     for name, graph in meta.graphs.items():
         console.print(f"graph {name}: {graph.file} ({graph.format})", markup=False)
-    optional = [(spec, " (optional: the graph has a default)") for spec in meta.main_graph.optional_inputs]
-    for kind, specs in (("input", [(spec, "") for spec in meta.inputs] + optional), ("output", [(spec, "") for spec in meta.outputs])):
-        for spec, note in specs:
-            console.print(f"  {kind:6} {spec.describe()}{note}", markup=False)
+    rows = [("input", spec, "") for spec in meta.inputs]
+    rows += [("input", spec, " (optional: the graph has a default)") for spec in meta.main_graph.optional_inputs]
+    rows += [("output", spec, "") for spec in meta.outputs]
+    for kind, spec, note in rows:
+        console.print(f"  {kind:6} {spec.describe()}{note}", markup=False)
     if meta.validation:
         console.print(f"validation: passed={meta.validation['passed']} atol={meta.validation['atol']} on {meta.validation['backend']}")
     for backend, facts in sorted(meta.extra.items()):
