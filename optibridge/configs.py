@@ -88,7 +88,9 @@ class OptimizationConfig:
             raise ConfigError(
                 "O4 converts the graph to float16, which CPUs without native fp16 arithmetic run slower than "
                 "float32 (ONNX Runtime's CPU kernels upcast most fp16 ops); use -O 3 for a CPU target, "
-                "--device gpu for a GPU target, or --force to write an fp16 graph anyway"
+                "--device gpu for a GPU target, or --force to write an fp16 graph anyway. For float16 weights "
+                "with float32 arithmetic (half the memory traffic of a decoder), see `optibridge quantize --mode "
+                "f16-weights` (`optibridge quantize --help` lists each mode and the backend offering it)"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -186,6 +186,37 @@ def test_weight_compression_of_a_decoder_generates(mode, kind, exported_generati
     assert out.shape == (1, inputs["input_ids"].shape[1] + 8)
 
 
+def test_f16_weights_halve_the_ir_keep_f32_arithmetic_and_need_no_nncf(exported_generative, stateful_ir, tiny_generative,
+                                                                       tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nncf", None)  # the mode is OpenVINO's own compress_to_fp16, not NNCF
+    result = quantize(exported_generative("gpt2").path, QuantizationConfig(mode="f16-weights"), tmp_path / "f16", backend="openvino")
+    assert result.report["graphs"]["model"]["quantized"]["f16 weights"] > 0
+    assert result.step["settings"]["weights"] == "float16" and result.step["settings"]["inference_precision"] == "f32"
+    assert result.artifact.metadata.extra["openvino"]["weights"] == "float16"
+    assert result.artifact.metadata.extra["openvino"]["stateful"] is True
+    f32_bin = stateful_ir("gpt2").artifact.metadata.files["model.bin"]["bytes"]
+    assert result.artifact.metadata.files["model.bin"]["bytes"] < 0.6 * f32_bin
+    logits = result.step["accuracy"]["model"]["outputs"][0]
+    assert logits["name"] == "logits" and logits["max_abs_diff"] > 0 and logits["cosine_min"] > 0.9999  # rounded weights, float32 sums
+    model = OBModelForCausalLM.from_pretrained(result.artifact.path, backend="openvino")
+    reference = AutoModelForCausalLM.from_pretrained(tiny_generative("gpt2")).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_generative("gpt2"))
+    greedy = dict(max_new_tokens=24, min_new_tokens=24, do_sample=False)
+    for text in ("the cat sat on the mat", "paris is"):
+        batch = tok([text], return_tensors="pt")
+        assert torch.equal(model.generate(**batch, **greedy), reference.generate(**batch, **greedy))
+
+
+def test_f16_weights_is_a_bench_candidate_of_openvino_only():
+    from optibridge.backends import get_registry
+    from optibridge.bench.configs import all_configs
+
+    config = all_configs()["f16-weights"]
+    assert config.step == "quantize" and config.options == {"mode": "f16-weights"}
+    backends = get_registry().backends()
+    assert backends["openvino"].mode("f16-weights") is not None and backends["ort"].mode("f16-weights") is None
+
+
 def test_modes_of_the_other_backend_are_refused_by_name(exported_generative, tmp_path):
     path = exported_generative("gpt2").path
     with pytest.raises(BackendError, match=r"backend 'ort' has no quantization mode 'int4-weights'; it is done by --backend openvino"):

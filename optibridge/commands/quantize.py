@@ -83,6 +83,8 @@ def quantize(
 
         optibridge quantize ./gpt2-onnx --backend openvino --mode int4-weights --block-size 64 ./gpt2-ov-int4
 
+        optibridge quantize ./gpt2-onnx --mode f16-weights ./gpt2-ov-f16w
+
     dynamic: int8 weights, activations quantized per call; needs no data (a few built-in
     sentences feed SmoothQuant). static: int8 QDQ with activation ranges from --calibration
     (.txt one sample per line, .jsonl with a text field or token ids, .npz arrays named after
@@ -96,8 +98,10 @@ def quantize(
     0.5 on the rest, attention kept float with --inference-precision bf16; then the FFN
     down-projections that the calibration samples show to be harmful put back in float until
     --min-cosine is met; --keep-ffn-down keeps them all in float), int8-weights and int4-weights
-    (weight-only, for decoder LMs; int4 in groups of --block-size). Decoder LMs come out stateful
-    (KV cache inside the compiled model). `optibridge info` shows what was chosen.
+    (weight-only, for decoder LMs; int4 in groups of --block-size), and f16-weights (weights stored
+    as float16, arithmetic still float32: a decoder reads half the bytes per token; no NNCF needed).
+    Decoder LMs come out stateful (KV cache inside the compiled model). `optibridge info` shows what
+    was chosen.
 
     The preset (int8 settings for this CPU's integer instructions) is detected and printed;
     --preset overrides it. Quantize for the CPU the model will run on: without VNNI (avx2, avx512)

@@ -49,6 +49,8 @@ MODES = (
     ModeSpec("int8-weights", "NNCF int8 weight-only compression (decoder LMs; no calibration needed)", "int8 weights"),
     ModeSpec("int4-weights", "NNCF int4 weight-only compression in groups of block_size (embeddings and head stay int8)",
              "int4 weights"),
+    ModeSpec("f16-weights", "weights stored as float16 and computed in float32 (or the recorded inference precision): "
+             "half the bytes a decoder reads per token; no NNCF, no calibration", "f16 weights"),
 )
 
 

@@ -94,18 +94,25 @@ def optimize_artifact(artifact: Artifact, config: Any, output_dir: Path) -> dict
         "levels 1-3 write the same float32 IR, level 4 stores its weights as float16",
     ]}
     precision = step_precision(config, report["notes"])
+    stateful = write_ir(artifact, output_dir, report, compress_to_fp16=compress)
+    weights = "float16" if compress else "float32"
+    report["metadata_extra"] = openvino_extra(artifact, stateful, weights, precision)
+    report["settings"] = {"level": config.level, "format": IR_FORMAT, "compress_to_fp16": compress, "inference_precision": precision or "f32",
+                          "stateful": bool(stateful), "openvino": distribution_version("openvino")}
+    return report
+
+
+def write_ir(artifact: Artifact, output_dir: Path, report: dict[str, Any], *, compress_to_fp16: bool) -> list[str]:
+    """Every graph written as IR as it is (decoders made stateful), specs and notes into ``report``;
+    returns the stateful graphs' names."""
     stateful = []
     for name, spec in artifact.metadata.graphs.items():
         notes: list[str] = []
         model = read_graph(artifact, name)
         if finish_graph(artifact, name, model, notes):
             stateful.append(name)
-        report["specs"][name] = save_graph(model, output_dir, spec, compress_to_fp16=compress)
-        if compress:
+        report["specs"][name] = save_graph(model, output_dir, spec, compress_to_fp16=compress_to_fp16)
+        if compress_to_fp16:
             notes.append("weights stored as float16 (compress_to_fp16); they run in the device's inference precision (float32 unless inference_precision says otherwise)")
         report["graphs"][name] = {"fused": {}, "format": IR_FORMAT, "notes": notes}
-    weights = "float16" if compress else "float32"
-    report["metadata_extra"] = openvino_extra(artifact, stateful, weights, precision)
-    report["settings"] = {"level": config.level, "format": IR_FORMAT, "compress_to_fp16": compress, "inference_precision": precision or "f32",
-                          "stateful": bool(stateful), "openvino": distribution_version("openvino")}
-    return report
+    return stateful
