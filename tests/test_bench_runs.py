@@ -95,6 +95,19 @@ def test_a_decoder_lm_reports_prefill_decode_and_tokens_per_second(exported_gene
     assert ort.accuracy.top1 == 1.0  # the same logits' argmax as PyTorch on every position
 
 
+def test_f16_weights_is_measured_on_a_decoder_like_any_config(exported_generative: Callable[..., Artifact], tmp_path: Path) -> None:
+    """The OpenVINO mode no built-in config names becomes a bench candidate (so tune can pick it) and runs."""
+    code = main(["bench", "--model", str(exported_generative("gpt2").path), "--backends", "openvino", "--configs", "fp32,f16-weights",
+                 "--batch-sizes", "1", "--seq-lens", "8", "--warmup", "1", "--runs", "3", "--no-progress", "--out", str(tmp_path / "b")])
+    assert code == 0
+    cells = {c.name: c for c in load_run(tmp_path / "b" / "results.json").cells}
+    fp32, f16w = cells["openvino:fp32"], cells["openvino:f16-weights"]
+    assert fp32.ok and f16w.ok, (fp32.reason, f16w.reason)
+    assert f16w.generation is not None and f16w.generation.tokens_per_s > 0
+    assert f16w.accuracy.max_abs_diff > fp32.accuracy.max_abs_diff  # the weights were rounded ...
+    assert f16w.accuracy.cosine > 0.9999 and f16w.accuracy.top1 == 1.0  # ... and the sums kept in float32
+
+
 def test_a_seq2seq_lm_is_measured_like_a_decoder(exported_generative: Callable[..., Artifact], tmp_path: Path) -> None:
     run = bench_ort_fp32(exported_generative("t5"), tmp_path / "bench", batch=2)
     assert run.model["task"] == "text2text-generation" and run.model["generative"] is True
