@@ -49,3 +49,13 @@ def test_optimum_migration_example_matches_pytorch_at_every_step():
         diff, limit = line.split("PyTorch ")[1].replace("(limit ", "").rstrip(")").split()
         assert float(diff) < float(limit) <= 1e-4, line
     assert "provider CPUExecutionProvider, io binding True" in done.stdout and "[2,16]" in done.stdout
+
+
+def test_openvino_f16_weights_example_halves_the_ir_and_keeps_pytorchs_tokens():
+    done = run_example("openvino_f16_weights.py", "--tokens", "16", "--rounds", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    f32_mb, f16_mb = (float(x.split()[0]) for x in done.stdout.split("weights ")[1:3])  # "IR sizes: float32 weights X MB, float16 weights Y MB"
+    assert f16_mb < 0.6 * f32_mb, done.stdout
+    assert "(weights: float16)" in done.stdout and "inference precision: f32" in done.stdout
+    assert "same tokens as PyTorch: True" in done.stdout
+    assert len([line for line in done.stdout.splitlines() if "x PyTorch" in line]) == 3
