@@ -187,13 +187,17 @@ def test_weight_compression_of_a_decoder_generates(mode, kind, exported_generati
 
 
 def test_f16_weights_halve_the_ir_keep_f32_arithmetic_and_need_no_nncf(exported_generative, stateful_ir, tiny_generative,
-                                                                       tmp_path, monkeypatch):
+                                                                       tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nncf", None)  # the mode is OpenVINO's own compress_to_fp16, not NNCF
     result = quantize(exported_generative("gpt2").path, QuantizationConfig(mode="f16-weights"), tmp_path / "f16", backend="openvino")
     assert result.report["graphs"]["model"]["quantized"]["f16 weights"] > 0
     assert result.step["settings"]["weights"] == "float16" and result.step["settings"]["inference_precision"] == "f32"
     assert result.artifact.metadata.extra["openvino"]["weights"] == "float16"
     assert result.artifact.metadata.extra["openvino"]["stateful"] is True
+    from optibridge.cli import main
+
+    assert main(["info", str(result.artifact.path)]) in (0, None)
+    assert "weights: float16 (recorded for backend openvino)" in capsys.readouterr().out
     f32_bin = stateful_ir("gpt2").artifact.metadata.files["model.bin"]["bytes"]
     assert result.artifact.metadata.files["model.bin"]["bytes"] < 0.6 * f32_bin
     logits = result.step["accuracy"]["model"]["outputs"][0]

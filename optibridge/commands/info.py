@@ -36,8 +36,12 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
     if meta.validation:
         console.print(f"validation: passed={meta.validation['passed']} atol={meta.validation['atol']} on {meta.validation['backend']}")
     for backend, facts in sorted(meta.extra.items()):
-        if isinstance(facts, dict) and facts.get("inference_precision"):
+        if not isinstance(facts, dict):
+            continue
+        if facts.get("inference_precision"):
             console.print(f"inference precision: {facts['inference_precision']} (recorded for backend {backend})", markup=False)
+        if isinstance(facts.get("weights"), str) and facts["weights"] != "float32":  # float16 storage, int8/int4 compression
+            console.print(f"weights: {facts['weights']} (recorded for backend {backend})", markup=False)
     image = meta.extra.get("image_size")
     if isinstance(image, dict):
         sizes = "any (validated at {}x{}, traced at {}x{})".format(*image.get("validated", ()), *image.get("traced", ())) \
