@@ -23,7 +23,7 @@ Weight compression keeps activations in float: ``int8-weights`` (asymmetric, per
 ``f16-weights`` needs no NNCF: the IR stores its weights as float16 (OpenVINO's own
 ``compress_to_fp16``) and the CPU plugin converts them inside its MatMul kernels, so the arithmetic
 stays float32 while a decoder reads half the bytes per token (random GPT-2-small on an AVX2-only
-EPYC through openvino-genai: 3.3-3.8x PyTorch against 2.0-2.2x with float32 weights,
+EPYC through openvino-genai: 3.3-3.8x PyTorch against 2.0-2.4x with float32 weights,
 docs/generation.md).
 """
 
