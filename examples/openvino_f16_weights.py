@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -31,6 +30,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from optibridge import OBModelForCausalLM, export, optimize, quantize
+from optibridge.bench import measure_interleaved
 from optibridge.steps import QuantizationConfig
 
 
@@ -45,13 +45,6 @@ def random_gpt2(folder: Path) -> Path:
                 weight.normal_(0.0, fan_in ** -0.5)
     model.save_pretrained(folder)
     return folder
-
-
-def tokens_per_second(model: object, prompt: torch.Tensor, tokens: int) -> float:
-    start = time.perf_counter()
-    with torch.inference_mode():
-        model.generate(input_ids=prompt, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=0)  # type: ignore[attr-defined]
-    return tokens / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -84,14 +77,16 @@ def main() -> None:
         print(f"same tokens as PyTorch: {torch.equal(torch.as_tensor(ours), expected)} "
               f"(loop: {models['OpenVINO f16 weights'].last_generation_engine})")
 
-        rates: dict[str, list[float]] = {name: [] for name in models}
-        for _ in range(args.rounds):  # interleaved, so a busy moment hits every model alike
-            for name, model in models.items():
-                rates[name].append(tokens_per_second(model, prompt, args.tokens))
-        base = sorted(rates["PyTorch"])[len(rates["PyTorch"]) // 2]
-        for name, values in rates.items():
-            median = sorted(values)[len(values) // 2]
-            print(f"{name:22s} {median:7.1f} tok/s  {median / base:5.2f}x PyTorch")
+        def call(model: object) -> object:
+            with torch.inference_mode():
+                return model.generate(input_ids=prompt, **greedy)  # type: ignore[attr-defined]
+
+        # interleaved, so a busy moment hits every model alike; medians in ms
+        stats = measure_interleaved({name: (lambda m=model: call(m)) for name, model in models.items()},
+                                    warmup=1, runs=args.rounds)
+        base = stats["PyTorch"].median
+        for name, stat in stats.items():
+            print(f"{name:22s} {args.tokens * 1000 / stat.median:7.1f} tok/s  {base / stat.median:5.2f}x PyTorch")
 
 
 if __name__ == "__main__":
