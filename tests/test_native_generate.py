@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 from optibridge import OBModelForCausalLM
 from optibridge.errors import InputError
-from optibridge.modeling.native_generate import GreedyRequest, greedy_request
+from optibridge.modeling.native_generate import DecoderLayout, GreedyRequest, greedy_request
 
 PROMPT = torch.tensor([[5, 17, 42, 8, 23, 11, 64, 3]])
 EXACTLY_16 = dict(max_new_tokens=16, min_new_tokens=16, do_sample=False)
@@ -108,6 +108,7 @@ def test_a_native_loop_that_fails_at_run_time_falls_back_to_transformers(tiny_ge
 
     class Refusing:
         engine = "refusing"
+        layout = DecoderLayout(1, 1, 1, 64, 64, ())
 
         def greedy(self, request):
             raise BackendError("refusing could not run this graph: Model input was not found")
@@ -117,3 +118,64 @@ def test_a_native_loop_that_fails_at_run_time_falls_back_to_transformers(tiny_ge
     assert torch.equal(model.generate(input_ids=PROMPT, **EXACTLY_16), _expected(tiny_generative("gpt2"), **EXACTLY_16))
     assert model.last_generation_engine == "transformers" and "Model input was not found" in model.generation_fallback_reason
     assert model.native_decoder() is None  # not retried on the next call
+
+
+class Recording:
+    """A native loop that records what it is asked and answers fixed tokens."""
+
+    engine = "recording"
+
+    def __init__(self, vocab_size: int) -> None:
+        self.layout = DecoderLayout(1, 1, 1, vocab_size, 64, ())
+        self.requests: list[GreedyRequest] = []
+
+    def greedy(self, request):
+        self.requests.append(request)
+        return [1] * request.max_new_tokens
+
+
+def test_eos_ids_outside_the_vocabulary_never_reach_a_native_loop(exported_generative):
+    # A native loop suppresses eos ids by index while min_new_tokens holds: an id past the logits
+    # made openvino-genai write outside its buffer. They can never be generated, so they are dropped.
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    vocab = model.config.vocab_size
+    model._native = recording = Recording(vocab)
+    model.generate(input_ids=PROMPT, max_new_tokens=3, min_new_tokens=2, eos_token_id=[vocab + 5, 3, vocab])
+    model.generate(input_ids=PROMPT, max_new_tokens=3, min_new_tokens=2, eos_token_id=vocab + 5)
+    assert model.last_generation_engine == "recording"
+    kept, none_left = recording.requests
+    assert (kept.eos_token_ids, kept.min_new_tokens) == ((3,), 2)
+    assert (none_left.eos_token_ids, none_left.min_new_tokens) == ((), 0)  # nothing left to suppress
+
+
+def test_onnxruntime_genai_is_not_loaded_with_eos_ids_outside_the_vocabulary(tiny_generative, exported_generative):
+    pytest.importorskip("onnxruntime_genai")
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    inside = model.generation_config.eos_token_id
+    outside = model.config.vocab_size + 5
+    model.generation_config.eos_token_id = [outside, inside]
+    assert model.native_decoder().layout.eos_token_ids == (inside,)  # loaded with the one it can emit
+    assert torch.equal(model.generate(input_ids=PROMPT, **EXACTLY_16),
+                       _expected(tiny_generative("gpt2"), eos_token_id=[outside, inside], **EXACTLY_16))
+    assert model.last_generation_engine == "onnxruntime-genai"
+
+    alone = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    alone.generation_config.eos_token_id = outside  # none left: it has no "ignore eos" switch, so transformers runs it
+    ours = alone.generate(input_ids=PROMPT, **EXACTLY_16)
+    assert alone.last_generation_engine == "transformers"
+    assert "needs an end-of-sequence id inside the vocabulary" in alone.generation_fallback_reason
+    assert torch.equal(ours, _expected(tiny_generative("gpt2"), eos_token_id=outside, **EXACTLY_16))
+
+
+def test_openvino_genai_runs_calls_without_an_eos_id_in_the_vocabulary(tiny_generative, exported_generative, tmp_path):
+    pytest.importorskip("openvino_genai")
+    from optibridge import OptimizationConfig, optimize
+
+    path = tiny_generative("gpt2")
+    ir = optimize(exported_generative("gpt2").path, OptimizationConfig(level=1), tmp_path / "ir", backend="openvino").artifact
+    model = OBModelForCausalLM.from_pretrained(ir.path, backend="openvino", inference_num_threads=1)
+    outside = model.config.vocab_size + 5
+    for eos in (None, outside):  # openvino-genai refuses a negative id; one past the logits corrupted its heap
+        ours = model.generate(input_ids=PROMPT, eos_token_id=eos, pad_token_id=0, **EXACTLY_16)
+        assert model.last_generation_engine == "openvino-genai", model.generation_fallback_reason
+        assert torch.equal(ours, _expected(path, eos_token_id=eos, pad_token_id=0, **EXACTLY_16))

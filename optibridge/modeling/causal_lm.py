@@ -16,7 +16,7 @@ from ..backend import LOGITS_TO_KEEP, is_stateful, takes_optional_input, torch_r
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
 from .inputs import to_numpy
-from .native_generate import DecoderLayout, NativeGenerationMixin
+from .native_generate import DecoderLayout, NativeGenerationMixin, emittable
 from .stateful import stateful_step
 
 
@@ -77,8 +77,9 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
         context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
         eos = self.generation_config.eos_token_id
         eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+        vocab = int(config.vocab_size)
         return DecoderLayout(int(self._kv["num_layers"]), int(self._kv["num_heads"]), int(self._kv["head_dim"]),
-                             int(config.vocab_size), int(context), tuple(int(e) for e in eos_ids))
+                             vocab, int(context), emittable(tuple(int(e) for e in eos_ids), vocab))
 
     def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
         """generate(): image inputs get optibridge's reason before transformers' "not used by the model"."""

@@ -14,7 +14,7 @@ goes through transformers, and the reason is kept on the model (``generation_fal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -58,10 +58,21 @@ class GreedyRequest:
 
 class NativeDecoder(Protocol):
     engine: str
+    layout: DecoderLayout
 
     def greedy(self, request: GreedyRequest) -> list[int]:
         """The new tokens (an end-of-sequence id that stopped the loop included, as transformers returns it)."""
         ...
+
+
+def emittable(ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
+    """The ids among ``ids`` that a decoder with ``vocab_size`` logits can produce.
+
+    An end-of-sequence id outside the vocabulary never stops a loop, so dropping it changes no
+    token. Handing it to a native loop is not harmless: while ``min_new_tokens`` holds, the loop
+    suppresses each eos id by writing -inf at that index of the logits, and openvino-genai writes
+    outside the buffer (heap corruption; seen as a crash in about 1 run of 6, measured)."""
+    return tuple(i for i in ids if 0 <= i < vocab_size)
 
 
 def _ids(value: Any) -> tuple[int, ...]:
@@ -166,6 +177,8 @@ class NativeGenerationMixin:
             kwargs, args = {**kwargs, "input_ids": args[0]}, args[1:]
         request = greedy_request(self.generation_config, args, kwargs)
         decoder = self.native_decoder() if not isinstance(request, str) else None
+        if isinstance(request, GreedyRequest) and decoder is not None:
+            request = _within_vocabulary(request, decoder.layout.vocab_size)
         fixed_eos = getattr(decoder, "fixed_eos_token_ids", None)
         if isinstance(request, GreedyRequest) and decoder is not None and fixed_eos is not None and set(request.eos_token_ids) != set(fixed_eos):
             request = f"eos_token_id={list(request.eos_token_ids)} ({decoder.engine} stops at {list(fixed_eos)}, set when it loaded)"
@@ -186,3 +199,10 @@ class NativeGenerationMixin:
         self.last_generation_engine = decoder.engine
         self.generation_fallback_reason = None
         return torch.from_numpy(np.concatenate([request.prompt, np.asarray([new], np.int64)], axis=1))
+
+
+def _within_vocabulary(request: GreedyRequest, vocab_size: int) -> GreedyRequest:
+    """``request`` with only the eos ids the decoder can emit (:func:`emittable`); with none left,
+    ``min_new_tokens`` has nothing to suppress and is dropped, so no loop indexes its logits by it."""
+    eos = emittable(request.eos_token_ids, vocab_size)
+    return replace(request, eos_token_ids=eos, min_new_tokens=request.min_new_tokens if eos else 0)

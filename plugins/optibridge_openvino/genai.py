@@ -55,10 +55,12 @@ class OpenVINOGenAIDecoder:
         config.do_sample = False
         config.num_beams = 1
         config.max_new_tokens = request.max_new_tokens
-        config.min_new_tokens = request.min_new_tokens
-        eos = set(request.eos_token_ids)
-        config.stop_token_ids = eos
-        config.eos_token_id = min(eos) if eos else -1
+        eos = set(request.eos_token_ids)  # ids inside the vocabulary (native_generate.emittable)
+        # openvino-genai refuses a negative eos id and masks the eos id while min_new_tokens holds,
+        # even with ignore_eos. Without eos, id 0 stands in, ignored, and nothing is masked.
+        config.min_new_tokens = request.min_new_tokens if eos else 0
+        config.stop_token_ids = eos or {0}
+        config.eos_token_id = min(eos) if eos else 0
         config.ignore_eos = not eos
         inputs = openvino_genai.TokenizedInputs(ov.Tensor(request.prompt), ov.Tensor(np.ones_like(request.prompt)))
         try:

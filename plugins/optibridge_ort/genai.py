@@ -42,7 +42,7 @@ def genai_available() -> bool:
 
 
 def genai_config(graph: Path, layout: DecoderLayout, threads: int | None) -> dict[str, Any]:
-    eos = list(layout.eos_token_ids) or [-1]
+    eos = list(layout.eos_token_ids)
     session_options: dict[str, Any] = {"provider_options": []}
     if threads:
         session_options["intra_op_num_threads"] = threads
@@ -74,6 +74,9 @@ class OrtGenAIDecoder:
     def __init__(self, graph: Path, layout: DecoderLayout, threads: int | None, external_data_files: tuple[Path, ...] = ()) -> None:
         import onnxruntime_genai as og
 
+        if not layout.eos_token_ids:  # it refuses -1 and has no "ignore eos" switch
+            raise BackendError("onnxruntime-genai needs an end-of-sequence id inside the vocabulary and this model has none "
+                               "(generation_config.eos_token_id); transformers' loop runs it")
         self.layout = layout
         self.fixed_eos_token_ids = layout.eos_token_ids  # read from genai_config.json at load, not per call
         self._folder = tempfile.TemporaryDirectory(prefix="optibridge-ortgenai-")
