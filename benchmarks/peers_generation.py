@@ -9,7 +9,8 @@ int4-weights --block-size 128``; the exported ONNX itself on ONNX Runtime, in tr
 in onnxruntime-genai, and ``quantize --mode int4 --block-size 128`` for ONNX Runtime's int4 there)
 and by Optimum (``ORTModelForCausalLM.from_pretrained(export=True)``, both ORT sessions without
 spin-waiting, optibridge's default) and optimum-intel (``OVModelForCausalLM.from_pretrained(export=True)``,
-with ``load_in_8bit=True`` and with ``OVWeightQuantizationConfig(bits=4, group_size=128)``, saved;
+with ``load_in_8bit=True``, ``OVWeightQuantizationConfig(bits=8, sym=True)`` (beside ``--mode
+int8-weights --symmetric``) and ``OVWeightQuantizationConfig(bits=4, group_size=128)``, saved;
 float16 weights through its exporter with ``OVConfig(dtype="fp16")``, what ``optimum-cli export
 openvino --weight-format fp16`` does): the weight-only pairs compress the same weights with NNCF in
 groups of the same size (optimum-intel's int4 default is asymmetric, optibridge's symmetric).
@@ -104,12 +105,16 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
     for mode, extra in (("int8-weights", ()), ("int4-weights", ("--block-size", "128"))):
         cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", mode, *extra, "--inference-precision", precision,
             str(root / f"ob-{mode}"))
+    cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", "int8-weights", "--symmetric", "--inference-precision",
+        precision, str(root / "ob-int8-weights-sym"))
     # ONNX Runtime's int4 (MatMulNBits, int8 products): the other int4 optibridge offers, beside optimum-intel's
     cli("quantize", str(root / "onnx"), "--mode", "int4", "--block-size", "128", str(root / "ob-ort-int4"))
     OVModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum")
     main_export(str(source), root / "optimum-f16-weights", task="text-generation-with-past", ov_config=OVConfig(dtype="fp16"))
     ORTModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum-ort")
     OVModelForCausalLM.from_pretrained(source, export=True, load_in_8bit=True).save_pretrained(root / "optimum-int8-weights")
+    OVModelForCausalLM.from_pretrained(source, export=True, quantization_config=OVWeightQuantizationConfig(bits=8, sym=True)
+                                       ).save_pretrained(root / "optimum-int8-weights-sym")
     OVModelForCausalLM.from_pretrained(source, export=True, quantization_config=OVWeightQuantizationConfig(bits=4, group_size=128)
                                        ).save_pretrained(root / "optimum-int4-weights")
     return {"Optimum ORTModelForCausalLM (f32)": ("optimum-ort", root / "optimum-ort", ""),
@@ -124,6 +129,10 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
             "optimum-intel int8 weights (load_in_8bit)": ("optimum", root / "optimum-int8-weights", ""),
             f"optibridge int8 weights ({precision} rest), transformers loop": ("optibridge", root / "ob-int8-weights", "transformers"),
             f"optibridge int8 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int8-weights", "auto"),
+            "optimum-intel int8 weights, symmetric (OVWeightQuantizationConfig(bits=8, sym=True))":
+                ("optimum", root / "optimum-int8-weights-sym", ""),
+            f"optibridge int8 weights, symmetric ({precision} rest), openvino-genai":
+                ("optibridge", root / "ob-int8-weights-sym", "auto"),
             "optimum-intel int4 weights (group 128)": ("optimum", root / "optimum-int4-weights", ""),
             f"optibridge int4 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int4-weights", "auto"),
             "optibridge ORT int4 (group 128), onnxruntime-genai": ("optibridge-ort", root / "ob-ort-int4", "auto")}

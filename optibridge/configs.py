@@ -173,13 +173,20 @@ class QuantizationConfig:
     """int4 on ONNX Runtime: "int8" (the default: MLAS quantizes each block of activations to int8 at
     run time and multiplies in integers, MatMulNBits' accuracy_level 4) or "f32" (weights dequantized,
     float products: level 0). Backends without such a choice ignore it, with a note."""
-    symmetric: bool = True
-    """int4 / Neural Compressor: symmetric weight groups (no zero point)."""
+    symmetric: bool | None = None
+    """Weight-only modes: symmetric weights (no zero point) or asymmetric. None: the mode's default
+    (:meth:`weights_symmetric`): symmetric for int4 (ONNX Runtime, OpenVINO, Neural Compressor),
+    asymmetric for int8 weights (NNCF's and optimum-intel's default; symmetric decodes faster,
+    see docs/generation.md)."""
     calibration: CalibrationConfig | None = None
     source_model: str | None = None
     """Neural Compressor modes: the PyTorch model folder (default: the one recorded at export)."""
     inference_precision: str | None = None
     """The precision of what stays in float (f32, bf16, f16) when the artifact is loaded, on a backend that declares it."""
+
+    def weights_symmetric(self, default: bool) -> bool:
+        """``symmetric`` as set, or the mode's ``default`` when it is None."""
+        return default if self.symmetric is None else self.symmetric
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inference_precision", _precision(self.inference_precision))

@@ -186,6 +186,35 @@ def test_weight_compression_of_a_decoder_generates(mode, kind, exported_generati
     assert out.shape == (1, inputs["input_ids"].shape[1] + 8)
 
 
+def _constant_types(artifact) -> dict[str, int]:
+    import openvino as ov
+
+    counts: dict[str, int] = {}
+    for op in ov.Core().read_model(str(artifact.path / "model.xml")).get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            kind = op.get_output_element_type(0).get_type_name()
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def test_int8_weights_are_asymmetric_unless_symmetric_is_asked(exported_generative, tmp_path):
+    from optibridge.cli import main
+
+    path = str(exported_generative("gpt2").path)
+    for flag, name in (([], "asym"), (["--symmetric"], "sym")):
+        assert main(["quantize", path, "--backend", "openvino", "--mode", "int8-weights", *flag, str(tmp_path / name)]) in (0, None)
+    asym, sym = (Artifact.load(tmp_path / name) for name in ("asym", "sym"))
+    assert asym.metadata.steps[-1]["settings"]["mode"] == "int8_asym" and sym.metadata.steps[-1]["settings"]["mode"] == "int8_sym"
+    assert sym.metadata.steps[-1]["config"]["symmetric"] is True
+    # asymmetric: u8 weights with u8 zero points; symmetric: i8 weights and no zero points
+    assert _constant_types(asym).get("u8", 0) > 0 and _constant_types(asym).get("i8", 0) == 0
+    assert _constant_types(sym).get("i8", 0) > 0 and _constant_types(sym).get("u8", 0) == 0
+    for artifact in (asym, sym):
+        logits = artifact.metadata.steps[-1]["accuracy"]["model"]["outputs"][0]
+        # the tiny model's 16-wide rows quantize coarsely: cosine mean 0.9994 asymmetric, 0.9991 symmetric here
+        assert logits["name"] == "logits" and 0 < logits["max_abs_diff"] and logits["cosine_mean"] > 0.998
+
+
 def test_f16_weights_halve_the_ir_keep_f32_arithmetic_and_need_no_nncf(exported_generative, stateful_ir, tiny_generative,
                                                                        tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nncf", None)  # the mode is OpenVINO's own compress_to_fp16, not NNCF
@@ -217,6 +246,7 @@ def test_f16_weights_is_a_bench_candidate_of_openvino_only():
 
     config = all_configs()["f16-weights"]
     assert config.step == "quantize" and config.options == {"mode": "f16-weights"}
+    assert all_configs()["int8-weights-sym"].step_config().weights_symmetric(False) is True
     backends = get_registry().backends()
     assert backends["openvino"].mode("f16-weights") is not None and backends["ort"].mode("f16-weights") is None
 

@@ -132,6 +132,7 @@ def test_int4_packs_the_matmuls_of_a_decoder_graph(tiny_gpt2_artifact, tmp_path)
     assert logits.name == "logits" and logits.cosine_mean >= 0.99 and logits.top1_agreement >= 0.9
     assert "random token ids" in result.accuracy["model"].inputs  # no tokenizer in this folder
     assert result.step["settings"]["block_size"] == 32
+    assert result.step["settings"]["symmetric"] is True and result.step["config"]["symmetric"] is None  # int4's default
     assert (result.artifact.path / "model.onnx").stat().st_size < 0.5 * (tiny_gpt2_artifact.path / "model.onnx").stat().st_size
 
 

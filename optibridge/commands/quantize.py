@@ -45,6 +45,11 @@ def quantize(
     calibration_column: Optional[str] = typer.Option(None, "--calibration-column", help="Text field/column of a JSONL file or dataset (default: text)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="int4 / int4-weights / inc-*: weights per quantization group (default 32)."),
     int4_algorithm: Optional[str] = typer.Option(None, "--int4-algorithm", help="int4: rtn (default) | hqq."),
+    symmetric: Optional[bool] = typer.Option(
+        None, "--symmetric/--asymmetric",
+        help="Weight-only modes: weights without / with a zero point (default: int4 symmetric; int8-weights asymmetric, "
+             "--symmetric decodes faster and is a little less accurate).",
+    ),
     int4_compute: Optional[str] = typer.Option(
         None, "--int4-compute",
         help="int4 on ONNX Runtime: int8 (default: activations quantized per block at run time, integer products; fastest on CPUs) | f32 (float products).",
@@ -84,6 +89,8 @@ def quantize(
         optibridge quantize ./gpt2-onnx --backend openvino --mode int4-weights --block-size 64 ./gpt2-ov-int4
 
         optibridge quantize ./gpt2-onnx --mode f16-weights ./gpt2-ov-f16w
+
+        optibridge quantize ./gpt2-onnx --mode int8-weights --symmetric ./gpt2-ov-int8w
 
     dynamic: int8 weights, activations quantized per call; needs no data (a few built-in
     sentences feed SmoothQuant). static: int8 QDQ with activation ranges from --calibration
@@ -125,7 +132,7 @@ def quantize(
         "mode": mode, "preset": preset, "per_channel": per_channel, "reduce_range": reduce_range, "op_types": _names(ops),
         "exclude_ops": _names(exclude_ops), "exclude_nodes": _names(exclude_nodes), "exclude_ffn_down": exclude_ffn_down,
         "smooth": smooth, "smooth_alpha": smooth_alpha, "min_cosine": min_cosine, "block_size": block_size, "int4_algorithm": int4_algorithm,
-        "int4_compute": int4_compute,
+        "int4_compute": int4_compute, "symmetric": symmetric,
         "source_model": source, "inference_precision": inference_precision,
     }
     data = {**base, **{k: v for k, v in overrides.items() if v is not None}}

@@ -152,7 +152,7 @@ def _workspace_in(folder: Path) -> Iterator[None]:
 def _quantize_torch_model(inc: Any, model: Any, config: QuantizationConfig, artifact: Artifact, calibration: CalibrationData | None) -> Any:
     import torch
 
-    common = {"bits": 4, "group_size": config.block_size, "use_sym": config.symmetric}
+    common = {"bits": 4, "group_size": config.block_size, "use_sym": config.weights_symmetric(True)}
     if config.mode == "inc-rtn":
         # use_layer_wise would re-read each weight from the checkpoint by name, which breaks on
         # heads that are not in it; the model is already in memory.

@@ -196,10 +196,13 @@ def _weights(nncf: Any, model: Any, config: QuantizationConfig) -> tuple[Any, di
         notes.append(f"int4 compute {config.int4_compute!r} is ONNX Runtime's setting; the OpenVINO CPU plugin picks its own arithmetic at run time")
     ignored = _ignored(nncf, model, config, notes, ffn_down=bool(config.exclude_ffn_down))
     if config.mode == "int8-weights":
-        mode, extra = nncf.CompressWeightsMode.INT8_ASYM, {}
-        settings: dict[str, Any] = {"bits": 8, "mode": "int8_asym", "granularity": "per channel"}
+        # asymmetric by default (NNCF's, optimum-intel's); symmetric skips the zero point per weight
+        # and decoded GPT-2-small ~11% faster here, slightly less accurate (docs/generation.md)
+        mode = nncf.CompressWeightsMode.INT8_SYM if config.weights_symmetric(False) else nncf.CompressWeightsMode.INT8_ASYM
+        extra: dict[str, Any] = {}
+        settings: dict[str, Any] = {"bits": 8, "mode": mode.value, "granularity": "per channel"}
     else:
-        mode = nncf.CompressWeightsMode.INT4_SYM if config.symmetric else nncf.CompressWeightsMode.INT4_ASYM
+        mode = nncf.CompressWeightsMode.INT4_SYM if config.weights_symmetric(True) else nncf.CompressWeightsMode.INT4_ASYM
         extra = {"group_size": config.block_size, "ratio": 1.0}
         settings = {"bits": 4, "mode": mode.value, "group_size": config.block_size, "ratio": 1.0,
                     "backup": "int8_asym (embeddings, LM head)"}

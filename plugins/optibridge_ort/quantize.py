@@ -223,7 +223,7 @@ def _int4(model: onnx.ModelProto, out: Path, config: QuantizationConfig, externa
     if config.int4_algorithm == "hqq":
         algorithm = nbits.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=4)
     else:
-        algorithm = nbits.DefaultWeightOnlyQuantConfig(block_size=config.block_size, is_symmetric=config.symmetric, bits=4)
+        algorithm = nbits.DefaultWeightOnlyQuantConfig(block_size=config.block_size, is_symmetric=config.weights_symmetric(True), bits=4)
     compute = config.int4_compute or "int8"
     with graphs.scratch_cwd():
         quantizer = nbits.MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=algorithm)
@@ -231,7 +231,7 @@ def _int4(model: onnx.ModelProto, out: Path, config: QuantizationConfig, externa
         packed = set_accuracy_level(quantizer.model.model, ACCURACY_LEVELS[compute])
         graphs.save(quantizer.model.model, out, external=external)
     settings = {"bits": 4, "block_size": config.block_size, "algorithm": config.int4_algorithm,
-                "symmetric": config.symmetric, "excluded_nodes": len(exclude),
+                "symmetric": config.weights_symmetric(True), "excluded_nodes": len(exclude),
                 "compute": compute, "accuracy_level": ACCURACY_LEVELS[compute], "packed_matmuls": packed}
     return settings, notes
 
