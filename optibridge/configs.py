@@ -188,6 +188,13 @@ class QuantizationConfig:
         """``symmetric`` as set, or the mode's ``default`` when it is None."""
         return default if self.symmetric is None else self.symmetric
 
+    def ignored_symmetric(self, honoured: tuple[str, ...]) -> list[str]:
+        """A note when ``symmetric`` was set for a mode with no zero points to choose (not in ``honoured``)."""
+        if self.symmetric is None or self.mode in honoured:
+            return []
+        flag = "--symmetric" if self.symmetric else "--asymmetric"
+        return [f"{flag} applies to the weight-only modes ({', '.join(honoured)} here); mode {self.mode!r} ignored it"]
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "inference_precision", _precision(self.inference_precision))
         if not isinstance(self.mode, str) or not MODE_PATTERN.match(self.mode):

@@ -213,6 +213,8 @@ def test_int8_weights_are_asymmetric_unless_symmetric_is_asked(exported_generati
         logits = artifact.metadata.steps[-1]["accuracy"]["model"]["outputs"][0]
         # the tiny model's 16-wide rows quantize coarsely: cosine mean 0.9994 asymmetric, 0.9991 symmetric here
         assert logits["name"] == "logits" and 0 < logits["max_abs_diff"] and logits["cosine_mean"] > 0.998
+    f16 = quantize(path, QuantizationConfig(mode="f16-weights", symmetric=False), tmp_path / "f16", backend="openvino")
+    assert "--asymmetric applies to the weight-only modes (int8-weights, int4-weights here); mode 'f16-weights' ignored it" in f16.notes
 
 
 def test_f16_weights_halve_the_ir_keep_f32_arithmetic_and_need_no_nncf(exported_generative, stateful_ir, tiny_generative,

@@ -136,6 +136,13 @@ def test_int4_packs_the_matmuls_of_a_decoder_graph(tiny_gpt2_artifact, tmp_path)
     assert (result.artifact.path / "model.onnx").stat().st_size < 0.5 * (tiny_gpt2_artifact.path / "model.onnx").stat().st_size
 
 
+def test_symmetric_given_to_a_mode_without_zero_points_to_choose_is_noted(tiny_gpt2_artifact, tmp_path):
+    result = quantize(tiny_gpt2_artifact.path, QuantizationConfig(mode="dynamic", symmetric=True), tmp_path / "dyn")
+    assert "--symmetric applies to the weight-only modes (int4 here); mode 'dynamic' ignored it" in result.notes
+    plain = quantize(tiny_gpt2_artifact.path, QuantizationConfig(mode="int4", symmetric=False), tmp_path / "int4")
+    assert not any("ignored it" in note for note in plain.notes) and plain.step["settings"]["symmetric"] is False
+
+
 def test_int4_multiplies_in_int8_by_default_and_in_float_on_request(tiny_gpt2_artifact, tmp_path):
     """MatMulNBits' accuracy_level 4 lets ORT's CPU kernels quantize activations per block and multiply
     in integers (the fast path); "f32" keeps float products. Both stay within the accuracy gate."""

@@ -48,6 +48,7 @@ from .stateful import is_stateful
 
 F16_WEIGHTS = "f16-weights"
 MODES = ("static", "int8-weights", "int4-weights", F16_WEIGHTS)
+SYMMETRIC_MODES = ("int8-weights", "int4-weights")  # the modes with a zero point to keep or drop
 INSTALL = "pip install 'optibridge[openvino-quant]'"
 STATIC_SMOOTH_ALPHA = 0.5
 LOW_BIT_TYPES = {"i8": "int8 weights", "u8": "int8 weights", "i4": "int4 weights", "u4": "int4 weights"}
@@ -228,7 +229,7 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
     if config.mode == F16_WEIGHTS:
         return _f16_weights(artifact, config, output_dir)
     nncf = _nncf()
-    report: dict[str, Any] = {"graphs": {}, "specs": {}, "notes": []}
+    report: dict[str, Any] = {"graphs": {}, "specs": {}, "notes": config.ignored_symmetric(SYMMETRIC_MODES)}
     precision = step_precision(config, report["notes"])
     settings: dict[str, Any] = {}
     stateful = []
@@ -285,7 +286,7 @@ def _f16_weights(artifact: Artifact, config: QuantizationConfig, output_dir: Pat
     the step records another inference precision."""
     import openvino as ov
 
-    report: dict[str, Any] = {"graphs": {}, "specs": {}, "notes": []}
+    report: dict[str, Any] = {"graphs": {}, "specs": {}, "notes": config.ignored_symmetric(SYMMETRIC_MODES)}
     precision = step_precision(config, report["notes"])
     if precision == "bf16":
         report["notes"].append("bf16 with float16 weights rounds every weight twice (f32 -> f16 -> bf16); "

@@ -268,7 +268,7 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
     pipeline = "diffusion" in artifact.metadata.extra  # static: the graphs with recorded samples, the VAE stays float
     if config.mode == "static" and len(artifact.metadata.graphs) > 1 and not pipeline:
         raise BackendError("static quantization of multi-graph artifacts (encoder/decoder) is not supported yet; use --mode dynamic")
-    report: dict[str, Any] = {"graphs": {}, "notes": []}
+    report: dict[str, Any] = {"graphs": {}, "notes": config.ignored_symmetric(("int4",))}
     settings: dict[str, Any] = {}
     for name, spec in artifact.metadata.graphs.items():
         source = graphs.load(artifact.path / spec.file)
