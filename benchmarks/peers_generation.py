@@ -129,7 +129,7 @@ def build(root: Path) -> dict[str, tuple[str, Path, str]]:
             "optimum-intel int8 weights (load_in_8bit)": ("optimum", root / "optimum-int8-weights", ""),
             f"optibridge int8 weights ({precision} rest), transformers loop": ("optibridge", root / "ob-int8-weights", "transformers"),
             f"optibridge int8 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int8-weights", "auto"),
-            "optimum-intel int8 weights, symmetric (OVWeightQuantizationConfig(bits=8, sym=True))":
+            "optimum-intel int8 weights, symmetric (bits=8, sym=True)":
                 ("optimum", root / "optimum-int8-weights-sym", ""),
             f"optibridge int8 weights, symmetric ({precision} rest), openvino-genai":
                 ("optibridge", root / "ob-int8-weights-sym", "auto"),
