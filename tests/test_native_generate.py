@@ -5,6 +5,9 @@ reproduce falls back to transformers with a reason (or is refused with generatio
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig
@@ -179,3 +182,29 @@ def test_openvino_genai_runs_calls_without_an_eos_id_in_the_vocabulary(tiny_gene
         ours = model.generate(input_ids=PROMPT, eos_token_id=eos, pad_token_id=0, **EXACTLY_16)
         assert model.last_generation_engine == "openvino-genai", model.generation_fallback_reason
         assert torch.equal(ours, _expected(path, eos_token_id=eos, pad_token_id=0, **EXACTLY_16))
+
+
+def test_onnxruntime_genai_takes_the_place_of_the_plain_session_and_gives_it_back_on_demand(tiny_generative, exported_generative):
+    """One copy of the weights at a time: the plain InferenceSession is freed before onnxruntime-genai
+    loads the graph, and created again, with the same results, when transformers' loop needs it."""
+    pytest.importorskip("onnxruntime_genai")
+    path = tiny_generative("gpt2")
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    before = model(input_ids=PROMPT).logits
+    first = weakref.ref(model.session.session)
+    assert torch.equal(model.generate(input_ids=PROMPT, **EXACTLY_16), _expected(path, **EXACTLY_16))
+    assert model.last_generation_engine == "onnxruntime-genai"
+    gc.collect()
+    assert first() is None  # freed when the native loop loaded
+    penalised = dict(max_new_tokens=8, do_sample=False, repetition_penalty=1.5)  # transformers' loop: the session comes back
+    assert torch.equal(model.generate(input_ids=PROMPT, **penalised), _expected(path, **penalised))
+    assert model.last_generation_engine == "transformers"
+    torch.testing.assert_close(model(input_ids=PROMPT).logits, before, rtol=0, atol=0)
+    assert torch.equal(model.generate(input_ids=PROMPT, **EXACTLY_16), _expected(path, **EXACTLY_16))  # native again
+    assert model.last_generation_engine == "onnxruntime-genai"
+
+    refused = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    refused.generation_config.eos_token_id = None  # onnxruntime-genai declines before loading: the session stays
+    kept = refused.session.session
+    refused.generate(input_ids=PROMPT, **EXACTLY_16)
+    assert refused.last_generation_engine == "transformers" and refused.session.session is kept

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -28,14 +28,33 @@ class OrtSession:
 
     backend = "ort"
 
-    def __init__(self, session: Any, device: str = "cpu") -> None:
-        self.session = session
+    def __init__(self, session: Any, device: str = "cpu", reopen: Callable[[], Any] | None = None) -> None:
+        self._session: Any = session
+        self._reopen = reopen
         self.device = device
         self._input_names = [i.name for i in session.get_inputs()]
         self._output_names = [o.name for o in session.get_outputs()]
         # Inputs the graph has defaults for (an initializer of the same name, e.g. logits_to_keep): fed only when given.
         self._optional_input_names = [i.name for i in session.get_overridable_initializers()]
         self.native_decoder: Any = None  # a decoder LM's onnxruntime-genai loop factory (see .genai), set by load()
+
+    @property
+    def session(self) -> Any:
+        """The ``InferenceSession``, created again on first use after :meth:`release`."""
+        if self._session is None:
+            if self._reopen is None:
+                raise BackendError("this ONNX Runtime session was released and cannot be reopened")
+            self._session = self._reopen()
+        return self._session
+
+    def release(self) -> bool:
+        """Free the ``InferenceSession`` (its copy of the weights) where it can be created again from the
+        artifact; a native decode loop that loads the same graph calls this first, so a process holds one
+        copy of the weights, not two. Returns whether it was released."""
+        if self._reopen is None:
+            return False
+        self._session = None
+        return True
 
     @property
     def input_names(self) -> list[str]:
@@ -126,16 +145,21 @@ class OrtBackend(Backend):
             # ONNX Runtime warns on every load that an input with a default (logits_to_keep) is not constant-folded:
             # that is the point of it, so only errors are logged unless the caller chose a level.
             options["log_severity_level"] = QUIET
-        session = create_session(ort, artifact.graph_path(graph), build_session_options(ort, options), [PROVIDER])
+        path = artifact.graph_path(graph)
+
+        def open_session() -> Any:
+            return create_session(ort, path, build_session_options(ort, options), [PROVIDER])
+
+        session = open_session()
         if io_binding:
             from .binding import IOBindingSession
 
             return IOBindingSession(session, device="cpu")
-        plain = OrtSession(session, device="cpu")
+        plain = OrtSession(session, device="cpu", reopen=open_session)
         if artifact.metadata.task == "text-generation" and artifact.metadata.extra.get("use_cache"):
             from .genai import native_decoder_factory
 
-            plain.native_decoder = native_decoder_factory(artifact, graph, options.get("intra_op_num_threads"))
+            plain.native_decoder = native_decoder_factory(artifact, graph, options.get("intra_op_num_threads"), plain.release)
         return plain
 
     def optimize(self, artifact: Artifact, config: "OptimizationConfig", output_dir: Path) -> dict[str, Any]:

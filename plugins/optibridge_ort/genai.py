@@ -14,20 +14,24 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from optibridge.errors import BackendError
 from optibridge.modeling.native_generate import DecoderLayout, GreedyRequest
 
 
-def native_decoder_factory(artifact: Any, graph: str, threads: int | None) -> Any:
-    """What an ORT session offers as ``native_decoder``: None where onnxruntime-genai is not installed."""
+def native_decoder_factory(artifact: Any, graph: str, threads: int | None, release_session: Callable[[], bool]) -> Any:
+    """What an ORT session offers as ``native_decoder``: None where onnxruntime-genai is not installed.
+
+    ``release_session`` frees the plain ``InferenceSession`` before onnxruntime-genai loads the graph
+    into a session of its own: peak memory is then one copy of the weights, not two (the plain session
+    is created again if transformers' loop or a plain forward() needs it later)."""
     path = artifact.graph_path(graph)
     # external-data files are listed in the manifest beside the graph ("model.onnx.data"); file() checks each lies inside
     data = tuple(artifact.file(name, "files") for name in artifact.metadata.files if name.startswith(path.name + "."))
 
     def build(layout: DecoderLayout) -> OrtGenAIDecoder | None:
-        return OrtGenAIDecoder(path, layout, threads, data) if genai_available() else None
+        return OrtGenAIDecoder(path, layout, threads, data, before_load=release_session) if genai_available() else None
 
     return build
 
@@ -71,7 +75,8 @@ class OrtGenAIDecoder:
 
     engine = ENGINE
 
-    def __init__(self, graph: Path, layout: DecoderLayout, threads: int | None, external_data_files: tuple[Path, ...] = ()) -> None:
+    def __init__(self, graph: Path, layout: DecoderLayout, threads: int | None, external_data_files: tuple[Path, ...] = (),
+                 before_load: Callable[[], object] | None = None) -> None:
         import onnxruntime_genai as og
 
         if not layout.eos_token_ids:  # it refuses -1 and has no "ignore eos" switch
@@ -86,6 +91,8 @@ class OrtGenAIDecoder:
         # external-data files, which the manifest lists beside it) into the private folder.
         for file in (graph, *external_data_files):
             (folder / file.name).symlink_to(file.resolve())
+        if before_load is not None:
+            before_load()
         try:
             self._model = og.Model(self._folder.name)
         except Exception as exc:  # onnxruntime-genai raises RuntimeError for graphs it cannot drive
