@@ -55,7 +55,9 @@ def genai_config(graph: Path, layout: DecoderLayout, threads: int | None) -> dic
             "type": GENERIC_DECODER_TYPE, "vocab_size": layout.vocab_size, "context_length": layout.context_length,
             "bos_token_id": eos[0], "eos_token_id": eos if len(eos) > 1 else eos[0],
             # onnxruntime-genai masks out prompt tokens equal to pad_token_id; prompts are never padded
-            # here (batch 1), so use an id outside the vocabulary rather than eos, which prompts may hold
+            # here (batch 1), so use an id outside the vocabulary rather than eos, which prompts may hold.
+            # It only compares ids with it, except that a finished row of a batch is fed pad tokens while
+            # other rows go on (search.cpp, PadIfAlreadyEOS); at batch 1 the loop ends with its only row.
             "pad_token_id": layout.vocab_size,
             "decoder": {
                 "filename": graph.name, "head_size": layout.head_dim, "hidden_size": layout.head_dim * layout.num_heads,
