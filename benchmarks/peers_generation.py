@@ -23,6 +23,9 @@ onnxruntime, optimum.intel, optimum.onnxruntime and optibridge — the same impo
 Both compute in bf16 on a CPU with bf16 (optimum-intel's default there; optibridge's recorded step precision),
 in f32 elsewhere; the float16-weight rows compute in f32 (optibridge's) or the runtime default (optimum-intel's).
 
+A focused run: ``--only ORT --blocks 3 --skip-memory`` builds and times only the variants whose
+label says ORT (beside PyTorch), in three interleaved blocks printed one by one: a difference that
+changes sign between blocks is the machine's, not the tools'.
 """
 
 from __future__ import annotations
@@ -81,61 +84,115 @@ def cli(*args: str) -> None:
         raise SystemExit(f"optibridge {args[0]} failed:\n{done.stderr[-2000:]}")
 
 
-def build(root: Path) -> dict[str, tuple[str, Path, str]]:
+def _optibridge_artifacts(precision: str) -> dict[str, Callable[[Path, Path], None]]:
+    """optibridge's artifacts, each made by its own CLI from the exported ONNX (``root / "onnx"``)."""
+    ov = ("--backend", "openvino")
+    return {
+        "ob": lambda root, source: cli("optimize", str(root / "onnx"), *ov, "--inference-precision", precision, str(root / "ob")),
+        "ob-f16-weights": lambda root, source: cli("quantize", str(root / "onnx"), *ov, "--mode", "f16-weights",
+                                                   "--inference-precision", "f32", str(root / "ob-f16-weights")),
+        "ob-int8-weights": lambda root, source: cli("quantize", str(root / "onnx"), *ov, "--mode", "int8-weights",
+                                                    "--inference-precision", precision, str(root / "ob-int8-weights")),
+        "ob-int8-weights-sym": lambda root, source: cli("quantize", str(root / "onnx"), *ov, "--mode", "int8-weights", "--symmetric",
+                                                        "--inference-precision", precision, str(root / "ob-int8-weights-sym")),
+        "ob-int4-weights": lambda root, source: cli("quantize", str(root / "onnx"), *ov, "--mode", "int4-weights", "--block-size", "128",
+                                                    "--inference-precision", precision, str(root / "ob-int4-weights")),
+        # ONNX Runtime's int4 (MatMulNBits, int8 products): the other int4 optibridge offers, beside optimum-intel's
+        "ob-ort-int4": lambda root, source: cli("quantize", str(root / "onnx"), "--mode", "int4", "--block-size", "128",
+                                                str(root / "ob-ort-int4")),
+    }
+
+
+def _optimum_artifacts() -> dict[str, Callable[[Path, Path], None]]:
+    """Optimum's and optimum-intel's artifacts, exported and saved by their own APIs."""
+
+    def intel(folder: str, **settings: Any) -> Callable[[Path, Path], None]:
+        def make(root: Path, source: Path) -> None:
+            from optimum.intel import OVModelForCausalLM
+
+            OVModelForCausalLM.from_pretrained(source, export=True, **settings).save_pretrained(root / folder)
+        return make
+
+    def f16_weights(root: Path, source: Path) -> None:
+        from optimum.exporters.openvino import main_export
+        from optimum.intel import OVConfig
+
+        main_export(str(source), root / "optimum-f16-weights", task="text-generation-with-past", ov_config=OVConfig(dtype="fp16"))
+
+    def ort(root: Path, source: Path) -> None:
+        from optimum.onnxruntime import ORTModelForCausalLM
+
+        ORTModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum-ort")
+
+    def weights(bits: int, **settings: Any) -> dict[str, Any]:
+        from optimum.intel import OVWeightQuantizationConfig
+
+        return {"quantization_config": OVWeightQuantizationConfig(bits=bits, **settings)}
+
+    return {
+        "optimum": intel("optimum"),
+        "optimum-f16-weights": f16_weights,
+        "optimum-ort": ort,
+        "optimum-int8-weights": intel("optimum-int8-weights", load_in_8bit=True),
+        "optimum-int8-weights-sym": lambda root, source: intel("optimum-int8-weights-sym", **weights(8, sym=True))(root, source),
+        "optimum-int4-weights": lambda root, source: intel("optimum-int4-weights", **weights(4, group_size=128))(root, source),
+    }
+
+
+def variants(precision: str) -> dict[str, tuple[str, str, str]]:
+    """label → (how it is loaded, artifact folder, generation engine)."""
+    return {"Optimum ORTModelForCausalLM (f32)": ("optimum-ort", "optimum-ort", ""),
+            "optibridge ORT f32, transformers loop": ("optibridge-ort", "onnx", "transformers"),
+            "optibridge ORT f32, onnxruntime-genai": ("optibridge-ort", "onnx", "auto"),
+            "optimum-intel OVModelForCausalLM (its default precision)": ("optimum", "optimum", ""),
+            f"optibridge {precision}, transformers loop": ("optibridge", "ob", "transformers"),
+            f"optibridge {precision}, openvino-genai loop": ("optibridge", "ob", "auto"),
+            "optimum-intel f16 weights (OVConfig(dtype='fp16'))": ("optimum", "optimum-f16-weights", ""),
+            "optibridge f16 weights (f32 arithmetic), transformers loop": ("optibridge", "ob-f16-weights", "transformers"),
+            "optibridge f16 weights (f32 arithmetic), openvino-genai": ("optibridge", "ob-f16-weights", "auto"),
+            "optimum-intel int8 weights (load_in_8bit)": ("optimum", "optimum-int8-weights", ""),
+            f"optibridge int8 weights ({precision} rest), transformers loop": ("optibridge", "ob-int8-weights", "transformers"),
+            f"optibridge int8 weights ({precision} rest), openvino-genai": ("optibridge", "ob-int8-weights", "auto"),
+            "optimum-intel int8 weights, symmetric (bits=8, sym=True)": ("optimum", "optimum-int8-weights-sym", ""),
+            f"optibridge int8 weights, symmetric ({precision} rest), openvino-genai": ("optibridge", "ob-int8-weights-sym", "auto"),
+            "optimum-intel int4 weights (group 128)": ("optimum", "optimum-int4-weights", ""),
+            f"optibridge int4 weights ({precision} rest), openvino-genai": ("optibridge", "ob-int4-weights", "auto"),
+            "optibridge ORT int4 (group 128), onnxruntime-genai": ("optibridge-ort", "ob-ort-int4", "auto")}
+
+
+def selected(all_variants: dict[str, tuple[str, str, str]], only: list[str]) -> dict[str, tuple[str, str, str]]:
+    """The variants whose label contains one of ``only`` (case-insensitive); all of them when ``only`` is empty."""
+    if not only:
+        return dict(all_variants)
+    chosen = {label: v for label, v in all_variants.items() if any(word.lower() in label.lower() for word in only)}
+    if not chosen:
+        raise SystemExit(f"--only {' '.join(only)} matches no variant; the labels are:\n  " + "\n  ".join(all_variants))
+    return chosen
+
+
+def build(root: Path, only: list[str]) -> dict[str, tuple[str, Path, str]]:
+    """Export the random GPT-2 and make the artifacts the chosen variants need (only those)."""
     import torch
-    from optimum.exporters.openvino import main_export
-    from optimum.intel import OVConfig, OVModelForCausalLM, OVWeightQuantizationConfig
-    from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from optibridge.hardware import float_precisions
 
+    # bf16 where the CPU computes it (optimum-intel's default there), f32 elsewhere (its default there too)
+    precision = "bf16" if "bf16" in float_precisions() else "f32"
+    chosen = selected(variants(precision), only)
     source = root / "gpt2"
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024)).eval()
     redraw(model)
     model.save_pretrained(source)
-    # bf16 where the CPU computes it (optimum-intel's default there), f32 elsewhere (its default there too)
-    precision = "bf16" if "bf16" in float_precisions() else "f32"
-    print(f"exporting with {OPTIBRIDGE_CLI[0]} and optimum-intel; optibridge in {precision}", file=sys.stderr, flush=True)
-    cli("export", "--model", str(source), "--task", "text-generation", str(root / "onnx"))
-    cli("optimize", str(root / "onnx"), "--backend", "openvino", "--inference-precision", precision, str(root / "ob"))
-    cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", "f16-weights", "--inference-precision", "f32",
-        str(root / "ob-f16-weights"))
-    for mode, extra in (("int8-weights", ()), ("int4-weights", ("--block-size", "128"))):
-        cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", mode, *extra, "--inference-precision", precision,
-            str(root / f"ob-{mode}"))
-    cli("quantize", str(root / "onnx"), "--backend", "openvino", "--mode", "int8-weights", "--symmetric", "--inference-precision",
-        precision, str(root / "ob-int8-weights-sym"))
-    # ONNX Runtime's int4 (MatMulNBits, int8 products): the other int4 optibridge offers, beside optimum-intel's
-    cli("quantize", str(root / "onnx"), "--mode", "int4", "--block-size", "128", str(root / "ob-ort-int4"))
-    OVModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum")
-    main_export(str(source), root / "optimum-f16-weights", task="text-generation-with-past", ov_config=OVConfig(dtype="fp16"))
-    ORTModelForCausalLM.from_pretrained(source, export=True).save_pretrained(root / "optimum-ort")
-    OVModelForCausalLM.from_pretrained(source, export=True, load_in_8bit=True).save_pretrained(root / "optimum-int8-weights")
-    OVModelForCausalLM.from_pretrained(source, export=True, quantization_config=OVWeightQuantizationConfig(bits=8, sym=True)
-                                       ).save_pretrained(root / "optimum-int8-weights-sym")
-    OVModelForCausalLM.from_pretrained(source, export=True, quantization_config=OVWeightQuantizationConfig(bits=4, group_size=128)
-                                       ).save_pretrained(root / "optimum-int4-weights")
-    return {"Optimum ORTModelForCausalLM (f32)": ("optimum-ort", root / "optimum-ort", ""),
-            "optibridge ORT f32, transformers loop": ("optibridge-ort", root / "onnx", "transformers"),
-            "optibridge ORT f32, onnxruntime-genai": ("optibridge-ort", root / "onnx", "auto"),
-            "optimum-intel OVModelForCausalLM (its default precision)": ("optimum", root / "optimum", ""),
-            f"optibridge {precision}, transformers loop": ("optibridge", root / "ob", "transformers"),
-            f"optibridge {precision}, openvino-genai loop": ("optibridge", root / "ob", "auto"),
-            "optimum-intel f16 weights (OVConfig(dtype='fp16'))": ("optimum", root / "optimum-f16-weights", ""),
-            "optibridge f16 weights (f32 arithmetic), transformers loop": ("optibridge", root / "ob-f16-weights", "transformers"),
-            "optibridge f16 weights (f32 arithmetic), openvino-genai": ("optibridge", root / "ob-f16-weights", "auto"),
-            "optimum-intel int8 weights (load_in_8bit)": ("optimum", root / "optimum-int8-weights", ""),
-            f"optibridge int8 weights ({precision} rest), transformers loop": ("optibridge", root / "ob-int8-weights", "transformers"),
-            f"optibridge int8 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int8-weights", "auto"),
-            "optimum-intel int8 weights, symmetric (bits=8, sym=True)":
-                ("optimum", root / "optimum-int8-weights-sym", ""),
-            f"optibridge int8 weights, symmetric ({precision} rest), openvino-genai":
-                ("optibridge", root / "ob-int8-weights-sym", "auto"),
-            "optimum-intel int4 weights (group 128)": ("optimum", root / "optimum-int4-weights", ""),
-            f"optibridge int4 weights ({precision} rest), openvino-genai": ("optibridge", root / "ob-int4-weights", "auto"),
-            "optibridge ORT int4 (group 128), onnxruntime-genai": ("optibridge-ort", root / "ob-ort-int4", "auto")}
+    print(f"exporting with {OPTIBRIDGE_CLI[0]} and the peers; optibridge in {precision}; {len(chosen)} variants", file=sys.stderr, flush=True)
+    makers = {**_optibridge_artifacts(precision), **_optimum_artifacts()}
+    folders = {folder for _, folder, _ in chosen.values()}
+    if folders & ({"onnx"} | set(_optibridge_artifacts(precision))):
+        cli("export", "--model", str(source), "--task", "text-generation", str(root / "onnx"))
+    for folder in sorted(folders - {"onnx"}):
+        makers[folder](root, source)
+    return {label: (kind, root / folder, engine) for label, (kind, folder, engine) in chosen.items()}
 
 
 def redraw(model: Any) -> None:
@@ -160,12 +217,19 @@ def main() -> None:
                         help="time one prompt over and over (flatters openvino-genai, which then skips the prefill)")
     parser.add_argument("--optibridge-cli", help="the optibridge command that exports (default: this venv's, transformers < 4.58 "
                                                  "like Optimum's; `make bench-peers` passes the main venv's, transformers 5)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="WORD",
+                        help="time only the variants whose label contains one of these words (case-insensitive), e.g. "
+                             "--only ORT 'f16 weights'; builds only their artifacts. PyTorch is always timed")
+    parser.add_argument("--blocks", type=int, default=1,
+                        help="interleaved timing blocks of --runs rounds each, printed one by one (the spread between "
+                             "blocks shows how much of a difference is the machine's)")
+    parser.add_argument("--skip-memory", action="store_true", help="time only; no fresh process per variant for peak RSS")
     args = parser.parse_args()
     if args.optibridge_cli:
         OPTIBRIDGE_CLI[:] = [args.optibridge_cli]
     with tempfile.TemporaryDirectory() as tmp:
-        variants = build(Path(tmp))
-        for name, (kind, path, engine) in variants.items():
+        variants = build(Path(tmp), args.only)
+        for name, (kind, path, engine) in ({} if args.skip_memory else variants).items():
             runs = []
             for _ in range(args.repeats):
                 done = subprocess.run([sys.executable, "-c", PROBE, kind, str(path), str(args.threads), engine, str(Path(__file__).parent)],
@@ -203,14 +267,16 @@ def speed(variants: dict[str, tuple[str, Path, str]], source: Path, args: argpar
         return lambda: call(model, next_prompt())
 
     outputs = {name: [call(model, p) for p in prompts] for name, model in models.items()}
-    stats = measure_interleaved({name: each_in_turn(model) for name, model in models.items()}, warmup=1, runs=args.runs, settle=1)
-    base = stats["PyTorch"].median
-    print(f"\ngreedy, 32-token prompt + 64 new tokens, batch 1, {args.threads} threads, {args.runs} interleaved runs, medians, "
-          + ("one prompt repeated" if args.same_prompt else f"{len(prompts)} prompts in turn"))
-    for name, stat in stats.items():
-        same = sum(torch.equal(a, b) for a, b in zip(outputs[name], outputs["PyTorch"]))  # type: ignore[arg-type]
-        print(f"{name:64s} {64_000 / stat.median:6.1f} tok/s  {base / stat.median:5.2f}x  "
-              f"same tokens as PyTorch: {same}/{len(prompts)} prompts")
+    for block in range(1, args.blocks + 1):
+        stats = measure_interleaved({name: each_in_turn(model) for name, model in models.items()}, warmup=1, runs=args.runs, settle=1)
+        base = stats["PyTorch"].median
+        print(f"\ngreedy, 32-token prompt + 64 new tokens, batch 1, {args.threads} threads, {args.runs} interleaved runs, medians, "
+              + ("one prompt repeated" if args.same_prompt else f"{len(prompts)} prompts in turn")
+              + (f"; block {block} of {args.blocks}" if args.blocks > 1 else ""))
+        for name, stat in stats.items():
+            same = sum(torch.equal(a, b) for a, b in zip(outputs[name], outputs["PyTorch"]))  # type: ignore[arg-type]
+            print(f"{name:64s} {64_000 / stat.median:6.1f} tok/s  {base / stat.median:5.2f}x  "
+                  f"same tokens as PyTorch: {same}/{len(prompts)} prompts", flush=True)
 
 
 if __name__ == "__main__":
