@@ -136,6 +136,67 @@ def test_int4_packs_the_matmuls_of_a_decoder_graph(tiny_gpt2_artifact, tmp_path)
     assert (result.artifact.path / "model.onnx").stat().st_size < 0.5 * (tiny_gpt2_artifact.path / "model.onnx").stat().st_size
 
 
+def _gather_graph(tables: dict[str, np.ndarray], tied: str | None = None) -> onnx.ModelProto:
+    """ids → Gather from each table → outputs; the ``tied`` table is also read by an LM head (hidden · tableᵀ)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, outputs = [], []
+    for name in tables:
+        nodes.append(helper.make_node("Gather", [name, "ids"], [f"{name}_rows"], name=f"{name}_gather"))
+        outputs.append(helper.make_tensor_value_info(f"{name}_rows", TensorProto.FLOAT, None))
+    if tied is not None:
+        nodes.append(helper.make_node("Transpose", [tied], ["head"], perm=[1, 0]))
+        nodes.append(helper.make_node("MatMul", [f"{tied}_rows", "head"], ["head_out"]))
+        outputs.append(helper.make_tensor_value_info("head_out", TensorProto.FLOAT, None))
+    initializers = [numpy_helper.from_array(table, name) for name, table in tables.items()]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])], outputs, initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_int4_stores_token_embeddings_as_float16_and_reads_them_back_as_float32():
+    """The token embedding is an int4 decoder's largest tensor (MatMulNBits does not cover a Gather):
+    float16 halves it. Tables read by anything else, or beyond float16's range, stay float32."""
+    import onnxruntime as ort
+    from onnx import TensorProto
+    from optibridge_ort.quantize import float16_embeddings
+
+    rng = np.random.default_rng(0)
+    tables = {"tokens": rng.normal(size=(64, 8)).astype(np.float32), "tied": rng.normal(size=(64, 8)).astype(np.float32),
+              "huge": np.full((64, 8), 7e4, np.float32), "small": rng.normal(size=(64, 2)).astype(np.float32)}
+    model = _gather_graph(tables, tied="tied")
+    assert float16_embeddings(model, min_elements=64 * 8) == ["tokens"]
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    assert types == {"tokens": TensorProto.FLOAT16, "tied": TensorProto.FLOAT, "huge": TensorProto.FLOAT,
+                     "small": TensorProto.FLOAT}
+    ids = np.array([3, 0, 63, 3])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"ids": ids})))
+    assert got["tokens_rows"].dtype == np.float32  # the graph's outputs keep their type
+    np.testing.assert_array_equal(got["tokens_rows"], tables["tokens"][ids].astype(np.float16).astype(np.float32))
+    assert 0 < np.abs(got["tokens_rows"] - tables["tokens"][ids]).max() < 1e-2
+    for kept in ("tied", "huge"):
+        np.testing.assert_array_equal(got[f"{kept}_rows"], tables[kept][ids])
+    assert float16_embeddings(_gather_graph({"tokens": tables["tokens"]})) == []  # below the default size: kept
+
+
+def test_int4_records_the_float16_embeddings_and_stays_within_the_gate(tiny_gpt2_artifact, tmp_path, monkeypatch):
+    import optibridge_ort.quantize as ort_quantize
+    from onnx import TensorProto
+
+    plain = quantize(tiny_gpt2_artifact.path, QuantizationConfig(mode="int4", block_size=32), tmp_path / "plain")
+    assert plain.step["settings"]["float16_embeddings"] == []  # the tiny model's tables are below the size that pays
+    monkeypatch.setattr(ort_quantize, "FLOAT16_EMBEDDING_MIN_ELEMENTS", 1)
+    result = quantize(tiny_gpt2_artifact.path, QuantizationConfig(mode="int4", block_size=32), tmp_path / "half")
+    halved = result.step["settings"]["float16_embeddings"]
+    model = onnx.load(str(result.artifact.path / "model.onnx"))
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    assert halved and all(types[name] == TensorProto.FLOAT16 for name in halved)
+    assert any("wte" in name for name in halved)
+    gate, before = result.accuracy["model"].outputs[0], plain.accuracy["model"].outputs[0]
+    assert gate.cosine_mean >= 0.99 and gate.top1_agreement >= 0.9
+    assert abs(gate.cosine_mean - before.cosine_mean) < 1e-3  # float16 rows add next to nothing to int4's error
+
+
 def test_symmetric_given_to_a_mode_without_zero_points_to_choose_is_noted(tiny_gpt2_artifact, tmp_path):
     result = quantize(tiny_gpt2_artifact.path, QuantizationConfig(mode="dynamic", symmetric=True), tmp_path / "dyn")
     assert "--symmetric applies to the weight-only modes (int4 here); mode 'dynamic' ignored it" in result.notes

@@ -229,11 +229,59 @@ def _int4(model: onnx.ModelProto, out: Path, config: QuantizationConfig, externa
         quantizer = nbits.MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=algorithm)
         quantizer.process()
         packed = set_accuracy_level(quantizer.model.model, ACCURACY_LEVELS[compute])
+        halved = float16_embeddings(quantizer.model.model)
         graphs.save(quantizer.model.model, out, external=external)
     settings = {"bits": 4, "block_size": config.block_size, "algorithm": config.int4_algorithm,
                 "symmetric": config.weights_symmetric(True), "excluded_nodes": len(exclude),
-                "compute": compute, "accuracy_level": ACCURACY_LEVELS[compute], "packed_matmuls": packed}
+                "compute": compute, "accuracy_level": ACCURACY_LEVELS[compute], "packed_matmuls": packed,
+                "float16_embeddings": halved}
     return settings, notes
+
+
+# Embedding tables smaller than this stay float32 (position tables, small vocabularies): too little to gain.
+FLOAT16_EMBEDDING_MIN_ELEMENTS = 1 << 20
+
+
+def float16_embeddings(model: onnx.ModelProto, min_elements: int | None = None) -> list[str]:
+    """Store each large float32 table that only a ``Gather`` reads (a token embedding) as float16 and
+    cast the gathered rows back to float32, in place; returns the tables' names.
+
+    int4 leaves the token embedding alone (MatMulNBits replaces MatMuls; ONNX Runtime's quantizer
+    offers 4 bits only for a Gather), so it was the largest tensor of an int4 decoder: GPT-2-small's
+    154 MB of 224 MB. float16 rows change a float32 GPT-2's logits by at most 1e-3 (docs/generation.md).
+    Tables read by anything else (a tied LM head) or holding values float16 cannot represent are kept."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    smallest = FLOAT16_EMBEDDING_MIN_ELEMENTS if min_elements is None else min_elements
+    graph = model.graph
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    graph_outputs = {output.name for output in graph.output}
+    tables = {t.name: t for t in graph.initializer
+              if t.data_type == TensorProto.FLOAT and len(t.dims) == 2 and int(np.prod(t.dims)) >= smallest}
+    halved: list[str] = []
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        table = node.input[0] if node.op_type == "Gather" and node.input else None
+        if table is None or table not in tables or readers.get(table) != 1 or table in graph_outputs:
+            nodes.append(node)
+            continue
+        values = numpy_helper.to_array(tables[table])
+        if not np.isfinite(values).all() or float(np.abs(values).max()) >= float(np.finfo(np.float16).max):
+            nodes.append(node)
+            continue
+        tables[table].CopyFrom(numpy_helper.from_array(values.astype(np.float16), table))
+        rows = node.output[0] + "_float16"
+        cast = helper.make_node("Cast", [rows], [node.output[0]], name=(node.name or table) + "_to_float32", to=TensorProto.FLOAT)
+        node.output[0] = rows
+        nodes += [node, cast]
+        halved.append(table)
+    if halved:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return halved
 
 
 # MatMulNBits' accuracy_level: the least precise arithmetic its CPU kernel may use. 4 lets MLAS quantize
