@@ -44,6 +44,10 @@ class ModeSpec:
     cpu_preset: bool = False
     then: str | None = None
     prepare: PrepareStep | None = field(default=None, compare=False, repr=False)
+    weight_only: bool = False
+    """Only the weights are compressed; activations stay in float. Decoding reads every weight per
+    token, so ``bench`` and ``tune`` try such modes by default on decoder LMs (text-generation),
+    except those with ``prepare`` (they rework the PyTorch model: slow, asked for by name)."""
 
 
 def help_line(modes: dict[str, list[str]]) -> str:

@@ -127,6 +127,50 @@ def test_plan_skips_a_quantization_mode_the_backend_does_not_have() -> None:
     assert cells["ort", "int8-dynamic"].skip is None
 
 
+def test_decoder_lms_get_every_weight_only_mode_by_default_and_encoders_do_not() -> None:
+    """Batch-1 decoding reads every weight per token: for text-generation the default candidates add
+    each backend's declared weight-only modes (ModeSpec.weight_only), those with a precision only
+    where the backend computes it, never the ones that rework the PyTorch model (Neural Compressor)."""
+    from optibridge.backends import get_registry
+
+    declared = get_registry().backends()
+    statuses = {name: BackendStatus(name, True, ("cpu",), features=("run", "optimize", "quantize"))
+                for name in ("ort", "openvino") if name in declared}
+    if "inc" in declared:
+        statuses["inc"] = BackendStatus("inc", True, ("cpu",), features=("quantize",))
+    encoder = {(c.backend, c.config) for c in plan(None, None, statuses, task="feature-extraction")}
+    decoder = {(c.backend, c.config): c for c in plan(None, None, statuses, task="text-generation")}
+    added = set(decoder) - encoder
+    assert encoder <= set(decoder)
+    assert {("ort", "int4"), ("openvino", "int8-weights"), ("openvino", "int8-weights-sym"), ("openvino", "int4-weights"),
+            ("openvino", "f16-weights")} == added
+    assert all(decoder[cell].skip is None for cell in added)  # only modes the backend declares: nothing to skip
+    assert not any(config.startswith("inc-") for _, config in decoder)  # asked for by name
+    with_bf16 = {c.config for c in plan(["openvino"], None, {"openvino": BackendStatus(
+        "openvino", True, ("cpu",), features=("run", "optimize", "quantize", "bf16"))}, task="text-generation")}
+    assert {"int8-weights+bf16", "int4-weights+bf16", "bf16"} <= with_bf16
+    assert plan(None, None, statuses) == plan(None, None, statuses, task="feature-extraction")  # no task: the encoder set
+
+
+def test_bench_plans_after_the_export_so_a_decoder_lm_gets_its_weight_only_candidates(exported_generative, tmp_path, monkeypatch):
+    """The task is known once the source artifact is loaded; the plan is made from it."""
+    from optibridge.bench import runner
+
+    planned: list[list[tuple[str, str]]] = []
+
+    def stop_after_planning(request, cells, *args, **kwargs):
+        planned.append([(c.backend, c.config) for c in cells])
+        raise BenchError("stopped by the test after planning")
+
+    monkeypatch.setattr(runner, "prepare", stop_after_planning)
+    request = runner.BenchRequest(str(exported_generative("gpt2").path), backends=["ort"], batch_sizes=[1], seq_lens=[8])
+    with pytest.raises(BenchError, match="stopped by the test"):
+        runner.run_bench(request, tmp_path, show_progress=False)
+    assert ("ort", "int4") in planned[0] and ("ort", "int8-dynamic") in planned[0]
+    with pytest.raises(BenchError, match="unknown config 'int3'"):  # still refused before anything is exported
+        runner.run_bench(runner.BenchRequest("no-such-folder", configs=["int3"]), tmp_path, show_progress=False)
+
+
 def test_skip_reasons_print_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     # "nope:O2:" is an emoji code to rich and "[cuda]" is markup: both must reach the user verbatim.
     from optibridge.bench.report import print_table

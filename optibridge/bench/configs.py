@@ -78,7 +78,10 @@ DEFAULT_CONFIGS = ("fp32", "O2", "int8-dynamic", "int8-static")
 :data:`PRECISION_CONFIGS` a backend lists the precision of (see :attr:`BenchConfig.precision`)."""
 PRECISION_CONFIGS = ("bf16", "int8-static+bf16", "int8-static-all+bf16", "f16")
 """Added to the defaults of a backend whose features include their precision (bf16 where the CPU
-has it); the weight-only ones are for decoder LMs and asked for by name, as int8-weights is."""
+has it)."""
+DECODER_TASKS = ("text-generation",)
+"""Tasks whose defaults also hold every config of the backend's weight-only modes
+(:func:`weight_only_configs`): batch-1 decoding is bound by the bytes of weights it reads."""
 
 def backend_options(backend: str, threads: int, impl: "Backend | None" = None) -> dict[str, Any]:
     """The session options a candidate of ``backend`` is loaded with (recorded in each cell): its
@@ -104,6 +107,18 @@ def all_configs(backends: "Mapping[str, Backend] | None" = None) -> dict[str, Be
         if mode not in covered and mode not in result:
             result[mode] = BenchConfig(mode, spec.description, "quantize", {"mode": mode})
     return result
+
+
+def weight_only_configs(backend: "Backend | None", status: "BackendStatus | None", known: Mapping[str, BenchConfig]) -> list[str]:
+    """The configs of ``backend``'s declared weight-only modes (``ModeSpec.weight_only``, not those that
+    rework the PyTorch model first), in :data:`CONFIGS` order; those with a precision only where
+    ``status`` offers it (int8-weights+bf16 on a bf16 CPU)."""
+    if backend is None or status is None or not status.available:
+        return []
+    modes = {spec.name for spec in backend.modes if spec.weight_only and spec.prepare is None}
+    return [name for name, config in known.items()
+            if config.step == "quantize" and config.options.get("mode") in modes
+            and (config.precision is None or config.precision in status.features)]
 
 
 def _declared_modes(backends: "Mapping[str, Backend] | None") -> "dict[str, ModeSpec]":
@@ -176,15 +191,16 @@ def parse_list(text: str | None) -> list[str]:
 
 def plan(
     backends: Sequence[str] | None, configs: Sequence[str] | None, statuses: Mapping[str, "BackendStatus"],
-    declared: "Mapping[str, Backend] | None" = None,
+    declared: "Mapping[str, Backend] | None" = None, task: str | None = None,
 ) -> list[PlannedCell]:
     """The cells of a run: the PyTorch baseline first, then backend × config in the order given.
 
     ``backends`` None means every available backend that can run models. ``configs`` items are
     config names (applied to every backend) or ``backend:config`` (that backend only; the backend
     is then measured even when not listed in ``backends``). None means :data:`DEFAULT_CONFIGS`
-    (plus ``fp16`` on backends with a GPU). ``declared`` holds the backends whose declarations
-    (modes) decide what they can build; None means the registry's.
+    (plus ``fp16`` on backends with a GPU, the :data:`PRECISION_CONFIGS` of their precisions, and
+    for a ``task`` in :data:`DECODER_TASKS` the backend's weight-only configs). ``declared`` holds
+    the backends whose declarations (modes) decide what they can build; None means the registry's.
     """
     if declared is None:
         from ..backends import get_registry
@@ -218,6 +234,8 @@ def plan(
                 wanted.append("fp16")
             if status is not None and status.available:
                 wanted += [c for c in PRECISION_CONFIGS if CONFIGS[c].precision in status.features]
+            if task in DECODER_TASKS:
+                wanted += weight_only_configs(declared.get(backend), status, known)
         for config in dict.fromkeys(wanted):
             cells.append(_plan_one(backend, known[config], status, declared, sorted(statuses)))
     return cells

@@ -355,16 +355,18 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
 
     executor = executor or LocalExecutor()
     statuses = executor.statuses()
-    cells = plan(request.backends, request.configs, statuses)
-    if not request.baseline_cell or all(c.skip for c in cells if c.backend != BASELINE):
-        cells = [c for c in cells if c.backend != BASELINE]  # (no candidate runs: nothing to compare PyTorch with)
+    plan(request.backends, request.configs, statuses)  # an unknown config is an error before anything is exported
     shapes = _shapes(request)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, disable=not show_progress, transient=True)
     with progress:
-        bar = progress.add_task("preparing", total=len(cells) * len(shapes))
+        bar = progress.add_task("preparing", total=None)
         report = lambda text: progress.update(bar, description=text)  # noqa: E731
         fp32, reference = source_artifact(request, workdir, report)
+        cells = plan(request.backends, request.configs, statuses, task=fp32.metadata.task)  # decoder LMs add weight-only modes
+        if not request.baseline_cell or all(c.skip for c in cells if c.backend != BASELINE):
+            cells = [c for c in cells if c.backend != BASELINE]  # (no candidate runs: nothing to compare PyTorch with)
+        progress.update(bar, total=len(cells) * len(shapes))
         if fp32.metadata.task in SPEECH_TASKS:  # the encoder's input length is fixed: one shape per batch size
             request = replace(request, seq_lens=[speech_frames(fp32)[1]])
             progress.update(bar, total=len(cells) * len(_shapes(request)))

@@ -31,7 +31,9 @@ def bench(
     configs: Optional[str] = typer.Option(
         None, "--configs",
         help="Comma-separated configs: {configs}; 'backend:config' pins one to a backend "
-             "(e.g. ort:int8-dynamic,openvino:fp32). Default: fp32,O2,int8-dynamic,int8-static (+fp16 on GPUs)."),
+             "(e.g. ort:int8-dynamic,openvino:fp32). Default: fp32,O2,int8-dynamic,int8-static; plus fp16 on GPUs, "
+             "the bf16/f16 configs where the CPU computes them, and for decoder LMs (text-generation) every weight-only "
+             "mode the backend declares (int4, int8-weights, int8-weights-sym, int4-weights, f16-weights)."),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Comma-separated batch sizes (default 1,8; diffusion pipelines: prompts per call, default 1)."),
     seq_lens: str = typer.Option("128", "--seq-lens", help="Comma-separated sequence lengths (tokens; prompt length for LMs; speech models use the input length they were exported for)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up calls per candidate and shape (default 3; pipelines 1)."),

@@ -22,11 +22,11 @@ def _prepare(artifact: Artifact, config: Any, calibration: Any, scratch: Path) -
 
 MODES = (
     ModeSpec("inc-rtn", "Neural Compressor round-to-nearest int4 weights on the PyTorch model, then exported",
-             "int4 weights", then="int4", prepare=_prepare),
+             "int4 weights", then="int4", prepare=_prepare, weight_only=True),
     ModeSpec("inc-awq", "Neural Compressor AWQ (activation-aware) int4 weights on the PyTorch model, then exported",
-             "int4 weights", needs_calibration=True, then="int4", prepare=_prepare),
+             "int4 weights", needs_calibration=True, then="int4", prepare=_prepare, weight_only=True),
     ModeSpec("inc-gptq", "Neural Compressor GPTQ int4 weights on the PyTorch model, then exported",
-             "int4 weights", needs_calibration=True, then="int4", prepare=_prepare),
+             "int4 weights", needs_calibration=True, then="int4", prepare=_prepare, weight_only=True),
 )
 
 

@@ -46,11 +46,12 @@ AUTO_PRECISION = "auto"
 MODES = (
     ModeSpec("static", "int8 weights and activations through NNCF (transformer rules), ranges from calibration data",
              "int8", needs_calibration=True, uses_samples=True, cpu_preset=True),
-    ModeSpec("int8-weights", "NNCF int8 weight-only compression (decoder LMs; no calibration needed)", "int8 weights"),
+    ModeSpec("int8-weights", "NNCF int8 weight-only compression (decoder LMs; no calibration needed)", "int8 weights",
+             weight_only=True),
     ModeSpec("int4-weights", "NNCF int4 weight-only compression in groups of block_size (embeddings and head stay int8)",
-             "int4 weights"),
+             "int4 weights", weight_only=True),
     ModeSpec("f16-weights", "weights stored as float16 and computed in float32 (or the recorded inference precision): "
-             "half the bytes a decoder reads per token; no NNCF, no calibration", "f16 weights"),
+             "half the bytes a decoder reads per token; no NNCF, no calibration", "f16 weights", weight_only=True),
 )
 
 

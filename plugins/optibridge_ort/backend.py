@@ -93,7 +93,7 @@ MODES = (
              uses_samples=True, cpu_preset=True),
     ModeSpec("static", "int8 weights and activations (QDQ), activation ranges from calibration data", "int8",
              needs_calibration=True, uses_samples=True, cpu_preset=True),
-    ModeSpec("int4", "int4 weight-only (MatMulNBits), for memory-bound decoder LMs", "int4 weights"),
+    ModeSpec("int4", "int4 weight-only (MatMulNBits), for memory-bound decoder LMs", "int4 weights", weight_only=True),
 )
 
 
