@@ -6,7 +6,8 @@ tokens, so "same tokens as PyTorch" would say nothing) is exported by optibridge
 then ``optimize --backend openvino --inference-precision bf16``; ``quantize --backend openvino
 --mode f16-weights`` (float16 weights, float32 arithmetic), ``--mode int8-weights`` and ``--mode
 int4-weights --block-size 128``; the exported ONNX itself on ONNX Runtime, in transformers' loop and
-in onnxruntime-genai, and ``quantize --mode int4 --block-size 128`` for ONNX Runtime's int4 there)
+in onnxruntime-genai, ``quantize --mode int4 --block-size 128`` for ONNX Runtime's int4 there and
+``quantize --mode dynamic`` for its int8 dynamic)
 and by Optimum (``ORTModelForCausalLM.from_pretrained(export=True)``, both ORT sessions without
 spin-waiting, optibridge's default) and optimum-intel (``OVModelForCausalLM.from_pretrained(export=True)``,
 with ``load_in_8bit=True``, ``OVWeightQuantizationConfig(bits=8, sym=True)`` (beside ``--mode
@@ -97,6 +98,9 @@ def _optibridge_artifacts(precision: str) -> dict[str, Callable[[Path, Path], No
                                                         "--inference-precision", precision, str(root / "ob-int8-weights-sym")),
         "ob-int4-weights": lambda root, source: cli("quantize", str(root / "onnx"), *ov, "--mode", "int4-weights", "--block-size", "128",
                                                     "--inference-precision", precision, str(root / "ob-int4-weights")),
+        # ONNX Runtime's int8 dynamic (what `tune` chose for this model at 8 new tokens after 32)
+        "ob-ort-int8-dynamic": lambda root, source: cli("quantize", str(root / "onnx"), "--mode", "dynamic",
+                                                        str(root / "ob-ort-int8-dynamic")),
         # ONNX Runtime's int4 (MatMulNBits, int8 products): the other int4 optibridge offers, beside optimum-intel's
         "ob-ort-int4": lambda root, source: cli("quantize", str(root / "onnx"), "--mode", "int4", "--block-size", "128",
                                                 str(root / "ob-ort-int4")),
@@ -157,6 +161,7 @@ def variants(precision: str) -> dict[str, tuple[str, str, str]]:
             f"optibridge int8 weights, symmetric ({precision} rest), openvino-genai": ("optibridge", "ob-int8-weights-sym", "auto"),
             "optimum-intel int4 weights (group 128)": ("optimum", "optimum-int4-weights", ""),
             f"optibridge int4 weights ({precision} rest), openvino-genai": ("optibridge", "ob-int4-weights", "auto"),
+            "optibridge ORT int8 dynamic, onnxruntime-genai": ("optibridge-ort", "ob-ort-int8-dynamic", "auto"),
             "optibridge ORT int4 (group 128), onnxruntime-genai": ("optibridge-ort", "ob-ort-int4", "auto")}
 
 
