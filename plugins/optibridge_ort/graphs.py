@@ -46,6 +46,13 @@ def op_counts(model: onnx.ModelProto) -> collections.Counter[str]:
     return collections.Counter(node.op_type for node in model.graph.node)
 
 
+def reader_counts(model: onnx.ModelProto) -> collections.Counter[str]:
+    """How many nodes read each tensor; a graph output counts as one more reader (the caller)."""
+    counts = collections.Counter(name for node in model.graph.node for name in node.input)
+    counts.update(output.name for output in model.graph.output)
+    return counts
+
+
 def count_delta(before: onnx.ModelProto, after: onnx.ModelProto, op_types: Iterable[str]) -> dict[str, int]:
     """How many more nodes of each of ``op_types`` the new graph has (only the ones that grew)."""
     old, new = op_counts(before), op_counts(after)

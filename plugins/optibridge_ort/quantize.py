@@ -254,18 +254,14 @@ def float16_embeddings(model: onnx.ModelProto, min_elements: int | None = None) 
 
     smallest = FLOAT16_EMBEDDING_MIN_ELEMENTS if min_elements is None else min_elements
     graph = model.graph
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
-    graph_outputs = {output.name for output in graph.output}
+    readers = graphs.reader_counts(model)  # a graph output counts as a reader
     tables = {t.name: t for t in graph.initializer
               if t.data_type == TensorProto.FLOAT and len(t.dims) == 2 and int(np.prod(t.dims)) >= smallest}
     halved: list[str] = []
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         table = node.input[0] if node.op_type == "Gather" and node.input else None
-        if table is None or table not in tables or readers.get(table) != 1 or table in graph_outputs:
+        if table is None or table not in tables or readers[table] != 1:
             nodes.append(node)
             continue
         values = numpy_helper.to_array(tables[table])

@@ -84,15 +84,13 @@ class _Graph:
     def __init__(self, model: onnx.ModelProto) -> None:
         self.inits = {t.name: t for t in model.graph.initializer}
         self.producer = {out: node for node in model.graph.node for out in node.output}
-        self.users: dict[str, int] = {}
+        self.users = graphs.reader_counts(model)
         self.value_users: dict[str, int] = {}  # readers of the values, not only of the shape
         for node in model.graph.node:
-            for name in node.input:
-                self.users[name] = self.users.get(name, 0) + 1
-                if node.op_type not in SHAPE_READERS:
+            if node.op_type not in SHAPE_READERS:
+                for name in node.input:
                     self.value_users[name] = self.value_users.get(name, 0) + 1
         for output in model.graph.output:  # the caller reads a graph output too
-            self.users[output.name] = self.users.get(output.name, 0) + 1
             self.value_users[output.name] = self.value_users.get(output.name, 0) + 1
 
     def private(self, name: str) -> bool:
