@@ -189,6 +189,17 @@ def parse_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
+def check_config_names(configs: Sequence[str] | None, declared: "Mapping[str, Backend] | None" = None) -> dict[str, BenchConfig]:
+    """Every config known here (:func:`all_configs`); an unknown name in ``configs`` (``name`` or
+    ``backend:name``) is a BenchError listing the valid ones."""
+    known = all_configs(declared)
+    for item in configs or ():
+        name = item.split(":", 1)[-1]
+        if name not in known:
+            raise BenchError(f"unknown config {name!r}; valid: {', '.join(known)} (or backend:config, e.g. fp32 pinned to one backend)")
+    return known
+
+
 def plan(
     backends: Sequence[str] | None, configs: Sequence[str] | None, statuses: Mapping[str, "BackendStatus"],
     declared: "Mapping[str, Backend] | None" = None, task: str | None = None,
@@ -206,12 +217,8 @@ def plan(
         from ..backends import get_registry
 
         declared = get_registry().backends()
-    known = all_configs(declared)
+    known = check_config_names(configs, declared)
     items = list(configs) if configs else []
-    for item in items:
-        name = item.split(":", 1)[-1]
-        if name not in known:
-            raise BenchError(f"unknown config {name!r}; valid: {', '.join(known)} (or backend:config, e.g. fp32 pinned to one backend)")
     pinned = [tuple(item.split(":", 1)) for item in items if ":" in item]
     shared = [item for item in items if ":" not in item]
     if backends is None:

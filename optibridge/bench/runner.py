@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ..staging import pid_prefix
 from .process import _exit_reason, _kill, child_env
-from .configs import BASELINE_CONFIG, PlannedCell, all_configs, backend_options, plan
+from .configs import BASELINE_CONFIG, PlannedCell, all_configs, backend_options, check_config_names, plan
 from .machine import describe_machine
 from .measure import GENERATIVE_TASKS, SPEECH_TASKS, speech_frames
 from .schema import BASELINE, BenchError, BenchRun, Cell
@@ -355,7 +355,7 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
 
     executor = executor or LocalExecutor()
     statuses = executor.statuses()
-    plan(request.backends, request.configs, statuses)  # an unknown config is an error before anything is exported
+    check_config_names(request.configs)  # an unknown config is an error before anything is exported
     shapes = _shapes(request)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, disable=not show_progress, transient=True)
