@@ -221,6 +221,9 @@ class Artifact:
 
     path: Path
     metadata: ArtifactMetadata
+    # How load() checked the graph files (verify_hashes, require_hashes); graph_to_read repeats it.
+    # None for an artifact built in process (a staging folder), whose files this process just wrote.
+    file_checks: dict[str, bool] | None = field(default=None, compare=False, repr=False)
 
     def file(self, relative: str, field: str = "files") -> Path:
         """A file the manifest names, checked to lie inside the folder (see :mod:`optibridge.manifest_paths`)."""
@@ -245,6 +248,19 @@ class Artifact:
                 "(`optibridge backends`), or use the ONNX artifact it was made from"
             )
         return self.file(spec.file, f"graphs.{graph}.file")
+
+    def graph_to_read(self, graph: str = MAIN_GRAPH, formats: tuple[str, ...] = ("onnx",)) -> Path:
+        """:meth:`graph_path` for a reader about to open the file now.
+
+        A graph is often read well after :meth:`load` checked it: a lazy compile, a session created
+        again, a native decode loop loading its own copy. The graph files are checked again as load
+        checked them, so a file replaced since then is refused instead of run. This costs a ``stat``
+        per file while they are unchanged (the hash cache is keyed by size, inode and times).
+        """
+        path = self.graph_path(graph, formats)
+        if self.file_checks is not None:
+            self.check_files(**self.file_checks)
+        return path
 
     @property
     def graph_formats(self) -> set[str]:
@@ -274,7 +290,8 @@ class Artifact:
             raise ArtifactError(f"{meta_path} is corrupt ({exc}); re-export the model") from exc
         artifact = cls(folder, metadata)
         artifact.check_paths()
-        artifact.check_files(verify_hashes=verify_hashes, require_hashes=require_hashes)
+        artifact.file_checks = {"verify_hashes": verify_hashes, "require_hashes": require_hashes}
+        artifact.check_files(**artifact.file_checks)
         return artifact
 
     def check_paths(self) -> None:

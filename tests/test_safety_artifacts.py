@@ -126,6 +126,48 @@ def test_second_load_of_unchanged_files_does_not_hash_again(artifact_copy, monke
     assert integrity._cache
 
 
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_a_graph_changed_after_load_is_refused_when_read_again(artifact_copy, backend):
+    """Backends read a graph file again after load (ORT's session created again after release(),
+    OpenVINO's lazy compile): each read checks the file as load did, so a swapped file never runs."""
+    if backend == "ort":
+        model = OBModelForSequenceClassification.from_pretrained(artifact_copy, backend="ort")
+        inputs = {"input_ids": [[5, 6, 7]], "attention_mask": [[1, 1, 1]]}
+        before = model(**inputs).logits
+        assert model.session.release()
+    else:
+        pytest.importorskip("openvino")
+        model = OBModelForSequenceClassification.from_pretrained(artifact_copy, backend="openvino", compile=False)
+        inputs = {"input_ids": [[5, 6, 7]], "attention_mask": [[1, 1, 1]]}
+    original = (artifact_copy / "model.onnx").read_bytes()
+    _flip_a_byte(artifact_copy / "model.onnx")
+    with pytest.raises(ArtifactError, match="does not match its recorded SHA-256"):
+        model(**inputs)
+    (artifact_copy / "model.onnx").write_bytes(original)  # the recorded bytes again: read and run as before
+    after = model(**inputs).logits
+    if backend == "ort":
+        assert (after == before).all()
+
+
+def test_a_native_decode_loop_refuses_a_graph_changed_after_load(tmp_path, exported_generative):
+    """onnxruntime-genai loads the graph file at the first greedy generate(), long after load: a file
+    changed in between is an error (not a quiet fall-back), and the plain session, loaded from the
+    checked file, is kept."""
+    pytest.importorskip("onnxruntime_genai")
+    from optibridge import OBModelForCausalLM
+
+    folder = copy_artifact(exported_generative("gpt2"), tmp_path / "lm").path
+    model = OBModelForCausalLM.from_pretrained(folder, intra_op_num_threads=1)
+    kept = model.session.session
+    _flip_a_byte(folder / "model.onnx")
+    prompt = [[5, 17, 42, 8]]
+    import torch
+
+    with pytest.raises(ArtifactError, match="does not match its recorded SHA-256"):
+        model.generate(input_ids=torch.tensor(prompt), max_new_tokens=4, do_sample=False)
+    assert model.session.session is kept
+
+
 def test_info_verify_refuses_a_graph_without_a_recorded_hash(artifact_copy, capsys):
     from optibridge.cli import main
 

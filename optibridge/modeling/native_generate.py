@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InputError, OptibridgeError
+from ..errors import ArtifactError, InputError, OptibridgeError
 
 ENGINES = ("auto", "native", "transformers")
 TRANSFORMERS_ENGINE = "transformers"
@@ -155,6 +155,8 @@ class NativeGenerationMixin:
             layout = self._decoder_layout()
             try:
                 self._native = factory(layout) if callable(factory) and layout is not None else None
+            except ArtifactError:  # a graph file that fails its check is an error, as at load, not a reason to fall back
+                raise
             except OptibridgeError as exc:
                 self._native_error = str(exc)
         return getattr(self, "_native", None)

@@ -98,7 +98,7 @@ class CudaBackend(Backend):
             raise BackendError("io_binding=True needs a PyTorch build with CUDA (torch.cuda.is_available() is False here)")
         import onnxruntime as ort
 
-        session = create_session(ort, artifact.graph_path(graph), build_session_options(ort, session_opts), providers, fix=LOAD_FIX)
+        session = create_session(ort, artifact.graph_to_read(graph), build_session_options(ort, session_opts), providers, fix=LOAD_FIX)
         check_providers(session, providers)
         return make_session(session, device_id, io_binding)
 

@@ -30,7 +30,7 @@ def read_graph(artifact: Artifact, name: str) -> Any:
     import openvino as ov
 
     spec = artifact.metadata.graphs[name]
-    path = artifact.graph_path(name, formats=("onnx", IR_FORMAT))
+    path = artifact.graph_to_read(name, formats=("onnx", IR_FORMAT))
     try:
         return ov.Core().read_model(str(path)) if spec.format == IR_FORMAT else ov.convert_model(str(path))
     except Exception as exc:  # OpenVINO raises RuntimeError/OpConversionFailure on graphs it cannot read

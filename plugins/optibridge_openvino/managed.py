@@ -20,6 +20,7 @@ from optibridge.errors import ArtifactError, BackendError, InputError, first_lin
 from .session import OpenVINOSession
 from .stateful import StatefulSession, add_logits_to_keep, cache_pairs, is_stateful, make_stateful
 
+GRAPH_FORMATS_READ = ("onnx", "openvino-ir")  # OpenVINO reads both
 KV_CACHE_DEFAULT = {"KV_CACHE_PRECISION": "f32"}
 # A stateful decoder's KV cache is stored as u8 by default on CPU (OpenVINO 2024.4+): measured
 # 0.58 max logit diff on a tiny GPT-2 and a different greedy token. f32 keeps parity; pass
@@ -48,7 +49,7 @@ class ManagedSession:
         self._artifact = artifact
         self._graph = graph
         self._spec = artifact.metadata.graphs[graph]
-        self._path = artifact.graph_path(graph, formats=("onnx", "openvino-ir"))
+        self._path = artifact.graph_path(graph, formats=GRAPH_FORMATS_READ)
         self.ov_device = check_device(core, device)
         self.config = dict(config)
         self._model: Any = None
@@ -103,6 +104,10 @@ class ManagedSession:
     def reset(self) -> None:
         self.session().reset()  # type: ignore[attr-defined]
 
+    def _checked_path(self) -> Any:
+        """The graph file for a read now (compiled lazily or again, or by openvino-genai): checked as at load."""
+        return self._artifact.graph_to_read(self._graph, formats=GRAPH_FORMATS_READ)
+
     def native_decoder(self, layout: Any) -> Any:
         """openvino-genai's decode loop on this graph (see :mod:`.genai`), or None where it does not apply:
         not installed, not a stateful IR read as it is, or a device other than the CPU."""
@@ -114,7 +119,7 @@ class ManagedSession:
         if self._inner is not None:  # free the compiled model first: peak memory is one compiled copy, not two
             self._precision = self._inner.inference_precision
             self._inner = None
-        return OpenVINOGenAIDecoder(self._path, self.ov_device, {**KV_CACHE_DEFAULT, **self.config}, layout)
+        return OpenVINOGenAIDecoder(self._checked_path(), self.ov_device, {**KV_CACHE_DEFAULT, **self.config}, layout)
 
     @property
     def inference_precision(self) -> str:
@@ -163,7 +168,7 @@ class ManagedSession:
         config = self.config
         if self.stateful and self.ov_device.split(".")[0] in KV_CACHE_DEVICES:
             config = {**KV_CACHE_DEFAULT, **config}
-        source = self.model if self._edited else str(self._path)  # a file path lets CACHE_DIR key its cache
+        source = self.model if self._edited else str(self._checked_path())  # a file path lets CACHE_DIR key its cache
         if self.stateful:  # a decoder for transformers' loop: the LM head projects only the positions asked for
             from .convert import read_graph
 

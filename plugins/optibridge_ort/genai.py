@@ -30,8 +30,12 @@ def native_decoder_factory(artifact: Any, graph: str, threads: int | None, relea
     # external-data files are listed in the manifest beside the graph ("model.onnx.data"); file() checks each lies inside
     data = tuple(artifact.file(name, "files") for name in artifact.metadata.files if name.startswith(path.name + "."))
 
+    def before_load() -> None:
+        artifact.graph_to_read(graph)  # loaded long after the artifact was: its files are checked again first
+        release_session()
+
     def build(layout: DecoderLayout) -> OrtGenAIDecoder | None:
-        return OrtGenAIDecoder(path, layout, threads, data, before_load=release_session) if genai_available() else None
+        return OrtGenAIDecoder(path, layout, threads, data, before_load=before_load) if genai_available() else None
 
     return build
 
