@@ -136,11 +136,13 @@ def test_int4_packs_the_matmuls_of_a_decoder_graph(tiny_gpt2_artifact, tmp_path)
     assert (result.artifact.path / "model.onnx").stat().st_size < 0.5 * (tiny_gpt2_artifact.path / "model.onnx").stat().st_size
 
 
-def _gather_graph(tables: dict[str, np.ndarray], tied: str | None = None) -> onnx.ModelProto:
-    """ids → Gather from each table → outputs; the ``tied`` table is also read by an LM head (hidden · tableᵀ)."""
+def _gather_graph(tables: dict[str, np.ndarray], tied: str | None = None, in_branch: str | None = None) -> onnx.ModelProto:
+    """ids → Gather from each table → outputs; the ``tied`` table is also read by an LM head (hidden · tableᵀ);
+    the ``in_branch`` table is also read inside both branches of an If (its first row, or its last)."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, outputs = [], []
+    inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])]
     for name in tables:
         nodes.append(helper.make_node("Gather", [name, "ids"], [f"{name}_rows"], name=f"{name}_gather"))
         outputs.append(helper.make_tensor_value_info(f"{name}_rows", TensorProto.FLOAT, None))
@@ -149,7 +151,16 @@ def _gather_graph(tables: dict[str, np.ndarray], tied: str | None = None) -> onn
         nodes.append(helper.make_node("MatMul", [f"{tied}_rows", "head"], ["head_out"]))
         outputs.append(helper.make_tensor_value_info("head_out", TensorProto.FLOAT, None))
     initializers = [numpy_helper.from_array(table, name) for name, table in tables.items()]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])], outputs, initializers)
+    if in_branch is not None:
+        def branch(row: int) -> onnx.GraphProto:  # reads the outer table by name, as exported If/Loop bodies do
+            initializer = numpy_helper.from_array(np.array(row, np.int64), f"row_{row}")
+            gather = helper.make_node("Gather", [in_branch, f"row_{row}"], [f"branch_{row}"])
+            return helper.make_graph([gather], f"branch_{row}", [], [helper.make_tensor_value_info(f"branch_{row}", TensorProto.FLOAT, None)], [initializer])
+
+        inputs.append(helper.make_tensor_value_info("first", TensorProto.BOOL, []))
+        nodes.append(helper.make_node("If", ["first"], ["chosen"], then_branch=branch(0), else_branch=branch(-1)))
+        outputs.append(helper.make_tensor_value_info("chosen", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -177,6 +188,24 @@ def test_int4_stores_token_embeddings_as_float16_and_reads_them_back_as_float32(
     for kept in ("tied", "huge"):
         np.testing.assert_array_equal(got[f"{kept}_rows"], tables[kept][ids])
     assert float16_embeddings(_gather_graph({"tokens": tables["tokens"]})) == []  # below the default size: kept
+
+
+def test_a_table_also_read_inside_a_subgraph_stays_float32():
+    """An If/Loop body reads outer tensors by name: such a read counts, so the table is not converted
+    (graphs.reader_counts looks into subgraphs) and the branch still returns the exact float32 row."""
+    import onnxruntime as ort
+    from onnx import TensorProto
+    from optibridge_ort.quantize import float16_embeddings
+
+    table = np.random.default_rng(1).normal(size=(64, 8)).astype(np.float32)
+    model = _gather_graph({"tokens": table, "alone": table.copy()}, in_branch="tokens")
+    assert float16_embeddings(model, min_elements=64 * 8) == ["alone"]
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    assert types == {"tokens": TensorProto.FLOAT, "alone": TensorProto.FLOAT16}
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for first, row in ((True, 0), (False, -1)):
+        chosen = session.run(["chosen"], {"ids": np.array([1]), "first": np.array(first)})[0]
+        np.testing.assert_array_equal(chosen, table[row])
 
 
 def test_int4_records_the_float16_embeddings_and_stays_within_the_gate(tiny_gpt2_artifact, tmp_path, monkeypatch):

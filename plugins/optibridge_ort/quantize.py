@@ -249,7 +249,8 @@ def float16_embeddings(model: onnx.ModelProto, min_elements: int | None = None) 
     int4 leaves the token embedding alone (MatMulNBits replaces MatMuls; ONNX Runtime's quantizer
     offers 4 bits only for a Gather), so it was the largest tensor of an int4 decoder: GPT-2-small's
     154 MB of 224 MB. float16 rows change a float32 GPT-2's logits by at most 1e-3 (docs/generation.md).
-    Tables read by anything else (a tied LM head) or holding values float16 cannot represent are kept."""
+    Tables read by anything else (a tied LM head, a node inside an If/Loop body) or holding values float16
+    cannot represent are kept."""
     from onnx import TensorProto, helper, numpy_helper
 
     smallest = FLOAT16_EMBEDDING_MIN_ELEMENTS if min_elements is None else min_elements
