@@ -5,6 +5,8 @@ Every message names what is wrong and how to fix it; the CLI prints ``str(error)
 
 from __future__ import annotations
 
+import re
+
 
 class OptibridgeError(Exception):
     """Base class: a problem the user can fix (bad path, unsupported model, missing backend)."""
@@ -46,7 +48,21 @@ class AccuracyBudgetError(OptibridgeError):
     """The transformed graph is less accurate than the budget allows; nothing was written."""
 
 
+# OpenVINO heads its messages with where they were raised ("Exception from src/inference/src/cpp/core.cpp:132:",
+# "Check 'false' failed at src/frontends/common/src/frontend.cpp:47:"): lines that name no cause.
+_SOURCE_LOCATION = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$")
+_HEADING_CHARS = 40
+
+
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, for embedding in a one-line error of our own."""
-    text = str(exc).strip()
-    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+    """The first line of an exception's message that says what went wrong, for embedding in a one-line
+    error of our own. OpenVINO's source-location lines are skipped, and a short heading without
+    punctuation ("Loading input model") is joined with the line after it, which holds the cause."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = [line for line in lines if not _SOURCE_LOCATION.match(line)] or lines
+    if not message:
+        return type(exc).__name__
+    text = message[0]
+    if len(message) > 1 and len(text) < _HEADING_CHARS and text[-1].isalnum():
+        text = f"{text}: {message[1]}"
+    return text.rstrip(".")

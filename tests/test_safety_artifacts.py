@@ -4,15 +4,17 @@ graph bytes match their recorded hashes, and folders follow the umask (issue #14
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from optibridge import export, optimize
+from optibridge import OptimizationConfig, export, optimize
 from optibridge.artifact import METADATA_FILE, Artifact, copy_artifact
 from optibridge.errors import ArtifactError, UnsupportedModelError
 from optibridge.modeling import OBModelForSequenceClassification
@@ -168,6 +170,54 @@ def test_a_native_decode_loop_refuses_a_graph_changed_after_load(tmp_path, expor
     assert model.session.session is kept
 
 
+def _weights_moved_out(folder: Path, outside: Path, kind: str) -> str:
+    """Rewrite the graph so its largest initializer is external data beyond the folder (an absolute path,
+    ``..``, or a symlink the manifest does not list), re-recording the graph's hash as a forger would."""
+    import onnx
+    from onnx import TensorProto
+
+    from optibridge.artifact import ArtifactMetadata, file_digest
+
+    model = onnx.load(str(folder / "model.onnx"))
+    tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    secret = outside / "secret.bin"
+    secret.write_bytes(tensor.raw_data)
+    location = {"absolute": str(secret), "dotdot": os.path.relpath(secret, folder), "symlink": "weights.bin"}[kind]
+    if kind == "symlink":
+        os.symlink(secret, folder / "weights.bin")
+    size = len(tensor.raw_data)
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(size))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(folder / "model.onnx"))
+    metadata = ArtifactMetadata.from_json((folder / METADATA_FILE).read_text())
+    metadata.files["model.onnx"] = file_digest(folder / "model.onnx")
+    (folder / METADATA_FILE).write_text(metadata.to_json())
+    return tensor.name
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink"])
+def test_a_graph_whose_external_weights_lie_outside_the_folder_is_refused(tmp_path, artifact_copy, kind):
+    """The graph file itself can point its weights anywhere. ONNX Runtime, OpenVINO and onnx (read
+    by optimize/quantize) all refuse such a location; each refusal is a one-line ArtifactError that
+    says why, and nothing is written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    _weights_moved_out(artifact_copy, outside, kind)
+    why = "(outside|[Aa]bsolute|escapes|symbolic link)"
+    with pytest.raises(ArtifactError, match=f"ONNX Runtime could not load .*{why}"):
+        OBModelForSequenceClassification.from_pretrained(artifact_copy, backend="ort")
+    if importlib.util.find_spec("openvino") is not None:
+        with pytest.raises(ArtifactError) as refused:
+            OBModelForSequenceClassification.from_pretrained(artifact_copy, backend="openvino")
+        assert re.search(why, str(refused.value)) and "Exception from src" not in str(refused.value)
+    with pytest.raises(ArtifactError, match=f"model.onnx cannot be read: .*{why}"):
+        optimize(artifact_copy, OptimizationConfig(level=1), tmp_path / "optimized")
+    assert not (tmp_path / "optimized").exists()
+
+
 def test_info_verify_refuses_a_graph_without_a_recorded_hash(artifact_copy, capsys):
     from optibridge.cli import main
 
@@ -248,3 +298,18 @@ def test_info_shows_only_well_formed_static_plan_records(artifact_copy, capsys):
     out = capsys.readouterr().out
     assert "2 outlier channel(s) of 1 FFN down-projection(s)" in out and "a/MatMul: channels [1, 2]" in out
     assert "attention inputs float" in out and "[red]" not in out and "junk" not in out
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("Exception from src/inference/src/cpp/core.cpp:132:\nCheck 'false' failed at src/frontends/common/src/frontend.cpp:47:\n"
+     "Loading input model\nPath 'w.bin' resolves to '/x/w.bin' which is outside the base directory '/y'\n\n",
+     "Loading input model: Path 'w.bin' resolves to '/x/w.bin' which is outside the base directory '/y'"),
+    ("[ONNXRuntimeError] : 1 : FAIL : Load model failed.\nsecond line", "[ONNXRuntimeError] : 1 : FAIL : Load model failed"),
+    ("Exception from src/plugins/intel_cpu/src/node.cpp:10:", "Exception from src/plugins/intel_cpu/src/node.cpp:10:"),
+    ("", "RuntimeError"),
+])
+def test_a_runtime_error_is_shown_by_its_cause_not_its_source_location(message, expected):
+    """OpenVINO heads its errors with C++ source locations; a one-line error of ours shows the cause."""
+    from optibridge.errors import first_line
+
+    assert first_line(RuntimeError(message)) == expected

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 import onnx
 
 from optibridge.artifact import Artifact
+from optibridge.errors import ArtifactError, first_line
 from optibridge.staging import pid_prefix
 
 # A protobuf cannot exceed 2 GiB; above this much weight data the graph is saved with a side file.
@@ -22,7 +23,12 @@ EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
 def load(path: Path) -> onnx.ModelProto:
-    return onnx.load(str(path), load_external_data=True)
+    """The graph with its external weights. onnx refuses external data outside the graph's folder
+    (an absolute path, ``..``, a symlink): that is an untrusted artifact's error, said in one line."""
+    try:
+        return onnx.load(str(path), load_external_data=True)
+    except onnx.checker.ValidationError as exc:
+        raise ArtifactError(f"{path} cannot be read: {first_line(exc)}; re-export the model") from exc
 
 
 def weight_bytes(model: onnx.ModelProto) -> int:
