@@ -469,6 +469,15 @@ def current_umask() -> int:
     return mask
 
 
+def side_file_follows_umask(graph: Path) -> None:
+    """Give a graph's external-data file (``<graph>.data``, when written) the mode ``open()`` would
+    have: 0o666 less the umask. onnx creates it owner-only (0o600), so a large graph's weights were
+    unreadable to the users who may read the ``.onnx`` file beside them."""
+    data = graph.with_name(graph.name + ".data")
+    if data.is_file():  # onnx writes none when every tensor is under its size threshold
+        os.chmod(data, 0o666 & ~current_umask())
+
+
 def _swap_into_place(staging: Path, dest: Path) -> None:
     # Where the OS can exchange two names atomically (Linux renameat2), dest is never missing:
     # the new folder takes its name and the old one the staging name in one step. Elsewhere two

@@ -286,6 +286,23 @@ def test_artifact_folder_follows_the_umask(tmp_path, exported, umask, mode):
     assert written.path.stat().st_mode & 0o777 == mode
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_external_weights_files_follow_the_umask_like_the_graph(tmp_path, tiny_model, umask):
+    """onnx creates a graph's external-data file owner-only (0o600): the export and ORT's steps give
+    it the mode of every other file of the artifact, so whoever may read model.onnx can load it."""
+    from optibridge import QuantizationConfig, quantize
+
+    old = os.umask(umask)
+    try:
+        exported = export(tiny_model("bert", "feature-extraction"), tmp_path / "external", external_data=True).artifact
+        quantized = quantize(exported.path, QuantizationConfig(mode="dynamic"), tmp_path / "int8").artifact
+    finally:
+        os.umask(old)
+    for artifact in (exported, quantized):
+        modes = {name: (artifact.path / name).stat().st_mode & 0o777 for name in ("model.onnx", "model.onnx.data", METADATA_FILE)}
+        assert modes == dict.fromkeys(modes, 0o666 & ~umask), modes
+
+
 def test_info_shows_only_well_formed_static_plan_records(artifact_copy, capsys):
     from optibridge.cli import main
 

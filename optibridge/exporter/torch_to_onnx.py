@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import torch
 
-from ..artifact import GraphSpec, TensorSpec
+from ..artifact import GraphSpec, TensorSpec, side_file_follows_umask
 from ..errors import OptibridgeError
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -137,6 +137,7 @@ def export_module(
         if external_data:
             onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=path.name + ".data", size_threshold=1024)
+            side_file_follows_umask(path)
         else:
             onnx.save_model(graph, str(path))
 

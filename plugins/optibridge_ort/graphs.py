@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 
 import onnx
 
-from optibridge.artifact import Artifact
+from optibridge.artifact import Artifact, side_file_follows_umask
 from optibridge.errors import ArtifactError, first_line
 from optibridge.staging import pid_prefix
 
@@ -44,6 +44,7 @@ def save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> None:
     if external or weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=1024)
+        side_file_follows_umask(path)
     else:
         onnx.save_model(model, str(path))
 

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
-from optibridge.artifact import Artifact
+from optibridge.artifact import Artifact, side_file_follows_umask
 from optibridge.errors import BackendError, first_line
 from optibridge.steps import CalibrationData, QuantizationConfig
 
@@ -339,6 +339,7 @@ def quantize_artifact(artifact: Artifact, config: QuantizationConfig, output_dir
             raise
         except Exception as exc:  # ORT's quantizer raises plain exceptions on graphs it cannot handle
             raise BackendError(f"ONNX Runtime could not quantize graph {name!r} ({config.mode}): {first_line(exc)}") from exc
+        side_file_follows_umask(out)  # ORT's quantizer writes external data through onnx, owner-only
         after = onnx.load(str(out), load_external_data=False)
         quantized = graphs.count_delta(before, after, QUANTIZED_OP_TYPES)
         if not quantized:
