@@ -97,6 +97,29 @@ def test_external_data_keeps_weights_in_one_side_file(tmp_path, tiny_model):
     assert result.validation.passed  # ORT found the weights through the external reference
 
 
+def test_weights_go_beside_the_graph_by_default_only_above_the_size_that_pays(tmp_path, tiny_model, monkeypatch):
+    """Default (external_data=None): weights beside the graph above SIDE_FILE_MIN_BYTES (ONNX Runtime
+    maps that file: less load memory), inside it below; --no-external-data keeps one file anyway.
+    The tiny model stands for a large one by lowering the threshold; both layouts give equal logits."""
+    from transformers import AutoModelForSequenceClassification
+
+    from optibridge.exporter import core
+
+    model = tiny_model("bert", "text-classification")
+    assert core.parameter_bytes(AutoModelForSequenceClassification.from_pretrained(model)) < core.SIDE_FILE_MIN_BYTES
+    single = export(model, tmp_path / "small").artifact
+    monkeypatch.setattr(core, "SIDE_FILE_MIN_BYTES", 1024)
+    beside = export(model, tmp_path / "large").artifact
+    forced = export(model, tmp_path / "forced", external_data=False).artifact
+    assert "model.onnx.data" in beside.metadata.files
+    assert "model.onnx.data" not in single.metadata.files and "model.onnx.data" not in forced.metadata.files
+    assert not (tmp_path / "small" / "model.onnx.data").exists()
+    inputs = {"input_ids": [[5, 6, 7, 8]], "attention_mask": [[1, 1, 1, 1]]}
+    expected = OBModelForSequenceClassification.from_pretrained(single.path, backend="ort")(**inputs).logits
+    got = OBModelForSequenceClassification.from_pretrained(beside.path, backend="ort")(**inputs).logits
+    assert (got == expected).all()
+
+
 def test_truncated_model_file_is_reported_before_loading(tmp_path, exported):
     dest = copy_artifact(exported("bert", "text-classification"), tmp_path / "a").path
     data = (dest / "model.onnx").read_bytes()

@@ -31,7 +31,7 @@ from ..artifact import Artifact, ArtifactMetadata, GraphSpec, check_output_dir, 
 from ..errors import ModelNotFoundError, OptibridgeError, first_line
 from ..exporter.core import ExportResult
 from ..exporter.plan import Validator, record_validation
-from ..exporter.torch_to_onnx import EXTERNAL_DATA_THRESHOLD, export_module, graph_spec, resolve_exporter
+from ..exporter.torch_to_onnx import SIDE_FILE_MIN_BYTES, export_module, graph_spec, resolve_exporter
 from ..exporter.validate import OutputCheck, ValidationReport, max_abs_diff
 from .families import MODEL_INDEX, PipelineSource, graphs_for, inspect_pipeline
 
@@ -233,7 +233,7 @@ def export_pipeline(
         for plan in plans:
             step(f"exporting {plan.name} with the {exporter} exporter")
             big = external_data if external_data is not None else (
-                sum(p.numel() * p.element_size() for p in plan.module.parameters()) > EXTERNAL_DATA_THRESHOLD)
+                sum(p.numel() * p.element_size() for p in plan.module.parameters()) > SIDE_FILE_MIN_BYTES)
             file = staging / f"{plan.name}.onnx"
             export_module(
                 plan.module, tuple(plan.trace.values()), list(plan.trace), list(plan.outputs),

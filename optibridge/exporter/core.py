@@ -17,7 +17,7 @@ from ..artifact import Artifact, ArtifactMetadata, check_output_dir, staged_dire
 from ..errors import OptibridgeError, UnsupportedModelError, first_line
 from .loading import SourceModel, load_preprocessor, load_source_model
 from .plan import ExportedGraphs, Validator, record_validation
-from .torch_to_onnx import EXTERNAL_DATA_THRESHOLD, parameter_bytes, resolve_exporter
+from .torch_to_onnx import SIDE_FILE_MIN_BYTES, parameter_bytes, resolve_exporter
 from .validate import ValidationReport
 
 DEFAULT_ATOL = 1e-4
@@ -59,8 +59,9 @@ def export_model(
     checked against PyTorch on fresh inputs of other shapes through ``validator`` (a runtime the
     caller chose; :func:`optibridge.exporter.export` picks one from the installed backends) and the
     export fails (writing nothing) when any output differs by more than ``atol``.
-    ``external_data=None`` keeps weights inside the .onnx file unless the model is past the 2 GiB
-    protobuf limit. ``use_cache=False`` exports a generative model without KV cache.
+    ``external_data=None`` writes the weights beside the graph (``model.onnx.data``) for models
+    with more than 256 MiB of them (ONNX Runtime maps that file: lower load memory) and inside the
+    .onnx file below; True/False force either. ``use_cache=False`` exports a generative model without KV cache.
     Code shipped with the model runs only with ``trust_remote_code=True``; weights the checkpoint
     lacks for ``task`` (a new random head) are an error unless ``allow_new_weights=True``.
     """
@@ -103,7 +104,7 @@ def export_source(
     check_opset(opset, resolve_exporter(exporter, source.task.kind))
     check_output_dir(output_dir, overwrite=overwrite)
     if external_data is None:
-        external_data = parameter_bytes(source.model) > EXTERNAL_DATA_THRESHOLD
+        external_data = parameter_bytes(source.model) > SIDE_FILE_MIN_BYTES
     from .fast_path import exporter_attempts
 
     attempts = exporter_attempts(exporter, source.task.kind, source.config, validate=validate, opset=opset)
