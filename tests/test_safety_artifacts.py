@@ -151,23 +151,29 @@ def test_a_graph_changed_after_load_is_refused_when_read_again(artifact_copy, ba
         assert (after == before).all()
 
 
-def test_a_native_decode_loop_refuses_a_graph_changed_after_load(tmp_path, exported_generative):
-    """onnxruntime-genai loads the graph file at the first greedy generate(), long after load: a file
-    changed in between is an error (not a quiet fall-back), and the plain session, loaded from the
-    checked file, is kept."""
-    pytest.importorskip("onnxruntime_genai")
-    from optibridge import OBModelForCausalLM
-
-    folder = copy_artifact(exported_generative("gpt2"), tmp_path / "lm").path
-    model = OBModelForCausalLM.from_pretrained(folder, intra_op_num_threads=1)
-    kept = model.session.session
-    _flip_a_byte(folder / "model.onnx")
-    prompt = [[5, 17, 42, 8]]
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_a_native_decode_loop_refuses_a_graph_changed_after_load(tmp_path, exported_generative, backend):
+    """onnxruntime-genai and openvino-genai load the graph file at the first greedy generate(), long
+    after load: a file changed in between is an error (not a quiet fall-back), and the backend's own
+    session, loaded from the checked file, is kept."""
     import torch
 
+    from optibridge import OBModelForCausalLM
+
+    source = exported_generative("gpt2")
+    if backend == "ort":
+        pytest.importorskip("onnxruntime_genai")
+        folder, changed = copy_artifact(source, tmp_path / "lm").path, "model.onnx"
+    else:
+        pytest.importorskip("openvino_genai")
+        folder, changed = optimize(source.path, OptimizationConfig(level=1), tmp_path / "ir", backend="openvino").artifact.path, "model.bin"
+    model = OBModelForCausalLM.from_pretrained(folder, backend=backend, **({"intra_op_num_threads": 1} if backend == "ort" else {}))
+    prompt = torch.tensor([[5, 17, 42, 8]])
+    before = model(input_ids=prompt).logits
+    _flip_a_byte(folder / changed)
     with pytest.raises(ArtifactError, match="does not match its recorded SHA-256"):
-        model.generate(input_ids=torch.tensor(prompt), max_new_tokens=4, do_sample=False)
-    assert model.session.session is kept
+        model.generate(input_ids=prompt, max_new_tokens=4, do_sample=False)
+    assert (model(input_ids=prompt).logits == before).all()  # the session in memory still runs what was checked
 
 
 def _weights_moved_out(folder: Path, outside: Path, kind: str) -> str:

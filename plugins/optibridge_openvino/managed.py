@@ -116,10 +116,11 @@ class ManagedSession:
         if not (self.stateful and not self._edited and self._spec.format == "openvino-ir" and self.ov_device == "CPU"
                 and genai_available()):
             return None
+        path = self._checked_path()  # before the compiled model is freed: a changed file leaves the session as it was
         if self._inner is not None:  # free the compiled model first: peak memory is one compiled copy, not two
             self._precision = self._inner.inference_precision
             self._inner = None
-        return OpenVINOGenAIDecoder(self._checked_path(), self.ov_device, {**KV_CACHE_DEFAULT, **self.config}, layout)
+        return OpenVINOGenAIDecoder(path, self.ov_device, {**KV_CACHE_DEFAULT, **self.config}, layout)
 
     @property
     def inference_precision(self) -> str:
