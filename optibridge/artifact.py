@@ -469,6 +469,19 @@ def current_umask() -> int:
     return mask
 
 
+def write_graph(model: Any, path: Path, *, external: bool) -> None:
+    """Write an ONNX graph as an artifact holds it: weights inside the file, or with ``external`` in
+    one ``<file>.data`` beside it (tensors under 1 KiB stay inline), readable as the umask allows."""
+    import onnx
+
+    if external:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data", size_threshold=1024)
+        side_file_follows_umask(path)
+    else:
+        onnx.save_model(model, str(path))
+
+
 def side_file_follows_umask(graph: Path) -> None:
     """Give a graph's external-data file (``<graph>.data``, when written) the mode ``open()`` would
     have: 0o666 less the umask. onnx creates it owner-only (0o600), so a large graph's weights were

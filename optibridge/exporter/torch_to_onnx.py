@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import torch
 
-from ..artifact import GraphSpec, TensorSpec, side_file_follows_umask
+from ..artifact import GraphSpec, TensorSpec, write_graph
 from ..errors import OptibridgeError
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -140,12 +140,7 @@ def export_module(
         name_axes(graph, {**input_axes, **output_axes})
         if edit is not None:
             edit(graph)
-        if external_data:
-            onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=path.name + ".data", size_threshold=1024)
-            side_file_follows_umask(path)
-        else:
-            onnx.save_model(graph, str(path))
+        write_graph(graph, path, external=external_data)
 
 
 @contextlib.contextmanager

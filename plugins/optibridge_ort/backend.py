@@ -145,7 +145,6 @@ class OrtBackend(Backend):
             # ONNX Runtime warns on every load that an input with a default (logits_to_keep) is not constant-folded:
             # that is the point of it, so only errors are logged unless the caller chose a level.
             options["log_severity_level"] = QUIET
-        artifact.graph_path(graph)  # an unknown graph or a non-ONNX one is an error now, not at first use
 
         def open_session() -> Any:  # also when created again after release(): the file is checked as at load
             return create_session(ort, artifact.graph_to_read(graph), build_session_options(ort, options), [PROVIDER])

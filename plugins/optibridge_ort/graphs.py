@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 
 import onnx
 
-from optibridge.artifact import Artifact, side_file_follows_umask
+from optibridge.artifact import Artifact, write_graph
 from optibridge.errors import ArtifactError, first_line
 from optibridge.staging import pid_prefix
 
@@ -41,12 +41,7 @@ def has_external_data(artifact: Artifact, graph: str) -> bool:
 
 def save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> None:
     """Save under ``path``; weights go to ``<file>.data`` when asked or when they would not fit a protobuf."""
-    if external or weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
-        side_file_follows_umask(path)
-    else:
-        onnx.save_model(model, str(path))
+    write_graph(model, path, external=external or weight_bytes(model) > EXTERNAL_DATA_THRESHOLD)
 
 
 def op_counts(model: onnx.ModelProto) -> collections.Counter[str]:
