@@ -12,7 +12,7 @@ import torch
 from transformers import AutoTokenizer
 
 from optibridge import OBModelForFeatureExtraction, OBModelForSequenceClassification, QuantizationConfig, quantize
-from optibridge.artifact import Artifact, ArtifactMetadata, write_metadata
+from optibridge.artifact import METADATA_FILE, Artifact, ArtifactMetadata, write_metadata
 from optibridge.cli import main
 from optibridge.errors import ArtifactError, BackendError
 from optibridge.steps import AccuracyBudgetError, CalibrationConfig, CalibrationError, ConfigError
@@ -375,6 +375,10 @@ def test_cli_prints_the_detected_preset_counts_and_accuracy(exported, tmp_path, 
     assert code == 0, err
     assert "preset " in out and "(detected on " in out
     assert "MatMulInteger" in out and "top-1 agreement" in out and "accuracy budget cosine>=0.9: met" in out
+    notes = json.loads((tmp_path / "q" / METADATA_FILE).read_text())["steps"][-1]["report"]["graphs"]["model"]["notes"]
+    assert any(n.startswith("SmoothQuant") for n in notes)
+    for note in notes:  # each note whole on its own line, not wrapped into a narrow table column
+        assert f"- {note}" in out.splitlines(), note
 
 
 def test_cli_unknown_preset_is_one_line_and_writes_nothing(exported, tmp_path, capsys):

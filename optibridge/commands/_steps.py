@@ -15,20 +15,23 @@ if TYPE_CHECKING:
 
 
 def print_operator_counts(result: "StepResult", key: str, title: str) -> None:
-    """One row per graph: the operators the step added (fused or quantized), and its notes."""
+    """One row per graph: the operators the step added (fused or quantized); its notes below, a line
+    each, since sentences wrapped into a table column are hard to read at 80 columns."""
     table = Table(title=title)
-    for column in ("graph", "operators", "notes"):
+    for column in ("graph", "operators"):
         table.add_column(column)
-    for graph, entry in result.report.get("graphs", {}).items():
+    graphs = result.report.get("graphs", {})
+    for graph, entry in graphs.items():
         ops = entry.get("quantized", {}) if key == "quantized" else entry.get("fused", {})
-        counts = ", ".join(f"{op} ×{n}" for op, n in sorted(ops.items())) or "none"
-        notes = [n for n in entry.get("notes", []) if not n.startswith("WARNING")]
-        table.add_row(graph, counts, "; ".join(notes))
+        table.add_row(graph, ", ".join(f"{op} ×{n}" for op, n in sorted(ops.items())) or "none")
     console.print(table)
-    for graph, entry in result.report.get("graphs", {}).items():
+    for graph, entry in graphs.items():
+        prefix = f"{graph}: " if len(graphs) > 1 else ""
         for note in entry.get("notes", []):
             if note.startswith("WARNING"):
                 console.print(f"[bold red]{escape(note)}[/] (graph {graph})", highlight=False)
+            else:
+                console.print(f"- {escape(prefix + note)}", highlight=False)
 
 
 def print_accuracy(result: "StepResult") -> None:
