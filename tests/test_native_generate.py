@@ -64,6 +64,23 @@ def test_onnxruntime_genai_gives_pytorch_greedy_tokens_and_reports_itself(model_
     assert model.last_generation_engine == "transformers" and "eos_token_id" in model.generation_fallback_reason
 
 
+@pytest.mark.parametrize("position", [0, 3])
+def test_onnxruntime_genai_returns_the_eos_token_it_stopped_on(position, tiny_generative, exported_generative):
+    # onnxruntime-genai leaves the eos out of its sequence; transformers (and Optimum) end the output with it
+    pytest.importorskip("onnxruntime_genai")
+    path = tiny_generative("gpt2")
+    free_run = _expected(path, **EXACTLY_16)[0, PROMPT.shape[1]:].tolist()
+    stop = free_run[position]
+    assert stop not in free_run[:position]  # so the reference stops exactly at `position`
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path, intra_op_num_threads=1)
+    model.generation_config.eos_token_id = stop  # before the native loop loads: the id it is loaded with
+    ours = model.generate(input_ids=PROMPT, max_new_tokens=16, pad_token_id=0)
+    assert model.last_generation_engine == "onnxruntime-genai"
+    expected = _expected(path, max_new_tokens=16, eos_token_id=stop, pad_token_id=0)
+    assert expected.shape[1] == PROMPT.shape[1] + position + 1 and int(expected[0, -1]) == stop
+    assert torch.equal(ours, expected)
+
+
 def test_unsupported_settings_fall_back_with_a_reason_or_are_refused(tiny_generative, exported_generative):
     pytest.importorskip("onnxruntime_genai")
     path = tiny_generative("gpt2")

@@ -114,8 +114,14 @@ class OrtGenAIDecoder:
         try:
             generator = og.Generator(self._model, params)
             generator.append_tokens(request.prompt)
+            steps = 0
             while not generator.is_done():
                 generator.generate_next_token()
+                steps += 1
+            new = [int(t) for t in generator.get_sequence(0)[length:]]
+            # onnxruntime-genai stops on eos without appending it; transformers returns it, so add it back
+            if steps == len(new) + 1 and (last := int(generator.get_next_tokens()[0])) in self.fixed_eos_token_ids:
+                new.append(last)
         except Exception as exc:  # e.g. "Model input was not found" for a graph without position_ids
             raise BackendError(f"onnxruntime-genai could not run this graph: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-        return [int(t) for t in generator.get_sequence(0)[length:]]
+        return new
