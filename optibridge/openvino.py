@@ -23,9 +23,12 @@ device, bf16 on CPUs with AMX/AVX-512 BF16). ``model.inference_precision`` says 
 
 from __future__ import annotations
 
+import copy
 import os
+from pathlib import Path
 from typing import Any, TypeVar
 
+from .artifact import Artifact, check_output_dir, staged_directory, write_metadata
 from .errors import BackendError
 from .modeling.peers import PeerModel, PeerNames, pipeline_alias
 
@@ -112,6 +115,17 @@ class OVModel(PeerModel):
         self._each_session("half")
         return self
 
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **_: Any) -> None:
+        """Write the model as it runs. Unchanged, the artifact is copied as it is; changed in memory
+        (``load_in_8bit``, ``half()``, ``reshape()``, ``stateful=True``), every graph is written as
+        OpenVINO IR with those changes, and a ``save_pretrained`` step records them: what was run is
+        what is saved, as optimum-intel saves its in-memory model."""
+        edits = {name: list(getattr(session, "edits", ())) for name, session in self.sessions.items()}
+        if not any(edits.values()):
+            super().save_pretrained(save_directory)
+            return
+        write_changed_model(self.artifact, self.sessions, edits, save_directory)
+
     def to(self: ModelT, *args: Any, **kwargs: Any) -> ModelT:
         """``to("GPU")`` / ``to("CPU")`` as optimum-intel takes them: run on that OpenVINO device from the next
         call (a device this machine lacks is an error naming the ones it has). torch dtypes/devices as OBModel."""
@@ -125,6 +139,22 @@ class OVModel(PeerModel):
             elif target is not None:
                 super().to(target)
         return self
+
+
+def write_changed_model(artifact: Artifact, sessions: dict[str, Any], edits: dict[str, list[str]],
+                        save_directory: str | os.PathLike[str]) -> None:
+    """``artifact`` with each graph as its session holds it in memory (``session.save_into``), staged."""
+    from .steps.run import copy_side_files
+
+    check_output_dir(save_directory, inputs=(artifact.path,))
+    with staged_directory(Path(save_directory)) as staging:
+        copy_side_files(artifact, staging)
+        metadata = copy.deepcopy(artifact.metadata)
+        for session in sessions.values():
+            session.save_into(staging, metadata)
+        metadata.steps.append({"step": "save_pretrained", "backend": "openvino",
+                               "edits": {name: changes for name, changes in edits.items() if changes}})
+        write_metadata(staging, metadata)
 
 
 _NAMES = PeerNames("OVModel", OVModel, __name__, "optimum-intel")

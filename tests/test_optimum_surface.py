@@ -159,6 +159,53 @@ def test_ov_load_in_8bit_compresses_weights_with_nncf(gpt2):
     assert not torch.equal(got, ref) and torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99
 
 
+def _constant_kinds(model):
+    return [op.get_output_element_type(0).get_type_name() for op in model.model.get_ops() if op.get_type_name() == "Constant"]
+
+
+def test_ov_save_pretrained_writes_what_load_in_8bit_made(gpt2, tmp_path):
+    """optimum-intel's save_pretrained saves the in-memory model: int8 weights stay int8 on reload."""
+    from optibridge.artifact import Artifact
+
+    artifact, inputs, _ = gpt2
+    model = OVModelForCausalLM.from_pretrained(artifact.path, load_in_8bit=True, stateful=True)
+    ids = inputs["input_ids"]
+    logits, tokens = model(input_ids=ids).logits, model.generate(**inputs, **GREEDY)
+    model.save_pretrained(tmp_path / "int8")
+    saved = Artifact.load(tmp_path / "int8", verify_hashes=True, require_hashes=True)
+    def graph_bytes(folder):
+        return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in (".bin", ".onnx", ".data"))
+
+    assert saved.metadata.main_graph.format == "openvino-ir" and graph_bytes(saved.path) < 0.5 * graph_bytes(artifact.path)
+    assert saved.metadata.steps[-1] == {"step": "save_pretrained", "backend": "openvino", "edits": {"model": [
+        "made stateful at load (stateful=True)", "int8 weights (load_in_8bit=True)"]}}
+    assert saved.metadata.extra["openvino"]["stateful_graphs"] == ["model"] and saved.metadata.extra["openvino"]["weights"] == "int8"
+    again = OVModelForCausalLM.from_pretrained(saved.path)  # no load_in_8bit: the weights are int8 in the file
+    assert again.session.stateful and _constant_kinds(again).count("u8") >= 4
+    assert torch.equal(again(input_ids=ids).logits, logits) and torch.equal(again.generate(**inputs, **GREEDY), tokens)
+    assert (tmp_path / "int8" / "tokenizer.json").is_file() and (tmp_path / "int8" / "generation_config.json").is_file()
+
+
+def test_ov_save_pretrained_keeps_half_and_reshape_and_copies_an_unchanged_model(bert, tmp_path):
+    from optibridge.artifact import Artifact
+
+    _, artifact, ids, want = bert
+    model = OVModelForSequenceClassification.from_pretrained(artifact.path).half()
+    model.reshape(2, 7)
+    logits = model(input_ids=ids).logits
+    model.save_pretrained(tmp_path / "f16")
+    saved = Artifact.load(tmp_path / "f16", verify_hashes=True, require_hashes=True)
+    assert saved.metadata.steps[-1]["edits"] == {"model": ["float16 weights (half())", "reshape(input_ids=[2, 7], attention_mask=[2, 7], token_type_ids=[2, 7])"]}
+    again = OVModelForSequenceClassification.from_pretrained(saved.path)
+    assert "f16" in _constant_kinds(again) and again.model.input("input_ids").get_partial_shape().is_dynamic  # dynamic_shapes=True
+    assert torch.equal(again(input_ids=ids).logits, logits)
+    _close(again(input_ids=ids[:1, :5]).logits, model.__class__.from_pretrained(artifact.path).half()(input_ids=ids[:1, :5]).logits)
+
+    OVModelForSequenceClassification.from_pretrained(artifact.path).save_pretrained(tmp_path / "same")
+    assert Artifact.load(tmp_path / "same").metadata.steps == artifact.metadata.steps  # nothing changed: a copy
+    assert (tmp_path / "same" / "model.onnx").read_bytes() == (artifact.path / "model.onnx").read_bytes()
+
+
 def test_ov_dynamic_shapes_on_an_ir_saved_with_static_shapes(bert, tmp_path):
     import openvino as ov
 

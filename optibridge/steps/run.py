@@ -74,7 +74,7 @@ def _check_not_quantized(artifact: Artifact, doing: str) -> None:
         )
 
 
-def _copy_side_files(artifact: Artifact, staging: Path) -> None:
+def copy_side_files(artifact: Artifact, staging: Path) -> None:
     """Config, tokenizer and processor files travel with the graphs; the graphs are rewritten."""
     skip = set(artifact.graph_files()) | {METADATA_FILE}
     for item in artifact.path.iterdir():
@@ -242,7 +242,7 @@ def optimize(
                                                   overwrite=overwrite)
     _check_precision_support(impl, config)
     with staged_directory(out, overwrite=overwrite) as staging:
-        _copy_side_files(artifact, staging)
+        copy_side_files(artifact, staging)
         step_cb(f"optimizing {len(artifact.metadata.graphs)} graph(s) at O{config.level} with {impl.name}")
         report = impl.optimize(artifact, config, staging)
         step = {"step": "optimize", "backend": impl.name, "config": config.to_dict()}
@@ -328,7 +328,7 @@ def quantize(
             scratch.mkdir()
             source, prepare_notes = spec.prepare(artifact, config, calibration, scratch)
             notes.extend(prepare_notes)
-        _copy_side_files(artifact, staging)
+        copy_side_files(artifact, staging)
         step_cb(f"quantizing {len(artifact.metadata.graphs)} graph(s): {config.mode} with {impl.name}")
         backend_config = dataclasses.replace(config, mode=backend_mode)
         report = impl.quantize(source, backend_config, staging, calibration=None if spec.prepare else calibration)

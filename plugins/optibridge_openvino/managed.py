@@ -10,11 +10,13 @@ the plain or stateful session built from it.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from optibridge.artifact import Artifact
+from optibridge.artifact import Artifact, ArtifactMetadata
 from optibridge.errors import ArtifactError, BackendError, InputError, first_line
 
 from .session import OpenVINOSession
@@ -54,6 +56,7 @@ class ManagedSession:
         self.config = dict(config)
         self._model: Any = None
         self._edited = False  # compile the edited ov.Model instead of the file
+        self.edits: list[str] = []  # what the user changed in memory, a phrase each: save_into() writes them out
         self._inner: OpenVINOSession | None = None
         self._precision: str | None = None  # kept when the compiled model is released for openvino-genai
         self.static_shapes: dict[str, tuple[int, ...]] = {}
@@ -64,9 +67,11 @@ class ManagedSession:
                                "artifact it was made from to run it with stateful=False")
         if stateful and self._pairs and not recorded:
             self._edit(lambda model: None if is_stateful(model) else make_stateful(model, self._pairs))
+            self.edits.append("made stateful at load (stateful=True)")
         self.stateful = bool(self._pairs) and (recorded or bool(stateful))
         if load_in_8bit:
             self._edit(_compress_int8)
+            self.edits.append("int8 weights (load_in_8bit=True)")
         if dynamic_shapes:  # optimum-intel's default; off for plain loads, which skips reading the IR twice
             self._make_named_axes_dynamic()
         self._outputs = self._spec.output_names
@@ -189,6 +194,7 @@ class ManagedSession:
         """Fix input shapes (-1 keeps a dimension dynamic); compiled again on the next call."""
         self._edit(lambda model: model.reshape({name: list(shape) for name, shape in shapes.items()}))
         self.static_shapes = {name: tuple(shape) for name, shape in shapes.items() if -1 not in shape}
+        self.edits.append(f"reshape({', '.join(f'{name}={list(shape)}' for name, shape in shapes.items())})")
 
     def half(self) -> None:
         """Weights stored as float16 (computed in the inference precision); compiled again on the next call."""
@@ -199,6 +205,7 @@ class ManagedSession:
             compress_model_transformation(model)
 
         self._edit(to_fp16)
+        self.edits.append("float16 weights (half())")
 
     def set_device(self, device: str) -> None:
         """Run on another OpenVINO device from the next call on (compiled again for it)."""
@@ -206,6 +213,24 @@ class ManagedSession:
         if wanted != self.ov_device:
             self.ov_device = wanted
             self._inner = None
+
+    def save_into(self, folder: Path, metadata: ArtifactMetadata) -> None:
+        """Write the ``ov.Model`` as it is in memory, edits included, as IR into ``folder``, and describe
+        it in ``metadata`` (its graph spec, and what the loader must know: stateful, weights)."""
+        from optibridge.probing import distribution_version
+
+        from .convert import save_graph
+
+        spec = save_graph(self.model, folder, self._spec)
+        if self._outputs != self._spec.output_names:
+            spec = dataclasses.replace(spec, outputs=tuple(t for t in spec.outputs if t.name in self._outputs))
+        metadata.graphs[self._graph] = spec
+        facts = metadata.extra.setdefault("openvino", {})
+        stateful = [g for g in facts.get("stateful_graphs", []) if g != self._graph] + ([self._graph] if self.stateful else [])
+        facts.update(stateful=bool(stateful), stateful_graphs=stateful, version=distribution_version("openvino"))
+        weights = [w for edit, w in (("load_in_8bit", "int8"), ("half()", "float16")) if any(edit in e for e in self.edits)]
+        if weights:
+            facts["weights"] = weights[-1]
 
     # -- helpers ---------------------------------------------------------------------------------
     def _edit(self, change: Callable[[Any], Any]) -> None:
@@ -234,6 +259,7 @@ class ManagedSession:
 
         self._edit(prune)
         self._outputs = [name for name in have if name in wanted]
+        self.edits.append(f"only the outputs {', '.join(self._outputs)}")
 
     def _make_named_axes_dynamic(self) -> None:
         """Axes the artifact records as dynamic but the file has fixed (an IR saved after a reshape)."""
