@@ -184,6 +184,11 @@ class Backend(ABC):
         :class:`~optibridge.errors.ArtifactError` when the model file cannot be read.
         """
 
+    def option_names(self) -> frozenset[str] | None:
+        """The keyword options :meth:`load` takes, so a misspelled one is refused before minutes of
+        export; None (the default) leaves the check to ``load``."""
+        return None
+
     def optimize(self, artifact: "Artifact", config: "OptimizationConfig", output_dir: Path) -> StepReport:
         """Write an optimized copy of every graph of ``artifact`` into ``output_dir``.
 

@@ -110,7 +110,24 @@ class ORTModel(PeerModel):
         return bool(getattr(self.session, "accepts_torch", False))
 
 
-_NAMES = PeerNames("ORTModel", ORTModel, __name__, "Optimum")
+_QUANTIZE = ("quantize the saved model with optibridge: `optibridge quantize MODEL_DIR OUT --mode dynamic` (or --mode static "
+             "--calibration FILE; --preset avx512-vnni|avx2|arm64 as AutoQuantizationConfig's), or "
+             "optibridge.quantize(MODEL_DIR, optibridge.QuantizationConfig(mode='dynamic'), OUT); then load OUT with its "
+             "ORTModelFor… class (docs/optimum_migration.md)")
+_OPTIMIZE = ("optimize the saved model with optibridge: `optibridge optimize MODEL_DIR OUT -O 2` (optimization_level 1/2 and O1-O4 "
+             "map to -O 1-4), or optibridge.optimize(MODEL_DIR, optibridge.OptimizationConfig(level=2), OUT); then load OUT with "
+             "its ORTModelFor… class (docs/optimum_migration.md)")
+_INSTEAD = {
+    **dict.fromkeys(("ORTQuantizer", "AutoQuantizationConfig", "QuantizationConfig", "AutoCalibrationConfig",
+                     "CalibrationConfig", "ORTConfig", "QuantizationMode", "QuantFormat"), _QUANTIZE),
+    **dict.fromkeys(("ORTOptimizer", "OptimizationConfig", "AutoOptimizationConfig"), _OPTIMIZE),
+    "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=ORTModelFor….from_pretrained(DIR), "
+                "tokenizer=...); the ORTModelFor… classes are drop-in models",
+    **dict.fromkeys(("ORTTrainer", "ORTSeq2SeqTrainer", "ORTTrainingArguments", "ORTSeq2SeqTrainingArguments"),
+                    "training on ONNX Runtime is not offered: train in PyTorch with optibridge.training.OBTrainer "
+                    "(transformers' Trainer, plus QAT, pruning, distillation; docs/training.md), which writes an artifact"),
+}
+_NAMES = PeerNames("ORTModel", ORTModel, __name__, "Optimum", _INSTEAD)
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES])

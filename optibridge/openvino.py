@@ -157,7 +157,20 @@ def write_changed_model(artifact: Artifact, sessions: dict[str, Any], edits: dic
         write_metadata(staging, metadata)
 
 
-_NAMES = PeerNames("OVModel", OVModel, __name__, "optimum-intel")
+_QUANTIZE = ("quantize with optibridge: `optibridge quantize MODEL_DIR OUT --backend openvino --mode int8-weights` (or int4-weights "
+             "[--block-size 128 --symmetric], f16-weights, or static --calibration FILE for activations too; NNCF does the work), "
+             "or optibridge.quantize(MODEL_DIR, optibridge.QuantizationConfig(mode='int4-weights'), OUT, backend='openvino'); "
+             "then load OUT with its OVModelFor… class. At load: from_pretrained(..., load_in_8bit=True) (docs/optimum_migration.md)")
+_INSTEAD = {
+    **dict.fromkeys(("OVQuantizer", "OVQuantizationConfig", "OVWeightQuantizationConfig", "OVConfig", "OVMixedQuantizationConfig",
+                     "OVPipelineQuantizationConfig", "OVDynamicQuantizationConfig"), _QUANTIZE),
+    "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=OVModelFor….from_pretrained(DIR), "
+                "tokenizer=...); the OVModelFor… classes are drop-in models",
+    **dict.fromkeys(("OVTrainer", "OVTrainingArguments"),
+                    "use optibridge.training.OBTrainer (transformers' Trainer, plus NNCF QAT, pruning, distillation; "
+                    "docs/training.md), which writes an artifact the OVModelFor… classes load"),
+}
+_NAMES = PeerNames("OVModel", OVModel, __name__, "optimum-intel", _INSTEAD)
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES])

@@ -3,6 +3,8 @@ names generate PyTorch's tokens; a name whose task is not implemented is not imp
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +40,33 @@ def test_a_name_whose_task_is_not_implemented_is_not_importable():
     assert not hasattr(ort_names, "ORTModelForCustomTasks")
     with pytest.raises(AttributeError, match="has no attribute 'something_else'"):
         ort_names.something_else  # noqa: B018
+
+
+@pytest.mark.parametrize("module,name,points_to", [
+    (ort_names, "ORTQuantizer", "optibridge quantize MODEL_DIR OUT"),
+    (ort_names, "AutoQuantizationConfig", "optibridge.quantize(MODEL_DIR"),
+    (ort_names, "ORTOptimizer", "optibridge optimize MODEL_DIR OUT -O 2"),
+    (ort_names, "AutoOptimizationConfig", "optibridge.OptimizationConfig(level=2)"),
+    (ort_names, "pipeline", "transformers.pipeline(task, model=ORTModelFor"),
+    (ort_names, "ORTTrainer", "optibridge.training.OBTrainer"),
+    (ov_names, "OVWeightQuantizationConfig", "--backend openvino --mode int8-weights"),
+    (ov_names, "OVQuantizer", "load_in_8bit=True"),
+    (ov_names, "pipeline", "transformers.pipeline(task, model=OVModelFor"),
+    (ov_names, "OVTrainer", "optibridge.training.OBTrainer"),
+])
+def test_the_peers_tool_classes_name_what_optibridge_offers_instead(module, name, points_to):
+    """Optimum's quantizers, configs, pipeline and trainers are not re-created; importing one says what to use."""
+    from optibridge import QuantizationConfig
+    from optibridge.cli import main
+
+    with pytest.raises(ImportError) as missing:
+        exec(f"from {module.__name__} import {name}", {})
+    message = str(missing.value)
+    assert f"has no {'Optimum' if module is ort_names else 'optimum-intel'}'s {name}; " in message and points_to in message
+    for mode in re.findall(r"--mode ([a-z0-9-]+)", message) + re.findall(r"mode='([a-z0-9-]+)'", message):
+        assert QuantizationConfig(mode=mode).mode == mode  # the modes it names exist
+    for command in re.findall(r"`optibridge (\w+) ", message):
+        assert main([command, "--help"]) == 0
 
 
 def test_ort_causal_lm_generates_pytorch_tokens(tiny_generative, exported_generative):

@@ -3,6 +3,7 @@ write them, against PyTorch (≤ 1e-4; greedy tokens identical)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -85,6 +86,22 @@ def test_ort_export_with_hub_arguments(bert):
     path, _, ids, want = bert
     model = ORTModelForSequenceClassification.from_pretrained(path, export=True, force_download=False, local_files_only=True)
     _close(model(input_ids=ids).logits, want)
+
+
+@pytest.mark.parametrize("cls,argument,says", [
+    (ORTModelForSequenceClassification, {"from_transformers": True}, re.escape("from_transformers (Optimum's old name for export: pass export=True)")),
+    (ORTModelForSequenceClassification, {"use_auth_token": "x"}, re.escape("pass token=...")),
+    (ORTModelForSequenceClassification, {"exprot": True}, r"unknown argument\(s\) exprot; .* backend 'ort' takes .*intra_op_num_threads"),
+    (OVModelForSequenceClassification, {"quantization_config": {"bits": 4}}, re.escape("optibridge quantize DIR OUT --backend openvino --mode int4-weights")),
+    (OVModelForSequenceClassification, {"compile_only": True}, "compile-only load is not offered"),
+    (OVModelForSequenceClassification, {"perfomance_hint": "LATENCY"}, r"unknown argument\(s\) perfomance_hint; .* backend 'openvino' takes .*performance_hint"),
+])
+def test_arguments_optibridge_does_not_take_are_refused_before_the_export(bert, monkeypatch, cls, argument, says):
+    import optibridge.modeling.base as base
+
+    monkeypatch.setattr(base, "export_model", lambda *a, **k: pytest.fail("exported before checking the arguments"))
+    with pytest.raises(InputError, match=says):
+        cls.from_pretrained(bert[0], export=True, **argument)
 
 
 def test_use_cache_false_recomputes_and_keeps_the_tokens(gpt2):

@@ -36,6 +36,17 @@ UNSUPPORTED_WHEN_SET = (
     "interpolate_pos_encoding", "start_positions", "end_positions",
 )
 HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "force_download")
+# Loading arguments of transformers / Optimum / optimum-intel that optibridge does not take, and what to do instead.
+PEER_ARGUMENTS = {
+    "from_transformers": "Optimum's old name for export: pass export=True",
+    "use_auth_token": "transformers' old name for token: pass token=...",
+    "use_merged": "optibridge exports one decoder graph that runs with and without a cache: drop use_merged",
+    "library_name": "optibridge reads the library from the folder: drop library_name",
+    "compile_only": "OpenVINO's compile-only load is not offered: drop it (compile=False defers compiling instead)",
+    "quantization_config": ("quantize the artifact first: `optibridge quantize DIR OUT --backend openvino --mode int4-weights` "
+                            "(or int8-weights, static) and load OUT; at load, load_in_8bit=True is offered"),
+    "load_in_4bit": "quantize the artifact first: `optibridge quantize DIR OUT --backend openvino --mode int4-weights` and load OUT",
+}
 
 CLASS_FOR_TASK: dict[str, type["OBModel"]] = {}
 """The one task → OBModelFor<Task> table: filled by :func:`register_task_class`, keyed by :data:`~optibridge.tasks.TASKS`."""
@@ -47,6 +58,21 @@ class PreTrainedModel:
     infers the framework by walking the model class's bases for one called ``PreTrainedModel`` (or one
     from a torch module) and raises "Could not infer framework" otherwise; exported models take and
     return torch tensors, so they declare themselves PyTorch this way. transformers 5.x does not ask."""
+
+
+def _check_options(options: dict[str, Any], backend: Any) -> None:
+    """Refuse what ``load`` would refuse, before an export spends minutes: the peers' loading arguments
+    optibridge does not take (with what to do instead), and names the backend does not know."""
+    peer = [f"{name} ({PEER_ARGUMENTS[name]})" for name in options if name in PEER_ARGUMENTS]
+    if peer:
+        raise InputError(f"from_pretrained does not take {'; '.join(peer)}")
+    accepted = backend.option_names()
+    unknown = sorted(set(options) - accepted) if accepted is not None else []
+    if unknown:
+        raise InputError(
+            f"from_pretrained got unknown argument(s) {', '.join(unknown)}; besides export, task, device, config, use_cache, "
+            f"subfolder, file_name and the hub's {', '.join(HUB_KWARGS)}, backend {backend.name!r} takes {', '.join(sorted(accepted))}"
+        )
 
 
 def _reader_for(artifact: Artifact, chosen: Any, asked: str, device: str) -> Any:
@@ -142,6 +168,7 @@ class OBModel(PreTrainedModel):
         backend_name = backend or cls.default_backend
         # Fail on a backend/device that is not there before spending time on an export.
         backend_impl = get_registry().require_available(backend_name, device)
+        _check_options(options, backend_impl)
         keep_alive = None
         if is_artifact(model_id) and not export:
             artifact = Artifact.load(model_id, verify_hashes=verify_hashes)

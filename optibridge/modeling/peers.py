@@ -12,7 +12,7 @@ from __future__ import annotations
 import dis
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from .base import OBModel
 
@@ -89,11 +89,13 @@ def task_class_names() -> list[str]:
 class PeerNames:
     """The ``<prefix>For*`` names of one peer module, built on first access and cached in it."""
 
-    def __init__(self, prefix: str, surface: type[OBModel], module: str, peer: str) -> None:
+    def __init__(self, prefix: str, surface: type[OBModel], module: str, peer: str,
+                 instead: Mapping[str, str] | None = None) -> None:
         self.prefix = prefix + "For"
         self.surface = surface
         self.module = module
         self.peer = peer
+        self.instead = dict(instead or {})  # the peer's other names (quantizers, configs, trainers) → what optibridge offers
 
     def names(self) -> list[str]:
         return [self.prefix + name[len(OUR_PREFIX):] for name in task_class_names()]
@@ -110,10 +112,13 @@ class PeerNames:
         return cls
 
     def _missing(self, name: str) -> Exception:
-        if not name.startswith(self.prefix):
+        if name in self.instead:
+            message = f"{self.module} has no {self.peer}'s {name}; {self.instead[name]}"
+        elif not name.startswith(self.prefix):
             return AttributeError(f"module {self.module!r} has no attribute {name!r}")
-        message = (f"{self.module} has no {name}: optibridge does not implement the task behind this {self.peer} class yet. "
-                   f"Its {self.peer} names: {', '.join(self.names())}")
+        else:
+            message = (f"{self.module} has no {name}: optibridge does not implement the task behind this {self.peer} class yet. "
+                       f"Its {self.peer} names: {', '.join(self.names())}")
         # `from m import X` turns an AttributeError into a bare "cannot import name"; keep the reason there.
         caller = sys._getframe(3)
         if IMPORT_FROM is not None and caller.f_code.co_code[caller.f_lasti] == IMPORT_FROM:

@@ -82,6 +82,9 @@ class OpenVINOBackend(Backend):
         return BackendStatus(self.name, bool(devices), devices=devices, version=distribution_version("openvino"),
                              features=("run", "optimize", "quantize", *precisions), reason=None if devices else "OpenVINO reports no device")
 
+    def option_names(self) -> frozenset[str]:
+        return frozenset((*OPTIONS, "ov_config", "static_shapes", *MANAGED_OPTIONS))
+
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> ManagedSession:
         """Options: the OpenVINO ones below (``OPTIONS``, ``ov_config``) and, as optimum-intel takes them,
         ``compile`` (False: compile on the first call or ``compile()``), ``stateful`` (keep a decoder's KV

@@ -15,7 +15,7 @@ from optibridge.device import Device
 from optibridge.errors import ArtifactError, BackendError, first_line
 
 from .graphs import QUIET
-from .options import build_session_options
+from .options import VALID_OPTIONS, build_session_options
 
 if TYPE_CHECKING:
     from optibridge.steps import CalibrationData, OptimizationConfig, QuantizationConfig
@@ -120,6 +120,9 @@ class OrtBackend(Backend):
             self.name, True, devices=("cpu",), version=ort.__version__, features=("run", "optimize", "quantize"),
             details={"providers": providers},
         )
+
+    def option_names(self) -> frozenset[str]:
+        return frozenset((*VALID_OPTIONS, "io_binding", "provider_options"))
 
     def load(self, artifact: Artifact, *, graph: str = "model", device: str = "cpu", **options: Any) -> OrtSession:
         """Options: ORT session options (see :mod:`.options`), ``io_binding`` (True: torch tensors in and
