@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -183,9 +185,21 @@ class TestInputErrors:
             model(input_ids=torch.ones(1, 3, dtype=torch.int64), pixel_values=torch.zeros(1, 3, 8, 8))
 
     def test_unsupported_pytorch_argument(self, model):
-        with pytest.raises(InputError, match="labels is not supported by exported models"):
-            model(input_ids=torch.ones(1, 3, dtype=torch.int64), labels=torch.tensor([1]))
+        with pytest.raises(InputError, match="output_attentions is not supported by exported models"):
+            model(input_ids=torch.ones(1, 3, dtype=torch.int64), output_attentions=True)
         model(input_ids=torch.ones(1, 3, dtype=torch.int64), output_attentions=False)  # the "off" value is fine
+
+    def test_labels_of_an_evaluation_batch_are_ignored_with_one_warning(self, exported):
+        # as Optimum's classes: model(**batch) with the batch's labels runs; there is no loss to return
+        model = OBModelForSequenceClassification.from_pretrained(exported("bert", "text-classification").path)
+        ids = torch.randint(5, 100, (2, 4))
+        with pytest.warns(UserWarning, match="labels ignored: exported models compute outputs only, no loss"):
+            out = model(input_ids=ids, labels=torch.tensor([0, 1]))
+        assert out.get("loss") is None
+        torch.testing.assert_close(out.logits, model(input_ids=ids).logits, atol=0, rtol=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per model, not once per batch
+            model(input_ids=ids, labels=torch.tensor([0, 1]))
 
     def test_int32_ids_are_accepted_like_pytorch_does(self, model):
         ids = torch.randint(5, 100, (2, 4))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -32,9 +33,10 @@ ModelT = TypeVar("ModelT", bound="OBModel")
 # PyTorch forward() arguments that these inference graphs cannot honour; accepted only at their
 # "off" value so code that passes them explicitly (output_attentions=False) keeps working.
 UNSUPPORTED_WHEN_SET = (
-    "labels", "position_ids", "head_mask", "inputs_embeds", "output_attentions", "output_hidden_states",
-    "interpolate_pos_encoding", "start_positions", "end_positions",
+    "position_ids", "head_mask", "inputs_embeds", "output_attentions", "output_hidden_states", "interpolate_pos_encoding",
 )
+# Training targets change no output: an evaluation loop's model(**batch) runs, without a loss (as Optimum's classes).
+TARGETS = ("labels", "start_positions", "end_positions")
 HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "force_download")
 # Loading arguments of transformers / Optimum / optimum-intel that optibridge does not take, and what to do instead.
 PEER_ARGUMENTS = {
@@ -294,6 +296,11 @@ class OBModel(PreTrainedModel):
             value = kwargs.pop(name, None)
             if value is not None and value is not False:  # never `in (None, False)`: a tensor has no truth value
                 raise InputError(f"{name} is not supported by exported models (inference outputs only); leave it unset")
+        targets = [name for name in TARGETS if kwargs.pop(name, None) is not None]
+        if targets and not getattr(self, "_warned_targets", False):
+            self._warned_targets = True
+            warnings.warn(f"{', '.join(targets)} ignored: exported models compute outputs only, no loss "
+                          "(compute it from the logits)", UserWarning, stacklevel=2)
         kwargs.pop("use_cache", None)
         result = self._forward_on_device(kwargs)
         if result is None:
