@@ -52,6 +52,18 @@ def backend_options(provider: str, providers: list[str] | None, provider_options
     return options
 
 
+def _require_gpu_provider(asked: list[str], device: str) -> None:
+    """A GPU provider that cannot run here is an error, never ONNX Runtime's quiet CPU run; the error says
+    how to ask for the CPU, since code written for Optimum often lists CUDA first "just in case"."""
+    from .backends import get_registry
+
+    try:
+        get_registry().require_available("cuda", device)
+    except BackendError as exc:
+        fallback = " (optibridge does not fall back to the later CPUExecutionProvider)" if "CPUExecutionProvider" in asked else ""
+        raise BackendError(f"{exc}. To run on the CPU instead, pass provider='CPUExecutionProvider'{fallback}") from None
+
+
 class ORTModel(PeerModel):
     """Optimum's ``ORTModel`` surface on top of :class:`~optibridge.modeling.OBModel`."""
 
@@ -71,6 +83,8 @@ class ORTModel(PeerModel):
             kwargs.setdefault(key, value)
         if session_options is not None:
             kwargs["session_options"] = session_options
+        if kwargs.get("backend") == "cuda":
+            _require_gpu_provider(providers or [provider], kwargs.get("device", "cuda"))
         return super().from_pretrained(model_id, **kwargs)
 
     @property

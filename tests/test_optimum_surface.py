@@ -82,6 +82,25 @@ def test_ort_providers_and_provider_options(bert):
         ORTModelForSequenceClassification.from_pretrained(artifact.path, providers=["ROCMExecutionProvider"])
 
 
+def test_a_gpu_provider_that_cannot_run_here_says_how_to_ask_for_the_cpu(bert, monkeypatch):
+    from optibridge.backends import get_registry
+
+    _, artifact, _, _ = bert
+    real = get_registry().require_available
+
+    def no_gpu(name, device):
+        if name == "cuda":
+            raise BackendError("backend 'cuda' is not usable here: no CUDA device")
+        return real(name, device)
+
+    monkeypatch.setattr(get_registry(), "require_available", no_gpu)  # so the test means the same on a GPU machine
+    with pytest.raises(BackendError, match=re.escape("no CUDA device. To run on the CPU instead, pass provider='CPUExecutionProvider' "
+                                                     "(optibridge does not fall back to the later CPUExecutionProvider)")):
+        ORTModelForSequenceClassification.from_pretrained(artifact.path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(BackendError, match=r"no CUDA device. To run on the CPU instead, pass provider='CPUExecutionProvider'$"):
+        ORTModelForSequenceClassification.from_pretrained(artifact.path, provider="CUDAExecutionProvider")
+
+
 def test_ort_export_with_hub_arguments(bert):
     path, _, ids, want = bert
     model = ORTModelForSequenceClassification.from_pretrained(path, export=True, force_download=False, local_files_only=True)
