@@ -109,3 +109,17 @@ def test_optimum_intel_ir_folder_loads(bert_folder, exported, tmp_path):
     model = OVModelForSequenceClassification.from_pretrained(folder)
     assert model.artifact.metadata.main_graph.format == "openvino-ir"
     torch.testing.assert_close(model(input_ids=ids).logits, want, atol=1e-4, rtol=0)
+    model.save_pretrained(tmp_path / "saved")  # written as the artifact import-optimum makes of the folder
+    saved = OVModelForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert is_artifact(tmp_path / "saved") and saved.artifact.metadata.source["imported_from"] == "optimum"
+    assert torch.equal(saved(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_a_model_loaded_from_an_optimum_folder_saves_as_an_artifact(bert_folder, tmp_path):
+    folder, int8, ids, _ = bert_folder
+    model = ORTModelForSequenceClassification.from_pretrained(folder, file_name="model_quantized.onnx")
+    model.save_pretrained(tmp_path / "saved")
+    saved = ORTModelForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert is_artifact(tmp_path / "saved") and saved.model_path.name == "model_quantized.onnx"
+    assert not (tmp_path / "saved" / "model.onnx").exists()  # only the graph that was loaded
+    assert torch.equal(saved(input_ids=ids).logits, model(input_ids=ids).logits)

@@ -221,7 +221,15 @@ class OBModel(PreTrainedModel):
             )
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **_: Any) -> None:
-        """Write the artifact (graph, metadata, config, preprocessor files) to ``save_directory``."""
+        """Write the artifact (graph, metadata, config, preprocessor files) to ``save_directory``; a
+        model loaded from a folder Optimum wrote is saved as the artifact ``import-optimum`` makes of it."""
+        if not is_artifact(self.artifact.path):  # its metadata was built in memory (optimum_folders)
+            from ..optimum_folders import import_optimum_folder
+
+            graphs = list(self.artifact.metadata.graphs.values())
+            import_optimum_folder(self.artifact.path, save_directory, task=self.artifact.metadata.task,
+                                  file_name=graphs[0].file if len(graphs) == 1 else None)
+            return
         copy_artifact(self.artifact, save_directory)
 
     # -- the torch-like surface pipelines and user code rely on --------------------------------
