@@ -75,6 +75,16 @@ class OVModel(PeerModel):
         return getattr(self.session, "request", None)
 
     @property
+    def is_dynamic(self) -> bool:
+        """False once ``reshape()`` fixed every input's shape."""
+        return not all(getattr(session, "static_shapes", None) for session in self.sessions.values())
+
+    @property
+    def stateful(self) -> bool:
+        """Whether a decoder keeps its KV cache inside the compiled model."""
+        return any(getattr(session, "stateful", False) for session in self.sessions.values())
+
+    @property
     def ov_config(self) -> dict[str, Any]:
         """The OpenVINO properties the model is (or will be) compiled with."""
         return dict(getattr(self.session, "config", {}))

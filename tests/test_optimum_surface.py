@@ -46,6 +46,7 @@ def test_ort_attributes_as_optimum_has_them(bert):
     assert model.model_save_dir == artifact.path and model.model_path == artifact.path / "model.onnx" == model.path
     assert model.provider == "CPUExecutionProvider" and model.providers == ["CPUExecutionProvider"]
     assert model.provider_options == {} and model.use_io_binding is False
+    assert model.input_names == {"input_ids": 0, "attention_mask": 1, "token_type_ids": 2} and model.output_names == {"logits": 0}
     tokenizers = [p for p in model.preprocessors if isinstance(p, PreTrainedTokenizerBase)]
     assert len(tokenizers) == 1 and tokenizers[0]("a cat")["input_ids"]
     _close(model(input_ids=ids).logits, want)
@@ -147,13 +148,16 @@ def test_ov_compile_false_defers_until_the_first_call(bert):
 
 def test_ov_reshape_to_static_shapes(bert):
     _, artifact, ids, want = bert
-    model = OVModelForSequenceClassification.from_pretrained(artifact.path, compile=False).reshape(2, 7)
-    model.compile()
+    model = OVModelForSequenceClassification.from_pretrained(artifact.path, compile=False)
+    assert model.is_dynamic and model.input_names["input_ids"] == 0
+    model.reshape(2, 7).compile()
+    assert not model.is_dynamic
     assert [d.get_length() for d in model.model.input("input_ids").get_partial_shape()] == [2, 7]
     _close(model(input_ids=ids).logits, want)
     with pytest.raises(InputError, match="reshaped to the static shape \\(2, 7\\): pad the inputs"):
         model(input_ids=ids[:, :5])
     model.reshape(-1, -1)
+    assert model.is_dynamic
     _close(model(input_ids=ids[:1]).logits, want[:1])
 
 
@@ -179,8 +183,9 @@ def test_ov_to_device(bert):
 
 def test_ov_stateful_at_load_generates_pytorch_tokens(gpt2):
     artifact, inputs, want = gpt2
+    assert not OVModelForCausalLM.from_pretrained(artifact.path, stateful=False).stateful
     model = OVModelForCausalLM.from_pretrained(artifact.path, stateful=True)
-    assert model.session.stateful and model.request.query_state()
+    assert model.stateful and model.request.query_state()
     assert torch.equal(model.generate(**inputs, **GREEDY), want)
 
 

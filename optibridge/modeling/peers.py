@@ -55,6 +55,16 @@ class PeerModel(OBModel):
         return Path(self.artifact.path)
 
     @property
+    def input_names(self) -> dict[str, int]:
+        """The main graph's inputs, name → position, as Optimum's classes expose them."""
+        return {name: index for index, name in enumerate(self.artifact.metadata.main_graph.input_names)}
+
+    @property
+    def output_names(self) -> dict[str, int]:
+        """The main graph's outputs, name → position."""
+        return {name: index for index, name in enumerate(self.artifact.metadata.main_graph.output_names)}
+
+    @property
     def preprocessors(self) -> list[Any]:
         """Tokenizer / processors saved beside the graph, loaded on first access."""
         if self._preprocessors is None:
