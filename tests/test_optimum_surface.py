@@ -112,7 +112,7 @@ def test_ort_export_with_hub_arguments(bert):
     (ORTModelForSequenceClassification, {"from_transformers": True}, re.escape("from_transformers (Optimum's old name for export: pass export=True)")),
     (ORTModelForSequenceClassification, {"use_auth_token": "x"}, re.escape("pass token=...")),
     (ORTModelForSequenceClassification, {"exprot": True}, r"unknown argument\(s\) exprot; .* backend 'ort' takes .*intra_op_num_threads"),
-    (OVModelForSequenceClassification, {"quantization_config": {"bits": 4}}, re.escape("optibridge quantize DIR OUT --backend openvino --mode int4-weights")),
+    (ORTModelForSequenceClassification, {"quantization_config": {"bits": 4}}, re.escape("`optibridge quantize DIR OUT --mode int4`")),
     (OVModelForSequenceClassification, {"compile_only": True}, "compile-only load is not offered"),
     (OVModelForSequenceClassification, {"perfomance_hint": "LATENCY"}, r"unknown argument\(s\) perfomance_hint; .* backend 'openvino' takes .*performance_hint"),
 ])
@@ -225,6 +225,47 @@ def test_ov_save_pretrained_writes_what_load_in_8bit_made(gpt2, tmp_path):
     assert again.session.stateful and _constant_kinds(again).count("u8") >= 4
     assert torch.equal(again(input_ids=ids).logits, logits) and torch.equal(again.generate(**inputs, **GREEDY), tokens)
     assert (tmp_path / "int8" / "tokenizer.json").is_file() and (tmp_path / "int8" / "generation_config.json").is_file()
+
+
+def test_ov_weight_quantization_config_at_load_is_quantize_int4_weights(gpt2, tmp_path):
+    """optimum-intel's quantization_config=OVWeightQuantizationConfig(bits=4) at load: the same NNCF
+    compression as `optibridge quantize --backend openvino --mode int4-weights`, and save_pretrained keeps it."""
+    from optibridge import QuantizationConfig, quantize
+    from optibridge.artifact import Artifact
+    from optibridge.openvino import OVWeightQuantizationConfig
+
+    artifact, inputs, _ = gpt2
+    ids = inputs["input_ids"]
+    config = OVWeightQuantizationConfig(bits=4, sym=True, group_size=16)
+    model = OVModelForCausalLM.from_pretrained(artifact.path, quantization_config=config)
+    kinds = _constant_kinds(model)
+    assert kinds.count("i4") >= 4 and "u4" not in kinds  # symmetric int4
+    offline = quantize(artifact.path, QuantizationConfig(mode="int4-weights", symmetric=True, block_size=16), tmp_path / "q", backend="openvino")
+    _close(model(input_ids=ids).logits, OVModelForCausalLM.from_pretrained(offline.artifact.path)(input_ids=ids).logits, atol=1e-5)
+    exact = OVModelForCausalLM.from_pretrained(artifact.path)(input_ids=ids).logits
+    assert not torch.equal(model(input_ids=ids).logits, exact)
+    from_dict = OVModelForCausalLM.from_pretrained(artifact.path, quantization_config={"bits": 4, "sym": True, "group_size": 16})
+    assert torch.equal(from_dict(input_ids=ids).logits, model(input_ids=ids).logits)
+
+    model.save_pretrained(tmp_path / "saved")
+    saved = Artifact.load(tmp_path / "saved")
+    assert saved.metadata.steps[-1]["edits"] == {"model": ["int4 weights (quantization_config: mode=int4_sym, group_size=16)"]}
+    assert saved.metadata.extra["openvino"]["weights"] == "int4"
+    assert torch.equal(OVModelForCausalLM.from_pretrained(saved.path)(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("config,says", [
+    ({"bits": 4, "awq": True, "dataset": "wikitext2"}, "quantization_config has awq, dataset, which optibridge does not apply at load .*--mode inc-awq"),
+    ({"bits": 4, "ratio": 0.8}, r"ratio=0.8\): a mix of int4 and int8 layers is not offered"),
+    ({"bits": 3}, r"bits=3\): bits is 4 or 8"),
+])
+def test_ov_weight_quantization_config_refuses_what_it_does_not_apply(gpt2, config, says):
+    from optibridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=says):
+        OVModelForCausalLM.from_pretrained(gpt2[0].path, quantization_config=config)
+    with pytest.raises(ConfigError, match="load_in_8bit=True or quantization_config, not both"):
+        OVModelForCausalLM.from_pretrained(gpt2[0].path, quantization_config={"bits": 8}, load_in_8bit=True)
 
 
 def test_ov_save_pretrained_keeps_half_and_reshape_and_copies_an_unchanged_model(bert, tmp_path):

@@ -38,7 +38,7 @@ OPTIONS = {
     "compiled_cache_dir": "CACHE_DIR",  # not "cache_dir": from_pretrained passes that to the hub download
     "kv_cache_precision": "KV_CACHE_PRECISION",
 }
-MANAGED_OPTIONS = ("compile", "stateful", "load_in_8bit", "dynamic_shapes", "outputs")
+MANAGED_OPTIONS = ("compile", "stateful", "load_in_8bit", "weight_quantization", "dynamic_shapes", "outputs")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 AUTO_PRECISION = "auto"
 

@@ -45,7 +45,7 @@ class ManagedSession:
     backend = "openvino"
 
     def __init__(self, core: Any, artifact: Artifact, graph: str, device: str, config: dict[str, Any], *,
-                 stateful: bool | None = None, load_in_8bit: bool = False, dynamic_shapes: bool = False,
+                 stateful: bool | None = None, load_in_8bit: bool = False, weight_quantization: Any = None, dynamic_shapes: bool = False,
                  outputs: Sequence[str] | None = None, compile: bool = True) -> None:
         self._core = core
         self._artifact = artifact
@@ -72,6 +72,19 @@ class ManagedSession:
         if load_in_8bit:
             self._edit(_compress_int8)
             self.edits.append("int8 weights (load_in_8bit=True)")
+        if weight_quantization is not None:  # an optibridge QuantizationConfig: the same compression as `quantize`
+            from .quantize import _nncf, _weights
+
+            settings: dict[str, Any] = {}
+
+            def compress(model: Any) -> Any:
+                compressed, found, _ = _weights(_nncf(), model, weight_quantization)
+                settings.update(found)
+                return compressed
+
+            self._edit(compress)
+            shown = ", ".join(f"{k}={settings[k]}" for k in ("mode", "group_size") if k in settings)
+            self.edits.append(f"int{settings['bits']} weights (quantization_config: {shown})")
         if dynamic_shapes:  # optimum-intel's default; off for plain loads, which skips reading the IR twice
             self._make_named_axes_dynamic()
         self._outputs = self._spec.output_names
@@ -228,7 +241,8 @@ class ManagedSession:
         facts = metadata.extra.setdefault("openvino", {})
         stateful = [g for g in facts.get("stateful_graphs", []) if g != self._graph] + ([self._graph] if self.stateful else [])
         facts.update(stateful=bool(stateful), stateful_graphs=stateful, version=distribution_version("openvino"))
-        weights = [w for edit, w in (("load_in_8bit", "int8"), ("half()", "float16")) if any(edit in e for e in self.edits)]
+        kinds = {"int8 weights": "int8", "int4 weights": "int4", "float16 weights": "float16"}
+        weights = [kind for edit in self.edits for prefix, kind in kinds.items() if edit.startswith(prefix)]
         if weights:
             facts["weights"] = weights[-1]
 
