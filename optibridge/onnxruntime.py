@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from .errors import BackendError
 from .modeling.peers import PeerModel, PeerNames, pipeline_alias
+from .ort_tools import AutoOptimizationConfig, AutoQuantizationConfig, OptimizationConfig, ORTOptimizer, ORTQuantizer, QuantizationConfig
 
 PROVIDER_BACKENDS = {
     "CPUExecutionProvider": "ort",
@@ -128,13 +129,8 @@ _QUANTIZE = ("quantize the saved model with optibridge: `optibridge quantize MOD
              "--calibration FILE; --preset avx512-vnni|avx2|arm64 as AutoQuantizationConfig's), or "
              "optibridge.quantize(MODEL_DIR, optibridge.QuantizationConfig(mode='dynamic'), OUT); then load OUT with its "
              "ORTModelFor… class (docs/optimum_migration.md)")
-_OPTIMIZE = ("optimize the saved model with optibridge: `optibridge optimize MODEL_DIR OUT -O 2` (optimization_level 1/2 and O1-O4 "
-             "map to -O 1-4), or optibridge.optimize(MODEL_DIR, optibridge.OptimizationConfig(level=2), OUT); then load OUT with "
-             "its ORTModelFor… class (docs/optimum_migration.md)")
 _INSTEAD = {
-    **dict.fromkeys(("ORTQuantizer", "AutoQuantizationConfig", "QuantizationConfig", "AutoCalibrationConfig",
-                     "CalibrationConfig", "ORTConfig", "QuantizationMode", "QuantFormat"), _QUANTIZE),
-    **dict.fromkeys(("ORTOptimizer", "OptimizationConfig", "AutoOptimizationConfig"), _OPTIMIZE),
+    **dict.fromkeys(("AutoCalibrationConfig", "CalibrationConfig", "ORTConfig", "QuantizationMode", "QuantFormat"), _QUANTIZE),
     "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=ORTModelFor….from_pretrained(DIR), "
                 "tokenizer=...); the ORTModelFor… classes are drop-in models",
     **dict.fromkeys(("ORTTrainer", "ORTSeq2SeqTrainer", "ORTTrainingArguments", "ORTSeq2SeqTrainingArguments"),
@@ -178,4 +174,5 @@ def __getattr__(name: str) -> Any:
     return _NAMES.get(name)
 
 
-__all__ = ["ORTModel", *_NAMES.names(), *_DIFFUSION_NAMES]
+__all__ = ["ORTModel", "ORTQuantizer", "ORTOptimizer", "AutoQuantizationConfig", "QuantizationConfig", "AutoOptimizationConfig",
+           "OptimizationConfig", *_NAMES.names(), *_DIFFUSION_NAMES]

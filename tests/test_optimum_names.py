@@ -43,10 +43,8 @@ def test_a_name_whose_task_is_not_implemented_is_not_importable():
 
 
 @pytest.mark.parametrize("module,name,points_to", [
-    (ort_names, "ORTQuantizer", "optibridge quantize MODEL_DIR OUT"),
-    (ort_names, "AutoQuantizationConfig", "optibridge.quantize(MODEL_DIR"),
-    (ort_names, "ORTOptimizer", "optibridge optimize MODEL_DIR OUT -O 2"),
-    (ort_names, "AutoOptimizationConfig", "optibridge.OptimizationConfig(level=2)"),
+    (ort_names, "AutoCalibrationConfig", "optibridge quantize MODEL_DIR OUT"),
+    (ort_names, "ORTConfig", "optibridge.quantize(MODEL_DIR"),
     (ort_names, "pipeline", "transformers.pipeline(task, model=ORTModelFor"),
     (ort_names, "ORTTrainer", "optibridge.training.OBTrainer"),
     (ov_names, "OVQuantizationConfig", "--backend openvino --mode int8-weights"),

@@ -45,9 +45,9 @@ PEER_ARGUMENTS = {
     "use_merged": "optibridge exports one decoder graph that runs with and without a cache: drop use_merged",
     "library_name": "optibridge reads the library from the folder: drop library_name",
     "compile_only": "OpenVINO's compile-only load is not offered: drop it (compile=False defers compiling instead)",
-    "quantization_config": ("quantize the artifact first (`optibridge quantize DIR OUT --mode int4`, or `--backend openvino "
-                            "--mode int4-weights`) and load OUT; OVModelFor… classes take quantization_config=OVWeightQuantizationConfig(...)"),
-    "load_in_4bit": "quantize the artifact first: `optibridge quantize DIR OUT --backend openvino --mode int4-weights` and load OUT",
+    "quantization_config": ("quantize the artifact first (`optibridge quantize DIR OUT --mode int4`; its --help lists each "
+                            "backend's modes) and load OUT; the OVModelFor… classes take quantization_config=OVWeightQuantizationConfig(...)"),
+    "load_in_4bit": "quantize the artifact first (`optibridge quantize DIR OUT --mode int4`; its --help lists each backend's modes) and load OUT",
 }
 
 CLASS_FOR_TASK: dict[str, type["OBModel"]] = {}
