@@ -39,6 +39,19 @@ def test_greedy_and_beam_search_match_pytorch(model_type, tiny_generative, expor
     assert torch.equal(model.generate(**batch, **beams), reference.generate(**batch, **beams))
 
 
+def test_use_cache_false_is_reported_and_keeps_the_tokens(tiny_generative, exported_generative):
+    # Optimum's ORTModelForSeq2SeqLM exposes use_cache; False recomputes the decoder over the whole output
+    from optibridge.onnxruntime import ORTModelForSeq2SeqLM
+
+    path = tiny_generative("t5")
+    batch = AutoTokenizer.from_pretrained(path)(TEXTS, padding=True, return_tensors="pt")
+    greedy = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    cached = ORTModelForSeq2SeqLM.from_pretrained(exported_generative("t5").path)
+    uncached = ORTModelForSeq2SeqLM.from_pretrained(exported_generative("t5").path, use_cache=False)
+    assert cached.use_cache is True and uncached.use_cache is False
+    assert torch.equal(uncached.generate(**batch, **greedy), cached.generate(**batch, **greedy))
+
+
 def test_forward_returns_seq2seq_output_with_both_caches(tiny_generative, exported_generative):
     path = tiny_generative("bart")
     tok = AutoTokenizer.from_pretrained(path)

@@ -70,6 +70,11 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         """False: generate() runs the first-step decoder on the whole output so far at every step."""
         self.generation_config.use_cache = use_cache
 
+    @property
+    def use_cache(self) -> bool:
+        """Whether generate() feeds the decoder its KV cache (Optimum's attribute; set by ``use_cache=`` at load)."""
+        return self.generation_config.use_cache is not False
+
     def get_encoder(self) -> EncoderRunner:
         return self._encoder
 
