@@ -21,6 +21,7 @@ tensors is refused with that command.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from .staging import pid_prefix
 STATIC_INSTEAD = ("static quantization takes text samples in optibridge: run `optibridge quantize MODEL_DIR OUT --mode static "
                   "--calibration FILE` (one sentence per line, or JSONL / a datasets folder), or optibridge.quantize(MODEL_DIR, "
                   "optibridge.QuantizationConfig(mode='static', calibration=optibridge.CalibrationConfig(source=FILE)), OUT)")
+logger = logging.getLogger(__name__)
 PRESETS = {"arm64": "arm64", "avx2": "avx2", "avx512": "avx512", "avx512_vnni": "avx512-vnni"}
 
 
@@ -194,7 +196,7 @@ class ORTQuantizer(_Tool):
         if preprocessor is not None:
             raise ConfigError("a QuantizationPreprocessor is not applied: leave nodes in float with "
                               "AutoQuantizationConfig.<cpu>(..., nodes_to_exclude=[...]) or operators_to_quantize=[...]")
-        quantize(self.source, quantization_config.to_optibridge(), save_dir)
+        quantize(self.source, quantization_config.to_optibridge(), save_dir, on_step=logger.info)
         if file_suffix:
             _name_graphs(Path(save_dir), file_suffix)
         return Path(save_dir)
@@ -209,7 +211,7 @@ class ORTOptimizer(_Tool):
         graph by size (``use_external_data_format`` and ``one_external_file`` only change the layout)."""
         from .steps import optimize
 
-        optimize(self.source, optimization_config.to_optibridge(), save_dir)
+        optimize(self.source, optimization_config.to_optibridge(), save_dir, on_step=logger.info)
         if file_suffix:
             _name_graphs(Path(save_dir), file_suffix)
         return Path(save_dir)
