@@ -78,6 +78,9 @@ def test_optimize_writes_an_ir_that_loading_prefers_at_fp32_parity(bert_ir, tmp_
     onnx = OBModelForSequenceClassification.from_pretrained(source.path, backend="openvino")
     torch.testing.assert_close(ir(input_ids=ids).logits, onnx(input_ids=ids).logits, atol=1e-4, rtol=0)
     assert not ir.session.loaded_from_cache
+    # the default backend ("auto") picks OpenVINO for an IR, and OpenVINO's options are taken
+    auto = OBModelForSequenceClassification.from_pretrained(result.artifact.path, performance_hint="THROUGHPUT")
+    assert auto.backend == "openvino" and str(auto.session.compiled.get_property("PERFORMANCE_HINT")).endswith("THROUGHPUT")
     assert OBModelForSequenceClassification.from_pretrained(result.artifact.path, **options).session.loaded_from_cache
 
 

@@ -62,12 +62,15 @@ class PreTrainedModel:
     return torch tensors, so they declare themselves PyTorch this way. transformers 5.x does not ask."""
 
 
-def _check_options(options: dict[str, Any], backend: Any) -> None:
-    """Refuse what ``load`` would refuse, before an export spends minutes: the peers' loading arguments
-    optibridge does not take (with what to do instead), and names the backend does not know."""
+def _check_peer_arguments(options: dict[str, Any]) -> None:
+    """The peers' loading arguments optibridge does not take, with what to do instead."""
     peer = [f"{name} ({PEER_ARGUMENTS[name]})" for name in options if name in PEER_ARGUMENTS]
     if peer:
         raise InputError(f"from_pretrained does not take {'; '.join(peer)}")
+
+
+def _check_option_names(options: dict[str, Any], backend: Any) -> None:
+    """Refuse what ``load`` would refuse before an export spends minutes on it: names the backend does not know."""
     accepted = backend.option_names()
     unknown = sorted(set(options) - accepted) if accepted is not None else []
     if unknown:
@@ -170,7 +173,7 @@ class OBModel(PreTrainedModel):
         backend_name = backend or cls.default_backend
         # Fail on a backend/device that is not there before spending time on an export.
         backend_impl = get_registry().require_available(backend_name, device)
-        _check_options(options, backend_impl)
+        _check_peer_arguments(options)
         keep_alive = None
         if is_artifact(model_id) and not export:
             artifact = Artifact.load(model_id, verify_hashes=verify_hashes)
@@ -185,6 +188,7 @@ class OBModel(PreTrainedModel):
         else:
             if export is None:
                 logger.info("%s is not an optibridge artifact: exporting it now (pass export=True to silence)", model_id)
+            _check_option_names(options, backend_impl)  # an export writes ONNX, which the chosen backend reads
             keep_alive = tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-"))
             result = export_model(
                 model_id, Path(keep_alive.name) / "artifact", task=task or cls.task_name or None,
