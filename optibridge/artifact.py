@@ -16,7 +16,7 @@ import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from .errors import ArtifactError
 from .integrity import sha256_of
@@ -370,6 +370,7 @@ def is_artifact(path: str | os.PathLike[str]) -> bool:
 
 def check_output_dir(
     dest: str | os.PathLike[str], *, overwrite: bool = False, inputs: tuple[str | os.PathLike[str], ...] = (),
+    carry: Collection[str] = (),
 ) -> Path:
     """Fail early (before minutes of work) on an output path that cannot become an artifact: under a
     file, not writable, inside one of its own ``inputs``, a folder that is not an artifact, or an
@@ -386,12 +387,12 @@ def check_output_dir(
     if dest.exists():
         if not dest.is_dir():
             raise ArtifactError(f"output {dest} exists and is a file; choose a folder path")
-        if any(dest.iterdir()) and not is_artifact(dest):
+        if any(dest.iterdir()) and not is_artifact(dest) and not (carry and set(_all_files(dest)) <= set(carry)):
             raise ArtifactError(
                 f"output folder {dest} is not empty and is not an optibridge artifact; "
                 "choose a new folder (it will be created) or empty this one"
             )
-        extra = [] if overwrite or not dest.exists() else files_not_owned(dest)
+        extra = [] if overwrite or not dest.exists() else [name for name in files_not_owned(dest) if name not in carry]
         if extra:
             shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             raise ArtifactError(
@@ -412,6 +413,35 @@ def check_writable(dest: Path) -> None:
         raise ArtifactError(f"cannot write the output {dest}: {existing} is not writable; choose a writable output folder")
 
 
+def _all_files(folder: Path) -> list[str]:
+    return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink()]
+
+
+# Files that mean a model (weights, graphs): a folder holding them that is not an artifact is never written over.
+MODEL_FILE_SUFFIXES = (".onnx", ".xml", ".bin", ".data", ".onnx_data", ".safetensors", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+
+
+CARRY_MAX_BYTES = 64 * 2**20
+
+
+def files_to_carry(dest: str | os.PathLike[str]) -> list[str]:
+    """Files a user saved in ``dest`` beside a model (a tokenizer, a processor, a README) that
+    ``save_pretrained`` keeps, as transformers' leaves files it does not write: those an artifact there
+    does not own, or all of a folder that is not an artifact. Nothing when any of them is in a
+    subfolder, a link, model weights, or over 64 MiB together: such a folder is refused as before (it
+    may be another model, or data). A file of a name the artifact writes (config.json, the tokenizer's)
+    is replaced, as transformers' save_pretrained replaces its own files."""
+    folder = Path(dest)
+    if not folder.is_dir():
+        return []
+    names = files_not_owned(folder) if is_artifact(folder) else _all_files(folder)
+    if any("/" in name or (folder / name).is_symlink() or Path(name).suffix in MODEL_FILE_SUFFIXES for name in names):
+        return []
+    if sum((folder / name).stat().st_size for name in names) > CARRY_MAX_BYTES:  # copied at each save: not a data folder
+        return []
+    return names
+
+
 def files_not_owned(folder: Path) -> list[str]:
     """Files in an existing artifact folder that its manifest does not list (added by a user)."""
     owned = {METADATA_FILE}
@@ -430,22 +460,27 @@ def files_not_owned(folder: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def staged_directory(dest: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+def staged_directory(dest: str | os.PathLike[str], *, overwrite: bool = False, carry: Collection[str] = ()) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``dest``; on success move it into place as ``dest``.
 
     On any exception (KeyboardInterrupt included) the temporary folder is removed and ``dest`` is
     untouched. An existing ``dest`` is only replaced when it is empty or an optibridge artifact
     holding nothing but its own files (``overwrite`` deletes others), so a mistyped output path can
     never wipe an unrelated folder. The staging folder's name carries this process's pid: a run
-    killed with SIGKILL leaves it behind, and the next write beside it removes it.
+    killed with SIGKILL leaves it behind, and the next write beside it removes it. ``carry`` names
+    files of ``dest`` (:func:`files_to_carry`) copied into the new folder where it writes no file of
+    that name, before the swap: kept, never deleted.
     """
-    dest = check_output_dir(dest, overwrite=overwrite)
+    dest = check_output_dir(dest, overwrite=overwrite, carry=carry)
     dest.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(dest.parent, dest.name)
     staging = Path(tempfile.mkdtemp(prefix=pid_prefix(f".{dest.name}.partial-"), dir=dest.parent))
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; an artifact folder follows the umask like mkdir
     try:
         yield staging
+        for name in carry:
+            if not (staging / name).exists():
+                shutil.copy2(dest / name, staging / name)
         shutil.rmtree(staging / SCRATCH, ignore_errors=True)
         fsync_tree(staging)
         _swap_into_place(staging, dest)
@@ -513,10 +548,10 @@ def _swap_into_place(staging: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def copy_artifact(src: Artifact, dest: str | os.PathLike[str], *, overwrite: bool = False) -> Artifact:
-    """Copy an artifact folder to ``dest`` through a staged write; returns the copy."""
-    check_output_dir(dest, overwrite=overwrite, inputs=(src.path,))
-    with staged_directory(dest, overwrite=overwrite) as staging:
+def copy_artifact(src: Artifact, dest: str | os.PathLike[str], *, overwrite: bool = False, carry: Collection[str] = ()) -> Artifact:
+    """Copy an artifact folder to ``dest`` through a staged write (keeping the files ``carry`` names); returns the copy."""
+    check_output_dir(dest, overwrite=overwrite, inputs=(src.path,), carry=carry)
+    with staged_directory(dest, overwrite=overwrite, carry=carry) as staging:
         for item in src.path.iterdir():
             target = staging / item.name
             if item.is_dir():

@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from .artifact import Artifact, check_output_dir, staged_directory, write_metadata
+from .artifact import Artifact, check_output_dir, files_to_carry, staged_directory, write_metadata
 from .configs import QuantizationConfig
 from .errors import BackendError, ConfigError
 from .modeling.peers import PeerModel, PeerNames, pipeline_alias
@@ -215,8 +215,9 @@ def write_changed_model(artifact: Artifact, sessions: dict[str, Any], edits: dic
     """``artifact`` with each graph as its session holds it in memory (``session.save_into``), staged."""
     from .steps.run import copy_side_files
 
-    check_output_dir(save_directory, inputs=(artifact.path,))
-    with staged_directory(Path(save_directory)) as staging:
+    carry = files_to_carry(save_directory)  # a tokenizer saved there stays
+    check_output_dir(save_directory, inputs=(artifact.path,), carry=carry)
+    with staged_directory(Path(save_directory), carry=carry) as staging:
         copy_side_files(artifact, staging)
         metadata = copy.deepcopy(artifact.metadata)
         for session in sessions.values():

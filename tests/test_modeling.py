@@ -134,6 +134,34 @@ def test_export_on_the_fly_then_save_and_reload(tiny_model, tmp_path):
     assert again.artifact.metadata.model_type == "electra"
 
 
+def test_save_pretrained_keeps_what_a_user_saved_beside_the_model(exported, tmp_path):
+    """As transformers' save_pretrained: a tokenizer (or README) saved into the folder before or after
+    the model stays there at the next save; a folder that may hold another model is still refused."""
+    from transformers import AutoTokenizer
+
+    from optibridge.artifact import Artifact
+
+    artifact = exported("bert", "text-classification")
+    model = OBModelForSequenceClassification.from_pretrained(artifact.path)
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    ids = torch.randint(5, 100, (2, 5))
+    for first in ("model", "tokenizer"):
+        folder = tmp_path / first
+        for _ in range(2):  # a checkpoint loop saves both, again and again
+            for saver in ((model, tokenizer) if first == "model" else (tokenizer, model)):
+                saver.save_pretrained(folder)
+            (folder / "README.md").write_text("my notes")
+        assert (folder / "README.md").read_text() == "my notes" and (folder / "tokenizer.json").is_file()
+        assert torch.equal(OBModelForSequenceClassification.from_pretrained(folder)(input_ids=ids).logits, model(input_ids=ids).logits)
+        Artifact.load(folder, verify_hashes=True, require_hashes=True)
+    weights = tmp_path / "another-model"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"not ours")
+    with pytest.raises(ArtifactError, match="is not empty and is not an optibridge artifact"):
+        model.save_pretrained(weights)
+    assert [p.name for p in weights.iterdir()] == ["model.safetensors"]
+
+
 def test_a_transformers_folder_with_export_false_is_a_clear_error(tiny_model):
     with pytest.raises(ArtifactError, match="not an optibridge artifact .*pass export=True"):
         OBModelForSequenceClassification.from_pretrained(tiny_model("bert", "text-classification"), export=False)

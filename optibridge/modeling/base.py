@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..artifact import Artifact, copy_artifact, is_artifact
+from ..artifact import Artifact, copy_artifact, files_to_carry, is_artifact
 from ..backend import Session, torch_runner
 from ..backends import get_registry
 from ..device import Device
@@ -234,7 +234,7 @@ class OBModel(PreTrainedModel):
             import_optimum_folder(self.artifact.path, save_directory, task=self.artifact.metadata.task,
                                   file_name=graphs[0].file if len(graphs) == 1 else None)
             return
-        copy_artifact(self.artifact, save_directory)
+        copy_artifact(self.artifact, save_directory, carry=files_to_carry(save_directory))  # a tokenizer saved there stays
 
     # -- the torch-like surface pipelines and user code rely on --------------------------------
     @property
