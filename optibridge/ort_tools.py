@@ -140,7 +140,7 @@ class _Tool:
 
     def __init__(self, source: Path, keep_alive: Any = None) -> None:
         self.source = source
-        self._keep_alive = keep_alive  # a folder Optimum wrote, imported as an artifact for the steps
+        self._keep_alive = keep_alive  # what keeps ``source`` on disk: the model, or a folder Optimum wrote imported as an artifact
 
     @classmethod
     def from_pretrained(cls, model_or_path: Any, file_name: str | None = None, file_names: list[str] | None = None) -> Any:
@@ -149,7 +149,7 @@ class _Tool:
         file_name = file_name or (file_names[0] if file_names else None)
         path = getattr(getattr(model_or_path, "artifact", None), "path", None)
         if path is not None and is_artifact(path):
-            return cls(Path(path))
+            return cls(Path(path), keep_alive=model_or_path)  # after export=True its folder lives as long as the model
         folder = Path(path if path is not None else model_or_path)
         if is_artifact(folder):
             return cls(folder)

@@ -43,6 +43,16 @@ def test_dynamic_quantization_as_optimums_guide_writes_it(exported, tmp_path):
     assert torch.equal(ORTModelForSequenceClassification.from_pretrained(out)(input_ids=IDS).logits, want)
 
 
+def test_a_quantizer_keeps_an_exported_models_folder_alive(tiny_model, tmp_path):
+    import gc
+
+    # export=True writes to a temporary folder owned by the model: the quantizer holds the model
+    quantizer = ORTQuantizer.from_pretrained(ORTModelForSequenceClassification.from_pretrained(tiny_model("bert", "text-classification"), export=True))
+    gc.collect()
+    out = quantizer.quantize(AutoQuantizationConfig.avx2(is_static=False), tmp_path / "q")
+    assert "MatMulInteger" in _ops(out, "model_quantized.onnx")
+
+
 def test_an_optimum_folder_is_quantized_and_optimized_from_its_path(exported, tmp_path):
     artifact = exported("bert", "text-classification")
     folder = write_optimum_folder(artifact, tmp_path / "optimum")
