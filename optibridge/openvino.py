@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -165,10 +166,12 @@ class OVModel(PeerModel):
         self._each_session("compile")
 
     def reshape(self: ModelT, batch_size: int, sequence_length: int, height: int | None = None, width: int | None = None) -> ModelT:
-        """Static input shapes (-1 keeps an axis dynamic), which OpenVINO runs faster; compiled again on the next call."""
+        """Static input shapes (-1 keeps an axis dynamic), which OpenVINO runs faster; compiled again on the next call.
+        A generative model's inputs grow every step: its shapes stay dynamic, with a warning (as optimum-intel)."""
         if self.task.kind != "encoder":
-            raise BackendError(f"reshape() fixes the input shapes of encoder models; a {self.task.kind} model's inputs grow "
-                               "every generation step, so its shapes stay dynamic")
+            warnings.warn(f"reshape() fixes the input shapes of encoder models; a {self.task.kind} model's inputs grow every "
+                          "generation step, so its shapes stay dynamic (nothing changed)", UserWarning, stacklevel=2)
+            return self
         named = {"batch_size": batch_size, "sequence_length": sequence_length}
         shapes = {}
         for spec in self.artifact.metadata.inputs:

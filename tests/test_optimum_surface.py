@@ -186,6 +186,9 @@ def test_ov_stateful_at_load_generates_pytorch_tokens(gpt2):
     assert not OVModelForCausalLM.from_pretrained(artifact.path, stateful=False).stateful
     model = OVModelForCausalLM.from_pretrained(artifact.path, stateful=True)
     assert model.stateful and model.request.query_state()
+    with pytest.warns(UserWarning, match="its shapes stay dynamic"):  # optimum-intel code may call it: a warning, not an error
+        assert model.reshape(1, 16) is model
+    assert model.is_dynamic and model.session.edits == ["made stateful at load (stateful=True)"]  # no reshape recorded
     assert torch.equal(model.generate(**inputs, **GREEDY), want)
 
 
