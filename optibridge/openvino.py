@@ -197,6 +197,7 @@ class OVModel(PeerModel):
             super().save_pretrained(save_directory)
             return
         write_changed_model(self.artifact, self.sessions, edits, save_directory)
+        self._save_generation_config(Path(save_directory))
 
     def to(self: ModelT, *args: Any, **kwargs: Any) -> ModelT:
         """``to("GPU")`` / ``to("CPU")`` as optimum-intel takes them: run on that OpenVINO device from the next

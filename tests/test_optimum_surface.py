@@ -271,6 +271,20 @@ def test_ov_weight_quantization_config_refuses_what_it_does_not_apply(gpt2, conf
         OVModelForCausalLM.from_pretrained(gpt2[0].path, quantization_config={"bits": 8}, load_in_8bit=True)
 
 
+@pytest.mark.parametrize("cls", [ORTModelForCausalLM, OVModelForCausalLM])
+def test_save_pretrained_writes_the_generation_config_in_memory(gpt2, tmp_path, cls):
+    """As transformers and optimum-intel: settings changed on model.generation_config are saved."""
+    from optibridge.artifact import Artifact
+
+    model = cls.from_pretrained(gpt2[0].path, **({"load_in_8bit": True} if cls is OVModelForCausalLM else {}))
+    model.generation_config.max_new_tokens = 7
+    model.generation_config.repetition_penalty = 1.3
+    model.save_pretrained(tmp_path / "saved")
+    again = cls.from_pretrained(tmp_path / "saved")
+    assert (again.generation_config.max_new_tokens, again.generation_config.repetition_penalty) == (7, 1.3)
+    assert Artifact.load(again.artifact.path).modified_files() == []  # the manifest records the file as written
+
+
 def test_ov_save_pretrained_keeps_half_and_reshape_and_copies_an_unchanged_model(bert, tmp_path):
     from optibridge.artifact import Artifact
 

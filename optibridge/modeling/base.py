@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..artifact import Artifact, copy_artifact, files_to_carry, is_artifact
+from ..artifact import METADATA_FILE, Artifact, copy_artifact, file_digest, files_to_carry, is_artifact
 from ..backend import Session, torch_runner
 from ..backends import get_registry
 from ..device import Device
@@ -37,6 +37,7 @@ UNSUPPORTED_WHEN_SET = (
 )
 # Training targets change no output: an evaluation loop's model(**batch) runs, without a loss (as Optimum's classes).
 TARGETS = ("labels", "start_positions", "end_positions")
+GENERATION_CONFIG = "generation_config.json"
 HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "force_download")
 # Loading arguments of transformers / Optimum / optimum-intel that optibridge does not take, and what to do instead.
 PEER_ARGUMENTS = {
@@ -233,8 +234,20 @@ class OBModel(PreTrainedModel):
             graphs = list(self.artifact.metadata.graphs.values())
             import_optimum_folder(self.artifact.path, save_directory, task=self.artifact.metadata.task,
                                   file_name=graphs[0].file if len(graphs) == 1 else None)
+        else:
+            copy_artifact(self.artifact, save_directory, carry=files_to_carry(save_directory))  # a tokenizer saved there stays
+        self._save_generation_config(Path(save_directory))
+
+    def _save_generation_config(self, folder: Path) -> None:
+        """A generative model's generation settings as they are in memory, as transformers' save_pretrained
+        writes them (``model.generation_config.max_new_tokens = 64`` is kept); the manifest records the file."""
+        config = getattr(self, "_generation_config", None)
+        if config is None:
             return
-        copy_artifact(self.artifact, save_directory, carry=files_to_carry(save_directory))  # a tokenizer saved there stays
+        config.save_pretrained(folder)
+        metadata = Artifact.load(folder, verify_hashes=False).metadata
+        metadata.files[GENERATION_CONFIG] = file_digest(folder / GENERATION_CONFIG)
+        (folder / METADATA_FILE).write_text(metadata.to_json())
 
     # -- the torch-like surface pipelines and user code rely on --------------------------------
     @property
