@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from .artifact import Artifact, check_output_dir, files_to_carry, staged_directory, write_metadata
+from .artifact import Artifact, ArtifactMetadata, check_output_dir, files_to_carry, staged_directory, write_metadata
 from .configs import QuantizationConfig
 from .errors import BackendError, ConfigError
 from .modeling.peers import PeerModel, PeerNames, pipeline_alias
@@ -196,8 +196,8 @@ class OVModel(PeerModel):
         if not any(edits.values()):
             super().save_pretrained(save_directory)
             return
-        write_changed_model(self.artifact, self.sessions, edits, save_directory)
-        self._save_generation_config(Path(save_directory))
+        metadata = write_changed_model(self.artifact, self.sessions, edits, save_directory)
+        self._save_generation_config(Path(save_directory), metadata)
 
     def to(self: ModelT, *args: Any, **kwargs: Any) -> ModelT:
         """``to("GPU")`` / ``to("CPU")`` as optimum-intel takes them: run on that OpenVINO device from the next
@@ -215,8 +215,9 @@ class OVModel(PeerModel):
 
 
 def write_changed_model(artifact: Artifact, sessions: dict[str, Any], edits: dict[str, list[str]],
-                        save_directory: str | os.PathLike[str]) -> None:
-    """``artifact`` with each graph as its session holds it in memory (``session.save_into``), staged."""
+                        save_directory: str | os.PathLike[str]) -> ArtifactMetadata:
+    """``artifact`` with each graph as its session holds it in memory (``session.save_into``), staged;
+    returns the metadata written."""
     from .steps.run import copy_side_files
 
     carry = files_to_carry(save_directory)  # a tokenizer saved there stays
@@ -229,6 +230,7 @@ def write_changed_model(artifact: Artifact, sessions: dict[str, Any], edits: dic
         metadata.steps.append({"step": "save_pretrained", "backend": "openvino",
                                "edits": {name: changes for name, changes in edits.items() if changes}})
         write_metadata(staging, metadata)
+    return metadata
 
 
 _QUANTIZE = ("quantize with optibridge: `optibridge quantize MODEL_DIR OUT --backend openvino --mode int8-weights` (or int4-weights "

@@ -295,6 +295,7 @@ def test_ov_save_pretrained_keeps_half_and_reshape_and_copies_an_unchanged_model
     model.save_pretrained(tmp_path / "f16")
     saved = Artifact.load(tmp_path / "f16", verify_hashes=True, require_hashes=True)
     assert saved.metadata.steps[-1]["edits"] == {"model": ["float16 weights (half())", "reshape(input_ids=[2, 7], attention_mask=[2, 7], token_type_ids=[2, 7])"]}
+    assert saved.metadata.extra["openvino"]["weights"] == "float16"  # reshape() after half() keeps the storage recorded
     again = OVModelForSequenceClassification.from_pretrained(saved.path)
     assert "f16" in _constant_kinds(again) and again.model.input("input_ids").get_partial_shape().is_dynamic  # dynamic_shapes=True
     static = OVModelForSequenceClassification.from_pretrained(saved.path, dynamic_shapes=False)  # the IR as saved

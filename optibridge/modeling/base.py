@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..artifact import METADATA_FILE, Artifact, copy_artifact, file_digest, files_to_carry, is_artifact
+from ..artifact import METADATA_FILE, Artifact, ArtifactMetadata, copy_artifact, file_digest, files_to_carry, is_artifact
 from ..backend import Session, torch_runner
 from ..backends import get_registry
 from ..device import Device
@@ -232,20 +232,20 @@ class OBModel(PreTrainedModel):
             from ..optimum_folders import import_optimum_folder
 
             graphs = list(self.artifact.metadata.graphs.values())
-            import_optimum_folder(self.artifact.path, save_directory, task=self.artifact.metadata.task,
-                                  file_name=graphs[0].file if len(graphs) == 1 else None)
+            saved = import_optimum_folder(self.artifact.path, save_directory, task=self.artifact.metadata.task,
+                                          file_name=graphs[0].file if len(graphs) == 1 else None)
         else:
-            copy_artifact(self.artifact, save_directory, carry=files_to_carry(save_directory))  # a tokenizer saved there stays
-        self._save_generation_config(Path(save_directory))
+            saved = copy_artifact(self.artifact, save_directory, carry=files_to_carry(save_directory))  # a tokenizer saved there stays
+        self._save_generation_config(Path(save_directory), saved.metadata)
 
-    def _save_generation_config(self, folder: Path) -> None:
+    def _save_generation_config(self, folder: Path, metadata: ArtifactMetadata) -> None:
         """A generative model's generation settings as they are in memory, as transformers' save_pretrained
-        writes them (``model.generation_config.max_new_tokens = 64`` is kept); the manifest records the file."""
+        writes them (``model.generation_config.max_new_tokens = 64`` is kept); the manifest (``metadata``,
+        what was just written to ``folder``) records the file."""
         config = getattr(self, "_generation_config", None)
         if config is None:
             return
         config.save_pretrained(folder)
-        metadata = Artifact.load(folder, verify_hashes=False).metadata
         metadata.files[GENERATION_CONFIG] = file_digest(folder / GENERATION_CONFIG)
         (folder / METADATA_FILE).write_text(metadata.to_json())
 

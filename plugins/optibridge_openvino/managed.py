@@ -57,6 +57,7 @@ class ManagedSession:
         self._model: Any = None
         self._edited = False  # compile the edited ov.Model instead of the file
         self.edits: list[str] = []  # what the user changed in memory, a phrase each: save_into() writes them out
+        self.weights: str | None = None  # the weights' storage after an edit (int8, int4, float16); recorded on save
         self._inner: OpenVINOSession | None = None
         self._precision: str | None = None  # kept when the compiled model is released for openvino-genai
         self.static_shapes: dict[str, tuple[int, ...]] = {}
@@ -72,6 +73,7 @@ class ManagedSession:
         if load_in_8bit:
             self._edit(_compress_int8)
             self.edits.append("int8 weights (load_in_8bit=True)")
+            self.weights = "int8"
         if weight_quantization is not None:  # an optibridge QuantizationConfig: the same compression as `quantize`
             from .quantize import _nncf, _weights
 
@@ -85,6 +87,7 @@ class ManagedSession:
             self._edit(compress)
             shown = ", ".join(f"{k}={settings[k]}" for k in ("mode", "group_size") if k in settings)
             self.edits.append(f"int{settings['bits']} weights (quantization_config: {shown})")
+            self.weights = f"int{settings['bits']}"
         if dynamic_shapes:  # optimum-intel's default; off for plain loads, which skips reading the IR twice
             self._make_named_axes_dynamic()
         self._outputs = self._spec.output_names
@@ -219,6 +222,7 @@ class ManagedSession:
 
         self._edit(to_fp16)
         self.edits.append("float16 weights (half())")
+        self.weights = "float16"
 
     def set_device(self, device: str) -> None:
         """Run on another OpenVINO device from the next call on (compiled again for it)."""
@@ -241,10 +245,8 @@ class ManagedSession:
         facts = metadata.extra.setdefault("openvino", {})
         stateful = [g for g in facts.get("stateful_graphs", []) if g != self._graph] + ([self._graph] if self.stateful else [])
         facts.update(stateful=bool(stateful), stateful_graphs=stateful, version=distribution_version("openvino"))
-        kinds = {"int8 weights": "int8", "int4 weights": "int4", "float16 weights": "float16"}
-        weights = [kind for edit in self.edits for prefix, kind in kinds.items() if edit.startswith(prefix)]
-        if weights:
-            facts["weights"] = weights[-1]
+        if self.weights is not None:
+            facts["weights"] = self.weights
 
     # -- helpers ---------------------------------------------------------------------------------
     def _edit(self, change: Callable[[Any], Any]) -> None:
