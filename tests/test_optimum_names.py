@@ -54,17 +54,32 @@ def test_a_name_whose_task_is_not_implemented_is_not_importable():
 ])
 def test_the_peers_tool_classes_name_what_optibridge_offers_instead(module, name, points_to):
     """Optimum's quantizers, configs, pipeline and trainers are not re-created; importing one says what to use."""
-    from optibridge import QuantizationConfig
-    from optibridge.cli import main
-
     with pytest.raises(ImportError) as missing:
         exec(f"from {module.__name__} import {name}", {})
     message = str(missing.value)
     assert f"has no {'Optimum' if module is ort_names else 'optimum-intel'}'s {name}; " in message and points_to in message
-    for mode in re.findall(r"--mode ([a-z0-9-]+)", message) + re.findall(r"mode='([a-z0-9-]+)'", message):
-        assert QuantizationConfig(mode=mode).mode == mode  # the modes it names exist
-    for command in re.findall(r"`optibridge (\w+) ", message):
+    _check_named_commands(message)
+
+
+def _check_named_commands(message: str) -> int:
+    """The quantization modes and CLI commands ``message`` tells a user to run exist; returns how many it names."""
+    from optibridge import QuantizationConfig
+    from optibridge.cli import main
+
+    modes = re.findall(r"--mode ([a-z0-9-]+)", message) + re.findall(r"mode='([a-z0-9-]+)'", message)
+    for mode in modes:
+        assert QuantizationConfig(mode=mode).mode == mode
+    commands = re.findall(r"`optibridge (\w+) ", message)
+    for command in commands:
         assert main([command, "--help"]) == 0
+    return len(modes) + len(commands)
+
+
+@pytest.mark.parametrize("argument", ["quantization_config", "load_in_4bit"])
+def test_the_commands_a_refused_loading_argument_names_exist(argument, capsys):
+    from optibridge.modeling.base import PEER_ARGUMENTS
+
+    assert _check_named_commands(PEER_ARGUMENTS[argument]) >= 2  # `optibridge quantize` and its --mode
 
 
 def test_ort_causal_lm_generates_pytorch_tokens(tiny_generative, exported_generative):
