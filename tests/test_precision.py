@@ -55,6 +55,19 @@ def test_float_precisions_follow_the_cpu_flags(flags, machine, expected):
     assert float_precisions(cpu(flags, machine)) == expected
 
 
+def test_a_benchmark_machine_record_tells_bf16_cpus_apart(monkeypatch):
+    """bench/tune results depend on bf16: the record names it, and two CPUs differing only in it are two machines."""
+    import optibridge.bench.machine as machine
+
+    records = {}
+    for name, flags in {"zen4": ZEN4_FLAGS, "no-bf16": ZEN4_FLAGS.replace(" avx512_bf16", "")}.items():
+        monkeypatch.setattr(machine, "detect_cpu", lambda flags=flags: cpu(flags))
+        records[name] = machine.describe_machine(threads=2)
+    assert records["zen4"]["cpu_flags"] == ["avx2", "avx512", "vnni", "bf16"] and "vnni/bf16" in records["zen4"]["title"]
+    assert records["no-bf16"]["cpu_flags"] == ["avx2", "avx512", "vnni"]
+    assert records["zen4"]["fingerprint"] != records["no-bf16"]["fingerprint"]
+
+
 def test_asking_for_a_precision_the_cpu_lacks_names_the_missing_flags():
     with pytest.raises(OptibridgeError, match="avx512_bf16 or amx_bf16"):
         check_precision("bfloat16", cpu(AVX2_FLAGS))

@@ -58,7 +58,8 @@ def library_versions() -> dict[str, str]:
 def describe_machine(threads: int, statuses: Mapping[str, "BackendStatus"] | None = None) -> dict[str, Any]:
     """The machine record of a run (JSON-ready), with its ``fingerprint`` and a short ``title``."""
     cpu = detect_cpu()
-    flags = {"avx2": cpu.avx2, "avx512": cpu.avx512, "vnni": cpu.vnni, "amx": cpu.amx}
+    # bf16/fp16 change which configs run (and how fast): two boxes that differ in them are different machines
+    flags = {"avx2": cpu.avx2, "avx512": cpu.avx512, "vnni": cpu.vnni, "amx": cpu.amx, "bf16": cpu.bf16, "fp16": cpu.fp16}
     machine: dict[str, Any] = {
         "cpu": cpu.model or cpu.machine,
         "arch": cpu.machine,
@@ -93,7 +94,7 @@ def fingerprint(machine: Mapping[str, Any]) -> str:
 
 
 def title(machine: Mapping[str, Any]) -> str:
-    """One line a person recognises: "AMD EPYC, 2 cores, avx2/avx512/vnni, 24 GiB"."""
+    """One line a person recognises: "AMD EPYC, 2 cores, avx2/avx512/vnni/bf16, 24 GiB"."""
     parts = [str(machine.get("cpu", "unknown CPU")), f"{machine.get('cores', '?')} cores"]
     if machine.get("cpu_flags"):
         parts.append("/".join(machine["cpu_flags"]))
