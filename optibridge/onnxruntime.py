@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 from .errors import BackendError
 from .modeling.peers import PeerModel, PeerNames, pipeline_alias
-from .ort_tools import AutoOptimizationConfig, AutoQuantizationConfig, OptimizationConfig, ORTOptimizer, ORTQuantizer, QuantizationConfig
+from .ort_tools import (
+    AutoCalibrationConfig, AutoOptimizationConfig, AutoQuantizationConfig, CalibrationConfig, OptimizationConfig, ORTOptimizer,
+    ORTQuantizer, QuantizationConfig,
+)
 
 PROVIDER_BACKENDS = {
     "CPUExecutionProvider": "ort",
@@ -130,7 +133,7 @@ _QUANTIZE = ("quantize the saved model with optibridge: `optibridge quantize MOD
              "optibridge.quantize(MODEL_DIR, optibridge.QuantizationConfig(mode='dynamic'), OUT); then load OUT with its "
              "ORTModelFor… class (docs/optimum_migration.md)")
 _INSTEAD = {
-    **dict.fromkeys(("AutoCalibrationConfig", "CalibrationConfig", "ORTConfig", "QuantizationMode", "QuantFormat"), _QUANTIZE),
+    **dict.fromkeys(("ORTConfig", "QuantizationMode", "QuantFormat"), _QUANTIZE),
     "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=ORTModelFor….from_pretrained(DIR), "
                 "tokenizer=...); the ORTModelFor… classes are drop-in models",
     **dict.fromkeys(("ORTTrainer", "ORTSeq2SeqTrainer", "ORTTrainingArguments", "ORTSeq2SeqTrainingArguments"),
@@ -174,5 +177,5 @@ def __getattr__(name: str) -> Any:
     return _NAMES.get(name)
 
 
-__all__ = ["ORTModel", "ORTQuantizer", "ORTOptimizer", "AutoQuantizationConfig", "QuantizationConfig", "AutoOptimizationConfig",
+__all__ = ["ORTModel", "ORTQuantizer", "ORTOptimizer", "AutoQuantizationConfig", "QuantizationConfig", "AutoCalibrationConfig", "CalibrationConfig", "AutoOptimizationConfig",
            "OptimizationConfig", *_NAMES.names(), *_DIFFUSION_NAMES]

@@ -13,10 +13,18 @@ Each call runs :func:`optibridge.quantize` / :func:`optibridge.optimize` (accura
 the float graph, recorded in the artifact). The output is an optibridge artifact whose graph file
 is named as Optimum names it (``model_quantized.onnx``, ``model_optimized.onnx``).
 
+Static quantization follows Optimum's guide too::
+
+    dataset = quantizer.get_calibration_dataset("glue", dataset_config_name="sst2", num_samples=100,
+                                                dataset_split="train", preprocess_function=tokenize)
+    ranges = quantizer.fit(dataset, AutoCalibrationConfig.minmax(dataset))
+    quantizer.quantize(AutoQuantizationConfig.avx512_vnni(is_static=True), "out", calibration_tensors_range=ranges)
+
 What differs: a setting left out takes optibridge's preset for that CPU class (7-bit weights on
-AVX2/AVX-512 without VNNI, SmoothQuant), not Optimum's default; static quantization takes text
-samples (``optibridge quantize --mode static --calibration FILE``), so ``fit()`` with a dataset of
-tensors is refused with that command.
+AVX2/AVX-512 without VNNI, SmoothQuant), not Optimum's default. ``fit()`` does not compute the
+activation ranges itself: it keeps the dataset's rows (the model's input columns), and ``quantize``
+calibrates on them with optibridge's static step (the same as ``optibridge quantize --mode static
+--calibration FOLDER``), so what ``fit`` returns is a handle for ``quantize``, not a dict of ranges.
 """
 
 from __future__ import annotations
@@ -29,14 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import Artifact, is_artifact, write_metadata
+from .configs import CalibrationConfig as OBCalibrationConfig
 from .configs import OptimizationConfig as OBOptimizationConfig
 from .configs import QuantizationConfig as OBQuantizationConfig
 from .errors import ArtifactError, ConfigError
 from .staging import pid_prefix
 
-STATIC_INSTEAD = ("static quantization takes text samples in optibridge: run `optibridge quantize MODEL_DIR OUT --mode static "
-                  "--calibration FILE` (one sentence per line, or JSONL / a datasets folder), or optibridge.quantize(MODEL_DIR, "
-                  "optibridge.QuantizationConfig(mode='static', calibration=optibridge.CalibrationConfig(source=FILE)), OUT)")
+STATIC_NEEDS_FIT = ("static quantization calibrates on data: ranges = quantizer.fit(dataset, AutoCalibrationConfig.minmax(dataset)), "
+                    "then quantizer.quantize(config, SAVE_DIR, calibration_tensors_range=ranges); or from text, "
+                    "`optibridge quantize MODEL_DIR OUT --mode static --calibration FILE` (one sentence per line)")
 logger = logging.getLogger(__name__)
 PRESETS = {"arm64": "arm64", "avx2": "avx2", "avx512": "avx512", "avx512_vnni": "avx512-vnni"}
 
@@ -53,11 +62,60 @@ class QuantizationConfig:
     operators_to_quantize: tuple[str, ...] | None = None
     nodes_to_exclude: tuple[str, ...] = ()
 
-    def to_optibridge(self) -> OBQuantizationConfig:
-        if self.is_static:
-            raise ConfigError(STATIC_INSTEAD)
-        return OBQuantizationConfig(mode="dynamic", preset=self.preset, per_channel=self.per_channel, reduce_range=self.reduce_range,
-                                    op_types=self.operators_to_quantize, exclude_nodes=self.nodes_to_exclude)
+    def to_optibridge(self, calibration: "CalibrationRanges | None" = None) -> OBQuantizationConfig:
+        if self.is_static and calibration is None:
+            raise ConfigError(STATIC_NEEDS_FIT)
+        if calibration is not None and not self.is_static:
+            raise ConfigError("calibration_tensors_range is for static quantization: build the config with is_static=True, "
+                              "or leave the ranges out for dynamic quantization")
+        return OBQuantizationConfig(mode="static" if self.is_static else "dynamic", preset=self.preset, per_channel=self.per_channel,
+                                    reduce_range=self.reduce_range, op_types=self.operators_to_quantize,
+                                    exclude_nodes=self.nodes_to_exclude, calibration=calibration.config if calibration else None)
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Optimum's calibration config, as :class:`AutoCalibrationConfig` builds it: the rows and the method."""
+
+    dataset: Any
+    method: str = "minmax"
+    percentile: float = 99.999
+
+
+class AutoCalibrationConfig:
+    """``AutoCalibrationConfig.minmax(dataset)``, ``.entropy(dataset)``, ``.percentiles(dataset, percentile=...)``:
+    ONNX Runtime's calibration methods, as optibridge's static step runs them."""
+
+    @staticmethod
+    def minmax(dataset: Any, moving_average: bool = False, averaging_constant: float = 0.01) -> CalibrationConfig:
+        if moving_average:
+            raise ConfigError("minmax with moving_average is not offered: use AutoCalibrationConfig.minmax(dataset) "
+                              "or .percentiles(dataset, percentile=99.999) to leave rare extremes out")
+        return CalibrationConfig(dataset, "minmax")
+
+    @staticmethod
+    def entropy(dataset: Any, num_bins: int = 128, num_quantized_bins: int = 128) -> CalibrationConfig:
+        if (num_bins, num_quantized_bins) != (128, 128):
+            raise ConfigError("entropy calibration runs with ONNX Runtime's default bins (128 / 128): leave num_bins and "
+                              "num_quantized_bins out")
+        return CalibrationConfig(dataset, "entropy")
+
+    @staticmethod
+    def percentiles(dataset: Any, num_bins: int = 2048, percentile: float = 99.999) -> CalibrationConfig:
+        if num_bins != 2048:
+            raise ConfigError("percentile calibration runs with ONNX Runtime's default 2048 bins: leave num_bins out")
+        return CalibrationConfig(dataset, "percentile", percentile)
+
+
+@dataclass
+class CalibrationRanges:
+    """What :meth:`ORTQuantizer.fit` returns: the calibration rows it kept, written as a ``datasets`` folder,
+    and the method. ``quantize(..., calibration_tensors_range=...)`` computes the ranges from them."""
+
+    folder: Path
+    config: OBCalibrationConfig
+    rows: int
+    _keep: Any = None  # the temporary folder, removed when this handle goes
 
 
 def _preset(name: str) -> Any:
@@ -177,29 +235,94 @@ def _name_graphs(folder: Path, suffix: str) -> None:
 
 
 class ORTQuantizer(_Tool):
-    """Optimum's ``ORTQuantizer``: dynamic int8 through :func:`optibridge.quantize`."""
+    """Optimum's ``ORTQuantizer``: dynamic and static int8 through :func:`optibridge.quantize`."""
 
-    def fit(self, *_: Any, **__: Any) -> Any:
-        raise ConfigError(STATIC_INSTEAD)
+    def __init__(self, source: Path, keep_alive: Any = None) -> None:
+        super().__init__(source, keep_alive)
+        self._datasets: list[Any] = []
+        self._calibration: CalibrationConfig | None = None
 
-    def partial_fit(self, *_: Any, **__: Any) -> Any:
-        raise ConfigError(STATIC_INSTEAD)
+    def get_calibration_dataset(self, dataset_name: str, num_samples: int = 100, dataset_config_name: str | None = None,
+                                dataset_split: str | None = None, preprocess_function: Any = None, preprocess_batch: bool = True,
+                                seed: int = 2016, token: Any = None, use_auth_token: Any = None) -> Any:
+        """``num_samples`` shuffled rows of a ``datasets`` dataset (a hub name or a local folder/builder), mapped
+        through ``preprocess_function`` (the tokenizer call), as Optimum's helper returns them."""
+        datasets = _datasets()
+        data = datasets.load_dataset(dataset_name, name=dataset_config_name, split=dataset_split or "train",
+                                     token=token if token is not None else use_auth_token)
+        data = data.shuffle(seed=seed).select(range(min(num_samples, len(data))))
+        return data.map(preprocess_function, batched=preprocess_batch) if preprocess_function is not None else data
+
+    def fit(self, dataset: Any, calibration_config: CalibrationConfig, onnx_augmented_model_name: Any = None,
+            operators_to_quantize: Any = None, batch_size: int = 1, use_external_data_format: bool = False,
+            use_gpu: bool = False, force_symmetric_range: bool = False) -> CalibrationRanges:
+        """Keep ``dataset``'s rows for calibration (see the module docstring); returns the handle to pass
+        to ``quantize`` as ``calibration_tensors_range``."""
+        self._datasets, self._calibration = [], None
+        self.partial_fit(dataset, calibration_config, use_gpu=use_gpu, force_symmetric_range=force_symmetric_range)
+        return self.compute_ranges()
+
+    def partial_fit(self, dataset: Any, calibration_config: CalibrationConfig, onnx_augmented_model_name: Any = None,
+                    operators_to_quantize: Any = None, batch_size: int = 1, use_external_data_format: bool = False,
+                    use_gpu: bool = False, force_symmetric_range: bool = False) -> None:
+        """Add ``dataset``'s rows to what :meth:`compute_ranges` calibrates on."""
+        if not isinstance(calibration_config, CalibrationConfig):
+            raise ConfigError(f"calibration_config must come from AutoCalibrationConfig.minmax/entropy/percentiles(dataset), "
+                              f"not {type(calibration_config).__name__}")
+        if use_gpu or force_symmetric_range:
+            raise ConfigError("calibration runs on the CPU with ONNX Runtime's ranges as measured: drop use_gpu / force_symmetric_range")
+        if self._calibration is not None and calibration_config.method != self._calibration.method:
+            raise ConfigError(f"partial_fit got method {calibration_config.method!r} after {self._calibration.method!r}: use one method")
+        if dataset is None or len(dataset) == 0:
+            raise ConfigError("the calibration dataset is empty: give rows of tokenized text (input_ids, attention_mask, ...)")
+        if "input_ids" not in getattr(dataset, "column_names", ()):
+            raise ConfigError(f"the calibration dataset has columns {', '.join(getattr(dataset, 'column_names', ()))} but no input_ids: "
+                              f"map it through the tokenizer first (get_calibration_dataset(..., preprocess_function=...))")
+        self._datasets.append(dataset)
+        self._calibration = calibration_config
+
+    def compute_ranges(self) -> CalibrationRanges:
+        """The rows given so far, written (the model's input columns only) for ``quantize`` to calibrate on."""
+        if self._calibration is None:
+            raise ConfigError("nothing to calibrate on: call partial_fit(dataset, AutoCalibrationConfig.minmax(dataset)) first")
+        datasets = _datasets()
+        inputs = Artifact.load(self.source).metadata.input_names
+        data = datasets.concatenate_datasets(self._datasets) if len(self._datasets) > 1 else self._datasets[0]
+        data = data.remove_columns([c for c in data.column_names if c not in inputs])
+        keep = tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-calibration-"))
+        folder = Path(keep.name) / "rows"
+        data.save_to_disk(str(folder))
+        longest = max(len(row) for row in data["input_ids"])
+        config = OBCalibrationConfig(source=str(folder), method=self._calibration.method, num_samples=len(data),
+                                     max_length=max(longest, 2), percentile=self._calibration.percentile)
+        return CalibrationRanges(folder, config, len(data), keep)
 
     def quantize(self, quantization_config: QuantizationConfig, save_dir: str | os.PathLike[str], file_suffix: str | None = "quantized",
-                 calibration_tensors_range: Any = None, use_external_data_format: bool = False, preprocessor: Any = None) -> Path:
-        """Quantize into ``save_dir`` (a new or empty folder); returns it. The weights go beside the
-        graph by size, whatever ``use_external_data_format`` says (it only changes the layout)."""
+                 calibration_tensors_range: CalibrationRanges | None = None, use_external_data_format: bool = False,
+                 preprocessor: Any = None) -> Path:
+        """Quantize into ``save_dir`` (a new or empty folder); returns it. Static quantization calibrates on
+        the rows ``fit`` kept. The weights go beside the graph by size, whatever ``use_external_data_format``
+        says (it only changes the layout)."""
         from .steps import quantize
 
-        if calibration_tensors_range is not None:
-            raise ConfigError(STATIC_INSTEAD)
+        if calibration_tensors_range is not None and not isinstance(calibration_tensors_range, CalibrationRanges):
+            raise ConfigError("calibration_tensors_range must be what this quantizer's fit() returned; optibridge computes "
+                              "the ranges itself and takes no dict of ranges")
         if preprocessor is not None:
             raise ConfigError("a QuantizationPreprocessor is not applied: leave nodes in float with "
                               "AutoQuantizationConfig.<cpu>(..., nodes_to_exclude=[...]) or operators_to_quantize=[...]")
-        quantize(self.source, quantization_config.to_optibridge(), save_dir, on_step=logger.info)
+        quantize(self.source, quantization_config.to_optibridge(calibration_tensors_range), save_dir, on_step=logger.info)
         if file_suffix:
             _name_graphs(Path(save_dir), file_suffix)
         return Path(save_dir)
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("calibration datasets need the datasets package: pip install 'optibridge[calibration]'") from None
+    return datasets
 
 
 class ORTOptimizer(_Tool):

@@ -43,7 +43,7 @@ def test_a_name_whose_task_is_not_implemented_is_not_importable():
 
 
 @pytest.mark.parametrize("module,name,points_to", [
-    (ort_names, "AutoCalibrationConfig", "optibridge quantize MODEL_DIR OUT"),
+    (ort_names, "QuantFormat", "optibridge quantize MODEL_DIR OUT"),
     (ort_names, "ORTConfig", "optibridge.quantize(MODEL_DIR"),
     (ort_names, "pipeline", "transformers.pipeline(task, model=ORTModelFor"),
     (ort_names, "ORTTrainer", "optibridge.training.OBTrainer"),

@@ -78,12 +78,82 @@ def test_optimization_levels_map_to_optibridges():
         AutoOptimizationConfig.with_optimization_level("O5")
 
 
-def test_static_quantization_names_the_command_that_takes_text(exported, tmp_path):
+SENTENCES = ["the cat sat on the mat", "hello world", "a dog ran in the park today", "is this it",
+             "the quick brown fox jumps", "no", "we went to the sea and back again", "good morning"]
+
+
+def test_static_quantization_as_optimums_guide_writes_it(exported, tmp_path):
+    """get_calibration_dataset → fit → quantize(calibration_tensors_range=...), with only the import changed:
+    the graph is the one optibridge's own static step makes from the same token rows."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from optibridge import CalibrationConfig as OBCalibrationConfig
+    from optibridge.onnxruntime import AutoCalibrationConfig
+
+    artifact = exported("bert", "text-classification")
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("sentence,label\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(SENTENCES)))
+    quantizer = ORTQuantizer.from_pretrained(ORTModelForSequenceClassification.from_pretrained(artifact.path))
+    dataset = quantizer.get_calibration_dataset(str(tmp_path / "data"), num_samples=6, dataset_split="train",
+                                                preprocess_function=lambda rows: tokenizer(rows["sentence"]))
+    assert len(dataset) == 6 and "input_ids" in dataset.column_names
+    ranges = quantizer.fit(dataset=dataset, calibration_config=AutoCalibrationConfig.minmax(dataset))
+    config = AutoQuantizationConfig.avx512_vnni(is_static=True, per_channel=False)
+    out = quantizer.quantize(save_dir=tmp_path / "q", quantization_config=config, calibration_tensors_range=ranges)
+    assert "QuantizeLinear" in _ops(out, "model_quantized.onnx")
+    step = Artifact.load(out, verify_hashes=True, require_hashes=True).metadata.steps[-1]
+    assert step["config"]["mode"] == "static" and step["calibration"]["samples"] == 6 and step["settings"]["per_channel"] is False
+
+    # the same six rows, as token ids in a JSONL file, through optibridge's own API
+    rows = [{name: dataset[i][name] for name in ("input_ids", "attention_mask", "token_type_ids")} for i in range(6)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    longest = max(len(row["input_ids"]) for row in rows)
+    ours = quantize(artifact.path, OBQuantizationConfig(mode="static", preset="avx512-vnni", per_channel=False, calibration=OBCalibrationConfig(
+        source=str(tmp_path / "rows.jsonl"), num_samples=6, max_length=longest)), tmp_path / "ours").artifact
+    want = OBModelForSequenceClassification.from_pretrained(ours.path)(input_ids=IDS).logits
+    assert torch.equal(ORTModelForSequenceClassification.from_pretrained(out, file_name="model_quantized.onnx")(input_ids=IDS).logits, want)
+
+
+def test_partial_fit_adds_rows_and_percentiles_carry_their_percentile(exported):
+    import datasets
+    from transformers import AutoTokenizer
+
+    from optibridge.onnxruntime import AutoCalibrationConfig
+
+    artifact = exported("bert", "text-classification")
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    first = datasets.Dataset.from_dict({"text": SENTENCES[:3]}).map(lambda rows: tokenizer(rows["text"]), batched=True)
+    second = datasets.Dataset.from_dict({"text": SENTENCES[3:]}).map(lambda rows: tokenizer(rows["text"]), batched=True)
+    quantizer = ORTQuantizer.from_pretrained(artifact.path)
+    quantizer.partial_fit(first, AutoCalibrationConfig.percentiles(first, percentile=99.9))
+    quantizer.partial_fit(second, AutoCalibrationConfig.percentiles(second, percentile=99.9))
+    ranges = quantizer.compute_ranges()
+    assert ranges.rows == len(SENTENCES) and ranges.config.method == "percentile" and ranges.config.percentile == 99.9
+    assert sorted(datasets.load_from_disk(str(ranges.folder)).column_names) == ["attention_mask", "input_ids", "token_type_ids"]
+
+
+def test_static_quantization_without_its_calibration_says_how_to_give_it(exported, tmp_path):
+    import datasets
+
+    from optibridge.onnxruntime import AutoCalibrationConfig
+
     quantizer = ORTQuantizer.from_pretrained(exported("bert", "text-classification").path)
-    with pytest.raises(ConfigError, match="optibridge quantize MODEL_DIR OUT --mode static --calibration FILE"):
-        quantizer.fit(dataset=None, calibration_config=None)
-    with pytest.raises(ConfigError, match="--mode static --calibration FILE"):
+    with pytest.raises(ConfigError, match=r"ranges = quantizer.fit\(dataset, AutoCalibrationConfig.minmax\(dataset\)\)"):
         quantizer.quantize(AutoQuantizationConfig.avx512_vnni(is_static=True), tmp_path / "q")
+    text_only = datasets.Dataset.from_dict({"sentence": SENTENCES})
+    with pytest.raises(ConfigError, match="no input_ids: map it through the tokenizer first"):
+        quantizer.fit(text_only, AutoCalibrationConfig.minmax(text_only))
+    with pytest.raises(ConfigError, match="nothing to calibrate on"):
+        quantizer.compute_ranges()
+    with pytest.raises(ConfigError, match="moving_average is not offered"):
+        AutoCalibrationConfig.minmax(text_only, moving_average=True)
+    with pytest.raises(ConfigError, match="must come from AutoCalibrationConfig"):
+        quantizer.fit(text_only, calibration_config={"method": "minmax"})
+    with pytest.raises(ConfigError, match="takes no dict of ranges"):
+        quantizer.quantize(AutoQuantizationConfig.avx512_vnni(is_static=True), tmp_path / "q", calibration_tensors_range={"x": (0, 1)})
     assert not (tmp_path / "q").exists()
     with pytest.raises(ConfigError, match="arm64 has no 16-bit saturation"):
         AutoQuantizationConfig.arm64(is_static=False, reduce_range=True)
