@@ -29,6 +29,9 @@ MODEL_FILE = "model.onnx"
 MAIN_GRAPH = "model"
 """Name of the graph of a single-graph artifact (encoders, decoders); seq2seq artifacts name theirs
 "encoder", "decoder", ..."""
+STATE_KEPT_IN = "cache_in_state"
+"""``metadata.extra`` key: graphs whose file keeps the KV cache in state variables (a stateful IR imported from
+optimum-intel); the backend that runs the format reads it. optibridge's own IRs record it in their backend's section."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ Optimum file(s)                        graphs of the artifact
 ``decoder_model_merged.onnx``          serves as ``decoder`` and ``decoder_with_past`` (its
                                        ``use_cache_branch`` input picks the branch) when the two
                                        decoders are not there; ONNX Runtime only
-``openvino_model.xml`` (+ ``.bin``)    ``model`` in OpenVINO IR (encoders; a stateful decoder is refused)
+``openvino_model.xml`` (+ ``.bin``)    ``model`` in OpenVINO IR: encoders, and optimum-intel's stateful
+                                       decoders (KV cache in state variables, a ``beam_idx`` input),
+                                       described by their stateless interface as optibridge's own
 =====================================  ============================================================
 """
 
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import MAIN_GRAPH, Artifact, ArtifactMetadata, GraphSpec, TensorSpec
+from .artifact import MAIN_GRAPH, STATE_KEPT_IN, Artifact, ArtifactMetadata, GraphSpec, TensorSpec
 from .errors import ArtifactError
 from .tasks import TASKS, infer_task
 
@@ -40,6 +42,8 @@ SEQ2SEQ_FILES = {"encoder": "encoder_model", "decoder": "decoder_model", "decode
 MERGED_DECODER = "decoder_model_merged.onnx"
 OPENVINO_FILE = "openvino_model.xml"
 USE_CACHE_BRANCH = "use_cache_branch"
+BEAM_IDX = "beam_idx"  # optimum-intel's stateful decoders take it (the core names it; the OpenVINO plugin builds it)
+PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 IR_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "boolean": "bool", "u8": "uint8", "i8": "int8"}
 
 
@@ -65,17 +69,23 @@ def read_optimum_folder(path: str | os.PathLike[str], *, task: str | None = None
         graphs = {MAIN_GRAPH: _ir_spec(folder / chosen) if chosen.endswith(".xml") else _onnx_spec(folder / chosen)}
     main = graphs.get(MAIN_GRAPH) or graphs["encoder"]
     kind = "seq2seq" if "encoder" in graphs else "decoder" if any(n.startswith("past_key_values.") for n in main.input_names) else None
+    if main.format == "openvino-ir" and BEAM_IDX in main.input_names:
+        kind = "decoder"  # its cache is inside: no past inputs to tell it by
     found = _task(config, task, kind, main)
     if found.kind == "decoder" and USE_CACHE_BRANCH in main.input_names:
         raise ArtifactError(f"{folder / main.file} is a merged decoder LM (use_cache_branch); load the folder's model.onnx "
                             "(what current Optimum writes), or re-export with `optibridge export`")
-    if main.format == "openvino-ir" and "beam_idx" in main.input_names:
-        raise ArtifactError(f"{folder / main.file} is a stateful optimum-intel decoder, which optibridge cannot read yet; "
-                            "export the model with `optibridge export` (and `optibridge optimize --backend openvino` for a stateful IR)")
+    extra = _extra(found.kind, graphs, config)
+    if main.format == "openvino-ir" and BEAM_IDX in main.input_names:  # optimum-intel's stateful decoder
+        if found.kind != "decoder":
+            raise ArtifactError(f"{folder / main.file} is a stateful IR (beam_idx input) but config.json describes a "
+                                f"{found.name!r} model; only decoder LMs are read stateful")
+        graphs[MAIN_GRAPH] = main = _stateless_interface(folder / main.file, main)
+        extra = {**_extra(found.kind, graphs, config), STATE_KEPT_IN: [MAIN_GRAPH]}
     metadata = ArtifactMetadata(
         task=found.name, model_type=str(config.get("model_type", "")),
         source={"model": str(folder), "imported_from": "optimum"}, graphs=graphs, output_class=_output_class(found.output_class, main),
-        opset=0, exporter="optimum (imported)", versions={}, extra=_extra(found.kind, graphs, config),
+        opset=0, exporter="optimum (imported)", versions={}, extra=extra,
     )
     return Artifact(folder, metadata)
 
@@ -156,6 +166,33 @@ def _ir_spec(path: Path) -> GraphSpec:
             source = layers[edge.get("from-layer")]
             outputs.append(TensorSpec(port_name(source, edge.get("from-port")), "float32", ()))
     return GraphSpec(path.name, tuple(inputs), tuple(outputs), format="openvino-ir")
+
+
+def _stateless_interface(path: Path, spec: GraphSpec) -> GraphSpec:
+    """A stateful decoder IR described as the stateless graph it was made from (how optibridge records its own):
+    each state variable, named by MakeStateful as ``past_key_values.{i}.key`` + ``present.{i}.key``, becomes that
+    input/output pair; ``beam_idx`` is the stateful session's own input, left out."""
+    root = ET.parse(path).getroot()
+    past, present = [], []
+    for layer in root.iter("layer"):
+        data = layer.find("data")
+        if layer.get("type") != "ReadValue" or data is None:
+            continue
+        variable = data.get("variable_id", "")
+        split = variable.find(PRESENT_PREFIX, len(PAST_PREFIX))
+        if not variable.startswith(PAST_PREFIX) or split < 0:
+            raise ArtifactError(f"{path} keeps a state variable {variable!r} that is not a KV-cache pair (past_key_values.N.key + "
+                                "present.N.key, as optimum-intel names them); export the model with `optibridge export` instead")
+        dims = [d.strip() for d in data.get("variable_shape", "").split(",") if d.strip()]
+        names = ("batch_size", "num_heads", "past_sequence_length", "head_dim")
+        shape = tuple(int(d) if d.isdigit() else names[i] if i < len(names) else f"dim_{i}" for i, d in enumerate(dims))
+        past.append(TensorSpec(variable[:split], "float32", shape))
+        present.append(TensorSpec(variable[split:], "float32", shape))
+    if not past:
+        raise ArtifactError(f"{path} has a beam_idx input but no state variables: not a stateful decoder optibridge can read")
+    order = sorted(range(len(past)), key=lambda i: (int(past[i].name.split(".")[1]), past[i].name))
+    inputs = tuple(t for t in spec.inputs if t.name != BEAM_IDX) + tuple(past[i] for i in order)
+    return dataclasses.replace(spec, inputs=inputs, outputs=spec.outputs + tuple(present[i] for i in order))
 
 
 def _seq2seq_graphs(folder: Path) -> dict[str, GraphSpec]:

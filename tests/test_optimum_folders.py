@@ -115,6 +115,39 @@ def test_optimum_intel_ir_folder_loads(bert_folder, exported, tmp_path):
     assert torch.equal(saved(input_ids=ids).logits, model(input_ids=ids).logits)
 
 
+def test_optimum_intel_stateful_decoder_folder_generates_pytorch_tokens(tiny_generative, exported_generative, tmp_path):
+    """optimum-intel's OVModelForCausalLM folders (and the OpenVINO/* hub models) hold a stateful IR: the KV cache in
+    state variables, a beam_idx input. Checked by hand against a folder optimum-intel 1.27 wrote (docs/optimum_migration.md)."""
+    from optibridge import OptimizationConfig, optimize
+
+    path = tiny_generative("gpt2")
+    ir = optimize(exported_generative("gpt2").path, OptimizationConfig(level=1), tmp_path / "ir", backend="openvino").artifact
+    folder = write_optimum_folder(ir, tmp_path / "ov")
+    xml = (folder / "openvino_model.xml").read_text()
+    assert 'name="beam_idx"' in xml and 'variable_id="past_key_values.0.keypresent.0.key"' in xml  # optimum-intel's layout
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    one = tok(["the cat sat on"], return_tensors="pt")
+    batch = tok(["the cat sat on the mat", "hello"], padding=True, return_tensors="pt")
+    reference = AutoModelForCausalLM.from_pretrained(path).eval()
+    want = reference.generate(**one, **GREEDY)
+    assert len(set(want[0, -10:].tolist())) > 2  # not one token repeated
+    for engine, ran in {"native": "openvino-genai", "transformers": "transformers"}.items():
+        model = OVModelForCausalLM.from_pretrained(folder, generation_engine=engine)
+        assert torch.equal(model.generate(**one, **GREEDY), want) and model.last_generation_engine == ran
+    metadata = model.artifact.metadata
+    assert metadata.extra["cache_in_state"] == ["model"] and model.stateful and metadata.extra["kv_cache"]["num_layers"] == reference.config.n_layer
+    assert "past_key_values.1.value" in metadata.main_graph.input_names and "beam_idx" not in metadata.main_graph.input_names
+    assert torch.equal(model.generate(**batch, **GREEDY), reference.generate(**batch, **GREEDY))
+    model.save_pretrained(tmp_path / "saved")
+    saved = OVModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert is_artifact(tmp_path / "saved") and torch.equal(saved.generate(**one, **GREEDY), want)
+
+    (folder / "openvino_model.xml").write_text(xml.replace("past_key_values.0.keypresent.0.key", "cache_0"))
+    with pytest.raises(ArtifactError, match="state variable 'cache_0' that is not a KV-cache pair"):
+        OVModelForCausalLM.from_pretrained(folder)
+
+
 def test_a_model_loaded_from_an_optimum_folder_saves_as_an_artifact(bert_folder, tmp_path):
     folder, int8, ids, _ = bert_folder
     model = ORTModelForSequenceClassification.from_pretrained(folder, file_name="model_quantized.onnx")

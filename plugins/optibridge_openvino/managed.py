@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from optibridge.artifact import Artifact, ArtifactMetadata
+from optibridge.artifact import STATE_KEPT_IN, Artifact, ArtifactMetadata
 from optibridge.errors import ArtifactError, BackendError, InputError, first_line
 
 from .session import OpenVINOSession
@@ -62,7 +62,8 @@ class ManagedSession:
         self._precision: str | None = None  # kept when the compiled model is released for openvino-genai
         self.static_shapes: dict[str, tuple[int, ...]] = {}
         self._pairs = cache_pairs(artifact, self._spec)
-        recorded = graph in artifact.metadata.extra.get("openvino", {}).get("stateful_graphs", ())
+        extra = artifact.metadata.extra  # its own IRs record it under "openvino"; an imported optimum-intel folder, backend-neutrally
+        recorded = graph in extra.get("openvino", {}).get("stateful_graphs", ()) or graph in extra.get(STATE_KEPT_IN, ())
         if stateful is False and recorded:
             raise BackendError(f"graph {graph!r} of {artifact.path} is a stateful IR (its KV cache is inside); load the ONNX "
                                "artifact it was made from to run it with stateful=False")
