@@ -75,7 +75,7 @@ def test_the_attention_output_division_folds_into_v_only_when_the_heads_merge_ba
     feeds = _feeds(4, seed=0)
     unseen = _feeds(1, seed=1)[0]
     want = _run(model, unseen, tmp_path)[0]
-    assert smooth(model, feeds, 0.7, tmp_path) == 2  # Wv and Wo rescaled either way
+    assert smooth(model, feeds, 0.7, tmp_path, outlier_ratio=0) == 2  # Wv and Wo rescaled either way (every activation smoothed)
     muls = _smooth_muls(model)
     readers = {n.name: list(n.input) for n in model.graph.node}
     assert len(muls) == (1 if folded else 2)  # x always needs its Mul (a graph input has no producer to fold into)
@@ -92,12 +92,31 @@ def test_the_fold_needs_a_private_value_projection_with_or_without_bias(bias, v_
     model = _attention([0, 2, 1, 3], bias=bias, v_also_output=v_also_output)
     unseen = _feeds(1, seed=1)[0]
     want = _run(model, unseen, tmp_path)
-    smooth(model, _feeds(4, seed=0), 0.7, tmp_path)
+    smooth(model, _feeds(4, seed=0), 0.7, tmp_path, outlier_ratio=0)
     readers = {n.name: list(n.input) for n in model.graph.node}
     assert (readers["output/MatMul"][0] == "merged") is folded  # V read elsewhere: scaling it would change that reader
     onnx.checker.check_model(model)
     for got, expected in zip(_run(model, unseen, tmp_path), want):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+
+
+def test_an_activation_without_outlier_channels_is_not_smoothed(tmp_path):
+    """Flat channel ranges: nothing to move, so no division and no rescaled weight; an outlier channel: smoothed."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(0, 0.4, (HIDDEN, HIDDEN)).astype(np.float32), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="linear")], "linear",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, TOKENS, HIDDEN])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, TOKENS, HIDDEN])], [weight])
+    flat = [{"x": rng.normal(0, 1, (1, TOKENS, HIDDEN)).astype(np.float32)} for _ in range(4)]
+    outlier = [{"x": feed["x"] * np.where(np.arange(HIDDEN) == 3, 20.0, 1.0).astype(np.float32)} for feed in flat]
+    for feeds, smoothed in ((flat, 0), (outlier, 1)):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        want = _run(model, outlier[0], tmp_path)[0]
+        assert smooth(model, feeds, 0.7, tmp_path) == smoothed
+        assert len(_smooth_muls(model)) == smoothed
+        np.testing.assert_allclose(_run(model, outlier[0], tmp_path)[0], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert smooth(model, flat, 0.7, tmp_path, outlier_ratio=0) == 1  # asked to smooth every activation
 
 
 def test_smoothing_a_bert_export_folds_every_layer_and_keeps_its_function(tmp_path):
@@ -113,7 +132,7 @@ def test_smoothing_a_bert_export_folds_every_layer_and_keeps_its_function(tmp_pa
     want = _run(model, feeds[0], tmp_path)
     layers = sum(1 for n in model.graph.node if n.op_type == "Softmax")
     assert layers >= 2
-    smooth(model, feeds, 0.7, tmp_path)
+    smooth(model, feeds, 0.7, tmp_path, outlier_ratio=0)  # the fold is what is tested: smooth every activation
     output_projections = [n for n in model.graph.node if n.op_type == "MatMul" and "attention/output/dense" in n.name]
     assert len(output_projections) == layers
     assert not any(p.input[0].endswith("_smoothed") for p in output_projections)  # read the attention output itself

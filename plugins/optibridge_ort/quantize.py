@@ -147,7 +147,8 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     with graphs.scratch_cwd() as scratch:
         smoothed = smooth(model, feeds, alpha, scratch, exclude=exclude) if config.smooth else 0
         if config.smooth:
-            notes.append(f"SmoothQuant (alpha {alpha}) rescaled {smoothed} weight matri{'x' if smoothed == 1 else 'ces'}")
+            notes.append(f"SmoothQuant (alpha {alpha}) rescaled {smoothed} weight matri{'x' if smoothed == 1 else 'ces'} "
+                         "(activations without outlier channels are left as they are)")
         source = scratch / "input.onnx"
         graphs.save(model, source, external=external)
         extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True}

@@ -15,6 +15,12 @@ attention output is a mix of channel ``c`` of V alone, so scaling V's channel sc
 ``Mul`` (an extra pass over the activation per layer, ~1.5 % of all-MiniLM-L6-v2's int8 latency
 at batch 1) disappears. Each fold is checked: the smoothed float graph must compute what the
 original computed on a calibration sample, or the folds are undone and ``Mul`` nodes inserted.
+
+An activation without outlier channels (its largest channel under :data:`OUTLIER_RATIO` times the
+median channel) is left as it is: there is nothing to move, and its ``Mul`` would cost a pass over
+the activation for no accuracy. all-MiniLM-L6-v2 has 6 such activations of 24 (ratios 2.2–3.2; the
+others 4.0–18.9), a random-weight BERT-base all 48 (1.6–3.6); measured one sentence at a time, MiniLM
+kept its accuracy (60 sentences, mean / min cosine 0.99749 / 0.9879 → 0.99750 / 0.9885).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ HEAD_LAYOUT_OPS = {"Reshape", "Transpose"}
 SHAPE_READERS = {"Shape", "Size"}
 FOLD_TOLERANCE = 1e-3
 """Largest output difference, relative to the output's largest value, a fold may make in float."""
+OUTLIER_RATIO = 4.0
+"""Smooth an activation only if its largest channel range is at least this many times the median channel's."""
 
 
 def smoothable_groups(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> dict[str, list[onnx.NodeProto]]:
@@ -140,8 +148,10 @@ def smooth(
     alpha: float,
     scratch: Path,
     exclude: Iterable[str] = (),
+    outlier_ratio: float = OUTLIER_RATIO,
 ) -> int:
-    """Smooth ``model`` in place; returns the number of weight matrices rescaled."""
+    """Smooth ``model`` in place; returns the number of weight matrices rescaled. Activations whose
+    channel ranges are flat (max under ``outlier_ratio`` × median; 0 smooths every one) are skipped."""
     groups = smoothable_groups(model, exclude)
     if not groups or not feeds:
         return 0
@@ -151,6 +161,9 @@ def smooth(
     divisions: list[tuple[str, list[onnx.NodeProto], onnx.TensorProto]] = []
     rescaled = 0
     for activation, nodes in groups.items():
+        channels = maxima[activation]
+        if channels.max() < outlier_ratio * float(np.median(channels)):
+            continue  # no outlier channel to move: a Mul would cost a pass and buy nothing
         weights = [numpy_helper.to_array(graph.inits[n.input[SMOOTHABLE[n.op_type]]]).astype(np.float32) for n in nodes]
         if any(w.shape[0] != maxima[activation].shape[0] for w in weights):
             continue  # the weight does not multiply the activation's last axis (a transposed layout): leave it
