@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -43,7 +44,8 @@ MERGED_DECODER = "decoder_model_merged.onnx"
 OPENVINO_FILE = "openvino_model.xml"
 USE_CACHE_BRANCH = "use_cache_branch"
 BEAM_IDX = "beam_idx"  # optimum-intel's stateful decoders take it (the core names it; the OpenVINO plugin builds it)
-PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
+CACHE_VARIABLE = re.compile(r"(past_key_values\.(\d+)\.(?:key|value))(present\.\2\.(?:key|value))")
+"""A state variable MakeStateful named after its input/output pair: ``past_key_values.0.key`` + ``present.0.key``."""
 IR_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "boolean": "bool", "u8": "uint8", "i8": "int8"}
 
 
@@ -69,19 +71,19 @@ def read_optimum_folder(path: str | os.PathLike[str], *, task: str | None = None
         graphs = {MAIN_GRAPH: _ir_spec(folder / chosen) if chosen.endswith(".xml") else _onnx_spec(folder / chosen)}
     main = graphs.get(MAIN_GRAPH) or graphs["encoder"]
     kind = "seq2seq" if "encoder" in graphs else "decoder" if any(n.startswith("past_key_values.") for n in main.input_names) else None
-    if main.format == "openvino-ir" and BEAM_IDX in main.input_names:
+    stateful = main.format == "openvino-ir" and BEAM_IDX in main.input_names  # optimum-intel's stateful decoder
+    if stateful:
         kind = "decoder"  # its cache is inside: no past inputs to tell it by
     found = _task(config, task, kind, main)
     if found.kind == "decoder" and USE_CACHE_BRANCH in main.input_names:
         raise ArtifactError(f"{folder / main.file} is a merged decoder LM (use_cache_branch); load the folder's model.onnx "
                             "(what current Optimum writes), or re-export with `optibridge export`")
-    extra = _extra(found.kind, graphs, config)
-    if main.format == "openvino-ir" and BEAM_IDX in main.input_names:  # optimum-intel's stateful decoder
+    if stateful:
         if found.kind != "decoder":
             raise ArtifactError(f"{folder / main.file} is a stateful IR (beam_idx input) but config.json describes a "
                                 f"{found.name!r} model; only decoder LMs are read stateful")
         graphs[MAIN_GRAPH] = main = _stateless_interface(folder / main.file, main)
-        extra = {**_extra(found.kind, graphs, config), STATE_KEPT_IN: [MAIN_GRAPH]}
+    extra = {**_extra(found.kind, graphs, config), **({STATE_KEPT_IN: [MAIN_GRAPH]} if stateful else {})}
     metadata = ArtifactMetadata(
         task=found.name, model_type=str(config.get("model_type", "")),
         source={"model": str(folder), "imported_from": "optimum"}, graphs=graphs, output_class=_output_class(found.output_class, main),
@@ -173,24 +175,25 @@ def _stateless_interface(path: Path, spec: GraphSpec) -> GraphSpec:
     each state variable, named by MakeStateful as ``past_key_values.{i}.key`` + ``present.{i}.key``, becomes that
     input/output pair; ``beam_idx`` is the stateful session's own input, left out."""
     root = ET.parse(path).getroot()
-    past, present = [], []
+    past, present, layers = [], [], []
     for layer in root.iter("layer"):
         data = layer.find("data")
         if layer.get("type") != "ReadValue" or data is None:
             continue
         variable = data.get("variable_id", "")
-        split = variable.find(PRESENT_PREFIX, len(PAST_PREFIX))
-        if not variable.startswith(PAST_PREFIX) or split < 0:
+        pair = CACHE_VARIABLE.fullmatch(variable)
+        if pair is None:
             raise ArtifactError(f"{path} keeps a state variable {variable!r} that is not a KV-cache pair (past_key_values.N.key + "
                                 "present.N.key, as optimum-intel names them); export the model with `optibridge export` instead")
+        layers.append(int(pair.group(2)))
         dims = [d.strip() for d in data.get("variable_shape", "").split(",") if d.strip()]
         names = ("batch_size", "num_heads", "past_sequence_length", "head_dim")
         shape = tuple(int(d) if d.isdigit() else names[i] if i < len(names) else f"dim_{i}" for i, d in enumerate(dims))
-        past.append(TensorSpec(variable[:split], "float32", shape))
-        present.append(TensorSpec(variable[split:], "float32", shape))
+        past.append(TensorSpec(pair.group(1), "float32", shape))
+        present.append(TensorSpec(pair.group(3), "float32", shape))
     if not past:
         raise ArtifactError(f"{path} has a beam_idx input but no state variables: not a stateful decoder optibridge can read")
-    order = sorted(range(len(past)), key=lambda i: (int(past[i].name.split(".")[1]), past[i].name))
+    order = sorted(range(len(past)), key=lambda i: (layers[i], past[i].name))
     inputs = tuple(t for t in spec.inputs if t.name != BEAM_IDX) + tuple(past[i] for i in order)
     return dataclasses.replace(spec, inputs=inputs, outputs=spec.outputs + tuple(present[i] for i in order))
 
