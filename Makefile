@@ -57,7 +57,7 @@ TRANSFORMERS4_SPEC ?= transformers==4.57.6
 compat-4x:
 	test -x .venv-4x/bin/python || $(PYTHON) -m venv .venv-4x
 	.venv-4x/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	.venv-4x/bin/python -m pip install --quiet "$(TRANSFORMERS4_SPEC)" -e ".[ort,openvino,test]"
+	.venv-4x/bin/python -m pip install --quiet "$(TRANSFORMERS4_SPEC)" -e ".[ort,openvino,openvino-quant,test,calibration]"
 	HF_HUB_OFFLINE=1 .venv-4x/bin/python tests/compat/transformers4_probe.py
 	HF_HUB_OFFLINE=1 .venv-4x/bin/python examples/optimum_migration.py
 	HF_HUB_OFFLINE=1 .venv-4x/bin/python -m pytest -q -p no:cacheprovider tests/test_kv_cache.py

@@ -7,8 +7,11 @@ Runs on the bundled all-MiniLM-L6-v2 and checks every result against PyTorch:
    and ``optibridge import-optimum`` turns it into an artifact.
 3. ``optimum.intel`` code: compile=False, reshape to static shapes, compile(), to("CPU").
 4. Quantization as Optimum's guides write it: ``ORTQuantizer`` with ``AutoQuantizationConfig``
-   (int8, dynamic), and optimum-intel's ``quantization_config=OVWeightQuantizationConfig(bits=8)``
-   at load, kept by ``save_pretrained``. int8 is not exact: these print their cosine to PyTorch.
+   (int8 dynamic, and static from a calibration dataset: ``get_calibration_dataset``, ``fit``,
+   ``AutoCalibrationConfig``; needs ``datasets``, in ``optibridge[calibration]``), and optimum-intel's
+   ``quantization_config=OVWeightQuantizationConfig(bits=8)`` at load (NNCF, in
+   ``optibridge[openvino-quant]``), kept by ``save_pretrained``.
+   int8 is not exact: these print their cosine to PyTorch.
 
     HF_HUB_OFFLINE=1 python examples/optimum_migration.py
 """
