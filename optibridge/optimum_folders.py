@@ -189,8 +189,9 @@ def _stateless_interface(path: Path, spec: GraphSpec) -> GraphSpec:
         dims = [d.strip() for d in data.get("variable_shape", "").split(",") if d.strip()]
         names = ("batch_size", "num_heads", "past_sequence_length", "head_dim")
         shape = tuple(int(d) if d.isdigit() else names[i] if i < len(names) else f"dim_{i}" for i, d in enumerate(dims))
-        past.append(TensorSpec(pair.group(1), "float32", shape))
-        present.append(TensorSpec(pair.group(3), "float32", shape))
+        dtype = IR_TYPES.get(data.get("variable_type", "f32"), "float32")  # the cache's own type (f16 on some GPU exports)
+        past.append(TensorSpec(pair.group(1), dtype, shape))
+        present.append(TensorSpec(pair.group(3), dtype, shape))
     if not past:
         raise ArtifactError(f"{path} has a beam_idx input but no state variables: not a stateful decoder optibridge can read")
     order = sorted(range(len(past)), key=lambda i: (layers[i], past[i].name))

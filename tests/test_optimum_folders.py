@@ -5,6 +5,8 @@ downloaded here); file names and IO names are Optimum's."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from optimum_layout import write_optimum_folder
@@ -138,10 +140,20 @@ def test_optimum_intel_stateful_decoder_folder_generates_pytorch_tokens(tiny_gen
     metadata = model.artifact.metadata
     assert metadata.extra["cache_in_state"] == ["model"] and model.stateful and metadata.extra["kv_cache"]["num_layers"] == reference.config.n_layer
     assert "past_key_values.1.value" in metadata.main_graph.input_names and "beam_idx" not in metadata.main_graph.input_names
+    past = next(t for t in metadata.main_graph.inputs if t.name == "past_key_values.0.key")
+    assert past.dtype == "float32" and past.shape[1] == reference.config.n_head  # from the variable's type and shape
     assert torch.equal(model.generate(**batch, **GREEDY), reference.generate(**batch, **GREEDY))
     model.save_pretrained(tmp_path / "saved")
     saved = OVModelForCausalLM.from_pretrained(tmp_path / "saved")
     assert is_artifact(tmp_path / "saved") and torch.equal(saved.generate(**one, **GREEDY), want)
+
+    half = folder.parent / "ov-f16-cache"
+    shutil.copytree(folder, half)  # a cache kept in f16 is declared so (what the stateless run() then feeds)
+    (half / "openvino_model.xml").write_text(xml.replace('variable_type="f32"', 'variable_type="f16"'))
+    from optibridge.optimum_folders import read_optimum_folder
+
+    spec = read_optimum_folder(half).metadata.main_graph
+    assert {t.dtype for t in spec.inputs if t.name.startswith("past_key_values.")} == {"float16"}
 
     (folder / "openvino_model.xml").write_text(xml.replace("past_key_values.0.keypresent.0.key", "cache_0"))
     with pytest.raises(ArtifactError, match="state variable 'cache_0' that is not a KV-cache pair"):
