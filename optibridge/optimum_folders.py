@@ -64,26 +64,28 @@ def read_optimum_folder(path: str | os.PathLike[str], *, task: str | None = None
     folder = Path(path)
     config = _config(folder)
     files = _graph_files(folder)
+    root = None  # an OpenVINO IR's XML, parsed once
     if (folder / f"{SEQ2SEQ_FILES['encoder']}.onnx").is_file():
         graphs = _seq2seq_graphs(folder)
     else:
         chosen = _choose_file(folder, files, file_name)
-        graphs = {MAIN_GRAPH: _ir_spec(folder / chosen) if chosen.endswith(".xml") else _onnx_spec(folder / chosen)}
+        root = _ir_root(folder / chosen) if chosen.endswith(".xml") else None
+        graphs = {MAIN_GRAPH: _ir_spec(folder / chosen, root) if root is not None else _onnx_spec(folder / chosen)}
     main = graphs.get(MAIN_GRAPH) or graphs["encoder"]
     kind = "seq2seq" if "encoder" in graphs else "decoder" if any(n.startswith("past_key_values.") for n in main.input_names) else None
-    stateful = main.format == "openvino-ir" and BEAM_IDX in main.input_names  # optimum-intel's stateful decoder
-    if stateful:
+    stateful = root if root is not None and BEAM_IDX in main.input_names else None  # optimum-intel's stateful decoder
+    if stateful is not None:
         kind = "decoder"  # its cache is inside: no past inputs to tell it by
     found = _task(config, task, kind, main)
     if found.kind == "decoder" and USE_CACHE_BRANCH in main.input_names:
         raise ArtifactError(f"{folder / main.file} is a merged decoder LM (use_cache_branch); load the folder's model.onnx "
                             "(what current Optimum writes), or re-export with `optibridge export`")
-    if stateful:
+    if stateful is not None:
         if found.kind != "decoder":
             raise ArtifactError(f"{folder / main.file} is a stateful IR (beam_idx input) but config.json describes a "
                                 f"{found.name!r} model; only decoder LMs are read stateful")
-        graphs[MAIN_GRAPH] = main = _stateless_interface(folder / main.file, main)
-    extra = {**_extra(found.kind, graphs, config), **({STATE_KEPT_IN: [MAIN_GRAPH]} if stateful else {})}
+        graphs[MAIN_GRAPH] = main = _stateless_interface(folder / main.file, stateful, main)
+    extra = {**_extra(found.kind, graphs, config), **({STATE_KEPT_IN: [MAIN_GRAPH]} if stateful is not None else {})}
     metadata = ArtifactMetadata(
         task=found.name, model_type=str(config.get("model_type", "")),
         source={"model": str(folder), "imported_from": "optimum"}, graphs=graphs, output_class=_output_class(found.output_class, main),
@@ -137,14 +139,18 @@ def _named_axes(specs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
     return tuple(dataclasses.replace(t, shape=tuple(d if d != 0 else f"{t.name}_dim_{i}" for i, d in enumerate(t.shape))) for t in specs)
 
 
-def _ir_spec(path: Path) -> GraphSpec:
-    """Inputs/outputs of an OpenVINO IR from its XML (Parameter and Result layers), without OpenVINO."""
+def _ir_root(path: Path) -> ET.Element:
+    """An OpenVINO IR's XML, parsed (its weights file must be beside it)."""
     if not path.with_suffix(".bin").is_file():
         raise ArtifactError(f"{path} has no weights file {path.with_suffix('.bin').name} beside it")
     try:
-        root = ET.parse(path).getroot()
+        return ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise ArtifactError(f"{path} is not a readable OpenVINO IR: {exc}") from exc
+
+
+def _ir_spec(path: Path, root: ET.Element) -> GraphSpec:
+    """Inputs/outputs of the OpenVINO IR ``path`` from its parsed XML (Parameter and Result layers), without OpenVINO."""
     layers = {layer.get("id"): layer for layer in root.iter("layer")}
 
     def port_name(layer: ET.Element, port_id: str | None) -> str:
@@ -170,11 +176,10 @@ def _ir_spec(path: Path) -> GraphSpec:
     return GraphSpec(path.name, tuple(inputs), tuple(outputs), format="openvino-ir")
 
 
-def _stateless_interface(path: Path, spec: GraphSpec) -> GraphSpec:
+def _stateless_interface(path: Path, root: ET.Element, spec: GraphSpec) -> GraphSpec:
     """A stateful decoder IR described as the stateless graph it was made from (how optibridge records its own):
     each state variable, named by MakeStateful as ``past_key_values.{i}.key`` + ``present.{i}.key``, becomes that
     input/output pair; ``beam_idx`` is the stateful session's own input, left out."""
-    root = ET.parse(path).getroot()
     past, present, layers = [], [], []
     for layer in root.iter("layer"):
         data = layer.find("data")
