@@ -165,10 +165,10 @@ def smooth(
         if channels.max() < outlier_ratio * float(np.median(channels)):
             continue  # no outlier channel to move: a Mul would cost a pass and buy nothing
         weights = [numpy_helper.to_array(graph.inits[n.input[SMOOTHABLE[n.op_type]]]).astype(np.float32) for n in nodes]
-        if any(w.shape[0] != maxima[activation].shape[0] for w in weights):
+        if any(w.shape[0] != channels.shape[0] for w in weights):
             continue  # the weight does not multiply the activation's last axis (a transposed layout): leave it
         weight_max = np.max(np.stack([np.abs(w).max(axis=1) for w in weights]), axis=0)
-        scale = np.power(np.maximum(maxima[activation], 1e-5), alpha) / np.power(np.maximum(weight_max, 1e-5), 1 - alpha)
+        scale = np.power(np.maximum(channels, 1e-5), alpha) / np.power(np.maximum(weight_max, 1e-5), 1 - alpha)
         scale = np.clip(scale, 1e-4, 1e4).astype(np.float32)
         base = activation.replace("/", "_").strip("_") or "x"
         divisions.append((activation, nodes, numpy_helper.from_array((1.0 / scale).astype(np.float32), f"{base}_smooth_inv_scale")))
