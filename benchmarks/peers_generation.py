@@ -22,7 +22,8 @@ counts the prompts whose 64 greedy tokens equal PyTorch's. Each variant is then 
 RSS (VmHWM) added by that, over a baseline taken after importing torch, transformers, openvino,
 onnxruntime, optimum.intel, optimum.onnxruntime and optibridge — the same imports for every variant, so only the model counts.
 Both compute in bf16 on a CPU with bf16 (optimum-intel's default there; optibridge's recorded step precision),
-in f32 elsewhere; the float16-weight rows compute in f32 (optibridge's) or the runtime default (optimum-intel's).
+in f32 elsewhere; the float16-weight rows compute in f32 (optibridge's), and optimum-intel's twice: in the runtime
+default and with ``INFERENCE_PRECISION_HINT f32`` (the like-for-like row: same weights, same arithmetic).
 
 A focused run: ``--only ORT --blocks 3 --skip-memory`` builds and times only the variants whose
 label says ORT (beside PyTorch), in three interleaved blocks printed one by one: a difference that
@@ -56,10 +57,13 @@ print(json.dumps({"mb": peak() - before, "precision": str(getattr(model, "infere
 
 def load_variant(kind: str, path: str | Path, threads: int, engine: str) -> Any:
     """One variant, loaded the same way for the memory probe and for the timing."""
-    if kind == "optimum":
+    if kind in ("optimum", "optimum-f32"):
         from optimum.intel import OVModelForCausalLM
 
-        return OVModelForCausalLM.from_pretrained(path, ov_config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads)})
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads)}
+        if kind == "optimum-f32":  # the same arithmetic as optibridge's float16-weight artifact
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        return OVModelForCausalLM.from_pretrained(str(path), ov_config=config)  # a Path trips its IR-or-export check (a warning)
     if kind == "optimum-ort":
         import onnxruntime
         from optimum.onnxruntime import ORTModelForCausalLM
@@ -152,6 +156,7 @@ def variants(precision: str) -> dict[str, tuple[str, str, str]]:
             f"optibridge {precision}, transformers loop": ("optibridge", "ob", "transformers"),
             f"optibridge {precision}, openvino-genai loop": ("optibridge", "ob", "auto"),
             "optimum-intel f16 weights (OVConfig(dtype='fp16'))": ("optimum", "optimum-f16-weights", ""),
+            "optimum-intel f16 weights, f32 arithmetic (INFERENCE_PRECISION_HINT f32)": ("optimum-f32", "optimum-f16-weights", ""),
             "optibridge f16 weights (f32 arithmetic), transformers loop": ("optibridge", "ob-f16-weights", "transformers"),
             "optibridge f16 weights (f32 arithmetic), openvino-genai": ("optibridge", "ob-f16-weights", "auto"),
             "optimum-intel int8 weights (load_in_8bit)": ("optimum", "optimum-int8-weights", ""),
