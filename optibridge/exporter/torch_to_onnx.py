@@ -17,6 +17,7 @@ import torch
 
 from ..artifact import GraphSpec, TensorSpec, write_graph
 from ..errors import OptibridgeError
+from ..tied_weights import share_tied_weights
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 # ONNX protobufs are capped at 2 GiB; keep a margin for the graph itself.
@@ -140,6 +141,7 @@ def export_module(
         name_axes(graph, {**input_axes, **output_axes})
         if edit is not None:
             edit(graph)
+        share_tied_weights(graph)  # the LM head reads the embedding table instead of a transposed copy
         write_graph(graph, path, external=external_data)
 
 

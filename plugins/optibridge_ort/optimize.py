@@ -26,6 +26,7 @@ import onnx
 from optibridge.artifact import Artifact
 from optibridge.errors import BackendError, first_line
 from optibridge.steps import OptimizationConfig
+from optibridge.tied_weights import share_tied_weights
 
 from . import graphs
 
@@ -221,6 +222,7 @@ def optimize_artifact(artifact: Artifact, config: OptimizationConfig, output_dir
             model_type, graph_config = graph_model_type(artifact, name)
         try:
             optimized, entry = optimize_graph(model, config, model_type, artifact.metadata.exporter, graph_config)
+            share_tied_weights(optimized)  # constant folding wrote the LM head's transposed copy of the embedding back
         except BackendError:
             raise
         except Exception as exc:

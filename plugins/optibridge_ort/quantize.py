@@ -27,6 +27,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from optibridge.artifact import Artifact, side_file_follows_umask
 from optibridge.errors import BackendError, first_line
+from optibridge.tied_weights import materialize_tied_weights
 from optibridge.steps import CalibrationData, QuantizationConfig
 
 from . import graphs
@@ -132,6 +133,7 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
 
     defaults = MODE_DEFAULTS[config.mode]
     gemms = gemm_to_matmul(model)  # ORT's int8 quantizers and SmoothQuant handle MatMul, not Gemm
+    materialize_tied_weights(model)  # they quantize a MatMul whose weight is an initializer, not a Transpose's output
     exclude, notes = _excluded(model, config, defaults)
     if gemms:
         notes.append(f"{gemms} Gemm node(s) with constant weights rewritten as MatMul (node name + '_as_matmul')")
@@ -216,6 +218,7 @@ def _int4(model: onnx.ModelProto, out: Path, config: QuantizationConfig, externa
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
     gemms = gemm_to_matmul(model)  # MatMulNBits replaces MatMul only
+    materialize_tied_weights(model)  # and only one with a constant weight
     exclude, notes = _excluded(model, config, ModeDefaults(("MatMul",), 0.0, exclude_ffn_down=False))
     if gemms:
         notes.append(f"{gemms} Gemm node(s) with constant weights rewritten as MatMul (node name + '_as_matmul')")
