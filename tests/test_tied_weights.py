@@ -104,6 +104,15 @@ def test_an_exported_tied_lm_stores_its_embedding_once(gpt2):
     assert len(_tables(artifact.path / "model.onnx", vocab, hidden)) == 1
 
 
+def test_each_seq2seq_decoder_graph_stores_the_shared_embedding_once(exported_generative):
+    artifact = exported_generative("t5")  # T5 ties its LM head to the shared embedding
+    config = json.loads((artifact.path / "config.json").read_text())
+    decoders = [spec.file for name, spec in artifact.metadata.graphs.items() if name.startswith("decoder")]
+    assert decoders
+    for file in decoders:
+        assert len(_tables(artifact.path / file, config["vocab_size"], config["d_model"])) == 1, file
+
+
 def test_onnx_runtime_steps_keep_one_copy_or_quantize_the_head(gpt2, tmp_path):
     artifact, vocab, hidden = gpt2
     o2 = optimize(artifact.path, OptimizationConfig(level=2), tmp_path / "o2")
