@@ -42,13 +42,14 @@ def share_tied_weights(model: onnx.ModelProto) -> TiedWeights:
     for node in graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
+    graph_inputs = {value.name for value in graph.input}  # an initializer that is also an input can be fed
     tables = {node.input[0]: initializers[node.input[0]] for node in graph.node
               if node.op_type == "Gather" and node.input and node.input[0] in initializers
-              and len(initializers[node.input[0]].dims) == 2}
+              and node.input[0] not in graph_inputs and len(initializers[node.input[0]].dims) == 2}
     if not tables:
         return TiedWeights(0, 0)
     by_shape = {tuple(table.dims): name for name, table in tables.items()}
-    graph_inputs = {value.name for value in graph.input}
+    taken = set(initializers) | {out for node in graph.node for out in node.output}
     shared = saved = 0
     transposes: dict[str, str] = {}  # table → the Transpose output already added for it
     for node in list(graph.node):
@@ -63,12 +64,13 @@ def share_tied_weights(model: onnx.ModelProto) -> TiedWeights:
         if not _transposed_equal(weight, tables[table_name]):
             continue
         if table_name not in transposes:
-            transposes[table_name] = table_name + TRANSPOSED_SUFFIX
+            transposes[table_name] = _unused(table_name + TRANSPOSED_SUFFIX, taken)
             graph.node.insert(list(graph.node).index(node), helper.make_node(
                 "Transpose", [table_name], [transposes[table_name]], perm=[1, 0], name=f"{table_name}.Transpose"))
         node.input[1] = transposes[table_name]
         saved += _nbytes(weight)
-        graph.initializer.remove(weight)
+        position = next(i for i, tensor in enumerate(graph.initializer) if tensor.name == weight.name)
+        del graph.initializer[position]  # by position: remove() would compare whole tensors
         shared += 1
     return TiedWeights(shared, saved)
 
@@ -80,6 +82,7 @@ def materialize_tied_weights(model: onnx.ModelProto) -> int:
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     graph_inputs = {value.name for value in graph.input}
     producers = {out: node for node in graph.node for out in node.output}
+    taken = set(initializers) | set(producers)
     done = 0
     bypassed: set[str] = set()
     for node in graph.node:
@@ -92,7 +95,7 @@ def materialize_tied_weights(model: onnx.ModelProto) -> int:
         perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), [1, 0])
         if len(table.dims) != 2 or perm != [1, 0] or table.name in graph_inputs:
             continue
-        copy = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), f"{transpose.output[0]}.{done}")
+        copy = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), _unused(f"{transpose.output[0]}.constant", taken))
         graph.initializer.append(copy)
         node.input[1] = copy.name
         bypassed.add(transpose.output[0])
@@ -101,6 +104,14 @@ def materialize_tied_weights(model: onnx.ModelProto) -> int:
     for name in bypassed - read:  # a Transpose nothing reads any more
         graph.node.remove(producers[name])
     return done
+
+
+def _unused(name: str, taken: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate, n = f"{name}.{n}", n + 1
+    taken.add(candidate)
+    return candidate
 
 
 def _view(tensor: onnx.TensorProto) -> np.ndarray:

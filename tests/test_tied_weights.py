@@ -71,6 +71,12 @@ def test_a_head_weight_something_else_reads_is_left_as_it_is(table):
     assert {t.name for t in model.graph.initializer} == {"table", "head"}
 
 
+def test_a_table_the_caller_can_feed_is_not_shared(table):
+    model = _lm(table, table.T.copy())
+    model.graph.input.append(helper.make_tensor_value_info("table", TensorProto.FLOAT, [VOCAB, HIDDEN]))
+    assert share_tied_weights(model).shared == 0  # a fed table would change the head too
+
+
 def test_materializing_gives_the_head_a_constant_weight_again(table):
     model = _lm(table, table.T.copy())
     before = _logits(model)
