@@ -11,6 +11,10 @@ where ORT's defaults reach 0.95 (dynamic) and 0.57 (static):
 * static only: the FFN down-projections stay in float. Their input is the GELU output, whose
   largest values are 7-10x its 99.9th percentile; one calibrated range per tensor cannot hold
   both (0.93 → 0.99 once they are excluded; clipping with percentile calibration made it worse).
+
+The token embedding (a large table only a ``Gather`` reads) is stored as float16 in int8 and int4
+artifacts: all-MiniLM-L6-v2's int8 graph 58.9 → 35.5 MB, its 60-sentence accuracy unchanged (mean /
+min cosine 0.99530 / 0.9811 → 0.99543 / 0.9831), the extra ``Cast`` within timing noise (0.3 %).
 """
 
 from __future__ import annotations
@@ -151,6 +155,10 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
         if config.smooth:
             notes.append(f"SmoothQuant (alpha {alpha}) rescaled {smoothed} weight matri{'x' if smoothed == 1 else 'ces'} "
                          "(activations without outlier channels are left as they are)")
+        halved = float16_embeddings(model)  # int8 leaves Gathers alone: the token embedding was the largest tensor
+        if halved:
+            notes.append(f"token embedding{'s' if len(halved) > 1 else ''} {', '.join(halved)} stored as float16, "
+                         "the gathered rows cast back to float32")
         source = scratch / "input.onnx"
         graphs.save(model, source, external=external)
         extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True}
@@ -169,7 +177,7 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
             )
     settings = {"preset": preset.name, "preset_reason": preset.reason, "per_channel": per_channel,
                 "reduce_range": reduce_range, "weight_bits": 7 if reduce_range else 8, "op_types": op_types, "excluded_nodes": len(exclude),
-                "smooth": bool(config.smooth), "smooth_alpha": alpha if config.smooth else None,
+                "smooth": bool(config.smooth), "smooth_alpha": alpha if config.smooth else None, "float16_embeddings": halved,
                 "activation_type": preset.activation_type if config.mode == "static" else "uint8 (dynamic)",
                 "weight_type": preset.weight_type}
     return settings, notes
