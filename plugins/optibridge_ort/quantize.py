@@ -31,8 +31,8 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from optibridge.artifact import Artifact, side_file_follows_umask
 from optibridge.errors import BackendError, first_line
-from optibridge.tied_weights import materialize_tied_weights
 from optibridge.steps import CalibrationData, QuantizationConfig
+from optibridge.tied_weights import materialize_tied_weights
 
 from . import graphs
 from .presets import Int8Preset, get_preset
