@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .graph_readers import reader_counts
+
 TRANSPOSED_SUFFIX = ".transposed_for_matmul"
 """The output name of the ``Transpose`` a shared weight is read through (and of its materialized copy)."""
 
@@ -38,10 +40,7 @@ def share_tied_weights(model: onnx.ModelProto) -> TiedWeights:
     ``Transpose`` of that table, in place, and drop the duplicate initializer."""
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = reader_counts(model)  # subgraph bodies and graph outputs read by name too
     graph_inputs = {value.name for value in graph.input}  # an initializer that is also an input can be fed
     tables = {node.input[0]: initializers[node.input[0]] for node in graph.node
               if node.op_type == "Gather" and node.input and node.input[0] in initializers
@@ -100,9 +99,10 @@ def materialize_tied_weights(model: onnx.ModelProto) -> int:
         node.input[1] = copy.name
         bypassed.add(transpose.output[0])
         done += 1
-    read = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
-    for name in bypassed - read:  # a Transpose nothing reads any more
-        graph.node.remove(producers[name])
+    readers = reader_counts(model)
+    for name in bypassed:
+        if not readers[name]:  # a Transpose nothing reads any more (a subgraph body may still)
+            graph.node.remove(producers[name])
     return done
 
 

@@ -71,6 +71,18 @@ def test_a_head_weight_something_else_reads_is_left_as_it_is(table):
     assert {t.name for t in model.graph.initializer} == {"table", "head"}
 
 
+def test_a_head_weight_a_subgraph_reads_is_left_as_it_is(table):
+    model = _lm(table, table.T.copy())
+    branch = helper.make_graph([helper.make_node("Identity", ["head"], ["branch_out"])], "branch", [],
+                               [helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, [HIDDEN, VOCAB])])
+    model.graph.input.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
+    model.graph.node.append(helper.make_node("If", ["flag"], ["head_out"], then_branch=branch, else_branch=branch))
+    model.graph.output.append(helper.make_tensor_value_info("head_out", TensorProto.FLOAT, [HIDDEN, VOCAB]))
+
+    assert share_tied_weights(model).shared == 0  # the body reads "head" by name: dropping it would break the graph
+    assert {t.name for t in model.graph.initializer} == {"table", "head"}
+
+
 def test_a_table_the_caller_can_feed_is_not_shared(table):
     model = _lm(table, table.T.copy())
     model.graph.input.append(helper.make_tensor_value_info("table", TensorProto.FLOAT, [VOCAB, HIDDEN]))

@@ -16,6 +16,7 @@ import onnx
 
 from optibridge.artifact import Artifact, write_graph
 from optibridge.errors import ArtifactError, first_line
+from optibridge.graph_readers import reader_counts  # noqa: F401  (this plugin's callers read it as graphs.reader_counts)
 from optibridge.staging import pid_prefix
 
 # A protobuf cannot exceed 2 GiB; above this much weight data the graph is saved with a side file.
@@ -46,25 +47,6 @@ def save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> None:
 
 def op_counts(model: onnx.ModelProto) -> collections.Counter[str]:
     return collections.Counter(node.op_type for node in model.graph.node)
-
-
-def reader_counts(model: onnx.ModelProto) -> collections.Counter[str]:
-    """How many nodes read each tensor; a graph output counts as one more reader (the caller).
-
-    Nodes inside If/Loop/Scan bodies count too: a body reads the outer graph's tensors by name, so a
-    table it reads is not read "only by this Gather" even when the outer graph says so."""
-    counts: collections.Counter[str] = collections.Counter()
-    _count_readers(model.graph, counts)
-    return counts
-
-
-def _count_readers(graph: onnx.GraphProto, counts: collections.Counter[str]) -> None:
-    for node in graph.node:
-        counts.update(name for name in node.input if name)
-        for attribute in node.attribute:
-            for body in (attribute.g,) if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
-                _count_readers(body, counts)
-    counts.update(output.name for output in graph.output)
 
 
 def count_delta(before: onnx.ModelProto, after: onnx.ModelProto, op_types: Iterable[str]) -> dict[str, int]:
