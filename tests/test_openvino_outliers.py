@@ -11,27 +11,21 @@ from optibridge import export, quantize
 from optibridge.cli import main
 from optibridge.hardware import detect_cpu, float_precisions
 from optibridge.steps import CalibrationConfig, QuantizationConfig
-from tiny_models import build_tiny_model, plant_ffn_outliers
+from tiny_models import OUTLIER_CHANNEL, bert_feeds, build_outlier_bert
 
 pytest.importorskip("nncf")
 from optibridge_openvino import outliers  # noqa: E402  (the plugin needs NNCF for this module's tests)
 from optibridge_openvino.roles import attention_nodes  # noqa: E402
 
-OUTLIER = 7  # the planted channel
+OUTLIER = OUTLIER_CHANNEL
 
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
-    folder = build_tiny_model("bert", "feature-extraction", tmp_path_factory.mktemp("tiny") / "bert")
-    plant_ffn_outliers(folder, slice(OUTLIER, OUTLIER + 1), 30.0, seed=2, bias_std=0.1)
-    return export(folder, tmp_path_factory.mktemp("art") / "bert").artifact
+    return export(build_outlier_bert(tmp_path_factory.mktemp("tiny") / "bert"), tmp_path_factory.mktemp("art") / "bert").artifact
 
 
-def _feeds(count, seed, length=12):
-    rng = np.random.default_rng(seed)
-    return [{"input_ids": rng.integers(5, 90, (1, length)).astype(np.int64),
-             "attention_mask": np.ones((1, length), dtype=np.int64),
-             "token_type_ids": np.zeros((1, length), dtype=np.int64)} for _ in range(count)]
+_feeds = bert_feeds
 
 
 def _run(model, feeds):

@@ -52,6 +52,11 @@ def test_minilm_int8_dynamic_keeps_cosine_above_099_on_varied_sentences(minilm_p
     cosine = (reference * quantized).sum(axis=1)
     assert cosine.mean() >= 0.99, (cosine.mean(), SENTENCES[int(cosine.argmin())])
     assert cosine.min() >= 0.95
+    # MiniLM's four outlier-carrying FFNs are split (docs/precision.md): with 8-bit weights that took
+    # these sentences from mean / min 0.99647 / 0.9889 (SmoothQuant on every input) to 0.99846 / 0.9917.
+    assert len(minilm_int8.step["settings"]["outlier_split"]["split"]) == 4
+    if minilm_int8.step["settings"]["weight_bits"] == 8:
+        assert cosine.mean() >= 0.998 and cosine.min() >= 0.99, (cosine.mean(), cosine.min())
     # and it is really int8: integer MatMuls, weights stored as int8
     assert minilm_int8.report["graphs"]["model"]["quantized"]["MatMulInteger"] >= 36
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from transformers import (
     AlbertConfig,
@@ -476,6 +477,25 @@ def plant_ffn_outliers(folder: Path, channels: slice, scale: float, seed: int, b
             layer.intermediate.dense.bias[channels] = scale
     model.save_pretrained(folder)
 
+
+
+OUTLIER_CHANNEL = 7
+"""The FFN channel :func:`build_outlier_bert` raises."""
+
+
+def build_outlier_bert(folder: Path) -> Path:
+    """A tiny BERT feature extractor with one planted outlier channel per FFN (:data:`OUTLIER_CHANNEL`)."""
+    build_tiny_model("bert", "feature-extraction", folder)
+    plant_ffn_outliers(folder, slice(OUTLIER_CHANNEL, OUTLIER_CHANNEL + 1), 30.0, seed=2, bias_std=0.1)
+    return folder
+
+
+def bert_feeds(count: int, seed: int, length: int = 12) -> list[dict[str, np.ndarray]]:
+    """``count`` random single-sequence BERT feeds of ``length`` tokens."""
+    rng = np.random.default_rng(seed)
+    return [{"input_ids": rng.integers(5, 90, (1, length)).astype(np.int64),
+             "attention_mask": np.ones((1, length), dtype=np.int64),
+             "token_type_ids": np.zeros((1, length), dtype=np.int64)} for _ in range(count)]
 
 # ---------------------------------------------------------------------------
 # Generative models: decoder-only LMs, seq2seq LMs, speech seq2seq

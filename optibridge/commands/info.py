@@ -72,7 +72,7 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
 
 
 def _print_static_plan(console: Any, step: str, settings: dict[str, Any]) -> None:
-    """What an OpenVINO static int8 step planned by role (see docs/precision.md); the manifest is untrusted
+    """What an int8 step planned by role (OpenVINO static, ONNX Runtime dynamic; docs/precision.md); the manifest is untrusted
     input, so only well-formed values are shown."""
     record = settings.get("outlier_split")
     split = record.get("split") if isinstance(record, dict) else None

@@ -24,10 +24,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from optibridge import outlier_channels as selection
+from optibridge.outlier_channels import MAX_CHANNELS, rest_range
+
 OUTLIER_RATIO = 4.0
 """A channel is an outlier when its calibration range exceeds this many times the rest's 99th-percentile channel's."""
-MAX_CHANNELS = 8
-"""At most this many channels per FFN go to the side path (a model with more is not "a few outliers")."""
 SIDE_PATH_PREFIX = "optibridge_outlier_side/"
 
 
@@ -100,20 +101,8 @@ def channel_ranges(model: Any, feeds: Sequence[Mapping[str, np.ndarray]], nodes:
 
 
 def outlier_channels(ranges: np.ndarray, ratio: float = OUTLIER_RATIO, limit: int = MAX_CHANNELS) -> np.ndarray:
-    """The channels (sorted) whose range exceeds ``ratio`` x :func:`rest_range`; none if more than ``limit`` do."""
-    reference = rest_range(ranges, limit)
-    if reference is None:
-        return np.zeros(0, dtype=np.int64)
-    chosen = np.flatnonzero(ranges > ratio * max(reference, np.finfo(np.float32).tiny))
-    return chosen if len(chosen) <= limit else np.zeros(0, dtype=np.int64)
-
-
-def rest_range(ranges: np.ndarray, limit: int = MAX_CHANNELS) -> float | None:
-    """The 99th-percentile channel range among all but the ``limit`` largest (so that in a narrow
-    layer the outliers themselves do not set it); None for a layer too narrow to tell."""
-    if ranges.size <= 2 * limit:
-        return None
-    return float(np.percentile(np.sort(ranges)[:-limit], 99))
+    """The channels (sorted) whose range exceeds ``ratio`` x the rest's 99th-percentile channel (the core's rule)."""
+    return selection.outlier_channels(ranges, ratio, limit)
 
 
 def _transposed(matmul: Any) -> bool:

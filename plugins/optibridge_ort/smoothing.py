@@ -193,7 +193,7 @@ def smooth(
                 _replace_data(tensor, numpy_helper.to_array(tensor).astype(np.float32) * numpy_helper.to_array(inverse))
         else:
             muls.append(_smoothing_mul(model, activation, nodes, inverse))
-    if folds and not _same_function(_with_nodes(model, _in_order(model, muls)), feeds[0], reference, scratch):
+    if folds and not same_function(_with_nodes(model, _in_order(model, muls)), feeds[0], reference, scratch):
         for activation, nodes, inverse, saved in folds:  # a layout the fold misread: divide with a Mul after all
             for tensor in saved:
                 _replace_data(graph.inits[tensor.name], numpy_helper.to_array(tensor))
@@ -242,7 +242,7 @@ def _replace_data(tensor: onnx.TensorProto, values: np.ndarray) -> None:
     tensor.CopyFrom(numpy_helper.from_array(values.astype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)), tensor.name))
 
 
-def _same_function(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], scratch: Path) -> bool:
+def same_function(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], scratch: Path) -> bool:
     """Whether the rewritten float ``model`` still computes ``reference`` (its outputs before) on ``feed``."""
     session = graphs.session_for(model, scratch)
     inputs = {i.name for i in session.get_inputs()}
