@@ -93,7 +93,8 @@ def quantize(
         optibridge quantize ./gpt2-onnx --mode int8-weights --symmetric ./gpt2-ov-int8w
 
     dynamic: int8 weights, activations quantized per call; needs no data (a few built-in
-    sentences feed SmoothQuant). static: int8 QDQ with activation ranges from --calibration
+    sentences find the outlier channels: those of FFN down-projection inputs go to a float side
+    path, SmoothQuant moves the others into the weights). static: int8 QDQ with activation ranges from --calibration
     (.txt one sample per line, .jsonl with a text field or token ids, .npz arrays named after
     the inputs, or a datasets folder). int4: MatMulNBits weight-only for decoder LMs.
     inc-rtn/awq/gptq: Intel Neural Compressor picks int4 weights on the PyTorch model
