@@ -53,6 +53,15 @@ def test_the_split_finds_the_planted_channel_and_is_exact_in_float(bert, tmp_pat
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_a_split_that_changes_the_function_is_undone(bert, tmp_path, monkeypatch):
+    model = graphs.load(bert.graph_path("model"))
+    before = model.SerializeToString()
+    monkeypatch.setattr(outliers, "same_function", lambda *args: False)  # as if the pattern had been misread
+    side, downs, record = outliers.split_outlier_channels(model, _feeds(6, seed=0), tmp_path)
+    assert (side, downs, record["split"]) == ([], [], {}) and "did not compute" in record["undone"]
+    assert model.SerializeToString() == before
+
+
 def test_an_ffn_without_outliers_is_left_as_it_is(tmp_path_factory, tmp_path):
     folder = build_tiny_model("bert", "feature-extraction", tmp_path_factory.mktemp("plain") / "bert")
     plant_ffn_outliers(folder, slice(0, 0), 1.0, seed=3)  # the same N(0, 1/fan_in) weights, no channel raised

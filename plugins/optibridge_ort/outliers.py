@@ -162,8 +162,7 @@ def split_outlier_channels(model: onnx.ModelProto, feeds: Sequence[Mapping[str, 
         return [], [], record
     reference: dict[str, np.ndarray] = {}
     ranges = activation_maxima(model, [f.activation.output[0] for f in ffns], feeds, scratch, reference)
-    before = onnx.ModelProto()
-    before.CopyFrom(model)
+    before: onnx.ModelProto | None = None  # copied once something is to be rewritten (models can be large)
     inserted: list[tuple[onnx.NodeProto, list[onnx.NodeProto]]] = []
     side, downs = [], []
     for ffn in ffns:
@@ -171,6 +170,9 @@ def split_outlier_channels(model: onnx.ModelProto, feeds: Sequence[Mapping[str, 
         channels = outlier_channels(channel_ranges, ratio)
         if not len(channels):
             continue
+        if before is None:
+            before = onnx.ModelProto()
+            before.CopyFrom(model)
         tag = str(len(record["split"]))
         nodes = _split(model, ffn, channels, tag)
         inserted.append((ffn.joins, nodes))
@@ -179,7 +181,7 @@ def split_outlier_channels(model: onnx.ModelProto, feeds: Sequence[Mapping[str, 
         record["split"][ffn.down.name] = {"channels": [int(c) for c in channels],
                                           "range": round(float(channel_ranges[channels].max()), 3),
                                           "rest_p99": round(rest_range(channel_ranges) or 0.0, 3)}
-    if not inserted:
+    if before is None:
         return [], [], record
     ordered = list(model.graph.node)
     for joins, nodes in inserted:
