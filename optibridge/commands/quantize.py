@@ -32,7 +32,7 @@ def quantize(
     exclude_ffn_down: Optional[bool] = typer.Option(
         None, "--keep-ffn-down/--quantize-ffn-down", help="Keep the FFN down-projections in float (default: dynamic no; static yes on ORT, on OpenVINO only those --min-cosine needs).",
     ),
-    smooth: Optional[bool] = typer.Option(None, "--smooth/--no-smooth", help="SmoothQuant before int8 (default: on when samples are available)."),
+    smooth: Optional[bool] = typer.Option(None, "--smooth/--no-smooth", help="SmoothQuant before int8, and on ONNX Runtime dynamic int8 the float side path for the FFN outlier channels (default: on when samples are available; --no-smooth: neither)."),
     smooth_alpha: Optional[float] = typer.Option(None, "--smooth-alpha", help="SmoothQuant strength in (0, 1) (default: dynamic 0.7, static 0.5)."),
     min_cosine: Optional[float] = typer.Option(
         None, "--min-cosine", help="OpenVINO static: FFN down-projections go back to float until every calibration sample's cosine to float reaches this (default 0.99).",
