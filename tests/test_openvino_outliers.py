@@ -17,15 +17,9 @@ pytest.importorskip("nncf")
 from optibridge_openvino import outliers  # noqa: E402  (the plugin needs NNCF for this module's tests)
 from optibridge_openvino.roles import attention_nodes  # noqa: E402
 
-OUTLIER = OUTLIER_CHANNEL
-
-
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
     return export(build_outlier_bert(tmp_path_factory.mktemp("tiny") / "bert"), tmp_path_factory.mktemp("art") / "bert").artifact
-
-
-_feeds = bert_feeds
 
 
 def _run(model, feeds):
@@ -41,13 +35,13 @@ def test_the_split_finds_the_planted_channel_and_is_exact_in_float(bert):
 
     original = ov.convert_model(str(bert.graph_path("model")))
     rewritten = original.clone()
-    side, record = outliers.split_outlier_channels(rewritten, _feeds(6, seed=0))
+    side, record = outliers.split_outlier_channels(rewritten, bert_feeds(6, seed=0))
     assert record["ffns"] == 2 and len(record["split"]) == 2 and len(side) == 2
     for found in record["split"].values():
-        assert found["channels"] == [OUTLIER] and found["range"] > outliers.OUTLIER_RATIO * found["rest_p99"]
+        assert found["channels"] == [OUTLIER_CHANNEL] and found["range"] > outliers.OUTLIER_RATIO * found["rest_p99"]
     side_names = {op.get_friendly_name() for op in rewritten.get_ordered_ops()}
     assert set(side) <= side_names and all(name.startswith(outliers.SIDE_PATH_PREFIX) for name in side)
-    unseen = _feeds(4, seed=1, length=9)  # other samples, another length
+    unseen = bert_feeds(4, seed=1, length=9)  # other samples, another length
     for want, got in zip(_run(original, unseen), _run(rewritten, unseen)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -109,7 +103,7 @@ def test_the_static_plan_splits_quantizes_by_role_and_records_it(bert, tmp_path,
     assert main(["info", str(result.artifact.path)]) in (0, None)
     shown = capsys.readouterr().out
     assert "2 outlier channel(s) of 2 FFN down-projection(s) computed by a float side path" in shown
-    assert f"channels [{OUTLIER}]" in shown and "attention inputs int8" in shown
+    assert f"channels [{OUTLIER_CHANNEL}]" in shown and "attention inputs int8" in shown
 
 
 @pytest.mark.skipif("bf16" not in float_precisions(detect_cpu()), reason="this CPU computes no bf16 (the f32 plan is tested above)")

@@ -17,15 +17,9 @@ from optibridge_ort import graphs, outliers
 from optibridge_ort.zero_points import scalar_zero_points
 from tiny_models import OUTLIER_CHANNEL, bert_feeds, build_outlier_bert, build_tiny_model, plant_ffn_outliers
 
-OUTLIER = OUTLIER_CHANNEL
-
-
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
     return export(build_outlier_bert(tmp_path_factory.mktemp("tiny") / "bert"), tmp_path_factory.mktemp("art") / "bert").artifact
-
-
-_feeds = bert_feeds
 
 
 def _run(model, feeds, tmp_path):
@@ -38,17 +32,17 @@ def test_the_split_finds_the_planted_channel_and_is_exact_in_float(bert, tmp_pat
     original = graphs.load(bert.graph_path("model"))
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(original)
-    side, downs, record = outliers.split_outlier_channels(rewritten, _feeds(6, seed=0), tmp_path)
+    side, downs, record = outliers.split_outlier_channels(rewritten, bert_feeds(6, seed=0), tmp_path)
     assert record["ffns"] == 2 and len(record["split"]) == 2 and len(side) == 4 and sorted(downs) == sorted(record["split"])
     for found in record["split"].values():
-        assert found["channels"] == [OUTLIER] and found["range"] > outliers.SPLIT_RATIO * found["rest_p99"]
+        assert found["channels"] == [OUTLIER_CHANNEL] and found["range"] > outliers.SPLIT_RATIO * found["rest_p99"]
     names = {node.name for node in rewritten.graph.node}
     assert set(side) <= names and all(name.startswith(outliers.SIDE_PATH_PREFIX) for name in side)
     inits = {t.name: numpy_helper.to_array(t) for t in rewritten.graph.initializer}
     for ffn in outliers.plain_ffns(rewritten):  # the main path no longer computes the channel
         if ffn.down.name in downs:
-            assert not inits[ffn.up.input[1]][:, OUTLIER].any() and not inits[ffn.bias][OUTLIER] and ffn.bias.endswith("b_up_main")
-    unseen = _feeds(4, seed=1, length=9)  # other samples, another length
+            assert not inits[ffn.up.input[1]][:, OUTLIER_CHANNEL].any() and not inits[ffn.bias][OUTLIER_CHANNEL] and ffn.bias.endswith("b_up_main")
+    unseen = bert_feeds(4, seed=1, length=9)  # other samples, another length
     for want, got in zip(_run(original, unseen, tmp_path), _run(rewritten, unseen, tmp_path)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -57,7 +51,7 @@ def test_a_split_that_changes_the_function_is_undone(bert, tmp_path, monkeypatch
     model = graphs.load(bert.graph_path("model"))
     before = model.SerializeToString()
     monkeypatch.setattr(outliers, "same_function", lambda *args: False)  # as if the pattern had been misread
-    side, downs, record = outliers.split_outlier_channels(model, _feeds(6, seed=0), tmp_path)
+    side, downs, record = outliers.split_outlier_channels(model, bert_feeds(6, seed=0), tmp_path)
     assert (side, downs, record["split"]) == ([], [], {}) and "did not compute" in record["undone"]
     assert model.SerializeToString() == before
 
@@ -67,7 +61,7 @@ def test_an_ffn_without_outliers_is_left_as_it_is(tmp_path_factory, tmp_path):
     plant_ffn_outliers(folder, slice(0, 0), 1.0, seed=3)  # the same N(0, 1/fan_in) weights, no channel raised
     model = graphs.load(export(folder, tmp_path_factory.mktemp("plain-art") / "bert").artifact.graph_path("model"))
     before = model.SerializeToString()
-    side, downs, record = outliers.split_outlier_channels(model, _feeds(6, seed=0), tmp_path)
+    side, downs, record = outliers.split_outlier_channels(model, bert_feeds(6, seed=0), tmp_path)
     assert record["ffns"] == 2 and (side, downs, record["split"]) == ([], [], {})
     assert model.SerializeToString() == before
 
@@ -120,7 +114,7 @@ def test_scalar_zero_points_give_the_same_product(tmp_path):
 
 
 def _cosines(reference, candidate, tmp_path):
-    feeds = _feeds(12, seed=5, length=10)
+    feeds = bert_feeds(12, seed=5, length=10)
     want, got = _run(reference, feeds, tmp_path), _run(candidate, feeds, tmp_path)
     return [float(w @ g / np.linalg.norm(w) / np.linalg.norm(g)) for w, g in zip(want, got)]
 
@@ -133,6 +127,7 @@ def test_dynamic_int8_splits_the_outliers_keeps_them_float_and_records_it(bert, 
     graph = onnx.load(str(result.artifact.graph_path("model")))
     side = [n for n in graph.graph.node if n.name.startswith(outliers.SIDE_PATH_PREFIX) and n.op_type == "MatMul"]
     assert len(side) == 4  # the side path stays float
+    assert settings["excluded_nodes"] == 0  # it is recorded with the split, not as an exclusion the config asked for
     inits = {t.name: t for t in graph.graph.initializer}
     integer = [n for n in graph.graph.node if n.op_type == "MatMulInteger"]
     assert len(integer) >= 8 and all(len(inits[n.input[3]].dims) == 0 for n in integer)  # scalar weight zero points

@@ -158,6 +158,7 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     # inference on fused graphs; it re-infers what it needs.
     del model.graph.value_info[:]
     plan: dict[str, Any] = {}
+    excluded = len(exclude)  # by the config and the mode's rules (the side path below is recorded with the split)
     with graphs.scratch_cwd() as scratch:
         smooth_exclude = list(exclude)
         if config.smooth and defaults.split_outliers:
@@ -198,7 +199,7 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
                 calibrate_method=_calibration_method(calibration.method), extra_options=extra, **common,
             )
     settings = {"preset": preset.name, "preset_reason": preset.reason, "per_channel": per_channel,
-                "reduce_range": reduce_range, "weight_bits": 7 if reduce_range else 8, "op_types": op_types, "excluded_nodes": len(exclude),
+                "reduce_range": reduce_range, "weight_bits": 7 if reduce_range else 8, "op_types": op_types, "excluded_nodes": excluded,
                 "smooth": bool(config.smooth), "smooth_alpha": alpha if config.smooth else None, "float16_embeddings": halved,
                 "activation_type": preset.activation_type if config.mode == "static" else "uint8 (dynamic)",
                 "weight_type": preset.weight_type, **plan}
