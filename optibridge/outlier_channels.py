@@ -13,6 +13,8 @@ import numpy as np
 
 MAX_CHANNELS = 8
 """At most this many channels per activation are outliers (a model with more is not "a few outliers")."""
+SIDE_PATH_PREFIX = "optibridge_outlier_side/"
+"""What the nodes of a side path are named after, on every backend."""
 
 
 def rest_range(ranges: np.ndarray, limit: int = MAX_CHANNELS) -> float | None:

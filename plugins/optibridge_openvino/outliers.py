@@ -25,11 +25,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from optibridge import outlier_channels as selection
-from optibridge.outlier_channels import MAX_CHANNELS, rest_range
+from optibridge.outlier_channels import MAX_CHANNELS, SIDE_PATH_PREFIX, rest_range
 
 OUTLIER_RATIO = 4.0
 """A channel is an outlier when its calibration range exceeds this many times the rest's 99th-percentile channel's."""
-SIDE_PATH_PREFIX = "optibridge_outlier_side/"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from optibridge.graph_readers import reader_counts
-from optibridge.outlier_channels import outlier_channels, rest_range
+from optibridge.outlier_channels import SIDE_PATH_PREFIX, outlier_channels, rest_range
 
 from . import graphs
 from .smoothing import activation_maxima, same_function
@@ -38,7 +38,6 @@ SPLIT_RATIO = 3.0
 """A GELU channel is an outlier above this many times the rest's 99th-percentile channel. all-MiniLM-L6-v2's
 layer 3 has one at 3.9x; splitting it too took the worst sentence from 0.9879 to 0.9905 (OpenVINO's
 static plan uses 4.0: it puts a down-projection back in float when the samples need it)."""
-SIDE_PATH_PREFIX = "optibridge_outlier_side/"
 
 
 @dataclass(frozen=True)
