@@ -41,7 +41,8 @@ def test_the_split_finds_the_planted_channel_and_is_exact_in_float(bert, tmp_pat
     inits = {t.name: numpy_helper.to_array(t) for t in rewritten.graph.initializer}
     for ffn in outliers.plain_ffns(rewritten):  # the main path no longer computes the channel
         if ffn.down.name in downs:
-            assert not inits[ffn.up.input[1]][:, OUTLIER_CHANNEL].any() and not inits[ffn.bias][OUTLIER_CHANNEL] and ffn.bias.endswith("b_up_main")
+            assert ffn.bias is not None and ffn.bias.input.endswith("b_up_main")
+            assert not inits[ffn.up.input[1]][:, OUTLIER_CHANNEL].any() and not inits[ffn.bias.input][OUTLIER_CHANNEL]
     unseen = bert_feeds(4, seed=1, length=9)  # other samples, another length
     for want, got in zip(_run(original, unseen, tmp_path), _run(rewritten, unseen, tmp_path)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -41,11 +41,16 @@ static plan uses 4.0: it puts a down-projection back in float when the samples n
 
 
 @dataclass(frozen=True)
+class UpBias:
+    add: onnx.NodeProto  # the up-projection's bias Add
+    input: str  # that Add's bias input
+    initializer: str  # the initializer behind it (possibly shared with other layers through an Identity)
+
+
+@dataclass(frozen=True)
 class PlainFFN:
     up: onnx.NodeProto
-    bias_add: onnx.NodeProto | None  # the up-projection's bias Add; None when it has none
-    bias: str | None  # that Add's bias input
-    bias_values: str | None  # the initializer holding it (possibly shared with other layers)
+    bias: UpBias | None  # None when the up-projection has no bias
     activation: onnx.NodeProto
     down: onnx.NodeProto
     joins: onnx.NodeProto  # the side path's output is added to this node's: the down-projection's bias Add, or itself
@@ -94,11 +99,11 @@ def plain_ffns(model: onnx.ModelProto) -> list[PlainFFN]:
         pre = producer.get(activation.input[0])
         if not private(activation.output[0]) or pre is None or not private(pre.output[0]):
             continue
-        bias_add, bias, bias_values, up = None, None, None, pre
+        bias, up = None, pre
         added = _bias_add(pre, inits, aliases)
         if added is not None:
-            bias_add, (bias, bias_values, computed) = pre, added
-            up = producer.get(computed)
+            bias_input, initializer, computed = added
+            bias, up = UpBias(pre, bias_input, initializer), producer.get(computed)
             if up is None or not private(computed):
                 continue
         if up.op_type != "MatMul" or not _float_weight(inits, up.input[1], 2) or not private(up.input[1]):
@@ -109,7 +114,7 @@ def plain_ffns(model: onnx.ModelProto) -> list[PlainFFN]:
             joins = after[0]
         if not private(joins.output[0]) or joins.output[0] in outputs:  # several readers, or the caller's: leave it
             continue
-        found.append(PlainFFN(up, bias_add, bias, bias_values, activation, down, joins))
+        found.append(PlainFFN(up, bias, activation, down, joins))
     return found
 
 
@@ -126,15 +131,15 @@ def _split(model: onnx.ModelProto, ffn: PlainFFN, channels: np.ndarray, tag: str
     ])
     side_input = names["up"]
     nodes = [helper.make_node("MatMul", [ffn.up.input[0], names["w_up"]], [names["up"]], name=names["up"])]
-    if ffn.bias_add is not None and ffn.bias is not None and ffn.bias_values is not None:
-        b_up = numpy_helper.to_array(inits[ffn.bias_values]).copy()
+    if ffn.bias is not None:
+        b_up = numpy_helper.to_array(inits[ffn.bias.initializer]).copy()
         model.graph.initializer.append(numpy_helper.from_array(b_up[channels].copy(), names["b_up"]))
         nodes.append(helper.make_node("Add", [names["up"], names["b_up"]], [names["pre"]], name=names["pre"]))
         side_input = names["pre"]
         b_up[channels] = 0.0
         main_bias = prefix + "b_up_main"  # a copy: the bias may be shared with other layers
         model.graph.initializer.append(numpy_helper.from_array(b_up, main_bias))
-        ffn.bias_add.input[list(ffn.bias_add.input).index(ffn.bias)] = main_bias
+        ffn.bias.add.input[list(ffn.bias.add.input).index(ffn.bias.input)] = main_bias
     gelu = helper.make_node("Gelu", [side_input], [names["gelu"]], name=names["gelu"])
     gelu.attribute.extend(ffn.activation.attribute)  # the same approximation
     nodes += [gelu, helper.make_node("MatMul", [names["gelu"], names["w_down"]], [names["down"]], name=names["down"])]

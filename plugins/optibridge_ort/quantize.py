@@ -143,11 +143,9 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
 
     defaults = MODE_DEFAULTS[config.mode]
-    gemms = gemm_to_matmul(model)  # ORT's int8 quantizers and SmoothQuant handle MatMul, not Gemm
-    materialize_tied_weights(model)  # they quantize a MatMul whose weight is an initializer, not a Transpose's output
+    rewritten = constant_weight_matmuls(model)
     exclude, notes = _excluded(model, config, defaults)
-    if gemms:
-        notes.append(f"{gemms} Gemm node(s) with constant weights rewritten as MatMul (node name + '_as_matmul')")
+    notes += rewritten
     op_types = [op for op in (config.op_types or defaults.op_types) if op not in config.exclude_ops]
     if not op_types:
         raise BackendError(f"nothing left to quantize: --exclude-ops removed every operator type of {', '.join(defaults.op_types)}")
@@ -206,6 +204,17 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     return settings, notes
 
 
+def constant_weight_matmuls(model: onnx.ModelProto) -> list[str]:
+    """Give every weight-carrying product the form ORT's quantizers take, in place; returns notes.
+
+    They quantize a ``MatMul`` (not a ``Gemm``) whose weight is an initializer (not a ``Transpose``
+    of a tied embedding), and SmoothQuant and the outlier split look for the same form.
+    """
+    gemms = gemm_to_matmul(model)
+    materialize_tied_weights(model)
+    return [f"{gemms} Gemm node(s) with constant weights rewritten as MatMul (node name + '_as_matmul')"] if gemms else []
+
+
 def gemm_to_matmul(model: onnx.ModelProto) -> int:
     """Rewrite ``Gemm(A, W, b)`` with a constant ``W`` as ``MatMul`` (+ ``Add``), in place.
 
@@ -248,11 +257,9 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
 def _int4(model: onnx.ModelProto, out: Path, config: QuantizationConfig, external: bool) -> tuple[dict[str, Any], list[str]]:
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
-    gemms = gemm_to_matmul(model)  # MatMulNBits replaces MatMul only
-    materialize_tied_weights(model)  # and only one with a constant weight
+    rewritten = constant_weight_matmuls(model)
     exclude, notes = _excluded(model, config, ModeDefaults(("MatMul",), 0.0, exclude_ffn_down=False))
-    if gemms:
-        notes.append(f"{gemms} Gemm node(s) with constant weights rewritten as MatMul (node name + '_as_matmul')")
+    notes += rewritten
     # The quantizer logs every node it skips at INFO through a handler of its own.
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     if config.int4_algorithm == "hqq":
