@@ -16,6 +16,7 @@ A tool that needs the head's weight as a constant of its own (ONNX Runtime's qua
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection
 
 import numpy as np
 import onnx
@@ -74,9 +75,12 @@ def share_tied_weights(model: onnx.ModelProto) -> TiedWeights:
     return TiedWeights(shared, saved)
 
 
-def materialize_tied_weights(model: onnx.ModelProto) -> int:
+def materialize_tied_weights(model: onnx.ModelProto, keep: Collection[str] = ()) -> int:
     """Undo :func:`share_tied_weights`, in place: each ``MatMul`` that reads a ``Transpose`` of an
-    initializer gets the transposed matrix as an initializer of its own. Returns how many."""
+    initializer gets the transposed matrix as an initializer of its own. Returns how many.
+
+    ``keep`` names MatMul nodes left reading the ``Transpose``: a head that stays in float needs no
+    second copy of the table."""
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     graph_inputs = {value.name for value in graph.input}
@@ -85,7 +89,7 @@ def materialize_tied_weights(model: onnx.ModelProto) -> int:
     done = 0
     bypassed: set[str] = set()
     for node in graph.node:
-        if node.op_type != "MatMul" or len(node.input) < 2:
+        if node.op_type != "MatMul" or len(node.input) < 2 or node.name in keep:
             continue
         transpose = producers.get(node.input[1])
         if transpose is None or transpose.op_type != "Transpose" or transpose.input[0] not in initializers:

@@ -143,3 +143,22 @@ def test_onnx_runtime_steps_keep_one_copy_or_quantize_the_head(gpt2, tmp_path):
                      and any(i.endswith(".transposed_for_matmul") or i in tables for i in n.input)]
     assert not float_matmuls  # the head is quantized, as when its weight was a copy of its own
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+
+
+def test_an_int8_head_kept_in_float_reads_the_one_table(gpt2, tmp_path):
+    artifact, vocab, hidden = gpt2
+    graph = onnx.load(str(artifact.path / "model.onnx"), load_external_data=False).graph
+    head = next(n.name for n in graph.node if n.op_type == "MatMul" and _transposed_table(graph, n.input[1]))
+
+    int8 = quantize(artifact.path, QuantizationConfig(mode="dynamic", exclude_nodes=(head,)), tmp_path / "int8")
+
+    quantized = onnx.load(str(int8.artifact.path / "model.onnx"), load_external_data=False).graph
+    assert len(_tables(int8.artifact.path / "model.onnx", vocab, hidden)) == 1  # no second, transposed copy for the head
+    kept = next(n for n in quantized.node if n.name == head)
+    assert kept.op_type == "MatMul" and _transposed_table(quantized, kept.input[1])
+
+
+def _transposed_table(graph: onnx.GraphProto, name: str) -> bool:
+    """``name`` is a Transpose of an initializer (the shared table), not of a computed tensor (attention's keys)."""
+    constants = {t.name for t in graph.initializer}
+    return any(n.op_type == "Transpose" and name in n.output and n.input[0] in constants for n in graph.node)

@@ -143,9 +143,7 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
 
     defaults = MODE_DEFAULTS[config.mode]
-    rewritten = constant_weight_matmuls(model)
-    exclude, notes = _excluded(model, config, defaults)
-    notes += rewritten
+    exclude, notes = _quantizable_products(model, config, defaults)
     op_types = [op for op in (config.op_types or defaults.op_types) if op not in config.exclude_ops]
     if not op_types:
         raise BackendError(f"nothing left to quantize: --exclude-ops removed every operator type of {', '.join(defaults.op_types)}")
@@ -204,15 +202,20 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     return settings, notes
 
 
-def constant_weight_matmuls(model: onnx.ModelProto) -> list[str]:
-    """Give every weight-carrying product the form ORT's quantizers take, in place; returns notes.
+def _quantizable_products(model: onnx.ModelProto, config: QuantizationConfig, defaults: ModeDefaults) -> tuple[list[str], list[str]]:
+    """Give the weight products to quantize the form ORT's quantizers take, in place; returns the nodes
+    to keep in float and notes.
 
     They quantize a ``MatMul`` (not a ``Gemm``) whose weight is an initializer (not a ``Transpose``
-    of a tied embedding), and SmoothQuant and the outlier split look for the same form.
+    of a tied embedding), and SmoothQuant and the outlier split look for the same form. A tied head
+    kept in float goes on reading the table: no second copy of it.
     """
-    gemms = gemm_to_matmul(model)
-    materialize_tied_weights(model)
-    return [f"{gemms} Gemm node(s) with constant weights rewritten as MatMul (node name + '_as_matmul')"] if gemms else []
+    gemms = gemm_to_matmul(model)  # first: --exclude-nodes patterns match the renamed nodes
+    exclude, notes = _excluded(model, config, defaults)
+    materialize_tied_weights(model, keep=set(exclude))
+    if gemms:
+        notes.append(f"{gemms} Gemm node(s) with constant weights rewritten as MatMul (node name + '_as_matmul')")
+    return exclude, notes
 
 
 def gemm_to_matmul(model: onnx.ModelProto) -> int:
@@ -257,9 +260,7 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
 def _int4(model: onnx.ModelProto, out: Path, config: QuantizationConfig, external: bool) -> tuple[dict[str, Any], list[str]]:
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
-    rewritten = constant_weight_matmuls(model)
-    exclude, notes = _excluded(model, config, ModeDefaults(("MatMul",), 0.0, exclude_ffn_down=False))
-    notes += rewritten
+    exclude, notes = _quantizable_products(model, config, ModeDefaults(("MatMul",), 0.0, exclude_ffn_down=False))
     # The quantizer logs every node it skips at INFO through a handler of its own.
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     if config.int4_algorithm == "hqq":
