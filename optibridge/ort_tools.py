@@ -25,6 +25,9 @@ AVX2/AVX-512 without VNNI, SmoothQuant), not Optimum's default. ``fit()`` does n
 activation ranges itself: it keeps the dataset's rows (the model's input columns), and ``quantize``
 calibrates on them with optibridge's static step (the same as ``optibridge quantize --mode static
 --calibration FOLDER``), so what ``fit`` returns is a handle for ``quantize``, not a dict of ranges.
+So ``fit``'s ``operators_to_quantize`` and ``batch_size`` change nothing: which operators are
+quantized is the quantization config's ``operators_to_quantize``, and calibration runs one row at
+a time.
 """
 
 from __future__ import annotations
