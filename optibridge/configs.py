@@ -146,7 +146,10 @@ class QuantizationConfig:
     ``preset`` picks int8 settings for a class of CPU (see :mod:`optibridge.hardware`); "auto"
     detects this machine's. ``smooth`` migrates activation outliers into the weights before int8
     quantization (SmoothQuant, strength ``smooth_alpha``); it needs a few samples (the
-    calibration data, or the built-in sentences). ``exclude_nodes`` takes node names or glob
+    calibration data, or the built-in sentences). ``split_outliers`` computes the few outlier
+    channels of the FFN down-projections' inputs in float beside the int8 product (exact in float;
+    ONNX Runtime dynamic int8 and OpenVINO's static plan); it needs samples too, and either can run
+    without the other. ``exclude_nodes`` takes node names or glob
     patterns (``*/output/dense/*``); ``exclude_ffn_down`` keeps MatMuls fed by a GELU/SiLU (the
     FFN down-projections, whose inputs have the widest ranges) in float. ``min_cosine`` is the
     target of the OpenVINO static int8 default (``exclude_ffn_down`` unset): FFN down-projections
@@ -165,6 +168,7 @@ class QuantizationConfig:
     exclude_ffn_down: bool | None = None
     smooth: bool | None = None
     smooth_alpha: float | None = None
+    split_outliers: bool | None = None
     min_cosine: float | None = None
     block_size: int = 32
     """int4 / Neural Compressor: weights per quantization group."""

@@ -75,8 +75,9 @@ def _fake_quantized_inputs(model, names):
     return found
 
 
-def _quantize(bert, out, precision=None):
-    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(num_samples=8), inference_precision=precision)
+def _quantize(bert, out, precision=None, split=None):
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(num_samples=8), inference_precision=precision,
+                                split_outliers=split)
     result = quantize(bert.path, config, out, backend="openvino")
     import openvino as ov
 
@@ -104,6 +105,16 @@ def test_the_static_plan_splits_quantizes_by_role_and_records_it(bert, tmp_path,
     shown = capsys.readouterr().out
     assert "2 outlier channel(s) of 2 FFN down-projection(s) computed by a float side path" in shown
     assert f"channels [{OUTLIER_CHANNEL}]" in shown and "attention inputs int8" in shown
+
+
+def test_no_split_outliers_leaves_the_plan_without_side_paths(bert, tmp_path):
+    result, graph = _quantize(bert, tmp_path / "whole", split=False)
+    settings = result.step["settings"]
+    assert settings["outlier_split"] == {"split": {}, "off": "--no-split-outliers"} and "smooth_quant_skipped" not in settings
+    assert not any(op.get_friendly_name().startswith(outliers.SIDE_PATH_PREFIX) for op in graph.get_ordered_ops())
+    # The down-projections go through SmoothQuant with the rest; the guided step still checks the result.
+    assert not any("quantized without SmoothQuant" in note for note in result.report["graphs"]["model"]["notes"])
+    assert settings["guided"]["validation"]["min_cosine"] >= 0.99
 
 
 @pytest.mark.skipif("bf16" not in float_precisions(detect_cpu()), reason="this CPU computes no bf16 (the f32 plan is tested above)")

@@ -137,8 +137,40 @@ def test_dynamic_int8_splits_the_outliers_keeps_them_float_and_records_it(bert, 
     assert "2 outlier channel(s) of 2 FFN down-projection(s) computed by a float side path" in capsys.readouterr().out
 
 
-def test_without_smoothquant_nothing_is_split(bert, tmp_path):
-    result = quantize(bert.path, QuantizationConfig(mode="dynamic", smooth=False), tmp_path / "plain")
-    assert "outlier_split" not in result.step["settings"]
+def test_the_split_runs_without_smoothquant_when_asked(bert, tmp_path):
+    result = quantize(bert.path, QuantizationConfig(mode="dynamic", smooth=False, split_outliers=True), tmp_path / "split-only")
+    settings = result.step["settings"]
+    assert settings["smooth"] is False and len(settings["outlier_split"]["split"]) == 2
+    graph = onnx.load(str(result.artifact.graph_path("model")))
+    assert len([n for n in graph.graph.node if n.name.startswith(outliers.SIDE_PATH_PREFIX) and n.op_type == "MatMul"]) == 4
+    assert not any(n.name.endswith("_smooth") for n in graph.graph.node)
+    assert min(_cosines(graphs.load(bert.graph_path("model")), graph, tmp_path)) > 0.99
+
+
+def test_no_split_outliers_turns_the_split_off_and_keeps_smoothquant(bert, tmp_path):
+    result = quantize(bert.path, QuantizationConfig(mode="dynamic", split_outliers=False), tmp_path / "smooth-only")
+    settings = result.step["settings"]
+    assert "outlier_split" not in settings and settings["smooth"] is True
     graph = onnx.load(str(result.artifact.graph_path("model")))
     assert not any(n.name.startswith(outliers.SIDE_PATH_PREFIX) for n in graph.graph.node)
+    assert any(n.name.endswith("_smooth") for n in graph.graph.node)
+
+
+@pytest.mark.parametrize("split", [None, False])
+def test_no_smooth_alone_turns_the_split_off_too_and_reads_no_samples(split, bert, tmp_path, monkeypatch):
+    import optibridge.steps.run as run
+
+    def unexpected(*args, **kwargs):
+        raise AssertionError("samples loaded although smoothing and the split are both off")
+
+    monkeypatch.setattr(run, "load_calibration", unexpected)
+    result = quantize(bert.path, QuantizationConfig(mode="dynamic", smooth=False, split_outliers=split), tmp_path / "plain")
+    assert "outlier_split" not in result.step["settings"] and result.step["settings"]["smooth"] is False
+    graph = onnx.load(str(result.artifact.graph_path("model")))
+    assert not any(n.name.startswith(outliers.SIDE_PATH_PREFIX) or n.name.endswith("_smooth") for n in graph.graph.node)
+
+
+def test_static_int8_says_it_does_not_split(bert, tmp_path):
+    result = quantize(bert.path, QuantizationConfig(mode="static", split_outliers=True), tmp_path / "static")
+    assert "outlier_split" not in result.step["settings"]
+    assert any("--split-outliers applies to ONNX Runtime's dynamic int8" in note for note in result.report["graphs"]["model"]["notes"])

@@ -425,3 +425,13 @@ def test_every_task_quantizes_and_loads_through_its_class(model_type, task, expo
     assert TASK_CLASSES[task].from_pretrained(result.artifact.path).artifact.metadata.steps[-1]["step"] == "quantize"
     if task == "image-classification":  # no tokenizer for the built-in sentences, no calibration given
         assert "smoothing off" in " ".join(result.notes) and "random pixel_values" in result.accuracy["model"].inputs
+
+
+@pytest.mark.parametrize("asked,named", [({"smooth": True}, "smoothing needs samples"),
+                                         ({"split_outliers": True}, "the outlier split needs samples"),
+                                         ({"smooth": True, "split_outliers": True}, "smoothing and the outlier split need samples")])
+def test_asking_for_what_needs_samples_without_any_names_the_fix(asked, named, exported, tmp_path):
+    artifact = exported("vit", "image-classification")  # no tokenizer for the built-in sentences, no calibration given
+    with pytest.raises(ConfigError, match=named + r": pass a calibration file \(--calibration\)"):
+        quantize(artifact.path, QuantizationConfig(mode="dynamic", **asked), tmp_path / "q")
+    assert not (tmp_path / "q").exists()

@@ -261,31 +261,42 @@ def resolve_preset(config: QuantizationConfig) -> tuple[QuantizationConfig, str]
     return dataclasses.replace(config, preset=preset), line
 
 
+# Optional uses of samples (QuantizationConfig fields), as notes and errors name them.
+SAMPLE_USES = {"smooth": "smoothing", "split_outliers": "the outlier split"}
+
+
 def _calibration_for(
     artifact: Artifact, config: QuantizationConfig, spec: ModeSpec, notes: list[str],
 ) -> tuple[QuantizationConfig, CalibrationData | None]:
-    """Load the samples the mode needs, and settle whether smoothing runs (it needs samples)."""
+    """Load the samples the mode needs, and settle whether smoothing runs. Smoothing and the outlier
+    split both need samples. Smoothing runs unless turned off; the split, left unset, is the mode's
+    choice (ONNX Runtime's dynamic int8 follows smoothing), so it loads samples only when asked for.
+    Without samples both are off."""
     needs = spec.needs_calibration
-    wants_smooth = spec.uses_samples and config.smooth is not False
-    if not needs and not wants_smooth:
+    optional = {name: getattr(config, name) for name in SAMPLE_USES} if spec.uses_samples else {}
+    wanted = [name for name, value in optional.items() if value or (name == "smooth" and value is None)]
+    if not needs and not wanted:
         return config, None
     if "diffusion" in artifact.metadata.extra:  # a pipeline calibrates on what its float pipeline feeds its graphs
         if not needs:
-            return dataclasses.replace(config, smooth=False), None
+            return dataclasses.replace(config, smooth=False, split_outliers=False), None
         from ..diffusion.calibration import pipeline_calibration
 
         return config, pipeline_calibration(artifact, config.with_calibration())
     if config.calibration is None and not needs:
-        # SmoothQuant statistics from the built-in sentences only make sense for a text model
-        # whose tokenizer is in the folder; otherwise smoothing is off unless data is given.
+        # Statistics from the built-in sentences only make sense for a text model whose tokenizer
+        # is in the folder; otherwise smoothing and the split are off unless data is given.
         main = artifact.metadata.main_graph
         if not (is_text_graph(main) and load_tokenizer(artifact.path) is not None):
-            if config.smooth:
-                raise ConfigError("smoothing needs samples: pass a calibration file (--calibration) for this model")
-            notes.append("smoothing off: no calibration data given and the artifact has no tokenizer for the built-in sentences")
-            return dataclasses.replace(config, smooth=False), None
+            asked = [SAMPLE_USES[name] for name in wanted if optional[name] is True]
+            if asked:
+                raise ConfigError(f"{' and '.join(asked)} need{'s' if len(asked) == 1 else ''} samples: "
+                                  "pass a calibration file (--calibration) for this model")
+            notes.append(f"{' and '.join(SAMPLE_USES[name] for name in wanted)} off: no calibration data given and "
+                         "the artifact has no tokenizer for the built-in sentences")
+            return dataclasses.replace(config, smooth=False, split_outliers=False), None
     calibration = load_calibration(artifact, config.with_calibration())
-    if wants_smooth and config.smooth is None:
+    if "smooth" in wanted and config.smooth is None:  # the split stays unset: where it runs is the mode's choice
         config = dataclasses.replace(config, smooth=True)
     return config, calibration
 

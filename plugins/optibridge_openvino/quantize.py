@@ -110,10 +110,13 @@ def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mappi
                 "smooth_quant_alpha": alpha if alpha > 0 else None, "ignored_nodes": len(ignored.names),
                 "ignored_types": list(ignored.types), "keep_ffn_down": "by validation" if guided else ffn_down,
                 "weight_bits": 7 if seven_bit else 8}
+    if config.split_outliers and not guided:
+        notes.append("--split-outliers belongs to the default plan; with --keep-ffn-down / --quantize-ffn-down nothing is split")
     if not guided:  # the fixed choices: one NNCF run over the graph as it is
         quantized = _nncf_quantize(nncf, model, dataset, len(feeds), list(ignored.names), list(ignored.types), alpha, seven_bit)
         return quantized, settings, notes
-    quantized = _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, precision, seven_bit, settings, notes)
+    split = config.split_outliers is not False
+    quantized = _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, precision, seven_bit, split, settings, notes)
     quantized, settings["guided"] = _guided(model, quantized, config, feeds, precision, seven_bit, notes)
     return quantized, settings, notes
 
@@ -141,14 +144,15 @@ def _nncf_quantize(nncf: Any, model: Any, dataset: Any, subset: int, ignored_nam
 
 
 def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.ndarray]], ignored: Any, alpha: float,
-             precision: str | None, seven_bit: bool, settings: dict[str, Any], notes: list[str]) -> Any:
+             precision: str | None, seven_bit: bool, split: bool, settings: dict[str, Any], notes: list[str]) -> Any:
     """The default static plan (measured on all-MiniLM-L6-v2 and BERT-base, docs/precision.md): outlier
     channels of the FFN down-projections to a float side path (:mod:`.outliers`); the attention's own
     inputs in float when the graph will run in bf16/f16; the FFN down-projections quantized without
-    SmoothQuant, then the rest with it. ``work`` is rewritten in place."""
+    SmoothQuant, then the rest with it (``split`` False: nothing split, SmoothQuant on every
+    projection). ``work`` is rewritten in place."""
     from .outliers import split_outlier_channels
 
-    side, settings["outlier_split"] = split_outlier_channels(work, feeds)
+    side, settings["outlier_split"] = split_outlier_channels(work, feeds) if split else ([], {"split": {}, "off": "--no-split-outliers"})
     if settings["outlier_split"]["split"]:
         channels = sum(len(s["channels"]) for s in settings["outlier_split"]["split"].values())
         notes.append(f"{channels} outlier channel(s) of {len(settings['outlier_split']['split'])} FFN down-projection(s) "
@@ -162,7 +166,7 @@ def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.nda
         notes.append(f"attention inputs kept in float ({len(attention)} node(s)): int8 Q/K under {precision} "
                      "attention is what sets the worst long-input samples")
     plain = set(ffn_down_projections(work)) - set(keep_float)
-    if alpha <= 0 or not plain:
+    if alpha <= 0 or not plain or not split:
         return _nncf_quantize(nncf, work, dataset, len(feeds), keep_float, list(ignored.types), alpha, seven_bit)
     others = [op.get_friendly_name() for op in work.get_ordered_ops() if op.get_friendly_name() not in plain]
     first = _nncf_quantize(nncf, work, dataset, len(feeds), keep_float + others, list(ignored.types), -1.0, seven_bit)

@@ -10,7 +10,9 @@ where ORT's defaults reach 0.95 (dynamic) and 0.57 (static):
   attention output's division folded into the value projection, the others a ``Mul``);
 * dynamic only: the few outlier channels of FFN down-projection inputs go to a float side path
   instead (``outliers.py``; exact in float): MiniLM mean / min cosine 0.99543 / 0.9831 → 0.99809 /
-  0.9907 at the same speed, and weight zero points are written as scalars (``zero_points.py``);
+  0.9907 at the same speed, and weight zero points are written as scalars (``zero_points.py``).
+  Left unset it follows SmoothQuant; either runs without the other (``--no-smooth
+  --split-outliers``, ``--no-split-outliers``; docs/precision.md);
 * static only: the FFN down-projections stay in float. Their input is the GELU output, whose
   largest values are 7-10x its 99.9th percentile; one calibrated range per tensor cannot hold
   both (0.93 → 0.99 once they are excluded; clipping with percentile calibration made it worse).
@@ -150,6 +152,11 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     per_channel = preset.per_channel if config.per_channel is None else config.per_channel
     reduce_range = preset.reduce_range if config.reduce_range is None else config.reduce_range
     alpha = config.smooth_alpha if config.smooth_alpha is not None else defaults.smooth_alpha
+    # Left unset, the split follows SmoothQuant: --no-smooth alone is the fast choice (docs/precision.md).
+    split = defaults.split_outliers and (bool(config.smooth) if config.split_outliers is None else config.split_outliers)
+    if config.split_outliers and not defaults.split_outliers:
+        notes.append(f"--split-outliers applies to ONNX Runtime's dynamic int8; {config.mode} keeps the FFN down-projections "
+                     "whole (in float by default)")
     # Shapes recorded by the exporter (and dynamo's value_info) confuse the quantizer's type
     # inference on fused graphs; it re-infers what it needs.
     del model.graph.value_info[:]
@@ -157,7 +164,7 @@ def _int8(model: onnx.ModelProto, out: Path, config: QuantizationConfig, preset:
     excluded = len(exclude)  # by the config and the mode's rules (the side path below is recorded with the split)
     with graphs.scratch_cwd() as scratch:
         smooth_exclude = list(exclude)
-        if config.smooth and defaults.split_outliers:
+        if feeds and split:
             side, split_downs, plan["outlier_split"] = split_outlier_channels(model, feeds, scratch)
             exclude += side  # the side path stays float
             smooth_exclude += side + split_downs  # their outliers are gone: nothing left to move
