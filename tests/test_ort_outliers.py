@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from optibridge import export, quantize
+from optibridge.bench.configs import all_configs
 from optibridge.cli import main
 from optibridge.steps import QuantizationConfig
 from optibridge_ort import graphs, outliers
@@ -156,7 +157,7 @@ def test_no_split_outliers_turns_the_split_off_and_keeps_smoothquant(bert, tmp_p
     assert any(n.name.endswith("_smooth") for n in graph.graph.node)
 
 
-@pytest.mark.parametrize("split", [None, False])
+@pytest.mark.parametrize("split", [None, False, "bench"])
 def test_no_smooth_alone_turns_the_split_off_too_and_reads_no_samples(split, bert, tmp_path, monkeypatch):
     import optibridge.steps.run as run
 
@@ -164,7 +165,11 @@ def test_no_smooth_alone_turns_the_split_off_too_and_reads_no_samples(split, ber
         raise AssertionError("samples loaded although smoothing and the split are both off")
 
     monkeypatch.setattr(run, "load_calibration", unexpected)
-    result = quantize(bert.path, QuantizationConfig(mode="dynamic", smooth=False, split_outliers=split), tmp_path / "plain")
+    if split == "bench":  # the bench / tune candidate for it
+        config = all_configs()["int8-dynamic-fast"].step_config()
+    else:
+        config = QuantizationConfig(mode="dynamic", smooth=False, split_outliers=split)
+    result = quantize(bert.path, config, tmp_path / "plain")
     assert "outlier_split" not in result.step["settings"] and result.step["settings"]["smooth"] is False
     graph = onnx.load(str(result.artifact.graph_path("model")))
     assert not any(n.name.startswith(outliers.SIDE_PATH_PREFIX) or n.name.endswith("_smooth") for n in graph.graph.node)

@@ -52,6 +52,9 @@ CONFIGS: dict[str, BenchConfig] = {c.name: c for c in (
     BenchConfig("O2", "transformer fusions (optimize -O 2)", "optimize", {"level": 2}),
     BenchConfig("int8-dynamic", "int8 weights, activations quantized at run time", "quantize", {"mode": "dynamic"}),
     BenchConfig("int8-static", "int8 weights and activations, calibrated on built-in sentences", "quantize", {"mode": "static"}),
+    BenchConfig("int8-dynamic-fast", "int8 dynamic without SmoothQuant or the outlier split (--no-smooth): faster, a lower "
+                "worst case on models with outlier channels (asked for by name; tune keeps it only within the budget)",
+                "quantize", {"mode": "dynamic", "smooth": False}),
     BenchConfig("int4", "int4 weight-only MatMulNBits (decoder LMs)", "quantize", {"mode": "int4"}),
     BenchConfig("int8-weights", "int8 weight-only compression (decoder LMs)", "quantize", {"mode": "int8-weights"}),
     BenchConfig("int8-weights-sym", "int8 weight-only compression without zero points (decoder LMs; faster, a little "
