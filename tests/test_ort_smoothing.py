@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from optibridge import export
 from optibridge_ort import graphs
+from optibridge_ort.quantize import gemm_to_matmul
 from optibridge_ort.smoothing import smooth
-from tiny_models import build_tiny_model, plant_ffn_outliers
+from tiny_models import build_tiny_generative, build_tiny_model, plant_ffn_outliers
 
 HIDDEN, HEADS, TOKENS = 8, 2, 5
 
@@ -140,3 +142,98 @@ def test_smoothing_a_bert_export_folds_every_layer_and_keeps_its_function(tmp_pa
     onnx.checker.check_model(model)
     for got, expected in zip(_run(model, feeds[0], tmp_path), want):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+
+
+def _normalized_linear(producer: str, residual: bool) -> onnx.ModelProto:
+    """x → a normalization with a per-channel scale (and bias) → ·W (and, with ``residual``, + itself:
+    a post-LN residual also reads it). ``producer``: the ONNX ``LayerNormalization``, a decomposed
+    RMS norm's weight ``Mul``, or a decomposed LayerNorm's ``Mul`` + ``Add``."""
+    rng = np.random.default_rng(0)
+    gamma = np.where(np.arange(HIDDEN) == 3, 20.0, 1.0).astype(np.float32)  # an outlier channel, as trained models have
+    inits = [numpy_helper.from_array(gamma, "gamma"), numpy_helper.from_array(rng.normal(0, 0.3, HIDDEN).astype(np.float32), "beta"),
+             numpy_helper.from_array(rng.normal(0, 0.4, (HIDDEN, HIDDEN)).astype(np.float32), "W")]
+    nodes = {
+        "layernorm": [helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["h"], axis=-1, name="norm")],
+        "rms_mul": [helper.make_node("Mul", ["gamma", "x"], ["h"], name="norm/weight")],
+        "mul_add": [helper.make_node("Mul", ["x", "gamma"], ["xg"], name="norm/weight"),
+                    helper.make_node("Add", ["xg", "beta"], ["h"], name="norm/bias")],
+    }[producer]
+    nodes.append(helper.make_node("MatMul", ["h", "W"], ["y"], name="linear"))
+    if residual:
+        nodes.append(helper.make_node("Add", ["y", "h"], ["out"], name="residual"))
+    graph = helper.make_graph(nodes, "normalized", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, TOKENS, HIDDEN])],
+                              [helper.make_tensor_value_info("out" if residual else "y", TensorProto.FLOAT, [1, TOKENS, HIDDEN])],
+                              [t for t in inits if producer != "rms_mul" or t.name != "beta"])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("producer", ["layernorm", "rms_mul", "mul_add"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_the_division_folds_into_a_normalization_read_by_the_smoothed_linears_only(producer, residual, tmp_path):
+    model = _normalized_linear(producer, residual)
+    feeds = _feeds(4, seed=0)
+    unseen = _feeds(1, seed=1)[0]
+    want = _run(model, unseen, tmp_path)[0]
+    assert smooth(model, feeds, 0.7, tmp_path) == 1  # the outlier channel is moved into W either way
+    folded = not residual  # pre-LN: only the linears read the normalization; post-LN: the residual reads it too
+    assert len(_smooth_muls(model)) == (0 if folded else 1)
+    gamma = next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "gamma")
+    assert bool(gamma[3] < 20.0) is folded  # the outlier channel's scale is divided down in place of a Mul
+    onnx.checker.check_model(model)
+    np.testing.assert_allclose(_run(model, unseen, tmp_path)[0], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_a_pre_ln_decoder_smooths_without_a_single_mul_on_its_normalizations(model_type, tmp_path):
+    """Pre-LN blocks (GPT-2's LayerNorm, Llama's decomposed RMS norm): the normalization output feeds the
+    projections alone, so every division folds into its scale; the function is unchanged."""
+    from transformers import AutoModelForCausalLM
+
+    folder = build_tiny_generative(model_type, tmp_path / "src")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    torch.manual_seed(1)
+    with torch.no_grad():  # trained decoders have distinct norm scales, with outlier channels
+        for module in model.modules():
+            if "norm" in type(module).__name__.lower() and getattr(module, "weight", None) is not None:
+                module.weight.normal_(1.0, 0.1)
+                module.weight[5] *= 25.0
+                if getattr(module, "bias", None) is not None:
+                    module.bias.normal_(0.0, 0.1)
+    model.save_pretrained(folder)
+    artifact = export(folder, tmp_path / "art", task="text-generation", atol=1e-3).artifact  # larger logits, same relative error
+    graph = onnx.load(str(artifact.graph_path("model")))
+    feed_names = {i.name for i in graph.graph.input}
+    rng = np.random.default_rng(0)
+    feeds = [{name: value for name, value in {
+        "input_ids": rng.integers(5, 90, (1, 7)).astype(np.int64), "attention_mask": np.ones((1, 7), np.int64),
+        "position_ids": np.arange(7, dtype=np.int64)[None]}.items() if name in feed_names} for _ in range(3)]
+    for value in graph.graph.input:  # an empty KV cache
+        if value.name.startswith("past_key_values"):
+            dims = [d.dim_value or (1 if i == 0 else 0) for i, d in enumerate(value.type.tensor_type.shape.dim)]
+            for feed in feeds:
+                feed[value.name] = np.zeros(dims, np.float32)
+    want = _run(graph, feeds[0], tmp_path)
+    gemm_to_matmul(graph)
+    normalized = _normalization_outputs(graph)
+    assert len(normalized) >= 4  # two per block, and the final one
+    smoothed = smooth(graph, feeds, 0.7, tmp_path)
+    assert smoothed >= 6  # the planted channels are found and moved in every block (q, k, v read one activation)
+    divided = {_through_reshape(graph, mul.input[0]) for mul in _smooth_muls(graph)}
+    assert not divided & normalized  # what a Mul still divides comes from elsewhere (an activation function, attention)
+    scales = [t for t in graph.graph.initializer if "norm" in t.name or "ln_" in t.name]
+    assert any(numpy_helper.to_array(t).max() < 25.0 * 0.9 for t in scales)  # the planted scales were divided down instead
+    onnx.checker.check_model(graph)
+    for got, expected in zip(_run(graph, feeds[0], tmp_path), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
+
+
+def _through_reshape(model: onnx.ModelProto, name: str) -> str:
+    producer = {out: node for node in model.graph.node for out in node.output}.get(name)
+    return producer.input[0] if producer is not None and producer.op_type == "Reshape" else name
+
+
+def _normalization_outputs(model: onnx.ModelProto) -> set[str]:
+    """LayerNormalization outputs, and the outputs of a decomposed RMS norm's weight Mul (its constant is a norm's weight)."""
+    constants = {t.name for t in model.graph.initializer}
+    return {n.output[0] for n in model.graph.node
+            if n.op_type == "LayerNormalization" or (n.op_type == "Mul" and any(i in constants and "norm" in i for i in n.input))}

@@ -15,6 +15,11 @@ attention output is a mix of channel ``c`` of V alone, so scaling V's channel sc
 ``Mul`` (an extra pass over the activation per layer, ~1.5 % of all-MiniLM-L6-v2's int8 latency
 at batch 1) disappears. Each fold is checked: the smoothed float graph must compute what the
 original computed on a calibration sample, or the folds are undone and ``Mul`` nodes inserted.
+The same holds for a normalization whose output only the smoothed linears read -- a pre-LN block
+(GPT-2, Llama, ViT): the division folds into its per-channel scale and bias. A post-LN block (BERT)
+also adds that output to the residual, so it keeps its ``Mul``. On a random GPT-2-small with planted
+outlier channels in its norm scales, 24 of 27 ``Mul`` nodes go; int8 dynamic ran 1–2 % faster at 1
+and 128 tokens (within this host's run-to-run spread; exact in float either way).
 
 An activation without outlier channels (its largest channel under :data:`OUTLIER_RATIO` times the
 median channel) is left as it is: there is nothing to move, and its ``Mul`` would cost a pass over
@@ -39,6 +44,10 @@ SMOOTHABLE = {"MatMul": 1, "Attention": 1}
 HEAD_LAYOUT_OPS = {"Reshape", "Transpose"}
 """What splits a projection into heads and merges them back (the fold looks through these only)."""
 SHAPE_READERS = {"Shape", "Size"}
+NORMALIZATION_AFFINE = {"LayerNormalization": (1, 2), "RMSNormalization": (1,), "SimplifiedLayerNormalization": (1,),
+                        "SkipLayerNormalization": (2, 3), "SkipSimplifiedLayerNormalization": (2,)}
+"""Normalization op → the inputs holding its per-channel scale (and bias); its other outputs
+(mean, inverse deviation, the skip sum) do not depend on them."""
 FOLD_TOLERANCE = 1e-3
 """Largest output difference, relative to the output's largest value, a fold may make in float."""
 OUTLIER_RATIO = 4.0
@@ -142,6 +151,48 @@ def value_projection(graph: _Graph, activation: str) -> list[onnx.TensorProto] |
     return [weight] if bias is None else [weight, bias]
 
 
+def normalization_affine(graph: _Graph, activation: str, readers: int) -> list[onnx.TensorProto] | None:
+    """The per-channel scale (and bias) initializers applied last to ``activation`` when it is a
+    normalization's output whose values only the ``readers`` smoothed nodes read: dividing them
+    divides the activation, exactly. A normalization (``LayerNormalization``, RMS norms), a
+    ``Mul`` by a constant vector (a decomposed RMS norm's weight), or that ``Mul`` plus an ``Add``
+    of a constant vector (a decomposed LayerNorm). A ``Reshape`` between them is looked through (the
+    flattening before a ``Gemm``): the scale's length must still match the activation's channels, and
+    the float check after the folds catches a reshape that moved them. None otherwise (a post-LN
+    residual reads the normalization's output too)."""
+    node = graph.producer.get(activation)
+    if node is None or graph.value_users.get(activation, 0) != readers:
+        return None
+    if node.op_type == "Reshape":
+        if not graph.values_private(node.input[0]):
+            return None
+        node = graph.producer.get(node.input[0])
+        if node is None:
+            return None
+        activation = node.output[0]
+    if node.op_type in NORMALIZATION_AFFINE and node.output[0] == activation:
+        names = [node.input[i] for i in NORMALIZATION_AFFINE[node.op_type] if i < len(node.input) and node.input[i]]
+    elif node.op_type in ("Mul", "Add") and len(node.input) == 2:
+        names = [name for name in node.input if name in graph.inits]
+        computed = [name for name in node.input if name not in graph.inits]
+        if len(names) != 1 or len(computed) != 1:
+            return None
+        if node.op_type == "Add":  # x * gamma + beta: the Mul's output read by this Add only
+            scaled = graph.producer.get(computed[0])
+            if scaled is None or scaled.op_type != "Mul" or len(scaled.input) != 2 or not graph.values_private(computed[0]):
+                return None
+            gamma = [name for name in scaled.input if name in graph.inits]
+            if len(gamma) != 1:
+                return None
+            names = gamma + names
+    else:
+        return None
+    tensors = [graph.inits.get(name) for name in names]
+    if not tensors or any(t is None or len(t.dims) != 1 or not graph.private(t.name) for t in tensors):
+        return None
+    return [t for t in tensors if t is not None]
+
+
 def smooth(
     model: onnx.ModelProto,
     feeds: list[Mapping[str, np.ndarray]],
@@ -187,9 +238,13 @@ def smooth(
     muls = []
     for activation, nodes, inverse in divisions:
         source = value_projection(graph, activation)
-        if source is not None and source[0].dims[1] == inverse.dims[0]:
+        if source is None or source[0].dims[1] != inverse.dims[0]:
+            source = normalization_affine(graph, activation, len(nodes))
+            if source is not None and any(t.dims[0] != inverse.dims[0] for t in source):
+                source = None
+        if source is not None:
             folds.append((activation, nodes, inverse, [_copy(t) for t in source]))
-            for tensor in source:  # V's output channel c feeds the attention output's channel c only
+            for tensor in source:  # channel c of V / of the normalization's output feeds channel c of the activation only
                 _replace_data(tensor, numpy_helper.to_array(tensor).astype(np.float32) * numpy_helper.to_array(inverse))
         else:
             muls.append(_smoothing_mul(model, activation, nodes, inverse))
