@@ -219,7 +219,11 @@ def test_a_pre_ln_decoder_smooths_without_a_single_mul_on_its_normalizations(mod
     smoothed = smooth(graph, feeds, 0.7, tmp_path)
     assert smoothed >= 6  # the planted channels are found and moved in every block (q, k, v read one activation)
     divided = {_through_reshape(graph, mul.input[0]) for mul in _smooth_muls(graph)}
-    assert not divided & normalized  # what a Mul still divides comes from elsewhere (an activation function, attention)
+    assert not divided & normalized  # what a Mul still divides comes from elsewhere (GPT-2's fused QKV attention)
+    if model_type == "llama":  # its gated FFNs divide the up-projection instead of the product
+        constants = {t.name for t in graph.graph.initializer}
+        products = {n.output[0] for n in graph.graph.node if n.op_type == "Mul" and not set(n.input) & constants}
+        assert len(products & {n.input[0] for n in graph.graph.node if n.op_type == "MatMul"}) >= 2 and not divided & products
     scales = [t for t in graph.graph.initializer if "norm" in t.name or "ln_" in t.name]
     assert any(numpy_helper.to_array(t).max() < 25.0 * 0.9 for t in scales)  # the planted scales were divided down instead
     onnx.checker.check_model(graph)
@@ -237,3 +241,36 @@ def _normalization_outputs(model: onnx.ModelProto) -> set[str]:
     constants = {t.name for t in model.graph.initializer}
     return {n.output[0] for n in model.graph.node
             if n.op_type == "LayerNormalization" or (n.op_type == "Mul" and any(i in constants and "norm" in i for i in n.input))}
+
+
+@pytest.mark.parametrize("up_bias", [False, True])
+def test_a_gated_ffn_divides_its_up_projection_instead_of_the_product(up_bias, tmp_path):
+    """down(silu(x·Wg) * (x·Wu + bu)): channel c of the product scales with channel c of up, so the
+    division of the down-projection's input folds into Wu's columns (and bu); exact, no Mul."""
+    rng = np.random.default_rng(0)
+    inner = 3 * HIDDEN
+    w_up = rng.normal(0, 0.4, (HIDDEN, inner)).astype(np.float32)
+    w_up[:, 4] *= 30.0  # an outlier channel of the product, as trained gated FFNs have
+    inits = [numpy_helper.from_array(rng.normal(0, 0.4, (HIDDEN, inner)).astype(np.float32), "Wg"), numpy_helper.from_array(w_up, "Wu"),
+             numpy_helper.from_array(rng.normal(0, 0.3, inner).astype(np.float32), "bu"),
+             numpy_helper.from_array(rng.normal(0, 0.4, (inner, HIDDEN)).astype(np.float32), "Wd")]
+    nodes = [helper.make_node("MatMul", ["x", "Wg"], ["g"], name="gate"),
+             helper.make_node("Sigmoid", ["g"], ["sg"], name="sigmoid"),
+             helper.make_node("Mul", ["g", "sg"], ["silu"], name="silu"),
+             helper.make_node("MatMul", ["x", "Wu"], ["up_mm" if up_bias else "up"], name="up"),
+             *([helper.make_node("Add", ["up_mm", "bu"], ["up"], name="up_bias")] if up_bias else []),
+             helper.make_node("Mul", ["silu", "up"], ["h"], name="product"),
+             helper.make_node("MatMul", ["h", "Wd"], ["y"], name="down")]
+    graph = helper.make_graph(nodes, "gated", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, TOKENS, HIDDEN])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, TOKENS, HIDDEN])],
+                              [t for t in inits if up_bias or t.name != "bu"])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds, unseen = [{"x": f["x"] / 10.0} for f in _feeds(4, seed=0)], {"x": _feeds(1, seed=1)[0]["x"] / 10.0}
+    want = _run(model, unseen, tmp_path)[0]
+    smooth(model, feeds, 0.7, tmp_path, exclude=("gate", "up"))  # the down-projection's input alone
+    assert _smooth_muls(model) == []
+    assert {n.name: list(n.input) for n in model.graph.node}["down"][0] == "h"
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert np.abs(weights["Wu"][:, 4]).max() < np.abs(w_up[:, 4]).max() / 2  # the outlier channel is divided down in up
+    onnx.checker.check_model(model)
+    np.testing.assert_allclose(_run(model, unseen, tmp_path)[0], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))

@@ -19,7 +19,9 @@ The same holds for a normalization whose output only the smoothed linears read -
 (GPT-2, Llama, ViT): the division folds into its per-channel scale and bias. A post-LN block (BERT)
 also adds that output to the residual, so it keeps its ``Mul``. On a random GPT-2-small with planted
 outlier channels in its norm scales, 24 of 27 ``Mul`` nodes go; int8 dynamic ran 1–2 % faster at 1
-and 128 tokens (within this host's run-to-run spread; exact in float either way).
+and 128 tokens (within this host's run-to-run spread; exact in float either way). And in a gated FFN
+(``down(act(gate) * up)``: Llama, Qwen, Gemma) the down-projection's division folds into the up
+projection's columns: channel c of the product scales with channel c of ``up``.
 
 An activation without outlier channels (its largest channel under :data:`OUTLIER_RATIO` times the
 median channel) is left as it is: there is nothing to move, and its ``Mul`` would cost a pass over
@@ -126,18 +128,15 @@ class _Graph:
         return node
 
 
-def value_projection(graph: _Graph, activation: str) -> list[onnx.TensorProto] | None:
-    """The weight (and bias) initializers of the V projection whose heads make ``activation``, when
-    ``activation = layout(MatMul(probabilities, layout(V)))`` and ``V = x @ W (+ b)`` reach it
-    through nothing but head reshapes/transposes, each read by one node (and perhaps a ``Shape``); None otherwise."""
-    mix = graph.through_layout(activation)
-    if mix is None or mix.op_type != "MatMul" or not graph.values_private(mix.output[0]) or mix.input[1] in graph.inits:
-        return None
-    value = graph.through_layout(mix.input[1])
+def linear_source(graph: _Graph, name: str) -> list[onnx.TensorProto] | None:
+    """The weight (and bias) initializers of ``name = x @ W (+ b)`` when each is private and the
+    product's values reach ``name`` only (a ``Shape`` may read them too); None otherwise. Scaling
+    their output columns scales ``name``'s channels."""
+    value = graph.producer.get(name)
     bias: onnx.TensorProto | None = None
     if value is not None and value.op_type == "Add" and graph.values_private(value.output[0]):
-        constants = [graph.inits[name] for name in value.input if name in graph.inits]
-        computed = [name for name in value.input if name not in graph.inits]
+        constants = [graph.inits[n] for n in value.input if n in graph.inits]
+        computed = [n for n in value.input if n not in graph.inits]
         if len(constants) != 1 or len(computed) != 1 or len(constants[0].dims) != 1 or not graph.private(constants[0].name):
             return None
         bias, value = constants[0], graph.producer.get(computed[0])
@@ -149,6 +148,31 @@ def value_projection(graph: _Graph, activation: str) -> list[onnx.TensorProto] |
     if bias is not None and bias.dims[0] != weight.dims[1]:
         return None
     return [weight] if bias is None else [weight, bias]
+
+
+def value_projection(graph: _Graph, activation: str) -> list[onnx.TensorProto] | None:
+    """The weight (and bias) initializers of the V projection whose heads make ``activation``, when
+    ``activation = layout(MatMul(probabilities, layout(V)))`` and ``V = x @ W (+ b)`` reach it
+    through nothing but head reshapes/transposes, each read by one node (and perhaps a ``Shape``); None otherwise."""
+    mix = graph.through_layout(activation)
+    if mix is None or mix.op_type != "MatMul" or not graph.values_private(mix.output[0]) or mix.input[1] in graph.inits:
+        return None
+    value = graph.through_layout(mix.input[1])
+    return None if value is None else linear_source(graph, value.output[0])
+
+
+def gated_projection(graph: _Graph, activation: str) -> list[onnx.TensorProto] | None:
+    """The weight (and bias) initializers of the "up" projection when ``activation = act(x @ W_gate) * (x @ W_up
+    (+ b))`` (a gated FFN: Llama, Qwen, Gemma, T5 v1.1): channel c of the product scales with channel c
+    of ``up``. The first operand that is such a private projection is taken; None if neither is."""
+    gate = graph.producer.get(activation)
+    if gate is None or gate.op_type != "Mul" or len(gate.input) != 2 or any(name in graph.inits for name in gate.input):
+        return None
+    for operand in gate.input:
+        found = linear_source(graph, operand)
+        if found is not None:
+            return found
+    return None
 
 
 def normalization_affine(graph: _Graph, activation: str, readers: int) -> list[onnx.TensorProto] | None:
@@ -237,14 +261,14 @@ def smooth(
     folds: list[tuple[str, list[onnx.NodeProto], onnx.TensorProto, list[onnx.TensorProto]]] = []
     muls = []
     for activation, nodes, inverse in divisions:
-        source = value_projection(graph, activation)
-        if source is None or source[0].dims[1] != inverse.dims[0]:
+        source = value_projection(graph, activation) or gated_projection(graph, activation)
+        if source is None or source[0].dims[-1] != inverse.dims[0]:
             source = normalization_affine(graph, activation, len(nodes))
             if source is not None and any(t.dims[0] != inverse.dims[0] for t in source):
                 source = None
         if source is not None:
             folds.append((activation, nodes, inverse, [_copy(t) for t in source]))
-            for tensor in source:  # channel c of V / of the normalization's output feeds channel c of the activation only
+            for tensor in source:  # channel c of V / up / the normalization's output feeds channel c of the activation only
                 _replace_data(tensor, numpy_helper.to_array(tensor).astype(np.float32) * numpy_helper.to_array(inverse))
         else:
             muls.append(_smoothing_mul(model, activation, nodes, inverse))
