@@ -48,7 +48,7 @@ from optibridge.steps.samples import CALIBRATION_SENTENCES
 CALIBRATION = list(CALIBRATION_SENTENCES)
 assert not {s.lower() for s in CALIBRATION} & {s.lower() for s in SENTENCES}, "calibration must not contain an evaluation sentence"
 COLUMNS = [
-    "Optimum ORT fp32", "optibridge ORT fp32", "Optimum ORT int8 dyn", "optibridge ORT int8 dyn",
+    "Optimum ORT fp32", "optibridge ORT fp32", "Optimum ORT int8 dyn", "optibridge ORT int8 dyn", "optibridge ORT int8 dyn (--no-smooth)",
     "Optimum OV default", "optibridge OV f32", "optibridge OV bf16", "Optimum OV int8 static",
     "optibridge OV int8 static (f32 rest)", "optibridge OV int8 static (bf16 rest)",
 ]
@@ -152,6 +152,8 @@ def builders(model_dir: Path, task: str, work: Path, threads: int, bf16: bool) -
         "optibridge ORT fp32": lambda: (ob_export(), ob(fp32, "ort"))[1],
         "Optimum ORT int8 dyn": optimum_ort_int8,
         "optibridge ORT int8 dyn": lambda: ob(ob_step("ob-int8", "quantize", "--mode", "dynamic"), "ort"),
+        # The fast choice a user can make: no SmoothQuant, no outlier split (docs/precision.md, session 17).
+        "optibridge ORT int8 dyn (--no-smooth)": lambda: ob(ob_step("ob-int8-fast", "quantize", "--mode", "dynamic", "--no-smooth"), "ort"),
         "Optimum OV default": optimum_ov,
         "optibridge OV f32": lambda: (ob_export(), ob(fp32, "openvino"))[1],
         "Optimum OV int8 static": optimum_ov_int8,
