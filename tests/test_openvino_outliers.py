@@ -124,3 +124,21 @@ def test_under_bf16_the_attention_stays_float(bert, tmp_path):
     attention = attention_nodes(graph)
     assert attention and not any(_fake_quantized_inputs(graph, attention).values())
     assert any("attention inputs kept in float" in note for note in result.report["graphs"]["model"]["notes"])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_side_down_projection_is_broadcast_multiplies_equal_to_the_product(channels):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(channels)
+    side_value = rng.standard_normal((2, 5, channels)).astype(np.float32)
+    rows = rng.standard_normal((channels, 7)).astype(np.float32)
+    side = ops.parameter([2, 5, channels], np.float32, name="side")
+    total, names = outliers._outer_products(side, rows, "side/down")
+    model = ov.Model([total], [side])
+    kinds = {op.get_type_name() for op in model.get_ordered_ops()}
+    assert "MatMul" not in kinds and len(names) == channels  # no GEMM call with an inner size of 1-3
+    assert {op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Multiply"} == set(names)
+    got = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({"side": side_value})[0]
+    np.testing.assert_allclose(got, side_value @ rows, rtol=1e-6, atol=1e-6)
