@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import onnx
 
@@ -77,6 +77,17 @@ def restore_optional_inputs(before: onnx.ModelProto, after: onnx.ModelProto) -> 
     restored = [value for value in before.graph.input if value.name in defaults and value.name in still_used and value.name not in present]
     after.graph.input.extend(restored)
     return [value.name for value in restored]
+
+
+def constant_operand(node: onnx.NodeProto | None, is_constant: Callable[[str], bool]) -> tuple[str, str] | None:
+    """(constant input, computed input) of a two-input ``Add`` with exactly one constant input (a bias
+    add, when the constant is 1-D: the caller checks its shape); None for any other node."""
+    if node is None or node.op_type != "Add" or len(node.input) != 2:
+        return None
+    constants = [name for name in node.input if is_constant(name)]
+    if len(constants) != 1:
+        return None
+    return constants[0], next(name for name in node.input if name != constants[0])
 
 
 def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:

@@ -66,12 +66,10 @@ def _bias_add(node: onnx.NodeProto | None, inits: Mapping[str, onnx.TensorProto]
     """(bias input, its initializer, computed input) of an ``Add`` of one 1-D float constant and one
     computed tensor. Exporters write a constant shared by several layers (all-zero biases) once and
     give the others an ``Identity`` of it: ``aliases`` maps those outputs to the initializer."""
-    if node is None or node.op_type != "Add" or len(node.input) != 2:
+    operands = graphs.constant_operand(node, lambda name: aliases.get(name, name) in inits)
+    if operands is None or not _float_weight(inits, aliases.get(operands[0], operands[0]), 1):
         return None
-    constants = [name for name in node.input if aliases.get(name, name) in inits]
-    if len(constants) != 1 or not _float_weight(inits, aliases.get(constants[0], constants[0]), 1):
-        return None
-    return constants[0], aliases.get(constants[0], constants[0]), next(name for name in node.input if name != constants[0])
+    return operands[0], aliases.get(operands[0], operands[0]), operands[1]
 
 
 def plain_ffns(model: onnx.ModelProto) -> list[PlainFFN]:

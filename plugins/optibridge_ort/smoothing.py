@@ -135,11 +135,10 @@ def linear_source(graph: _Graph, name: str) -> list[onnx.TensorProto] | None:
     value = graph.producer.get(name)
     bias: onnx.TensorProto | None = None
     if value is not None and value.op_type == "Add" and graph.values_private(value.output[0]):
-        constants = [graph.inits[n] for n in value.input if n in graph.inits]
-        computed = [n for n in value.input if n not in graph.inits]
-        if len(constants) != 1 or len(computed) != 1 or len(constants[0].dims) != 1 or not graph.private(constants[0].name):
+        operands = graphs.constant_operand(value, graph.inits.__contains__)
+        if operands is None or len(graph.inits[operands[0]].dims) != 1 or not graph.private(operands[0]):
             return None
-        bias, value = constants[0], graph.producer.get(computed[0])
+        bias, value = graph.inits[operands[0]], graph.producer.get(operands[1])
     if value is None or value.op_type != "MatMul" or not graph.values_private(value.output[0]):
         return None
     weight = graph.inits.get(value.input[1])
