@@ -79,10 +79,12 @@ def restore_optional_inputs(before: onnx.ModelProto, after: onnx.ModelProto) -> 
     return [value.name for value in restored]
 
 
-def constant_operand(node: onnx.NodeProto | None, is_constant: Callable[[str], bool]) -> tuple[str, str] | None:
-    """(constant input, computed input) of a two-input ``Add`` with exactly one constant input (a bias
-    add, when the constant is 1-D: the caller checks its shape); None for any other node."""
-    if node is None or node.op_type != "Add" or len(node.input) != 2:
+def constant_operand(node: onnx.NodeProto | None, is_constant: Callable[[str], bool],
+                     op_types: tuple[str, ...] = ("Add",)) -> tuple[str, str] | None:
+    """(constant input, computed input) of a two-input node of ``op_types`` with exactly one constant
+    input (a bias add, or a norm's scale, when the constant is 1-D: the caller checks its shape);
+    None for any other node."""
+    if node is None or node.op_type not in op_types or len(node.input) != 2:
         return None
     constants = [name for name in node.input if is_constant(name)]
     if len(constants) != 1:

@@ -195,19 +195,13 @@ def normalization_affine(graph: _Graph, activation: str, readers: int) -> list[o
         activation = node.output[0]
     if node.op_type in NORMALIZATION_AFFINE and node.output[0] == activation:
         names = [node.input[i] for i in NORMALIZATION_AFFINE[node.op_type] if i < len(node.input) and node.input[i]]
-    elif node.op_type in ("Mul", "Add") and len(node.input) == 2:
-        names = [name for name in node.input if name in graph.inits]
-        computed = [name for name in node.input if name not in graph.inits]
-        if len(names) != 1 or len(computed) != 1:
-            return None
+    elif (operands := graphs.constant_operand(node, graph.inits.__contains__, ("Mul", "Add"))) is not None:
+        names = [operands[0]]
         if node.op_type == "Add":  # x * gamma + beta: the Mul's output read by this Add only
-            scaled = graph.producer.get(computed[0])
-            if scaled is None or scaled.op_type != "Mul" or len(scaled.input) != 2 or not graph.values_private(computed[0]):
+            gamma = graphs.constant_operand(graph.producer.get(operands[1]), graph.inits.__contains__, ("Mul",))
+            if gamma is None or not graph.values_private(operands[1]):
                 return None
-            gamma = [name for name in scaled.input if name in graph.inits]
-            if len(gamma) != 1:
-                return None
-            names = gamma + names
+            names = [gamma[0]] + names
     else:
         return None
     tensors = [graph.inits.get(name) for name in names]
