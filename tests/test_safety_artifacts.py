@@ -321,12 +321,18 @@ def test_info_shows_only_well_formed_static_plan_records(artifact_copy, capsys):
     hostile = [{"step": "quantize", "settings": {"outlier_split": ["not", "a", "dict"], "attention": "[red]x[/]"}},
                {"step": "quantize", "settings": {"outlier_split": {"split": {"a/MatMul": {"channels": [1, 2]}, "b": "junk"}},
                                                  "attention": "float"}},
+               {"step": "quantize", "settings": {"attention": "int8", "attention_check": ["junk"]}},
+               {"step": "quantize", "settings": {"attention": "int8", "attention_check": {"int8": {"min_cosine": "[red]y[/]"},
+                                                                                          "target_min_cosine": 0.99}}},
+               {"step": "quantize", "settings": {"attention": "int8", "attention_check": {"int8": {"min_cosine": 0.5},
+                                                                                          "target_min_cosine": 0.99}}},
                {"step": "quantize", "settings": "not a dict"}]
     _edit_manifest(artifact_copy, lambda d: d["steps"].extend(hostile))
     assert main(["info", str(artifact_copy)]) == 0
     out = capsys.readouterr().out
     assert "2 outlier channel(s) of 1 FFN down-projection(s)" in out and "a/MatMul: channels [1, 2]" in out
     assert "attention inputs float" in out and "[red]" not in out and "junk" not in out
+    assert out.count("attention inputs int8") == 3 and out.count("worst calibration sample reached 0.50000, target 0.99") == 1
 
 
 @pytest.mark.parametrize("message, expected", [

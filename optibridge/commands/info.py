@@ -83,4 +83,10 @@ def _print_static_plan(console: Any, step: str, settings: dict[str, Any]) -> Non
         console.print(f"{step}: {channels} outlier channel(s) of {len(rows)} FFN down-projection(s) computed by a float side path"
                       + "".join(f"\n  {node}: channels {c}" for node, c in rows), markup=False, highlight=False)
     if settings.get("attention") in ("float", "int8"):
-        console.print(f"{step}: attention inputs {settings['attention']}", markup=False, highlight=False)
+        found = settings.get("attention_check")
+        check: dict[str, Any] = found if isinstance(found, dict) else {}
+        int8: dict[str, Any] = check["int8"] if isinstance(check.get("int8"), dict) else {}
+        worst, target = int8.get("min_cosine"), check.get("target_min_cosine")
+        checked = (f" (with int8 Q/K the worst calibration sample reached {worst:.5f}, target {target})"
+                   if isinstance(worst, float) and isinstance(target, float) else "")
+        console.print(f"{step}: attention inputs {settings['attention']}{checked}", markup=False, highlight=False)

@@ -112,7 +112,8 @@ def quantize(
     --backend openvino (`pip install 'optibridge[openvino-quant]'`) quantizes with NNCF and writes
     OpenVINO IR: static (int8, NNCF's transformer rules; every MatMul quantized, the few outlier
     channels of the FFN down-projections' inputs computed by a float side path, SmoothQuant alpha
-    0.5 on the rest, attention kept float with --inference-precision bf16; then the FFN
+    0.5 on the rest; with --inference-precision bf16 the attention stays int8 only if the calibration
+    samples reach --min-cosine, else it is kept float; then the FFN
     down-projections that the calibration samples show to be harmful put back in float until
     --min-cosine is met; --keep-ffn-down keeps them all in float), int8-weights and int4-weights
     (weight-only, for decoder LMs; int4 in groups of --block-size), and f16-weights (weights stored

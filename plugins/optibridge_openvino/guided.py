@@ -82,12 +82,13 @@ def _summary(cosines: np.ndarray) -> dict[str, float]:
 
 
 def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Scorer, target: float,
-                            hint: str = "") -> tuple[Any, dict[str, Any]]:
+                            hint: str = "", scored: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
     """Bypass the quantization of ``candidates`` one by one, most harmful first, until the worst sample
     reaches ``target``; the model and a record (what stayed in float, the validation figures). ``hint``
-    is added to the error when the target is out of reach (why it may be, on this machine)."""
+    is added to the error when the target is out of reach (why it may be, on this machine); ``scored``
+    is ``score(quantized)`` when the caller has it already."""
     record: dict[str, Any] = {"target_min_cosine": target, "candidates": len(candidates), "kept_in_float": []}
-    all_int8 = score(quantized)
+    all_int8 = score(quantized) if scored is None else scored
     record["all_quantized"] = _summary(all_int8)
     if all_int8.min() >= target:
         record["validation"] = record["all_quantized"]

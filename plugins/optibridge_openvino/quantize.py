@@ -12,9 +12,9 @@ Static int8 on all-MiniLM-L6-v2 (mean-pooled embedding cosine to float32, 16 hel
 
 The default since then (``exclude_ffn_down`` unset) plans by role (:func:`_by_role`): outlier
 channels of the FFN down-projections computed by a float side path (:mod:`.outliers`), those
-projections quantized without SmoothQuant and the rest with it, the attention's inputs in float
-when the graph runs in bf16/f16; then the calibration samples decide which FFN down-projections,
-if any, go back to float (:mod:`.guided`). On all-MiniLM-L6-v2 with 40 natural sentences that is 5 of 6
+projections quantized without SmoothQuant and the rest with it; when the graph runs in bf16/f16
+the calibration samples decide whether the attention stays int8 (:func:`_attention_by_validation`),
+then which FFN down-projections, if any, go back to float (:mod:`.guided`). On all-MiniLM-L6-v2 with 40 natural sentences that is 5 of 6
 down-projections int8 (before: 2) with min cosine 0.988 on the 60 evaluation sentences (docs/precision.md).
 ``exclude_ffn_down=True`` keeps them all in float, ``False`` quantizes them all (one plain NNCF run).
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -115,10 +115,48 @@ def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mappi
     if not guided:  # the fixed choices: one NNCF run over the graph as it is
         quantized = _nncf_quantize(nncf, model, dataset, len(feeds), list(ignored.names), list(ignored.types), alpha, seven_bit)
         return quantized, settings, notes
+    from .guided import DEFAULT_MIN_COSINE, MAX_VALIDATION_SAMPLES, cosine_scorer
+
     split = config.split_outliers is not False
-    quantized = _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, precision, seven_bit, split, settings, notes)
-    quantized, settings["guided"] = _guided(model, quantized, config, feeds, precision, seven_bit, notes)
+    target = config.min_cosine or DEFAULT_MIN_COSINE
+    validation = feeds[:MAX_VALIDATION_SAMPLES]
+    score = cosine_scorer(model, validation, precision)
+
+    def plan(float_attention: bool) -> Any:
+        return _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, float_attention, seven_bit, split, settings, notes)
+
+    quantized, scored = plan(float_attention=False), None
+    if precision in ("bf16", "f16"):
+        quantized, scored = _attention_by_validation(quantized, lambda: plan(float_attention=True), score, target, precision,
+                                                     settings, notes)
+    else:
+        settings["attention"] = "int8"  # under f32 float attention costs ~5 % and buys nothing measurable
+    quantized, settings["guided"] = _guided(model, quantized, score, scored, target, len(validation), precision, seven_bit, notes)
     return quantized, settings, notes
+
+
+def _attention_by_validation(quantized: Any, float_attention: Callable[[], Any], score: Callable[[Any], np.ndarray],
+                             target: float, precision: str, settings: dict[str, Any], notes: list[str]) -> tuple[Any, np.ndarray | None]:
+    """int8 attention under a bf16/f16 kernel if the calibration samples stay at ``target``; else the plan
+    redone with the attention's inputs in float. Returns the model and its validation cosines when known.
+
+    Why measured: on an AMX Xeon int8 Q/K under OpenVINO's bf16 attention put all-MiniLM-L6-v2's worst
+    calibration sentence at cosine 0.93 (0.998 in f32), and float attention was the faster there too; on a
+    Zen 5 EPYC (AVX-512 BF16, no AMX) the same samples stay at 0.990 and int8 attention is ~4 % faster at
+    batch 8 (docs/precision.md, 2026-12-03).
+    """
+    int8 = score(quantized)
+    summary = {"min_cosine": round(float(int8.min()), 5), "mean_cosine": round(float(int8.mean()), 5)}
+    settings["attention_check"] = {"int8": summary, "target_min_cosine": target}
+    if int8.min() >= target:
+        settings["attention"] = "int8"
+        notes.append(f"attention in int8 under {precision}: the calibration samples stay at min cosine {summary['min_cosine']} "
+                     f"(target {target})")
+        return quantized, int8
+    settings["attention"] = "float"
+    notes.append(f"attention inputs kept in float under {precision}: with int8 Q/K the worst calibration sample fell to "
+                 f"{summary['min_cosine']} (target {target})")
+    return float_attention(), None
 
 
 def _seven_bit_reason(config: QuantizationConfig) -> str:
@@ -144,53 +182,46 @@ def _nncf_quantize(nncf: Any, model: Any, dataset: Any, subset: int, ignored_nam
 
 
 def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.ndarray]], ignored: Any, alpha: float,
-             precision: str | None, seven_bit: bool, split: bool, settings: dict[str, Any], notes: list[str]) -> Any:
+             float_attention: bool, seven_bit: bool, split: bool, settings: dict[str, Any], notes: list[str]) -> Any:
     """The default static plan (measured on all-MiniLM-L6-v2 and BERT-base, docs/precision.md): outlier
     channels of the FFN down-projections to a float side path (:mod:`.outliers`); the attention's own
-    inputs in float when the graph will run in bf16/f16; the FFN down-projections quantized without
-    SmoothQuant, then the rest with it (``split`` False: nothing split, SmoothQuant on every
-    projection). ``work`` is rewritten in place."""
+    inputs in float if ``float_attention``; the FFN down-projections quantized without SmoothQuant, then
+    the rest with it (``split`` False: nothing split, SmoothQuant on every projection). ``work`` is
+    rewritten in place."""
     from .outliers import split_outlier_channels
 
-    side, settings["outlier_split"] = split_outlier_channels(work, feeds) if split else ([], {"split": {}, "off": "--no-split-outliers"})
-    if settings["outlier_split"]["split"]:
-        channels = sum(len(s["channels"]) for s in settings["outlier_split"]["split"].values())
-        notes.append(f"{channels} outlier channel(s) of {len(settings['outlier_split']['split'])} FFN down-projection(s) "
+    side, split_record = split_outlier_channels(work, feeds) if split else ([], {"split": {}, "off": "--no-split-outliers"})
+    if split_record["split"] and "outlier_split" not in settings:  # a second plan (float attention) splits the same channels
+        channels = sum(len(s["channels"]) for s in split_record["split"].values())
+        notes.append(f"{channels} outlier channel(s) of {len(split_record['split'])} FFN down-projection(s) "
                      "computed by a float side path (the int8 range then fits the other channels)")
-    # int8 Q/K under a bf16 attention kernel is what put MiniLM's worst long sentence at cosine 0.93 (0.998
-    # under f32); float attention costs ~1.5 % in bf16 but ~5 % in f32, so it follows the precision.
-    attention = attention_nodes(work) if precision in ("bf16", "f16") else []
+    settings["outlier_split"] = split_record
+    attention = attention_nodes(work) if float_attention else []
     keep_float = list(ignored.names) + side + attention
-    settings["attention"] = "float" if attention else "int8"
-    if attention:
-        notes.append(f"attention inputs kept in float ({len(attention)} node(s)): int8 Q/K under {precision} "
-                     "attention is what sets the worst long-input samples")
     plain = set(ffn_down_projections(work)) - set(keep_float)
     if alpha <= 0 or not plain or not split:
         return _nncf_quantize(nncf, work, dataset, len(feeds), keep_float, list(ignored.types), alpha, seven_bit)
     others = [op.get_friendly_name() for op in work.get_ordered_ops() if op.get_friendly_name() not in plain]
     first = _nncf_quantize(nncf, work, dataset, len(feeds), keep_float + others, list(ignored.types), -1.0, seven_bit)
+    if "smooth_quant_skipped" not in settings:
+        notes.append(f"{len(plain)} FFN down-projection(s) quantized without SmoothQuant (their outliers are split off; "
+                     f"its scales would only move error into their weights), the rest with alpha {alpha}")
     settings["smooth_quant_skipped"] = len(plain)
-    notes.append(f"{len(plain)} FFN down-projection(s) quantized without SmoothQuant (their outliers are split off; "
-                 f"its scales would only move error into their weights), the rest with alpha {alpha}")
     return _nncf_quantize(nncf, first, dataset, len(feeds), keep_float + sorted(plain), list(ignored.types), alpha, seven_bit)
 
 
-def _guided(model: Any, quantized: Any, config: QuantizationConfig, feeds: list[Mapping[str, np.ndarray]],
-            precision: str | None, seven_bit: bool, notes: list[str]) -> tuple[Any, dict[str, Any]]:
-    from .guided import DEFAULT_MIN_COSINE, MAX_VALIDATION_SAMPLES, cosine_scorer, keep_sensitive_in_float
+def _guided(model: Any, quantized: Any, score: Callable[[Any], np.ndarray], scored: np.ndarray | None, target: float,
+            samples: int, precision: str | None, seven_bit: bool, notes: list[str]) -> tuple[Any, dict[str, Any]]:
+    from .guided import keep_sensitive_in_float
 
-    target = config.min_cosine or DEFAULT_MIN_COSINE
-    validation = feeds[:MAX_VALIDATION_SAMPLES]
-    score = cosine_scorer(model, validation, precision)
     hint = (" (the weights are 7-bit here, against int8 saturation on a CPU without VNNI: on all-MiniLM-L6-v2 that "
             "alone puts the worst sample near 0.98, docs/precision.md)") if seven_bit else ""
-    quantized, record = keep_sensitive_in_float(quantized, ffn_down_projections(model), score, target, hint)
-    record["validation_samples"] = len(validation)
+    quantized, record = keep_sensitive_in_float(quantized, ffn_down_projections(model), score, target, hint, scored)
+    record["validation_samples"] = samples
     record["inference_precision"] = precision or "f32"
     kept = record["kept_in_float"]
     notes.append(f"{len(kept)} of {record['candidates']} FFN down-projection MatMul(s) kept in float to reach min cosine "
-                 f"{target} on {len(validation)} calibration sample(s): worst {record['validation']['min_cosine']}, "
+                 f"{target} on {samples} calibration sample(s): worst {record['validation']['min_cosine']}, "
                  f"mean {record['validation']['mean_cosine']} (all quantized: {record['all_quantized']['min_cosine']})")
     return quantized, record
 
