@@ -162,7 +162,9 @@ def test_under_bf16_the_attention_goes_float_when_int8_misses_the_target(bert, t
     assert attention and not any(_fake_quantized_inputs(graph, attention).values())
     notes = result.report["graphs"]["model"]["notes"]
     assert any("attention inputs kept in float under bf16" in note for note in notes)
-    assert sum("outlier channel(s)" in note for note in notes) == 1  # the second plan does not repeat the first's notes
+    # the second plan does not repeat the first's notes
+    assert sum("outlier channel(s)" in note for note in notes) == 1
+    assert sum("quantized without SmoothQuant" in note for note in notes) == 1
 
 
 def test_the_attention_check_keeps_int8_only_at_the_target():

@@ -122,12 +122,13 @@ def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mappi
     validation = feeds[:MAX_VALIDATION_SAMPLES]
     score = cosine_scorer(model, validation, precision)
 
-    def plan(float_attention: bool) -> Any:
-        return _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, float_attention, seven_bit, split, settings, notes)
+    def plan(float_attention: bool, plan_notes: list[str]) -> Any:
+        return _by_role(nncf, model.clone(), dataset, feeds, ignored, alpha, float_attention, seven_bit, split, settings, plan_notes)
 
-    quantized, scored = plan(float_attention=False), None
+    quantized, scored = plan(False, notes), None
     if precision in ("bf16", "f16"):
-        quantized, scored = _attention_by_validation(quantized, lambda: plan(float_attention=True), score, target, precision,
+        # A second plan (float attention) splits the same channels and skips the same SmoothQuant: its notes would repeat.
+        quantized, scored = _attention_by_validation(quantized, lambda: plan(True, []), score, target, precision,
                                                      settings, notes)
     else:
         settings["attention"] = "int8"  # under f32 float attention costs ~5 % and buys nothing measurable
@@ -191,7 +192,7 @@ def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.nda
     from .outliers import split_outlier_channels
 
     side, split_record = split_outlier_channels(work, feeds) if split else ([], {"split": {}, "off": "--no-split-outliers"})
-    if split_record["split"] and "outlier_split" not in settings:  # a second plan (float attention) splits the same channels
+    if split_record["split"]:
         channels = sum(len(s["channels"]) for s in split_record["split"].values())
         notes.append(f"{channels} outlier channel(s) of {len(split_record['split'])} FFN down-projection(s) "
                      "computed by a float side path (the int8 range then fits the other channels)")
@@ -203,9 +204,8 @@ def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.nda
         return _nncf_quantize(nncf, work, dataset, len(feeds), keep_float, list(ignored.types), alpha, seven_bit)
     others = [op.get_friendly_name() for op in work.get_ordered_ops() if op.get_friendly_name() not in plain]
     first = _nncf_quantize(nncf, work, dataset, len(feeds), keep_float + others, list(ignored.types), -1.0, seven_bit)
-    if "smooth_quant_skipped" not in settings:
-        notes.append(f"{len(plain)} FFN down-projection(s) quantized without SmoothQuant (their outliers are split off; "
-                     f"its scales would only move error into their weights), the rest with alpha {alpha}")
+    notes.append(f"{len(plain)} FFN down-projection(s) quantized without SmoothQuant (their outliers are split off; "
+                 f"its scales would only move error into their weights), the rest with alpha {alpha}")
     settings["smooth_quant_skipped"] = len(plain)
     return _nncf_quantize(nncf, first, dataset, len(feeds), keep_float + sorted(plain), list(ignored.types), alpha, seven_bit)
 
