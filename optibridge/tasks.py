@@ -135,15 +135,28 @@ TASK_ALIASES: dict[str, str] = {
 }
 
 
+WITH_PAST = "-with-past"
+"""optimum-cli's suffix for "export with the KV cache" (``text-generation-with-past``); optibridge's
+generative exports carry the cache unless ``--no-cache`` says otherwise, so the suffix names the default."""
+
+
 def get_task(name: str) -> Task:
-    """Look a task up by name or alias; the error lists every supported name."""
-    key = TASK_ALIASES.get(name, name)
+    """Look a task up by name or alias (optimum-cli's ``...-with-past`` names included); the error lists
+    every supported name."""
+    base = name[: -len(WITH_PAST)] if name.endswith(WITH_PAST) else name
+    key = TASK_ALIASES.get(base, base)
     try:
-        return TASKS[key]
+        task = TASKS[key]
     except KeyError:
         raise UnsupportedModelError(
             f"unknown task {name!r}; supported tasks: {', '.join(TASKS)}"
         ) from None
+    if base != name and task.kind == "encoder":
+        raise UnsupportedModelError(
+            f"task {name!r}: {WITH_PAST!r} applies to generative tasks (a KV cache); {task.name!r} has none, "
+            f"use --task {task.name}"
+        )
+    return task
 
 
 def infer_task(architectures: list[str] | None, model_type: str, supported: tuple[str, ...]) -> Task:

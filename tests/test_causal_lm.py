@@ -142,6 +142,15 @@ def test_task_is_inferred_for_a_causal_lm_and_the_cli_exports_it(tiny_generative
     assert "logits (next step, with cache)" in out
 
 
+def test_optimum_cli_with_past_task_names_export_the_cached_decoder(tiny_generative, tmp_path, capsys):
+    from optibridge.artifact import Artifact
+    from optibridge.cli import main
+
+    assert main(["export", "--model", str(tiny_generative("gpt2")), "--task", "text-generation-with-past", str(tmp_path / "out")]) == 0
+    meta = Artifact.load(tmp_path / "out").metadata
+    assert meta.task == "text-generation" and meta.extra["use_cache"] is True and "past_key_values.0.key" in meta.input_names
+
+
 def test_torchscript_is_refused_for_encoder_decoder_models(tiny_generative, tmp_path):
     from optibridge import export
     from optibridge.errors import OptibridgeError
@@ -159,6 +168,34 @@ def test_bad_inputs_are_clear_errors(exported_generative):
         model(input_ids=torch.rand(1, 3))
     with pytest.raises(InputError, match="attention_mask has shape \\(1, 2\\); expected"):
         model(input_ids=torch.ones(1, 3, dtype=torch.long), attention_mask=torch.ones(1, 2, dtype=torch.long))
+
+
+def test_token_type_ids_gpt2_would_use_are_refused_not_dropped(tiny_generative, exported_generative):
+    # GPT-2 adds token_type_ids through its token embedding (zeros too); the graph has no such input, so
+    # dropping them would return other logits than PyTorch's.
+    tok, reference = _load(tiny_generative("gpt2"))
+    model = OBModelForCausalLM.from_pretrained(exported_generative("gpt2").path)
+    batch = tok(PROMPTS[:1], return_tensors="pt")
+    types = torch.zeros_like(batch["input_ids"])
+    with torch.no_grad():
+        assert not torch.allclose(reference(**batch, token_type_ids=types).logits, reference(**batch).logits, atol=1e-3)
+    for given in (types, types + 1):
+        with pytest.raises(InputError, match="GPT2LMHeadModel adds them to its input embeddings"):
+            model(**batch, token_type_ids=given)
+        with pytest.raises(InputError, match="leave them out"):
+            model.generate(**batch, token_type_ids=given, max_new_tokens=2)
+    torch.testing.assert_close(model(**batch).logits, reference(**batch).logits, atol=1e-4, rtol=0)
+
+
+def test_token_type_ids_pytorch_ignores_are_ignored_here_too(tiny_generative, exported_generative):
+    tok, reference = _load(tiny_generative("llama"))  # LlamaForCausalLM.forward has no token_type_ids
+    model = OBModelForCausalLM.from_pretrained(exported_generative("llama").path)
+    batch = tok(PROMPTS[:1], return_tensors="pt")
+    types = torch.ones_like(batch["input_ids"])
+    with torch.no_grad():
+        want = reference(**batch, token_type_ids=types).logits
+    assert torch.equal(want, reference(**batch).logits)
+    torch.testing.assert_close(model(**batch, token_type_ids=types).logits, want, atol=1e-4, rtol=0)
 
 
 def test_cli_no_cache_exports_a_decoder_without_past_inputs(tiny_generative, tmp_path, capsys):

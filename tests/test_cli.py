@@ -54,9 +54,13 @@ def test_validation_above_atol_exits_non_zero_and_writes_nothing(tmp_path, minil
         (["export", "--model", "{tmp}/missing", "{tmp}/out"], "does not exist"),
         (["export", "--model", "{tmp}", "{tmp}/out"], "has no config.json"),
         (["export", "--model", "{tmp}", "--task", "video-generation", "{tmp}/out"], "unknown task 'video-generation'; supported tasks:"),
+        (["export", "--model", "{tmp}", "--task", "feature-extraction-with-past", "{tmp}/out"],
+         "'-with-past' applies to generative tasks (a KV cache); 'feature-extraction' has none, use --task feature-extraction"),
+        (["export", "--model", "{tmp}", "--task", "text-generation-with-past", "--no-cache", "{tmp}/out"],
+         "--task text-generation-with-past asks for the KV cache and --no-cache for none: drop one of them"),
         (["info", "{tmp}"], "has no optibridge.json"),
     ],
-    ids=["missing-path", "no-config", "unknown-task", "not-an-artifact"],
+    ids=["missing-path", "no-config", "unknown-task", "with-past-encoder", "with-past-no-cache", "not-an-artifact"],
 )
 def test_errors_are_one_readable_line_without_traceback(tmp_path, capsys, args, message):
     code, out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in args])

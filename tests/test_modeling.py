@@ -182,6 +182,34 @@ def test_the_deberta_tokenizers_token_type_ids_are_accepted_though_the_graph_has
     torch.testing.assert_close(model(**inputs).logits, _pt(path, "text-classification")(**inputs).logits, atol=1e-4, rtol=0)
 
 
+def test_roberta_token_type_ids_are_dropped_only_where_pytorch_computes_the_same(exported, tiny_model):
+    # RoBERTa's type table has one row: zeros are what the graph embeds, anything else PyTorch refuses.
+    path = tiny_model("roberta", "text-classification")
+    model = OBModelForSequenceClassification.from_pretrained(exported("roberta", "text-classification").path)
+    assert "token_type_ids" not in model.artifact.metadata.input_names
+    inputs = AutoTokenizer.from_pretrained(path)(SENTENCES, padding=True, return_tensors="pt")
+    types = torch.zeros_like(inputs["input_ids"])
+    torch.testing.assert_close(model(**inputs, token_type_ids=types).logits, _pt(path, "text-classification")(**inputs).logits,
+                               atol=1e-4, rtol=0)
+    types[0, 1] = 1
+    with pytest.raises(InputError, match="token_type_ids hold non-zero values.*type_vocab_size = 1.*pass zeros or leave them out"):
+        model(**inputs, token_type_ids=types)
+
+
+def test_token_types_without_a_type_table_follow_the_pytorch_class():
+    from transformers import BertConfig, GPT2Config
+
+    from optibridge.modeling.inputs import check_dropped_token_types
+
+    ones = np.ones((1, 3), np.int64)
+    check_dropped_token_types(ones, BertConfig(type_vocab_size=0))  # deberta-v3 style: PyTorch ignores them
+    check_dropped_token_types(None, GPT2Config(architectures=["GPT2LMHeadModel"]))
+    with pytest.raises(InputError, match="GPT2LMHeadModel adds them"):
+        check_dropped_token_types(np.zeros((1, 3), np.int64), GPT2Config(architectures=["GPT2LMHeadModel"]))
+    with pytest.raises(InputError, match="cannot be told from config.architectures"):
+        check_dropped_token_types(ones, GPT2Config(architectures=["NoSuchModel"]))
+
+
 @pytest.fixture(scope="module")
 def model(exported):
     return OBModelForSequenceClassification.from_pretrained(exported("bert", "text-classification").path)

@@ -14,7 +14,7 @@ from ..console import console
 def export(
     output_dir: Path = typer.Argument(..., help="Artifact folder to write (created; replaced only if it is an artifact)."),
     model: str = typer.Option(..., "--model", "-m", help="Local transformers model folder, diffusers pipeline folder, or Hugging Face Hub id."),
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Task to export; inferred from config.architectures when omitted."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Task to export; inferred from config.architectures when omitted. optimum-cli names work too (text-generation-with-past = text-generation: the KV cache is the default)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default: the exporter's own, 17-20)."),
     atol: float = typer.Option(1e-4, "--atol", help="Largest absolute difference to PyTorch allowed on any output."),
     exporter: str = typer.Option("auto", "--exporter", help="auto | torchscript | dynamo. auto = torchscript while torch ships it."),
@@ -57,12 +57,15 @@ def export(
     """
     from ..diffusion.families import is_pipeline_folder, normalize_task
     from ..exporter import export as run_export
-    from ..tasks import get_task
+    from ..errors import ConfigError
+    from ..tasks import WITH_PAST, get_task
 
     from ..exporter.core import check_opset
 
     if task is not None:  # fail on a typo before loading anything
         normalize_task(task) if is_pipeline_folder(model) else get_task(task)
+        if task.endswith(WITH_PAST) and not use_cache:
+            raise ConfigError(f"--task {task} asks for the KV cache and --no-cache for none: drop one of them")
     check_opset(opset)
     with console.status("starting") as status:
         result = run_export(

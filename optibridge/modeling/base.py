@@ -21,7 +21,7 @@ from ..saturation import warn_if_int8_may_saturate
 from ..staging import pid_prefix
 from ..tasks import TASKS, Task
 from .guards import InputLimits, check_interface, guard
-from .inputs import prepare_inputs, prepare_torch_inputs
+from .inputs import check_dropped_token_types, prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
 
 if TYPE_CHECKING:
@@ -327,6 +327,8 @@ class OBModel(PreTrainedModel):
             warnings.warn(f"{', '.join(targets)} ignored: exported models compute outputs only, no loss "
                           "(compute it from the logits)", UserWarning, stacklevel=2)
         kwargs.pop("use_cache", None)
+        if "token_type_ids" not in names:
+            check_dropped_token_types(kwargs.pop("token_type_ids", None), self.config)
         result = self._forward_on_device(kwargs)
         if result is None:
             feed, as_torch = prepare_inputs(self.artifact.metadata.inputs, kwargs)

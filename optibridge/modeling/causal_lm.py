@@ -15,7 +15,7 @@ from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, past_length, t
 from ..backend import LOGITS_TO_KEEP, is_stateful, takes_optional_input, torch_runner
 from .base import OBModel, register_task_class
 from .generation import GenerativeModel
-from .inputs import to_numpy
+from .inputs import check_dropped_token_types, to_numpy
 from .native_generate import DecoderLayout, NativeGenerationMixin, emittable
 from .stateful import stateful_step
 
@@ -84,6 +84,8 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
     def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
         """generate(): image inputs get optibridge's reason before transformers' "not used by the model"."""
         refuse_image_inputs(self.artifact.metadata.extra, model_kwargs)
+        # decoder graphs never take them: where PyTorch would use them, say so before transformers calls them "not used"
+        check_dropped_token_types(model_kwargs.get("token_type_ids"), self.config)
         super()._validate_model_kwargs(model_kwargs)  # type: ignore[misc]  # transformers types self as its own GenerationMixin host
 
     def _set_use_cache(self, use_cache: bool) -> None:
@@ -116,6 +118,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
             if kwargs.get(name) is not None:
                 raise InputError(f"{name} is not supported by exported models; pass input_ids")
         refuse_image_inputs(self.artifact.metadata.extra, kwargs)
+        check_dropped_token_types(kwargs.pop("token_type_ids", None), self.config)
         if input_ids is None:
             raise InputError("missing required input 'input_ids' (int64, shape (batch_size, sequence_length))")
         run_torch = torch_runner(self.session)

@@ -15,7 +15,8 @@ DEFAULTS = {
     "token_type_ids": lambda like: np.zeros_like(like, dtype=np.int64),
 }
 # Inputs a tokenizer may return that the graph legitimately does not take (e.g. deberta-v2 with
-# type_vocab_size=0 or roberta-family tokenizers asked for them): PyTorch ignores them too.
+# type_vocab_size=0 or roberta-family tokenizers asked for them), dropped once
+# :func:`check_dropped_token_types` has shown that PyTorch computes the same without them.
 DROPPABLE = frozenset({"token_type_ids"})
 
 
@@ -146,3 +147,51 @@ def prepare_torch_inputs(specs: Sequence[TensorSpec], given: Mapping[str, Any]) 
         else:
             feed[name] = torch.from_numpy(np.ascontiguousarray(array))
     return feed
+
+
+def _forward_names_token_types(config: Any) -> bool | None:
+    """Whether the PyTorch class the model was saved from takes ``token_type_ids`` (None: unknown class)."""
+    import inspect
+
+    import transformers
+
+    names = [a for a in (getattr(config, "architectures", None) or []) if isinstance(a, str)]
+    cls = getattr(transformers, names[0], None) if names and names[0].isidentifier() else None
+    if cls is None or not callable(getattr(cls, "forward", None)):
+        return None
+    return "token_type_ids" in inspect.signature(cls.forward).parameters
+
+
+def check_dropped_token_types(value: Any, config: Any) -> None:
+    """``token_type_ids`` given to a graph that does not take them are dropped; refuse them where PyTorch
+    would not compute the same without them, instead of returning a different answer.
+
+    - ``type_vocab_size`` 0 (deberta-v3): PyTorch ignores them too.
+    - ``type_vocab_size`` >= 1 (roberta has 1): the graph embeds type 0 everywhere, so all zeros are
+      what PyTorch computes; any other value is not (PyTorch reads another row, or raises for roberta).
+    - no type table (GPT-2, Llama, ...): harmless only if the PyTorch class does not take them at all
+      (Llama); GPT-2 adds them through its token embedding, so it would differ even for zeros.
+    """
+    if value is None:
+        return
+    types = getattr(config, "type_vocab_size", None)
+    if isinstance(types, int) and not isinstance(types, bool):
+        if types == 0:
+            return
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if array.size == 0 or not array.any():
+            return
+        raise InputError(
+            f"token_type_ids hold non-zero values, but this model's graph was exported without them (it uses type 0 "
+            f"everywhere; config.type_vocab_size = {types}); pass zeros or leave them out"
+        )
+    takes = _forward_names_token_types(config)
+    if takes is False:
+        return
+    arch = (getattr(config, "architectures", None) or ["this model"])[0]
+    reason = (f"{arch} adds them to its input embeddings in PyTorch" if takes
+              else "whether PyTorch would use them cannot be told from config.architectures")
+    raise InputError(
+        f"token_type_ids given, but the exported graph does not take them and {reason}, so the result would "
+        "differ from PyTorch's; leave them out (the output then matches PyTorch called without them)"
+    )
