@@ -168,6 +168,16 @@ def test_bad_inputs_are_clear_errors(exported_generative):
         model(input_ids=torch.rand(1, 3))
     with pytest.raises(InputError, match="attention_mask has shape \\(1, 2\\); expected"):
         model(input_ids=torch.ones(1, 3, dtype=torch.long), attention_mask=torch.ones(1, 2, dtype=torch.long))
+    ids = torch.ones(1, 3, dtype=torch.long)
+    # The graph computes neither: an error, not an output without them (generate() used to return tuples of None).
+    for asked in ("output_attentions", "output_hidden_states"):
+        with pytest.raises(InputError, match=f"{asked} is not supported by exported models"):
+            model(input_ids=ids, **{asked: True})
+        with pytest.raises(InputError, match=f"{asked} is not supported by exported models"):
+            model.generate(ids, max_new_tokens=2, return_dict_in_generate=True, **{asked: True})
+    with pytest.raises(InputError, match="head_mask is not supported"):
+        model(input_ids=ids, head_mask=torch.ones(2, 2))
+    assert model(input_ids=ids, output_attentions=False, output_hidden_states=None).logits.shape[:2] == (1, 3)
 
 
 def test_token_type_ids_gpt2_would_use_are_refused_not_dropped(tiny_generative, exported_generative):

@@ -68,3 +68,6 @@ def test_forward_returns_seq2seq_output_with_both_caches(tiny_generative, export
     assert out.past_key_values.cross_attention_cache.get_seq_length() == inputs["input_ids"].shape[1]
     with pytest.raises(InputError, match="missing required input 'decoder_input_ids'"):
         model(**inputs)
+    for asked in ("output_attentions", "output_hidden_states"):  # not silently left out of the output
+        with pytest.raises(InputError, match=f"{asked} is not supported by exported models"):
+            model(**inputs, decoder_input_ids=start, **{asked: True})

@@ -35,6 +35,19 @@ ModelT = TypeVar("ModelT", bound="OBModel")
 UNSUPPORTED_WHEN_SET = (
     "position_ids", "head_mask", "inputs_embeds", "output_attentions", "output_hidden_states", "interpolate_pos_encoding",
 )
+# What the generative classes refuse the same way (their graphs take position_ids themselves).
+DECODER_UNSUPPORTED_WHEN_SET = ("head_mask", "decoder_head_mask", "cross_attn_head_mask", "output_attentions", "output_hidden_states")
+
+
+def refuse_when_set(kwargs: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Pop ``names`` from ``kwargs``; one that is set (not None or False) is an :class:`InputError`: the
+    graph computes none of it, and leaving it out silently would hand back less than was asked for."""
+    for name in names:
+        value = kwargs.pop(name, None)
+        if value is not None and value is not False:  # never `in (None, False)`: a tensor has no truth value
+            raise InputError(f"{name} is not supported by exported models (inference outputs only); leave it unset")
+
+
 # Training targets change no output: an evaluation loop's model(**batch) runs, without a loss (as Optimum's classes).
 TARGETS = ("labels", "start_positions", "end_positions")
 GENERATION_CONFIG = "generation_config.json"
@@ -317,10 +330,7 @@ class OBModel(PreTrainedModel):
             kwargs[name] = value
         if (self.artifact.metadata.extra.get("image_size") or {}).get("interpolate_pos_encoding"):
             kwargs.pop("interpolate_pos_encoding", None)  # what the graph does at every size
-        for name in UNSUPPORTED_WHEN_SET:
-            value = kwargs.pop(name, None)
-            if value is not None and value is not False:  # never `in (None, False)`: a tensor has no truth value
-                raise InputError(f"{name} is not supported by exported models (inference outputs only); leave it unset")
+        refuse_when_set(kwargs, UNSUPPORTED_WHEN_SET)
         targets = [name for name in TARGETS if kwargs.pop(name, None) is not None]
         if targets and not getattr(self, "_warned_targets", False):
             self._warned_targets = True

@@ -13,7 +13,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from ..errors import InputError
 from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, past_length, take_cache
 from ..backend import LOGITS_TO_KEEP, is_stateful, takes_optional_input, torch_runner
-from .base import OBModel, register_task_class
+from .base import DECODER_UNSUPPORTED_WHEN_SET, OBModel, refuse_when_set, register_task_class
 from .generation import GenerativeModel
 from .inputs import check_dropped_token_types, to_numpy
 from .native_generate import DecoderLayout, NativeGenerationMixin, emittable
@@ -118,6 +118,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
             if kwargs.get(name) is not None:
                 raise InputError(f"{name} is not supported by exported models; pass input_ids")
         refuse_image_inputs(self.artifact.metadata.extra, kwargs)
+        refuse_when_set(kwargs, DECODER_UNSUPPORTED_WHEN_SET)
         check_dropped_token_types(kwargs.pop("token_type_ids", None), self.config)
         if input_ids is None:
             raise InputError("missing required input 'input_ids' (int64, shape (batch_size, sequence_length))")

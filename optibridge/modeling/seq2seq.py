@@ -17,7 +17,7 @@ from ..backend import torch_runner
 from ..errors import InputError
 from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, take_cache
 from ..optimum_folders import USE_CACHE_BRANCH, merged_decoder_feed
-from .base import OBModel, register_task_class
+from .base import DECODER_UNSUPPORTED_WHEN_SET, OBModel, refuse_when_set, register_task_class
 from .generation import GenerativeModel
 from .inputs import prepare_inputs, prepare_torch_inputs, to_numpy
 
@@ -100,6 +100,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         The cache comes as ``cache=`` or ``past_key_values=`` (see ``OBModelForCausalLM.forward``)."""
         if kwargs.get("labels") is not None:
             raise InputError("labels are not supported by exported models (inference only)")
+        refuse_when_set(kwargs, DECODER_UNSUPPORTED_WHEN_SET)
         if encoder_outputs is None:
             encoder_outputs = self._encoder(input_ids=input_ids, attention_mask=attention_mask, input_features=input_features,
                                             pixel_values=pixel_values)
