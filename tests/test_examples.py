@@ -68,3 +68,13 @@ def test_openvino_f16_weights_example_halves_the_ir_and_keeps_pytorchs_tokens():
     if importlib.util.find_spec("openvino_genai") is not None:  # two pipelines in one process, once a crash (eos past the vocabulary)
         assert "(loop: openvino-genai)" in done.stdout
     assert len([line for line in done.stdout.splitlines() if "x PyTorch" in line]) == 3
+
+
+def test_semantic_search_example_agrees_with_sentence_transformers():
+    done = run_example("semantic_search.py")
+    assert done.returncode == 0, done.stderr[-2000:]
+    verdicts = [line for line in done.stdout.splitlines() if "same best documents as sentence-transformers" in line]
+    assert len(verdicts) == 2 and all("sentence-transformers: True;" in line for line in verdicts), done.stdout
+    for line in verdicts:  # "... largest score difference 1.8e-07"
+        assert float(line.rsplit(" ", 1)[1]) <= 1e-4, line
+    assert "'What should I cook tonight?' -> 'A recipe for tomato soup with basil.'" in done.stdout

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from optibridge import export
-from optibridge.errors import UnsupportedModelError
+from optibridge.errors import InputError, UnsupportedModelError
 
 SENTENCES = [
     "A man is eating food.", "Ok.", "The new movie is awesome, the actors were great and the music too.",
@@ -47,8 +47,103 @@ def test_encode_matches_sentence_transformers(sentence_artifact, reference):
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # the model's Normalize module ran
     single = model.encode("Ok.")
     np.testing.assert_allclose(single, want[1], atol=1e-4, rtol=0)
-    normalized = model.encode(SENTENCES[:2], normalize_embeddings=True, convert_to_numpy=False)
-    assert isinstance(normalized, torch.Tensor) and normalized.shape == (2, 384)
+    # convert_to_numpy=False is a list of vectors in sentence-transformers; convert_to_tensor=True one matrix
+    listed = model.encode(SENTENCES[:2], normalize_embeddings=True, convert_to_numpy=False)
+    assert isinstance(listed, list) and len(listed) == 2 and all(isinstance(t, torch.Tensor) and t.shape == (384,) for t in listed)
+    matrix = model.encode(SENTENCES, convert_to_tensor=True)
+    assert isinstance(matrix, torch.Tensor) and matrix.shape == (5, 384)
+    np.testing.assert_allclose(matrix.numpy(), reference.encode(SENTENCES, convert_to_tensor=True).numpy(), atol=1e-4, rtol=0)
+    assert model.get_sentence_embedding_dimension() == reference.get_embedding_dimension() == 384
+
+
+def test_encode_takes_sentence_transformers_arguments(sentence_artifact, reference):
+    from optibridge import OBModelForSentenceEmbedding
+
+    model = OBModelForSentenceEmbedding.from_pretrained(sentence_artifact.path)
+    assert model.prompts == reference.prompts and model.similarity_fn_name == reference.similarity_fn_name == "cosine"
+    same = dict(atol=1e-4, rtol=0)
+    np.testing.assert_allclose(model.encode(SENTENCES, prompt="query: "), reference.encode(SENTENCES, prompt="query: "), **same)
+    assert np.abs(model.encode(SENTENCES, prompt="query: ") - model.encode(SENTENCES)).max() > 1e-2  # the prompt was used
+    prompts = {"search": "search_query: "}
+    model.prompts, reference.prompts = dict(prompts), dict(prompts)
+    np.testing.assert_allclose(model.encode(SENTENCES, prompt_name="search"), reference.encode(SENTENCES, prompt_name="search"), **same)
+    with pytest.raises(InputError, match="prompt_name 'nope' is not one of this model's prompts: \\['search'\\]"):
+        model.encode(SENTENCES, prompt_name="nope")
+    # Matryoshka truncation happens after the model's own Normalize module, before normalize_embeddings
+    for normalize in (False, True):
+        got = model.encode(SENTENCES, truncate_dim=8, normalize_embeddings=normalize)
+        np.testing.assert_allclose(got, reference.encode(SENTENCES, truncate_dim=8, normalize_embeddings=normalize), **same)
+        assert got.shape == (5, 8)
+    tokens, want = model.encode(SENTENCES, output_value="token_embeddings"), reference.encode(SENTENCES, output_value="token_embeddings")
+    assert [t.shape for t in tokens] == [w.shape for w in want] and len({t.shape[0] for t in tokens}) > 1  # padding cut off
+    for got, expected in zip(tokens, want):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), **same)
+    np.testing.assert_allclose(model.encode(inputs=SENTENCES[:2]), reference.encode(SENTENCES[:2]), **same)
+    np.testing.assert_allclose(model.encode(SENTENCES, batch_size=2, show_progress_bar=True), reference.encode(SENTENCES), **same)
+    assert model.encode([]).shape == (0,)
+
+
+@pytest.mark.parametrize("name", ["cosine", "dot", "euclidean", "manhattan"])
+def test_similarity_matches_sentence_transformers(sentence_artifact, reference, name):
+    from optibridge import OBModelForSentenceEmbedding
+
+    model = OBModelForSentenceEmbedding.from_pretrained(sentence_artifact.path)
+    model.similarity_fn_name, reference.similarity_fn_name = name, name
+    try:
+        a, b = reference.encode(SENTENCES[:3], convert_to_tensor=True), reference.encode(SENTENCES[2:], convert_to_tensor=True)
+        scores = model.similarity(a, b)
+        assert scores.shape == (3, 3)
+        torch.testing.assert_close(scores, reference.similarity(a, b), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.similarity(a.numpy()[0], b.numpy()), reference.similarity(a[0], b), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.similarity_pairwise(a, b), reference.similarity_pairwise(a, b), atol=1e-5, rtol=0)
+    finally:
+        reference.similarity_fn_name = "cosine"
+
+
+def test_encode_refuses_what_it_would_not_honour(sentence_artifact):
+    from optibridge import OBModelForSentenceEmbedding
+
+    model = OBModelForSentenceEmbedding.from_pretrained(sentence_artifact.path)
+    cases = [
+        (dict(precision="int8"), "quantize_embeddings"),
+        (dict(output_value=None), "output_value=None: choose one of sentence_embedding, token_embeddings"),
+        (dict(pool={"processes": []}), "does not take: pool"),
+        (dict(device="cuda"), "device='cuda': this model runs on cpu"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(truncate_dim=0), "truncate_dim must be a positive integer"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InputError, match=message.replace("(", "\\(").replace("[", "\\[")):
+            model.encode(SENTENCES, **kwargs)
+    with pytest.raises(InputError, match="not both"):
+        model.encode(SENTENCES, inputs=SENTENCES)
+    with pytest.raises(InputError, match="similarity function 'jaccard' is not one of cosine, dot, euclidean, manhattan"):
+        model.similarity_fn_name = "jaccard"
+
+
+def test_prompt_settings_in_optibridge_json_are_read_as_untrusted(sentence_artifact, tmp_path):
+    import json
+    import shutil
+
+    from optibridge import OBModelForSentenceEmbedding
+    from optibridge.errors import ArtifactError
+
+    meta = sentence_artifact.metadata.extra
+    assert meta["prompts"] == {"query": "", "document": ""} and meta["include_prompt"] is True
+    folder = tmp_path / "copy"
+    shutil.copytree(sentence_artifact.path, folder)
+    record = json.loads((folder / "optibridge.json").read_text())
+    record["extra"].update(prompts={"ok": "q: ", "bad": ["not", "text"], "7": 7}, default_prompt_name="bad", include_prompt=False)
+    (folder / "optibridge.json").write_text(json.dumps(record))
+    model = OBModelForSentenceEmbedding.from_pretrained(folder)
+    assert model.prompts == {"ok": "q: "} and model.default_prompt_name is None
+    assert model.encode("Ok.").shape == (384,)  # no prompt: fine
+    with pytest.raises(InputError, match="pooling leaves the prompt's tokens out"):
+        model.encode("Ok.", prompt_name="ok")
+    record["extra"]["similarity_fn_name"] = ["cosine"]
+    (folder / "optibridge.json").write_text(json.dumps(record))
+    with pytest.raises(ArtifactError, match="optibridge.json: similarity function \\['cosine'\\] is not one of"):
+        OBModelForSentenceEmbedding.from_pretrained(folder)
 
 
 def test_calling_the_model_returns_token_and_sentence_embeddings(sentence_artifact, reference):
