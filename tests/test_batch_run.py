@@ -53,6 +53,20 @@ def test_embeddings_are_pytorchs_hidden_states_mean_pooled_over_real_tokens(expo
     assert not (tmp_path / "out.parquet.parts").exists()  # the staging folder goes once the output is whole
 
 
+def test_sentence_model_embeddings_are_what_sentence_transformers_encodes(minilm_path, tmp_path, docs):
+    from sentence_transformers import SentenceTransformer
+
+    from optibridge import export
+
+    artifact = export(minilm_path, tmp_path / "st", task="sentence-similarity").artifact
+    run_file(artifact.path, docs, tmp_path / "out.parquet", batch_size=3)
+    got = np.array(read_parquet(tmp_path / "out.parquet")["embedding"])
+    want = SentenceTransformer(str(minilm_path), device="cpu").encode(TEXTS)
+    assert got.shape == want.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)  # normalised by the model's own module, unlike mean pooling
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize("task,model_type", [("text-classification", "bert"), ("token-classification", "bert")])
 def test_classification_results_match_the_transformers_pipeline_on_pytorch(task, model_type, exported, tiny_model, docs, tmp_path):
     run_file(exported(model_type, task).path, docs, tmp_path / "out.parquet", batch_size=4)
@@ -214,3 +228,11 @@ def test_ray_flag_without_ray_names_the_extra(exported, docs, tmp_path, capsys, 
                  "--output", str(tmp_path / "o.parquet"), "--ray", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and "pip install 'optibridge[ray]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_task_run_does_not_cover_is_refused_naming_the_ones_it_does(exported, docs, tmp_path):
+    from optibridge.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="exported for 'fill-mask'; `optibridge run` runs feature-extraction, sentence-similarity, "):
+        run_file(exported("bert", "fill-mask").path, docs, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()

@@ -5,6 +5,8 @@ results, one output row per input row, in the same order:
 
 * ``feature-extraction``   -> ``embedding``: the last hidden states mean-pooled over the real
   tokens (attention mask), not normalised -- sentence-transformers' ``mean`` pooling;
+* ``sentence-similarity``  -> ``embedding``: what ``SentenceTransformer.encode`` returns (the model's
+  own pooling and normalisation, in the graph; inputs cut at its ``max_seq_length``);
 * ``text-classification``  -> ``label``, ``score`` (the top class after softmax);
 * ``token-classification`` -> ``entities`` (transformers' pipeline, ``aggregation_strategy="simple"``);
 * ``text-generation`` / ``text2text-generation`` -> ``generated_text`` (greedy, ``max_new_tokens``;
@@ -27,6 +29,7 @@ from ..errors import ArtifactError, InputError, first_line
 
 TASK_OUTPUTS = {
     "feature-extraction": ("embedding",),
+    "sentence-similarity": ("embedding",),
     "text-classification": ("label", "score"),
     "token-classification": ("entities",),
     "text-generation": ("generated_text",),
@@ -164,6 +167,8 @@ class Predictor:
     def _runner(self) -> Callable[[list[str]], list[dict[str, Any]]]:
         if self.task == "feature-extraction":
             return self._embed
+        if self.task == "sentence-similarity":
+            return self._sentence_embed
         if self.task in ("text-classification", "token-classification"):
             from transformers import pipeline
 
@@ -174,8 +179,8 @@ class Predictor:
             self.tokenizer.padding_side = "left"  # a decoder continues the last token of every row
         return self._generate
 
-    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
-        max_length = self.options.max_length or _sane_max_length(self.tokenizer)
+    def _tokenize(self, texts: list[str], default_length: int | None = None) -> dict[str, Any]:
+        max_length = self.options.max_length or default_length or _sane_max_length(self.tokenizer)
         found = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
         names = set(self.model.artifact.metadata.input_names) | {"input_ids", "attention_mask"}
         return {k: v for k, v in found.items() if k in names}
@@ -185,6 +190,11 @@ class Predictor:
         hidden = np.asarray(self.model(**inputs).last_hidden_state, dtype=np.float32)
         mask = inputs["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return [{"embedding": row.tolist()} for row in pooled]
+
+    def _sentence_embed(self, texts: list[str]) -> list[dict[str, Any]]:
+        inputs = self._tokenize(texts, default_length=self.model.max_seq_length)  # type: ignore[attr-defined]  # the sentence class
+        pooled = np.asarray(self.model(**inputs).sentence_embedding, dtype=np.float32)
         return [{"embedding": row.tolist()} for row in pooled]
 
     def _classify(self, texts: list[str]) -> list[dict[str, Any]]:

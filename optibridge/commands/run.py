@@ -45,7 +45,8 @@ def run(
         optibridge run ./minilm-onnx --input docs.jsonl --output embeddings.parquet --ray auto --replicas 16
 
     Results by task: feature-extraction -> embedding (mean of the last hidden states over the real
-    tokens); text-classification -> label, score; token-classification -> entities;
+    tokens); sentence-similarity -> embedding (what SentenceTransformer.encode returns);
+    text-classification -> label, score; token-classification -> entities;
     text-generation / text2text-generation -> generated_text. The output has an id column (the
     row's position in the input, 0-based; rows are in input order), the input's columns, the
     results, and error. Finished shards wait in OUTPUT.parts/; running the same command again
