@@ -38,6 +38,10 @@ _LAZY = {
     "OBStableDiffusionXLPipeline": "optibridge.diffusion",
     "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion",
     "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion",
+    "OBDiffusionPipeline": "optibridge.diffusion",
+    "OBPipelineForText2Image": "optibridge.diffusion",
+    "OBPipelineForImage2Image": "optibridge.diffusion",
+    "OBPipelineForInpainting": "optibridge.diffusion",
     "OBModelForSentenceEmbedding": "optibridge.modeling",
     "optimize": "optibridge.steps",
     "quantize": "optibridge.steps",
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
     from .artifact import Artifact
     from .backends import get_registry
     from .diffusion import (
+        OBDiffusionPipeline, OBPipelineForImage2Image, OBPipelineForInpainting, OBPipelineForText2Image,
         OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
         OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )

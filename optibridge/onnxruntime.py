@@ -143,7 +143,7 @@ _INSTEAD = {
 _NAMES = PeerNames("ORTModel", ORTModel, __name__, "Optimum", _INSTEAD)
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES])
+    return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES])
 
 
 # Optimum's ORTStableDiffusion* names: built on first use, because the pipelines import diffusers.
@@ -171,11 +171,19 @@ class _ORTPipeline:
         return super().from_pretrained(model_id, **kwargs)  # type: ignore[misc]  # the pipeline class after this one has it
 
 
+# Optimum's task-named loaders (ORTPipelineForText2Image ...): the concrete ORTStableDiffusion* class picked on load.
+_AUTO_PIPELINES = ("ORTDiffusionPipeline", "ORTPipelineForText2Image", "ORTPipelineForImage2Image", "ORTPipelineForInpainting")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _AUTO_PIPELINES:
+        from .diffusion.auto import auto_alias
+
+        return auto_alias(name, "ORT", __name__, "Optimum")
     if name in _DIFFUSION_NAMES:
         return pipeline_alias(name, _ORTPipeline, _DIFFUSION_NAMES[name], __name__, "Optimum")
     return _NAMES.get(name)
 
 
 __all__ = ["ORTModel", "ORTQuantizer", "ORTOptimizer", "AutoQuantizationConfig", "QuantizationConfig", "AutoCalibrationConfig", "CalibrationConfig", "AutoOptimizationConfig",
-           "OptimizationConfig", *_NAMES.names(), *_DIFFUSION_NAMES]
+           "OptimizationConfig", *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]

@@ -249,7 +249,7 @@ _INSTEAD = {
 _NAMES = PeerNames("OVModel", OVModel, __name__, "optimum-intel", _INSTEAD)
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES])
+    return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES])
 
 
 # optimum-intel's OVStableDiffusion* names: built on first use, because the pipelines import diffusers.
@@ -277,10 +277,18 @@ class _OVPipeline:
         return super().from_pretrained(model_id, device=device, **kwargs)  # type: ignore[misc]  # the pipeline class after this one has it
 
 
+# optimum-intel's task-named loaders (OVPipelineForText2Image ...): the concrete OVStableDiffusion* class picked on load.
+_AUTO_PIPELINES = ("OVDiffusionPipeline", "OVPipelineForText2Image", "OVPipelineForImage2Image", "OVPipelineForInpainting")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _AUTO_PIPELINES:
+        from .diffusion.auto import auto_alias
+
+        return auto_alias(name, "OV", __name__, "optimum-intel")
     if name in _DIFFUSION_NAMES:
         return pipeline_alias(name, _OVPipeline, _DIFFUSION_NAMES[name], __name__, "optimum-intel")
     return _NAMES.get(name)
 
 
-__all__ = ["OVModel", "OVWeightQuantizationConfig", *_NAMES.names(), *_DIFFUSION_NAMES]
+__all__ = ["OVModel", "OVWeightQuantizationConfig", *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]

@@ -144,6 +144,53 @@ def test_optimum_names_load_the_pipeline(sd_artifact: Artifact, reference_images
         ORTStableDiffusionPipeline.from_pretrained(sd_artifact.path, provider="ROCMExecutionProvider")
 
 
+def test_task_named_loaders_pick_the_pipeline_class(sd_artifact: Artifact, sd_folder: Path, reference_images: np.ndarray) -> None:
+    from optibridge import (
+        OBDiffusionPipeline, OBPipelineForImage2Image, OBPipelineForInpainting, OBPipelineForText2Image,
+        OBStableDiffusionImg2ImgPipeline, OBStableDiffusionPipeline,
+    )
+    from optibridge.onnxruntime import ORTPipelineForText2Image, ORTStableDiffusionPipeline
+    from optibridge.openvino import OVDiffusionPipeline, OVPipelineForImage2Image, OVStableDiffusionImg2ImgPipeline
+
+    pipe = OBPipelineForText2Image.from_pretrained(sd_artifact.path, backend="ort")
+    assert type(pipe) is OBStableDiffusionPipeline and pipe.backend == "ort"
+    assert np.abs(_images(pipe) - reference_images).mean() < PIXEL_TOLERANCE
+    assert sd_artifact.metadata.task == "image-to-image"  # the task named at export decides for OBDiffusionPipeline
+    assert type(OBDiffusionPipeline.from_pretrained(sd_artifact.path)) is OBStableDiffusionImg2ImgPipeline
+    assert type(OBPipelineForImage2Image.from_pretrained(sd_artifact.path)) is OBStableDiffusionImg2ImgPipeline
+    # the peers' names keep the peers' loading arguments
+    ort_pipe = ORTPipelineForText2Image.from_pretrained(sd_artifact.path, provider="CPUExecutionProvider")
+    assert type(ort_pipe) is ORTStableDiffusionPipeline and ort_pipe.backend == "ort"
+    ov_pipe = OVPipelineForImage2Image.from_pretrained(sd_artifact.path, ov_config={"PERFORMANCE_HINT": "LATENCY"})
+    assert type(ov_pipe) is OVStableDiffusionImg2ImgPipeline and ov_pipe.backend == "openvino"
+    assert type(OVDiffusionPipeline.from_pretrained(sd_artifact.path)) is OVStableDiffusionImg2ImgPipeline
+    assert type(OBPipelineForInpainting.from_pretrained(sd_artifact.path)).__name__ == "OBStableDiffusionInpaintPipeline"
+    with pytest.raises(TypeError, match="call OBPipelineForText2Image.from_pretrained"):
+        OBPipelineForText2Image()
+
+
+def test_a_diffusers_folder_is_exported_on_load_validated_and_matches_pytorch(sd_folder: Path, reference_images: np.ndarray) -> None:
+    from optibridge import OBStableDiffusionPipeline
+
+    pipe = OBStableDiffusionPipeline.from_pretrained(sd_folder, backend="ort")  # once failed: no validator was passed
+    assert pipe.artifact.metadata.validation["passed"] and pipe.artifact.metadata.task == "text-to-image"
+    assert np.abs(_images(pipe) - reference_images).mean() < PIXEL_TOLERANCE
+
+
+def test_task_named_loaders_read_a_diffusers_folder_and_refuse_other_artifacts(sd_folder: Path, exported: Any) -> None:
+    from optibridge import OBPipelineForImage2Image, OBPipelineForText2Image, OBStableDiffusionPipeline
+    from optibridge.diffusion.auto import pipeline_class_name
+
+    assert pipeline_class_name(sd_folder, None) == "StableDiffusionPipeline"
+    assert pipeline_class_name(sd_folder, "img2img") == "StableDiffusionImg2ImgPipeline"
+    pipe = OBPipelineForText2Image.from_pretrained(sd_folder, backend="ort")  # exported on load, as the concrete class does
+    assert type(pipe) is OBStableDiffusionPipeline and "vae_encoder" not in pipe.artifact.metadata.graphs
+    with pytest.raises(ArtifactError, match="has no vae_encoder graph, which OBStableDiffusionImg2ImgPipeline needs"):
+        OBPipelineForImage2Image.from_pretrained(pipe.artifact.path)  # exported for text-to-image
+    with pytest.raises(ArtifactError, match="holds a 'feature-extraction' model, not a diffusion pipeline"):
+        OBPipelineForText2Image.from_pretrained(exported("bert", "feature-extraction").path)
+
+
 def test_openvino_reshape_fixes_static_shapes(sd_artifact: Artifact, reference_images: np.ndarray) -> None:
     from optibridge import OBStableDiffusionPipeline
 

@@ -28,7 +28,7 @@ def test_every_task_class_has_its_peer_name_and_only_those(module, prefix):
         peer = getattr(module, cls.__name__.replace("OBModel", prefix))
         assert issubclass(peer, cls) and peer.task_name == task
         assert peer is getattr(module, peer.__name__)  # built once
-    assert sorted(n for n in module.__all__ if "For" in n) == sorted(n.replace("OBModel", prefix) for n in ours)
+    assert sorted(n for n in module.__all__ if "ModelFor" in n) == sorted(n.replace("OBModel", prefix) for n in ours)
     assert set(module.__all__) <= set(dir(module))
 
 

@@ -16,13 +16,19 @@ _LAZY = {
     "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion.pipelines",
     "export_pipeline": "optibridge.diffusion.export",
+    "OBDiffusionPipeline": "optibridge.diffusion.auto",
+    "OBPipelineForText2Image": "optibridge.diffusion.auto",
+    "OBPipelineForImage2Image": "optibridge.diffusion.auto",
+    "OBPipelineForInpainting": "optibridge.diffusion.auto",
 }
 __all__ = [  # the names of _LAZY, spelled out so that linters see them
     "OBStableDiffusionImg2ImgPipeline", "OBStableDiffusionInpaintPipeline", "OBStableDiffusionPipeline",
     "OBStableDiffusionXLImg2ImgPipeline", "OBStableDiffusionXLInpaintPipeline", "OBStableDiffusionXLPipeline", "export_pipeline",
+    "OBDiffusionPipeline", "OBPipelineForText2Image", "OBPipelineForImage2Image", "OBPipelineForInpainting",
 ]
 
 if TYPE_CHECKING:
+    from .auto import OBDiffusionPipeline, OBPipelineForImage2Image, OBPipelineForInpainting, OBPipelineForText2Image
     from .export import export_pipeline
     from .pipelines import (
         OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,

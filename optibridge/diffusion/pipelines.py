@@ -102,10 +102,10 @@ class OBDiffusionPipelineMixin:
                 "export one with `optibridge export --model SD_FOLDER OUT` and load OUT"
             )
         else:
-            from .export import export_pipeline
+            from ..exporter import export as validated_export  # brings a validator (export_pipeline alone has none)
 
             keep_alive = tempfile.TemporaryDirectory(prefix="optibridge-")
-            artifact = export_pipeline(model_id, Path(keep_alive.name) / "artifact", task=task or cls.task, atol=atol).artifact
+            artifact = validated_export(model_id, Path(keep_alive.name) / "artifact", task=task or cls.task, atol=atol).artifact
         cls._check_artifact(artifact)
         if str(device).lower() == "cpu":
             warn_if_int8_may_saturate(artifact.metadata.steps)
