@@ -25,6 +25,8 @@ _LAZY = {
     "OBModelForImageClassification": "optibridge.modeling",
     "OBModelForCTC": "optibridge.modeling",
     "OBModelForAudioClassification": "optibridge.modeling",
+    "OBModelForAudioFrameClassification": "optibridge.modeling",
+    "OBModelForAudioXVector": "optibridge.modeling",
     "OBModelForSemanticSegmentation": "optibridge.modeling",
     "OBModelForObjectDetection": "optibridge.modeling",
     "OBModelForZeroShotImageClassification": "optibridge.modeling",

@@ -90,6 +90,15 @@ TASKS: dict[str, Task] = {
             "audio-classification", "AutoModelForAudioClassification", ("logits",), "SequenceClassifierOutput", "audio",
             ("ForSequenceClassification",), "audio-classification",
         ),
+        # Per-frame labels (speaker diarization, voice activity) and speaker embeddings (x-vectors):
+        # wav2vec2-family heads; no transformers pipeline runs them.
+        Task(
+            "audio-frame-classification", "AutoModelForAudioFrameClassification", ("logits",), "TokenClassifierOutput",
+            "audio", ("ForAudioFrameClassification",),
+        ),
+        Task(
+            "audio-xvector", "AutoModelForAudioXVector", ("logits", "embeddings"), "XVectorOutput", "audio", ("ForXVector",),
+        ),
         Task(
             "sentence-similarity", "SentenceTransformer", ("token_embeddings", "sentence_embedding"),
             "SentenceEmbeddingOutput", "text", (), None, mapping="AutoModel",

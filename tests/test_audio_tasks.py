@@ -3,6 +3,7 @@ dynamic number of samples, parity with PyTorch at other lengths, and transformer
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ CTC_TYPES = ("wav2vec2", "hubert", "wavlm")
 
 
 def _audio_model(model_type: str, task: str, dest: Path) -> Path:
-    build_tiny(model_type, task, dest, vocab_size=len(CTC_VOCAB), pad_token_id=0)
+    labels = {} if task == "ctc" else {"num_labels": 3}  # the label names below are written for three
+    build_tiny(model_type, task, dest, vocab_size=len(CTC_VOCAB), pad_token_id=0, **labels)
     transformers.Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(dest)
     if task == "ctc":
         vocab = dest / "vocab.json"
@@ -103,3 +105,50 @@ def test_audio_classification_matches_pytorch_and_its_pipeline(audio):
     expected = transformers.pipeline("audio-classification", model=str(source))(speech)
     assert [g["label"] for g in got] == [e["label"] for e in expected]
     np.testing.assert_allclose([g["score"] for g in got], [e["score"] for e in expected], atol=1e-4)
+
+
+@pytest.mark.parametrize("task,auto_class,outputs", [
+    ("audio-frame-classification", "AutoModelForAudioFrameClassification", ("logits",)),
+    ("audio-xvector", "AutoModelForAudioXVector", ("logits", "embeddings")),
+])
+def test_frame_classification_and_xvectors_match_pytorch_at_another_length(task, auto_class, outputs, audio):
+    from optibridge.modeling.tasks import task_class
+
+    source, artifact = audio("wav2vec2", task)
+    meta = artifact.metadata
+    assert meta.task == task and meta.validation["passed"]  # task inferred from ...ForAudioFrameClassification / ...ForXVector
+    assert tuple(o.name for o in meta.outputs) == outputs
+    reference = getattr(transformers, auto_class).from_pretrained(source).eval()
+    assert "attention_mask" in meta.input_names
+    # 3 rows (traced with 2), 9123 samples (neither traced nor validated), the last row padded: an x-vector
+    # pools each row over its own frames (transformers loops over the rows; the graph masks instead)
+    inputs, mask = _waveforms(3, 9123, seed=11), torch.ones(3, 9123, dtype=torch.long)
+    inputs[2, 6000:], mask[2, 6000:] = 0.0, 0
+    for backend, given in itertools.product(("ort", "openvino"), ({"input_values": inputs}, {"input_values": inputs, "attention_mask": mask})):
+        with torch.no_grad():
+            want = reference(**given)
+        got = task_class(task).from_pretrained(artifact.path, backend=backend)(**given)
+        assert type(got) is type(want)
+        for name in outputs:
+            assert getattr(want, name).std() > 1e-3  # not a constant output
+            np.testing.assert_allclose(getattr(got, name).numpy(), getattr(want, name).numpy(), atol=1e-4, rtol=0)
+
+
+def test_the_xvector_pooling_is_checked_against_the_models_own(audio, monkeypatch):
+    from optibridge.errors import UnsupportedModelError
+    from optibridge.exporter import xvector
+
+    source, _ = audio("wav2vec2", "audio-xvector")
+    model = transformers.AutoModelForAudioXVector.from_pretrained(source).eval()
+    pooled = xvector.XVectorExport(model)
+    pooled.check_against_the_model(8000)  # agrees
+    original = model.forward
+
+    def a_changed_head(*args, **kwargs):  # as if a transformers release pooled differently
+        out = original(*args, **kwargs)
+        out.embeddings = out.embeddings * 1.01
+        return out
+
+    monkeypatch.setattr(model, "forward", a_changed_head)
+    with pytest.raises(UnsupportedModelError, match="batched x-vector pooling differs from the model's own"):
+        xvector.XVectorExport(model).check_against_the_model(8000)

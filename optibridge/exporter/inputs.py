@@ -27,6 +27,22 @@ MULTIMODAL_AXES = {BATCH_AXIS: IMAGE_BATCH_AXIS, CHOICES_AXIS: TEXT_BATCH_AXIS}
 SAMPLES_PER_STEP = 400
 
 
+def samples_per_step(task: Task, config: Any) -> int:
+    """Waveform samples per sequence step. An x-vector head's TDNN layers need a minimum number of frames
+    (1 + sum of (kernel - 1) * dilation: 15 with wav2vec2's defaults, ~0.3 s of 16 kHz audio), so its
+    steps grow until the half-padded row of the shorter, validation-length input still reaches it."""
+    if task.name != "audio-xvector":
+        return SAMPLES_PER_STEP
+    frames = 1 + sum((int(k) - 1) * int(d) for k, d in zip(getattr(config, "tdnn_kernel", ()), getattr(config, "tdnn_dilation", ())))
+    strides = [int(s) for s in getattr(config, "conv_stride", ())] or [1]
+    kernels = [int(k) for k in getattr(config, "conv_kernel", ())] or [1]
+    receptive, jump = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        receptive, jump = receptive + (kernel - 1) * jump, jump * stride
+    minimum = (frames - 1) * jump + receptive  # samples that give ``frames`` frames
+    return max(SAMPLES_PER_STEP, -(-3 * minimum // VALIDATION_SHAPES.sequence))  # the padded row has half, with a margin
+
+
 @dataclass(frozen=True)
 class Shapes:
     batch: int
@@ -84,7 +100,7 @@ def make_inputs(
         return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}
 
     if modality == "audio":  # a raw waveform: SAMPLES_PER_STEP samples per "sequence" step
-        samples = shapes.sequence * SAMPLES_PER_STEP
+        samples = shapes.sequence * samples_per_step(task, config)
         values = torch.randn(shapes.batch, samples, generator=generator)
         mask = torch.ones(shapes.batch, samples, dtype=torch.int64)
         mask[0, samples // 2:] = 0  # a padded first row, zeros after its end as feature extractors pad

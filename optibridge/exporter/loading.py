@@ -138,6 +138,13 @@ def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_w
     if not allow_new_weights:
         check_no_new_weights(name_or_path, resolved, loading_info)
     model.eval()
+    if resolved.name == "audio-xvector":
+        from .inputs import VALIDATION_SHAPES, samples_per_step
+        from .xvector import XVectorExport
+
+        pooled = XVectorExport(model)
+        pooled.check_against_the_model(VALIDATION_SHAPES.sequence * samples_per_step(resolved, model.config))
+        return SourceModel(pooled, pooled.config, resolved, arch, task is None, str(name_or_path))
     if resolved.name == "image-to-text" and model_type == "blip":
         from .blip import BlipCaptioner
 

@@ -4,7 +4,7 @@ from .base import OBModel
 from .causal_lm import OBModelForCausalLM
 from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
-    TASK_CLASSES, OBModelForAudioClassification, OBModelForCTC, OBModelForFeatureExtraction, OBModelForObjectDetection, OBModelForSemanticSegmentation,
+    TASK_CLASSES, OBModelForAudioClassification, OBModelForAudioFrameClassification, OBModelForAudioXVector, OBModelForCTC, OBModelForFeatureExtraction, OBModelForObjectDetection, OBModelForSemanticSegmentation,
     OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
@@ -12,7 +12,7 @@ from .tasks import (
 from .vision2seq import OBModelForVision2Seq
 
 __all__ = [
-    "OBModel", "OBModelForAudioClassification", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
+    "OBModel", "OBModelForAudioClassification", "OBModelForAudioFrameClassification", "OBModelForAudioXVector", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
     "OBModelForImageClassification", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
     "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
     "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForVision2Seq", "OBModelForZeroShotImageClassification",

@@ -58,6 +58,21 @@ class OBModelForAudioClassification(OBModel):
 
 
 @register_task_class
+class OBModelForAudioFrameClassification(OBModel):
+    """Replaces ``AutoModelForAudioFrameClassification`` (wav2vec2-family): waveform in, logits per frame out."""
+
+    task_name = "audio-frame-classification"
+
+
+@register_task_class
+class OBModelForAudioXVector(OBModel):
+    """Replaces ``AutoModelForAudioXVector`` (wav2vec2-family): waveform in, speaker ``embeddings`` and their
+    classifier ``logits`` out (cosine similarity of two embeddings verifies a speaker)."""
+
+    task_name = "audio-xvector"
+
+
+@register_task_class
 class OBModelForZeroShotImageClassification(OBModel):
     """Replaces ``AutoModelForZeroShotImageClassification`` (CLIP, SigLIP): texts and images in (their
     batch sizes independent), ``logits_per_image``/``logits_per_text`` and both embeddings out."""
