@@ -23,6 +23,8 @@ CTC_TYPES = ("wav2vec2", "hubert", "wavlm")
 
 def _audio_model(model_type: str, task: str, dest: Path) -> Path:
     labels = {} if task == "ctc" else {"num_labels": 3}  # the label names below are written for three
+    if (model_type, task) == ("wavlm", "audio-xvector"):
+        labels["use_weighted_layer_sum"] = True  # as microsoft/wavlm-base-plus-sv: every layer's hidden states, weighted
     build_tiny(model_type, task, dest, vocab_size=len(CTC_VOCAB), pad_token_id=0, **labels)
     transformers.Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(dest)
     if task == "ctc":
@@ -107,14 +109,15 @@ def test_audio_classification_matches_pytorch_and_its_pipeline(audio):
     np.testing.assert_allclose([g["score"] for g in got], [e["score"] for e in expected], atol=1e-4)
 
 
-@pytest.mark.parametrize("task,auto_class,outputs", [
-    ("audio-frame-classification", "AutoModelForAudioFrameClassification", ("logits",)),
-    ("audio-xvector", "AutoModelForAudioXVector", ("logits", "embeddings")),
+@pytest.mark.parametrize("model_type,task,auto_class,outputs", [
+    ("wav2vec2", "audio-frame-classification", "AutoModelForAudioFrameClassification", ("logits",)),
+    ("wav2vec2", "audio-xvector", "AutoModelForAudioXVector", ("logits", "embeddings")),
+    ("wavlm", "audio-xvector", "AutoModelForAudioXVector", ("logits", "embeddings")),  # wavlm-base-plus-sv's family
 ])
-def test_frame_classification_and_xvectors_match_pytorch_at_another_length(task, auto_class, outputs, audio):
+def test_frame_classification_and_xvectors_match_pytorch_at_another_length(model_type, task, auto_class, outputs, audio):
     from optibridge.modeling.tasks import task_class
 
-    source, artifact = audio("wav2vec2", task)
+    source, artifact = audio(model_type, task)
     meta = artifact.metadata
     assert meta.task == task and meta.validation["passed"]  # task inferred from ...ForAudioFrameClassification / ...ForXVector
     assert tuple(o.name for o in meta.outputs) == outputs
