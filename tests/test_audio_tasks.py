@@ -155,3 +155,39 @@ def test_the_xvector_pooling_is_checked_against_the_models_own(audio, monkeypatc
     monkeypatch.setattr(model, "forward", a_changed_head)
     with pytest.raises(UnsupportedModelError, match="batched x-vector pooling differs from the model's own"):
         xvector.XVectorExport(model).check_against_the_model(8000)
+
+
+def test_optimize_quantize_and_bench_feed_waveform_graphs_whole_frames(audio, tmp_path):
+    # They once fed a waveform graph 24 (validation) or 128 (bench) samples: shorter than the 400 a
+    # wav2vec2 feature encoder needs for one frame, so every one of them failed in a Conv.
+    from optibridge import OptimizationConfig, QuantizationConfig, optimize, quantize
+    from optibridge.bench.measure import encoder_inputs
+
+    _, ctc = audio("wav2vec2", "ctc")
+    for step in (quantize(ctc.path, QuantizationConfig(mode="dynamic"), tmp_path / "int8").step,
+                 optimize(ctc.path, OptimizationConfig(level=2), tmp_path / "o2").step):
+        checked = step["accuracy"]["model"]
+        assert checked["input_shapes"]["input_values"] == [3, 24 * 400]
+        assert checked["outputs"][0]["cosine_mean"] >= 0.99
+    feed, _ = encoder_inputs(ctc, 2, 32)
+    assert feed["input_values"].shape == (2, 32 * 400)  # 32 steps of 25 ms at 16 kHz
+    _, xvector = audio("wav2vec2", "audio-xvector")
+    samples = encoder_inputs(xvector, 1, 9)[0]["input_values"].shape[1]
+    assert samples > 9 * 400  # an x-vector's TDNN needs more frames: its steps are longer
+
+
+def test_the_waveform_step_read_from_an_artifact_config_is_bounded(audio, tmp_path):
+    import json
+    import shutil
+
+    from optibridge.artifact import Artifact
+    from optibridge.steps.samples import MAX_SAMPLES_PER_STEP, waveform_samples_per_step
+
+    _, xvector = audio("wav2vec2", "audio-xvector")
+    assert 400 < waveform_samples_per_step(xvector) < MAX_SAMPLES_PER_STEP
+    folder = tmp_path / "copy"
+    shutil.copytree(xvector.path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for hostile, expected in (({"tdnn_kernel": [10**9] * 5}, MAX_SAMPLES_PER_STEP), ({"conv_kernel": ["x"]}, 400)):
+        (folder / "config.json").write_text(json.dumps({**config, **hostile}))
+        assert waveform_samples_per_step(Artifact.load(folder, verify_hashes=False)) == expected

@@ -35,7 +35,7 @@ def bench(
              "the bf16/f16 configs where the CPU computes them, and for decoder LMs (text-generation) every weight-only "
              "mode the backend declares (int4, int8-weights, int8-weights-sym, int4-weights, f16-weights)."),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Comma-separated batch sizes (default 1,8; diffusion pipelines: prompts per call, default 1)."),
-    seq_lens: str = typer.Option("128", "--seq-lens", help="Comma-separated sequence lengths (tokens; prompt length for LMs; speech models use the input length they were exported for)."),
+    seq_lens: str = typer.Option("128", "--seq-lens", help="Comma-separated sequence lengths (tokens; prompt length for LMs; waveform models: steps of 400 samples, 25 ms at 16 kHz; speech models use the input length they were exported for)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up calls per candidate and shape (default 3; pipelines 1)."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Timed calls per candidate and shape, at most (default 20; pipelines 5)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop timing a shape after this many seconds (at least one round)."),

@@ -181,6 +181,33 @@ def is_vision_graph(graph: GraphSpec) -> bool:
     return "pixel_values" in graph.input_names
 
 
+def is_waveform_graph(graph: GraphSpec) -> bool:
+    return "input_values" in graph.input_names
+
+
+MAX_SAMPLES_PER_STEP = 16_000
+"""One second of 16 kHz audio per sequence step at most, whatever an artifact's config.json says."""
+
+
+def waveform_samples_per_step(artifact: Artifact) -> int:
+    """Waveform samples per sequence step for the artifact's audio graph, as the exporter traced it
+    (400, more for an x-vector's TDNN): a wav2vec2 feature encoder needs 400 samples for its first frame,
+    so a "sequence" of 24 random samples would not run at all."""
+    from types import SimpleNamespace
+
+    from ..exporter.inputs import SAMPLES_PER_STEP, samples_per_step
+    from ..tasks import TASKS
+
+    task = TASKS.get(artifact.metadata.task)
+    if task is None:
+        return SAMPLES_PER_STEP
+    try:  # config.json is the artifact's, untrusted: odd values fall back to the default
+        found = samples_per_step(task, SimpleNamespace(**model_config(artifact.path)))
+    except (TypeError, ValueError, OverflowError):
+        return SAMPLES_PER_STEP
+    return min(max(found, SAMPLES_PER_STEP), MAX_SAMPLES_PER_STEP)
+
+
 @dataclass
 class Batch:
     """One feed for a graph, the mask of real (non-padding) positions, and where it came from."""
@@ -320,9 +347,12 @@ def recorded_image_size(artifact: Artifact) -> tuple[int, int] | None:
 
 
 def random_batch(graph: GraphSpec, batch: int, seed: int = 0, sequence: int = RANDOM_LENGTH,
-                 image_size: tuple[int, int] | None = None) -> Batch:
-    """Inputs for a graph that takes neither token ids nor pixels (or pixels: standard-normal)."""
+                 image_size: tuple[int, int] | None = None, samples_per_step: int = 1) -> Batch:
+    """Inputs for a graph that takes neither token ids nor pixels (or pixels: standard-normal); a waveform
+    graph gets ``sequence`` steps of ``samples_per_step`` samples (see :func:`waveform_samples_per_step`)."""
     rng = np.random.default_rng(seed)
+    if is_waveform_graph(graph):
+        sequence *= samples_per_step
     sizes = axis_sizes(graph, batch, sequence, image_size=image_size)
     feed = {spec.name: fill_input(spec, sizes, rng) for spec in graph.inputs}
     what = "random pixel_values" if is_vision_graph(graph) else "random inputs from the recorded dtypes and shapes"
@@ -349,4 +379,5 @@ def validation_batch(artifact: Artifact, graph_name: str, avoid_lengths: Iterabl
         while length in avoid:
             length += 1
         return token_batch(graph, tokenizer, VALIDATION_SENTENCES, vocab_size=vocab, pad_to=length, seed=seed)
-    return random_batch(graph, batch=3, seed=seed, image_size=recorded_image_size(artifact))
+    return random_batch(graph, batch=3, seed=seed, image_size=recorded_image_size(artifact),
+                        samples_per_step=waveform_samples_per_step(artifact))
