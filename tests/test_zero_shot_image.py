@@ -131,3 +131,26 @@ def test_the_traceable_multihead_attention_computes_what_the_module_does(batch_f
     torch.testing.assert_close(got_weights, want_weights, atol=1e-6, rtol=0)
     assert per_head.shape == (2, 4, 3, 9)
     torch.testing.assert_close(masked[0], want_out, atol=1e-6, rtol=0)
+
+
+def test_optimize_quantize_and_bench_give_a_text_and_image_graph_images_of_its_size(zero_shot, tmp_path):
+    # Their text batches once gave pixel_values a placeholder size (7x7), smaller than one patch: every
+    # step failed in the patch embedding's Conv.
+    from optibridge import OptimizationConfig, QuantizationConfig, optimize, quantize
+    from optibridge.bench.measure import encoder_inputs
+    from optibridge.errors import InputError
+
+    from optibridge.steps.samples import recorded_image_size
+
+    _, artifact = zero_shot("clip")
+    height, width = recorded_image_size(artifact)  # the size the export traced (its height/width axes are dynamic)
+    assert min(height, width) >= transformers.AutoConfig.from_pretrained(artifact.path).vision_config.patch_size
+    for step in (optimize(artifact.path, OptimizationConfig(level=2), tmp_path / "o2").step,
+                 quantize(artifact.path, QuantizationConfig(mode="dynamic"), tmp_path / "int8").step):
+        checked = step["accuracy"]["model"]
+        assert checked["input_shapes"]["pixel_values"][2:] == [height, width]
+        assert checked["input_shapes"]["input_ids"][1] <= 77  # CLIP's text positions: samples are cut to fit
+        assert min(o["cosine_mean"] for o in checked["outputs"]) >= 0.99
+    assert encoder_inputs(artifact, 2, 16)[0]["pixel_values"].shape[2:] == (height, width)
+    with pytest.raises(InputError, match="128 tokens is past this model's 77 text positions; pass --seq-lens 77 or less"):
+        encoder_inputs(artifact, 1, 128)

@@ -77,14 +77,20 @@ def encoder_inputs(artifact: Any, batch: int, seq: int) -> tuple[dict[str, np.nd
     (random ids in the vocabulary without a tokenizer); random pixels for vision models; for waveform
     models ``seq`` steps of 400 samples (25 ms of 16 kHz audio each; more for an x-vector's TDNN)."""
     from ..steps.samples import (VALIDATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, random_batch,
-                                 recorded_image_size, token_batch, waveform_samples_per_step)
+                                 recorded_image_size, text_length_limit, token_batch, waveform_samples_per_step)
 
     graph = artifact.metadata.main_graph
     if is_text_graph(graph):
+        limit = text_length_limit(artifact, seq)
+        if limit < seq:
+            from ..errors import InputError
+
+            raise InputError(f"{seq} tokens is past this model's {limit} text positions; pass --seq-lens {limit} or less")
         rows = batch * choices_of(graph)
         texts = [VALIDATION_SENTENCES[i % len(VALIDATION_SENTENCES)] for i in range(rows)]
         vocab = int(model_config(artifact.path).get("vocab_size") or 100)
-        found = token_batch(graph, load_tokenizer(artifact.path), texts, vocab_size=vocab, pad_to=seq, max_length=seq)
+        found = token_batch(graph, load_tokenizer(artifact.path), texts, vocab_size=vocab, pad_to=seq, max_length=seq,
+                            image_size=recorded_image_size(artifact))
     else:
         found = random_batch(graph, batch, sequence=seq, image_size=recorded_image_size(artifact),
                              samples_per_step=waveform_samples_per_step(artifact))

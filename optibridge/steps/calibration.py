@@ -17,7 +17,8 @@ import numpy as np
 from ..artifact import Artifact, GraphSpec
 from ..configs import CalibrationConfig, CalibrationData
 from ..errors import CalibrationError
-from .samples import CALIBRATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, token_batch
+from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, recorded_image_size, text_length_limit,
+                      token_batch)
 
 SUPPORTED = ".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after the inputs), or a folder written by datasets' save_to_disk"
 __all__ = ["CalibrationData", "load_calibration", "read_samples"]  # CalibrationData lives in configs (kept for existing imports)
@@ -177,13 +178,14 @@ def _text_feeds(artifact: Artifact, graph: GraphSpec, texts: list[str], config: 
             "save the tokenizer into the artifact folder, or give token ids (.jsonl with input_ids, or .npz)"
         )
     vocab = int(model_config(artifact.path).get("vocab_size") or 100)
+    max_length = text_length_limit(artifact, config.max_length)  # never past the model's position table
     if tokenizer is not None:
-        longest = max(len(tokenizer(t, truncation=True, max_length=config.max_length)["input_ids"]) for t in texts)
+        longest = max(len(tokenizer(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts)
     else:
-        longest = min(config.max_length, 32)
+        longest = min(max_length, 32)
     return [
         token_batch(graph, tokenizer, [text] * choices_of(graph), vocab_size=vocab,
-                    pad_to=longest, max_length=config.max_length, seed=i).feed
+                    pad_to=longest, max_length=max_length, seed=i, image_size=recorded_image_size(artifact)).feed
         for i, text in enumerate(texts)
     ]
 

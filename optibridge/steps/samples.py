@@ -173,6 +173,25 @@ def model_config(folder: Path) -> dict[str, Any]:
         return {}
 
 
+def text_length_limit(artifact: Artifact, wanted: int) -> int:
+    """``wanted`` tokens, or fewer where the model's learned position table is shorter (CLIP's text
+    tower has 77 positions; RoBERTa-style tables start at padding_idx + 1): a longer sample would not
+    run at all. Read from config.json (``text_config`` first, for text-and-image models)."""
+    from ..modeling.guards import PADDING_OFFSET_POSITIONS
+
+    config = model_config(artifact.path)
+    for scope in (config.get("text_config"), config):
+        if not isinstance(scope, dict):
+            continue
+        positions = scope.get("max_position_embeddings")
+        if isinstance(positions, int) and not isinstance(positions, bool) and positions > 0:
+            if (scope.get("model_type") or config.get("model_type")) in PADDING_OFFSET_POSITIONS:
+                pad = scope.get("pad_token_id")
+                positions -= (pad if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0 else 0) + 1
+            return max(2, min(wanted, positions))
+    return wanted
+
+
 def is_text_graph(graph: GraphSpec) -> bool:
     return "input_ids" in graph.input_names
 
@@ -288,11 +307,13 @@ def token_batch(
     pad_to: int | None = None,
     max_length: int = 128,
     seed: int = 0,
+    image_size: tuple[int, int] | None = None,
 ) -> Batch:
     """Tokenize ``texts`` (padded to their longest, or to ``pad_to``) into a feed for ``graph``.
 
     For a multiple-choice graph (``input_ids`` of rank 3) consecutive texts form the choices of
-    one example. Without a tokenizer, random ids inside the vocabulary with right padding.
+    one example. Without a tokenizer, random ids inside the vocabulary with right padding. A graph
+    that also takes images (CLIP) gets random pixels of ``image_size`` (the size the artifact records).
     """
     rng = np.random.default_rng(seed)
     choices = choices_of(graph)
@@ -322,7 +343,7 @@ def token_batch(
     if choices > 1:
         encoded = {k: v.reshape(batch, choices, v.shape[-1]) for k, v in encoded.items()}
     sequence = encoded["input_ids"].shape[-1]
-    sizes = axis_sizes(graph, batch, sequence, choices)
+    sizes = axis_sizes(graph, batch, sequence, choices, image_size=image_size)
     mask = encoded.get("attention_mask")
     feed = {}
     for spec in graph.inputs:
@@ -372,12 +393,14 @@ def validation_batch(artifact: Artifact, graph_name: str, avoid_lengths: Iterabl
     if is_text_graph(graph):
         tokenizer = load_tokenizer(artifact.path)
         vocab = int(model_config(artifact.path).get("vocab_size") or 100)
-        first = token_batch(graph, tokenizer, VALIDATION_SENTENCES, vocab_size=vocab, seed=seed)
+        pixels, longest = recorded_image_size(artifact), text_length_limit(artifact, 128)
+        first = token_batch(graph, tokenizer, VALIDATION_SENTENCES, vocab_size=vocab, seed=seed, image_size=pixels, max_length=longest)
         length = first.feed["input_ids"].shape[-1]
         if length not in avoid:
             return first
         while length in avoid:
             length += 1
-        return token_batch(graph, tokenizer, VALIDATION_SENTENCES, vocab_size=vocab, pad_to=length, seed=seed)
+        return token_batch(graph, tokenizer, VALIDATION_SENTENCES, vocab_size=vocab, pad_to=length, seed=seed, image_size=pixels,
+                           max_length=longest)
     return random_batch(graph, batch=3, seed=seed, image_size=recorded_image_size(artifact),
                         samples_per_step=waveform_samples_per_step(artifact))
