@@ -435,3 +435,43 @@ def test_asking_for_what_needs_samples_without_any_names_the_fix(asked, named, e
     with pytest.raises(ConfigError, match=named + r": pass a calibration file \(--calibration\)"):
         quantize(artifact.path, QuantizationConfig(mode="dynamic", **asked), tmp_path / "q")
     assert not (tmp_path / "q").exists()
+
+
+def _write_images(folder, count: int, size: int = 40) -> None:
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size + 8 * i, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+
+
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_a_folder_of_images_calibrates_static_int8_through_the_artifacts_image_processor(backend, exported, tmp_path):
+    images = tmp_path / "images"
+    _write_images(images, 6)  # different sizes: the processor resizes each
+    (images / "notes.txt").write_text("not an image: skipped")
+    # a tiny random ViT: the OpenVINO plan's default target (0.99 per sample) is for real models
+    target = {"min_cosine": 0.9} if backend == "openvino" else {}
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(images)), **target)
+    result = quantize(exported("vit", "image-classification").path, config, tmp_path / "q", backend=backend)
+    assert result.step["calibration"]["description"] == f"6 image(s) from {images}"
+    assert min(o.cosine_mean for o in result.accuracy["model"].outputs) >= 0.95
+
+
+def test_image_calibration_errors_name_the_file_or_the_fix(exported, tmp_path):
+    from optibridge.errors import CalibrationError
+
+    images = tmp_path / "images"
+    _write_images(images, 2)
+    (images / "03.png").write_bytes(b"not a png at all")
+    with pytest.raises(CalibrationError, match="calibration image .*03.png cannot be read"):
+        quantize(exported("vit", "image-classification").path,
+                 QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(images))), tmp_path / "q")
+    (images / "03.png").unlink()
+    with pytest.raises(CalibrationError, match="is images, but graph takes input_ids"):
+        quantize(exported("bert", "text-classification").path,
+                 QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(images))), tmp_path / "q2")
+    with pytest.raises(CalibrationError, match="or a folder of images \\(--calibration DIR\\)"):  # text for a vision model
+        quantize(exported("vit", "image-classification").path, QuantizationConfig(mode="static"), tmp_path / "q3")
+    assert not any((tmp_path / name).exists() for name in ("q", "q2", "q3"))

@@ -9,6 +9,7 @@ written: a missing or empty file, a format we cannot read, fields that are not t
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,22 @@ import numpy as np
 from ..artifact import Artifact, GraphSpec
 from ..configs import CalibrationConfig, CalibrationData
 from ..errors import CalibrationError
-from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, recorded_image_size, text_length_limit,
-                      token_batch)
+from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, is_vision_graph, load_tokenizer, model_config, recorded_image_size,
+                      text_length_limit, token_batch)
 
-SUPPORTED = ".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after the inputs), or a folder written by datasets' save_to_disk"
+SUPPORTED = (".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after "
+             "the inputs), a folder of images (.jpg, .png, ...: vision models), or a folder written by datasets' save_to_disk")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+"""Files save_to_disk writes: a folder with one of them is a dataset, not a folder of images."""
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """A folder of images as calibration samples (sorted, so a run is repeatable)."""
+
+    folder: Path
+    files: tuple[Path, ...]
 __all__ = ["CalibrationData", "load_calibration", "read_samples"]  # CalibrationData lives in configs (kept for existing imports)
 
 # Inputs a sample may leave out: they are filled like a tokenizer would (all ones / all zeros).
@@ -75,11 +88,21 @@ def _read_dataset(path: Path, column: str) -> list[Any]:
     )
 
 
-def read_samples(source: str, column: str = "text") -> list[Any] | dict[str, np.ndarray]:
-    """Texts, token-id records, or (for .npz) arrays keyed by input name."""
+def _image_files(path: Path) -> ImageFiles | None:
+    """The folder's image files, or None for a folder that is a dataset or holds no images."""
+    if any((path / marker).is_file() for marker in DATASET_MARKERS):
+        return None
+    files = tuple(sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not f.is_symlink()))
+    return ImageFiles(path, files) if files else None
+
+
+def read_samples(source: str, column: str = "text") -> list[Any] | dict[str, np.ndarray] | ImageFiles:
+    """Texts, token-id records, (for .npz) arrays keyed by input name, or a folder's image files."""
     path = Path(source).expanduser()
     if not path.exists():
         raise CalibrationError(f"calibration source {path} does not exist; give {SUPPORTED}")
+    if path.is_dir() and (images := _image_files(path)) is not None:
+        return images
     if path.is_dir():
         samples: list[Any] | dict[str, np.ndarray] = _read_dataset(path, column)
     elif path.suffix == ".npz":
@@ -190,6 +213,40 @@ def _text_feeds(artifact: Artifact, graph: GraphSpec, texts: list[str], config: 
     ]
 
 
+def _image_feeds(artifact: Artifact, graph: GraphSpec, images: ImageFiles, limit: int) -> list[dict[str, np.ndarray]]:
+    """Each image through the artifact's own image processor (resize, crop, normalise), one feed per image."""
+    if not is_vision_graph(graph) or is_text_graph(graph):
+        raise CalibrationError(
+            f"calibration data {images.folder} is images, but graph takes {', '.join(graph.input_names)}; images calibrate "
+            "models that take pixel_values alone (give text or an .npz file for this one)"
+        )
+    from transformers import AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(
+            f"{artifact.path} has no image processor (preprocessor_config.json) to turn images into pixel_values ({exc}); "
+            "export from a folder that has one, or give an .npz file with a pixel_values array"
+        ) from None
+    from PIL import Image, UnidentifiedImageError
+
+    feeds = []
+    for file in images.files[:limit]:
+        try:
+            with Image.open(file) as opened:
+                image = opened.convert("RGB")
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise CalibrationError(f"calibration image {file} cannot be read ({exc}); remove it or replace it") from None
+        processed = processor(images=image, return_tensors="np")
+        feed = {spec.name: np.asarray(processed[spec.name]).astype(spec.dtype) for spec in graph.inputs if spec.name in processed}
+        missing = [spec.name for spec in graph.inputs if spec.name not in feed]
+        if missing:
+            raise CalibrationError(f"the image processor gives no {', '.join(missing)}, which graph takes; give an .npz file")
+        feeds.append(feed)
+    return feeds
+
+
 def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list[str] | None = None) -> CalibrationData:
     """Read, check and tokenize the calibration samples for ``graphs`` (default: every graph).
 
@@ -208,13 +265,16 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
     for name in names:
         graph = artifact.metadata.graphs[name]
         try:
-            if isinstance(samples, dict):
+            if isinstance(samples, ImageFiles):
+                feeds = _image_feeds(artifact, graph, samples, config.num_samples)
+            elif isinstance(samples, dict):
                 feeds = _feeds_from_arrays(samples, graph, source, config.num_samples)
             elif all(isinstance(s, str) for s in samples):
                 if not is_text_graph(graph):
+                    images = " or a folder of images" if is_vision_graph(graph) else ""
                     raise CalibrationError(
                         f"calibration data {source} is text, but graph {name!r} takes {', '.join(graph.input_names)}; "
-                        "give an .npz file with arrays named after those inputs"
+                        f"give an .npz file with arrays named after those inputs{images} (--calibration DIR)"
                     )
                 feeds = _text_feeds(artifact, graph, samples[: config.num_samples], config, source)
             else:
@@ -231,4 +291,5 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
         raise CalibrationError(problems[0] if problems else f"calibration data {source} feeds none of the graphs")
     lengths = {feed[key].shape[-1] for feeds in batches.values() for feed in feeds for key in ("input_ids",) if key in feed}
     count = max(len(b) for b in batches.values())
-    return CalibrationData(batches, config, f"{count} sample(s) from {source}", builtin=config.source is None, lengths=lengths)
+    kind = "image(s)" if isinstance(samples, ImageFiles) else "sample(s)"
+    return CalibrationData(batches, config, f"{count} {kind} from {source}", builtin=config.source is None, lengths=lengths)
