@@ -41,6 +41,7 @@ from .timing import TimingStats, measure_interleaved
 GENERATIVE_TASKS = tuple(name for name, task in TASKS.items() if task.kind != "encoder")
 ENCODER_DECODER_TASKS = tuple(name for name, task in TASKS.items() if task.kind == "seq2seq")
 SPEECH_TASKS = tuple(name for name, task in TASKS.items() if task.modality == "speech")
+WAVEFORM_TASKS = tuple(name for name, task in TASKS.items() if task.modality == "audio")
 
 
 def peak_rss_mb() -> float:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from ..accuracy import AccuracyBudget
 from ..staging import pid_prefix
-from .measure import SPEECH_TASKS
+from .measure import SPEECH_TASKS, WAVEFORM_TASKS
 from .runner import BenchRequest, run_bench
 from .schema import BASELINE, BenchError, BenchRun, Cell
 
@@ -104,7 +104,8 @@ def write_winner(source: Path, out: str | os.PathLike[str], best: Cell, run: Ben
 def print_trials(run: BenchRun, trials: list[Trial], console: Any) -> None:
     from rich.table import Table
 
-    unit = "input frames" if run.model.get("task") in SPEECH_TASKS else "tokens"
+    task = run.model.get("task")
+    unit = "input frames" if task in SPEECH_TASKS else "waveform steps" if task in WAVEFORM_TASKS else "tokens"
     table = Table(title="optibridge tune: what was tried",
                   caption=f"batch {run.settings['batch_sizes'][0]} × {run.settings['seq_lens'][0]} {unit}; each candidate timed "
                           "interleaved with PyTorch eager in its own process; accuracy vs PyTorch on the same inputs")

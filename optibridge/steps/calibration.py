@@ -271,10 +271,10 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
                 feeds = _feeds_from_arrays(samples, graph, source, config.num_samples)
             elif all(isinstance(s, str) for s in samples):
                 if not is_text_graph(graph):
-                    images = " or a folder of images" if is_vision_graph(graph) else ""
+                    images = " or a folder of images (--calibration DIR)" if is_vision_graph(graph) else ""
                     raise CalibrationError(
                         f"calibration data {source} is text, but graph {name!r} takes {', '.join(graph.input_names)}; "
-                        f"give an .npz file with arrays named after those inputs{images} (--calibration DIR)"
+                        f"give an .npz file with arrays named after those inputs (--calibration FILE.npz){images}"
                     )
                 feeds = _text_feeds(artifact, graph, samples[: config.num_samples], config, source)
             else:
