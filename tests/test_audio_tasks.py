@@ -191,3 +191,60 @@ def test_the_waveform_step_read_from_an_artifact_config_is_bounded(audio, tmp_pa
     for hostile, expected in (({"tdnn_kernel": [10**9] * 5}, MAX_SAMPLES_PER_STEP), ({"conv_kernel": ["x"]}, 400)):
         (folder / "config.json").write_text(json.dumps({**config, **hostile}))
         assert waveform_samples_per_step(Artifact.load(folder, verify_hashes=False)) == expected
+
+
+def _write_wavs(folder: Path, lengths: list[int], rate: int = 16000) -> None:
+    import wave
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i, length in enumerate(lengths):
+        with wave.open(str(folder / f"{i:02d}.wav"), "wb") as handle:
+            handle.setnchannels(1 if i % 2 == 0 else 2)  # stereo is averaged to mono
+            handle.setsampwidth(2)
+            handle.setframerate(rate)
+            frames = rng.integers(-8000, 8000, (length, 1 if i % 2 == 0 else 2), dtype=np.int16)
+            handle.writeframes(frames.tobytes())
+
+
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_a_folder_of_wav_recordings_calibrates_static_int8(backend, audio, tmp_path):
+    from optibridge import CalibrationConfig, QuantizationConfig, quantize
+
+    _, artifact = audio("wav2vec2", "ctc")
+    recordings = tmp_path / "wavs"
+    _write_wavs(recordings, [4000, 6400, 5200, 8000])  # different lengths: padded to the longest, with a mask
+    target = {"min_cosine": 0.9} if backend == "openvino" else {}  # a tiny random model, not the real target
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(recordings)), **target)
+    result = quantize(artifact.path, config, tmp_path / "int8", backend=backend)
+    assert result.step["calibration"]["description"] == f"4 recording(s) from {recordings}"
+    assert min(o.cosine_mean for o in result.accuracy["model"].outputs) >= 0.95
+
+
+def test_wav_calibration_errors_name_the_file_or_the_fix(audio, exported, tmp_path):
+    from optibridge import CalibrationConfig, QuantizationConfig, quantize
+    from optibridge.errors import CalibrationError
+
+    _, artifact = audio("wav2vec2", "ctc")
+
+    def static(folder: Path, path=artifact.path):
+        return quantize(path, QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(folder))), tmp_path / "out")
+
+    slow = tmp_path / "8k"
+    _write_wavs(slow, [4000], rate=8000)
+    with pytest.raises(CalibrationError, match="00.wav is sampled at 8000 Hz; the model takes 16000 Hz: resample it"):
+        static(slow)
+    broken = tmp_path / "broken"
+    _write_wavs(broken, [4000])
+    (broken / "01.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(CalibrationError, match="01.wav cannot be read as PCM WAV"):
+        static(broken)
+    (broken / "01.wav").unlink()
+    with pytest.raises(CalibrationError, match="is audio, but graph takes input_ids"):
+        static(broken, exported("bert", "text-classification").path)
+    with pytest.raises(CalibrationError, match="or a folder of 16-bit PCM WAV recordings"):  # the built-in sentences
+        quantize(artifact.path, QuantizationConfig(mode="static"), tmp_path / "out")
+    (broken / "cat.png").write_bytes(b"")
+    with pytest.raises(CalibrationError, match="holds both images and WAV files"):
+        static(broken)
+    assert not (tmp_path / "out").exists()

@@ -18,12 +18,15 @@ import numpy as np
 from ..artifact import Artifact, GraphSpec
 from ..configs import CalibrationConfig, CalibrationData
 from ..errors import CalibrationError
-from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, is_vision_graph, load_tokenizer, model_config, recorded_image_size,
+from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, is_vision_graph, is_waveform_graph, load_tokenizer, model_config, recorded_image_size,
                       text_length_limit, token_batch)
 
 SUPPORTED = (".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after "
-             "the inputs), a folder of images (.jpg, .png, ...: vision models), or a folder written by datasets' save_to_disk")
+             "the inputs), a folder of images (.jpg, .png, ...: vision models) or of .wav recordings (waveform models), or a folder "
+             "written by datasets' save_to_disk")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+AUDIO_SUFFIXES = (".wav",)
+"""PCM WAV, read with the standard library (no audio package needed); the rate must be the model's."""
 DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 """Files save_to_disk writes: a folder with one of them is a dataset, not a folder of images."""
 
@@ -31,6 +34,14 @@ DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 @dataclass(frozen=True)
 class ImageFiles:
     """A folder of images as calibration samples (sorted, so a run is repeatable)."""
+
+    folder: Path
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class AudioFiles:
+    """A folder of WAV recordings as calibration samples (sorted)."""
 
     folder: Path
     files: tuple[Path, ...]
@@ -88,21 +99,25 @@ def _read_dataset(path: Path, column: str) -> list[Any]:
     )
 
 
-def _image_files(path: Path) -> ImageFiles | None:
-    """The folder's image files, or None for a folder that is a dataset or holds no images."""
+def _media_files(path: Path) -> ImageFiles | AudioFiles | None:
+    """The folder's image (or WAV) files, or None for a folder that is a dataset or holds neither."""
     if any((path / marker).is_file() for marker in DATASET_MARKERS):
         return None
-    files = tuple(sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not f.is_symlink()))
-    return ImageFiles(path, files) if files else None
+    plain = [f for f in sorted(path.iterdir()) if f.is_file() and not f.is_symlink()]
+    images = tuple(f for f in plain if f.suffix.lower() in IMAGE_SUFFIXES)
+    sounds = tuple(f for f in plain if f.suffix.lower() in AUDIO_SUFFIXES)
+    if images and sounds:
+        raise CalibrationError(f"calibration folder {path} holds both images and WAV files; keep one kind per folder")
+    return ImageFiles(path, images) if images else AudioFiles(path, sounds) if sounds else None
 
 
-def read_samples(source: str, column: str = "text") -> list[Any] | dict[str, np.ndarray] | ImageFiles:
-    """Texts, token-id records, (for .npz) arrays keyed by input name, or a folder's image files."""
+def read_samples(source: str, column: str = "text") -> list[Any] | dict[str, np.ndarray] | ImageFiles | AudioFiles:
+    """Texts, token-id records, (for .npz) arrays keyed by input name, or a folder's image or WAV files."""
     path = Path(source).expanduser()
     if not path.exists():
         raise CalibrationError(f"calibration source {path} does not exist; give {SUPPORTED}")
-    if path.is_dir() and (images := _image_files(path)) is not None:
-        return images
+    if path.is_dir() and (media := _media_files(path)) is not None:
+        return media
     if path.is_dir():
         samples: list[Any] | dict[str, np.ndarray] = _read_dataset(path, column)
     elif path.suffix == ".npz":
@@ -247,6 +262,57 @@ def _image_feeds(artifact: Artifact, graph: GraphSpec, images: ImageFiles, limit
     return feeds
 
 
+def _read_wav(file: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] and the sampling rate of a PCM WAV file (8/16/32-bit)."""
+    import wave
+
+    try:
+        with wave.open(str(file), "rb") as handle:
+            width, channels, rate = handle.getsampwidth(), handle.getnchannels(), handle.getframerate()
+            raw = handle.readframes(handle.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise CalibrationError(f"calibration recording {file} cannot be read as PCM WAV ({exc}); remove or convert it") from None
+    kinds = {1: (np.uint8, 128.0, 128.0), 2: (np.int16, 0.0, 32768.0), 4: (np.int32, 0.0, 2147483648.0)}
+    if width not in kinds or channels < 1:
+        raise CalibrationError(f"calibration recording {file} is {8 * width}-bit with {channels} channel(s); write 16-bit PCM")
+    dtype, offset, scale = kinds[width]
+    samples = (np.frombuffer(raw, dtype=dtype).astype(np.float32) - offset) / scale
+    return samples.reshape(-1, channels).mean(axis=1), rate
+
+
+def _audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit: int) -> list[dict[str, np.ndarray]]:
+    """Each recording through the artifact's feature extractor, all padded to the longest (the
+    calibrators need one shape), with the attention mask where the graph takes one."""
+    if not is_waveform_graph(graph):
+        raise CalibrationError(
+            f"calibration data {sounds.folder} is audio, but graph takes {', '.join(graph.input_names)}; recordings "
+            "calibrate models that take input_values"
+        )
+    from transformers import AutoFeatureExtractor
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(
+            f"{artifact.path} has no feature extractor (preprocessor_config.json) to turn recordings into input_values ({exc}); "
+            "export from a folder that has one, or give an .npz file with an input_values array"
+        ) from None
+    wanted = int(getattr(extractor, "sampling_rate", 16000))
+    recordings = []
+    for file in sounds.files[:limit]:
+        samples, rate = _read_wav(file)
+        if rate != wanted:
+            raise CalibrationError(f"calibration recording {file} is sampled at {rate} Hz; the model takes {wanted} Hz: resample it")
+        recordings.append(samples)
+    longest = max(len(r) for r in recordings)
+    feeds = []
+    for samples in recordings:
+        processed = extractor(samples, sampling_rate=wanted, padding="max_length", max_length=longest,
+                              return_attention_mask=True, return_tensors="np")
+        feeds.append({spec.name: np.asarray(processed[spec.name]).astype(spec.dtype) for spec in graph.inputs if spec.name in processed})
+    return feeds
+
+
 def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list[str] | None = None) -> CalibrationData:
     """Read, check and tokenize the calibration samples for ``graphs`` (default: every graph).
 
@@ -267,11 +333,14 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
         try:
             if isinstance(samples, ImageFiles):
                 feeds = _image_feeds(artifact, graph, samples, config.num_samples)
+            elif isinstance(samples, AudioFiles):
+                feeds = _audio_feeds(artifact, graph, samples, config.num_samples)
             elif isinstance(samples, dict):
                 feeds = _feeds_from_arrays(samples, graph, source, config.num_samples)
             elif all(isinstance(s, str) for s in samples):
                 if not is_text_graph(graph):
-                    images = " or a folder of images (--calibration DIR)" if is_vision_graph(graph) else ""
+                    images = (" or a folder of images (--calibration DIR)" if is_vision_graph(graph) else
+                              " or a folder of 16-bit PCM WAV recordings (--calibration DIR)" if is_waveform_graph(graph) else "")
                     raise CalibrationError(
                         f"calibration data {source} is text, but graph {name!r} takes {', '.join(graph.input_names)}; "
                         f"give an .npz file with arrays named after those inputs (--calibration FILE.npz){images}"
@@ -291,5 +360,5 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
         raise CalibrationError(problems[0] if problems else f"calibration data {source} feeds none of the graphs")
     lengths = {feed[key].shape[-1] for feeds in batches.values() for feed in feeds for key in ("input_ids",) if key in feed}
     count = max(len(b) for b in batches.values())
-    kind = "image(s)" if isinstance(samples, ImageFiles) else "sample(s)"
+    kind = "image(s)" if isinstance(samples, ImageFiles) else "recording(s)" if isinstance(samples, AudioFiles) else "sample(s)"
     return CalibrationData(batches, config, f"{count} {kind} from {source}", builtin=config.source is None, lengths=lengths)
