@@ -235,15 +235,7 @@ def _image_feeds(artifact: Artifact, graph: GraphSpec, images: ImageFiles, limit
             f"calibration data {images.folder} is images, but graph takes {', '.join(graph.input_names)}; images calibrate "
             "models that take pixel_values alone (give text or an .npz file for this one)"
         )
-    from transformers import AutoImageProcessor
-
-    try:
-        processor = AutoImageProcessor.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(
-            f"{artifact.path} has no image processor (preprocessor_config.json) to turn images into pixel_values ({exc}); "
-            "export from a folder that has one, or give an .npz file with a pixel_values array"
-        ) from None
+    processor = _preprocessor(artifact, "AutoImageProcessor", "image processor", "images", "pixel_values")
     from PIL import Image, UnidentifiedImageError
 
     feeds = []
@@ -253,13 +245,29 @@ def _image_feeds(artifact: Artifact, graph: GraphSpec, images: ImageFiles, limit
                 image = opened.convert("RGB")
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise CalibrationError(f"calibration image {file} cannot be read ({exc}); remove it or replace it") from None
-        processed = processor(images=image, return_tensors="np")
-        feed = {spec.name: np.asarray(processed[spec.name]).astype(spec.dtype) for spec in graph.inputs if spec.name in processed}
-        missing = [spec.name for spec in graph.inputs if spec.name not in feed]
-        if missing:
-            raise CalibrationError(f"the image processor gives no {', '.join(missing)}, which graph takes; give an .npz file")
-        feeds.append(feed)
+        feeds.append(_feed(processor(images=image, return_tensors="np"), graph, "image processor"))
     return feeds
+
+
+def _preprocessor(artifact: Artifact, auto_class: str, what: str, media: str, input_name: str) -> Any:
+    """The artifact's own image processor / feature extractor (never remote code), or the error naming the fix."""
+    import transformers
+
+    try:
+        return getattr(transformers, auto_class).from_pretrained(artifact.path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(
+            f"{artifact.path} has no {what} (preprocessor_config.json) to turn {media} into {input_name} ({exc}); "
+            f"export from a folder that has one, or give an .npz file with an {input_name} array"
+        ) from None
+
+
+def _feed(processed: Any, graph: GraphSpec, what: str) -> dict[str, np.ndarray]:
+    feed = {spec.name: np.asarray(processed[spec.name]).astype(spec.dtype) for spec in graph.inputs if spec.name in processed}
+    missing = [spec.name for spec in graph.inputs if spec.name not in feed]
+    if missing:
+        raise CalibrationError(f"the {what} gives no {', '.join(missing)}, which the graph takes; give an .npz file")
+    return feed
 
 
 def _read_wav(file: Path) -> tuple[np.ndarray, int]:
@@ -288,15 +296,7 @@ def _audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit
             f"calibration data {sounds.folder} is audio, but graph takes {', '.join(graph.input_names)}; recordings "
             "calibrate models that take input_values"
         )
-    from transformers import AutoFeatureExtractor
-
-    try:
-        extractor = AutoFeatureExtractor.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(
-            f"{artifact.path} has no feature extractor (preprocessor_config.json) to turn recordings into input_values ({exc}); "
-            "export from a folder that has one, or give an .npz file with an input_values array"
-        ) from None
+    extractor = _preprocessor(artifact, "AutoFeatureExtractor", "feature extractor", "recordings", "input_values")
     wanted = int(getattr(extractor, "sampling_rate", 16000))
     recordings = []
     for file in sounds.files[:limit]:
@@ -309,7 +309,7 @@ def _audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit
     for samples in recordings:
         processed = extractor(samples, sampling_rate=wanted, padding="max_length", max_length=longest,
                               return_attention_mask=True, return_tensors="np")
-        feeds.append({spec.name: np.asarray(processed[spec.name]).astype(spec.dtype) for spec in graph.inputs if spec.name in processed})
+        feeds.append(_feed(processed, graph, "feature extractor"))
     return feeds
 
 
