@@ -149,6 +149,9 @@ def test_validation_inputs_use_the_tokenizer_and_avoid_calibration_lengths(expor
     length = batch.feed["input_ids"].shape[1]
     other = validation_batch(artifact, "model", avoid_lengths={length, length + 1})
     assert other.feed["input_ids"].shape[1] == length + 2
+    # every longer length taken (or past the position table): a shorter one, never past the table
+    shorter = validation_batch(artifact, "model", avoid_lengths=set(range(length, 10_000)))
+    assert shorter.feed["input_ids"].shape[1] == length - 1
 
 
 def test_a_decoder_tokenizer_without_a_pad_token_pads_with_end_of_sequence(tmp_path):

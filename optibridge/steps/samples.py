@@ -398,8 +398,9 @@ def validation_batch(artifact: Artifact, graph_name: str, avoid_lengths: Iterabl
         length = first.feed["input_ids"].shape[-1]
         if length not in avoid:
             return first
-        while length in avoid:
-            length += 1
+        # a length calibration never used: longer, or shorter where the position table ends (CLIP: 77)
+        longer = next((n for n in range(length + 1, longest + 1) if n not in avoid), None)
+        length = longer or next((n for n in range(length - 1, 1, -1) if n not in avoid), length)
         return token_batch(graph, tokenizer, VALIDATION_SENTENCES, vocab_size=vocab, pad_to=length, seed=seed, image_size=pixels,
                            max_length=longest)
     return random_batch(graph, batch=3, seed=seed, image_size=recorded_image_size(artifact),
