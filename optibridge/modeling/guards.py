@@ -27,6 +27,12 @@ LEARNED_POSITION_TYPES = frozenset({
 relative families, which have no such table, are not listed: nothing is checked for them)."""
 
 
+def positive_int(value: Any) -> int | None:
+    """``value`` if it is a positive int (not a bool), else None: how a size read from a config or
+    optibridge.json is accepted."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 @dataclass(frozen=True)
 class InputLimits:
     """Bounds from the model config; None where the config does not say (then nothing is checked)."""
@@ -39,8 +45,7 @@ class InputLimits:
     @classmethod
     def from_config(cls, config: Any) -> "InputLimits":
         def positive(name: str) -> int | None:
-            value = getattr(config, name, None)
-            return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+            return positive_int(getattr(config, name, None))
 
         model_type = getattr(config, "model_type", "")
         positions = positive("max_position_embeddings")
@@ -51,7 +56,7 @@ class InputLimits:
         return cls(positive("vocab_size"), positive("type_vocab_size"), positions if learned else None)
 
 
-def _bounds(value: Any) -> tuple[int, int]:
+def value_bounds(value: Any) -> tuple[int, int]:
     if hasattr(value, "detach"):  # a torch tensor, possibly on a device: reduce there, copy two numbers
         return int(value.min().item()), int(value.max().item())
     array = np.asarray(value)
@@ -70,7 +75,7 @@ def check_feed(feed: Mapping[str, Any], limits: InputLimits, takes_past: bool) -
             continue
         if ids.shape[-1] == 0:
             raise InputError(f"{name} has no tokens (shape {tuple(ids.shape)}); pass at least one token per row")
-        low, high = _bounds(ids)
+        low, high = value_bounds(ids)
         if low < 0 or (limits.vocab_size is not None and high >= limits.vocab_size):
             bad = low if low < 0 else high
             raise InputError(
@@ -84,12 +89,12 @@ def check_feed(feed: Mapping[str, Any], limits: InputLimits, takes_past: bool) -
             )
     types = feed.get("token_type_ids")
     if types is not None and limits.type_vocab_size is not None and types.size:
-        low, high = _bounds(types)
+        low, high = value_bounds(types)
         if low < 0 or high >= limits.type_vocab_size:
             raise InputError(f"token_type_ids holds {low if low < 0 else high}, outside [0, {limits.type_vocab_size}) for this model")
     positions = feed.get("position_ids")
     if positions is not None and limits.max_positions is not None and positions.size:
-        low, high = _bounds(positions)
+        low, high = value_bounds(positions)
         if high >= limits.max_positions:
             raise InputError(
                 f"position {high} is past the last of the {limits.max_positions} positions this model has (the sequence, "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..artifact import TensorSpec
 from ..errors import InputError
+from .guards import value_bounds
 
 # Inputs PyTorch fills in itself when they are left out; the exported graph needs them given.
 DEFAULTS = {
@@ -151,12 +153,18 @@ def prepare_torch_inputs(specs: Sequence[TensorSpec], given: Mapping[str, Any]) 
 
 def _forward_names_token_types(config: Any) -> bool | None:
     """Whether the PyTorch class the model was saved from takes ``token_type_ids`` (None: unknown class)."""
+    names = [a for a in (getattr(config, "architectures", None) or []) if isinstance(a, str)]
+    return _class_takes_token_types(names[0]) if names and names[0].isidentifier() else None
+
+
+@functools.lru_cache(maxsize=64)
+def _class_takes_token_types(class_name: str) -> bool | None:
+    """Per class, once: this runs on every call that passes token_type_ids."""
     import inspect
 
     import transformers
 
-    names = [a for a in (getattr(config, "architectures", None) or []) if isinstance(a, str)]
-    cls = getattr(transformers, names[0], None) if names and names[0].isidentifier() else None
+    cls = getattr(transformers, class_name, None)
     if cls is None or not callable(getattr(cls, "forward", None)):
         return None
     return "token_type_ids" in inspect.signature(cls.forward).parameters
@@ -178,8 +186,8 @@ def check_dropped_token_types(value: Any, config: Any) -> None:
     if isinstance(types, int) and not isinstance(types, bool):
         if types == 0:
             return
-        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-        if array.size == 0 or not array.any():
+        size = value.numel() if hasattr(value, "numel") else np.asarray(value).size
+        if size == 0 or value_bounds(value) == (0, 0):  # reduced where the tensor lives, no copy to the host
             return
         raise InputError(
             f"token_type_ids hold non-zero values, but this model's graph was exported without them (it uses type 0 "

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from .base import OBModel, register_task_class
+from .guards import positive_int
 from .sentence_output import SentenceEmbeddingOutput
 
 __all__ = ["OBModelForSentenceEmbedding", "SentenceEmbeddingOutput"]
@@ -102,8 +103,7 @@ class OBModelForSentenceEmbedding(OBModel):
 
     @property
     def max_seq_length(self) -> int | None:
-        value = self.artifact.metadata.extra.get("max_seq_length")
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+        return positive_int(self.artifact.metadata.extra.get("max_seq_length"))
 
     @property
     def similarity_fn_name(self) -> str:
@@ -120,8 +120,7 @@ class OBModelForSentenceEmbedding(OBModel):
     def get_sentence_embedding_dimension(self) -> int | None:
         """Length of one sentence embedding, as recorded at export (None for an artifact that does not say)."""
         spec = next((o for o in self.artifact.metadata.outputs if o.name == "sentence_embedding"), None)
-        size = self.artifact.metadata.extra.get("embedding_dimension", spec.shape[-1] if spec is not None and spec.shape else None)
-        return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+        return positive_int(self.artifact.metadata.extra.get("embedding_dimension", spec.shape[-1] if spec is not None and spec.shape else None))
 
     get_embedding_dimension = get_sentence_embedding_dimension
 
@@ -223,6 +222,8 @@ class OBModelForSentenceEmbedding(OBModel):
             from rich.progress import track
 
             starts = track(starts, description="Batches")
+        import torch
+
         rows: list[Any] = [None] * len(texts)
         for start in starts:
             chosen = order[start:start + batch_size]
@@ -231,8 +232,6 @@ class OBModelForSentenceEmbedding(OBModel):
             out = self(**dict(batch))
             for row, index in enumerate(chosen):
                 if output_value == "token_embeddings":
-                    import torch
-
                     length = int(np.asarray(batch["attention_mask"][row]).nonzero()[0].max()) + 1
                     rows[index] = torch.from_numpy(np.array(out.token_embeddings[row, :length]))
                 else:

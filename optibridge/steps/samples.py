@@ -177,14 +177,14 @@ def text_length_limit(artifact: Artifact, wanted: int) -> int:
     """``wanted`` tokens, or fewer where the model's learned position table is shorter (CLIP's text
     tower has 77 positions; RoBERTa-style tables start at padding_idx + 1): a longer sample would not
     run at all. Read from config.json (``text_config`` first, for text-and-image models)."""
-    from ..modeling.guards import PADDING_OFFSET_POSITIONS
+    from ..modeling.guards import PADDING_OFFSET_POSITIONS, positive_int
 
     config = model_config(artifact.path)
     for scope in (config.get("text_config"), config):
         if not isinstance(scope, dict):
             continue
-        positions = scope.get("max_position_embeddings")
-        if isinstance(positions, int) and not isinstance(positions, bool) and positions > 0:
+        positions = positive_int(scope.get("max_position_embeddings"))
+        if positions is not None:
             if (scope.get("model_type") or config.get("model_type")) in PADDING_OFFSET_POSITIONS:
                 pad = scope.get("pad_token_id")
                 positions -= (pad if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0 else 0) + 1
