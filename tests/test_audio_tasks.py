@@ -248,3 +248,72 @@ def test_wav_calibration_errors_name_the_file_or_the_fix(audio, exported, tmp_pa
     with pytest.raises(CalibrationError, match="holds both images and WAV files"):
         static(broken)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_audio_column_of_a_saved_dataset_calibrates_as_the_same_wav_files(audio, tmp_path):
+    """WAV bytes in an Audio column, recordings stored as numbers, and the feature extractor's own
+    output columns all give the feeds a folder of the same WAV files gives (no audio decoder package)."""
+    import json
+
+    import datasets
+
+    from optibridge import CalibrationConfig, QuantizationConfig, quantize
+    from optibridge.steps.calibration import load_calibration
+    from optibridge.steps.media import read_wav
+
+    _, artifact = audio("wav2vec2", "ctc")
+
+    def feeds(source, **options):
+        return load_calibration(artifact, CalibrationConfig(source=str(source), **options)).batches["model"]
+
+    def assert_same(got, want, exact=True):
+        assert len(got) == len(want) > 0
+        for ours, theirs in zip(got, want):
+            assert ours.keys() == theirs.keys() == {"input_values", "attention_mask"} & set(artifact.metadata.input_names) | {"input_values"}
+            for name in ours:
+                (np.testing.assert_array_equal if exact else np.testing.assert_allclose)(ours[name], theirs[name])
+
+    recordings = tmp_path / "wavs"
+    _write_wavs(recordings, [4000, 6400, 5200])
+    files = sorted(recordings.iterdir())
+    want = feeds(recordings)
+
+    # datasets needs torchcodec to write an Audio column (not installed here); the folder it would write is
+    # the same struct of bytes and path, declared Audio in its info file
+    cell = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+    encoded = datasets.Dataset.from_dict({"speech": [{"bytes": f.read_bytes(), "path": f.name} for f in files], "text": ["a", "b", "c"]},
+                                         features=datasets.Features({"speech": cell, "text": datasets.Value("string")}))
+    encoded.save_to_disk(str(tmp_path / "encoded"))
+    info = json.loads((tmp_path / "encoded" / "dataset_info.json").read_text())
+    info["features"]["speech"] = {"_type": "Audio", "sampling_rate": 16000}
+    (tmp_path / "encoded" / "dataset_info.json").write_text(json.dumps(info))
+    assert isinstance(datasets.load_from_disk(str(tmp_path / "encoded")).features["speech"], datasets.Audio)
+    assert_same(feeds(tmp_path / "encoded", column="speech"), want)
+    with pytest.raises(Exception, match="is text, but graph 'model' takes input_values"):  # the default column is text
+        feeds(tmp_path / "encoded")
+
+    arrays = [read_wav(f.name, f) for f in files]
+    numbers = datasets.Dataset.from_dict({"audio": [{"array": samples.tolist(), "sampling_rate": rate} for samples, rate in arrays]})
+    numbers.save_to_disk(str(tmp_path / "numbers"))
+    assert_same(feeds(tmp_path / "numbers"), want)  # the one recording column, found without naming it
+
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(artifact.path)
+    processed = numbers.map(lambda row: extractor(row["audio"]["array"], sampling_rate=16000), remove_columns=["audio"])
+    processed.save_to_disk(str(tmp_path / "processed"))
+    # the extractor normalises each recording alone; the folder path pads first, so only the unpadded samples agree
+    for ours, theirs, (samples, _) in zip(feeds(tmp_path / "processed"), want, arrays):
+        length = len(samples)
+        assert ours["input_values"].shape == theirs["input_values"].shape
+        np.testing.assert_allclose(ours["input_values"][0, :length], theirs["input_values"][0, :length], atol=1e-5)
+        assert not ours["input_values"][0, length:].any()
+        if "attention_mask" in ours:
+            np.testing.assert_array_equal(ours["attention_mask"], theirs["attention_mask"])
+
+    slow = datasets.Dataset.from_dict({"audio": [{"array": [0.0] * 800, "sampling_rate": 8000}]})
+    slow.save_to_disk(str(tmp_path / "slow"))
+    with pytest.raises(Exception, match=r"\(column 'audio'\) row 0 is sampled at 8000 Hz; the model takes 16000 Hz"):
+        feeds(tmp_path / "slow")
+
+    result = quantize(artifact.path, QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(tmp_path / "numbers"))),
+                      tmp_path / "int8")
+    assert result.step["calibration"]["description"] == f"3 recording(s) from {tmp_path / 'numbers'} (column 'audio')"

@@ -475,3 +475,76 @@ def test_image_calibration_errors_name_the_file_or_the_fix(exported, tmp_path):
     with pytest.raises(CalibrationError, match="or a folder of images \\(--calibration DIR\\)"):  # text for a vision model
         quantize(exported("vit", "image-classification").path, QuantizationConfig(mode="static"), tmp_path / "q3")
     assert not any((tmp_path / name).exists() for name in ("q", "q2", "q3"))
+
+
+def _feeds(artifact, source, column="text", num_samples=100):
+    from optibridge.steps.calibration import load_calibration
+
+    return load_calibration(artifact, CalibrationConfig(source=str(source), column=column, num_samples=num_samples)).batches["model"]
+
+
+def _assert_same_feeds(got, want):
+    assert len(got) == len(want) > 0
+    for ours, theirs in zip(got, want):
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            np.testing.assert_array_equal(ours[name], theirs[name])
+
+
+def test_an_image_column_of_a_saved_dataset_calibrates_as_the_same_images_in_a_folder(exported, tmp_path):
+    import datasets
+    from transformers import AutoImageProcessor
+
+    artifact = exported("vit", "image-classification")
+    images = tmp_path / "images"
+    _write_images(images, 5)
+    files = sorted(str(f) for f in images.iterdir())
+    data = datasets.Dataset.from_dict({"img": files, "label": list(range(5))}).cast_column("img", datasets.Image())
+    data.save_to_disk(str(tmp_path / "ds"))
+    want = _feeds(artifact, images)
+    _assert_same_feeds(_feeds(artifact, tmp_path / "ds"), want)  # the one image column is found without naming it
+    _assert_same_feeds(_feeds(artifact, tmp_path / "ds", num_samples=3), want[:3])  # only num_samples rows are read
+
+    # already through the processor (what a datasets map gives): the pixel_values column is used as it is
+    processor = AutoImageProcessor.from_pretrained(artifact.path)
+    mapped = data.map(lambda rows: processor(images=[i.convert("RGB") for i in rows["img"]]), batched=True)
+    mapped.save_to_disk(str(tmp_path / "mapped"))
+    got = _feeds(artifact, tmp_path / "mapped")
+    assert len(got) == len(want)
+    for ours, theirs in zip(got, want):
+        np.testing.assert_allclose(ours["pixel_values"], theirs["pixel_values"], atol=1e-6)
+
+    # two media columns: the one named is read; a wrong name lists what there is
+    data.add_column("other", files[::-1]).cast_column("other", datasets.Image()).save_to_disk(str(tmp_path / "two"))
+    _assert_same_feeds(_feeds(artifact, tmp_path / "two", column="other"), want[::-1])
+    with pytest.raises(CalibrationError, match=r"has no column 'text' \(it has: img, label, other\); name the text, image or audio"):
+        _feeds(artifact, tmp_path / "two")
+
+    config = QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(tmp_path / "ds")))
+    result = quantize(artifact.path, config, tmp_path / "q")
+    assert result.step["calibration"]["description"] == f"5 image(s) from {tmp_path / 'ds'} (column 'img')"
+    assert min(o.cosine_mean for o in result.accuracy["model"].outputs) >= 0.95
+
+
+def test_a_dataset_cell_that_names_a_file_outside_its_folder_is_refused(exported, tmp_path):
+    import datasets
+
+    secret = tmp_path / "secret.png"
+    _write_images(tmp_path / "elsewhere", 1)
+    (tmp_path / "elsewhere" / "00.png").rename(secret)
+    # save_to_disk embeds the bytes of files it is given, so a hostile folder is written by hand: cells that
+    # only name a file, and an info file that declares the column an image column
+    cell = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+    rows = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": str(secret)}]}, features=datasets.Features({"image": cell}))
+    rows.save_to_disk(str(tmp_path / "ds"))
+    info = json.loads((tmp_path / "ds" / "dataset_info.json").read_text())
+    info["features"]["image"] = {"_type": "Image"}
+    (tmp_path / "ds" / "dataset_info.json").write_text(json.dumps(info))
+    assert datasets.load_from_disk(str(tmp_path / "ds"))._data.column("image")[0]["bytes"].as_py() is None
+    with pytest.raises(CalibrationError, match=r"row 0 names the file .*secret.png.*, which is not a plain file inside"):
+        _feeds(exported("vit", "image-classification"), tmp_path / "ds")
+    broken = datasets.Dataset.from_dict({"image": [{"bytes": b"not an image", "path": None}]},
+                                        features=datasets.Features({"image": datasets.Image(decode=False)}))
+    broken.save_to_disk(str(tmp_path / "broken"))
+    with pytest.raises(CalibrationError, match=r"calibration image .*broken \(column 'image'\) row 0 cannot be read"):
+        _feeds(exported("vit", "image-classification"), tmp_path / "broken")

@@ -44,11 +44,11 @@ def quantize(
         None, "--min-cosine", help="OpenVINO static: FFN down-projections go back to float until every calibration sample's cosine to float reaches this (default 0.99).",
     ),
     calibration: Optional[str] = typer.Option(
-        None, "--calibration", "-c", help="Calibration samples: .txt, .jsonl, .npz, a folder of images (vision models) or .wav files (audio models), or a datasets folder (default: built-in sentences).",
+        None, "--calibration", "-c", help="Calibration samples: .txt, .jsonl, .npz, a folder of images (vision models) or .wav files (audio models), or a datasets folder with a text, image or audio column or the model's input columns (default: built-in sentences).",
     ),
     calibration_method: Optional[str] = typer.Option(None, "--calibration-method", help="minmax (default) | entropy | percentile."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use at most this many calibration samples (default 100)."),
-    calibration_column: Optional[str] = typer.Option(None, "--calibration-column", help="Text field/column of a JSONL file or dataset (default: text)."),
+    calibration_column: Optional[str] = typer.Option(None, "--calibration-column", help="Text field of a JSONL file, or the text / image / audio column of a datasets folder (default: text; a dataset's only image or audio column is found without it)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="int4 / int4-weights / inc-*: weights per quantization group (default 32)."),
     int4_algorithm: Optional[str] = typer.Option(None, "--int4-algorithm", help="int4: rtn (default) | hqq."),
     symmetric: Optional[bool] = typer.Option(

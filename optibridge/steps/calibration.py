@@ -9,7 +9,6 @@ written: a missing or empty file, a format we cannot read, fields that are not t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +17,23 @@ import numpy as np
 from ..artifact import Artifact, GraphSpec
 from ..configs import CalibrationConfig, CalibrationData
 from ..errors import CalibrationError
+from .media import AudioFiles, ImageFiles, audio_feeds, dataset_media, image_feeds, media_columns, media_folder
 from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, is_vision_graph, is_waveform_graph, load_tokenizer, model_config, recorded_image_size,
                       text_length_limit, token_batch)
 
 SUPPORTED = (".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after "
              "the inputs), a folder of images (.jpg, .png, ...: vision models) or of .wav recordings (waveform models), or a folder "
-             "written by datasets' save_to_disk")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-AUDIO_SUFFIXES = (".wav",)
-"""PCM WAV, read with the standard library (no audio package needed); the rate must be the model's."""
-DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
-"""Files save_to_disk writes: a folder with one of them is a dataset, not a folder of images."""
+             "written by datasets' save_to_disk (a text, image or audio column, or the model's input columns)")
+MODEL_INPUT_COLUMNS = ("input_ids", "pixel_values", "input_values", "input_features")
+"""Dataset columns that are already model inputs (a tokenizer's or processor's output): read as records."""
+DEFAULT_COLUMN = "text"
 
 
-@dataclass(frozen=True)
-class ImageFiles:
-    """A folder of images as calibration samples (sorted, so a run is repeatable)."""
-
-    folder: Path
-    files: tuple[Path, ...]
+class DatasetRows(list):  # type: ignore[type-arg]
+    """Rows of a dataset's model-input columns; its other columns (labels, raw text) are not inputs, so
+    each graph takes only the fields it has."""
 
 
-@dataclass(frozen=True)
-class AudioFiles:
-    """A folder of WAV recordings as calibration samples (sorted)."""
-
-    folder: Path
-    files: tuple[Path, ...]
 __all__ = ["CalibrationData", "load_calibration", "read_samples"]  # CalibrationData lives in configs (kept for existing imports)
 
 # Inputs a sample may leave out: they are filled like a tokenizer would (all ones / all zeros).
@@ -75,7 +64,7 @@ def _read_jsonl(path: Path, column: str) -> list[Any]:
     return records
 
 
-def _read_dataset(path: Path, column: str) -> list[Any]:
+def _read_dataset(path: Path, column: str, limit: int) -> list[Any] | ImageFiles | AudioFiles:
     try:
         import datasets
     except ImportError:
@@ -89,37 +78,34 @@ def _read_dataset(path: Path, column: str) -> list[Any]:
     if isinstance(data, datasets.DatasetDict):
         split = "train" if "train" in data else next(iter(data))
         data = data[split]
+    media = media_columns(data)
+    if column not in data.column_names and column == DEFAULT_COLUMN and len(media) == 1:
+        column = next(iter(media))  # one image or audio column: no need to name it
+    if column in media:
+        return dataset_media(data, column, path, limit)
     if column in data.column_names:
         return [str(t) for t in data[column]]
-    if "input_ids" in data.column_names:
-        return [dict(row) for row in data]
+    if any(name in data.column_names for name in MODEL_INPUT_COLUMNS):
+        return DatasetRows(dict(row) for row in data.select(range(min(limit, len(data)))))
     raise CalibrationError(
-        f"dataset {path} has no column {column!r} (it has: {', '.join(data.column_names)}); pass the text column "
-        "with --calibration-column, or store token ids in an input_ids column"
+        f"dataset {path} has no column {column!r} (it has: {', '.join(data.column_names)}); name the text, image or audio "
+        "column with --calibration-column, or store the model's inputs (input_ids, pixel_values, ...) as columns"
     )
 
 
-def _media_files(path: Path) -> ImageFiles | AudioFiles | None:
-    """The folder's image (or WAV) files, or None for a folder that is a dataset or holds neither."""
-    if any((path / marker).is_file() for marker in DATASET_MARKERS):
-        return None
-    plain = [f for f in sorted(path.iterdir()) if f.is_file() and not f.is_symlink()]
-    images = tuple(f for f in plain if f.suffix.lower() in IMAGE_SUFFIXES)
-    sounds = tuple(f for f in plain if f.suffix.lower() in AUDIO_SUFFIXES)
-    if images and sounds:
-        raise CalibrationError(f"calibration folder {path} holds both images and WAV files; keep one kind per folder")
-    return ImageFiles(path, images) if images else AudioFiles(path, sounds) if sounds else None
-
-
-def read_samples(source: str, column: str = "text") -> list[Any] | dict[str, np.ndarray] | ImageFiles | AudioFiles:
-    """Texts, token-id records, (for .npz) arrays keyed by input name, or a folder's image or WAV files."""
+def read_samples(source: str, column: str = DEFAULT_COLUMN, limit: int | None = None) -> list[Any] | dict[str, np.ndarray] | ImageFiles | AudioFiles:
+    """Texts, model-input records, (for .npz) arrays keyed by input name, or images / recordings (a folder's
+    files or a dataset column). ``limit`` bounds what is read from a dataset."""
     path = Path(source).expanduser()
     if not path.exists():
         raise CalibrationError(f"calibration source {path} does not exist; give {SUPPORTED}")
-    if path.is_dir() and (media := _media_files(path)) is not None:
+    if path.is_dir() and (media := media_folder(path)) is not None:
         return media
     if path.is_dir():
-        samples: list[Any] | dict[str, np.ndarray] = _read_dataset(path, column)
+        from_dataset = _read_dataset(path, column, limit if limit is not None else 1 << 62)
+        if not isinstance(from_dataset, list):
+            return from_dataset
+        samples: list[Any] | dict[str, np.ndarray] = from_dataset
     elif path.suffix == ".npz":
         with np.load(path) as arrays:
             samples = {name: arrays[name] for name in arrays.files}
@@ -183,27 +169,40 @@ def _feeds_from_arrays(arrays: dict[str, np.ndarray], graph: GraphSpec, source: 
 
 
 def _pad_records(records: list[dict[str, Any]], graph: GraphSpec, source: str, max_length: int) -> dict[str, np.ndarray]:
-    """Token-id records of varied lengths as right-padded arrays (one row per record)."""
+    """Model-input records (a tokenizer's or processor's rows) as arrays with one row per record:
+    sequences of varied length (token ids, waveforms) right-padded with zeros and masked, the rest
+    (pixel_values, input_features) stacked as they are."""
     names = set(records[0])
     for number, record in enumerate(records, start=1):
         if set(record) != names:
             raise CalibrationError(f"calibration record {number} in {source} has fields {sorted(record)}, the first one {sorted(names)}")
     _check_names(names, graph, source)
-    lengths = [min(len(np.atleast_1d(r["input_ids"])), max_length) for r in records]
-    width = max(lengths)
+    by_name = {name: [np.asarray(record[name]) for record in records] for name in names if name in graph.input_names}
+    for name, rows in by_name.items():
+        if all(row.ndim >= 2 and row.shape[0] == 1 for row in rows):  # a processor called on one example: [1, ...]
+            by_name[name] = [row[0] for row in rows]
+    sequence = next((name for name in ("input_ids", "input_values") if name in by_name), None)
+    lengths = [len(np.atleast_1d(row)) for row in by_name[sequence]] if sequence else []
+    if sequence == "input_ids":  # waveforms are not cut at a token length
+        lengths = [min(length, max_length) for length in lengths]
     arrays = {}
-    for name in names:
-        if name not in graph.input_names:
-            continue
-        out = np.zeros((len(records), width), dtype=np.int64)
-        for row, record in enumerate(records):
-            values = np.atleast_1d(np.asarray(record[name]))[:width]
-            out[row, : len(values)] = values
-        arrays[name] = out
-    if "attention_mask" not in arrays and "attention_mask" in graph.input_names:
-        mask = np.zeros((len(records), width), dtype=np.int64)
-        for row, length in enumerate(lengths):
-            mask[row, :length] = 1
+    for name, rows in by_name.items():
+        if lengths and all(row.ndim <= 1 for row in rows):  # the sequence and its mask / token types
+            out = np.zeros((len(rows), max(lengths)), dtype=np.int64 if rows[0].dtype.kind in "iub" else np.float32)
+            for index, row in enumerate(rows):
+                values = np.atleast_1d(row)[: max(lengths)]
+                out[index, : len(values)] = values
+            arrays[name] = out
+        elif len({row.shape for row in rows}) == 1:
+            arrays[name] = np.stack(rows)
+        else:
+            shapes = ", ".join(sorted({str(row.shape) for row in rows}))
+            raise CalibrationError(f"calibration rows of {name!r} in {source} have different shapes ({shapes}); "
+                                   "give them one shape (the processor's padding=...)")
+    if "attention_mask" not in arrays and "attention_mask" in graph.input_names and lengths:
+        mask = np.zeros((len(records), max(lengths)), dtype=np.int64)
+        for index, length in enumerate(lengths):
+            mask[index, :length] = 1
         arrays["attention_mask"] = mask
     return arrays
 
@@ -228,91 +227,6 @@ def _text_feeds(artifact: Artifact, graph: GraphSpec, texts: list[str], config: 
     ]
 
 
-def _image_feeds(artifact: Artifact, graph: GraphSpec, images: ImageFiles, limit: int) -> list[dict[str, np.ndarray]]:
-    """Each image through the artifact's own image processor (resize, crop, normalise), one feed per image."""
-    if not is_vision_graph(graph) or is_text_graph(graph):
-        raise CalibrationError(
-            f"calibration data {images.folder} is images, but graph takes {', '.join(graph.input_names)}; images calibrate "
-            "models that take pixel_values alone (give text or an .npz file for this one)"
-        )
-    processor = _preprocessor(artifact, "AutoImageProcessor", "image processor", "images", "pixel_values")
-    from PIL import Image, UnidentifiedImageError
-
-    feeds = []
-    for file in images.files[:limit]:
-        try:
-            with Image.open(file) as opened:
-                image = opened.convert("RGB")
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            raise CalibrationError(f"calibration image {file} cannot be read ({exc}); remove it or replace it") from None
-        feeds.append(_feed(processor(images=image, return_tensors="np"), graph, "image processor"))
-    return feeds
-
-
-def _preprocessor(artifact: Artifact, auto_class: str, what: str, media: str, input_name: str) -> Any:
-    """The artifact's own image processor / feature extractor (never remote code), or the error naming the fix."""
-    import transformers
-
-    try:
-        return getattr(transformers, auto_class).from_pretrained(artifact.path, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(
-            f"{artifact.path} has no {what} (preprocessor_config.json) to turn {media} into {input_name} ({exc}); "
-            f"export from a folder that has one, or give an .npz file with an {input_name} array"
-        ) from None
-
-
-def _feed(processed: Any, graph: GraphSpec, what: str) -> dict[str, np.ndarray]:
-    feed = {spec.name: np.asarray(processed[spec.name]).astype(spec.dtype) for spec in graph.inputs if spec.name in processed}
-    missing = [spec.name for spec in graph.inputs if spec.name not in feed]
-    if missing:
-        raise CalibrationError(f"the {what} gives no {', '.join(missing)}, which the graph takes; give an .npz file")
-    return feed
-
-
-def _read_wav(file: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the sampling rate of a PCM WAV file (8/16/32-bit)."""
-    import wave
-
-    try:
-        with wave.open(str(file), "rb") as handle:
-            width, channels, rate = handle.getsampwidth(), handle.getnchannels(), handle.getframerate()
-            raw = handle.readframes(handle.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
-        raise CalibrationError(f"calibration recording {file} cannot be read as PCM WAV ({exc}); remove or convert it") from None
-    kinds = {1: (np.uint8, 128.0, 128.0), 2: (np.int16, 0.0, 32768.0), 4: (np.int32, 0.0, 2147483648.0)}
-    if width not in kinds or channels < 1:
-        raise CalibrationError(f"calibration recording {file} is {8 * width}-bit with {channels} channel(s); write 16-bit PCM")
-    dtype, offset, scale = kinds[width]
-    samples = (np.frombuffer(raw, dtype=dtype).astype(np.float32) - offset) / scale
-    return samples.reshape(-1, channels).mean(axis=1), rate
-
-
-def _audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit: int) -> list[dict[str, np.ndarray]]:
-    """Each recording through the artifact's feature extractor, all padded to the longest (the
-    calibrators need one shape), with the attention mask where the graph takes one."""
-    if not is_waveform_graph(graph):
-        raise CalibrationError(
-            f"calibration data {sounds.folder} is audio, but graph takes {', '.join(graph.input_names)}; recordings "
-            "calibrate models that take input_values"
-        )
-    extractor = _preprocessor(artifact, "AutoFeatureExtractor", "feature extractor", "recordings", "input_values")
-    wanted = int(getattr(extractor, "sampling_rate", 16000))
-    recordings = []
-    for file in sounds.files[:limit]:
-        samples, rate = _read_wav(file)
-        if rate != wanted:
-            raise CalibrationError(f"calibration recording {file} is sampled at {rate} Hz; the model takes {wanted} Hz: resample it")
-        recordings.append(samples)
-    longest = max(len(r) for r in recordings)
-    feeds = []
-    for samples in recordings:
-        processed = extractor(samples, sampling_rate=wanted, padding="max_length", max_length=longest,
-                              return_attention_mask=True, return_tensors="np")
-        feeds.append(_feed(processed, graph, "feature extractor"))
-    return feeds
-
-
 def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list[str] | None = None) -> CalibrationData:
     """Read, check and tokenize the calibration samples for ``graphs`` (default: every graph).
 
@@ -324,17 +238,17 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
         samples: Any = list(CALIBRATION_SENTENCES)
         source = "optibridge's built-in sentences"
     else:
-        samples = read_samples(config.source, config.column)
-        source = str(config.source)
+        samples = read_samples(config.source, config.column, config.num_samples)
+        source = samples.source if isinstance(samples, (ImageFiles, AudioFiles)) else str(config.source)
     batches: dict[str, list[dict[str, np.ndarray]]] = {}
     problems: list[str] = []
     for name in names:
         graph = artifact.metadata.graphs[name]
         try:
             if isinstance(samples, ImageFiles):
-                feeds = _image_feeds(artifact, graph, samples, config.num_samples)
+                feeds = image_feeds(artifact, graph, samples, config.num_samples)
             elif isinstance(samples, AudioFiles):
-                feeds = _audio_feeds(artifact, graph, samples, config.num_samples)
+                feeds = audio_feeds(artifact, graph, samples, config.num_samples)
             elif isinstance(samples, dict):
                 feeds = _feeds_from_arrays(samples, graph, source, config.num_samples)
             elif all(isinstance(s, str) for s in samples):
@@ -348,6 +262,8 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
                 feeds = _text_feeds(artifact, graph, samples[: config.num_samples], config, source)
             else:
                 records = [s for s in samples if isinstance(s, dict)][: config.num_samples]
+                if isinstance(samples, DatasetRows):
+                    records = [{k: v for k, v in r.items() if k in graph.input_names or k == "token_type_ids"} for r in records]
                 if len(records) != min(len(samples), config.num_samples):
                     raise CalibrationError(f"calibration data {source} mixes text and token-id records; use one kind")
                 arrays = _pad_records(records, graph, source, config.max_length)
