@@ -10,7 +10,8 @@ Runs on the bundled all-MiniLM-L6-v2 and checks every result against PyTorch:
    (int8 dynamic, and static from a calibration dataset: ``get_calibration_dataset``, ``fit``,
    ``AutoCalibrationConfig``; needs ``datasets``, in ``optibridge[calibration]``), and optimum-intel's
    ``quantization_config=OVWeightQuantizationConfig(bits=8)`` at load (NNCF, in
-   ``optibridge[openvino-quant]``), kept by ``save_pretrained``.
+   ``optibridge[openvino-quant]``), kept by ``save_pretrained``, and its ``OVQuantizer`` with
+   ``OVQuantizationConfig`` (int8 static from the same calibration dataset).
    int8 is not exact: these print their cosine to PyTorch.
 
     HF_HUB_OFFLINE=1 python examples/optimum_migration.py
@@ -35,7 +36,9 @@ from optibridge.hardware import detect_cpu
 from optibridge.onnxruntime import (  # was: optimum.onnxruntime
     AutoCalibrationConfig, AutoQuantizationConfig, ORTModelForFeatureExtraction, ORTQuantizer,
 )
-from optibridge.openvino import OVModelForFeatureExtraction, OVWeightQuantizationConfig  # was: from optimum.intel import ...
+from optibridge.openvino import (  # was: from optimum.intel import ...
+    OVConfig, OVModelForFeatureExtraction, OVQuantizationConfig, OVQuantizer, OVWeightQuantizationConfig,
+)
 from optibridge.steps.samples import CALIBRATION_SENTENCES
 
 SENTENCES = ["This is an example sentence.", "Each sentence is converted to a vector."]
@@ -124,6 +127,13 @@ def main() -> None:
         ov_int8.save_pretrained(Path(tmp, "ov-int8"))  # writes the int8 IR, not the float graph it was loaded from
         saved = OVModelForFeatureExtraction.from_pretrained(Path(tmp, "ov-int8"))
         check_cosine("its save_pretrained, reloaded", saved(**inputs).last_hidden_state, want, mask)
+        ov_quantizer = OVQuantizer.from_pretrained(Path(tmp, "imported"))
+        ov_rows = ov_quantizer.get_calibration_dataset(str(data_dir), num_samples=32, dataset_split="train",
+                                                       preprocess_function=lambda rows: tokenizer(rows["sentence"], truncation=True))
+        ov_static_dir = ov_quantizer.quantize(calibration_dataset=ov_rows, save_directory=Path(tmp, "ov-static"),
+                                              ov_config=OVConfig(quantization_config=OVQuantizationConfig()))
+        ov_static = OVModelForFeatureExtraction.from_pretrained(ov_static_dir)
+        check_cosine("OVQuantizer int8 (static)", ov_static(**inputs).last_hidden_state, want, mask)
 
 
 if __name__ == "__main__":

@@ -26,65 +26,15 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from .artifact import Artifact, ArtifactMetadata, check_output_dir, files_to_carry, staged_directory, write_metadata
-from .configs import QuantizationConfig
 from .errors import BackendError, ConfigError
 from .modeling.peers import PeerModel, PeerNames, pipeline_alias
+from .ov_tools import OVConfig, OVQuantizationConfig, OVQuantizer, OVWeightQuantizationConfig, config_from_dict
 
 ModelT = TypeVar("ModelT", bound="OVModel")
-
-
-@dataclass
-class OVWeightQuantizationConfig:
-    """optimum-intel's weight-only quantization at load, as its users write it::
-
-        OVModelForCausalLM.from_pretrained(path, quantization_config=OVWeightQuantizationConfig(bits=4, sym=True))
-
-    It runs the same NNCF compression as ``optibridge quantize --backend openvino --mode int4-weights``
-    (``int8-weights`` for ``bits=8``): data-free, every weight (embeddings and LM head in int8 under
-    ``bits=4``). ``save_pretrained`` then writes the compressed IR. What needs data or a mix of
-    precisions (``dataset``, ``awq``, ``scale_estimation``, ``gptq``, ``ratio`` below 1) is refused with
-    what to use instead."""
-
-    bits: int = 8
-    sym: bool = False
-    group_size: int | None = None
-    """Weights per scale under ``bits=4`` (default 128, as optimum-intel's); ``bits=8`` is per channel."""
-    ratio: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.bits not in (4, 8):
-            raise ConfigError(f"OVWeightQuantizationConfig(bits={self.bits}): bits is 4 or 8")
-        if self.ratio != 1.0:
-            raise ConfigError(f"OVWeightQuantizationConfig(ratio={self.ratio}): a mix of int4 and int8 layers is not offered; "
-                              "ratio=1.0 compresses every layer to int4 (embeddings and LM head stay int8)")
-        if self.bits == 8 and self.group_size not in (None, -1):
-            raise ConfigError(f"OVWeightQuantizationConfig(bits=8, group_size={self.group_size}): int8 weights are per channel; "
-                              "drop group_size")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "OVWeightQuantizationConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"quantization_config has {', '.join(unknown)}, which optibridge does not apply at load (it takes "
-                f"{', '.join(sorted(known))}); for int8 weights and activations from calibration data use "
-                "`optibridge quantize DIR OUT --backend openvino --mode static --calibration FILE`, for "
-                "data-aware int4 `--mode inc-awq` or `inc-gptq`"
-            )
-        return cls(**data)
-
-    def to_quantization_config(self) -> QuantizationConfig:
-        """The optibridge config of the same compression (what ``quantize`` records)."""
-        if self.bits == 8:
-            return QuantizationConfig(mode="int8-weights", symmetric=self.sym)
-        block = 128 if self.group_size in (None, -1) else self.group_size
-        return QuantizationConfig(mode="int4-weights", symmetric=self.sym, block_size=block)
 
 
 class OVModel(PeerModel):
@@ -96,7 +46,7 @@ class OVModel(PeerModel):
     def from_pretrained(  # type: ignore[override]
         cls: type[ModelT], model_id: str | os.PathLike[str], *, device: str = "CPU", ov_config: dict[str, Any] | None = None,
         compile: bool = True, stateful: bool | None = None, load_in_8bit: bool = False, dynamic_shapes: bool = True,
-        quantization_config: OVWeightQuantizationConfig | Mapping[str, Any] | None = None, **kwargs: Any,
+        quantization_config: OVWeightQuantizationConfig | OVQuantizationConfig | Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> ModelT:
         """``stateful=None`` keeps the artifact as it is (an IR made stateful by ``optimize --backend
         openvino`` stays so; an ONNX decoder is fed its cache); True makes a decoder stateful at load.
@@ -105,9 +55,12 @@ class OVModel(PeerModel):
         if quantization_config is not None:
             if load_in_8bit:
                 raise ConfigError("pass load_in_8bit=True or quantization_config, not both")
-            if not isinstance(quantization_config, OVWeightQuantizationConfig):
-                quantization_config = OVWeightQuantizationConfig.from_dict(quantization_config)
-            kwargs["weight_quantization"] = quantization_config.to_quantization_config()
+            config = config_from_dict(quantization_config) if isinstance(quantization_config, Mapping) else quantization_config
+            if not isinstance(config, OVWeightQuantizationConfig):
+                raise ConfigError("int8 activations need calibration rows, which loading does not take: quantize with "
+                                  "OVQuantizer(model).quantize(calibration_dataset=..., save_directory=DIR, "
+                                  "ov_config=OVConfig(quantization_config=OVQuantizationConfig())), then load DIR")
+            kwargs["weight_quantization"] = config.to_quantization_config()
         if ov_config:
             kwargs["ov_config"] = ov_config
         if stateful is not None:
@@ -238,8 +191,7 @@ _QUANTIZE = ("quantize with optibridge: `optibridge quantize MODEL_DIR OUT --bac
              "or optibridge.quantize(MODEL_DIR, optibridge.QuantizationConfig(mode='int4-weights'), OUT, backend='openvino'); "
              "then load OUT with its OVModelFor… class. At load: from_pretrained(..., load_in_8bit=True) (docs/optimum_migration.md)")
 _INSTEAD = {
-    **dict.fromkeys(("OVQuantizer", "OVQuantizationConfig", "OVConfig", "OVMixedQuantizationConfig",
-                     "OVPipelineQuantizationConfig", "OVDynamicQuantizationConfig"), _QUANTIZE),
+    **dict.fromkeys(("OVMixedQuantizationConfig", "OVPipelineQuantizationConfig", "OVDynamicQuantizationConfig"), _QUANTIZE),
     "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=OVModelFor….from_pretrained(DIR), "
                 "tokenizer=...); the OVModelFor… classes are drop-in models",
     **dict.fromkeys(("OVTrainer", "OVTrainingArguments"),
@@ -291,4 +243,4 @@ def __getattr__(name: str) -> Any:
     return _NAMES.get(name)
 
 
-__all__ = ["OVModel", "OVWeightQuantizationConfig", *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]
+__all__ = ["OVModel", "OVWeightQuantizationConfig", "OVQuantizationConfig", "OVConfig", "OVQuantizer", *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]

@@ -34,17 +34,16 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .artifact import Artifact, is_artifact, write_metadata
+from .artifact import Artifact, write_metadata
 from .configs import CalibrationConfig as OBCalibrationConfig
 from .configs import OptimizationConfig as OBOptimizationConfig
 from .configs import QuantizationConfig as OBQuantizationConfig
-from .errors import ArtifactError, ConfigError
-from .staging import pid_prefix
+from .errors import ConfigError
+from .peer_tools import artifact_source, check_rows, load_calibration_dataset, save_rows
 
 STATIC_NEEDS_FIT = ("static quantization calibrates on data: ranges = quantizer.fit(dataset, AutoCalibrationConfig.minmax(dataset)), "
                     "then quantizer.quantize(config, SAVE_DIR, calibration_tensors_range=ranges); or from text, "
@@ -207,21 +206,7 @@ class _Tool:
     def from_pretrained(cls, model_or_path: Any, file_name: str | None = None, file_names: list[str] | None = None) -> Any:
         """An ``ORTModelFor…`` (its artifact) or a folder: an optibridge artifact, or one Optimum wrote
         (``file_name`` / ``file_names`` pick its graph, as Optimum's take them)."""
-        file_name = file_name or (file_names[0] if file_names else None)
-        path = getattr(getattr(model_or_path, "artifact", None), "path", None)
-        if path is not None and is_artifact(path):
-            return cls(Path(path), keep_alive=model_or_path)  # after export=True its folder lives as long as the model
-        folder = Path(path if path is not None else model_or_path)
-        if is_artifact(folder):
-            return cls(folder)
-        from .optimum_folders import import_optimum_folder, is_optimum_folder
-
-        if not is_optimum_folder(folder):
-            raise ArtifactError(f"{folder} is neither an optibridge artifact nor a folder Optimum wrote; export it first "
-                                f"(ORTModelFor….from_pretrained(MODEL, export=True).save_pretrained(DIR), or `optibridge export`)")
-        keep_alive = tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-"))
-        import_optimum_folder(folder, Path(keep_alive.name) / "artifact", file_name=file_name)
-        return cls(Path(keep_alive.name) / "artifact", keep_alive)
+        return cls(*artifact_source(model_or_path, file_name or (file_names[0] if file_names else None)))
 
 
 def _name_graphs(folder: Path, suffix: str) -> None:
@@ -249,12 +234,9 @@ class ORTQuantizer(_Tool):
                                 dataset_split: str | None = None, preprocess_function: Any = None, preprocess_batch: bool = True,
                                 seed: int = 2016, token: Any = None, use_auth_token: Any = None) -> Any:
         """``num_samples`` shuffled rows of a ``datasets`` dataset (a hub name or a local folder/builder), mapped
-        through ``preprocess_function`` (the tokenizer call), as Optimum's helper returns them."""
-        datasets = _datasets()
-        data = datasets.load_dataset(dataset_name, name=dataset_config_name, split=dataset_split or "train",
-                                     token=token if token is not None else use_auth_token)
-        data = data.shuffle(seed=seed).select(range(min(num_samples, len(data))))
-        return data.map(preprocess_function, batched=preprocess_batch) if preprocess_function is not None else data
+        through ``preprocess_function`` (the tokenizer or image processor call), as Optimum's helper returns them."""
+        return load_calibration_dataset(dataset_name, num_samples, dataset_config_name, dataset_split, preprocess_function,
+                                        preprocess_batch, seed, token if token is not None else use_auth_token)
 
     def fit(self, dataset: Any, calibration_config: CalibrationConfig, onnx_augmented_model_name: Any = None,
             operators_to_quantize: Any = None, batch_size: int = 1, use_external_data_format: bool = False,
@@ -276,11 +258,7 @@ class ORTQuantizer(_Tool):
             raise ConfigError("calibration runs on the CPU with ONNX Runtime's ranges as measured: drop use_gpu / force_symmetric_range")
         if self._calibration is not None and calibration_config.method != self._calibration.method:
             raise ConfigError(f"partial_fit got method {calibration_config.method!r} after {self._calibration.method!r}: use one method")
-        if dataset is None or len(dataset) == 0:
-            raise ConfigError("the calibration dataset is empty: give rows of tokenized text (input_ids, attention_mask, ...)")
-        if "input_ids" not in getattr(dataset, "column_names", ()):
-            raise ConfigError(f"the calibration dataset has columns {', '.join(getattr(dataset, 'column_names', ()))} but no input_ids: "
-                              f"map it through the tokenizer first (get_calibration_dataset(..., preprocess_function=...))")
+        check_rows(dataset, Artifact.load(self.source).metadata.input_names)
         self._datasets.append(dataset)
         self._calibration = calibration_config
 
@@ -288,17 +266,10 @@ class ORTQuantizer(_Tool):
         """The rows given so far, written (the model's input columns only) for ``quantize`` to calibrate on."""
         if self._calibration is None:
             raise ConfigError("nothing to calibrate on: call partial_fit(dataset, AutoCalibrationConfig.minmax(dataset)) first")
-        datasets = _datasets()
-        inputs = Artifact.load(self.source).metadata.input_names
-        data = datasets.concatenate_datasets(self._datasets) if len(self._datasets) > 1 else self._datasets[0]
-        data = data.remove_columns([c for c in data.column_names if c not in inputs])
-        keep = tempfile.TemporaryDirectory(prefix=pid_prefix("optibridge-calibration-"))
-        folder = Path(keep.name) / "rows"
-        data.save_to_disk(str(folder))
-        longest = max(len(row) for row in data["input_ids"])
-        config = OBCalibrationConfig(source=str(folder), method=self._calibration.method, num_samples=len(data),
-                                     max_length=max(longest, 2), percentile=self._calibration.percentile)
-        return CalibrationRanges(folder, config, len(data), keep)
+        saved = save_rows(self._datasets, Artifact.load(self.source).metadata.input_names)
+        config = OBCalibrationConfig(source=str(saved.folder), method=self._calibration.method, num_samples=saved.rows,
+                                     max_length=saved.longest, percentile=self._calibration.percentile)
+        return CalibrationRanges(saved.folder, config, saved.rows, saved.keep)
 
     def quantize(self, quantization_config: QuantizationConfig, save_dir: str | os.PathLike[str], file_suffix: str | None = "quantized",
                  calibration_tensors_range: CalibrationRanges | None = None, use_external_data_format: bool = False,
@@ -318,14 +289,6 @@ class ORTQuantizer(_Tool):
         if file_suffix:
             _name_graphs(Path(save_dir), file_suffix)
         return Path(save_dir)
-
-
-def _datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise ConfigError("calibration datasets need the datasets package: pip install 'optibridge[calibration]'") from None
-    return datasets
 
 
 class ORTOptimizer(_Tool):

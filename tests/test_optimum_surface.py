@@ -258,7 +258,7 @@ def test_ov_weight_quantization_config_at_load_is_quantize_int4_weights(gpt2, tm
 
 
 @pytest.mark.parametrize("config,says", [
-    ({"bits": 4, "awq": True, "dataset": "wikitext2"}, "quantization_config has awq, dataset, which optibridge does not apply at load .*--mode inc-awq"),
+    ({"bits": 4, "awq": True, "dataset": "wikitext2"}, "OVWeightQuantizationConfig got awq, dataset, which optibridge does not apply .*--mode inc-awq"),
     ({"bits": 4, "ratio": 0.8}, r"ratio=0.8\): a mix of int4 and int8 layers is not offered"),
     ({"bits": 3}, r"bits=3\): bits is 4 or 8"),
 ])

@@ -144,7 +144,7 @@ def test_static_quantization_without_its_calibration_says_how_to_give_it(exporte
     with pytest.raises(ConfigError, match=r"ranges = quantizer.fit\(dataset, AutoCalibrationConfig.minmax\(dataset\)\)"):
         quantizer.quantize(AutoQuantizationConfig.avx512_vnni(is_static=True), tmp_path / "q")
     text_only = datasets.Dataset.from_dict({"sentence": SENTENCES})
-    with pytest.raises(ConfigError, match="no input_ids: map it through the tokenizer first"):
+    with pytest.raises(ConfigError, match=r"columns sentence but none of the model's inputs \(input_ids, .*\): map it through the tokenizer"):
         quantizer.fit(text_only, AutoCalibrationConfig.minmax(text_only))
     with pytest.raises(ConfigError, match="nothing to calibrate on"):
         quantizer.compute_ranges()
@@ -157,3 +157,39 @@ def test_static_quantization_without_its_calibration_says_how_to_give_it(exporte
     assert not (tmp_path / "q").exists()
     with pytest.raises(ConfigError, match="arm64 has no 16-bit saturation"):
         AutoQuantizationConfig.arm64(is_static=False, reduce_range=True)
+
+
+def test_static_quantization_of_a_vision_model_from_an_image_dataset(exported, tmp_path):
+    """Optimum's guide for an image model: the dataset mapped through the image processor; the graph is
+    the one optibridge's own static step makes from the same images in a folder."""
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    from optibridge import CalibrationConfig as OBCalibrationConfig
+    from optibridge import OBModelForImageClassification
+    from optibridge.onnxruntime import AutoCalibrationConfig, ORTModelForImageClassification
+
+    artifact = exported("vit", "image-classification")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 40 + 8 * i, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    processor = AutoImageProcessor.from_pretrained(artifact.path)
+    quantizer = ORTQuantizer.from_pretrained(artifact.path)
+    dataset = quantizer.get_calibration_dataset(str(images), num_samples=4, dataset_split="train",
+                                                preprocess_function=lambda rows: processor(images=[i.convert("RGB") for i in rows["image"]]))
+    assert len(dataset) == 4 and "pixel_values" in dataset.column_names
+    ranges = quantizer.fit(dataset, AutoCalibrationConfig.minmax(dataset))
+    out = quantizer.quantize(AutoQuantizationConfig.avx512_vnni(is_static=True, per_channel=False), tmp_path / "q",
+                             calibration_tensors_range=ranges)
+    assert "QuantizeLinear" in _ops(out, "model_quantized.onnx")
+    assert Artifact.load(out).metadata.steps[-1]["calibration"]["samples"] == 4
+
+    ours = quantize(artifact.path, OBQuantizationConfig(mode="static", preset="avx512-vnni", per_channel=False,
+                                                        calibration=OBCalibrationConfig(source=str(images))), tmp_path / "ours").artifact
+    pixels = torch.randn(2, 3, 32, 32)
+    want = OBModelForImageClassification.from_pretrained(ours.path)(pixel_values=pixels).logits
+    got = ORTModelForImageClassification.from_pretrained(out)(pixel_values=pixels).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
