@@ -30,6 +30,7 @@ _LAZY = {
     "OBModelForSemanticSegmentation": "optibridge.modeling",
     "OBModelForObjectDetection": "optibridge.modeling",
     "OBModelForZeroShotImageClassification": "optibridge.modeling",
+    "OBModelForImageToImage": "optibridge.modeling",
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",

@@ -78,6 +78,11 @@ TASKS: dict[str, Task] = {
             "object-detection", "AutoModelForObjectDetection", ("logits", "pred_boxes"), "ModelOutput", "vision",
             ("ForObjectDetection",), "object-detection",
         ),
+        # Image restoration / super-resolution (Swin2SR): an image in, an image (upscaled) out.
+        Task(
+            "image-to-image", "AutoModelForImageToImage", ("reconstruction",), "ImageSuperResolutionOutput", "vision",
+            ("ForImageSuperResolution",),
+        ),
         Task(
             "zero-shot-image-classification", "AutoModelForZeroShotImageClassification",
             ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"), "ModelOutput", "multimodal", (),

@@ -62,3 +62,36 @@ def test_object_detection_matches_pytorch_and_its_pipeline(tmp_path):
     assert len(found) == len(expected) > 0
     assert [f["label"] for f in found] == [e["label"] for e in expected]
     np.testing.assert_allclose([f["score"] for f in found], [e["score"] for e in expected], atol=1e-4)
+
+
+def test_image_to_image_upscales_as_pytorch_at_any_multiple_of_its_window(tmp_path):
+    """Swin2SR: the export takes any size its window divides, validated at one it was not traced at; both
+    backends match PyTorch at untraced sizes and batch sizes; a size PyTorch cannot run is a clear error."""
+    from optibridge import OBModelForImageToImage
+    from optibridge.errors import InputError
+    from optibridge.onnxruntime import ORTModelForImageToImage
+    from optibridge.openvino import OVModelForImageToImage
+
+    source = build_tiny("swin2sr", "image-to-image", tmp_path / "swin2sr", upscale=2)
+    artifact = export(source, tmp_path / "onnx").artifact  # task inferred from ...ForImageSuperResolution
+    meta = artifact.metadata
+    assert meta.task == "image-to-image" and meta.validation["passed"]
+    reference = transformers.AutoModelForImageToImage.from_pretrained(source).eval()
+    window = reference.config.window_size * reference.config.patch_size
+    record = meta.extra["image_size"]
+    assert record["dynamic"] and record["multiple_of"] == window and record["traced"] != record["validated"]
+    for batch, size in ((2, (6 * window, 3 * window)), (1, (2 * window, 9 * window))):
+        pixels = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            want = reference(pixel_values=pixels)
+        assert want.reconstruction.shape == (batch, 3, 2 * size[0], 2 * size[1])
+        for cls in (ORTModelForImageToImage, OVModelForImageToImage, OBModelForImageToImage):
+            got = cls.from_pretrained(artifact.path)(pixel_values=pixels)
+            assert type(got) is type(want)
+            np.testing.assert_allclose(got.reconstruction.numpy(), want.reconstruction.numpy(), atol=1e-4, rtol=0)
+    odd = torch.randn(1, 3, 2 * window + 1, 2 * window)
+    with pytest.raises(RuntimeError, match="is invalid for input of size"):  # PyTorch cannot run it either
+        reference(pixel_values=odd)
+    with pytest.raises(InputError, match=rf"pixel_values is {2 * window + 1}x{2 * window}; this model takes heights and widths "
+                                         rf"in multiples of {window}"):
+        OBModelForImageToImage.from_pretrained(artifact.path)(pixel_values=odd)

@@ -44,7 +44,9 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
             console.print(f"weights: {facts['weights']} (recorded for backend {backend})", markup=False)
     image = meta.extra.get("image_size")
     if isinstance(image, dict):
-        sizes = "any (validated at {}x{}, traced at {}x{})".format(*image.get("validated", ()), *image.get("traced", ())) \
+        multiple = image.get("multiple_of")
+        kind = f"multiples of {multiple}" if isinstance(multiple, int) and multiple > 1 else "any"
+        sizes = "{} (validated at {}x{}, traced at {}x{})".format(kind, *image.get("validated", ()), *image.get("traced", ())) \
             if image.get("dynamic") else "fixed {}x{}".format(*image.get("traced", ()))
         console.print(f"image size: {sizes}; {image.get('reason', '')}", markup=False)
     text_only = meta.extra.get("text_only")

@@ -32,6 +32,8 @@ class ImageSizePlan:
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     """Fixed keyword arguments of every call (``interpolate_pos_encoding=True`` for ViT-style models)."""
     reason: str = ""
+    multiple_of: int = 1
+    """Dynamic sizes the model runs at are multiples of this (its window of patches), others fail in PyTorch too."""
 
     def axes(self, batch_axis: str) -> dict[int, str]:
         """Dynamic axes of a ``pixel_values`` input (batch, channels, height, width)."""
@@ -39,8 +41,9 @@ class ImageSizePlan:
 
     def record(self) -> dict[str, Any]:
         """What ``optibridge.json`` says about the image size (``extra["image_size"]``)."""
-        return {"dynamic": self.dynamic, "traced": list(self.traced), "validated": list(self.validated),
-                "interpolate_pos_encoding": bool(self.call_kwargs.get(INTERPOLATE)), "reason": self.reason}
+        record = {"dynamic": self.dynamic, "traced": list(self.traced), "validated": list(self.validated),
+                  "interpolate_pos_encoding": bool(self.call_kwargs.get(INTERPOLATE)), "reason": self.reason}
+        return {**record, "multiple_of": self.multiple_of} if self.multiple_of > 1 else record
 
 
 def patch_step(config: Any) -> int:
@@ -51,11 +54,17 @@ def patch_step(config: Any) -> int:
     return int(patch) if isinstance(patch, int) and patch > 0 else 8
 
 
-def other_size(config: Any) -> tuple[int, int]:
-    """A second, non-square size: two and one patch steps larger than the traced one."""
+def other_sizes(config: Any) -> list[tuple[tuple[int, int], int]]:
+    """Second, non-square sizes to try, in order, each with the step it stands for: two and one patch
+    steps larger than the model's own; then, for windowed models, two and one whole windows of patches
+    larger (Swin2SR runs only at multiples of its window, the size its image processor pads to)."""
     height, width = image_size(config)
     step = patch_step(config)
-    return height + 2 * step, width + step
+    sizes = [((height + 2 * step, width + step), 1)]
+    window = getattr(config, "window_size", None)
+    if isinstance(window, int) and window > 1:
+        sizes.append(((height + 2 * step * window, width + step * window), step * window))
+    return sizes
 
 
 def plan_image_sizes(
@@ -64,21 +73,34 @@ def plan_image_sizes(
     """Try the model at a second size (``run(pixels, kwargs)`` calls it); dynamic only when that works
     and, with ``interpolate_pos_encoding``, the traced size still gives the model's default output."""
     own = image_size(config)
-    other = other_size(config)
     kwargs = {INTERPOLATE: True} if INTERPOLATE in takes else {}
     generator = torch.Generator().manual_seed(7)
     pixels = torch.randn(1, channels, *own, generator=generator)
-    try:
-        with torch.no_grad():
-            run(torch.randn(1, channels, *other, generator=generator), kwargs)
-            if kwargs and not _same(run(pixels, kwargs), run(pixels, {})):
-                return ImageSizePlan(own, own, False, {}, f"{INTERPOLATE}=True changes the output at the model's own size")
-    except Exception as exc:  # the model's own refusal (a fixed position table, a size check) is the reason
-        return ImageSizePlan(own, own, False, {}, f"the PyTorch model does not run at {other[0]}x{other[1]}: {first_line(exc)}")
+    refusal, runs_at = "", None
+    for other, multiple in other_sizes(config):
+        try:
+            with torch.no_grad():
+                run(torch.randn(1, channels, *other, generator=generator), kwargs)
+                if kwargs and not _same(run(pixels, kwargs), run(pixels, {})):
+                    return ImageSizePlan(own, own, False, {}, f"{INTERPOLATE}=True changes the output at the model's own size")
+        except Exception as exc:  # the model's own refusal (a fixed position table, a size check) is the reason
+            refusal = f"the PyTorch model does not run at {other[0]}x{other[1]}: {first_line(exc)}"
+            continue
+        runs_at = other, multiple
+        break
+    if runs_at is None:
+        return ImageSizePlan(own, own, False, {}, refusal)
+    other, multiple = runs_at
     how = f"with {INTERPOLATE}=True" if kwargs else "the model takes any size"
+    if multiple > 1:
+        how = f"the model takes sizes in multiples of {multiple} ({refusal})"
     # Traced at the non-square size and validated at the model's own: a square trace lets torch.export
     # assume height == width (ViT's interpolation compares them) and bake that into the graph.
-    return ImageSizePlan(other, own, True, kwargs, how)
+    return ImageSizePlan(other, own, True, kwargs, how, multiple)
+
+
+def _round_up(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -122,7 +144,8 @@ def confirm_traceable(
     by_export = exporter == "dynamo"
     # torch.export's program keeps guards the ONNX graph has not (ViT: "patches != 16", true at the
     # traced size only when it differs from the model's own): check it at a third size
-    check = plan.validated if not by_export else (plan.validated[0] + 16, plan.validated[1] + 24)
+    check = plan.validated if not by_export else (_round_up(plan.validated[0] + 16, plan.multiple_of),
+                                                  _round_up(plan.validated[1] + 24, plan.multiple_of))
     traced_args, other_args = make_args(plan.traced, True), make_args(check, False)
     why = "its outputs differ at another size"
     try:

@@ -5,7 +5,7 @@ from .causal_lm import OBModelForCausalLM
 from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
     TASK_CLASSES, OBModelForAudioClassification, OBModelForAudioFrameClassification, OBModelForAudioXVector, OBModelForCTC, OBModelForFeatureExtraction, OBModelForObjectDetection, OBModelForSemanticSegmentation,
-    OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForMaskedLM,
+    OBModelForZeroShotImageClassification, OBModelForImageClassification, OBModelForImageToImage, OBModelForMaskedLM,
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
 )
@@ -13,7 +13,7 @@ from .vision2seq import OBModelForVision2Seq
 
 __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForAudioFrameClassification", "OBModelForAudioXVector", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
-    "OBModelForImageClassification", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
+    "OBModelForImageClassification", "OBModelForImageToImage", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
     "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
     "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForVision2Seq", "OBModelForZeroShotImageClassification",
     "TASK_CLASSES",

@@ -21,7 +21,7 @@ from ..saturation import warn_if_int8_may_saturate
 from ..staging import pid_prefix
 from ..tasks import TASKS, Task
 from .guards import InputLimits, check_interface, guard
-from .inputs import check_dropped_token_types, prepare_inputs, prepare_torch_inputs
+from .inputs import check_dropped_token_types, check_image_multiple, prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
 
 if TYPE_CHECKING:
@@ -328,8 +328,10 @@ class OBModel(PreTrainedModel):
             if name in kwargs:
                 raise InputError(f"{name} given both positionally and by keyword")
             kwargs[name] = value
-        if (self.artifact.metadata.extra.get("image_size") or {}).get("interpolate_pos_encoding"):
+        image_record = self.artifact.metadata.extra.get("image_size") or {}
+        if image_record.get("interpolate_pos_encoding"):
             kwargs.pop("interpolate_pos_encoding", None)  # what the graph does at every size
+        check_image_multiple(kwargs.get("pixel_values"), image_record.get("multiple_of"))
         refuse_when_set(kwargs, UNSUPPORTED_WHEN_SET)
         targets = [name for name in TARGETS if kwargs.pop(name, None) is not None]
         if targets and not getattr(self, "_warned_targets", False):

@@ -170,6 +170,18 @@ def _class_takes_token_types(class_name: str) -> bool | None:
     return "token_type_ids" in inspect.signature(cls.forward).parameters
 
 
+def check_image_multiple(pixels: Any, multiple: Any) -> None:
+    """Refuse an image size a windowed model cannot run at (``extra["image_size"]["multiple_of"]``, recorded
+    at export from what the PyTorch model accepts) before the runtime fails deep in a Reshape."""
+    if pixels is None or isinstance(multiple, bool) or not isinstance(multiple, int) or multiple <= 1:
+        return
+    shape = tuple(getattr(pixels, "shape", ()))
+    if len(shape) == 4 and (shape[2] % multiple or shape[3] % multiple):
+        raise InputError(f"pixel_values is {shape[2]}x{shape[3]}; this model takes heights and widths in multiples of "
+                         f"{multiple} (its attention window), as PyTorch does: pad the image (its image processor's "
+                         f"do_pad / pad_size does)")
+
+
 def check_dropped_token_types(value: Any, config: Any) -> None:
     """``token_type_ids`` given to a graph that does not take them are dropped; refuse them where PyTorch
     would not compute the same without them, instead of returning a different answer.

@@ -73,6 +73,14 @@ class OBModelForAudioXVector(OBModel):
 
 
 @register_task_class
+class OBModelForImageToImage(OBModel):
+    """Replaces ``AutoModelForImageToImage`` (Swin2SR super-resolution): ``pixel_values`` in, the restored
+    (upscaled) image out as ``reconstruction``."""
+
+    task_name = "image-to-image"
+
+
+@register_task_class
 class OBModelForZeroShotImageClassification(OBModel):
     """Replaces ``AutoModelForZeroShotImageClassification`` (CLIP, SigLIP): texts and images in (their
     batch sizes independent), ``logits_per_image``/``logits_per_text`` and both embeddings out."""
