@@ -31,6 +31,7 @@ _LAZY = {
     "OBModelForObjectDetection": "optibridge.modeling",
     "OBModelForZeroShotImageClassification": "optibridge.modeling",
     "OBModelForImageToImage": "optibridge.modeling",
+    "OBModelForCustomTasks": "optibridge.modeling",
     "OBModelForCausalLM": "optibridge.modeling",
     "OBModelForSeq2SeqLM": "optibridge.modeling",
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",

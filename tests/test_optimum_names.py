@@ -22,7 +22,8 @@ GREEDY = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False)
 @pytest.mark.parametrize("module,prefix", [(ort_names, "ORTModel"), (ov_names, "OVModel")])
 def test_every_task_class_has_its_peer_name_and_only_those(module, prefix):
     ours = [name for name in modeling.__all__ if name.startswith("OBModelFor")]
-    assert {getattr(modeling, name).task_name for name in ours} == set(TASKS)  # the table covers every task
+    # the table covers every task; OBModelForCustomTasks runs any one-call task
+    assert {getattr(modeling, name).task_name for name in ours} == set(TASKS) | {""}
     for task in TASKS:
         cls = task_class(task)
         peer = getattr(module, cls.__name__.replace("OBModel", prefix))
@@ -37,7 +38,7 @@ def test_a_name_whose_task_is_not_implemented_is_not_importable():
         from optibridge.onnxruntime import ORTModelForPix2Struct  # noqa: F401
     with pytest.raises(AttributeError, match="has no OVModelForVisualCausalLM: .*OVModelForSpeechSeq2Seq"):
         ov_names.OVModelForVisualCausalLM  # noqa: B018
-    assert not hasattr(ort_names, "ORTModelForCustomTasks")
+    assert not hasattr(ort_names, "ORTModelForTextToSpeechSeq2Seq")
     with pytest.raises(AttributeError, match="has no attribute 'something_else'"):
         ort_names.something_else  # noqa: B018
 
@@ -113,3 +114,10 @@ def test_speech_names_generate_pytorch_tokens(module, tiny_generative, exported_
     cls = module.ORTModelForSpeechSeq2Seq if module is ort_names else module.OVModelForSpeechSeq2Seq
     got = cls.from_pretrained(exported_generative("whisper").path).generate(features, **GREEDY)
     assert torch.equal(got, WhisperForConditionalGeneration.from_pretrained(path).eval().generate(features, **GREEDY))
+
+
+def test_custom_tasks_refuse_a_generative_artifact_and_name_its_class(exported_generative):
+    from optibridge.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="holds a text-generation model .* load it with OBModelForCausalLM"):
+        ort_names.ORTModelForCustomTasks.from_pretrained(exported_generative("gpt2").path)

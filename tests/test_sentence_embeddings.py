@@ -166,3 +166,26 @@ def test_a_folder_that_is_not_a_sentence_transformers_model_is_a_clear_error(tin
     assert result.task == "sentence-similarity" and result.validation.passed
     with pytest.raises(UnsupportedModelError, match="task 'sentence-similarity' embeds text; vit is a vision model"):
         export(tiny_model("vit", "image-classification"), tmp_path / "vit", task="sentence-similarity")
+
+
+@pytest.mark.parametrize("layout", ["artifact", "optimum folder"])
+def test_custom_tasks_return_every_output_of_the_graph_by_name(layout, sentence_artifact, reference, tmp_path):
+    """Optimum's ORTModelForCustomTasks use: a sentence-transformers graph (pooling inside) whose outputs no
+    task class names, from an artifact or from a folder laid out as Optimum writes it."""
+    from optimum_layout import write_optimum_folder
+    from transformers import AutoTokenizer
+
+    from optibridge.onnxruntime import ORTModelForCustomTasks
+    from optibridge.openvino import OVModelForCustomTasks
+
+    folder = sentence_artifact.path if layout == "artifact" else write_optimum_folder(sentence_artifact, tmp_path / "optimum")
+    tokenizer = AutoTokenizer.from_pretrained(sentence_artifact.path)
+    inputs = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    want = reference.encode(SENTENCES, convert_to_numpy=True)
+    for cls in (ORTModelForCustomTasks, OVModelForCustomTasks):
+        outputs = cls.from_pretrained(folder)(**inputs)
+        assert list(outputs.keys()) == ["token_embeddings", "sentence_embedding"]
+        assert outputs.token_embeddings.shape == (*inputs["input_ids"].shape, 384)
+        np.testing.assert_allclose(outputs["sentence_embedding"].numpy(), want, atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="unexpected input"):
+        ORTModelForCustomTasks.from_pretrained(folder)(**inputs, pixel_values=torch.zeros(1))

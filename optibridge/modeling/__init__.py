@@ -2,6 +2,7 @@
 
 from .base import OBModel
 from .causal_lm import OBModelForCausalLM
+from .custom import OBModelForCustomTasks
 from .seq2seq import OBModelForSeq2SeqLM
 from .tasks import (
     TASK_CLASSES, OBModelForAudioClassification, OBModelForAudioFrameClassification, OBModelForAudioXVector, OBModelForCTC, OBModelForFeatureExtraction, OBModelForObjectDetection, OBModelForSemanticSegmentation,
@@ -12,7 +13,7 @@ from .tasks import (
 from .vision2seq import OBModelForVision2Seq
 
 __all__ = [
-    "OBModel", "OBModelForAudioClassification", "OBModelForAudioFrameClassification", "OBModelForAudioXVector", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
+    "OBModel", "OBModelForAudioClassification", "OBModelForCustomTasks", "OBModelForAudioFrameClassification", "OBModelForAudioXVector", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
     "OBModelForImageClassification", "OBModelForImageToImage", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
     "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
     "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForVision2Seq", "OBModelForZeroShotImageClassification",
