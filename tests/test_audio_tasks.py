@@ -230,10 +230,10 @@ def test_wav_calibration_errors_name_the_file_or_the_fix(audio, exported, tmp_pa
     def static(folder: Path, path=artifact.path):
         return quantize(path, QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(folder))), tmp_path / "out")
 
-    slow = tmp_path / "8k"
-    _write_wavs(slow, [4000], rate=8000)
-    with pytest.raises(CalibrationError, match="00.wav is sampled at 8000 Hz; the model takes 16000 Hz: resample it"):
-        static(slow)
+    odd = tmp_path / "odd"
+    _write_wavs(odd, [4000], rate=10)
+    with pytest.raises(CalibrationError, match="00.wav claims 10 Hz, outside 1000-384000 Hz"):
+        static(odd)
     broken = tmp_path / "broken"
     _write_wavs(broken, [4000])
     (broken / "01.wav").write_bytes(b"RIFF not really")
@@ -242,10 +242,10 @@ def test_wav_calibration_errors_name_the_file_or_the_fix(audio, exported, tmp_pa
     (broken / "01.wav").unlink()
     with pytest.raises(CalibrationError, match="is audio, but graph takes input_ids"):
         static(broken, exported("bert", "text-classification").path)
-    with pytest.raises(CalibrationError, match="or a folder of 16-bit PCM WAV recordings"):  # the built-in sentences
+    with pytest.raises(CalibrationError, match=r"or a folder of recordings \(.wav, .flac, ...: --calibration DIR\)"):  # the built-in sentences
         quantize(artifact.path, QuantizationConfig(mode="static"), tmp_path / "out")
     (broken / "cat.png").write_bytes(b"")
-    with pytest.raises(CalibrationError, match="holds both images and WAV files"):
+    with pytest.raises(CalibrationError, match="holds both images and recordings"):
         static(broken)
     assert not (tmp_path / "out").exists()
 
@@ -309,11 +309,68 @@ def test_an_audio_column_of_a_saved_dataset_calibrates_as_the_same_wav_files(aud
         if "attention_mask" in ours:
             np.testing.assert_array_equal(ours["attention_mask"], theirs["attention_mask"])
 
-    slow = datasets.Dataset.from_dict({"audio": [{"array": [0.0] * 800, "sampling_rate": 8000}]})
-    slow.save_to_disk(str(tmp_path / "slow"))
-    with pytest.raises(Exception, match=r"\(column 'audio'\) row 0 is sampled at 8000 Hz; the model takes 16000 Hz"):
-        feeds(tmp_path / "slow")
+    hostile = datasets.Dataset.from_dict({"audio": [{"array": [0.0] * 800, "sampling_rate": 10**9}]})
+    hostile.save_to_disk(str(tmp_path / "hostile"))
+    with pytest.raises(Exception, match=r"\(column 'audio'\) row 0 claims 1000000000 Hz, outside 1000-384000 Hz"):
+        feeds(tmp_path / "hostile")
 
     result = quantize(artifact.path, QuantizationConfig(mode="static", calibration=CalibrationConfig(source=str(tmp_path / "numbers"))),
                       tmp_path / "int8")
     assert result.step["calibration"]["description"] == f"3 recording(s) from {tmp_path / 'numbers'} (column 'audio')"
+
+
+def _sine(rate: int, seconds: float = 0.5, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * hz * t) + 0.2 * np.sin(2 * np.pi * 1234.0 * t)).astype(np.float32)
+
+
+def test_flac_and_mp3_recordings_are_read_and_other_rates_resampled(audio, tmp_path, monkeypatch):
+    """FLAC gives exactly what the same samples as WAV give; a recording at 8 kHz is resampled to the
+    model's 16 kHz (the same tones recorded at 16 kHz, up to the filter's edges); MP3 is read and calibrates."""
+    import sys
+    import wave
+
+    import soundfile
+
+    from optibridge import CalibrationConfig
+    from optibridge.errors import CalibrationError
+    from optibridge.steps.calibration import load_calibration
+
+    _, artifact = audio("wav2vec2", "ctc")
+
+    def feeds(folder):
+        return load_calibration(artifact, CalibrationConfig(source=str(folder))).batches["model"]
+
+    def write(folder, name, samples, rate, **options):
+        folder.mkdir(exist_ok=True)
+        pcm = np.round(samples * 32767).astype(np.int16)  # the same 16-bit samples in every lossless file
+        if name.endswith(".wav"):
+            with wave.open(str(folder / name), "wb") as handle:
+                handle.setnchannels(1)
+                handle.setsampwidth(2)
+                handle.setframerate(rate)
+                handle.writeframes(pcm.tobytes())
+        else:
+            soundfile.write(str(folder / name), pcm if "subtype" in options else samples, rate, **options)
+
+    tones = _sine(16000)
+    write(tmp_path / "wav", "a.wav", tones, 16000)
+    write(tmp_path / "flac", "a.flac", tones, 16000, subtype="PCM_16")
+    want = feeds(tmp_path / "wav")
+    got = feeds(tmp_path / "flac")
+    assert len(got) == len(want) == 1
+    np.testing.assert_array_equal(got[0]["input_values"], want[0]["input_values"])  # lossless: the same 16-bit samples
+
+    write(tmp_path / "8k", "a.wav", _sine(8000), 8000)
+    resampled = feeds(tmp_path / "8k")[0]["input_values"][0]
+    assert resampled.shape == want[0]["input_values"][0].shape
+    middle = slice(400, -400)  # away from the filter's start-up at both ends
+    np.testing.assert_allclose(resampled[middle], want[0]["input_values"][0][middle], atol=0.03)
+
+    write(tmp_path / "mp3", "a.mp3", tones, 16000, format="MP3")
+    decoded = feeds(tmp_path / "mp3")[0]["input_values"][0]
+    assert abs(len(decoded) - len(tones)) < 2400  # the encoder's padding, a frame or two
+
+    monkeypatch.setitem(sys.modules, "scipy.signal", None)  # as if scipy were not installed
+    with pytest.raises(CalibrationError, match="sampled at 8000 Hz and the model takes 16000 Hz; resampling needs scipy"):
+        feeds(tmp_path / "8k")

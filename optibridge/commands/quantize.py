@@ -44,7 +44,7 @@ def quantize(
         None, "--min-cosine", help="OpenVINO static: FFN down-projections go back to float until every calibration sample's cosine to float reaches this (default 0.99).",
     ),
     calibration: Optional[str] = typer.Option(
-        None, "--calibration", "-c", help="Calibration samples: .txt, .jsonl, .npz, a folder of images (vision models) or .wav files (audio models), or a datasets folder with a text, image or audio column or the model's input columns (default: built-in sentences).",
+        None, "--calibration", "-c", help="Calibration samples: .txt, .jsonl, .npz, a folder of images (vision models) or recordings (.wav, .flac, .mp3, .ogg; audio models, resampled to the model's rate), or a datasets folder with a text, image or audio column or the model's input columns (default: built-in sentences).",
     ),
     calibration_method: Optional[str] = typer.Option(None, "--calibration-method", help="minmax (default) | entropy | percentile."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use at most this many calibration samples (default 100)."),

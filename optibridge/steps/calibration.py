@@ -22,7 +22,8 @@ from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, is_visio
                       text_length_limit, token_batch)
 
 SUPPORTED = (".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after "
-             "the inputs), a folder of images (.jpg, .png, ...: vision models) or of .wav recordings (waveform models), or a folder "
+             "the inputs), a folder of images (.jpg, .png, ...: vision models) or of recordings (.wav, .flac, .mp3, .ogg: waveform "
+             "models), or a folder "
              "written by datasets' save_to_disk (a text, image or audio column, or the model's input columns)")
 MODEL_INPUT_COLUMNS = ("input_ids", "pixel_values", "input_values", "input_features")
 """Dataset columns that are already model inputs (a tokenizer's or processor's output): read as records."""
@@ -254,7 +255,7 @@ def load_calibration(artifact: Artifact, config: CalibrationConfig, graphs: list
             elif all(isinstance(s, str) for s in samples):
                 if not is_text_graph(graph):
                     images = (" or a folder of images (--calibration DIR)" if is_vision_graph(graph) else
-                              " or a folder of 16-bit PCM WAV recordings (--calibration DIR)" if is_waveform_graph(graph) else "")
+                              " or a folder of recordings (.wav, .flac, ...: --calibration DIR)" if is_waveform_graph(graph) else "")
                     raise CalibrationError(
                         f"calibration data {source} is text, but graph {name!r} takes {', '.join(graph.input_names)}; "
                         f"give an .npz file with arrays named after those inputs (--calibration FILE.npz){images}"

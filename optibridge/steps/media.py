@@ -9,6 +9,7 @@ refers to a file by path may only name one inside the dataset's folder.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -16,12 +17,15 @@ from typing import Any, Union
 import numpy as np
 
 from ..artifact import Artifact, GraphSpec
-from ..errors import CalibrationError
+from ..errors import CalibrationError, first_line
 from .samples import is_text_graph, is_vision_graph, is_waveform_graph
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-AUDIO_SUFFIXES = (".wav",)
-"""PCM WAV, read with the standard library (no audio package needed); the rate must be the model's."""
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
+"""PCM WAV is read with the standard library; FLAC, MP3 and OGG with soundfile (libsndfile). A
+recording at another rate than the model's is resampled (scipy's polyphase filter)."""
+RATE_RANGE = (1000, 384000)
+"""Sampling rates accepted from a file or a dataset row (untrusted): telephone to studio audio."""
 DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 """Files save_to_disk writes: a folder with one of them is a dataset, not a folder of images."""
 
@@ -46,14 +50,14 @@ class AudioFiles:
 
 
 def media_folder(path: Path) -> ImageFiles | AudioFiles | None:
-    """The folder's image (or WAV) files, sorted so a run is repeatable; None for a dataset folder or one holding neither."""
+    """The folder's image (or recording) files, sorted so a run is repeatable; None for a dataset folder or one holding neither."""
     if any((path / marker).is_file() for marker in DATASET_MARKERS):
         return None
     plain = [f for f in sorted(path.iterdir()) if f.is_file() and not f.is_symlink()]
     images = tuple((str(f), f) for f in plain if f.suffix.lower() in IMAGE_SUFFIXES)
     sounds = tuple((str(f), f) for f in plain if f.suffix.lower() in AUDIO_SUFFIXES)
     if images and sounds:
-        raise CalibrationError(f"calibration folder {path} holds both images and WAV files; keep one kind per folder")
+        raise CalibrationError(f"calibration folder {path} holds both images and recordings; keep one kind per folder")
     return ImageFiles(str(path), images) if images else AudioFiles(str(path), sounds) if sounds else None
 
 
@@ -161,10 +165,8 @@ def audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit:
     wanted = int(getattr(extractor, "sampling_rate", 16000))
     recordings = []
     for label, content in sounds.items[:limit]:
-        samples, rate = content if isinstance(content, tuple) else read_wav(label, content)
-        if rate != wanted:
-            raise CalibrationError(f"calibration recording {label} is sampled at {rate} Hz; the model takes {wanted} Hz: resample it")
-        recordings.append(samples)
+        samples, rate = content if isinstance(content, tuple) else read_recording(label, content)
+        recordings.append(resample(samples, rate, wanted, label))
     longest = max(len(r) for r in recordings)
     feeds = []
     for samples in recordings:
@@ -172,6 +174,44 @@ def audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit:
                               return_attention_mask=True, return_tensors="np")
         feeds.append(_feed(processed, graph, "feature extractor"))
     return feeds
+
+
+def read_recording(label: str, content: Path | bytes) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and the rate of a recording: PCM WAV through the standard library, other
+    formats (FLAC, MP3, OGG) through soundfile."""
+    is_wav = content[:4] == b"RIFF" if isinstance(content, bytes) else content.suffix.lower() == ".wav"
+    if is_wav:
+        return read_wav(label, content)
+    try:
+        import soundfile
+    except ImportError:
+        raise CalibrationError(f"calibration recording {label} is not a WAV file; reading FLAC, MP3 and OGG needs soundfile: "
+                               "pip install 'optibridge[calibration]' (or convert the recordings to 16-bit PCM WAV)") from None
+    try:
+        samples, rate = soundfile.read(io.BytesIO(content) if isinstance(content, bytes) else str(content), dtype="float32",
+                                       always_2d=True)
+    except (RuntimeError, OSError, ValueError, TypeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+        raise CalibrationError(f"calibration recording {label} cannot be read ({first_line(exc)}); remove or convert it") from None
+    if not samples.size:
+        raise CalibrationError(f"calibration recording {label} holds no samples")
+    return samples.mean(axis=1), int(rate)
+
+
+def resample(samples: np.ndarray, rate: int, wanted: int, label: str) -> np.ndarray:
+    """``samples`` at ``wanted`` Hz: unchanged when already there, else scipy's polyphase resampler
+    (an anti-aliasing FIR filter, as torchaudio and librosa offer)."""
+    if rate == wanted:
+        return samples
+    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+        raise CalibrationError(f"calibration recording {label} claims {rate} Hz, outside {RATE_RANGE[0]}-{RATE_RANGE[1]} Hz; "
+                               "check the file")
+    try:
+        from scipy.signal import resample_poly
+    except ImportError:
+        raise CalibrationError(f"calibration recording {label} is sampled at {rate} Hz and the model takes {wanted} Hz; "
+                               "resampling needs scipy: pip install 'optibridge[calibration]' (or resample the files)") from None
+    step = math.gcd(rate, wanted)
+    return np.asarray(resample_poly(samples, wanted // step, rate // step), dtype=np.float32)
 
 
 def read_wav(label: str, content: Path | bytes) -> tuple[np.ndarray, int]:
@@ -183,8 +223,7 @@ def read_wav(label: str, content: Path | bytes) -> tuple[np.ndarray, int]:
             width, channels, rate = handle.getsampwidth(), handle.getnchannels(), handle.getframerate()
             raw = handle.readframes(handle.getnframes())
     except (OSError, EOFError, wave.Error) as exc:
-        raise CalibrationError(f"calibration recording {label} cannot be read as PCM WAV ({exc}); remove or convert it "
-                               "(mp3, flac and other compressed formats are not read: convert them to 16-bit PCM WAV)") from None
+        raise CalibrationError(f"calibration recording {label} cannot be read as PCM WAV ({exc}); remove or convert it") from None
     kinds = {1: (np.uint8, 128.0, 128.0), 2: (np.int16, 0.0, 32768.0), 4: (np.int32, 0.0, 2147483648.0)}
     if width not in kinds or channels < 1:
         raise CalibrationError(f"calibration recording {label} is {8 * width}-bit with {channels} channel(s); write 16-bit PCM")
