@@ -192,6 +192,8 @@ _QUANTIZE = ("quantize with optibridge: `optibridge quantize MODEL_DIR OUT --bac
              "then load OUT with its OVModelFor… class. At load: from_pretrained(..., load_in_8bit=True) (docs/optimum_migration.md)")
 _INSTEAD = {
     **dict.fromkeys(("OVMixedQuantizationConfig", "OVPipelineQuantizationConfig", "OVDynamicQuantizationConfig"), _QUANTIZE),
+    "OVCalibrationDataset": "give OVQuantizer.quantize(calibration_dataset=...) a datasets.Dataset of the model's inputs "
+                            "(quantizer.get_calibration_dataset(NAME, preprocess_function=...)) or a list of input dicts",
     "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=OVModelFor….from_pretrained(DIR), "
                 "tokenizer=...); the OVModelFor… classes are drop-in models",
     **dict.fromkeys(("OVTrainer", "OVTrainingArguments"),
@@ -201,7 +203,7 @@ _INSTEAD = {
 _NAMES = PeerNames("OVModel", OVModel, __name__, "optimum-intel", _INSTEAD)
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES])
+    return sorted({*globals(), *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES, *_SENTENCE_NAMES})
 
 
 # optimum-intel's OVStableDiffusion* names: built on first use, because the pipelines import diffusers.
@@ -229,11 +231,20 @@ class _OVPipeline:
         return super().from_pretrained(model_id, device=device, **kwargs)  # type: ignore[misc]  # the pipeline class after this one has it
 
 
+_SENTENCE_NAMES = ("OVSentenceTransformer",)
+
 # optimum-intel's task-named loaders (OVPipelineForText2Image ...): the concrete OVStableDiffusion* class picked on load.
 _AUTO_PIPELINES = ("OVDiffusionPipeline", "OVPipelineForText2Image", "OVPipelineForImage2Image", "OVPipelineForInpainting")
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SENTENCE_NAMES:  # optimum-intel's name for a sentence-transformers model
+        from .modeling.peers import alias
+        from .modeling.sentence import OBModelForSentenceEmbedding
+
+        made = alias(name, OVModel, OBModelForSentenceEmbedding, __name__, "optimum-intel")
+        globals()[name] = made
+        return made
     if name in _AUTO_PIPELINES:
         from .diffusion.auto import auto_alias
 
@@ -243,4 +254,4 @@ def __getattr__(name: str) -> Any:
     return _NAMES.get(name)
 
 
-__all__ = ["OVModel", "OVWeightQuantizationConfig", "OVQuantizationConfig", "OVConfig", "OVQuantizer", *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]
+__all__ = ["OVModel", "OVWeightQuantizationConfig", "OVQuantizationConfig", "OVConfig", "OVQuantizer", *_SENTENCE_NAMES, *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]

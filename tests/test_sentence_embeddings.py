@@ -189,3 +189,27 @@ def test_custom_tasks_return_every_output_of_the_graph_by_name(layout, sentence_
         np.testing.assert_allclose(outputs["sentence_embedding"].numpy(), want, atol=1e-4, rtol=0)
     with pytest.raises(InputError, match="unexpected input"):
         ORTModelForCustomTasks.from_pretrained(folder)(**inputs, pixel_values=torch.zeros(1))
+
+
+def test_ov_sentence_transformer_as_optimum_intel_writes_it(minilm_path, reference):
+    """optimum-intel's OVSentenceTransformer: export on load, encode(), and the module call
+    model(model.tokenize(texts)) of sentence-transformers, all equal to SentenceTransformer."""
+    from optibridge.openvino import OVSentenceTransformer
+
+    model = OVSentenceTransformer.from_pretrained(minilm_path, export=True)
+    assert model.backend == "openvino" and model.artifact.metadata.task == "sentence-similarity"
+    want = reference.encode(SENTENCES, convert_to_numpy=True)
+    np.testing.assert_allclose(model.encode(SENTENCES), want, atol=1e-4, rtol=0)
+    features = model.tokenize(SENTENCES)
+    theirs = reference.tokenize(SENTENCES)  # may carry metadata besides the tensors (modality)
+    assert features.keys() == {name for name, value in theirs.items() if isinstance(value, torch.Tensor)}
+    for name in features:
+        assert torch.equal(features[name], theirs[name])
+    for given in (features, theirs):
+        out = model(given)
+        assert list(out.keys()) == ["token_embeddings", "sentence_embedding"]
+        np.testing.assert_allclose(out["sentence_embedding"].numpy(), want, atol=1e-4, rtol=0)
+    pairs = [("A man is eating food.", "Ok."), ("Paris", "is the capital of France.")]
+    assert torch.equal(model.tokenize(pairs)["input_ids"], reference.tokenize(pairs)["input_ids"])
+    with pytest.raises(InputError, match="tokenize\\(\\) takes strings or"):
+        model.tokenize([1, 2])

@@ -124,6 +124,28 @@ class OBModelForSentenceEmbedding(OBModel):
 
     get_embedding_dimension = get_sentence_embedding_dimension
 
+    def tokenize(self, texts: Sequence[Any], padding: str | bool = True) -> dict[str, Any]:
+        """Token ids of ``texts`` (strings, or (first, second) pairs) as ``SentenceTransformer.tokenize`` gives
+        them: torch tensors, cut at the model's ``max_seq_length``; ``model(features)`` embeds them."""
+        rows = list(texts)
+        if rows and all(isinstance(t, (tuple, list)) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in rows):
+            columns: list[list[str]] = [[t[0].strip() for t in rows], [t[1].strip() for t in rows]]
+        elif all(isinstance(t, str) for t in rows):
+            columns = [[t.strip() for t in rows]]
+        else:
+            raise InputError("tokenize() takes strings or (first, second) string pairs")
+        return dict(self.tokenizer(*columns, padding=padding, truncation="longest_first", max_length=self.max_seq_length,
+                                   return_tensors="pt"))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Tokenizer outputs by keyword, or, as a sentence-transformers module is called, one dict of them
+        (``model(model.tokenize(texts))``); returns ``token_embeddings`` and ``sentence_embedding``."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
+            # sentence-transformers' features also carry metadata (modality, text_keys): the tensors are the inputs
+            kwargs = {key: value for key, value in args[0].items() if hasattr(value, "shape")}
+            args = ()
+        return super().forward(*args, **kwargs)
+
     def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
         """Every row of ``embeddings1`` against every row of ``embeddings2`` (a torch matrix), with the
         model's similarity function, as ``SentenceTransformer.similarity``."""
