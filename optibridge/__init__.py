@@ -42,6 +42,8 @@ _LAZY = {
     "OBStableDiffusionXLPipeline": "optibridge.diffusion",
     "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion",
     "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion",
+    "OBLatentConsistencyModelPipeline": "optibridge.diffusion",
+    "OBLatentConsistencyModelImg2ImgPipeline": "optibridge.diffusion",
     "OBDiffusionPipeline": "optibridge.diffusion",
     "OBPipelineForText2Image": "optibridge.diffusion",
     "OBPipelineForImage2Image": "optibridge.diffusion",
@@ -62,8 +64,8 @@ if TYPE_CHECKING:
     from .artifact import Artifact
     from .backends import get_registry
     from .diffusion import (
-        OBDiffusionPipeline, OBPipelineForImage2Image, OBPipelineForInpainting, OBPipelineForText2Image,
-        OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBDiffusionPipeline, OBLatentConsistencyModelImg2ImgPipeline, OBLatentConsistencyModelPipeline, OBPipelineForImage2Image,
+        OBPipelineForInpainting, OBPipelineForText2Image, OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
         OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )
     from .exporter import ExportResult, export

@@ -154,6 +154,8 @@ _DIFFUSION_NAMES = {
     "ORTStableDiffusionXLPipeline": "OBStableDiffusionXLPipeline",
     "ORTStableDiffusionXLImg2ImgPipeline": "OBStableDiffusionXLImg2ImgPipeline",
     "ORTStableDiffusionXLInpaintPipeline": "OBStableDiffusionXLInpaintPipeline",
+    "ORTLatentConsistencyModelPipeline": "OBLatentConsistencyModelPipeline",
+    "ORTLatentConsistencyModelImg2ImgPipeline": "OBLatentConsistencyModelImg2ImgPipeline",
 }
 
 

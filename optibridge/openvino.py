@@ -214,6 +214,8 @@ _DIFFUSION_NAMES = {
     "OVStableDiffusionXLPipeline": "OBStableDiffusionXLPipeline",
     "OVStableDiffusionXLImg2ImgPipeline": "OBStableDiffusionXLImg2ImgPipeline",
     "OVStableDiffusionXLInpaintPipeline": "OBStableDiffusionXLInpaintPipeline",
+    "OVLatentConsistencyModelPipeline": "OBLatentConsistencyModelPipeline",
+    "OVLatentConsistencyModelImg2ImgPipeline": "OBLatentConsistencyModelImg2ImgPipeline",
 }
 
 

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from optibridge.artifact import Artifact  # noqa: E402
 from optibridge.errors import ArtifactError, BackendError, InputError, ModelNotFoundError, UnsupportedModelError  # noqa: E402
 
-from tiny_diffusers import build_tiny_sd, build_tiny_sdxl  # noqa: E402
+from tiny_diffusers import build_tiny_lcm, build_tiny_sd, build_tiny_sdxl  # noqa: E402
 
 STEPS = 3
 CALL = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32, output_type="np")
@@ -352,3 +352,41 @@ def test_loading_a_pipeline_checks_its_int8_weights_against_the_cpu(sd_artifact:
     monkeypatch.setattr("optibridge.diffusion.pipelines.warn_if_int8_may_saturate", seen.append)
     OBStableDiffusionPipeline.from_pretrained(sd_artifact.path)
     assert seen == [sd_artifact.metadata.steps]
+
+
+def test_latent_consistency_models_match_pytorch_under_every_name(tmp_path: Path) -> None:
+    """LCM: the UNet takes the guidance scale's embedding (timestep_cond) and the pipeline runs no
+    classifier-free guidance batch; text-to-image and img2img match diffusers' LCM pipelines, a
+    reshaped OpenVINO pipeline runs its UNet at the image batch, and int8 weights keep the images."""
+    from optibridge import OBLatentConsistencyModelImg2ImgPipeline, OBPipelineForImage2Image, QuantizationConfig, export, quantize
+    from optibridge.onnxruntime import ORTLatentConsistencyModelPipeline, ORTPipelineForText2Image
+    from optibridge.openvino import OVLatentConsistencyModelPipeline
+
+    folder = build_tiny_lcm(tmp_path / "tiny-lcm")
+    result = export(folder, tmp_path / "lcm-artifact", task="image-to-image")  # the family from LatentConsistencyModelPipeline
+    graphs = result.artifact.metadata.graphs
+    assert result.validation.passed and "vae_encoder" in graphs
+    assert graphs["unet"].input_names == ["sample", "timestep", "encoder_hidden_states", "timestep_cond"]
+    lcm = dict(num_inference_steps=4, guidance_scale=8.5)
+    want = _images(_torch_pipeline(folder, "LatentConsistencyModelPipeline"), **lcm)
+    assert want.std() > 0.05
+    for cls in (ORTLatentConsistencyModelPipeline, OVLatentConsistencyModelPipeline, ORTPipelineForText2Image):
+        pipe = cls.from_pretrained(result.artifact.path)
+        assert type(pipe).__name__.endswith("LatentConsistencyModelPipeline")
+        assert np.abs(_images(pipe, **lcm) - want).mean() < PIXEL_TOLERANCE
+
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    want_img2img = _images(_torch_pipeline(folder, "LatentConsistencyModelImg2ImgPipeline"), image=image, strength=0.75, **lcm)
+    pipe = OBPipelineForImage2Image.from_pretrained(result.artifact.path)
+    assert isinstance(pipe, OBLatentConsistencyModelImg2ImgPipeline)
+    assert np.abs(_images(pipe, image=image, strength=0.75, **lcm) - want_img2img).mean() < PIXEL_TOLERANCE
+
+    reshaped = OVLatentConsistencyModelPipeline.from_pretrained(result.artifact.path).reshape(batch_size=1, height=32, width=32)
+    unet_batch = [port.get_partial_shape()[0] for port in reshaped.unet.sessions["unet"].compiled.inputs]
+    assert all(dim.is_static and dim.get_length() == 1 for dim in unet_batch)  # one image, no guidance copy
+    assert np.abs(_images(reshaped, **lcm) - want).mean() < PIXEL_TOLERANCE
+
+    quantized = quantize(result.artifact.path, QuantizationConfig(mode="int8-weights"), tmp_path / "lcm-w8", backend="openvino")
+    assert "unet" in {name for name, graph in quantized.report["graphs"].items() if graph["quantized"]}
+    images = quantized.step["image_accuracy"]
+    assert images["images"] >= 1 and 20 <= images["psnr_db"] < 100

@@ -132,3 +132,34 @@ def build_tiny_sdxl(dest: Path, seed: int = 0, task: str = "text-to-image") -> P
     dest = Path(dest)
     pipe.save_pretrained(dest)
     return dest
+
+
+LCM_PIPELINE_CLASSES = {"text-to-image": "LatentConsistencyModelPipeline", "image-to-image": "LatentConsistencyModelImg2ImgPipeline"}
+
+
+def build_tiny_lcm(dest: Path, seed: int = 0, task: str = "text-to-image") -> Path:
+    """A tiny random Latent Consistency Model pipeline: the SD components with a UNet that takes the
+    guidance scale's embedding (``time_cond_proj_dim``) and diffusers' LCMScheduler."""
+    import diffusers
+    from diffusers import LCMScheduler, UNet2DConditionModel
+
+    tokenizer = clip_tokenizer()
+    components = build_components(seed)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=CROSS_ATTENTION_DIM, attention_head_dim=8, norm_num_groups=32, time_cond_proj_dim=32,
+    )
+    _redraw(unet)
+    text_encoder = components["text_encoder"]
+    text_encoder.config.eos_token_id, text_encoder.config.bos_token_id = tokenizer.eos_token_id, tokenizer.bos_token_id
+    text_encoder.config.pad_token_id = tokenizer.pad_token_id
+    scheduler = LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=True,
+                             steps_offset=1, timestep_spacing="leading")
+    pipe = getattr(diffusers, LCM_PIPELINE_CLASSES[task])(
+        vae=components["vae"], text_encoder=text_encoder, tokenizer=tokenizer, unet=unet.eval(), scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    dest = Path(dest)
+    pipe.save_pretrained(dest)
+    return dest

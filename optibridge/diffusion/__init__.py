@@ -1,4 +1,4 @@
-"""Diffusion pipelines (Stable Diffusion family) exported to optibridge artifacts and run on any backend.
+"""Diffusion pipelines (Stable Diffusion, SDXL, Latent Consistency Models) exported to optibridge artifacts and run on any backend.
 
 ``import optibridge.diffusion`` imports no diffusers: the pipeline classes load it on first use.
 """
@@ -15,6 +15,8 @@ _LAZY = {
     "OBStableDiffusionXLPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusionXLImg2ImgPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion.pipelines",
+    "OBLatentConsistencyModelPipeline": "optibridge.diffusion.pipelines",
+    "OBLatentConsistencyModelImg2ImgPipeline": "optibridge.diffusion.pipelines",
     "export_pipeline": "optibridge.diffusion.export",
     "OBDiffusionPipeline": "optibridge.diffusion.auto",
     "OBPipelineForText2Image": "optibridge.diffusion.auto",
@@ -24,6 +26,7 @@ _LAZY = {
 __all__ = [  # the names of _LAZY, spelled out so that linters see them
     "OBStableDiffusionImg2ImgPipeline", "OBStableDiffusionInpaintPipeline", "OBStableDiffusionPipeline",
     "OBStableDiffusionXLImg2ImgPipeline", "OBStableDiffusionXLInpaintPipeline", "OBStableDiffusionXLPipeline", "export_pipeline",
+    "OBLatentConsistencyModelPipeline", "OBLatentConsistencyModelImg2ImgPipeline",
     "OBDiffusionPipeline", "OBPipelineForText2Image", "OBPipelineForImage2Image", "OBPipelineForInpainting",
 ]
 
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from .auto import OBDiffusionPipeline, OBPipelineForImage2Image, OBPipelineForInpainting, OBPipelineForText2Image
     from .export import export_pipeline
     from .pipelines import (
-        OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBLatentConsistencyModelImg2ImgPipeline, OBLatentConsistencyModelPipeline, OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
         OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )
 

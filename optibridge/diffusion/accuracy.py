@@ -48,10 +48,9 @@ def compare_images(
     import torch
 
     from ..artifact import Artifact
-    from .pipelines import OBStableDiffusionPipeline, OBStableDiffusionXLPipeline
+    from .pipelines import pipeline_class
 
-    xl = Artifact.load(reference).metadata.extra.get("diffusion", {}).get("family") == "stable-diffusion-xl"
-    cls = OBStableDiffusionXLPipeline if xl else OBStableDiffusionPipeline
+    cls: Any = pipeline_class(Artifact.load(reference).metadata.extra.get("diffusion", {}).get("family", "stable-diffusion"))
     outputs = []
     for folder, name in ((reference, backend), (candidate, candidate_backend or backend)):
         pipe = cls.from_pretrained(folder, backend=name)

@@ -1,5 +1,5 @@
 """Pipelines named by task, as diffusers' ``AutoPipelineFor*`` and Optimum's ``ORTPipelineFor*``:
-the concrete class (Stable Diffusion or SDXL) comes from what the folder holds.
+the concrete class (Stable Diffusion, SDXL or LCM) comes from what the folder holds.
 
     from optibridge import OBPipelineForText2Image      # was: from diffusers import AutoPipelineForText2Image
     pipe = OBPipelineForText2Image.from_pretrained("sd-artifact", backend="openvino")
@@ -72,7 +72,7 @@ class OBDiffusionPipeline(OBAutoPipeline):
 
 
 class OBPipelineForText2Image(OBAutoPipeline):
-    """Text to image: ``OBStableDiffusionPipeline`` or ``OBStableDiffusionXLPipeline``."""
+    """Text to image: ``OBStableDiffusionPipeline``, ``OBStableDiffusionXLPipeline`` or ``OBLatentConsistencyModelPipeline``."""
 
     task = "text-to-image"
 

@@ -184,14 +184,13 @@ def _load(candidate: dict[str, Any], spec: dict[str, Any]) -> Any:
     if candidate["artifact"] is None:
         import diffusers
 
-        extra = {"safety_checker": None, "requires_safety_checker": False} if family.name == "stable-diffusion" else {"add_watermarker": False}
+        extra = {"safety_checker": None, "requires_safety_checker": False} if family.safety_checker else {"add_watermarker": False}
         pipe = getattr(diffusers, family.tasks["text-to-image"]).from_pretrained(spec["reference"], **extra)
         pipe.set_progress_bar_config(disable=True)
         return pipe
-    from .pipelines import OBStableDiffusionPipeline, OBStableDiffusionXLPipeline
+    from .pipelines import pipeline_class
 
-    cls = OBStableDiffusionXLPipeline if family.name == "stable-diffusion-xl" else OBStableDiffusionPipeline
-    return cls.from_pretrained(candidate["artifact"], backend=candidate["backend"], device=candidate["device"], **candidate["options"])
+    return pipeline_class(family.name).from_pretrained(candidate["artifact"], backend=candidate["backend"], device=candidate["device"], **candidate["options"])
 
 
 def _generate(pipe: Any, batch: int, spec: dict[str, Any]) -> np.ndarray:

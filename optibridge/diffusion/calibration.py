@@ -66,11 +66,9 @@ def pipeline_calibration(artifact: Artifact, config: CalibrationConfig, backend:
     """Run the float pipeline of ``artifact`` on the calibration prompts and return the recorded feeds."""
     import torch
 
-    from .pipelines import OBStableDiffusionPipeline, OBStableDiffusionXLPipeline
+    from .pipelines import pipeline_class
 
-    info = artifact.metadata.extra["diffusion"]
-    cls = OBStableDiffusionXLPipeline if info["family"] == "stable-diffusion-xl" else OBStableDiffusionPipeline
-    pipe = cls.from_pretrained(artifact.path, backend=backend)
+    pipe: Any = pipeline_class(artifact.metadata.extra["diffusion"]["family"]).from_pretrained(artifact.path, backend=backend)
     feeds: dict[str, list[dict[str, np.ndarray]]] = {}
     for component in (pipe.unet, *(getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2"))):
         if component is None:

@@ -93,15 +93,21 @@ class UNet(SessionComponent):
                 return_dict: bool = True, **unsupported: Any) -> Any:
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
-        given = [k for k, v in {"timestep_cond": timestep_cond, "cross_attention_kwargs": cross_attention_kwargs,
+        takes_cond = "timestep_cond" in self.sessions["unet"].input_names
+        given = [k for k, v in {"timestep_cond": None if takes_cond else timestep_cond, "cross_attention_kwargs": cross_attention_kwargs,
                                 **unsupported}.items() if v is not None and not (isinstance(v, (bool, dict)) and not v)]
         if given:
             raise BackendError(f"the exported UNet does not take {', '.join(given)}; leave them unset")
+        if takes_cond and timestep_cond is None:
+            raise BackendError("this UNet (a Latent Consistency Model's) needs timestep_cond, the guidance scale's embedding; "
+                               "run it in its LatentConsistencyModel pipeline")
         # The graph takes one float32 timestep per row; schedulers hand a scalar (int or float).
         steps = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)
         if steps.numel() == 1:
             steps = steps.expand(sample.shape[0])
         added = {k: v.float() for k, v in (added_cond_kwargs or {}).items() if k in ("text_embeds", "time_ids")}
+        if takes_cond:
+            added["timestep_cond"] = timestep_cond.float()
         out = self._run("unet", sample=sample.float(), timestep=steps.contiguous(), encoder_hidden_states=encoder_hidden_states.float(),
                         **added)
         noise = _tensor(out["out_sample"])

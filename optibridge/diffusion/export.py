@@ -38,6 +38,7 @@ from .families import MODEL_INDEX, PipelineSource, graphs_for, inspect_pipeline
 OUTPUT_CLASSES = {
     "stable-diffusion": "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput",
     "stable-diffusion-xl": "diffusers.pipelines.stable_diffusion_xl.pipeline_output.StableDiffusionXLPipelineOutput",
+    "latent-consistency": "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput",
 }
 CONFIG_FOLDERS = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_2", "unet": "unet", "vae_decoder": "vae",
                   "vae_encoder": "vae"}
@@ -45,17 +46,21 @@ CONFIG_FOLDERS = {"text_encoder": "text_encoder", "text_encoder_2": "text_encode
 
 
 class UNetStep(torch.nn.Module):
-    """One denoising step; SDXL's UNet also takes the pooled text embeddings and the size/crop ``time_ids``."""
+    """One denoising step; SDXL's UNet also takes the pooled text embeddings and the size/crop ``time_ids``,
+    an LCM UNet the guidance scale's embedding (``timestep_cond``). The exporters pass inputs by
+    position: ``input_names`` says which is which."""
 
-    def __init__(self, unet: torch.nn.Module) -> None:
+    def __init__(self, unet: torch.nn.Module, input_names: list[str]) -> None:
         super().__init__()
         self.unet = unet
+        self.input_names = input_names
         self.eval()
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                text_embeds: torch.Tensor | None = None, time_ids: torch.Tensor | None = None) -> torch.Tensor:
-        added = {"text_embeds": text_embeds, "time_ids": time_ids} if text_embeds is not None else None
-        noise: torch.Tensor = self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added, return_dict=False)[0]
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.input_names, inputs))
+        added = {"text_embeds": named["text_embeds"], "time_ids": named["time_ids"]} if "text_embeds" in named else None
+        noise: torch.Tensor = self.unet(named["sample"], named["timestep"], encoder_hidden_states=named["encoder_hidden_states"],
+                                        timestep_cond=named.get("timestep_cond"), added_cond_kwargs=added, return_dict=False)[0]
         return noise
 
 
@@ -162,6 +167,7 @@ def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int
     # SDXL: pooled text embeddings and 6 size/crop numbers per row, embedded by the UNet
     added = unet.config.addition_embed_type == "text_time"
     pooled_dim = int(unet.config.projection_class_embeddings_input_dim or 0) - 6 * int(unet.config.addition_time_embed_dim or 0)
+    guidance_dim = int(unet.config.time_cond_proj_dim or 0)  # LCM: the guidance scale's embedding
 
     def unet_inputs(batch: int, h: int, w: int) -> dict[str, torch.Tensor]:
         inputs = {"sample": torch.randn(batch, channels, h, w, generator=gen),
@@ -170,6 +176,8 @@ def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int
         if added:
             inputs["text_embeds"] = torch.randn(batch, pooled_dim, generator=gen)
             inputs["time_ids"] = torch.tensor([[8.0 * h, 8.0 * w, 0.0, 0.0, 8.0 * h, 8.0 * w]] * batch)
+        if guidance_dim:
+            inputs["timestep_cond"] = torch.randn(batch, guidance_dim, generator=gen)
         return inputs
 
     image = {0: "batch", 2: "height", 3: "width"}
@@ -177,9 +185,12 @@ def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int
     unet_axes = {"sample": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": latent}
     if added:
         unet_axes.update(text_embeds={0: "batch"}, time_ids={0: "batch"})
+    if guidance_dim:
+        unet_axes.update(timestep_cond={0: "batch"})
     plans = [_text_plan(name, modules[name], source.family.hidden_states, sequence_length, gen) for name in source.family.text_encoders]
+    unet_trace = unet_inputs(2, 2 * m, 3 * m)
     plans += [
-        _GraphPlan("unet", UNetStep(unet), unet_inputs(2, 2 * m, 3 * m), unet_inputs(3, 3 * m, 2 * m), ("out_sample",), unet_axes),
+        _GraphPlan("unet", UNetStep(unet, list(unet_trace)), unet_trace, unet_inputs(3, 3 * m, 2 * m), ("out_sample",), unet_axes),
         _GraphPlan("vae_decoder", _VaeDecode(vae), {"latent_sample": torch.randn(2, latent_channels, 2 * m, 3 * m, generator=gen)},
                    {"latent_sample": torch.randn(1, latent_channels, 3 * m, 2 * m, generator=gen)}, ("sample",),
                    {"latent_sample": latent, "sample": image}),

@@ -30,6 +30,10 @@ class PipelineFamily:
     tokenizers: tuple[str, ...] = ("tokenizer",)
     hidden_states: bool = False
     """Whether the pipeline reads the text encoders' per-layer hidden states (SDXL takes the penultimate)."""
+    guidance_batch: bool = True
+    """Classifier-free guidance doubles the UNet batch (False: LCM embeds the guidance scale instead)."""
+    safety_checker: bool = True
+    """The pipeline class takes ``safety_checker`` / ``feature_extractor`` (SD 1.x, LCM); SDXL takes a watermarker."""
 
 
 STABLE_DIFFUSION = PipelineFamily(
@@ -44,8 +48,17 @@ STABLE_DIFFUSION_XL = PipelineFamily(
     {"text-to-image": "StableDiffusionXLPipeline", "image-to-image": "StableDiffusionXLImg2ImgPipeline",
      "inpainting": "StableDiffusionXLInpaintPipeline"},
     text_encoders=("text_encoder", "text_encoder_2"), tokenizers=("tokenizer", "tokenizer_2"), hidden_states=True,
+    safety_checker=False,
 )
-FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL)}
+# Latent Consistency Models (SD 1.x distilled to 2-8 steps): the SD components, a UNet that also takes the
+# guidance scale's embedding (``timestep_cond``), no classifier-free guidance batch.
+LATENT_CONSISTENCY = PipelineFamily(
+    "latent-consistency",
+    ("text_encoder", "tokenizer", "unet", "vae", "scheduler"),
+    {"text-to-image": "LatentConsistencyModelPipeline", "image-to-image": "LatentConsistencyModelImg2ImgPipeline"},
+    guidance_batch=False,
+)
+FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL, LATENT_CONSISTENCY)}
 PIPELINE_CLASSES: dict[str, tuple[PipelineFamily, str]] = {
     cls: (family, task) for family in FAMILIES.values() for task, cls in family.tasks.items()
 }

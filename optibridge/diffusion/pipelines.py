@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from diffusers import (
+    LatentConsistencyModelImg2ImgPipeline,
+    LatentConsistencyModelPipeline,
     SchedulerMixin,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
@@ -152,7 +154,7 @@ class OBDiffusionPipelineMixin:
             components[name] = TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(artifact.path / folders[name]), name)
         for name in family.tokenizers:
             components[name] = AutoTokenizer.from_pretrained(artifact.path / name)
-        if family.name == "stable-diffusion":
+        if family.safety_checker:
             components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         else:
             components.update(add_watermarker=False)  # the watermark needs the invisible-watermark package
@@ -206,8 +208,8 @@ class OBDiffusionPipelineMixin:
     def reshape(self, batch_size: int, height: int, width: int, num_images_per_prompt: int = 1) -> Any:
         """Fix the graphs' shapes for one image size and batch (faster on OpenVINO, as optimum-intel's
         ``reshape``): recompiles the text encoder, UNet and VAE decoder with static inputs. The UNet
-        batch is doubled for classifier-free guidance (guidance_scale > 1). Backends without static
-        shapes raise an error naming the option."""
+        batch is doubled for classifier-free guidance (guidance_scale > 1; not in an LCM pipeline, which
+        embeds the guidance scale). Backends without static shapes raise an error naming the option."""
         self._check_size(height, width)
         for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
             if int(value) < 1:
@@ -218,8 +220,9 @@ class OBDiffusionPipelineMixin:
         seq = self.tokenizer.model_max_length  # type: ignore[attr-defined]
         # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
         common = {"sequence": seq, "latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
-        batches = {name: batch_size for name in FAMILIES[info["family"]].text_encoders}
-        batches.update(unet=2 * images, vae_decoder=images)
+        family = FAMILIES[info["family"]]
+        batches = {name: batch_size for name in family.text_encoders}
+        batches.update(unet=2 * images if family.guidance_batch else images, vae_decoder=images)
         shapes = {
             graph: {t.name: [d if isinstance(d, int) else {**common, "batch": batch}[d] for d in t.shape]
                     for t in self.artifact.metadata.graphs[graph].inputs}
@@ -252,7 +255,7 @@ class OBDiffusionPipelineMixin:
                 f"this pipeline was reshaped to static shapes {fixed}; the call asks for {wrong}. Call reshape() again "
                 "with the new sizes, or load it again for dynamic shapes"
             )
-        if kwargs.get("guidance_scale", 7.5) <= 1:
+        if FAMILIES[self.artifact.metadata.extra["diffusion"]["family"]].guidance_batch and kwargs.get("guidance_scale", 7.5) <= 1:
             raise InputError("a reshaped pipeline runs classifier-free guidance (the UNet batch is doubled): use guidance_scale > 1")
         if "height" not in kwargs:
             kwargs["height"], kwargs["width"] = fixed["height"], fixed["width"]
@@ -295,3 +298,23 @@ class OBStableDiffusionXLInpaintPipeline(OBDiffusionPipelineMixin, StableDiffusi
 
     task = "inpainting"
     family = "stable-diffusion-xl"
+
+
+class OBLatentConsistencyModelPipeline(OBDiffusionPipelineMixin, LatentConsistencyModelPipeline):
+    """``LatentConsistencyModelPipeline`` (LCM: 2-8 steps, the guidance scale embedded) running the artifact's graphs."""
+
+    task = "text-to-image"
+    family = "latent-consistency"
+
+
+class OBLatentConsistencyModelImg2ImgPipeline(OBDiffusionPipelineMixin, LatentConsistencyModelImg2ImgPipeline):
+    """``LatentConsistencyModelImg2ImgPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "image-to-image"
+    family = "latent-consistency"
+
+
+def pipeline_class(family: str, task: str = "text-to-image") -> type[OBDiffusionPipelineMixin]:
+    """The optibridge pipeline class that runs ``task`` for a ``family`` (what an artifact records)."""
+    found: type[OBDiffusionPipelineMixin] = globals()["OB" + FAMILIES[family].tasks[task]]
+    return found

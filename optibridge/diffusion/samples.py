@@ -63,6 +63,8 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
             pooled = int(unet["projection_class_embeddings_input_dim"]) - 6 * int(unet["addition_time_embed_dim"])
             feed["text_embeds"] = rng.standard_normal((batch, pooled), dtype=np.float32)
             feed["time_ids"] = np.array([[h * scale, w * scale, 0, 0, h * scale, w * scale]] * batch, dtype=np.float32)
+        if unet.get("time_cond_proj_dim"):  # LCM: the guidance scale's embedding
+            feed["timestep_cond"] = rng.standard_normal((batch, int(unet["time_cond_proj_dim"])), dtype=np.float32)
         return feed, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1"
     if graph_name == "vae_decoder":
         return {"latent_sample": rng.standard_normal((batch, latent_channels, h, w), dtype=np.float32)}, f"{batch} rows of N(0,1) latents {h}×{w}"
