@@ -236,3 +236,30 @@ def test_a_task_run_does_not_cover_is_refused_naming_the_ones_it_does(exported, 
     with pytest.raises(ArtifactError, match="exported for 'fill-mask'; `optibridge run` runs feature-extraction, sentence-similarity, "):
         run_file(exported("bert", "fill-mask").path, docs, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_image_classification_rows_name_image_files_and_match_the_pytorch_pipeline(exported, tiny_model, tmp_path):
+    """Each row is an image path (relative to the input file's folder); labels and scores are the
+    transformers image-classification pipeline's on the PyTorch model; a missing file fails its row only."""
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(4):
+        name = f"images/{i}.png"
+        Image.fromarray(rng.integers(0, 256, (30 + 6 * i, 40, 3), dtype=np.uint8)).save(tmp_path / name)
+        names.append(name)
+    rows = tmp_path / "rows.txt"
+    rows.write_text("\n".join([*names, "images/missing.png"]) + "\n")
+    run_file(exported("vit", "image-classification").path, rows, tmp_path / "out.parquet", batch_size=3, on_error="skip")
+    out = read_parquet(tmp_path / "out.parquet")
+    path = tiny_model("vit", "image-classification")
+    reference = transformers.pipeline("image-classification", model=transformers.AutoModelForImageClassification.from_pretrained(path).eval(),
+                                      image_processor=transformers.AutoImageProcessor.from_pretrained(path))
+    want = [reference(Image.open(tmp_path / name).convert("RGB"), top_k=1)[0] for name in names]
+    assert out["label"][:4] == [w["label"] for w in want] and out["error"][:4] == [None] * 4
+    np.testing.assert_allclose(out["score"][:4], [w["score"] for w in want], atol=1e-4)
+    assert out["label"][4] is None and "images/missing.png: no such file" in out["error"][4]
+    with pytest.raises(RowError, match=r"row 4: .*images/missing.png: no such file"):
+        run_file(exported("vit", "image-classification").path, rows, tmp_path / "fail.parquet")

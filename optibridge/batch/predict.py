@@ -1,4 +1,4 @@
-"""Run an artifact's task over a batch of texts: the work one process (or one Ray actor) does.
+"""Run an artifact's task over a batch of rows: the work one process (or one Ray actor) does.
 
 :class:`Predictor` loads the artifact once and turns a pyarrow table of rows into a table of
 results, one output row per input row, in the same order:
@@ -11,6 +11,9 @@ results, one output row per input row, in the same order:
 * ``token-classification`` -> ``entities`` (transformers' pipeline, ``aggregation_strategy="simple"``);
 * ``text-generation`` / ``text2text-generation`` -> ``generated_text`` (greedy, ``max_new_tokens``;
   for decoder LMs only the continuation, not the prompt).
+* ``image-classification`` / ``audio-classification`` -> ``label``, ``score`` (the top class after
+  softmax), ``ctc`` -> ``transcription`` (greedy CTC decoding): each row names an image or recording
+  file (:mod:`.media_tasks`).
 
 A row the tokenizer or the model rejects never takes its batch down silently: the batch is
 retried row by row, and each failing row gets its reason in the ``error`` column (``on_error=
@@ -26,6 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ArtifactError, InputError, first_line
+from .media_tasks import MEDIA_TASKS, media_runner
 
 TASK_OUTPUTS = {
     "feature-extraction": ("embedding",),
@@ -34,6 +38,9 @@ TASK_OUTPUTS = {
     "token-classification": ("entities",),
     "text-generation": ("generated_text",),
     "text2text-generation": ("generated_text",),
+    "image-classification": ("label", "score"),
+    "audio-classification": ("label", "score"),
+    "ctc": ("transcription",),
 }
 """The columns each supported task adds to every row (besides ``error``)."""
 ERROR_COLUMN = "error"
@@ -62,6 +69,8 @@ class TaskOptions:
     max_length: int | None = None
     """Truncate inputs to this many tokens (default: the tokenizer's ``model_max_length``)."""
     on_error: str = "fail"
+    base_dir: str | None = None
+    """Image and audio tasks: the folder relative paths in the rows are read from (the input file's)."""
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -77,7 +86,7 @@ def output_schema(task: str) -> Any:
     entity = pa.struct([("entity_group", pa.string()), ("score", pa.float32()), ("word", pa.string()),
                         ("start", pa.int64()), ("end", pa.int64())])
     types = {"embedding": pa.list_(pa.float32()), "label": pa.string(), "score": pa.float32(),
-             "entities": pa.list_(entity), "generated_text": pa.string()}
+             "entities": pa.list_(entity), "generated_text": pa.string(), "transcription": pa.string()}
     return [pa.field(name, types[name]) for name in TASK_OUTPUTS[task]] + [pa.field(ERROR_COLUMN, pa.string())]
 
 
@@ -113,11 +122,12 @@ class Predictor:
         self.task = artifact.metadata.task
         check_task(self.task, artifact.path)
         tokenizer = load_tokenizer(artifact.path)
-        if tokenizer is None:
+        if tokenizer is None and self.task not in MEDIA_TASKS:
             raise ArtifactError(f"{artifact.path} has no usable tokenizer files; export it from a folder that has the tokenizer")
-        self.tokenizer = tokenizer
+        self.tokenizer: Any = tokenizer  # None only for the image and audio tasks (CTC decodes with it)
         self.model = task_class(self.task).from_pretrained(artifact.path, backend=self.backend, device=self.device, **self.session_options)
-        self._run = self._runner()
+        self._run = (media_runner(self.task, self.model, artifact.path, tokenizer, self.options.base_dir) if self.task in MEDIA_TASKS
+                     else self._runner())
 
     # -- one batch ------------------------------------------------------------------------------
     def __call__(self, table: Any) -> Any:
@@ -146,7 +156,8 @@ class Predictor:
             if isinstance(text, str):
                 good.append(i)
             else:
-                errors[i] = f"column {self.options.column!r} holds {type(text).__name__ if text is not None else 'null'}, not text"
+                wanted = "a file path" if self.task in MEDIA_TASKS else "text"
+                errors[i] = f"column {self.options.column!r} holds {type(text).__name__ if text is not None else 'null'}, not {wanted}"
         try:
             batch = self._run([texts[i] for i in good]) if good else []
             for i, result in zip(good, batch):

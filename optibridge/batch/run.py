@@ -88,7 +88,8 @@ def run_file(
         raise InputError(f"the output must be a .parquet file, not {output.name}")
     if batch_size < 1 or shard_size < 1:
         raise InputError(f"need --batch-size >= 1 and a shard size >= 1, not {batch_size} and {shard_size}")
-    options = TaskOptions(column=column, max_new_tokens=max_new_tokens, max_length=max_length, on_error=on_error)
+    options = TaskOptions(column=column, max_new_tokens=max_new_tokens, max_length=max_length, on_error=on_error,
+                          base_dir=str(input_path.parent.resolve()))
     require_pyarrow()
     from ..artifact import Artifact
     from .predict import check_task

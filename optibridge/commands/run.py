@@ -16,7 +16,7 @@ def run(
     artifact: Path = typer.Argument(..., help="An artifact folder (optibridge export) of a text task."),
     input_path: Path = typer.Option(..., "--input", "-i", help="Rows to run: .jsonl (one JSON object per line), .parquet, or .txt (one row per line)."),
     output: Path = typer.Option(..., "--output", "-o", help="The .parquet file to write (atomically)."),
-    column: str = typer.Option("text", "--column", help="The input column that holds the text."),
+    column: str = typer.Option("text", "--column", help="The input column that holds the text (image and audio tasks: the file path)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Rows per model call."),
     on_error: str = typer.Option("fail", "--on-error", help="fail: stop at the first row the tokenizer or model rejects, naming it; skip: record its error in the 'error' column and go on."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="text-generation / text2text-generation: tokens to generate per row (greedy)."),
@@ -44,10 +44,14 @@ def run(
 
         optibridge run ./minilm-onnx --input docs.jsonl --output embeddings.parquet --ray auto --replicas 16
 
+        optibridge run ./vit-onnx --input photos.txt --output labels.parquet
+
     Results by task: feature-extraction -> embedding (mean of the last hidden states over the real
     tokens); sentence-similarity -> embedding (what SentenceTransformer.encode returns);
     text-classification -> label, score; token-classification -> entities;
-    text-generation / text2text-generation -> generated_text. The output has an id column (the
+    text-generation / text2text-generation -> generated_text; image-classification and
+    audio-classification -> label, score, and ctc -> transcription, where each row is the path of
+    an image or recording (.wav, .flac, .mp3, .ogg; relative to the input file's folder). The output has an id column (the
     row's position in the input, 0-based; rows are in input order), the input's columns, the
     results, and error. Finished shards wait in OUTPUT.parts/; running the same command again
     after an interruption resumes from them.

@@ -12,7 +12,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -31,6 +31,12 @@ DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 Content = Union[Path, bytes, "tuple[np.ndarray, int]"]
 """A file, its encoded bytes, or (for audio) decoded samples with their rate."""
+Failure = Callable[[str], Exception]
+"""Turns a reader's message ("image X cannot be read ...") into the error its caller raises."""
+
+
+def calibration_error(message: str) -> Exception:
+    return CalibrationError(f"calibration {message}")
 
 
 @dataclass(frozen=True)
@@ -137,20 +143,20 @@ def image_feeds(artifact: Artifact, graph: GraphSpec, images: ImageFiles, limit:
             "models that take pixel_values alone (give text or an .npz file for this one)"
         )
     processor = _preprocessor(artifact, "AutoImageProcessor", "image processor", "images", "pixel_values")
-    return [_feed(processor(images=_open_image(label, content), return_tensors="np"), graph, "image processor")
+    return [_feed(processor(images=open_image(label, content), return_tensors="np"), graph, "image processor")
             for label, content in images.items[:limit]]
 
 
-def _open_image(label: str, content: Content) -> Any:
+def open_image(label: str, content: Content, fail: Failure = calibration_error) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(content, tuple):
-        raise CalibrationError(f"calibration image {label} is an array of samples, not an image")
+        raise fail(f"image {label} is an array of samples, not an image")
     try:
         with Image.open(io.BytesIO(content) if isinstance(content, bytes) else content) as opened:
             return opened.convert("RGB")
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise CalibrationError(f"calibration image {label} cannot be read ({exc}); remove it or replace it") from None
+        raise fail(f"image {label} cannot be read ({exc}); remove it or replace it") from None
 
 
 def audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit: int) -> list[dict[str, np.ndarray]]:
@@ -176,45 +182,45 @@ def audio_feeds(artifact: Artifact, graph: GraphSpec, sounds: AudioFiles, limit:
     return feeds
 
 
-def read_recording(label: str, content: Path | bytes) -> tuple[np.ndarray, int]:
+def read_recording(label: str, content: Path | bytes, fail: Failure = calibration_error) -> tuple[np.ndarray, int]:
     """Mono float32 samples and the rate of a recording: PCM WAV through the standard library, other
     formats (FLAC, MP3, OGG) through soundfile."""
     is_wav = content[:4] == b"RIFF" if isinstance(content, bytes) else content.suffix.lower() == ".wav"
     if is_wav:
-        return read_wav(label, content)
+        return read_wav(label, content, fail)
     try:
         import soundfile
     except ImportError:
-        raise CalibrationError(f"calibration recording {label} is not a WAV file; reading FLAC, MP3 and OGG needs soundfile: "
+        raise fail(f"recording {label} is not a WAV file; reading FLAC, MP3 and OGG needs soundfile: "
                                "pip install 'optibridge[calibration]' (or convert the recordings to 16-bit PCM WAV)") from None
     try:
         samples, rate = soundfile.read(io.BytesIO(content) if isinstance(content, bytes) else str(content), dtype="float32",
                                        always_2d=True)
     except (RuntimeError, OSError, ValueError, TypeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
-        raise CalibrationError(f"calibration recording {label} cannot be read ({first_line(exc)}); remove or convert it") from None
+        raise fail(f"recording {label} cannot be read ({first_line(exc)}); remove or convert it") from None
     if not samples.size:
-        raise CalibrationError(f"calibration recording {label} holds no samples")
+        raise fail(f"recording {label} holds no samples")
     return samples.mean(axis=1), int(rate)
 
 
-def resample(samples: np.ndarray, rate: int, wanted: int, label: str) -> np.ndarray:
+def resample(samples: np.ndarray, rate: int, wanted: int, label: str, fail: Failure = calibration_error) -> np.ndarray:
     """``samples`` at ``wanted`` Hz: unchanged when already there, else scipy's polyphase resampler
     (an anti-aliasing FIR filter, as torchaudio and librosa offer)."""
     if rate == wanted:
         return samples
     if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
-        raise CalibrationError(f"calibration recording {label} claims {rate} Hz, outside {RATE_RANGE[0]}-{RATE_RANGE[1]} Hz; "
+        raise fail(f"recording {label} claims {rate} Hz, outside {RATE_RANGE[0]}-{RATE_RANGE[1]} Hz; "
                                "check the file")
     try:
         from scipy.signal import resample_poly
     except ImportError:
-        raise CalibrationError(f"calibration recording {label} is sampled at {rate} Hz and the model takes {wanted} Hz; "
+        raise fail(f"recording {label} is sampled at {rate} Hz and the model takes {wanted} Hz; "
                                "resampling needs scipy: pip install 'optibridge[calibration]' (or resample the files)") from None
     step = math.gcd(rate, wanted)
     return np.asarray(resample_poly(samples, wanted // step, rate // step), dtype=np.float32)
 
 
-def read_wav(label: str, content: Path | bytes) -> tuple[np.ndarray, int]:
+def read_wav(label: str, content: Path | bytes, fail: Failure = calibration_error) -> tuple[np.ndarray, int]:
     """Mono float32 samples in [-1, 1] and the sampling rate of a PCM WAV file or its bytes (8/16/32-bit)."""
     import wave
 
@@ -223,10 +229,10 @@ def read_wav(label: str, content: Path | bytes) -> tuple[np.ndarray, int]:
             width, channels, rate = handle.getsampwidth(), handle.getnchannels(), handle.getframerate()
             raw = handle.readframes(handle.getnframes())
     except (OSError, EOFError, wave.Error) as exc:
-        raise CalibrationError(f"calibration recording {label} cannot be read as PCM WAV ({exc}); remove or convert it") from None
+        raise fail(f"recording {label} cannot be read as PCM WAV ({exc}); remove or convert it") from None
     kinds = {1: (np.uint8, 128.0, 128.0), 2: (np.int16, 0.0, 32768.0), 4: (np.int32, 0.0, 2147483648.0)}
     if width not in kinds or channels < 1:
-        raise CalibrationError(f"calibration recording {label} is {8 * width}-bit with {channels} channel(s); write 16-bit PCM")
+        raise fail(f"recording {label} is {8 * width}-bit with {channels} channel(s); write 16-bit PCM")
     dtype, offset, scale = kinds[width]
     samples = (np.frombuffer(raw, dtype=dtype).astype(np.float32) - offset) / scale
     return samples.reshape(-1, channels).mean(axis=1), rate
