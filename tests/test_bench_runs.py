@@ -128,3 +128,18 @@ def test_a_speech_model_is_measured_on_the_encoders_fixed_input_length(exported_
     assert base.ok and ort.ok, (base.reason, ort.reason)
     assert ort.generation is not None and ort.generation.tokens_per_s > 0 and ort.generation.prefill_ms > 0
     assert ort.accuracy.top1 == 1.0 and ort.accuracy.max_abs_diff < 1e-3  # encoder + first decoder step = PyTorch's
+
+
+def test_an_image_model_is_measured_once_per_batch_size_at_its_image_size(exported: Callable[..., Artifact], tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Sequence lengths mean nothing to an image model: one shape per batch size (not one per --seq-lens
+    entry, each the same measurement), and the table says batch × height × width."""
+    artifact = exported("vit", "image-classification")
+    height, width = artifact.metadata.extra["image_size"]["validated"]  # the model's own: PyTorch runs ViT there without interpolation
+    code = main(["bench", "--model", str(artifact.path), "--backends", "ort", "--configs", "fp32", "--batch-sizes", "2",
+                 "--seq-lens", "8,16", "--warmup", "1", "--runs", "3", "--no-progress", "--out", str(tmp_path / "bench")])
+    assert code == 0
+    run = load_run(tmp_path / "bench" / "results.json")
+    assert run.model["image_size"] == [height, width] and len(run.cells) == 2  # PyTorch and ORT, one shape
+    assert all(c.ok for c in run.cells), [c.reason for c in run.cells]
+    assert f"2×{height}×{width}" in capsys.readouterr().out

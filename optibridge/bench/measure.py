@@ -75,7 +75,8 @@ def _one_line(exc: BaseException) -> str:
 
 def encoder_inputs(artifact: Any, batch: int, seq: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Real sentences through the artifact's tokenizer, padded/truncated to exactly ``seq`` tokens
-    (random ids in the vocabulary without a tokenizer); random pixels for vision models; for waveform
+    (random ids in the vocabulary without a tokenizer); random pixels for vision models, at the model's own
+    size (PyTorch runs ViT-style models at another only with interpolate_pos_encoding); for waveform
     models ``seq`` steps of 400 samples (25 ms of 16 kHz audio each; more for an x-vector's TDNN)."""
     from ..steps.samples import (VALIDATION_SENTENCES, choices_of, is_text_graph, load_tokenizer, model_config, random_batch,
                                  recorded_image_size, text_length_limit, token_batch, waveform_samples_per_step)
@@ -91,9 +92,9 @@ def encoder_inputs(artifact: Any, batch: int, seq: int) -> tuple[dict[str, np.nd
         texts = [VALIDATION_SENTENCES[i % len(VALIDATION_SENTENCES)] for i in range(rows)]
         vocab = int(model_config(artifact.path).get("vocab_size") or 100)
         found = token_batch(graph, load_tokenizer(artifact.path), texts, vocab_size=vocab, pad_to=seq, max_length=seq,
-                            image_size=recorded_image_size(artifact))
+                            image_size=recorded_image_size(artifact, "validated"))
     else:
-        found = random_batch(graph, batch, sequence=seq, image_size=recorded_image_size(artifact),
+        found = random_batch(graph, batch, sequence=seq, image_size=recorded_image_size(artifact, "validated"),
                              samples_per_step=waveform_samples_per_step(artifact))
     return found.feed, found.mask
 

@@ -57,9 +57,10 @@ def _pipeline_values(cell: Cell) -> list[str]:
 def rows(run: BenchRun) -> list[tuple[Cell, list[str]]]:
     """One row of display strings per cell, in the order of :data:`COLUMNS` (+ :data:`GEN_COLUMNS`)."""
     generative = bool(run.model.get("generative"))
+    image = run.model.get("image_size")  # image models: batch × height × width, no sequence
     result = []
     for cell in run.cells:
-        shape = f"{cell.batch_size}×{cell.seq_len}"
+        shape = f"{cell.batch_size}×{image[0]}×{image[1]}" if isinstance(image, list) and len(image) == 2 else f"{cell.batch_size}×{cell.seq_len}"
         if not cell.ok:
             values = [cell.label, shape, *(["-"] * (len(columns(run)) - 2))]
             result.append((cell, values))

@@ -225,6 +225,21 @@ def run_process(spec: dict[str, Any], timeout_s: float, on_event: Callable[[dict
         return fatal or _exit_reason(process.returncode, stderr)
 
 
+def _image_only_size(artifact: Any) -> tuple[int, int] | None:
+    """(height, width) the bench feeds an image model (its graph takes pixels and no text); None otherwise."""
+    if "diffusion" in artifact.metadata.extra:
+        return None
+    from ..steps.samples import is_text_graph, is_vision_graph, recorded_image_size
+
+    graph = artifact.metadata.main_graph
+    if not is_vision_graph(graph) or is_text_graph(graph):
+        return None
+    spec = next(s for s in graph.inputs if s.name == "pixel_values")
+    fixed = tuple(d for d in spec.shape[2:] if isinstance(d, int))
+    found = recorded_image_size(artifact, "validated") or (fixed if len(fixed) == 2 else None)
+    return (int(found[0]), int(found[1])) if found else None
+
+
 def _shapes(request: BenchRequest) -> list[tuple[int, int]]:
     return [(b, s) for s in request.seq_lens for b in request.batch_sizes]
 
@@ -367,8 +382,12 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
         if not request.baseline_cell or all(c.skip for c in cells if c.backend != BASELINE):
             cells = [c for c in cells if c.backend != BASELINE]  # (no candidate runs: nothing to compare PyTorch with)
         progress.update(bar, total=len(cells) * len(shapes))
+        image = _image_only_size(fp32)
         if fp32.metadata.task in SPEECH_TASKS:  # the encoder's input length is fixed: one shape per batch size
             request = replace(request, seq_lens=[speech_frames(fp32)[1]])
+            progress.update(bar, total=len(cells) * len(_shapes(request)))
+        elif image is not None:  # an image model has no sequence: one shape per batch size, at its image size
+            request = replace(request, seq_lens=request.seq_lens[:1])
             progress.update(bar, total=len(cells) * len(_shapes(request)))
         elif "diffusion" in fp32.metadata.extra:  # one cell per batch size (prompts per call)
             from ..diffusion.bench import image_size
@@ -392,7 +411,8 @@ def run_bench(request: BenchRequest, workdir: Path, *, show_progress: bool = Tru
             )
     run = BenchRun(
         model={"path": str(request.model), "task": prepared.task, "reference": reference,
-               "generative": prepared.task in GENERATIVE_TASKS, **({"pipeline": True} if "diffusion" in fp32.metadata.extra else {})},
+               "generative": prepared.task in GENERATIVE_TASKS, **({"pipeline": True} if "diffusion" in fp32.metadata.extra else {}),
+               **({"image_size": list(image)} if image is not None else {})},
         machine=describe_machine(request.threads, statuses), settings=request.settings(), cells=measured,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), optibridge_version=__version__,
         nodes=executor.nodes(),

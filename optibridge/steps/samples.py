@@ -357,11 +357,13 @@ def token_batch(
     return Batch(feed, None if mask is None else np.asarray(mask), source)
 
 
-def recorded_image_size(artifact: Artifact) -> tuple[int, int] | None:
+def recorded_image_size(artifact: Artifact, which: str = "traced") -> tuple[int, int] | None:
     """The (height, width) the exporter traced a vision graph at (``extra["image_size"]``): the size
-    random pixels get when the graph's height/width are dynamic (a sequence length would be too small)."""
+    random pixels get when the graph's height/width are dynamic (a sequence length would be too small).
+    ``which="validated"``: the model's own size, the one PyTorch runs without ``interpolate_pos_encoding``
+    (what ``bench`` feeds both sides)."""
     record = artifact.metadata.extra.get("image_size")
-    traced = record.get("traced") if isinstance(record, dict) else None
+    traced = record.get(which) if isinstance(record, dict) else None
     if isinstance(traced, (list, tuple)) and len(traced) == 2 and all(isinstance(v, int) and v > 0 for v in traced):
         return int(traced[0]), int(traced[1])
     return None
