@@ -36,6 +36,7 @@ _LAZY = {
     "OBModelForSeq2SeqLM": "optibridge.modeling",
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",
     "OBModelForVision2Seq": "optibridge.modeling",
+    "OBModelForPix2Struct": "optibridge.modeling",
     "OBStableDiffusionPipeline": "optibridge.diffusion",
     "OBStableDiffusionImg2ImgPipeline": "optibridge.diffusion",
     "OBStableDiffusionInpaintPipeline": "optibridge.diffusion",

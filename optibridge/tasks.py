@@ -121,12 +121,13 @@ TASKS: dict[str, Task] = {
             "Seq2SeqLMOutput", "speech", ("ForConditionalGeneration",), "automatic-speech-recognition", kind="seq2seq",
         ),
         # Image captioners with an image encoder and a text decoder (vision-encoder-decoder, BLIP's
-        # captioner: exporter/blip.py); the transformers pipeline is "image-text-to-text" (5.x has no
-        # "image-to-text" pipeline). BLIP is named whole: other *ForConditionalGeneration are seq2seq
-        # text models or decoder LMs that take images.
+        # captioner: exporter/blip.py; Pix2Struct's patch encoder and T5-style decoder); the transformers
+        # pipeline is "image-text-to-text" (5.x has no "image-to-text" pipeline). BLIP and Pix2Struct are
+        # named whole: other *ForConditionalGeneration are seq2seq text models or decoder LMs that take images.
         Task(
             "image-to-text", "AutoModelForImageTextToText", ("logits",), "Seq2SeqLMOutput", "vision",
-            ("VisionEncoderDecoderModel", "BlipForConditionalGeneration"), "image-text-to-text", kind="seq2seq",
+            ("VisionEncoderDecoderModel", "BlipForConditionalGeneration", "Pix2StructForConditionalGeneration"), "image-text-to-text",
+            kind="seq2seq",
         ),
     )
 }

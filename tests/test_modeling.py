@@ -325,3 +325,20 @@ def test_transformers_4_pipelines_can_tell_that_every_class_is_pytorch():
         bases = inspect.getmro(cls)
         assert any(b.__name__ == "PreTrainedModel" or b.__module__.startswith("torch") for b in bases), cls
         assert transformers.PreTrainedModel not in bases  # a marker, not transformers' nn.Module
+
+
+def test_a_float_mask_of_zeros_and_ones_is_taken_other_float_ids_are_refused(exported):
+    """Some processors give masks as floats (Pix2Struct's): 0/1 floats are taken as the integers they are;
+    a mask with other values, or float token ids, stays an error."""
+    from optibridge import OBModelForSequenceClassification
+    from optibridge.errors import InputError
+
+    model = OBModelForSequenceClassification.from_pretrained(exported("bert", "text-classification").path)
+    ids = torch.randint(5, 100, (2, 6))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    assert torch.equal(model(input_ids=ids, attention_mask=mask.float()).logits, model(input_ids=ids, attention_mask=mask).logits)
+    with pytest.raises(InputError, match="attention_mask: expected int64 .* token ids and masks must be integers"):
+        model(input_ids=ids, attention_mask=mask.float() * 0.5)
+    with pytest.raises(InputError, match="input_ids: expected int64"):
+        model(input_ids=ids.float(), attention_mask=mask)

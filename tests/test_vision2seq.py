@@ -110,3 +110,38 @@ def test_blip_captions_like_blips_own_generate_step_by_step(blip, class_name):
     with torch.no_grad():
         expected = _generate(reference, other, interpolate_pos_encoding=True)[0]
     assert torch.equal(_generate(model, other)[0], expected)
+
+
+@pytest.mark.parametrize("class_name", ["optibridge.onnxruntime.ORTModelForPix2Struct", "optibridge.openvino.OVModelForPix2Struct",
+                                        "optibridge.OBModelForVision2Seq"])
+def test_pix2struct_generates_pytorchs_tokens_from_its_image_processors_patches(class_name, tmp_path):
+    """Pix2Struct: the encoder takes the image processor's flattened_patches and their mask (a number of
+    patches the export never traced, padded rows included); greedy tokens and scores equal PyTorch's."""
+    import importlib
+
+    import numpy as np
+    from PIL import Image
+
+    from optibridge import export
+    from tiny_vision import build_tiny_pix2struct
+
+    source = build_tiny_pix2struct(tmp_path / "src")
+    result = export(source, tmp_path / "onnx")  # the task is inferred from Pix2StructForConditionalGeneration
+    assert result.task == "image-to-text" and result.artifact.metadata.graphs["encoder"].input_names == ["flattened_patches", "attention_mask"]
+    processor = transformers.Pix2StructImageProcessor.from_pretrained(source)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)) for size in ((40, 72, 3), (64, 30, 3))]
+    inputs = processor(images=images, return_tensors="pt")
+    assert inputs["attention_mask"].shape == (2, 16) and not inputs["attention_mask"].all()  # padded patch rows
+    reference = transformers.Pix2StructForConditionalGeneration.from_pretrained(source).eval()
+    greedy = dict(max_new_tokens=8, min_new_tokens=8, output_scores=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        want = reference.generate(**inputs, **greedy)
+    module, name = class_name.rsplit(".", 1)
+    model = getattr(importlib.import_module(module), name).from_pretrained(result.artifact.path)
+    got = model.generate(**inputs, **greedy)
+    assert len(set(want.sequences[0].tolist())) > 2  # the random model does not repeat one token
+    assert torch.equal(got.sequences, want.sequences)
+    torch.testing.assert_close(torch.stack(got.scores), torch.stack(want.scores), atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="encoder takes flattened_patches, not pixel_values"):
+        model(pixel_values=torch.zeros(1, 3, 16, 16), decoder_input_ids=torch.zeros(1, 1, dtype=torch.long))

@@ -71,3 +71,20 @@ def build_tiny_llava(dest: Path) -> Path:
     model.generation_config.save_pretrained(dest)
     make_tokenizer().save_pretrained(dest)
     return Path(dest)
+
+
+def build_tiny_pix2struct(dest: Path) -> Path:
+    """``Pix2StructForConditionalGeneration`` (16-pixel patches, 2+2 layers) and its image processor (16 patches per image)."""
+    vision = transformers.Pix2StructVisionConfig(hidden_size=32, patch_embed_hidden_size=16 * 16 * 3, d_ff=37, d_kv=8, num_hidden_layers=2,
+                                                 num_attention_heads=4, seq_len=64)
+    text = transformers.Pix2StructTextConfig(vocab_size=VOCAB_SIZE, hidden_size=32, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
+                                             decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=EOS)
+    config = transformers.Pix2StructConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), decoder_start_token_id=PAD,
+                                           pad_token_id=PAD, eos_token_id=EOS)
+    config.architectures = ["Pix2StructForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = transformers.Pix2StructForConditionalGeneration(config).eval()
+    redraw_weights(model)
+    model.save_pretrained(dest)
+    transformers.Pix2StructImageProcessor(max_patches=16, patch_size={"height": 16, "width": 16}).save_pretrained(dest)
+    return Path(dest)

@@ -29,7 +29,9 @@ SEQ2SEQ_TASKS = ("text2text-generation",)
 SPEECH_TASKS = ("automatic-speech-recognition",)
 
 # The main input a model's forward() takes decides its modality.
-MODALITY_BY_INPUT = (("input_ids", "text"), ("pixel_values", "vision"), ("input_values", "audio"), ("input_features", "speech"))
+MODALITY_BY_INPUT = (("input_ids", "text"), ("pixel_values", "vision"), ("input_values", "audio"), ("input_features", "speech"),
+                     ("flattened_patches", "patches"))
+"""``patches``: Pix2Struct's image encoder takes variable-resolution patches (each row's position first), with a mask."""
 
 
 @dataclass(frozen=True)

@@ -54,23 +54,22 @@ class Seq2SeqLayout:
 
 class EncoderStep(torch.nn.Module):
     """The encoder alone. ``input_name`` (default: ``input_features`` when ``speech``, else
-    ``input_ids`` with its mask) names the one non-text input; ``encoder_kwargs`` are fixed keyword
-    arguments (``interpolate_pos_encoding=True`` for an image encoder that takes any size)."""
+    ``input_ids`` with its mask) names the non-text input; ``with_mask``: it comes with an
+    ``attention_mask`` (Pix2Struct's patches). ``encoder_kwargs`` are fixed keyword arguments
+    (``interpolate_pos_encoding=True`` for an image encoder that takes any size)."""
 
     def __init__(self, model: torch.nn.Module, speech: bool = False, input_name: str | None = None,
-                 encoder_kwargs: dict[str, Any] | None = None) -> None:
+                 encoder_kwargs: dict[str, Any] | None = None, with_mask: bool = False) -> None:
         super().__init__()
         self.encoder = model.get_encoder()  # type: ignore[operator]  # transformers' method; torch types attributes as Tensor | Module
         self.input_name = input_name or ("input_features" if speech else "input_ids")
+        self.with_mask = with_mask or self.input_name == "input_ids"
         self.encoder_kwargs = dict(encoder_kwargs or {})
         self.eval()
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        hidden: torch.Tensor  # transformers' outputs reach mypy untyped (Module.__call__ returns Any)
-        if self.input_name != "input_ids":
-            hidden = self.encoder(**{self.input_name: inputs[0]}, **self.encoder_kwargs, return_dict=True).last_hidden_state
-            return hidden
-        hidden = self.encoder(input_ids=inputs[0], attention_mask=inputs[1], return_dict=True).last_hidden_state
+        named = {self.input_name: inputs[0], **({"attention_mask": inputs[1]} if self.with_mask else {})}
+        hidden: torch.Tensor = self.encoder(**named, **self.encoder_kwargs, return_dict=True).last_hidden_state
         return hidden
 
 
@@ -138,7 +137,8 @@ class EncoderSide:
 
     @property
     def input_names(self) -> list[str]:
-        return {"speech": ["input_features"], "vision": ["pixel_values"]}.get(self.modality, ["input_ids", "attention_mask"])
+        return {"speech": ["input_features"], "vision": ["pixel_values"],
+                "patches": ["flattened_patches", "attention_mask"]}.get(self.modality, ["input_ids", "attention_mask"])
 
     @property
     def call_kwargs(self) -> dict[str, Any]:
@@ -152,6 +152,8 @@ class EncoderSide:
             size = self.image_plan.validated if validation else self.image_plan.traced
             generator = torch.Generator().manual_seed(seed)
             return (torch.randn(batch, _channels(self.source.config), *size, generator=generator),)
+        if self.modality == "patches":
+            return _patches(self.source.config, batch, length, pads, seed)
         return token_batch(self.source.config, batch, length, seed, pads=pads)  # encoders are right-padded
 
     def run(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -176,6 +178,23 @@ class EncoderSide:
         fixed_image = self.image_plan is not None and not self.image_plan.dynamic
         fixed_length = self.modality == "speech" or (self.modality == "vision" and fixed_image)
         return {0: BATCH_AXIS} if fixed_length else {0: BATCH_AXIS, 1: ENCODER_AXIS}
+
+
+def _patches(config: Any, batch: int, length: int, pads: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pix2Struct's encoder input: ``length`` patches per image, each its (row, column) position (from 1)
+    and its pixels, the last ``pads[i]`` rows padding (zeros, mask 0), as its image processor lays them out."""
+    generator = torch.Generator().manual_seed(seed)
+    width = int(_image_config(config).patch_embed_hidden_size)
+    columns = max(1, int(length**0.5))
+    patches = torch.randn(batch, length, width + 2, generator=generator)
+    positions = torch.arange(length)
+    patches[..., 0], patches[..., 1] = (positions // columns + 1).float(), (positions % columns + 1).float()
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for row, pad in enumerate(pads[:batch]):
+        if pad:
+            patches[row, length - pad:] = 0
+            mask[row, length - pad:] = 0
+    return patches, mask
 
 
 def _channels(config: Any) -> int:
@@ -236,7 +255,8 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     # keep dynamo: their dynamic height/width were planned and confirmed with it.
     encoder_exporter, encoder_opset = ("dynamo", opset) if side.modality == "vision" else _encoder_exporter(opset)
     export_module(
-        EncoderStep(model, input_name=encoder_inputs[0], encoder_kwargs=side.call_kwargs), enc_inputs, encoder_inputs,
+        EncoderStep(model, input_name=encoder_inputs[0], encoder_kwargs=side.call_kwargs, with_mask=len(encoder_inputs) > 1),
+        enc_inputs, encoder_inputs,
         ["last_hidden_state"], {name: enc_axes for name in encoder_inputs}, {"last_hidden_state": side.output_axes()},
         staging / "encoder.onnx", exporter=encoder_exporter, opset=encoder_opset, external_data=external_data,
         dynamic_shapes=(tuple({axis: auto for axis in enc_axes} for _ in encoder_inputs),),

@@ -10,11 +10,11 @@ from .tasks import (
     OBModelForMultipleChoice, OBModelForQuestionAnswering, OBModelForSequenceClassification,
     OBModelForTokenClassification,
 )
-from .vision2seq import OBModelForVision2Seq
+from .vision2seq import OBModelForPix2Struct, OBModelForVision2Seq
 
 __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForCustomTasks", "OBModelForAudioFrameClassification", "OBModelForAudioXVector", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
-    "OBModelForImageClassification", "OBModelForImageToImage", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection",
+    "OBModelForImageClassification", "OBModelForImageToImage", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection", "OBModelForPix2Struct",
     "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
     "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForVision2Seq", "OBModelForZeroShotImageClassification",
     "TASK_CLASSES",

@@ -50,10 +50,17 @@ def cast(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
         return array.astype(want)
     if np.issubdtype(want, np.floating) and np.issubdtype(array.dtype, np.floating):
         return array.astype(want)
+    if _is_mask(spec.name) and np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.floating) \
+            and bool(np.isin(array, (0.0, 1.0)).all()):
+        return array.astype(want)  # a 0/1 mask in floats (Pix2Struct's image processor gives one): nothing is lost
     raise InputError(
         f"{spec.name}: expected {spec.dtype} values of shape {_shape_text(spec)}, got {array.dtype}; "
         + ("token ids and masks must be integers" if np.issubdtype(want, np.integer) else "pass floating-point values")
     )
+
+
+def _is_mask(name: str) -> bool:
+    return name == "attention_mask" or name.endswith("_attention_mask") or name == "pixel_mask"
 
 
 def prepare_inputs(specs: Sequence[TensorSpec], given: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
@@ -145,6 +152,8 @@ def prepare_torch_inputs(specs: Sequence[TensorSpec], given: Mapping[str, Any]) 
     for name, array in checked.items():
         value = given.get(name)
         if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not array.dtype.kind == "f" and bool(((value != 0) & (value != 1)).any()):
+                raise InputError(f"{name}: a mask holds 0 and 1 only; got other values in a {value.dtype} tensor")
             feed[name] = value.to(torch.from_numpy(np.zeros((), array.dtype)).dtype)
         else:
             feed[name] = torch.from_numpy(np.ascontiguousarray(array))

@@ -33,9 +33,10 @@ class EncoderRunner:
         return self.forward(*args, **kwargs)
 
     def forward(self, input_ids: Any = None, attention_mask: Any = None, input_features: Any = None, pixel_values: Any = None,
-                **_: Any) -> BaseModelOutput:
+                flattened_patches: Any = None, **_: Any) -> BaseModelOutput:
         session = self.owner.sessions["encoder"]
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "input_features": input_features, "pixel_values": pixel_values}
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "input_features": input_features, "pixel_values": pixel_values,
+                 "flattened_patches": flattened_patches}
         # Same checks (names, dtypes, ranks, fixed sizes) and defaults as the encoder-only classes.
         specs = list(self.owner.artifact.metadata.graphs["encoder"].inputs)
         takes = {spec.name for spec in specs}
@@ -94,6 +95,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         input_features: Any = None,
         return_dict: bool | None = None,
         pixel_values: Any = None,
+        flattened_patches: Any = None,
         **kwargs: Any,
     ) -> Any:
         """One decoder step (running the encoder first when ``encoder_outputs`` is not given).
@@ -103,7 +105,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         refuse_when_set(kwargs, DECODER_UNSUPPORTED_WHEN_SET)
         if encoder_outputs is None:
             encoder_outputs = self._encoder(input_ids=input_ids, attention_mask=attention_mask, input_features=input_features,
-                                            pixel_values=pixel_values)
+                                            pixel_values=pixel_values, flattened_patches=flattened_patches)
         hidden_t = encoder_outputs[0]
         past = take_cache(past_key_values, kwargs)
         if decoder_input_ids is None:
