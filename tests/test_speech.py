@@ -28,7 +28,12 @@ def _waves(n):
 
 
 def test_artifact_has_encoder_and_decoder_graphs(exported_generative):
-    meta = exported_generative("whisper").metadata
+    artifact = exported_generative("whisper")
+    meta = artifact.metadata
+    # the feature extractor and the tokenizer travel with the graphs (until 2026-12-03 neither did):
+    # the ASR pipeline and `optibridge run` load them from the artifact
+    assert AutoFeatureExtractor.from_pretrained(artifact.path).feature_size == 16
+    assert AutoTokenizer.from_pretrained(artifact.path).decode([0]) is not None
     assert meta.task == "automatic-speech-recognition" and meta.validation["passed"]
     assert meta.graphs["encoder"].input_names == ["input_features"]
     assert meta.graphs["encoder"].inputs[0].shape[0] == "batch_size"
@@ -60,3 +65,36 @@ def test_wrong_feature_shape_is_a_clear_error(whisper):
         model.get_encoder()(input_features=torch.zeros(1, 16, 40))
     with pytest.raises(InputError, match="missing required input 'decoder_input_ids'"):
         model(input_features=torch.zeros(1, 16, 100))
+
+
+def test_optibridge_run_transcribes_recordings_as_the_asr_pipeline_does(whisper, exported_generative, tmp_path):
+    """`optibridge run` on a Whisper artifact: each row a recording (one at 8 kHz, resampled); the
+    transcription is the ASR pipeline's on the PyTorch model for the same samples."""
+    import wave
+
+    import numpy as np
+
+    from optibridge.batch import run_file
+    from optibridge.steps.media import read_recording, resample
+
+    _, _, reference, features, tokenizer = whisper
+    waves = _waves(2)
+    for i, (samples, rate) in enumerate(((waves[0], 16000), (waves[1][::2], 8000))):
+        with wave.open(str(tmp_path / f"{i}.wav"), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(rate)
+            handle.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    rows = tmp_path / "rows.txt"
+    rows.write_text("0.wav\n1.wav\n")
+    run_file(exported_generative("whisper").path, rows, tmp_path / "out.parquet", batch_size=2, max_new_tokens=10)
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "out.parquet").to_pydict()
+    asr = pipeline("automatic-speech-recognition", model=reference, tokenizer=tokenizer, feature_extractor=features)
+    want = []
+    for i in range(2):
+        samples, rate = read_recording(f"{i}.wav", tmp_path / f"{i}.wav")
+        want.append(asr(resample(samples, rate, 16000, "x"), generate_kwargs={"max_new_tokens": 10})["text"].strip())
+    assert out["error"] == [None, None] and all(want)
+    assert out["transcription"] == want

@@ -34,6 +34,9 @@ def test_export_infers_image_to_text_and_records_the_layout(captioner):
     assert set(meta.graphs) == {"encoder", "decoder", "decoder_with_past"}
     assert meta.graphs["encoder"].inputs[0].shape == ("batch_size", 3, "height", "width")
     assert meta.extra["image_size"]["interpolate_pos_encoding"] and meta.extra["kv_cache"]["encoder_input"] == "pixel_values"
+    # the captions' tokenizer and the image processor travel with the graphs (until 2026-12-03 only the processor did)
+    assert transformers.AutoTokenizer.from_pretrained(result.artifact.path).vocab_size > 0
+    assert transformers.AutoImageProcessor.from_pretrained(result.artifact.path) is not None
 
 
 @pytest.mark.parametrize("class_name", ["optibridge.OBModelForVision2Seq", "optibridge.onnxruntime.ORTModelForVision2Seq",

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from ..steps.media import open_image, read_recording, resample
 
-MEDIA_TASKS = ("image-classification", "audio-classification", "ctc")
+MEDIA_TASKS = ("image-classification", "audio-classification", "ctc", "automatic-speech-recognition")
 
 
 def _row_error(message: str) -> Exception:
@@ -52,8 +52,10 @@ def _top_labels(logits: Any, id2label: dict[Any, str]) -> list[dict[str, Any]]:
     return [{"label": labels.get(int(i), f"LABEL_{int(i)}"), "score": float(row[i])} for row, i in zip(scores, best)]
 
 
-def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None) -> Callable[[list[str]], list[dict[str, Any]]]:
-    """The function that turns a batch of file paths into one result per file, for ``task``."""
+def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None,
+                 max_new_tokens: int = 32) -> Callable[[list[str]], list[dict[str, Any]]]:
+    """The function that turns a batch of file paths into one result per file, for ``task``
+    (``max_new_tokens``: what a speech-to-text model generates at most per recording, greedily)."""
     if task == "image-classification":
         processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
 
@@ -67,18 +69,31 @@ def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, bas
     rate = int(getattr(extractor, "sampling_rate", 16000))
     takes = set(model.artifact.metadata.input_names)
 
-    def features(paths: list[str]) -> dict[str, Any]:
-        recordings = []
+    def recordings(paths: list[str]) -> list[np.ndarray]:
+        found = []
         for text in paths:
-            samples, found = read_recording(text, resolve(text, base_dir), _row_error)
-            recordings.append(resample(samples, found, rate, text, _row_error))
-        batch = extractor(recordings, sampling_rate=rate, padding=True, return_attention_mask=True, return_tensors="np")
+            samples, rate_found = read_recording(text, resolve(text, base_dir), _row_error)
+            found.append(resample(samples, rate_found, rate, text, _row_error))
+        return found
+
+    def features(paths: list[str]) -> dict[str, Any]:
+        batch = extractor(recordings(paths), sampling_rate=rate, padding=True, return_attention_mask=True, return_tensors="np")
         return {name: value for name, value in batch.items() if name in takes}
 
     if task == "audio-classification":
         return lambda paths: _top_labels(model(**features(paths)).logits, model.config.id2label)
     if tokenizer is None:
-        raise ArtifactError(f"{artifact_path} has no tokenizer to turn CTC logits into text; export from a folder that has one")
+        raise ArtifactError(f"{artifact_path} has no tokenizer to turn the model's tokens into text; export from a folder that has one")
+    if task == "automatic-speech-recognition":  # Whisper: transformers' ASR pipeline on the artifact's model
+        from transformers import pipeline
+
+        asr: Any = pipeline("automatic-speech-recognition", model=model, tokenizer=tokenizer, feature_extractor=extractor)  # an OBModel stands in for the PyTorch one
+
+        def transcribe_seq2seq(paths: list[str]) -> list[dict[str, Any]]:
+            found = asr(recordings(paths), batch_size=len(paths), generate_kwargs={"max_new_tokens": max_new_tokens})
+            return [{"transcription": str(item["text"]).strip()} for item in found]
+
+        return transcribe_seq2seq
 
     def transcribe(paths: list[str]) -> list[dict[str, Any]]:
         ids = np.asarray(model(**features(paths)).logits).argmax(axis=-1)

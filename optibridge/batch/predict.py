@@ -12,7 +12,8 @@ results, one output row per input row, in the same order:
 * ``text-generation`` / ``text2text-generation`` -> ``generated_text`` (greedy, ``max_new_tokens``;
   for decoder LMs only the continuation, not the prompt).
 * ``image-classification`` / ``audio-classification`` -> ``label``, ``score`` (the top class after
-  softmax), ``ctc`` -> ``transcription`` (greedy CTC decoding): each row names an image or recording
+  softmax), ``ctc`` -> ``transcription`` (greedy CTC decoding), ``automatic-speech-recognition``
+  (Whisper) -> ``transcription`` (greedy, ``max_new_tokens``): each row names an image or recording
   file (:mod:`.media_tasks`).
 
 A row the tokenizer or the model rejects never takes its batch down silently: the batch is
@@ -41,6 +42,7 @@ TASK_OUTPUTS = {
     "image-classification": ("label", "score"),
     "audio-classification": ("label", "score"),
     "ctc": ("transcription",),
+    "automatic-speech-recognition": ("transcription",),
 }
 """The columns each supported task adds to every row (besides ``error``)."""
 ERROR_COLUMN = "error"
@@ -126,8 +128,8 @@ class Predictor:
             raise ArtifactError(f"{artifact.path} has no usable tokenizer files; export it from a folder that has the tokenizer")
         self.tokenizer: Any = tokenizer  # None only for the image and audio tasks (CTC decodes with it)
         self.model = task_class(self.task).from_pretrained(artifact.path, backend=self.backend, device=self.device, **self.session_options)
-        self._run = (media_runner(self.task, self.model, artifact.path, tokenizer, self.options.base_dir) if self.task in MEDIA_TASKS
-                     else self._runner())
+        self._run = (media_runner(self.task, self.model, artifact.path, tokenizer, self.options.base_dir, self.options.max_new_tokens)
+                     if self.task in MEDIA_TASKS else self._runner())
 
     # -- one batch ------------------------------------------------------------------------------
     def __call__(self, table: Any) -> Any:

@@ -50,7 +50,8 @@ def run(
     tokens); sentence-similarity -> embedding (what SentenceTransformer.encode returns);
     text-classification -> label, score; token-classification -> entities;
     text-generation / text2text-generation -> generated_text; image-classification and
-    audio-classification -> label, score, and ctc -> transcription, where each row is the path of
+    audio-classification -> label, score, and ctc / automatic-speech-recognition (Whisper) ->
+    transcription, where each row is the path of
     an image or recording (.wav, .flac, .mp3, .ogg; relative to the input file's folder). The output has an id column (the
     row's position in the input, 0-based; rows are in input order), the input's columns, the
     results, and error. Finished shards wait in OUTPUT.parts/; running the same command again

@@ -15,7 +15,7 @@ import torch
 from .._version import __version__
 from ..artifact import Artifact, ArtifactMetadata, check_output_dir, staged_directory, write_metadata
 from ..errors import OptibridgeError, UnsupportedModelError, first_line
-from .loading import SourceModel, load_preprocessor, load_source_model
+from .loading import SourceModel, load_preprocessors, load_source_model
 from .plan import ExportedGraphs, Validator, record_validation
 from .torch_to_onnx import SIDE_FILE_MIN_BYTES, parameter_bytes, resolve_exporter
 from .validate import ValidationReport
@@ -72,7 +72,7 @@ def export_model(
     source = load_source_model(str(model), task, allow_new_weights=allow_new_weights, **hub_kwargs)
     check_opset(opset, resolve_exporter(exporter, source.task.kind))  # export_source picks the exporter(s) to try
     modality = "multimodal" if source.task.modality == "multimodal" else source.architecture.modality
-    preprocessor = load_preprocessor(str(model), modality, **hub_kwargs)
+    preprocessor = load_preprocessors(str(model), modality, source.task.kind != "encoder", **hub_kwargs)
     return export_source(
         source, output_dir, model_ref=str(model), preprocessor=preprocessor, opset=opset, atol=atol, exporter=exporter,
         validate=validate, validator=validator, external_data=external_data, use_cache=use_cache,

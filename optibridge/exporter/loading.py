@@ -168,14 +168,27 @@ def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> An
     local = Path(name_or_path).expanduser()
     if modality == "text" and local.is_dir() and not any((local / name).is_file() for name in TOKENIZER_FILES):
         return None  # never make up a tokenizer the source does not have
-    loaders = {"text": ("AutoTokenizer",), "audio": ("AutoProcessor", "AutoFeatureExtractor")}.get(modality, ("AutoImageProcessor",))
-    for loader in loaders:  # audio: the processor (feature extractor + CTC tokenizer), else the feature extractor
+    loaders = {"text": ("AutoTokenizer",), "audio": ("AutoProcessor", "AutoFeatureExtractor"),
+               "speech": ("AutoProcessor", "AutoFeatureExtractor"), "patches": ("AutoProcessor", "AutoImageProcessor")}.get(
+        modality, ("AutoImageProcessor",))
+    # audio/speech/patches: the processor (feature extractor or image processor + tokenizer) where there is one
+    for loader in loaders:
         try:
             found = getattr(transformers, loader).from_pretrained(name_or_path, **no_remote_code(hub_kwargs))
         except Exception:  # a model folder without a preprocessor is legitimate (tiny test models, custom code)
             continue
         return found if modality != "text" or usable_tokenizer(found) else None
     return None
+
+
+def load_preprocessors(name_or_path: str, modality: str, generates_text: bool, **hub_kwargs: Any) -> Any | None:
+    """:func:`load_preprocessor`, plus the tokenizer where the model generates text from another modality
+    (Whisper, image captioners): decoding the output needs it, and a user loads it from the artifact."""
+    found = load_preprocessor(name_or_path, modality, **hub_kwargs)
+    if not generates_text or modality in ("text", "multimodal"):
+        return found
+    parts = [p for p in (found, load_preprocessor(name_or_path, "text", **hub_kwargs)) if p is not None]
+    return parts[0] if len(parts) == 1 else _SavedTogether(parts) if parts else None
 
 
 class _SavedTogether:
