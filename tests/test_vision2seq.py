@@ -148,3 +148,32 @@ def test_pix2struct_generates_pytorchs_tokens_from_its_image_processors_patches(
     torch.testing.assert_close(torch.stack(got.scores), torch.stack(want.scores), atol=1e-4, rtol=0)
     with pytest.raises(InputError, match="encoder takes flattened_patches, not pixel_values"):
         model(pixel_values=torch.zeros(1, 3, 16, 16), decoder_input_ids=torch.zeros(1, 1, dtype=torch.long))
+
+
+def test_optibridge_run_captions_image_files_as_pytorch(captioner, tmp_path):
+    """`optibridge run` on an image-to-text artifact: each row an image file, the caption PyTorch's greedy
+    generate() decodes to through the artifact's own image processor and tokenizer."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from optibridge.batch import run_file
+
+    source, result = captioner
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24 + 8 * i, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "rows.txt").write_text("0.png\n1.png\n2.png\n")
+    run_file(result.artifact.path, tmp_path / "rows.txt", tmp_path / "out.parquet", batch_size=2, max_new_tokens=6)
+    out = pq.read_table(tmp_path / "out.parquet").to_pydict()
+    reference = transformers.VisionEncoderDecoderModel.from_pretrained(source).eval()
+    processor = transformers.AutoImageProcessor.from_pretrained(source)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    want = []
+    for i in range(3):
+        pixels = processor(images=Image.open(tmp_path / f"{i}.png").convert("RGB"), return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            tokens = reference.generate(pixel_values=pixels, max_new_tokens=6, do_sample=False)
+        want.append(tokenizer.batch_decode(tokens, skip_special_tokens=True)[0].strip())
+    assert out["error"] == [None] * 3 and any(want)
+    assert out["generated_text"] == want

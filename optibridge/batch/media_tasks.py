@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from ..steps.media import open_image, read_recording, resample
 
-MEDIA_TASKS = ("image-classification", "audio-classification", "ctc", "automatic-speech-recognition")
+MEDIA_TASKS = ("image-classification", "image-to-text", "audio-classification", "ctc", "automatic-speech-recognition")
 
 
 def _row_error(message: str) -> Exception:
@@ -65,6 +65,21 @@ def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, bas
             return _top_labels(model(pixel_values=pixels).logits, model.config.id2label)
 
         return classify_images
+    if task == "image-to-text":  # captioners (and Pix2Struct): the image processor's inputs, greedy generate()
+        processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
+        if tokenizer is None:
+            raise ArtifactError(f"{artifact_path} has no tokenizer to turn the captions' tokens into text; re-export it "
+                                "from a folder that has one (exports before 2026-12-03 left it out)")
+
+        def caption(paths: list[str]) -> list[dict[str, Any]]:
+            import torch
+
+            images = [open_image(text, resolve(text, base_dir), _row_error) for text in paths]
+            inputs = {name: torch.as_tensor(value) for name, value in processor(images=images, return_tensors="np").items()}
+            tokens = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            return [{"generated_text": text.strip()} for text in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+        return caption
     extractor = _preprocessor(artifact_path, "AutoFeatureExtractor", "feature extractor")
     rate = int(getattr(extractor, "sampling_rate", 16000))
     takes = set(model.artifact.metadata.input_names)

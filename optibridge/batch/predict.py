@@ -13,8 +13,8 @@ results, one output row per input row, in the same order:
   for decoder LMs only the continuation, not the prompt).
 * ``image-classification`` / ``audio-classification`` -> ``label``, ``score`` (the top class after
   softmax), ``ctc`` -> ``transcription`` (greedy CTC decoding), ``automatic-speech-recognition``
-  (Whisper) -> ``transcription`` (greedy, ``max_new_tokens``): each row names an image or recording
-  file (:mod:`.media_tasks`).
+  (Whisper) -> ``transcription`` (greedy, ``max_new_tokens``), ``image-to-text`` -> ``generated_text``
+  (a caption, greedy): each row names an image or recording file (:mod:`.media_tasks`).
 
 A row the tokenizer or the model rejects never takes its batch down silently: the batch is
 retried row by row, and each failing row gets its reason in the ``error`` column (``on_error=
@@ -40,6 +40,7 @@ TASK_OUTPUTS = {
     "text-generation": ("generated_text",),
     "text2text-generation": ("generated_text",),
     "image-classification": ("label", "score"),
+    "image-to-text": ("generated_text",),
     "audio-classification": ("label", "score"),
     "ctc": ("transcription",),
     "automatic-speech-recognition": ("transcription",),

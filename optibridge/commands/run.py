@@ -49,7 +49,8 @@ def run(
     Results by task: feature-extraction -> embedding (mean of the last hidden states over the real
     tokens); sentence-similarity -> embedding (what SentenceTransformer.encode returns);
     text-classification -> label, score; token-classification -> entities;
-    text-generation / text2text-generation -> generated_text; image-classification and
+    text-generation / text2text-generation -> generated_text; image-to-text -> generated_text (a
+    caption); image-classification and
     audio-classification -> label, score, and ctc / automatic-speech-recognition (Whisper) ->
     transcription, where each row is the path of
     an image or recording (.wav, .flac, .mp3, .ogg; relative to the input file's folder). The output has an id column (the
