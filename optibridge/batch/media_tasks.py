@@ -16,7 +16,6 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from ..steps.media import open_image, read_recording, resample
 
-MEDIA_TASKS = ("image-classification", "image-to-text", "audio-classification", "ctc", "automatic-speech-recognition")
 
 
 def _row_error(message: str) -> Exception:
@@ -52,66 +51,88 @@ def _top_labels(logits: Any, id2label: dict[Any, str]) -> list[dict[str, Any]]:
     return [{"label": labels.get(int(i), f"LABEL_{int(i)}"), "score": float(row[i])} for row, i in zip(scores, best)]
 
 
+class _Images:
+    """Rows that name images: each through the artifact's image processor."""
+
+    def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None, max_new_tokens: int) -> None:
+        self.model, self.tokenizer, self.base_dir, self.max_new_tokens = model, tokenizer, base_dir, max_new_tokens
+        self.processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
+
+    def inputs(self, paths: list[str]) -> dict[str, np.ndarray]:
+        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
+        return dict(self.processor(images=images, return_tensors="np"))
+
+    def classify(self, paths: list[str]) -> list[dict[str, Any]]:
+        return _top_labels(self.model(pixel_values=self.inputs(paths)["pixel_values"]).logits, self.model.config.id2label)
+
+    def caption(self, paths: list[str]) -> list[dict[str, Any]]:
+        """Greedy ``generate()`` on what the processor gives (``pixel_values``; Pix2Struct's patches and mask)."""
+        import torch
+
+        inputs = {name: torch.as_tensor(value) for name, value in self.inputs(paths).items()}
+        tokens = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        return [{"generated_text": text.strip()} for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+
+class _Recordings:
+    """Rows that name recordings: read, resampled to the feature extractor's rate, through it."""
+
+    def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None, max_new_tokens: int) -> None:
+        self.model, self.tokenizer, self.base_dir, self.max_new_tokens = model, tokenizer, base_dir, max_new_tokens
+        self.extractor = _preprocessor(artifact_path, "AutoFeatureExtractor", "feature extractor")
+        self.rate = int(getattr(self.extractor, "sampling_rate", 16000))
+
+    def samples(self, paths: list[str]) -> list[np.ndarray]:
+        found = []
+        for text in paths:
+            samples, rate = read_recording(text, resolve(text, self.base_dir), _row_error)
+            found.append(resample(samples, rate, self.rate, text, _row_error))
+        return found
+
+    def features(self, paths: list[str]) -> dict[str, Any]:
+        """Padded to the longest recording, with the mask where the graph takes one."""
+        batch = self.extractor(self.samples(paths), sampling_rate=self.rate, padding=True, return_attention_mask=True, return_tensors="np")
+        takes = set(self.model.artifact.metadata.input_names)
+        return {name: value for name, value in batch.items() if name in takes}
+
+    def classify(self, paths: list[str]) -> list[dict[str, Any]]:
+        return _top_labels(self.model(**self.features(paths)).logits, self.model.config.id2label)
+
+    def transcribe_ctc(self, paths: list[str]) -> list[dict[str, Any]]:
+        ids = np.asarray(self.model(**self.features(paths)).logits).argmax(axis=-1)
+        return [{"transcription": text} for text in self.tokenizer.batch_decode(ids)]  # repeats and blanks collapsed
+
+    def transcribe_seq2seq(self, paths: list[str]) -> list[dict[str, Any]]:
+        """Whisper: transformers' ASR pipeline on the artifact's model (greedy, ``max_new_tokens``)."""
+        if not hasattr(self, "_asr"):
+            from transformers import pipeline
+
+            self._asr: Any = pipeline("automatic-speech-recognition", model=self.model, tokenizer=self.tokenizer,
+                                      feature_extractor=self.extractor)  # an OBModel stands in for the PyTorch one
+        found = self._asr(self.samples(paths), batch_size=len(paths), generate_kwargs={"max_new_tokens": self.max_new_tokens})
+        return [{"transcription": str(item["text"]).strip()} for item in found]
+
+
+RUNNERS: dict[str, tuple[type, str, bool]] = {
+    "image-classification": (_Images, "classify", False),
+    "image-to-text": (_Images, "caption", True),
+    "audio-classification": (_Recordings, "classify", False),
+    "ctc": (_Recordings, "transcribe_ctc", True),
+    "automatic-speech-recognition": (_Recordings, "transcribe_seq2seq", True),
+}
+"""task → (reader, its method, whether the result is decoded with the tokenizer)."""
+
+
 def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None,
                  max_new_tokens: int = 32) -> Callable[[list[str]], list[dict[str, Any]]]:
     """The function that turns a batch of file paths into one result per file, for ``task``
-    (``max_new_tokens``: what a speech-to-text model generates at most per recording, greedily)."""
-    if task == "image-classification":
-        processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
+    (``max_new_tokens``: what a captioner or Whisper generates at most per file, greedily)."""
+    reader, method, decodes = RUNNERS[task]
+    if decodes and tokenizer is None:
+        raise ArtifactError(f"{artifact_path} has no tokenizer to turn the model's tokens into text; re-export it from a folder "
+                            "that has one (speech and image-to-text exports before 2026-12-03 left it out)")
+    runner: Callable[[list[str]], list[dict[str, Any]]] = getattr(reader(model, artifact_path, tokenizer, base_dir, max_new_tokens), method)
+    return runner
 
-        def classify_images(paths: list[str]) -> list[dict[str, Any]]:
-            images = [open_image(text, resolve(text, base_dir), _row_error) for text in paths]
-            pixels = processor(images=images, return_tensors="np")["pixel_values"]
-            return _top_labels(model(pixel_values=pixels).logits, model.config.id2label)
 
-        return classify_images
-    if task == "image-to-text":  # captioners (and Pix2Struct): the image processor's inputs, greedy generate()
-        processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
-        if tokenizer is None:
-            raise ArtifactError(f"{artifact_path} has no tokenizer to turn the captions' tokens into text; re-export it "
-                                "from a folder that has one (exports before 2026-12-03 left it out)")
-
-        def caption(paths: list[str]) -> list[dict[str, Any]]:
-            import torch
-
-            images = [open_image(text, resolve(text, base_dir), _row_error) for text in paths]
-            inputs = {name: torch.as_tensor(value) for name, value in processor(images=images, return_tensors="np").items()}
-            tokens = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-            return [{"generated_text": text.strip()} for text in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
-
-        return caption
-    extractor = _preprocessor(artifact_path, "AutoFeatureExtractor", "feature extractor")
-    rate = int(getattr(extractor, "sampling_rate", 16000))
-    takes = set(model.artifact.metadata.input_names)
-
-    def recordings(paths: list[str]) -> list[np.ndarray]:
-        found = []
-        for text in paths:
-            samples, rate_found = read_recording(text, resolve(text, base_dir), _row_error)
-            found.append(resample(samples, rate_found, rate, text, _row_error))
-        return found
-
-    def features(paths: list[str]) -> dict[str, Any]:
-        batch = extractor(recordings(paths), sampling_rate=rate, padding=True, return_attention_mask=True, return_tensors="np")
-        return {name: value for name, value in batch.items() if name in takes}
-
-    if task == "audio-classification":
-        return lambda paths: _top_labels(model(**features(paths)).logits, model.config.id2label)
-    if tokenizer is None:
-        raise ArtifactError(f"{artifact_path} has no tokenizer to turn the model's tokens into text; export from a folder that has one")
-    if task == "automatic-speech-recognition":  # Whisper: transformers' ASR pipeline on the artifact's model
-        from transformers import pipeline
-
-        asr: Any = pipeline("automatic-speech-recognition", model=model, tokenizer=tokenizer, feature_extractor=extractor)  # an OBModel stands in for the PyTorch one
-
-        def transcribe_seq2seq(paths: list[str]) -> list[dict[str, Any]]:
-            found = asr(recordings(paths), batch_size=len(paths), generate_kwargs={"max_new_tokens": max_new_tokens})
-            return [{"transcription": str(item["text"]).strip()} for item in found]
-
-        return transcribe_seq2seq
-
-    def transcribe(paths: list[str]) -> list[dict[str, Any]]:
-        ids = np.asarray(model(**features(paths)).logits).argmax(axis=-1)
-        return [{"transcription": text} for text in tokenizer.batch_decode(ids)]  # CTC: repeats and blanks collapsed
-
-    return transcribe
+MEDIA_TASKS = tuple(RUNNERS)

@@ -1,4 +1,5 @@
-"""Images and recordings as calibration samples, from a folder of files or a ``datasets`` column.
+"""Images and recordings as calibration samples, from a folder of files or a ``datasets`` column;
+the readers (:func:`open_image`, :func:`read_recording`, :func:`resample`) serve ``optibridge run`` too.
 
 Both sources reduce to labelled items (a file, or a dataset row's encoded bytes) that go through
 the artifact's own image processor or feature extractor. A dataset is untrusted input like any
