@@ -155,3 +155,31 @@ def test_optimize_quantize_and_bench_give_a_text_and_image_graph_images_of_its_s
     assert encoder_inputs(artifact, 2, 16)[0]["pixel_values"].shape[2:] == recorded_image_size(artifact, "validated") != (height, width)
     with pytest.raises(InputError, match="128 tokens is past this model's 77 text positions; pass --seq-lens 77 or less"):
         encoder_inputs(artifact, 1, 128)
+
+
+def test_optibridge_run_labels_images_as_the_zero_shot_pipeline_does(zero_shot, tmp_path):
+    """`optibridge run --labels` on a CLIP artifact: each row an image, the best label and its score as
+    transformers' zero-shot pipeline gives them on the PyTorch model; fewer than two labels is refused."""
+    from PIL import Image
+
+    from optibridge.batch import run_file
+    from optibridge.errors import InputError
+
+    source, artifact = zero_shot("clip")
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40 + 4 * i, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "rows.txt").write_text("0.png\n1.png\n2.png\n")
+    labels, template = ["cat", "dog", "a red car"], "{} is in this photo."  # label first: see the pipeline test above
+    run_file(artifact.path, tmp_path / "rows.txt", tmp_path / "out.parquet", batch_size=2, labels=labels, template=template)
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "out.parquet").to_pydict()
+    pipe = transformers.pipeline(TASK, model=transformers.AutoModelForZeroShotImageClassification.from_pretrained(source).eval(),
+                                 tokenizer=transformers.AutoTokenizer.from_pretrained(source),
+                                 image_processor=transformers.ViTImageProcessorPil.from_pretrained(source))
+    want = [pipe(Image.open(tmp_path / f"{i}.png"), candidate_labels=labels, hypothesis_template=template)[0] for i in range(3)]
+    assert out["error"] == [None] * 3 and out["label"] == [w["label"] for w in want]
+    np.testing.assert_allclose(out["score"], [w["score"] for w in want], atol=1e-4)
+    with pytest.raises(InputError, match="give at least two"):
+        run_file(artifact.path, tmp_path / "rows.txt", tmp_path / "none.parquet", labels=["cat"])

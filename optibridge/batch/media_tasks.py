@@ -54,8 +54,8 @@ def _top_labels(logits: Any, id2label: dict[Any, str]) -> list[dict[str, Any]]:
 class _Images:
     """Rows that name images: each through the artifact's image processor."""
 
-    def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None, max_new_tokens: int) -> None:
-        self.model, self.tokenizer, self.base_dir, self.max_new_tokens = model, tokenizer, base_dir, max_new_tokens
+    def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, options: Any) -> None:
+        self.model, self.tokenizer, self.options, self.base_dir = model, tokenizer, options, options.base_dir
         self.processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
 
     def inputs(self, paths: list[str]) -> dict[str, np.ndarray]:
@@ -70,15 +70,26 @@ class _Images:
         import torch
 
         inputs = {name: torch.as_tensor(value) for name, value in self.inputs(paths).items()}
-        tokens = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        tokens = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
         return [{"generated_text": text.strip()} for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+    def classify_zero_shot(self, paths: list[str]) -> list[dict[str, Any]]:
+        """The best of the run's candidate labels, as transformers' zero-shot-image-classification pipeline scores them."""
+        if not hasattr(self, "_zero_shot"):
+            from transformers import pipeline
+
+            self._zero_shot: Any = pipeline("zero-shot-image-classification", model=self.model, tokenizer=self.tokenizer,
+                                            image_processor=self.processor)  # an OBModel stands in for the PyTorch one
+        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
+        found = self._zero_shot(images, candidate_labels=list(self.options.labels), hypothesis_template=self.options.template)
+        return [{"label": str(ranked[0]["label"]), "score": float(ranked[0]["score"])} for ranked in found]
 
 
 class _Recordings:
     """Rows that name recordings: read, resampled to the feature extractor's rate, through it."""
 
-    def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None, max_new_tokens: int) -> None:
-        self.model, self.tokenizer, self.base_dir, self.max_new_tokens = model, tokenizer, base_dir, max_new_tokens
+    def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, options: Any) -> None:
+        self.model, self.tokenizer, self.options, self.base_dir = model, tokenizer, options, options.base_dir
         self.extractor = _preprocessor(artifact_path, "AutoFeatureExtractor", "feature extractor")
         self.rate = int(getattr(self.extractor, "sampling_rate", 16000))
 
@@ -109,12 +120,13 @@ class _Recordings:
 
             self._asr: Any = pipeline("automatic-speech-recognition", model=self.model, tokenizer=self.tokenizer,
                                       feature_extractor=self.extractor)  # an OBModel stands in for the PyTorch one
-        found = self._asr(self.samples(paths), batch_size=len(paths), generate_kwargs={"max_new_tokens": self.max_new_tokens})
+        found = self._asr(self.samples(paths), batch_size=len(paths), generate_kwargs={"max_new_tokens": self.options.max_new_tokens})
         return [{"transcription": str(item["text"]).strip()} for item in found]
 
 
 RUNNERS: dict[str, tuple[type, str, bool]] = {
     "image-classification": (_Images, "classify", False),
+    "zero-shot-image-classification": (_Images, "classify_zero_shot", True),
     "image-to-text": (_Images, "caption", True),
     "audio-classification": (_Recordings, "classify", False),
     "ctc": (_Recordings, "transcribe_ctc", True),
@@ -123,15 +135,18 @@ RUNNERS: dict[str, tuple[type, str, bool]] = {
 """task → (reader, its method, whether the result is decoded with the tokenizer)."""
 
 
-def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, base_dir: str | None,
-                 max_new_tokens: int = 32) -> Callable[[list[str]], list[dict[str, Any]]]:
-    """The function that turns a batch of file paths into one result per file, for ``task``
-    (``max_new_tokens``: what a captioner or Whisper generates at most per file, greedily)."""
+def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, options: Any) -> Callable[[list[str]], list[dict[str, Any]]]:
+    """The function that turns a batch of file paths into one result per file, for ``task``; ``options``
+    is the run's :class:`~optibridge.batch.predict.TaskOptions` (``base_dir``, ``max_new_tokens`` for a
+    captioner or Whisper, ``labels`` and ``template`` for zero-shot classification)."""
     reader, method, decodes = RUNNERS[task]
     if decodes and tokenizer is None:
         raise ArtifactError(f"{artifact_path} has no tokenizer to turn the model's tokens into text; re-export it from a folder "
                             "that has one (speech and image-to-text exports before 2026-12-03 left it out)")
-    runner: Callable[[list[str]], list[dict[str, Any]]] = getattr(reader(model, artifact_path, tokenizer, base_dir, max_new_tokens), method)
+    if task == "zero-shot-image-classification" and len(options.labels) < 2:
+        raise InputError("zero-shot-image-classification scores each image against candidate labels: give at least two "
+                         "(--labels 'cat,dog,a red car')")
+    runner: Callable[[list[str]], list[dict[str, Any]]] = getattr(reader(model, artifact_path, tokenizer, options), method)
     return runner
 
 

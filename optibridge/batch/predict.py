@@ -14,7 +14,8 @@ results, one output row per input row, in the same order:
 * ``image-classification`` / ``audio-classification`` -> ``label``, ``score`` (the top class after
   softmax), ``ctc`` -> ``transcription`` (greedy CTC decoding), ``automatic-speech-recognition``
   (Whisper) -> ``transcription`` (greedy, ``max_new_tokens``), ``image-to-text`` -> ``generated_text``
-  (a caption, greedy): each row names an image or recording file (:mod:`.media_tasks`).
+  (a caption, greedy), ``zero-shot-image-classification`` -> ``label``, ``score`` (the best of
+  ``labels``): each row names an image or recording file (:mod:`.media_tasks`).
 
 A row the tokenizer or the model rejects never takes its batch down silently: the batch is
 retried row by row, and each failing row gets its reason in the ``error`` column (``on_error=
@@ -40,6 +41,7 @@ TASK_OUTPUTS = {
     "text-generation": ("generated_text",),
     "text2text-generation": ("generated_text",),
     "image-classification": ("label", "score"),
+    "zero-shot-image-classification": ("label", "score"),
     "image-to-text": ("generated_text",),
     "audio-classification": ("label", "score"),
     "ctc": ("transcription",),
@@ -74,10 +76,17 @@ class TaskOptions:
     on_error: str = "fail"
     base_dir: str | None = None
     """Image and audio tasks: the folder relative paths in the rows are read from (the input file's)."""
+    labels: tuple[str, ...] = ()
+    """zero-shot-image-classification: the candidate labels every image is scored against."""
+    template: str = "This is a photo of {}."
+    """zero-shot-image-classification: the sentence each label is put in (transformers' pipeline default)."""
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR:
             raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}")
+        object.__setattr__(self, "labels", tuple(str(label).strip() for label in self.labels if str(label).strip()))
+        if "{}" not in self.template:
+            raise InputError(f"the label template must hold {{}} where the label goes, not {self.template!r}")
         if self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be >= 1, not {self.max_new_tokens}")
 
@@ -129,8 +138,7 @@ class Predictor:
             raise ArtifactError(f"{artifact.path} has no usable tokenizer files; export it from a folder that has the tokenizer")
         self.tokenizer: Any = tokenizer  # None only for the image and audio tasks (CTC decodes with it)
         self.model = task_class(self.task).from_pretrained(artifact.path, backend=self.backend, device=self.device, **self.session_options)
-        self._run = (media_runner(self.task, self.model, artifact.path, tokenizer, self.options.base_dir, self.options.max_new_tokens)
-                     if self.task in MEDIA_TASKS else self._runner())
+        self._run = media_runner(self.task, self.model, artifact.path, tokenizer, self.options) if self.task in MEDIA_TASKS else self._runner()
 
     # -- one batch ------------------------------------------------------------------------------
     def __call__(self, table: Any) -> Any:

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import InputError, OptibridgeError
 from .files import Shards, read_input, require_pyarrow, run_key
@@ -67,6 +67,8 @@ def run_file(
     on_error: str = "fail",
     max_new_tokens: int = 32,
     max_length: int | None = None,
+    labels: Sequence[str] = (),
+    template: str = "This is a photo of {}.",
     backend: str = "auto",
     device: str = "cpu",
     session_options: dict[str, Any] | None = None,
@@ -89,7 +91,7 @@ def run_file(
     if batch_size < 1 or shard_size < 1:
         raise InputError(f"need --batch-size >= 1 and a shard size >= 1, not {batch_size} and {shard_size}")
     options = TaskOptions(column=column, max_new_tokens=max_new_tokens, max_length=max_length, on_error=on_error,
-                          base_dir=str(input_path.parent.resolve()))
+                          base_dir=str(input_path.parent.resolve()), labels=tuple(labels), template=template)
     require_pyarrow()
     from ..artifact import Artifact
     from .predict import check_task
@@ -104,7 +106,7 @@ def run_file(
         raise InputError(f"{input_path} already has column(s) {', '.join(clash)}, which the {meta.task} results are written to; rename them")
     output.parent.mkdir(parents=True, exist_ok=True)
     settings = {"column": column, "id_column": id_column, "on_error": on_error, "max_new_tokens": max_new_tokens,
-                "max_length": max_length, "shard_size": shard_size}
+                "max_length": max_length, "shard_size": shard_size, "labels": list(options.labels), "template": template}
     shards = Shards(output, run_key(input_path, artifact, settings), table.num_rows, shard_size)
     done = set(shards.done())
     todo = [i for i in range(shards.count) if i not in done]

@@ -21,6 +21,8 @@ def run(
     on_error: str = typer.Option("fail", "--on-error", help="fail: stop at the first row the tokenizer or model rejects, naming it; skip: record its error in the 'error' column and go on."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="text-generation / text2text-generation: tokens to generate per row (greedy)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens (default: the tokenizer's limit)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="zero-shot-image-classification: the candidate labels, comma-separated ('cat,dog,a red car')."),
+    template: str = typer.Option("This is a photo of {}.", "--template", help="zero-shot-image-classification: the sentence each label goes into ({} marks where)."),
     backend: str = typer.Option("auto", "--backend", help="Backend that runs the artifact (see `optibridge backends`; auto: the first usable one by priority)."),
     device: str = typer.Option("cpu", "--device", help="Device of that backend."),
     shard_size: int = typer.Option(1000, "--shard-size", help="Rows per finished shard: a re-run resumes after the last whole shard."),
@@ -46,11 +48,13 @@ def run(
 
         optibridge run ./vit-onnx --input photos.txt --output labels.parquet
 
+        optibridge run ./clip-onnx --input photos.txt --output labels.parquet --labels "a cat,a dog,a car"
+
     Results by task: feature-extraction -> embedding (mean of the last hidden states over the real
     tokens); sentence-similarity -> embedding (what SentenceTransformer.encode returns);
     text-classification -> label, score; token-classification -> entities;
     text-generation / text2text-generation -> generated_text; image-to-text -> generated_text (a
-    caption); image-classification and
+    caption); zero-shot-image-classification -> label, score (the best of --labels); image-classification and
     audio-classification -> label, score, and ctc / automatic-speech-recognition (Whisper) ->
     transcription, where each row is the path of
     an image or recording (.wav, .flac, .mp3, .ogg; relative to the input file's folder). The output has an id column (the
@@ -76,7 +80,8 @@ def run(
 
         result = run_file(
             artifact, input_path, output, column=column, batch_size=batch_size, on_error=on_error,
-            max_new_tokens=max_new_tokens, max_length=max_length, backend=backend, device=device, shard_size=shard_size,
+            max_new_tokens=max_new_tokens, max_length=max_length, labels=(labels or "").split(","), template=template,
+            backend=backend, device=device, shard_size=shard_size,
             id_column=id_column, ray=ray_options, on_progress=advance,
         )
     for line in describe(result):

@@ -37,6 +37,8 @@ def map_artifact(
     on_error: str = "skip",
     max_new_tokens: int = 32,
     max_length: int | None = None,
+    labels: tuple[str, ...] = (),
+    template: str = "This is a photo of {}.",
     backend: str = "auto",
     device: str = "cpu",
     session_options: dict[str, Any] | None = None,
@@ -60,7 +62,8 @@ def map_artifact(
     """
     from ...batch.predict import TaskOptions
 
-    options = TaskOptions(column=column, max_new_tokens=max_new_tokens, max_length=max_length, on_error=on_error)
+    options = TaskOptions(column=column, max_new_tokens=max_new_tokens, max_length=max_length, on_error=on_error,
+                          labels=tuple(labels), template=template)  # image/audio rows: absolute paths every node can read
     predictor_args = dict(artifact=str(artifact), options=options, backend=backend, device=device,
                           session_options=dict(session_options or {}), id_column=id_column)
     return _map(dataset, predictor_args, batch_size, replicas, cpus_per_replica, **map_batches_args)
