@@ -78,3 +78,10 @@ def test_semantic_search_example_agrees_with_sentence_transformers():
     for line in verdicts:  # "... largest score difference 1.8e-07"
         assert float(line.rsplit(" ", 1)[1]) <= 1e-4, line
     assert "'What should I cook tonight?' -> 'A recipe for tomato soup with basil.'" in done.stdout
+
+
+def test_image_captioning_example_matches_each_models_own_generate():
+    done = run_example("image_captioning.py")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "same as BLIP's generate(): True" in done.stdout and "same as its generate(): True" in done.stdout
+    assert "optibridge run: 2 captions written" in done.stdout
