@@ -23,8 +23,7 @@ from .samples import (CALIBRATION_SENTENCES, choices_of, is_text_graph, is_visio
 
 SUPPORTED = (".txt (one sample per line), .jsonl (a text field, or token-id fields named after the inputs), .npz (arrays named after "
              "the inputs), a folder of images (.jpg, .png, ...: vision models) or of recordings (.wav, .flac, .mp3, .ogg: waveform "
-             "models), or a folder "
-             "written by datasets' save_to_disk (a text, image or audio column, or the model's input columns)")
+             "models), or a folder written by datasets' save_to_disk (a text, image or audio column, or the model's input columns)")
 MODEL_INPUT_COLUMNS = ("input_ids", "pixel_values", "input_values", "input_features")
 """Dataset columns that are already model inputs (a tokenizer's or processor's output): read as records."""
 DEFAULT_COLUMN = "text"
