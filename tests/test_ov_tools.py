@@ -135,3 +135,32 @@ def test_quantize_calls_optibridge_cannot_honour_say_what_to_do(exported, tmp_pa
     with pytest.raises(ConfigError, match=r"int8 activations need calibration rows, which loading does not take: quantize with OVQuantizer"):
         OVModelForSequenceClassification.from_pretrained(artifact.path, quantization_config=OVQuantizationConfig())
     assert not (tmp_path / "q").exists()
+
+
+def test_static_int8_of_a_vision_model_from_processor_mapped_rows(exported, tmp_path):
+    """Image rows (a dataset mapped through the image processor) calibrate the OpenVINO static plan as the
+    same images given to optibridge's own step as a folder do."""
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    from optibridge import OBModelForImageClassification
+    from optibridge.openvino import OVModelForImageClassification
+
+    artifact = exported("vit", "image-classification")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 40 + 8 * i, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    processor = AutoImageProcessor.from_pretrained(artifact.path)
+    quantizer = OVQuantizer.from_pretrained(artifact.path)
+    rows = quantizer.get_calibration_dataset(str(images), num_samples=4, preprocess_function=lambda batch: processor(
+        images=[image.convert("RGB") for image in batch["image"]]))
+    out = quantizer.quantize(calibration_dataset=rows, save_directory=tmp_path / "q", ov_config=OVConfig(quantization_config=OVQuantizationConfig()))
+    assert Artifact.load(out).metadata.steps[-1]["calibration"]["samples"] == 4
+    ours = quantize(artifact.path, OBQuantizationConfig(mode="static", calibration=OBCalibrationConfig(source=str(images))),
+                    tmp_path / "ours", backend="openvino").artifact
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    want = OBModelForImageClassification.from_pretrained(ours.path)(pixel_values=pixels).logits
+    torch.testing.assert_close(OVModelForImageClassification.from_pretrained(out)(pixel_values=pixels).logits, want, rtol=0, atol=1e-5)
