@@ -162,8 +162,7 @@ def test_static_quantization_without_its_calibration_says_how_to_give_it(exporte
 def test_static_quantization_of_a_vision_model_from_an_image_dataset(exported, tmp_path):
     """Optimum's guide for an image model: the dataset mapped through the image processor; the graph is
     the one optibridge's own static step makes from the same images in a folder."""
-    import numpy as np
-    from PIL import Image
+    from tiny_vision import write_images
     from transformers import AutoImageProcessor
 
     from optibridge import CalibrationConfig as OBCalibrationConfig
@@ -171,11 +170,7 @@ def test_static_quantization_of_a_vision_model_from_an_image_dataset(exported, t
     from optibridge.onnxruntime import AutoCalibrationConfig, ORTModelForImageClassification
 
     artifact = exported("vit", "image-classification")
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (32, 40 + 8 * i, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    images = write_images(tmp_path / "images", 4)
     processor = AutoImageProcessor.from_pretrained(artifact.path)
     quantizer = ORTQuantizer.from_pretrained(artifact.path)
     dataset = quantizer.get_calibration_dataset(str(images), num_samples=4, dataset_split="train",

@@ -140,19 +140,14 @@ def test_quantize_calls_optibridge_cannot_honour_say_what_to_do(exported, tmp_pa
 def test_static_int8_of_a_vision_model_from_processor_mapped_rows(exported, tmp_path):
     """Image rows (a dataset mapped through the image processor) calibrate the OpenVINO static plan as the
     same images given to optibridge's own step as a folder do."""
-    import numpy as np
-    from PIL import Image
+    from tiny_vision import write_images
     from transformers import AutoImageProcessor
 
     from optibridge import OBModelForImageClassification
     from optibridge.openvino import OVModelForImageClassification
 
     artifact = exported("vit", "image-classification")
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (32, 40 + 8 * i, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    images = write_images(tmp_path / "images", 4)
     processor = AutoImageProcessor.from_pretrained(artifact.path)
     quantizer = OVQuantizer.from_pretrained(artifact.path)
     rows = quantizer.get_calibration_dataset(str(images), num_samples=4, preprocess_function=lambda batch: processor(

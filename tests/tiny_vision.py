@@ -88,3 +88,16 @@ def build_tiny_pix2struct(dest: Path) -> Path:
     model.save_pretrained(dest)
     transformers.Pix2StructImageProcessor(max_patches=16, patch_size={"height": 16, "width": 16}).save_pretrained(dest)
     return Path(dest)
+
+
+def write_images(folder: Path, count: int, seed: int = 0) -> Path:
+    """``count`` random RGB PNGs of different sizes (32 high, 40, 48, ... wide) in a new ``folder``: images a
+    processor must resize. Returns the folder."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (32, 40 + 8 * i, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
