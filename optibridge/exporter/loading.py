@@ -185,8 +185,8 @@ def load_preprocessors(name_or_path: str, modality: str, generates_text: bool, *
     """:func:`load_preprocessor`, plus the tokenizer where the model generates text from another modality
     (Whisper, image captioners): decoding the output needs it, and a user loads it from the artifact."""
     found = load_preprocessor(name_or_path, modality, **hub_kwargs)
-    if not generates_text or modality in ("text", "multimodal"):
-        return found
+    if not generates_text or modality in ("text", "multimodal") or getattr(found, "tokenizer", None) is not None:
+        return found  # (a processor that holds the tokenizer already saves it: Whisper's)
     parts = [p for p in (found, load_preprocessor(name_or_path, "text", **hub_kwargs)) if p is not None]
     return parts[0] if len(parts) == 1 else _SavedTogether(parts) if parts else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -20,8 +21,8 @@ from ..optimum_folders import is_optimum_folder, read_optimum_folder
 from ..saturation import warn_if_int8_may_saturate
 from ..staging import pid_prefix
 from ..tasks import TASKS, Task
-from .guards import InputLimits, check_interface, guard
-from .inputs import check_dropped_token_types, check_image_multiple, prepare_inputs, prepare_torch_inputs
+from .guards import InputLimits, check_interface, guard, positive_int
+from .inputs import check_dropped_token_types, prepare_inputs, prepare_torch_inputs
 from .outputs import resolve_output_class, wrap_outputs
 
 if TYPE_CHECKING:
@@ -124,7 +125,9 @@ class OBModel(PreTrainedModel):
     """"auto": the first usable backend by priority that serves ``device`` and reads the artifact's graphs."""
 
     def __init__(self, sessions: dict[str, Session], artifact: Artifact, config: Any, *, keep_alive: Any = None) -> None:
-        limits = InputLimits.from_config(config)
+        record = artifact.metadata.extra.get("image_size")
+        multiple = positive_int(record.get("multiple_of")) if isinstance(record, dict) else None
+        limits = dataclasses.replace(InputLimits.from_config(config), image_multiple=multiple)
         for name, session in sessions.items():
             check_interface(name, artifact.metadata.graphs[name], session)
         self.sessions = {name: guard(session, limits) for name, session in sessions.items()}
@@ -328,10 +331,8 @@ class OBModel(PreTrainedModel):
             if name in kwargs:
                 raise InputError(f"{name} given both positionally and by keyword")
             kwargs[name] = value
-        image_record = self.artifact.metadata.extra.get("image_size") or {}
-        if image_record.get("interpolate_pos_encoding"):
+        if (self.artifact.metadata.extra.get("image_size") or {}).get("interpolate_pos_encoding"):
             kwargs.pop("interpolate_pos_encoding", None)  # what the graph does at every size
-        check_image_multiple(kwargs.get("pixel_values"), image_record.get("multiple_of"))
         refuse_when_set(kwargs, UNSUPPORTED_WHEN_SET)
         targets = [name for name in TARGETS if kwargs.pop(name, None) is not None]
         if targets and not getattr(self, "_warned_targets", False):

@@ -4,8 +4,8 @@ PyTorch raises IndexError on a token id outside the embedding table; a runtime's
 or read foreign memory and return logits. Every call of an ``OBModel`` (forward, generate, the
 device path) reaches its sessions, so each session is wrapped once in :class:`GuardedSession`,
 which checks the feed: no empty batch or empty token sequence, token ids inside the vocabulary,
-token type ids inside their table, positions inside a learned position table. Cost: one min/max
-per id tensor.
+token type ids inside their table, positions inside a learned position table, image sizes a
+windowed model runs at. Cost: one min/max per id tensor.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class InputLimits:
     type_vocab_size: int | None = None
     max_positions: int | None = None
     """Longest sequence a learned absolute position table holds (None: relative/rotary positions)."""
+    image_multiple: int | None = None
+    """Heights and widths of ``pixel_values`` must be multiples of this (a windowed model, recorded at export
+    as ``extra["image_size"]["multiple_of"]``; PyTorch fails at other sizes too)."""
 
     @classmethod
     def from_config(cls, config: Any) -> "InputLimits":
@@ -92,6 +95,13 @@ def check_feed(feed: Mapping[str, Any], limits: InputLimits, takes_past: bool) -
         low, high = value_bounds(types)
         if low < 0 or high >= limits.type_vocab_size:
             raise InputError(f"token_type_ids holds {low if low < 0 else high}, outside [0, {limits.type_vocab_size}) for this model")
+    pixels = feed.get("pixel_values")
+    shape = tuple(getattr(pixels, "shape", ()))
+    multiple = limits.image_multiple
+    if multiple is not None and multiple > 1 and len(shape) == 4 and (shape[2] % multiple or shape[3] % multiple):
+        raise InputError(f"pixel_values is {shape[2]}x{shape[3]}; this model takes heights and widths in multiples of "
+                         f"{multiple} (its attention window), as PyTorch does: pad the image (its image processor's "
+                         f"do_pad / pad_size does)")
     positions = feed.get("position_ids")
     if positions is not None and limits.max_positions is not None and positions.size:
         low, high = value_bounds(positions)

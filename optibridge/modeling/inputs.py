@@ -152,7 +152,7 @@ def prepare_torch_inputs(specs: Sequence[TensorSpec], given: Mapping[str, Any]) 
     for name, array in checked.items():
         value = given.get(name)
         if isinstance(value, torch.Tensor):
-            if value.is_floating_point() and not array.dtype.kind == "f" and bool(((value != 0) & (value != 1)).any()):
+            if value.is_floating_point() and array.dtype.kind != "f" and bool(((value != 0) & (value != 1)).any()):
                 raise InputError(f"{name}: a mask holds 0 and 1 only; got other values in a {value.dtype} tensor")
             feed[name] = value.to(torch.from_numpy(np.zeros((), array.dtype)).dtype)
         else:
@@ -177,18 +177,6 @@ def _class_takes_token_types(class_name: str) -> bool | None:
     if cls is None or not callable(getattr(cls, "forward", None)):
         return None
     return "token_type_ids" in inspect.signature(cls.forward).parameters
-
-
-def check_image_multiple(pixels: Any, multiple: Any) -> None:
-    """Refuse an image size a windowed model cannot run at (``extra["image_size"]["multiple_of"]``, recorded
-    at export from what the PyTorch model accepts) before the runtime fails deep in a Reshape."""
-    if pixels is None or isinstance(multiple, bool) or not isinstance(multiple, int) or multiple <= 1:
-        return
-    shape = tuple(getattr(pixels, "shape", ()))
-    if len(shape) == 4 and (shape[2] % multiple or shape[3] % multiple):
-        raise InputError(f"pixel_values is {shape[2]}x{shape[3]}; this model takes heights and widths in multiples of "
-                         f"{multiple} (its attention window), as PyTorch does: pad the image (its image processor's "
-                         f"do_pad / pad_size does)")
 
 
 def check_dropped_token_types(value: Any, config: Any) -> None:
