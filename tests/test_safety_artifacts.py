@@ -348,3 +348,51 @@ def test_a_runtime_error_is_shown_by_its_cause_not_its_source_location(message, 
     from optibridge.errors import first_line
 
     assert first_line(RuntimeError(message)) == expected
+
+
+# -- a pipeline artifact's diffusion record -------------------------------------------------------
+@pytest.fixture
+def sd_copy(tmp_path, sd_artifact):
+    """A private copy of the tiny Stable Diffusion artifact (tests edit it)."""
+    return copy_artifact(sd_artifact, tmp_path / "sd").path
+
+
+@pytest.mark.parametrize("graph", ["unet", "vae_decoder"])
+def test_a_diffusion_record_naming_a_folder_outside_the_artifact_is_refused(tmp_path, sd_copy, graph):
+    from optibridge import OBStableDiffusionImg2ImgPipeline
+    from optibridge.diffusion.samples import diffusion_batch
+
+    outside = tmp_path / "outside"
+    shutil.copytree(sd_copy / "unet", outside)  # a plausible config, so only the path can be what is refused
+    _edit_manifest(sd_copy, lambda d: d["extra"]["diffusion"]["config_folders"].update({graph: "../outside"}))
+    with pytest.raises(ArtifactError, match=rf"config_folders\.{graph}.*'\.\.'"):
+        OBStableDiffusionImg2ImgPipeline.from_pretrained(sd_copy)
+    with pytest.raises(ArtifactError, match=rf"config_folders\.{graph}"):
+        diffusion_batch(Artifact.load(sd_copy), "unet")
+
+
+@pytest.mark.parametrize("field, value", [("in_channels", 10**9), ("cross_attention_dim", -4), ("in_channels", "4"),
+                                          ("sample_size", 10**7)])
+def test_sizes_from_a_pipeline_component_config_are_bounded_before_anything_is_allocated(sd_copy, field, value):
+    from optibridge.diffusion.samples import diffusion_batch, native_size
+
+    config = json.loads((sd_copy / "unet" / "config.json").read_text())
+    config[field] = value
+    (sd_copy / "unet" / "config.json").write_text(json.dumps(config))
+    artifact = Artifact.load(sd_copy)
+    with pytest.raises(ArtifactError, match=rf"unet/config\.json field '{field}' is {re.escape(repr(value))}; it must be a whole number"):
+        diffusion_batch(artifact, "unet") if field != "sample_size" else native_size(artifact)
+    # the graphs the config does not size still get their samples
+    feed, _ = diffusion_batch(artifact, "vae_decoder")
+    assert feed["latent_sample"].shape[0] == 3 and feed["latent_sample"].size > 0
+
+
+@pytest.mark.parametrize("field, value", [("vae_scale_factor", 10**6), ("latent_multiple", 0), ("vae_scale_factor", "8"),
+                                          ("family", "../stable-diffusion")])
+def test_a_diffusion_record_with_bad_numbers_or_family_is_refused_by_name(sd_copy, field, value):
+    from optibridge import OBStableDiffusionImg2ImgPipeline, OBPipelineForImage2Image
+
+    _edit_manifest(sd_copy, lambda d: d["extra"]["diffusion"].update({field: value}))
+    for loader in (OBStableDiffusionImg2ImgPipeline, OBPipelineForImage2Image):
+        with pytest.raises(ArtifactError, match=rf"extra\.diffusion\.{field} is {re.escape(repr(value))}"):
+            loader.from_pretrained(sd_copy)

@@ -17,21 +17,16 @@ from typing import Any, ClassVar
 
 from ..artifact import Artifact, is_artifact
 from ..errors import ArtifactError, UnsupportedModelError
-from .families import FAMILIES, inspect_pipeline, is_pipeline_folder, normalize_task
+from .families import inspect_pipeline, is_pipeline_folder, normalize_task
+from .record import diffusion_record
 
 
 def pipeline_class_name(model_id: str | os.PathLike[str], task: str | None) -> str:
     """The diffusers pipeline class (``StableDiffusionXLImg2ImgPipeline`` ...) that runs ``task`` for what
     ``model_id`` holds; ``task`` None: the task it was exported or saved for."""
     if is_artifact(model_id):
-        metadata = Artifact.load(model_id).metadata
-        info = metadata.extra.get("diffusion")
-        name = info.get("family") if isinstance(info, dict) else None
-        family = FAMILIES.get(name) if isinstance(name, str) else None
-        if family is None:
-            raise ArtifactError(f"{model_id} holds a {metadata.task!r} model, not a diffusion pipeline; load it with "
-                                "the OBModelFor* class for that task")
-        own_task = metadata.task
+        artifact = Artifact.load(model_id)
+        family, own_task = diffusion_record(artifact).family, artifact.metadata.task
     elif is_pipeline_folder(model_id):
         source = inspect_pipeline(model_id)
         family, own_task = source.family, source.task

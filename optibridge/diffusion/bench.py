@@ -57,10 +57,10 @@ def is_pipeline_input(model: str) -> bool:
 
 def image_size(artifact: Any, requested: int | None) -> int:
     """The image side to bench: ``requested`` (checked) or the pipeline's native size (UNet sample size × VAE scale)."""
+    from .record import diffusion_record
     from .samples import native_size
 
-    info = artifact.metadata.extra["diffusion"]
-    multiple = math.lcm(int(info["vae_scale_factor"]) * int(info["latent_multiple"]), 8)
+    multiple = diffusion_record(artifact).size_multiple
     if requested is None:
         return native_size(artifact)
     if requested < multiple or requested % multiple:
@@ -178,9 +178,9 @@ class _StepTimer:
 
 def _load(candidate: dict[str, Any], spec: dict[str, Any]) -> Any:
     from ..artifact import Artifact
-    from .families import FAMILIES
+    from .record import diffusion_record
 
-    family = FAMILIES[Artifact.load(spec["artifact"]).metadata.extra["diffusion"]["family"]]
+    family = diffusion_record(Artifact.load(spec["artifact"])).family
     if candidate["artifact"] is None:
         import diffusers
 

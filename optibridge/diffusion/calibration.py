@@ -18,6 +18,7 @@ import numpy as np
 from ..artifact import Artifact
 from ..configs import CalibrationConfig, CalibrationData
 from ..errors import CalibrationError
+from .record import diffusion_record
 from .samples import native_size
 
 CALIBRATION_PROMPTS = (
@@ -68,7 +69,7 @@ def pipeline_calibration(artifact: Artifact, config: CalibrationConfig, backend:
 
     from .pipelines import pipeline_class
 
-    pipe: Any = pipeline_class(artifact.metadata.extra["diffusion"]["family"]).from_pretrained(artifact.path, backend=backend)
+    pipe: Any = pipeline_class(diffusion_record(artifact).family.name).from_pretrained(artifact.path, backend=backend)
     feeds: dict[str, list[dict[str, np.ndarray]]] = {}
     for component in (pipe.unet, *(getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2"))):
         if component is None:

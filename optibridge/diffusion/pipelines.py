@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -36,10 +35,16 @@ from ..errors import ArtifactError, BackendError, InputError, first_line
 from ..saturation import warn_if_int8_may_saturate
 from .components import AutoencoderKL, TextEncoder, UNet
 from .families import FAMILIES, MODEL_INDEX, graphs_for, is_pipeline_folder
+from .record import DiffusionRecord, diffusion_record
 
 logger = logging.getLogger(__name__)
-DIFFUSERS_DIVISOR = 8
-"""diffusers' Stable Diffusion pipelines require height and width divisible by 8 themselves."""
+
+
+def _folder(record: DiffusionRecord, graph: str) -> Path:
+    folder = record.config_folders.get(graph)
+    if folder is None:
+        raise ArtifactError(f"optibridge.json field extra.diffusion.config_folders has no {graph!r}; re-export the pipeline")
+    return folder
 
 
 def _read_config(folder: Path) -> Any:
@@ -120,15 +125,10 @@ class OBDiffusionPipelineMixin:
 
     @classmethod
     def _check_artifact(cls, artifact: Artifact) -> None:
-        info = artifact.metadata.extra.get("diffusion")
-        if not isinstance(info, dict):
+        record = diffusion_record(artifact)  # every field checked: the folder is untrusted
+        if record.family.name != cls.family:
             raise ArtifactError(
-                f"{artifact.path} holds a {artifact.metadata.task!r} model, not a diffusion pipeline; load it with "
-                "the OBModelFor* class for that task"
-            )
-        if info.get("family") != cls.family:
-            raise ArtifactError(
-                f"{artifact.path} holds a {info.get('family')} pipeline; {cls.__name__} runs {cls.family} pipelines"
+                f"{artifact.path} holds a {record.family.name} pipeline; {cls.__name__} runs {cls.family} pipelines"
             )
         missing = [g for g in graphs_for(cls.task, FAMILIES[cls.family]) if g not in artifact.metadata.graphs]
         if missing:
@@ -141,17 +141,16 @@ class OBDiffusionPipelineMixin:
     def _assemble(cls, artifact: Artifact, sessions: dict[str, Any]) -> Any:
         from transformers import AutoConfig, AutoTokenizer
 
-        info = artifact.metadata.extra["diffusion"]
-        folders = info["config_folders"]
-        family = FAMILIES[info["family"]]
+        record = diffusion_record(artifact)
+        family = record.family
         vae_sessions: dict[str, Any] = {g: sessions[g] for g in ("vae_decoder", "vae_encoder") if g in sessions}
         components: dict[str, Any] = {
-            "vae": AutoencoderKL(vae_sessions, _read_config(artifact.path / folders["vae_decoder"])),
-            "unet": UNet({"unet": sessions["unet"]}, _read_config(artifact.path / folders["unet"])),
+            "vae": AutoencoderKL(vae_sessions, _read_config(_folder(record, "vae_decoder"))),
+            "unet": UNet({"unet": sessions["unet"]}, _read_config(_folder(record, "unet"))),
             "scheduler": _load_scheduler(artifact),
         }
         for name in family.text_encoders:
-            components[name] = TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(artifact.path / folders[name]), name)
+            components[name] = TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(_folder(record, name)), name)
         for name in family.tokenizers:
             components[name] = AutoTokenizer.from_pretrained(artifact.path / name)
         if family.safety_checker:
@@ -188,14 +187,14 @@ class OBDiffusionPipelineMixin:
         return name
 
     def _check_size(self, height: int | None, width: int | None) -> None:
-        info = self.artifact.metadata.extra["diffusion"]
+        record = diffusion_record(self.artifact)
         # The exported UNet needs latents divisible by its down-sampling; diffusers wants multiples of 8.
-        multiple = math.lcm(int(info["vae_scale_factor"]) * int(info["latent_multiple"]), DIFFUSERS_DIVISOR)
+        multiple = record.size_multiple
         for name, value in (("height", height), ("width", width)):
             if value is not None and int(value) % multiple:
                 raise InputError(
-                    f"{name}={value} is not a multiple of {multiple} (the VAE scale factor {info['vae_scale_factor']} × the "
-                    f"UNet's down-sampling {info['latent_multiple']}, and diffusers' 8); use e.g. {name}={int(value) // multiple * multiple or multiple}"
+                    f"{name}={value} is not a multiple of {multiple} (the VAE scale factor {record.vae_scale_factor} × the "
+                    f"UNet's down-sampling {record.latent_multiple}, and diffusers' 8); use e.g. {name}={int(value) // multiple * multiple or multiple}"
                 )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -214,13 +213,13 @@ class OBDiffusionPipelineMixin:
         for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
             if int(value) < 1:
                 raise InputError(f"{name} must be at least 1, not {value}")
-        info = self.artifact.metadata.extra["diffusion"]
-        latent_h, latent_w = height // int(info["vae_scale_factor"]), width // int(info["vae_scale_factor"])
+        record = diffusion_record(self.artifact)
+        latent_h, latent_w = height // record.vae_scale_factor, width // record.vae_scale_factor
         images = batch_size * num_images_per_prompt
         seq = self.tokenizer.model_max_length  # type: ignore[attr-defined]
         # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
         common = {"sequence": seq, "latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
-        family = FAMILIES[info["family"]]
+        family = record.family
         batches = {name: batch_size for name in family.text_encoders}
         batches.update(unet=2 * images if family.guidance_batch else images, vae_decoder=images)
         shapes = {
@@ -255,7 +254,7 @@ class OBDiffusionPipelineMixin:
                 f"this pipeline was reshaped to static shapes {fixed}; the call asks for {wrong}. Call reshape() again "
                 "with the new sizes, or load it again for dynamic shapes"
             )
-        if FAMILIES[self.artifact.metadata.extra["diffusion"]["family"]].guidance_batch and kwargs.get("guidance_scale", 7.5) <= 1:
+        if diffusion_record(self.artifact).family.guidance_batch and kwargs.get("guidance_scale", 7.5) <= 1:
             raise InputError("a reshaped pipeline runs classifier-free guidance (the UNet batch is doubled): use guidance_scale > 1")
         if "height" not in kwargs:
             kwargs["height"], kwargs["width"] = fixed["height"], fixed["width"]

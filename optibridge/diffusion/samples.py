@@ -1,16 +1,14 @@
 """Inputs for comparing a pipeline artifact's graphs after optimize/quantize: prompts through the
 artifact's own tokenizer for the text encoder, O(1) latents at a valid size for the UNet and VAE.
-Imports no diffusers."""
+Every size comes from the artifact's checked record (:mod:`.record`). Imports no diffusers."""
 
 from __future__ import annotations
-
-import json
-import math
-from typing import Any
 
 import numpy as np
 
 from ..artifact import Artifact
+from ..errors import ArtifactError
+from .record import diffusion_record
 
 Feed = tuple[dict[str, np.ndarray], str]
 """The graph's inputs by name, and a line saying what they are (the caller wraps them in its batch type)."""
@@ -19,55 +17,51 @@ PROMPTS = (
     "an astronaut riding a horse on the moon, oil painting",
     "a bowl of ramen, studio lighting",
 )
-
-
-def _config(artifact: Artifact, folder: str) -> dict[str, Any]:
-    data = json.loads((artifact.path / folder / "config.json").read_text())
-    return data if isinstance(data, dict) else {}
+TEXT_LENGTH = 77
+"""CLIP's prompt length, where a text encoder config does not give its own."""
 
 
 def native_size(artifact: Artifact) -> int:
     """The pipeline's own image side (UNet sample size × VAE scale), rounded down to a size its graphs take."""
-    info = artifact.metadata.extra["diffusion"]
-    scale = int(info["vae_scale_factor"])
-    multiple = math.lcm(scale * int(info["latent_multiple"]), 8)
-    sample = _config(artifact, info["config_folders"]["unet"]).get("sample_size")
-    side = int(sample[0] if isinstance(sample, list) else sample or 64) * scale
-    return max(multiple, side // multiple * multiple)
+    record = diffusion_record(artifact)
+    multiple = record.size_multiple
+    return max(multiple, record.latent_side() * record.vae_scale_factor // multiple * multiple)
 
 
 def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: int = 3) -> Feed:
     """A batch for one graph of a diffusion artifact, at a latent size other than the export's trace."""
-    info = artifact.metadata.extra["diffusion"]
-    folders = info["config_folders"]
+    record = diffusion_record(artifact)
     rng = np.random.default_rng(seed)
-    m, scale = int(info["latent_multiple"]), int(info["vae_scale_factor"])
-    text = _config(artifact, folders["text_encoder"])
-    length = int(text.get("max_position_embeddings") or 77)
+    m, scale = record.latent_multiple, record.vae_scale_factor
+    length = record.dim("text_encoder", "max_position_embeddings", TEXT_LENGTH)
     if graph_name in ("text_encoder", "text_encoder_2"):  # SDXL's second encoder has its own tokenizer folder
         from transformers import AutoTokenizer
 
-        length = int(_config(artifact, folders[graph_name]).get("max_position_embeddings") or length)
+        length = record.dim(graph_name, "max_position_embeddings", length)
         tokenizer = AutoTokenizer.from_pretrained(artifact.path / graph_name.replace("text_encoder", "tokenizer"))
         ids = tokenizer([PROMPTS[i % len(PROMPTS)] for i in range(batch)], padding="max_length", max_length=length, truncation=True,
                         return_tensors="np")["input_ids"].astype(np.int64)
         return {"input_ids": ids}, f"{batch} prompts through the pipeline's tokenizer, padded to {length}"
-    unet = _config(artifact, folders["unet"])
-    latent_channels = int(_config(artifact, folders["vae_decoder"]).get("latent_channels") or 4)
+    unet = record.config("unet")
     h, w = 4 * m, 3 * m
     if graph_name == "unet":
-        feed = {"sample": rng.standard_normal((batch, int(unet["in_channels"]), h, w), dtype=np.float32),
+        feed = {"sample": rng.standard_normal((batch, record.dim("unet", "in_channels"), h, w), dtype=np.float32),
                 "timestep": np.linspace(999, 1, batch).astype(np.float32),
-                "encoder_hidden_states": rng.standard_normal((batch, length, int(unet["cross_attention_dim"])), dtype=np.float32)}
+                "encoder_hidden_states": rng.standard_normal((batch, length, record.dim("unet", "cross_attention_dim")),
+                                                             dtype=np.float32)}
         if unet.get("addition_embed_type") == "text_time":  # SDXL: pooled text embeddings and the size/crop numbers
-            pooled = int(unet["projection_class_embeddings_input_dim"]) - 6 * int(unet["addition_time_embed_dim"])
+            pooled = record.dim("unet", "projection_class_embeddings_input_dim") - 6 * record.dim("unet", "addition_time_embed_dim")
+            if pooled < 1:
+                raise ArtifactError(f"{record.config_folders['unet']}/config.json: projection_class_embeddings_input_dim leaves "
+                                    f"{pooled} pooled text features after the 6 time ids; re-export the pipeline")
             feed["text_embeds"] = rng.standard_normal((batch, pooled), dtype=np.float32)
             feed["time_ids"] = np.array([[h * scale, w * scale, 0, 0, h * scale, w * scale]] * batch, dtype=np.float32)
         if unet.get("time_cond_proj_dim"):  # LCM: the guidance scale's embedding
-            feed["timestep_cond"] = rng.standard_normal((batch, int(unet["time_cond_proj_dim"])), dtype=np.float32)
+            feed["timestep_cond"] = rng.standard_normal((batch, record.dim("unet", "time_cond_proj_dim")), dtype=np.float32)
         return feed, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1"
     if graph_name == "vae_decoder":
-        return {"latent_sample": rng.standard_normal((batch, latent_channels, h, w), dtype=np.float32)}, f"{batch} rows of N(0,1) latents {h}×{w}"
+        channels = record.dim("vae_decoder", "latent_channels", 4)
+        return {"latent_sample": rng.standard_normal((batch, channels, h, w), dtype=np.float32)}, f"{batch} rows of N(0,1) latents {h}×{w}"
     if graph_name == "vae_encoder":
         image = rng.uniform(-1, 1, (batch, 3, h * scale, w * scale)).astype(np.float32)
         return {"sample": image}, f"{batch} uniform [-1, 1] images {h * scale}×{w * scale}"

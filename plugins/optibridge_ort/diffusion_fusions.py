@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from optibridge.artifact import Artifact
+from optibridge.diffusion.record import diffusion_record
 
 GRAPH_MODEL_TYPES = {"text_encoder": "clip", "text_encoder_2": "clip", "unet": "unet", "vae_decoder": "vae", "vae_encoder": "vae"}
 CUDA_ONLY_FUSIONS = ("enable_group_norm", "enable_skip_group_norm", "enable_nhwc_conv", "enable_bias_splitgelu", "enable_bias_add",
@@ -29,12 +29,7 @@ CUDA_ONLY_FUSIONS = ("enable_group_norm", "enable_skip_group_norm", "enable_nhwc
 
 def graph_model_type(artifact: Artifact, graph: str) -> tuple[str, dict[str, Any]]:
     """The ORT optimizer model type of one graph of a pipeline artifact, and its component's config."""
-    folder = artifact.metadata.extra["diffusion"]["config_folders"].get(graph, graph)
-    try:
-        config = json.loads((artifact.path / folder / "config.json").read_text())
-    except (OSError, ValueError):
-        config = {}
-    return GRAPH_MODEL_TYPES.get(graph, "bert"), config if isinstance(config, dict) else {}
+    return GRAPH_MODEL_TYPES.get(graph, "bert"), diffusion_record(artifact).config(graph)
 
 
 def fusion_options(model_type: str, device: str) -> Any:
