@@ -2,11 +2,12 @@
 
     python examples/stable_diffusion.py SD_FOLDER --artifact sd-onnx --backend openvino --steps 20
 
-SD_FOLDER is a folder written by ``StableDiffusionPipeline.save_pretrained``. The artifact is
-exported on the first run (`optibridge export --model SD_FOLDER sd-onnx` does the same) and reused
-after. The script then generates the same image with diffusers' PyTorch pipeline and with
-``OBStableDiffusionPipeline`` from the same seed, swaps in the Euler scheduler as one would in
-diffusers, and prints the mean absolute pixel difference and the seconds per image.
+SD_FOLDER is a folder written by ``save_pretrained`` of a Stable Diffusion, SDXL, LCM or Stable
+Diffusion 3 pipeline. The artifact is exported on the first run (`optibridge export --model SD_FOLDER
+sd-onnx` does the same) and reused after. The script then generates the same image with diffusers'
+PyTorch pipeline (``AutoPipelineForText2Image``) and with ``OBPipelineForText2Image`` from the same
+seed, swaps the scheduler as one would in diffusers (Euler; for SD3's flow matching, another shift of
+its schedule), and prints the mean absolute pixel difference and the seconds per image.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
 import torch
-from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
 
-from optibridge import OBStableDiffusionPipeline, export  # was: from diffusers import StableDiffusionPipeline
+from optibridge import OBPipelineForText2Image, export  # was: from diffusers import AutoPipelineForText2Image
 from optibridge.artifact import is_artifact
+
+
+def swapped(scheduler):
+    """Another scheduler, as one would swap it in diffusers."""
+    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):  # SD3 runs flow-matching schedulers only
+        return FlowMatchEulerDiscreteScheduler.from_config(scheduler.config, shift=1.0)
+    return EulerDiscreteScheduler.from_config(scheduler.config)
 
 
 def generate(pipe, args: argparse.Namespace) -> tuple[np.ndarray, float]:
@@ -35,7 +43,7 @@ def generate(pipe, args: argparse.Namespace) -> tuple[np.ndarray, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="a diffusers StableDiffusionPipeline folder")
+    parser.add_argument("folder", help="a diffusers Stable Diffusion (SDXL, LCM, SD3) pipeline folder")
     parser.add_argument("--artifact", default="sd-onnx", help="the optibridge artifact (exported when missing)")
     parser.add_argument("--backend", default="ort", help="ort | openvino | cuda")
     parser.add_argument("--prompt", default="a photo of an astronaut riding a horse")
@@ -45,14 +53,14 @@ def main() -> None:
 
     if not is_artifact(args.artifact):
         export(args.folder, args.artifact)
-    pipe = OBStableDiffusionPipeline.from_pretrained(args.artifact, backend=args.backend)
-    reference = StableDiffusionPipeline.from_pretrained(args.folder)
+    pipe = OBPipelineForText2Image.from_pretrained(args.artifact, backend=args.backend)
+    reference = AutoPipelineForText2Image.from_pretrained(args.folder)
     reference.set_progress_bar_config(disable=True)
 
-    for label in ("default scheduler", "Euler scheduler"):
-        if label.startswith("Euler"):  # the swap, exactly as with the diffusers pipeline
-            pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-            reference.scheduler = EulerDiscreteScheduler.from_config(reference.scheduler.config)
+    for label in ("default scheduler", "swapped scheduler"):
+        if label.startswith("swapped"):  # the swap, exactly as with the diffusers pipeline
+            pipe.scheduler = swapped(pipe.scheduler)
+            reference.scheduler = swapped(reference.scheduler)
         ours, ours_s = generate(pipe, args)
         theirs, theirs_s = generate(reference, args)
         diff = float(np.abs(ours - theirs).mean())

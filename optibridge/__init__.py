@@ -45,6 +45,9 @@ _LAZY = {
     "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion",
     "OBLatentConsistencyModelPipeline": "optibridge.diffusion",
     "OBLatentConsistencyModelImg2ImgPipeline": "optibridge.diffusion",
+    "OBStableDiffusion3Pipeline": "optibridge.diffusion",
+    "OBStableDiffusion3Img2ImgPipeline": "optibridge.diffusion",
+    "OBStableDiffusion3InpaintPipeline": "optibridge.diffusion",
     "OBDiffusionPipeline": "optibridge.diffusion",
     "OBPipelineForText2Image": "optibridge.diffusion",
     "OBPipelineForImage2Image": "optibridge.diffusion",
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
     from .diffusion import (
         OBDiffusionPipeline, OBLatentConsistencyModelImg2ImgPipeline, OBLatentConsistencyModelPipeline, OBPipelineForImage2Image,
         OBPipelineForInpainting, OBPipelineForText2Image, OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBStableDiffusion3Img2ImgPipeline, OBStableDiffusion3InpaintPipeline, OBStableDiffusion3Pipeline,
         OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )
     from .exporter import ExportResult, export

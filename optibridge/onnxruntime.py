@@ -156,6 +156,9 @@ _DIFFUSION_NAMES = {
     "ORTStableDiffusionXLInpaintPipeline": "OBStableDiffusionXLInpaintPipeline",
     "ORTLatentConsistencyModelPipeline": "OBLatentConsistencyModelPipeline",
     "ORTLatentConsistencyModelImg2ImgPipeline": "OBLatentConsistencyModelImg2ImgPipeline",
+    "ORTStableDiffusion3Pipeline": "OBStableDiffusion3Pipeline",
+    "ORTStableDiffusion3Img2ImgPipeline": "OBStableDiffusion3Img2ImgPipeline",
+    "ORTStableDiffusion3InpaintPipeline": "OBStableDiffusion3InpaintPipeline",
 }
 
 

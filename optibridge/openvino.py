@@ -216,6 +216,9 @@ _DIFFUSION_NAMES = {
     "OVStableDiffusionXLInpaintPipeline": "OBStableDiffusionXLInpaintPipeline",
     "OVLatentConsistencyModelPipeline": "OBLatentConsistencyModelPipeline",
     "OVLatentConsistencyModelImg2ImgPipeline": "OBLatentConsistencyModelImg2ImgPipeline",
+    "OVStableDiffusion3Pipeline": "OBStableDiffusion3Pipeline",
+    "OVStableDiffusion3Img2ImgPipeline": "OBStableDiffusion3Img2ImgPipeline",
+    "OVStableDiffusion3InpaintPipeline": "OBStableDiffusion3InpaintPipeline",
 }
 
 

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from optibridge.artifact import Artifact  # noqa: E402
 from optibridge.errors import ArtifactError, BackendError, InputError, ModelNotFoundError, UnsupportedModelError  # noqa: E402
 
-from tiny_diffusers import build_tiny_lcm, build_tiny_sd, build_tiny_sdxl  # noqa: E402
+from tiny_diffusers import SD3_T5_TOKENS, build_tiny_lcm, build_tiny_sd, build_tiny_sd3, build_tiny_sdxl  # noqa: E402
 
 STEPS = 3
 CALL = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32, output_type="np")
@@ -256,19 +256,24 @@ def test_importing_optibridge_does_not_import_diffusers() -> None:
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_example_script_matches_pytorch(sd_artifact: Artifact, sd_folder: Path) -> None:
+def _run_example(folder: Path, artifact: Path) -> str:
+    """examples/stable_diffusion.py on ``folder``: both schedulers' images within the tolerance of PyTorch's."""
     import os
     import re
 
     example = Path(__file__).parent.parent / "examples" / "stable_diffusion.py"
     done = subprocess.run(
-        [sys.executable, str(example), str(sd_folder), "--artifact", str(sd_artifact.path), "--steps", "2", "--size", "32"],
+        [sys.executable, str(example), str(folder), "--artifact", str(artifact), "--steps", "2", "--size", "32"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     diffs = [float(x) for x in re.findall(r"mean abs pixel diff vs PyTorch ([0-9.e+-]+)", done.stdout)]
     assert len(diffs) == 2 and max(diffs) < PIXEL_TOLERANCE, done.stdout
-    assert "EulerDiscreteScheduler" in done.stdout
+    return done.stdout
+
+
+def test_example_script_matches_pytorch(sd_artifact: Artifact, sd_folder: Path) -> None:
+    assert "swapped scheduler (EulerDiscreteScheduler)" in _run_example(sd_folder, sd_artifact.path)
 
 
 def test_quantize_records_image_accuracy_against_the_float_pipeline(sd_artifact: Artifact, tmp_path: Path) -> None:
@@ -390,3 +395,58 @@ def test_latent_consistency_models_match_pytorch_under_every_name(tmp_path: Path
     assert "unet" in {name for name, graph in quantized.report["graphs"].items() if graph["quantized"]}
     images = quantized.step["image_accuracy"]
     assert images["images"] >= 1 and 20 <= images["psnr_db"] < 100
+
+
+def test_stable_diffusion_3_matches_pytorch_under_every_name(tmp_path: Path) -> None:
+    """SD3: two CLIP encoders (penultimate states) and a T5 encoder, the MMDiT transformer in place of
+    the UNet, a 16-channel VAE with a shift factor, the flow-matching scheduler. Text-to-image, img2img
+    and inpainting match diffusers' SD3 pipelines on both backends; a reshaped OpenVINO pipeline fixes
+    the T5 prompt length too; dynamic int8 keeps the images; what the graph cannot run is refused."""
+    from optibridge import OBPipelineForImage2Image, OBStableDiffusion3Img2ImgPipeline, QuantizationConfig, export, quantize
+    from optibridge.onnxruntime import ORTPipelineForText2Image, ORTStableDiffusion3Pipeline
+    from optibridge.openvino import OVStableDiffusion3InpaintPipeline, OVStableDiffusion3Pipeline
+
+    folder = build_tiny_sd3(tmp_path / "tiny-sd3", task="image-to-image")
+    result = export(folder, tmp_path / "sd3-artifact")  # family and task from StableDiffusion3Img2ImgPipeline
+    graphs = result.artifact.metadata.graphs
+    assert result.task == "image-to-image" and result.validation.passed
+    assert list(graphs) == ["text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae_decoder", "vae_encoder"]
+    assert graphs["transformer"].input_names == ["hidden_states", "timestep", "encoder_hidden_states", "pooled_projections"]
+    assert graphs["text_encoder_3"].output_names == ["last_hidden_state"] and "hidden_states.1" in graphs["text_encoder"].output_names
+    prompts = ["a cat on the mat", "a red cube"]
+    sd3 = dict(max_sequence_length=SD3_T5_TOKENS)
+    want = _images(_torch_pipeline(folder, "StableDiffusion3Pipeline"), prompts, **sd3)
+    assert want.shape == (2, 32, 32, 3) and want.std() > 0.05 and np.abs(want[0] - want[1]).mean() > 0.01
+    for cls in (ORTStableDiffusion3Pipeline, OVStableDiffusion3Pipeline, ORTPipelineForText2Image):
+        pipe = cls.from_pretrained(result.artifact.path)
+        assert type(pipe).__name__.endswith("StableDiffusion3Pipeline")
+        assert np.abs(_images(pipe, prompts, **sd3) - want).mean() < PIXEL_TOLERANCE
+
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    want_img2img = _images(_torch_pipeline(folder, "StableDiffusion3Img2ImgPipeline"), image=image, strength=0.6, **sd3)
+    pipe = OBPipelineForImage2Image.from_pretrained(result.artifact.path)
+    assert isinstance(pipe, OBStableDiffusion3Img2ImgPipeline)
+    assert np.abs(_images(pipe, image=image, strength=0.6, **sd3) - want_img2img).mean() < PIXEL_TOLERANCE
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    want_inpaint = _images(_torch_pipeline(folder, "StableDiffusion3InpaintPipeline"), image=image, mask_image=mask, **sd3)
+    got = _images(OVStableDiffusion3InpaintPipeline.from_pretrained(result.artifact.path), image=image, mask_image=mask, **sd3)
+    assert want_inpaint.std() > 0.05 and np.abs(got - want_inpaint).mean() < PIXEL_TOLERANCE
+
+    reshaped = OVStableDiffusion3Pipeline.from_pretrained(result.artifact.path).reshape(batch_size=2, height=32, width=32, **sd3)
+    shapes = {port.get_any_name(): port.get_partial_shape().to_shape() for port in reshaped.transformer.sessions["transformer"].compiled.inputs}
+    assert list(shapes["hidden_states"]) == [4, 16, 16, 16]  # 2 images doubled for guidance, 16 channels, 32 px / VAE scale 2
+    assert list(shapes["encoder_hidden_states"])[:2] == [4, 16 + SD3_T5_TOKENS]  # CLIP's 16 tokens then T5's
+    assert np.abs(_images(reshaped, prompts) - want).mean() < PIXEL_TOLERANCE  # the fixed T5 length is filled in
+    with pytest.raises(InputError, match="max_sequence_length"):
+        _images(reshaped, prompts, max_sequence_length=SD3_T5_TOKENS + 8)
+    with pytest.raises(BackendError, match="skip_layers"):  # skip-layer guidance needs the PyTorch transformer
+        _images(ORTStableDiffusion3Pipeline.from_pretrained(result.artifact.path), skip_guidance_layers=[1], skip_layer_guidance_start=0.0,
+                skip_layer_guidance_stop=1.0, **sd3)
+
+    assert "swapped scheduler (FlowMatchEulerDiscreteScheduler)" in _run_example(folder, result.artifact.path)
+
+    quantized = quantize(result.artifact.path, QuantizationConfig(mode="dynamic"), tmp_path / "sd3-dyn", backend="ort")
+    assert {"text_encoder_3", "transformer"} <= {name for name, graph in quantized.report["graphs"].items() if graph["quantized"]}
+    images = quantized.step["image_accuracy"]
+    assert images["images"] >= 1 and 30 <= images["psnr_db"] < 100

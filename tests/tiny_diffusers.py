@@ -163,3 +163,51 @@ def build_tiny_lcm(dest: Path, seed: int = 0, task: str = "text-to-image") -> Pa
     dest = Path(dest)
     pipe.save_pretrained(dest)
     return dest
+
+
+SD3_PIPELINE_CLASSES = {"text-to-image": "StableDiffusion3Pipeline", "image-to-image": "StableDiffusion3Img2ImgPipeline",
+                        "inpainting": "StableDiffusion3InpaintPipeline"}
+SD3_T5_TOKENS = 24
+"""The T5 prompt length the tiny SD3 pipeline is run with (``max_sequence_length``; SD3 uses 256)."""
+
+
+def build_tiny_sd3(dest: Path, seed: int = 0, task: str = "text-to-image") -> Path:
+    """A tiny random Stable Diffusion 3 pipeline: two CLIP text encoders with projections, a T5
+    encoder, the MMDiT transformer (patch size 2) and a 16-channel VAE with SD3's shift factor,
+    driven by the flow-matching Euler scheduler. The CLIP states (32 + 32 wide) fill the T5 width
+    (64) exactly, as SD3's 768 + 1280 are padded to 4096. The T5 tokenizer is the tiny WordPiece one: the
+    pipeline only needs ids the T5 embedding table holds."""
+    import diffusers
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from tiny_models import make_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    tokenizer = clip_tokenizer()
+    t5_tokenizer = make_tokenizer(("input_ids", "attention_mask"), 512)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    text_config = dict(vocab_size=600, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                       max_position_embeddings=MAX_TOKENS, projection_dim=32, hidden_size=32, **ids)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**text_config))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_config))
+    text_encoder_3 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=64, d_ff=37, d_kv=16, num_layers=2, num_heads=4,
+                                             relative_attention_num_buckets=8, pad_token_id=t5_tokenizer.pad_token_id))
+    transformer = SD3Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=8, num_attention_heads=4,
+        joint_attention_dim=64, caption_projection_dim=32, pooled_projection_dim=64, out_channels=16, pos_embed_max_size=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=16, norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        sample_size=32, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False,
+    )
+    for module in (text_encoder, text_encoder_2, text_encoder_3, transformer, vae):
+        _redraw(module)
+        module.eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    pipe = getattr(diffusers, SD3_PIPELINE_CLASSES[task])(
+        transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer, text_encoder_3=text_encoder_3, tokenizer_3=t5_tokenizer)
+    dest = Path(dest)
+    pipe.save_pretrained(dest)
+    return dest

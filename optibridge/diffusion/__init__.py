@@ -17,6 +17,9 @@ _LAZY = {
     "OBStableDiffusionXLInpaintPipeline": "optibridge.diffusion.pipelines",
     "OBLatentConsistencyModelPipeline": "optibridge.diffusion.pipelines",
     "OBLatentConsistencyModelImg2ImgPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusion3Pipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusion3Img2ImgPipeline": "optibridge.diffusion.pipelines",
+    "OBStableDiffusion3InpaintPipeline": "optibridge.diffusion.pipelines",
     "export_pipeline": "optibridge.diffusion.export",
     "OBDiffusionPipeline": "optibridge.diffusion.auto",
     "OBPipelineForText2Image": "optibridge.diffusion.auto",
@@ -27,6 +30,7 @@ __all__ = [  # the names of _LAZY, spelled out so that linters see them
     "OBStableDiffusionImg2ImgPipeline", "OBStableDiffusionInpaintPipeline", "OBStableDiffusionPipeline",
     "OBStableDiffusionXLImg2ImgPipeline", "OBStableDiffusionXLInpaintPipeline", "OBStableDiffusionXLPipeline", "export_pipeline",
     "OBLatentConsistencyModelPipeline", "OBLatentConsistencyModelImg2ImgPipeline",
+    "OBStableDiffusion3Pipeline", "OBStableDiffusion3Img2ImgPipeline", "OBStableDiffusion3InpaintPipeline",
     "OBDiffusionPipeline", "OBPipelineForText2Image", "OBPipelineForImage2Image", "OBPipelineForInpainting",
 ]
 
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from .export import export_pipeline
     from .pipelines import (
         OBLatentConsistencyModelImg2ImgPipeline, OBLatentConsistencyModelPipeline, OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBStableDiffusion3Img2ImgPipeline, OBStableDiffusion3InpaintPipeline, OBStableDiffusion3Pipeline,
         OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )
 

@@ -161,13 +161,13 @@ def _reset_peak() -> bool:
 
 
 class _StepTimer:
-    """Hooks on a pipeline's UNet module: the duration of every denoiser call of the current image."""
+    """Hooks on a pipeline's denoiser module (UNet or transformer): the duration of every call of the current image."""
 
-    def __init__(self, unet: Any) -> None:
+    def __init__(self, denoiser: Any) -> None:
         self.calls: list[float] = []
         self._started = 0.0
-        unet.register_forward_pre_hook(self._pre)
-        unet.register_forward_hook(self._post)
+        denoiser.register_forward_pre_hook(self._pre)
+        denoiser.register_forward_hook(self._post)
 
     def _pre(self, *_: Any) -> None:
         self._started = time.perf_counter()
@@ -176,16 +176,19 @@ class _StepTimer:
         self.calls.append((time.perf_counter() - self._started) * 1000.0)
 
 
-def _load(candidate: dict[str, Any], spec: dict[str, Any]) -> Any:
+def _load_family(spec: dict[str, Any]) -> Any:
     from ..artifact import Artifact
     from .record import diffusion_record
 
-    family = diffusion_record(Artifact.load(spec["artifact"])).family
+    return diffusion_record(Artifact.load(spec["artifact"])).family
+
+
+def _load(candidate: dict[str, Any], spec: dict[str, Any]) -> Any:
+    family = _load_family(spec)
     if candidate["artifact"] is None:
         import diffusers
 
-        extra = {"safety_checker": None, "requires_safety_checker": False} if family.safety_checker else {"add_watermarker": False}
-        pipe = getattr(diffusers, family.tasks["text-to-image"]).from_pretrained(spec["reference"], **extra)
+        pipe = getattr(diffusers, family.tasks["text-to-image"]).from_pretrained(spec["reference"], **family.pipeline_kwargs)
         pipe.set_progress_bar_config(disable=True)
         return pipe
     from .pipelines import pipeline_class
@@ -234,7 +237,7 @@ def run(spec: dict[str, Any], out: Path) -> None:
             started = time.perf_counter()
             pipe = _load(candidate, spec)
             load_s = time.perf_counter() - started
-            timer = _StepTimer(pipe.unet)
+            timer = _StepTimer(getattr(pipe, _load_family(spec).denoiser))
             first = {batch: _generate(pipe, batch, spec) for batch in spec["batch_sizes"]}
         except Exception as exc:
             for batch in spec["batch_sizes"]:

@@ -29,7 +29,7 @@ CALIBRATION_PROMPTS = (
 )
 CALIBRATION_STEPS = 4
 GUIDANCE_SCALE = 7.5
-CALIBRATED_GRAPHS = ("text_encoder", "text_encoder_2", "unet")
+CALIBRATED_GRAPHS = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer")
 """The denoiser and text encoders are quantized; the VAE's convolutions and wide activations stay float."""
 IMAGE_PSNR_GATE_DB = 30.0
 """Static int8 of a pipeline is kept only when its images are at least this close (PSNR) to the float
@@ -71,14 +71,15 @@ def pipeline_calibration(artifact: Artifact, config: CalibrationConfig, backend:
 
     pipe: Any = pipeline_class(diffusion_record(artifact).family.name).from_pretrained(artifact.path, backend=backend)
     feeds: dict[str, list[dict[str, np.ndarray]]] = {}
-    for component in (pipe.unet, *(getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2"))):
+    family = diffusion_record(artifact).family
+    for component in (getattr(pipe, family.denoiser), *(getattr(pipe, name, None) for name in family.text_encoders)):
         if component is None:
             continue
         for graph in list(component.sessions):
             if graph in CALIBRATED_GRAPHS:
                 component.sessions[graph] = _Recorder(component.sessions[graph], feeds.setdefault(graph, []))
     prompts = _prompts(config)
-    # Each image gives CALIBRATION_STEPS UNet feeds: enough images to reach num_samples of them.
+    # Each image gives CALIBRATION_STEPS denoiser feeds: enough images to reach num_samples of them.
     images = min(len(prompts), max(1, math.ceil(config.num_samples / CALIBRATION_STEPS)))
     side = native_size(artifact)
     for index, prompt in enumerate(prompts[:images]):

@@ -53,8 +53,9 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 
 class TextEncoder(SessionComponent):
-    """Stands in for ``CLIPTextModel`` (``last_hidden_state``, ``pooler_output``) or
-    ``CLIPTextModelWithProjection`` (``text_embeds`` first); per-layer hidden states where exported (SDXL)."""
+    """Stands in for ``CLIPTextModel`` (``last_hidden_state``, ``pooler_output``),
+    ``CLIPTextModelWithProjection`` (``text_embeds`` first; per-layer hidden states where exported: SDXL,
+    SD3) or ``T5EncoderModel`` (``last_hidden_state`` alone: SD3's third encoder)."""
 
     def __init__(self, sessions: dict[str, Session], config: Any, graph: str) -> None:
         super().__init__(sessions, config)
@@ -62,7 +63,7 @@ class TextEncoder(SessionComponent):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool = True, **_: Any) -> Any:
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
         from transformers.models.clip.modeling_clip import CLIPTextModelOutput
 
         names = self.sessions[self.graph].output_names
@@ -71,8 +72,10 @@ class TextEncoder(SessionComponent):
             raise BackendError("the exported text encoder returns its last hidden state only: clip_skip is not supported")
         out = {k: _tensor(v) for k, v in self._run(self.graph, input_ids=input_ids.to(torch.int64)).items()}
         hidden = tuple(out[n] for n in layers) if output_hidden_states else None
-        if "text_embeds" in out:
-            result: Any = CLIPTextModelOutput(text_embeds=out["text_embeds"], last_hidden_state=out["last_hidden_state"], hidden_states=hidden)
+        if "text_embeds" not in out and "pooler_output" not in out:
+            result: Any = BaseModelOutput(last_hidden_state=out["last_hidden_state"], hidden_states=hidden)
+        elif "text_embeds" in out:
+            result = CLIPTextModelOutput(text_embeds=out["text_embeds"], last_hidden_state=out["last_hidden_state"], hidden_states=hidden)
         else:
             result = BaseModelOutputWithPooling(last_hidden_state=out["last_hidden_state"], pooler_output=out["pooler_output"],
                                                 hidden_states=hidden)
@@ -112,6 +115,30 @@ class UNet(SessionComponent):
                         **added)
         noise = _tensor(out["out_sample"])
         return UNet2DConditionOutput(sample=noise) if return_dict else (noise,)
+
+
+class SD3Transformer(SessionComponent):
+    """Stands in for ``SD3Transformer2DModel``: one call per denoising step on patched latents."""
+
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                pooled_projections: torch.Tensor | None = None, timestep: Any = None, block_controlnet_hidden_states: Any = None,
+                joint_attention_kwargs: Any = None, return_dict: bool = True, skip_layers: Any = None, **unsupported: Any) -> Any:
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        given = [k for k, v in {"block_controlnet_hidden_states": block_controlnet_hidden_states, "joint_attention_kwargs": joint_attention_kwargs,
+                                "skip_layers": skip_layers, **unsupported}.items() if v is not None and not (isinstance(v, (bool, dict, list)) and not v)]
+        if given:
+            raise BackendError(f"the exported SD3 transformer does not take {', '.join(given)} (ControlNet residuals, skip-layer "
+                               "guidance and attention processors run in PyTorch only); leave them unset")
+        if encoder_hidden_states is None or pooled_projections is None or timestep is None:
+            raise BackendError("the exported SD3 transformer needs encoder_hidden_states, pooled_projections and timestep")
+        steps = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)
+        if steps.numel() == 1:
+            steps = steps.expand(hidden_states.shape[0])
+        out = self._run("transformer", hidden_states=hidden_states.float(), timestep=steps.contiguous(),
+                        encoder_hidden_states=encoder_hidden_states.float(), pooled_projections=pooled_projections.float())
+        noise = _tensor(out["out_hidden_states"])
+        return Transformer2DModelOutput(sample=noise) if return_dict else (noise,)
 
 
 class AutoencoderKL(SessionComponent):

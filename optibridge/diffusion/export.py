@@ -4,6 +4,9 @@ Graphs (batch, height and width dynamic in all of them):
 
 - ``text_encoder``: ``input_ids`` → ``last_hidden_state``, ``pooler_output``
 - ``unet``: ``sample``, ``timestep`` (float32, one per row), ``encoder_hidden_states`` → ``out_sample``
+- ``transformer`` (Stable Diffusion 3, in place of the UNet): ``hidden_states``, ``timestep``,
+  ``encoder_hidden_states``, ``pooled_projections`` → ``out_hidden_states``
+- ``text_encoder_3`` (Stable Diffusion 3's T5): ``input_ids`` → ``last_hidden_state``
 - ``vae_decoder``: ``latent_sample`` → ``sample`` (the pipeline divides by the scaling factor itself)
 - ``vae_encoder`` (image-to-image, inpainting): ``sample`` → ``latent_parameters``, the mean and
   log-variance of the latent distribution: sampling from it stays in PyTorch, so a seeded
@@ -39,9 +42,10 @@ OUTPUT_CLASSES = {
     "stable-diffusion": "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput",
     "stable-diffusion-xl": "diffusers.pipelines.stable_diffusion_xl.pipeline_output.StableDiffusionXLPipelineOutput",
     "latent-consistency": "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput",
+    "stable-diffusion-3": "diffusers.pipelines.stable_diffusion_3.pipeline_output.StableDiffusion3PipelineOutput",
 }
-CONFIG_FOLDERS = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_2", "unet": "unet", "vae_decoder": "vae",
-                  "vae_encoder": "vae"}
+CONFIG_FOLDERS = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_2", "text_encoder_3": "text_encoder_3",
+                  "unet": "unet", "transformer": "transformer", "vae_decoder": "vae", "vae_encoder": "vae"}
 """Graph → the component folder whose config.json describes it."""
 
 
@@ -61,6 +65,22 @@ class UNetStep(torch.nn.Module):
         added = {"text_embeds": named["text_embeds"], "time_ids": named["time_ids"]} if "text_embeds" in named else None
         noise: torch.Tensor = self.unet(named["sample"], named["timestep"], encoder_hidden_states=named["encoder_hidden_states"],
                                         timestep_cond=named.get("timestep_cond"), added_cond_kwargs=added, return_dict=False)[0]
+        return noise
+
+
+class TransformerStep(torch.nn.Module):
+    """One denoising step of SD3's MMDiT: latents, timesteps, the joint text states and the pooled
+    CLIP projections, passed by position in this order."""
+
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.eval()
+
+    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                pooled_projections: torch.Tensor) -> torch.Tensor:
+        noise: torch.Tensor = self.transformer(hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=encoder_hidden_states,
+                                               pooled_projections=pooled_projections, return_dict=False)[0]
         return noise
 
 
@@ -88,7 +108,7 @@ class _VaeEncode(torch.nn.Module):
 
 class _TextEncode(torch.nn.Module):
     """``last_hidden_state``, the pooled output (``pooler_output``, or ``text_embeds`` of a
-    ``CLIPTextModelWithProjection``), and with ``hidden_states`` every layer's states."""
+    ``CLIPTextModelWithProjection``; a T5 encoder has none), and with ``hidden_states`` every layer's states."""
 
     def __init__(self, text_encoder: torch.nn.Module, hidden_states: bool) -> None:
         super().__init__()
@@ -98,8 +118,8 @@ class _TextEncode(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.text_encoder(input_ids, output_hidden_states=self.hidden_states, return_dict=True)
-        pooled = out.text_embeds if "text_embeds" in out else out.pooler_output
-        return (out.last_hidden_state, pooled, *(out.hidden_states if self.hidden_states else ()))
+        pooled = out.text_embeds if "text_embeds" in out else out.get("pooler_output")
+        return (out.last_hidden_state, *(() if pooled is None else (pooled,)), *(out.hidden_states if self.hidden_states else ()))
 
 
 @dataclass
@@ -120,7 +140,7 @@ def load_components(source: PipelineSource) -> dict[str, Any]:
     import transformers
 
     modules: dict[str, Any] = {}
-    for name in (*source.family.text_encoders, "unet", "vae"):
+    for name in (*source.family.text_encoders, source.family.denoiser, "vae"):
         library, class_name = source.index[name]
         owner = {"diffusers": diffusers, "transformers": transformers}.get(library)
         cls = getattr(owner, class_name, None) if owner is not None else None
@@ -136,9 +156,12 @@ def load_components(source: PipelineSource) -> dict[str, Any]:
     return modules
 
 
-def latent_multiple(unet_config: Any) -> int:
-    """Latent height/width must divide by this: each UNet down block but the last halves them."""
-    return int(2 ** (len(unet_config.block_out_channels) - 1))
+def latent_multiple(denoiser_config: Any) -> int:
+    """Latent height/width must divide by this: each UNet down block but the last halves them; a
+    transformer cuts the latents into patches."""
+    if getattr(denoiser_config, "block_out_channels", None) is None:
+        return int(denoiser_config.patch_size)
+    return int(2 ** (len(denoiser_config.block_out_channels) - 1))
 
 
 def vae_scale_factor(vae_config: Any) -> int:
@@ -147,23 +170,40 @@ def vae_scale_factor(vae_config: Any) -> int:
 
 def _text_plan(name: str, encoder: Any, hidden_states: bool, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
     vocab = int(encoder.config.vocab_size)
-    pooled = "text_embeds" if hasattr(encoder, "text_projection") else "pooler_output"
+    if getattr(encoder.config, "model_type", "") == "t5":  # SD3's third encoder: its last states only, no pooled output
+        pooled: tuple[str, ...] = ()
+        hidden_states = False
+    else:
+        pooled = ("text_embeds" if hasattr(encoder, "text_projection") else "pooler_output",)
     layers = [f"hidden_states.{i}" for i in range(int(encoder.config.num_hidden_layers) + 1)] if hidden_states else []
     seq = {0: "batch", 1: "sequence"}
     return _GraphPlan(
         name, _TextEncode(encoder, hidden_states), {"input_ids": torch.randint(0, vocab, (2, sequence_length), generator=gen)},
-        {"input_ids": torch.randint(0, vocab, (3, sequence_length - 2), generator=gen)}, ("last_hidden_state", pooled, *layers),
-        {"input_ids": seq, "last_hidden_state": seq, pooled: {0: "batch"}, **dict.fromkeys(layers, seq)},
+        {"input_ids": torch.randint(0, vocab, (3, sequence_length - 2), generator=gen)}, ("last_hidden_state", *pooled, *layers),
+        {"input_ids": seq, "last_hidden_state": seq, **dict.fromkeys(pooled, {0: "batch"}), **dict.fromkeys(layers, seq)},
     )
 
 
-def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int) -> list[_GraphPlan]:
-    gen = torch.Generator().manual_seed(0)
-    unet, vae = modules["unet"], modules["vae"]
+def _transformer_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
+    config = transformer.config
+    m = latent_multiple(config)
+
+    def inputs(batch: int, h: int, w: int, seq: int) -> dict[str, torch.Tensor]:
+        return {"hidden_states": torch.randn(batch, int(config.in_channels), h, w, generator=gen),
+                "timestep": torch.randint(1, 1000, (batch,), generator=gen).float(),
+                "encoder_hidden_states": torch.randn(batch, seq, int(config.joint_attention_dim), generator=gen),
+                "pooled_projections": torch.randn(batch, int(config.pooled_projection_dim), generator=gen)}
+
+    latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
+    axes = {"hidden_states": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"},
+            "pooled_projections": {0: "batch"}, "out_hidden_states": latent}
+    return _GraphPlan("transformer", TransformerStep(transformer), inputs(2, 2 * m, 3 * m, 2 * sequence_length),
+                      inputs(3, 3 * m, 2 * m, 2 * sequence_length - 3), ("out_hidden_states",), axes)
+
+
+def _unet_plan(unet: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
     m = latent_multiple(unet.config)
     channels, cross = int(unet.config.in_channels), int(unet.config.cross_attention_dim)
-    latent_channels = int(vae.config.latent_channels)
-    scale = vae_scale_factor(vae.config)
     # SDXL: pooled text embeddings and 6 size/crop numbers per row, embedded by the UNet
     added = unet.config.addition_embed_type == "text_time"
     pooled_dim = int(unet.config.projection_class_embeddings_input_dim or 0) - 6 * int(unet.config.addition_time_embed_dim or 0)
@@ -180,21 +220,34 @@ def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int
             inputs["timestep_cond"] = torch.randn(batch, guidance_dim, generator=gen)
         return inputs
 
-    image = {0: "batch", 2: "height", 3: "width"}
     latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
     unet_axes = {"sample": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": latent}
     if added:
         unet_axes.update(text_embeds={0: "batch"}, time_ids={0: "batch"})
     if guidance_dim:
         unet_axes.update(timestep_cond={0: "batch"})
-    plans = [_text_plan(name, modules[name], source.family.hidden_states, sequence_length, gen) for name in source.family.text_encoders]
     unet_trace = unet_inputs(2, 2 * m, 3 * m)
-    plans += [
-        _GraphPlan("unet", UNetStep(unet, list(unet_trace)), unet_trace, unet_inputs(3, 3 * m, 2 * m), ("out_sample",), unet_axes),
+    return _GraphPlan("unet", UNetStep(unet, list(unet_trace)), unet_trace, unet_inputs(3, 3 * m, 2 * m), ("out_sample",), unet_axes)
+
+
+def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int) -> list[_GraphPlan]:
+    gen = torch.Generator().manual_seed(0)
+    denoiser, vae = modules[source.family.denoiser], modules["vae"]
+    m = latent_multiple(denoiser.config)
+    latent_channels = int(vae.config.latent_channels)
+    scale = vae_scale_factor(vae.config)
+    image = {0: "batch", 2: "height", 3: "width"}
+    latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
+    plans = [_text_plan(name, modules[name], source.family.hidden_states, sequence_length, gen) for name in source.family.text_encoders]
+    if source.family.denoiser == "transformer":
+        plans.append(_transformer_plan(denoiser, sequence_length, gen))
+    else:
+        plans.append(_unet_plan(denoiser, sequence_length, gen))
+    plans.append(
         _GraphPlan("vae_decoder", _VaeDecode(vae), {"latent_sample": torch.randn(2, latent_channels, 2 * m, 3 * m, generator=gen)},
                    {"latent_sample": torch.randn(1, latent_channels, 3 * m, 2 * m, generator=gen)}, ("sample",),
                    {"latent_sample": latent, "sample": image}),
-    ]
+    )
     if "vae_encoder" in graphs_for(source.task, source.family):
         plans.append(_GraphPlan(
             "vae_encoder", _VaeEncode(vae), {"sample": torch.rand(2, 3, 2 * m * scale, 3 * m * scale, generator=gen) * 2 - 1},
@@ -291,9 +344,9 @@ def _metadata(source: PipelineSource, graphs: dict[str, GraphSpec], staging: Pat
     import onnx
     import transformers
 
-    first = onnx.load(str(staging / graphs["unet"].file), load_external_data=False)
+    first = onnx.load(str(staging / graphs[source.family.denoiser].file), load_external_data=False)
     opset = next((o.version for o in first.opset_import if o.domain in ("", "ai.onnx")), 0)
-    unet_config, vae_config = modules["unet"].config, modules["vae"].config
+    denoiser_config, vae_config = modules[source.family.denoiser].config, modules["vae"].config
     return ArtifactMetadata(
         task=source.task,
         model_type=source.family.name,
@@ -313,6 +366,6 @@ def _metadata(source: PipelineSource, graphs: dict[str, GraphSpec], staging: Pat
             "source_pipeline_class": source.pipeline_class,
             "config_folders": {g: CONFIG_FOLDERS[g] for g in graphs},
             "vae_scale_factor": vae_scale_factor(vae_config),
-            "latent_multiple": latent_multiple(unet_config),
+            "latent_multiple": latent_multiple(denoiser_config),
         }},
     )

@@ -31,9 +31,20 @@ class PipelineFamily:
     hidden_states: bool = False
     """Whether the pipeline reads the text encoders' per-layer hidden states (SDXL takes the penultimate)."""
     guidance_batch: bool = True
-    """Classifier-free guidance doubles the UNet batch (False: LCM embeds the guidance scale instead)."""
+    """Classifier-free guidance doubles the denoiser batch (False: LCM embeds the guidance scale instead)."""
     safety_checker: bool = True
     """The pipeline class takes ``safety_checker`` / ``feature_extractor`` (SD 1.x, LCM); SDXL takes a watermarker."""
+    denoiser: str = "unet"
+    """The denoising model's component and graph name: ``unet``, or ``transformer`` (SD3's MMDiT)."""
+    watermarker: bool = True
+    """The pipeline class takes ``add_watermarker`` (SDXL; off: it needs the invisible-watermark package)."""
+
+    @property
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        """What the pipeline class is built with besides its models: no safety checker, no watermark."""
+        if self.safety_checker:
+            return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+        return {"add_watermarker": False} if self.watermarker else {}
 
 
 STABLE_DIFFUSION = PipelineFamily(
@@ -58,7 +69,17 @@ LATENT_CONSISTENCY = PipelineFamily(
     {"text-to-image": "LatentConsistencyModelPipeline", "image-to-image": "LatentConsistencyModelImg2ImgPipeline"},
     guidance_batch=False,
 )
-FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL, LATENT_CONSISTENCY)}
+# Stable Diffusion 3: two CLIP encoders and a T5 encoder, the MMDiT transformer as denoiser (latents
+# in patches), a 16-channel VAE and a flow-matching scheduler.
+STABLE_DIFFUSION_3 = PipelineFamily(
+    "stable-diffusion-3",
+    ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3", "transformer", "vae", "scheduler"),
+    {"text-to-image": "StableDiffusion3Pipeline", "image-to-image": "StableDiffusion3Img2ImgPipeline",
+     "inpainting": "StableDiffusion3InpaintPipeline"},
+    text_encoders=("text_encoder", "text_encoder_2", "text_encoder_3"), tokenizers=("tokenizer", "tokenizer_2", "tokenizer_3"),
+    hidden_states=True, safety_checker=False, denoiser="transformer", watermarker=False,
+)
+FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL, LATENT_CONSISTENCY, STABLE_DIFFUSION_3)}
 PIPELINE_CLASSES: dict[str, tuple[PipelineFamily, str]] = {
     cls: (family, task) for family in FAMILIES.values() for task, cls in family.tasks.items()
 }
@@ -67,7 +88,7 @@ PIPELINE_CLASSES: dict[str, tuple[PipelineFamily, str]] = {
 
 def graphs_for(task: str, family: PipelineFamily = STABLE_DIFFUSION) -> tuple[str, ...]:
     """The graphs an artifact for ``task`` holds: the VAE encoder only where images go in."""
-    base = (*family.text_encoders, "unet", "vae_decoder")
+    base = (*family.text_encoders, family.denoiser, "vae_decoder")
     return base + ("vae_encoder",) if task in ("image-to-image", "inpainting") else base
 
 

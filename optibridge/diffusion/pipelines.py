@@ -21,6 +21,9 @@ from diffusers import (
     LatentConsistencyModelImg2ImgPipeline,
     LatentConsistencyModelPipeline,
     SchedulerMixin,
+    StableDiffusion3Img2ImgPipeline,
+    StableDiffusion3InpaintPipeline,
+    StableDiffusion3Pipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
@@ -33,11 +36,13 @@ from ..artifact import Artifact, ArtifactMetadata, is_artifact, staged_directory
 from ..backends import get_registry
 from ..errors import ArtifactError, BackendError, InputError, first_line
 from ..saturation import warn_if_int8_may_saturate
-from .components import AutoencoderKL, TextEncoder, UNet
+from .components import AutoencoderKL, SD3Transformer, TextEncoder, UNet
 from .families import FAMILIES, MODEL_INDEX, graphs_for, is_pipeline_folder
 from .record import DiffusionRecord, diffusion_record
 
 logger = logging.getLogger(__name__)
+SD3_T5_LENGTH = 256
+"""diffusers' SD3 pipelines pad the T5 prompt to this many tokens unless called with ``max_sequence_length``."""
 
 
 def _folder(record: DiffusionRecord, graph: str) -> Path:
@@ -144,19 +149,18 @@ class OBDiffusionPipelineMixin:
         record = diffusion_record(artifact)
         family = record.family
         vae_sessions: dict[str, Any] = {g: sessions[g] for g in ("vae_decoder", "vae_encoder") if g in sessions}
+        denoiser = family.denoiser
+        denoiser_class = SD3Transformer if denoiser == "transformer" else UNet
         components: dict[str, Any] = {
             "vae": AutoencoderKL(vae_sessions, _read_config(_folder(record, "vae_decoder"))),
-            "unet": UNet({"unet": sessions["unet"]}, _read_config(_folder(record, "unet"))),
+            denoiser: denoiser_class({denoiser: sessions[denoiser]}, _read_config(_folder(record, denoiser))),
             "scheduler": _load_scheduler(artifact),
         }
         for name in family.text_encoders:
             components[name] = TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(_folder(record, name)), name)
         for name in family.tokenizers:
             components[name] = AutoTokenizer.from_pretrained(artifact.path / name)
-        if family.safety_checker:
-            components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        else:
-            components.update(add_watermarker=False)  # the watermark needs the invisible-watermark package
+        components.update(family.pipeline_kwargs)  # no safety checker; no watermark (it needs the invisible-watermark package)
         pipe = cls(**components)  # type: ignore[call-arg]
         pipe.artifact = artifact
         pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # diffusers' pipeline, mixed in after
@@ -204,13 +208,16 @@ class OBDiffusionPipelineMixin:
         return super().__call__(*args, **kwargs)  # type: ignore[misc]
 
     # -- static shapes (OpenVINO) ---------------------------------------------------------------
-    def reshape(self, batch_size: int, height: int, width: int, num_images_per_prompt: int = 1) -> Any:
+    def reshape(self, batch_size: int, height: int, width: int, num_images_per_prompt: int = 1,
+                max_sequence_length: int = SD3_T5_LENGTH) -> Any:
         """Fix the graphs' shapes for one image size and batch (faster on OpenVINO, as optimum-intel's
-        ``reshape``): recompiles the text encoder, UNet and VAE decoder with static inputs. The UNet
-        batch is doubled for classifier-free guidance (guidance_scale > 1; not in an LCM pipeline, which
-        embeds the guidance scale). Backends without static shapes raise an error naming the option."""
+        ``reshape``): recompiles the text encoders, the denoiser and the VAE decoder with static inputs.
+        The denoiser batch is doubled for classifier-free guidance (guidance_scale > 1; not in an LCM
+        pipeline, which embeds the guidance scale). ``max_sequence_length`` fixes SD3's T5 prompt length
+        (calls must then pass the same). Backends without static shapes raise an error naming the option."""
         self._check_size(height, width)
-        for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
+        for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt),
+                            ("max_sequence_length", max_sequence_length)):
             if int(value) < 1:
                 raise InputError(f"{name} must be at least 1, not {value}")
         record = diffusion_record(self.artifact)
@@ -218,12 +225,15 @@ class OBDiffusionPipelineMixin:
         images = batch_size * num_images_per_prompt
         seq = self.tokenizer.model_max_length  # type: ignore[attr-defined]
         # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
-        common = {"sequence": seq, "latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
+        common = {"latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
         family = record.family
         batches = {name: batch_size for name in family.text_encoders}
-        batches.update(unet=2 * images if family.guidance_batch else images, vae_decoder=images)
+        batches.update({family.denoiser: 2 * images if family.guidance_batch else images, "vae_decoder": images})
+        sequences = dict.fromkeys(batches, seq)
+        if family.denoiser == "transformer":  # SD3: the T5 prompt has its own length; the transformer reads CLIP's and T5's states
+            sequences.update(text_encoder_3=max_sequence_length, transformer=seq + max_sequence_length)
         shapes = {
-            graph: {t.name: [d if isinstance(d, int) else {**common, "batch": batch}[d] for d in t.shape]
+            graph: {t.name: [d if isinstance(d, int) else {**common, "batch": batch, "sequence": sequences[graph]}[d] for d in t.shape]
                     for t in self.artifact.metadata.graphs[graph].inputs}
             for graph, batch in batches.items()
         }
@@ -241,6 +251,8 @@ class OBDiffusionPipelineMixin:
             target = getattr(self, "vae" if graph == "vae_decoder" else graph)
             target.sessions[graph] = session
         self.static_shapes = {"batch_size": batch_size, "height": height, "width": width, "num_images_per_prompt": num_images_per_prompt}
+        if family.denoiser == "transformer":
+            self.static_shapes["max_sequence_length"] = max_sequence_length
         return self
 
     def _check_static(self, prompt: Any, kwargs: dict[str, Any]) -> None:
@@ -248,6 +260,8 @@ class OBDiffusionPipelineMixin:
         batch = len(prompt) if isinstance(prompt, list) else 1
         asked = {"batch_size": batch, "height": kwargs.get("height", fixed["height"]), "width": kwargs.get("width", fixed["width"]),
                  "num_images_per_prompt": kwargs.get("num_images_per_prompt", 1) or 1}
+        if "max_sequence_length" in fixed:
+            asked["max_sequence_length"] = kwargs.setdefault("max_sequence_length", fixed["max_sequence_length"])
         wrong = {k: v for k, v in asked.items() if v != fixed[k]}
         if wrong:
             raise InputError(
@@ -255,7 +269,7 @@ class OBDiffusionPipelineMixin:
                 "with the new sizes, or load it again for dynamic shapes"
             )
         if diffusion_record(self.artifact).family.guidance_batch and kwargs.get("guidance_scale", 7.5) <= 1:
-            raise InputError("a reshaped pipeline runs classifier-free guidance (the UNet batch is doubled): use guidance_scale > 1")
+            raise InputError("a reshaped pipeline runs classifier-free guidance (the denoiser batch is doubled): use guidance_scale > 1")
         if "height" not in kwargs:
             kwargs["height"], kwargs["width"] = fixed["height"], fixed["width"]
 
@@ -311,6 +325,27 @@ class OBLatentConsistencyModelImg2ImgPipeline(OBDiffusionPipelineMixin, LatentCo
 
     task = "image-to-image"
     family = "latent-consistency"
+
+
+class OBStableDiffusion3Pipeline(OBDiffusionPipelineMixin, StableDiffusion3Pipeline):
+    """``StableDiffusion3Pipeline`` (two CLIP encoders, a T5 encoder, the MMDiT transformer) running the artifact's graphs."""
+
+    task = "text-to-image"
+    family = "stable-diffusion-3"
+
+
+class OBStableDiffusion3Img2ImgPipeline(OBDiffusionPipelineMixin, StableDiffusion3Img2ImgPipeline):
+    """``StableDiffusion3Img2ImgPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "image-to-image"
+    family = "stable-diffusion-3"
+
+
+class OBStableDiffusion3InpaintPipeline(OBDiffusionPipelineMixin, StableDiffusion3InpaintPipeline):
+    """``StableDiffusion3InpaintPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "inpainting"
+    family = "stable-diffusion-3"
 
 
 def pipeline_class(family: str, task: str = "text-to-image") -> type[OBDiffusionPipelineMixin]:

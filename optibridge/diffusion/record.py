@@ -21,7 +21,7 @@ from .families import FAMILIES, PipelineFamily
 
 DIFFUSERS_DIVISOR = 8
 """diffusers' Stable Diffusion pipelines require height and width divisible by 8 themselves."""
-GRAPH_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
+GRAPH_NAMES = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer", "vae_decoder", "vae_encoder")
 MAX_FACTOR = 64
 """Largest VAE scale factor or UNet down-sampling accepted (Stable Diffusion's are 8 and 8)."""
 MAX_WIDTH = 1 << 16
@@ -66,11 +66,12 @@ class DiffusionRecord:
         return data if isinstance(data, dict) else {}
 
     def latent_side(self) -> int:
-        """The UNet's own latent side (``sample_size``; its first entry where it is [height, width]; 64 where absent)."""
-        sample = self.config("unet").get("sample_size")
+        """The denoiser's own latent side (``sample_size``; its first entry where it is [height, width]; 64 where absent)."""
+        denoiser = self.family.denoiser
+        sample = self.config(denoiser).get("sample_size")
         if isinstance(sample, list) and sample:
             sample = sample[0]
-        return _bounded(64 if sample is None else sample, f"{self.config_folders.get('unet', 'unet')}/config.json field "
+        return _bounded(64 if sample is None else sample, f"{self.config_folders.get(denoiser, denoiser)}/config.json field "
                         "'sample_size'", MAX_LATENT_SIDE)
 
     def dim(self, graph: str, key: str, default: int | None = None, limit: int = MAX_WIDTH) -> int:

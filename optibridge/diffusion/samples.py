@@ -34,7 +34,7 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
     rng = np.random.default_rng(seed)
     m, scale = record.latent_multiple, record.vae_scale_factor
     length = record.dim("text_encoder", "max_position_embeddings", TEXT_LENGTH)
-    if graph_name in ("text_encoder", "text_encoder_2"):  # SDXL's second encoder has its own tokenizer folder
+    if graph_name in ("text_encoder", "text_encoder_2", "text_encoder_3"):  # each encoder has its own tokenizer folder
         from transformers import AutoTokenizer
 
         length = record.dim(graph_name, "max_position_embeddings", length)
@@ -58,6 +58,13 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
             feed["time_ids"] = np.array([[h * scale, w * scale, 0, 0, h * scale, w * scale]] * batch, dtype=np.float32)
         if unet.get("time_cond_proj_dim"):  # LCM: the guidance scale's embedding
             feed["timestep_cond"] = rng.standard_normal((batch, record.dim("unet", "time_cond_proj_dim")), dtype=np.float32)
+        return feed, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1"
+    if graph_name == "transformer":  # SD3: CLIP's and T5's states in one sequence, the two CLIP projections pooled
+        feed = {"hidden_states": rng.standard_normal((batch, record.dim("transformer", "in_channels"), h, w), dtype=np.float32),
+                "timestep": np.linspace(999, 1, batch).astype(np.float32),
+                "encoder_hidden_states": rng.standard_normal((batch, 2 * length,
+                                                              record.dim("transformer", "joint_attention_dim")), dtype=np.float32),
+                "pooled_projections": rng.standard_normal((batch, record.dim("transformer", "pooled_projection_dim")), dtype=np.float32)}
         return feed, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1"
     if graph_name == "vae_decoder":
         channels = record.dim("vae_decoder", "latent_channels", 4)

@@ -22,7 +22,8 @@ import numpy as np
 from optibridge.artifact import Artifact
 from optibridge.diffusion.record import diffusion_record
 
-GRAPH_MODEL_TYPES = {"text_encoder": "clip", "text_encoder_2": "clip", "unet": "unet", "vae_decoder": "vae", "vae_encoder": "vae"}
+GRAPH_MODEL_TYPES = {"text_encoder": "clip", "text_encoder_2": "clip", "text_encoder_3": "t5", "unet": "unet", "transformer": "mmdit",
+                     "vae_decoder": "vae", "vae_encoder": "vae"}
 CUDA_ONLY_FUSIONS = ("enable_group_norm", "enable_skip_group_norm", "enable_nhwc_conv", "enable_bias_splitgelu", "enable_bias_add",
                      "enable_packed_qkv", "enable_packed_kv")
 

@@ -46,7 +46,7 @@ ORT_MODEL_TYPES = {
     "gpt2": "gpt2", "gpt_neox": "gpt_neox", "phi": "phi", "swin": "swin", "clip": "clip",
     **dict.fromkeys(("bart", "mbart", "marian"), "bart"),
     **dict.fromkeys(("t5", "mt5"), "t5"),
-    "unet": "unet", "vae": "vae",  # diffusion pipeline graphs (diffusion_fusions.py)
+    "unet": "unet", "vae": "vae", "mmdit": "mmdit",  # diffusion pipeline graphs (diffusion_fusions.py)
 }
 ONNXSCRIPT_FIRST = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"}
 HEAD_KEYS = ("num_attention_heads", "n_head", "n_heads", "encoder_attention_heads", "num_heads")
