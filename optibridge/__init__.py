@@ -48,6 +48,9 @@ _LAZY = {
     "OBStableDiffusion3Pipeline": "optibridge.diffusion",
     "OBStableDiffusion3Img2ImgPipeline": "optibridge.diffusion",
     "OBStableDiffusion3InpaintPipeline": "optibridge.diffusion",
+    "OBFluxPipeline": "optibridge.diffusion",
+    "OBFluxImg2ImgPipeline": "optibridge.diffusion",
+    "OBFluxInpaintPipeline": "optibridge.diffusion",
     "OBDiffusionPipeline": "optibridge.diffusion",
     "OBPipelineForText2Image": "optibridge.diffusion",
     "OBPipelineForImage2Image": "optibridge.diffusion",
@@ -70,6 +73,7 @@ if TYPE_CHECKING:
     from .diffusion import (
         OBDiffusionPipeline, OBLatentConsistencyModelImg2ImgPipeline, OBLatentConsistencyModelPipeline, OBPipelineForImage2Image,
         OBPipelineForInpainting, OBPipelineForText2Image, OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBFluxImg2ImgPipeline, OBFluxInpaintPipeline, OBFluxPipeline,
         OBStableDiffusion3Img2ImgPipeline, OBStableDiffusion3InpaintPipeline, OBStableDiffusion3Pipeline,
         OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )

@@ -159,6 +159,7 @@ _DIFFUSION_NAMES = {
     "ORTStableDiffusion3Pipeline": "OBStableDiffusion3Pipeline",
     "ORTStableDiffusion3Img2ImgPipeline": "OBStableDiffusion3Img2ImgPipeline",
     "ORTStableDiffusion3InpaintPipeline": "OBStableDiffusion3InpaintPipeline",
+    "ORTFluxPipeline": "OBFluxPipeline",  # Optimum names no Flux img2img/inpaint class for ORT
 }
 
 

@@ -219,6 +219,9 @@ _DIFFUSION_NAMES = {
     "OVStableDiffusion3Pipeline": "OBStableDiffusion3Pipeline",
     "OVStableDiffusion3Img2ImgPipeline": "OBStableDiffusion3Img2ImgPipeline",
     "OVStableDiffusion3InpaintPipeline": "OBStableDiffusion3InpaintPipeline",
+    "OVFluxPipeline": "OBFluxPipeline",
+    "OVFluxImg2ImgPipeline": "OBFluxImg2ImgPipeline",
+    "OVFluxInpaintPipeline": "OBFluxInpaintPipeline",
 }
 
 

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from optibridge.artifact import Artifact  # noqa: E402
 from optibridge.errors import ArtifactError, BackendError, InputError, ModelNotFoundError, UnsupportedModelError  # noqa: E402
 
-from tiny_diffusers import SD3_T5_TOKENS, build_tiny_lcm, build_tiny_sd, build_tiny_sd3, build_tiny_sdxl  # noqa: E402
+from tiny_diffusers import SD3_T5_TOKENS, build_tiny_flux, build_tiny_lcm, build_tiny_sd, build_tiny_sd3, build_tiny_sdxl  # noqa: E402
 
 STEPS = 3
 CALL = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32, output_type="np")
@@ -397,12 +397,44 @@ def test_latent_consistency_models_match_pytorch_under_every_name(tmp_path: Path
     assert images["images"] >= 1 and 20 <= images["psnr_db"] < 100
 
 
+TWO_PROMPTS = ["a cat on the mat", "a red cube"]
+
+
+def _assert_text_to_image_matches(folder: Path, artifact: Path, family: str, loaders: tuple[Any, ...], **call: Any) -> np.ndarray:
+    """Every loader in ``loaders`` builds ``{family}Pipeline`` and draws diffusers' images for two prompts; returns them."""
+    want = _images(_torch_pipeline(folder, f"{family}Pipeline"), TWO_PROMPTS, **call)
+    assert want.shape == (2, 32, 32, 3) and want.std() > 0.05 and np.abs(want[0] - want[1]).mean() > 0.01
+    for cls in loaders:
+        pipe = cls.from_pretrained(artifact)
+        assert type(pipe).__name__.endswith(f"{family}Pipeline")
+        assert np.abs(_images(pipe, TWO_PROMPTS, **call) - want).mean() < PIXEL_TOLERANCE
+    return want
+
+
+def _assert_img2img_and_inpainting_match(folder: Path, artifact: Path, family: str, img2img_class: type, inpaint_loader: Any,
+                                         **call: Any) -> None:
+    """The task-named img2img loader picks ``img2img_class`` and ``inpaint_loader`` loads the inpainting
+    class; both give diffusers' ``{family}Img2ImgPipeline`` / ``{family}InpaintPipeline`` images."""
+    from optibridge import OBPipelineForImage2Image
+
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    want_img2img = _images(_torch_pipeline(folder, f"{family}Img2ImgPipeline"), image=image, strength=0.6, **call)
+    pipe = OBPipelineForImage2Image.from_pretrained(artifact)
+    assert isinstance(pipe, img2img_class)
+    assert np.abs(_images(pipe, image=image, strength=0.6, **call) - want_img2img).mean() < PIXEL_TOLERANCE
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    want_inpaint = _images(_torch_pipeline(folder, f"{family}InpaintPipeline"), image=image, mask_image=mask, **call)
+    got = _images(inpaint_loader.from_pretrained(artifact), image=image, mask_image=mask, **call)
+    assert want_inpaint.std() > 0.05 and np.abs(got - want_inpaint).mean() < PIXEL_TOLERANCE
+
+
 def test_stable_diffusion_3_matches_pytorch_under_every_name(tmp_path: Path) -> None:
     """SD3: two CLIP encoders (penultimate states) and a T5 encoder, the MMDiT transformer in place of
     the UNet, a 16-channel VAE with a shift factor, the flow-matching scheduler. Text-to-image, img2img
     and inpainting match diffusers' SD3 pipelines on both backends; a reshaped OpenVINO pipeline fixes
     the T5 prompt length too; dynamic int8 keeps the images; what the graph cannot run is refused."""
-    from optibridge import OBPipelineForImage2Image, OBStableDiffusion3Img2ImgPipeline, QuantizationConfig, export, quantize
+    from optibridge import OBStableDiffusion3Img2ImgPipeline, QuantizationConfig, export, quantize
     from optibridge.onnxruntime import ORTPipelineForText2Image, ORTStableDiffusion3Pipeline
     from optibridge.openvino import OVStableDiffusion3InpaintPipeline, OVStableDiffusion3Pipeline
 
@@ -413,33 +445,20 @@ def test_stable_diffusion_3_matches_pytorch_under_every_name(tmp_path: Path) -> 
     assert list(graphs) == ["text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae_decoder", "vae_encoder"]
     assert graphs["transformer"].input_names == ["hidden_states", "timestep", "encoder_hidden_states", "pooled_projections"]
     assert graphs["text_encoder_3"].output_names == ["last_hidden_state"] and "hidden_states.1" in graphs["text_encoder"].output_names
-    prompts = ["a cat on the mat", "a red cube"]
     sd3 = dict(max_sequence_length=SD3_T5_TOKENS)
-    want = _images(_torch_pipeline(folder, "StableDiffusion3Pipeline"), prompts, **sd3)
-    assert want.shape == (2, 32, 32, 3) and want.std() > 0.05 and np.abs(want[0] - want[1]).mean() > 0.01
-    for cls in (ORTStableDiffusion3Pipeline, OVStableDiffusion3Pipeline, ORTPipelineForText2Image):
-        pipe = cls.from_pretrained(result.artifact.path)
-        assert type(pipe).__name__.endswith("StableDiffusion3Pipeline")
-        assert np.abs(_images(pipe, prompts, **sd3) - want).mean() < PIXEL_TOLERANCE
+    want = _assert_text_to_image_matches(folder, result.artifact.path, "StableDiffusion3",
+                                         (ORTStableDiffusion3Pipeline, OVStableDiffusion3Pipeline, ORTPipelineForText2Image), **sd3)
 
-    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    want_img2img = _images(_torch_pipeline(folder, "StableDiffusion3Img2ImgPipeline"), image=image, strength=0.6, **sd3)
-    pipe = OBPipelineForImage2Image.from_pretrained(result.artifact.path)
-    assert isinstance(pipe, OBStableDiffusion3Img2ImgPipeline)
-    assert np.abs(_images(pipe, image=image, strength=0.6, **sd3) - want_img2img).mean() < PIXEL_TOLERANCE
-    mask = torch.zeros(1, 1, 32, 32)
-    mask[..., 8:24, 8:24] = 1
-    want_inpaint = _images(_torch_pipeline(folder, "StableDiffusion3InpaintPipeline"), image=image, mask_image=mask, **sd3)
-    got = _images(OVStableDiffusion3InpaintPipeline.from_pretrained(result.artifact.path), image=image, mask_image=mask, **sd3)
-    assert want_inpaint.std() > 0.05 and np.abs(got - want_inpaint).mean() < PIXEL_TOLERANCE
+    _assert_img2img_and_inpainting_match(folder, result.artifact.path, "StableDiffusion3", OBStableDiffusion3Img2ImgPipeline,
+                                         OVStableDiffusion3InpaintPipeline, **sd3)
 
     reshaped = OVStableDiffusion3Pipeline.from_pretrained(result.artifact.path).reshape(batch_size=2, height=32, width=32, **sd3)
     shapes = {port.get_any_name(): port.get_partial_shape().to_shape() for port in reshaped.transformer.sessions["transformer"].compiled.inputs}
     assert list(shapes["hidden_states"]) == [4, 16, 16, 16]  # 2 images doubled for guidance, 16 channels, 32 px / VAE scale 2
     assert list(shapes["encoder_hidden_states"])[:2] == [4, 16 + SD3_T5_TOKENS]  # CLIP's 16 tokens then T5's
-    assert np.abs(_images(reshaped, prompts) - want).mean() < PIXEL_TOLERANCE  # the fixed T5 length is filled in
+    assert np.abs(_images(reshaped, TWO_PROMPTS) - want).mean() < PIXEL_TOLERANCE  # the fixed T5 length is filled in
     with pytest.raises(InputError, match="max_sequence_length"):
-        _images(reshaped, prompts, max_sequence_length=SD3_T5_TOKENS + 8)
+        _images(reshaped, TWO_PROMPTS, max_sequence_length=SD3_T5_TOKENS + 8)
     with pytest.raises(BackendError, match="skip_layers"):  # skip-layer guidance needs the PyTorch transformer
         _images(ORTStableDiffusion3Pipeline.from_pretrained(result.artifact.path), skip_guidance_layers=[1], skip_layer_guidance_start=0.0,
                 skip_layer_guidance_stop=1.0, **sd3)
@@ -450,3 +469,53 @@ def test_stable_diffusion_3_matches_pytorch_under_every_name(tmp_path: Path) -> 
     assert {"text_encoder_3", "transformer"} <= {name for name, graph in quantized.report["graphs"].items() if graph["quantized"]}
     images = quantized.step["image_accuracy"]
     assert images["images"] >= 1 and 30 <= images["psnr_db"] < 100
+
+
+def test_flux_matches_pytorch_under_every_name(tmp_path: Path) -> None:
+    """FLUX.1 (dev style: the guidance scale embedded): a CLIP encoder's pooled output and a T5 encoder,
+    the Flux transformer on 2×2-packed latent sequences with rotary position ids (exported with the
+    dynamo exporter: TorchScript has no RMSNorm at opset 20). Text-to-image, img2img and inpainting
+    match diffusers' Flux pipelines on both backends; a reshaped OpenVINO pipeline runs the transformer
+    at the image batch (no guidance copy); ORT attention fusion and dynamic int8 keep the images."""
+    from optibridge import OBFluxImg2ImgPipeline, OptimizationConfig, QuantizationConfig, export, optimize, quantize
+    from optibridge.onnxruntime import ORTFluxPipeline, ORTPipelineForText2Image
+    from optibridge.openvino import OVFluxInpaintPipeline, OVFluxPipeline
+
+    folder = build_tiny_flux(tmp_path / "tiny-flux", task="image-to-image")
+    result = export(folder, tmp_path / "flux-artifact")
+    graphs = result.artifact.metadata.graphs
+    assert result.task == "image-to-image" and result.validation.passed and result.artifact.metadata.exporter == "dynamo"
+    assert list(graphs) == ["text_encoder", "text_encoder_2", "transformer", "vae_decoder", "vae_encoder"]
+    assert graphs["transformer"].input_names == ["hidden_states", "timestep", "encoder_hidden_states", "pooled_projections",
+                                                 "img_ids", "txt_ids", "guidance"]
+    flux = dict(max_sequence_length=SD3_T5_TOKENS, guidance_scale=3.5)
+    want = _assert_text_to_image_matches(folder, result.artifact.path, "Flux", (ORTFluxPipeline, OVFluxPipeline, ORTPipelineForText2Image),
+                                         **flux)
+
+    _assert_img2img_and_inpainting_match(folder, result.artifact.path, "Flux", OBFluxImg2ImgPipeline, OVFluxInpaintPipeline, **flux)
+
+    reshaped = OVFluxPipeline.from_pretrained(result.artifact.path).reshape(batch_size=2, height=32, width=32,
+                                                                            max_sequence_length=SD3_T5_TOKENS)
+    shapes = {port.get_any_name(): list(port.get_partial_shape().to_shape())
+              for port in reshaped.transformer.sessions["transformer"].compiled.inputs}
+    assert shapes["hidden_states"] == [2, 64, 16]  # no guidance copy; 32 px / VAE scale 2 = 16×16 latents, packed 2×2
+    assert shapes["encoder_hidden_states"][:2] == [2, SD3_T5_TOKENS] and shapes["txt_ids"] == [SD3_T5_TOKENS, 3]
+    assert np.abs(_images(reshaped, TWO_PROMPTS, guidance_scale=3.5) - want).mean() < PIXEL_TOLERANCE
+    with pytest.raises(InputError, match="max_sequence_length"):
+        _images(reshaped, TWO_PROMPTS, guidance_scale=3.5, max_sequence_length=SD3_T5_TOKENS + 8)
+
+    optimized = optimize(result.artifact.path, OptimizationConfig(level=2), tmp_path / "flux-o2", backend="ort")
+    assert optimized.report["graphs"]["transformer"]["attention_fused"]
+    assert optimized.step["image_accuracy"]["psnr_db"] > 80
+    quantized = quantize(result.artifact.path, QuantizationConfig(mode="dynamic"), tmp_path / "flux-dyn", backend="ort")
+    assert {"text_encoder_2", "transformer"} <= {name for name, graph in quantized.report["graphs"].items() if graph["quantized"]}
+    images = quantized.step["image_accuracy"]
+    assert images["images"] >= 1 and 30 <= images["psnr_db"] < 100
+
+
+def test_max_sequence_length_is_refused_where_there_is_no_t5_encoder(sd_artifact: Artifact) -> None:
+    from optibridge import OBStableDiffusionPipeline
+
+    pipe = OBStableDiffusionPipeline.from_pretrained(sd_artifact.path, backend="openvino")
+    with pytest.raises(InputError, match="no T5 encoder"):
+        pipe.reshape(batch_size=1, height=32, width=32, max_sequence_length=77)

@@ -211,3 +211,46 @@ def build_tiny_sd3(dest: Path, seed: int = 0, task: str = "text-to-image") -> Pa
     dest = Path(dest)
     pipe.save_pretrained(dest)
     return dest
+
+
+FLUX_PIPELINE_CLASSES = {"text-to-image": "FluxPipeline", "image-to-image": "FluxImg2ImgPipeline", "inpainting": "FluxInpaintPipeline"}
+
+
+def build_tiny_flux(dest: Path, seed: int = 0, task: str = "text-to-image") -> Path:
+    """A tiny random FLUX.1-dev-style pipeline: a CLIP text encoder (its pooled output only), a T5
+    encoder, the Flux transformer (one double-stream and one single-stream block, guidance embedded,
+    rotary axes 4+6+6 = the head width) on 2×2-packed latents of a 4-channel VAE with a shift factor,
+    driven by the flow-matching Euler scheduler with Flux's resolution-dependent shift."""
+    import diffusers
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from tiny_models import make_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    tokenizer = clip_tokenizer()
+    t5_tokenizer = make_tokenizer(("input_ids", "attention_mask"), 512)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=600, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                                max_position_embeddings=MAX_TOKENS, projection_dim=32, hidden_size=32, **ids))
+    text_encoder_2 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=64, d_ff=37, d_kv=16, num_layers=2, num_heads=4,
+                                             relative_attention_num_buckets=8, pad_token_id=t5_tokenizer.pad_token_id))
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        sample_size=32, shift_factor=0.1159, scaling_factor=0.3611, use_quant_conv=False, use_post_quant_conv=False,
+    )
+    for module in (text_encoder, text_encoder_2, transformer, vae):
+        _redraw(module)
+        module.eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    pipe = getattr(diffusers, FLUX_PIPELINE_CLASSES[task])(
+        transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2, tokenizer_2=t5_tokenizer)
+    dest = Path(dest)
+    pipe.save_pretrained(dest)
+    return dest

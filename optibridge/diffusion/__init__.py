@@ -20,6 +20,9 @@ _LAZY = {
     "OBStableDiffusion3Pipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusion3Img2ImgPipeline": "optibridge.diffusion.pipelines",
     "OBStableDiffusion3InpaintPipeline": "optibridge.diffusion.pipelines",
+    "OBFluxPipeline": "optibridge.diffusion.pipelines",
+    "OBFluxImg2ImgPipeline": "optibridge.diffusion.pipelines",
+    "OBFluxInpaintPipeline": "optibridge.diffusion.pipelines",
     "export_pipeline": "optibridge.diffusion.export",
     "OBDiffusionPipeline": "optibridge.diffusion.auto",
     "OBPipelineForText2Image": "optibridge.diffusion.auto",
@@ -31,6 +34,7 @@ __all__ = [  # the names of _LAZY, spelled out so that linters see them
     "OBStableDiffusionXLImg2ImgPipeline", "OBStableDiffusionXLInpaintPipeline", "OBStableDiffusionXLPipeline", "export_pipeline",
     "OBLatentConsistencyModelPipeline", "OBLatentConsistencyModelImg2ImgPipeline",
     "OBStableDiffusion3Pipeline", "OBStableDiffusion3Img2ImgPipeline", "OBStableDiffusion3InpaintPipeline",
+    "OBFluxPipeline", "OBFluxImg2ImgPipeline", "OBFluxInpaintPipeline",
     "OBDiffusionPipeline", "OBPipelineForText2Image", "OBPipelineForImage2Image", "OBPipelineForInpainting",
 ]
 
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from .export import export_pipeline
     from .pipelines import (
         OBLatentConsistencyModelImg2ImgPipeline, OBLatentConsistencyModelPipeline, OBStableDiffusionImg2ImgPipeline, OBStableDiffusionInpaintPipeline, OBStableDiffusionPipeline, OBStableDiffusionXLImg2ImgPipeline,
+        OBFluxImg2ImgPipeline, OBFluxInpaintPipeline, OBFluxPipeline,
         OBStableDiffusion3Img2ImgPipeline, OBStableDiffusion3InpaintPipeline, OBStableDiffusion3Pipeline,
         OBStableDiffusionXLInpaintPipeline, OBStableDiffusionXLPipeline,
     )

@@ -8,6 +8,7 @@ pipelines read. Tensors cross to numpy at this edge only.
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,6 +51,12 @@ class SessionComponent(torch.nn.Module):
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _per_row(value: Any, batch: int) -> torch.Tensor:
+    """A timestep (or guidance scale) as the graphs take it: one float32 per row; schedulers hand a scalar."""
+    steps = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    return (steps.expand(batch) if steps.numel() == 1 else steps).contiguous()
 
 
 class TextEncoder(SessionComponent):
@@ -104,14 +111,11 @@ class UNet(SessionComponent):
         if takes_cond and timestep_cond is None:
             raise BackendError("this UNet (a Latent Consistency Model's) needs timestep_cond, the guidance scale's embedding; "
                                "run it in its LatentConsistencyModel pipeline")
-        # The graph takes one float32 timestep per row; schedulers hand a scalar (int or float).
-        steps = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)
-        if steps.numel() == 1:
-            steps = steps.expand(sample.shape[0])
+        steps = _per_row(timestep, sample.shape[0])
         added = {k: v.float() for k, v in (added_cond_kwargs or {}).items() if k in ("text_embeds", "time_ids")}
         if takes_cond:
             added["timestep_cond"] = timestep_cond.float()
-        out = self._run("unet", sample=sample.float(), timestep=steps.contiguous(), encoder_hidden_states=encoder_hidden_states.float(),
+        out = self._run("unet", sample=sample.float(), timestep=steps, encoder_hidden_states=encoder_hidden_states.float(),
                         **added)
         noise = _tensor(out["out_sample"])
         return UNet2DConditionOutput(sample=noise) if return_dict else (noise,)
@@ -132,12 +136,49 @@ class SD3Transformer(SessionComponent):
                                "guidance and attention processors run in PyTorch only); leave them unset")
         if encoder_hidden_states is None or pooled_projections is None or timestep is None:
             raise BackendError("the exported SD3 transformer needs encoder_hidden_states, pooled_projections and timestep")
-        steps = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)
-        if steps.numel() == 1:
-            steps = steps.expand(hidden_states.shape[0])
-        out = self._run("transformer", hidden_states=hidden_states.float(), timestep=steps.contiguous(),
+        out = self._run("transformer", hidden_states=hidden_states.float(), timestep=_per_row(timestep, hidden_states.shape[0]),
                         encoder_hidden_states=encoder_hidden_states.float(), pooled_projections=pooled_projections.float())
         noise = _tensor(out["out_hidden_states"])
+        return Transformer2DModelOutput(sample=noise) if return_dict else (noise,)
+
+
+class FluxTransformer(SessionComponent):
+    """Stands in for ``FluxTransformer2DModel``: one call per denoising step on the packed latent sequence."""
+
+    def cache_context(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """diffusers' cache hooks (first-block and TaylorSeer caches) run in PyTorch only: nothing to switch here."""
+        return contextlib.nullcontext()
+
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                pooled_projections: torch.Tensor | None = None, timestep: Any = None, img_ids: torch.Tensor | None = None,
+                txt_ids: torch.Tensor | None = None, guidance: torch.Tensor | None = None, joint_attention_kwargs: Any = None,
+                controlnet_block_samples: Any = None, controlnet_single_block_samples: Any = None, return_dict: bool = True,
+                controlnet_blocks_repeat: bool = False, **unsupported: Any) -> Any:
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        given = [k for k, v in {"joint_attention_kwargs": joint_attention_kwargs, "controlnet_block_samples": controlnet_block_samples,
+                                "controlnet_single_block_samples": controlnet_single_block_samples, **unsupported}.items()
+                 if v is not None and not (isinstance(v, (bool, dict, list)) and not v)]
+        if given:
+            raise BackendError(f"the exported Flux transformer does not take {', '.join(given)} (ControlNet residuals, IP-Adapter "
+                               "embeddings and attention processors run in PyTorch only); leave them unset")
+        names = self.sessions["transformer"].input_names
+        if "guidance" in names and guidance is None:
+            raise BackendError("this Flux transformer (FLUX.1-dev style) embeds the guidance scale: pass guidance, as FluxPipeline does")
+        missing = [k for k, v in {"encoder_hidden_states": encoder_hidden_states, "pooled_projections": pooled_projections,
+                                  "timestep": timestep, "img_ids": img_ids, "txt_ids": txt_ids}.items() if v is None]
+        if missing:
+            raise BackendError(f"the exported Flux transformer needs {', '.join(missing)}")
+        assert img_ids is not None and txt_ids is not None and encoder_hidden_states is not None and pooled_projections is not None
+        batch = hidden_states.shape[0]
+        inputs = {"hidden_states": hidden_states.float(), "timestep": _per_row(timestep, batch),
+                  "encoder_hidden_states": encoder_hidden_states.float(), "pooled_projections": pooled_projections.float(),
+                  # diffusers once passed the ids with a batch axis; the graph takes one [sequence, 3] table
+                  "img_ids": (img_ids[0] if img_ids.ndim == 3 else img_ids).float(),
+                  "txt_ids": (txt_ids[0] if txt_ids.ndim == 3 else txt_ids).float()}
+        if "guidance" in names:
+            inputs["guidance"] = _per_row(guidance, batch)
+        noise = _tensor(self._run("transformer", **inputs)["out_hidden_states"])
         return Transformer2DModelOutput(sample=noise) if return_dict else (noise,)
 
 

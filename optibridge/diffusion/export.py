@@ -6,7 +6,10 @@ Graphs (batch, height and width dynamic in all of them):
 - ``unet``: ``sample``, ``timestep`` (float32, one per row), ``encoder_hidden_states`` → ``out_sample``
 - ``transformer`` (Stable Diffusion 3, in place of the UNet): ``hidden_states``, ``timestep``,
   ``encoder_hidden_states``, ``pooled_projections`` → ``out_hidden_states``
-- ``text_encoder_3`` (Stable Diffusion 3's T5): ``input_ids`` → ``last_hidden_state``
+- ``transformer`` (Flux): ``hidden_states`` (2×2-packed latents as a sequence), ``timestep``,
+  ``encoder_hidden_states``, ``pooled_projections``, ``img_ids``, ``txt_ids`` (rotary position ids),
+  ``guidance`` (FLUX.1-dev) → ``out_hidden_states``
+- ``text_encoder_3`` (Stable Diffusion 3's T5; Flux's T5 is ``text_encoder_2``): ``input_ids`` → ``last_hidden_state``
 - ``vae_decoder``: ``latent_sample`` → ``sample`` (the pipeline divides by the scaling factor itself)
 - ``vae_encoder`` (image-to-image, inpainting): ``sample`` → ``latent_parameters``, the mean and
   log-variance of the latent distribution: sampling from it stays in PyTorch, so a seeded
@@ -36,13 +39,14 @@ from ..exporter.core import ExportResult
 from ..exporter.plan import Validator, record_validation
 from ..exporter.torch_to_onnx import SIDE_FILE_MIN_BYTES, export_module, graph_spec, resolve_exporter
 from ..exporter.validate import OutputCheck, ValidationReport, max_abs_diff
-from .families import MODEL_INDEX, PipelineSource, graphs_for, inspect_pipeline
+from .families import FLUX, MODEL_INDEX, STABLE_DIFFUSION, STABLE_DIFFUSION_3, PipelineFamily, PipelineSource, graphs_for, inspect_pipeline
 
 OUTPUT_CLASSES = {
     "stable-diffusion": "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput",
     "stable-diffusion-xl": "diffusers.pipelines.stable_diffusion_xl.pipeline_output.StableDiffusionXLPipelineOutput",
     "latent-consistency": "diffusers.pipelines.stable_diffusion.pipeline_output.StableDiffusionPipelineOutput",
     "stable-diffusion-3": "diffusers.pipelines.stable_diffusion_3.pipeline_output.StableDiffusion3PipelineOutput",
+    "flux": "diffusers.pipelines.flux.pipeline_output.FluxPipelineOutput",
 }
 CONFIG_FOLDERS = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_2", "text_encoder_3": "text_encoder_3",
                   "unet": "unet", "transformer": "transformer", "vae_decoder": "vae", "vae_encoder": "vae"}
@@ -81,6 +85,22 @@ class TransformerStep(torch.nn.Module):
                 pooled_projections: torch.Tensor) -> torch.Tensor:
         noise: torch.Tensor = self.transformer(hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=encoder_hidden_states,
                                                pooled_projections=pooled_projections, return_dict=False)[0]
+        return noise
+
+
+class FluxStep(torch.nn.Module):
+    """One denoising step of the Flux transformer; inputs by position, ``input_names`` says which is which
+    (``guidance`` only where the model embeds it)."""
+
+    def __init__(self, transformer: torch.nn.Module, input_names: list[str]) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.input_names = input_names
+        self.eval()
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.input_names, inputs))
+        noise: torch.Tensor = self.transformer(**named, return_dict=False)[0]
         return noise
 
 
@@ -156,10 +176,12 @@ def load_components(source: PipelineSource) -> dict[str, Any]:
     return modules
 
 
-def latent_multiple(denoiser_config: Any) -> int:
-    """Latent height/width must divide by this: each UNet down block but the last halves them; a
-    transformer cuts the latents into patches."""
-    if getattr(denoiser_config, "block_out_channels", None) is None:
+def latent_multiple(denoiser_config: Any, family: PipelineFamily) -> int:
+    """Latent height/width must divide by this: each UNet down block but the last halves them; SD3's
+    transformer cuts the latents into patches; Flux's pipeline packs them 2×2."""
+    if family.transformer == "flux":
+        return 2 * int(denoiser_config.patch_size)
+    if family.transformer:
         return int(denoiser_config.patch_size)
     return int(2 ** (len(denoiser_config.block_out_channels) - 1))
 
@@ -184,9 +206,37 @@ def _text_plan(name: str, encoder: Any, hidden_states: bool, sequence_length: in
     )
 
 
+def _flux_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
+    from diffusers import FluxPipeline
+
+    config = transformer.config
+    m = latent_multiple(config, FLUX)
+
+    def inputs(batch: int, h: int, w: int, seq: int) -> dict[str, torch.Tensor]:
+        packed = (h // 2) * (w // 2)
+        found = {"hidden_states": torch.randn(batch, packed, int(config.in_channels), generator=gen),
+                 "timestep": torch.rand(batch, generator=gen),  # the pipeline passes t / 1000
+                 "encoder_hidden_states": torch.randn(batch, seq, int(config.joint_attention_dim), generator=gen),
+                 "pooled_projections": torch.randn(batch, int(config.pooled_projection_dim), generator=gen),
+                 "img_ids": FluxPipeline._prepare_latent_image_ids(batch, h // 2, w // 2, "cpu", torch.float32),
+                 "txt_ids": torch.zeros(seq, 3)}
+        if config.guidance_embeds:
+            found["guidance"] = torch.full((batch,), 3.5)
+        return found
+
+    axes = {"hidden_states": {0: "batch", 1: "image_sequence"}, "timestep": {0: "batch"},
+            "encoder_hidden_states": {0: "batch", 1: "sequence"}, "pooled_projections": {0: "batch"},
+            "img_ids": {0: "image_sequence"}, "txt_ids": {0: "sequence"}, "guidance": {0: "batch"},
+            "out_hidden_states": {0: "batch", 1: "image_sequence"}}
+    trace = inputs(2, 2 * m, 3 * m, sequence_length)
+    axes = {k: v for k, v in axes.items() if k in trace or k == "out_hidden_states"}
+    return _GraphPlan("transformer", FluxStep(transformer, list(trace)), trace, inputs(3, 3 * m, 3 * m, sequence_length - 3),
+                      ("out_hidden_states",), axes)
+
+
 def _transformer_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
     config = transformer.config
-    m = latent_multiple(config)
+    m = latent_multiple(config, STABLE_DIFFUSION_3)
 
     def inputs(batch: int, h: int, w: int, seq: int) -> dict[str, torch.Tensor]:
         return {"hidden_states": torch.randn(batch, int(config.in_channels), h, w, generator=gen),
@@ -202,7 +252,7 @@ def _transformer_plan(transformer: Any, sequence_length: int, gen: torch.Generat
 
 
 def _unet_plan(unet: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
-    m = latent_multiple(unet.config)
+    m = latent_multiple(unet.config, STABLE_DIFFUSION)
     channels, cross = int(unet.config.in_channels), int(unet.config.cross_attention_dim)
     # SDXL: pooled text embeddings and 6 size/crop numbers per row, embedded by the UNet
     added = unet.config.addition_embed_type == "text_time"
@@ -233,13 +283,15 @@ def _unet_plan(unet: Any, sequence_length: int, gen: torch.Generator) -> _GraphP
 def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int) -> list[_GraphPlan]:
     gen = torch.Generator().manual_seed(0)
     denoiser, vae = modules[source.family.denoiser], modules["vae"]
-    m = latent_multiple(denoiser.config)
+    m = latent_multiple(denoiser.config, source.family)
     latent_channels = int(vae.config.latent_channels)
     scale = vae_scale_factor(vae.config)
     image = {0: "batch", 2: "height", 3: "width"}
     latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
     plans = [_text_plan(name, modules[name], source.family.hidden_states, sequence_length, gen) for name in source.family.text_encoders]
-    if source.family.denoiser == "transformer":
+    if source.family.transformer == "flux":
+        plans.append(_flux_plan(denoiser, sequence_length, gen))
+    elif source.family.transformer == "sd3":
         plans.append(_transformer_plan(denoiser, sequence_length, gen))
     else:
         plans.append(_unet_plan(denoiser, sequence_length, gen))
@@ -255,6 +307,15 @@ def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int
             {"sample": image, "latent_parameters": latent},
         ))
     return plans
+
+
+def _dynamic_shapes(plan: _GraphPlan) -> tuple[Any, ...]:
+    """torch.export's dynamic shapes for ``plan``: one spec per input, inside one tuple where forward takes ``*inputs``."""
+    import inspect
+
+    specs = tuple({i: torch.export.Dim.AUTO for i in plan.axes[k]} for k in plan.trace)
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(plan.module.forward).parameters.values())
+    return (specs,) if varargs else specs
 
 
 def _copy_support_files(source: PipelineSource, staging: Path, graphs: dict[str, GraphSpec]) -> None:
@@ -283,6 +344,8 @@ def export_pipeline(
     step = on_step or (lambda message: None)
     check_output_dir(output_dir)
     source = inspect_pipeline(model, task)
+    if exporter == "auto" and source.family.transformer == "flux":
+        exporter = "dynamo"  # the Flux transformer's RMSNorm (aten::rms_norm) has no TorchScript export at opset 20
     exporter = resolve_exporter(exporter)
     step(f"loading the {source.pipeline_class} components from {source.path}")
     modules = load_components(source)
@@ -303,7 +366,7 @@ def export_pipeline(
                 plan.module, tuple(plan.trace.values()), list(plan.trace), list(plan.outputs),
                 {k: v for k, v in plan.axes.items() if k in plan.trace}, {k: v for k, v in plan.axes.items() if k in plan.outputs},
                 file, exporter=exporter, opset=opset, external_data=big,
-                dynamic_shapes=(tuple({i: torch.export.Dim.AUTO for i in plan.axes[k]} for k in plan.trace),),
+                dynamic_shapes=_dynamic_shapes(plan),
             )
             import onnx
 
@@ -366,6 +429,6 @@ def _metadata(source: PipelineSource, graphs: dict[str, GraphSpec], staging: Pat
             "source_pipeline_class": source.pipeline_class,
             "config_folders": {g: CONFIG_FOLDERS[g] for g in graphs},
             "vae_scale_factor": vae_scale_factor(vae_config),
-            "latent_multiple": latent_multiple(denoiser_config),
+            "latent_multiple": latent_multiple(denoiser_config, source.family),
         }},
     )

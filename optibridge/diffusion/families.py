@@ -35,7 +35,11 @@ class PipelineFamily:
     safety_checker: bool = True
     """The pipeline class takes ``safety_checker`` / ``feature_extractor`` (SD 1.x, LCM); SDXL takes a watermarker."""
     denoiser: str = "unet"
-    """The denoising model's component and graph name: ``unet``, or ``transformer`` (SD3's MMDiT)."""
+    """The denoising model's component and graph name: ``unet``, or ``transformer`` (SD3, Flux)."""
+    transformer: str = ""
+    """Which transformer the denoiser is: ``sd3`` (MMDiT on patched latents) or ``flux`` (on 2×2-packed latent sequences)."""
+    t5_length: int = 0
+    """The T5 prompt length the pipeline pads to by default (``max_sequence_length``); 0 without a T5 encoder."""
     watermarker: bool = True
     """The pipeline class takes ``add_watermarker`` (SDXL; off: it needs the invisible-watermark package)."""
 
@@ -77,9 +81,18 @@ STABLE_DIFFUSION_3 = PipelineFamily(
     {"text-to-image": "StableDiffusion3Pipeline", "image-to-image": "StableDiffusion3Img2ImgPipeline",
      "inpainting": "StableDiffusion3InpaintPipeline"},
     text_encoders=("text_encoder", "text_encoder_2", "text_encoder_3"), tokenizers=("tokenizer", "tokenizer_2", "tokenizer_3"),
-    hidden_states=True, safety_checker=False, denoiser="transformer", watermarker=False,
+    hidden_states=True, safety_checker=False, denoiser="transformer", watermarker=False, transformer="sd3", t5_length=256,
 )
-FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL, LATENT_CONSISTENCY, STABLE_DIFFUSION_3)}
+# FLUX.1: a CLIP encoder (pooled output only) and a T5 encoder, the Flux transformer on 2×2-packed latent
+# sequences with rotary position ids (dev embeds the guidance scale: no guidance batch).
+FLUX = PipelineFamily(
+    "flux",
+    ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "transformer", "vae", "scheduler"),
+    {"text-to-image": "FluxPipeline", "image-to-image": "FluxImg2ImgPipeline", "inpainting": "FluxInpaintPipeline"},
+    text_encoders=("text_encoder", "text_encoder_2"), tokenizers=("tokenizer", "tokenizer_2"), guidance_batch=False,
+    safety_checker=False, denoiser="transformer", watermarker=False, transformer="flux", t5_length=512,
+)
+FAMILIES = {f.name: f for f in (STABLE_DIFFUSION, STABLE_DIFFUSION_XL, LATENT_CONSISTENCY, STABLE_DIFFUSION_3, FLUX)}
 PIPELINE_CLASSES: dict[str, tuple[PipelineFamily, str]] = {
     cls: (family, task) for family in FAMILIES.values() for task, cls in family.tasks.items()
 }

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from diffusers import (
+    FluxImg2ImgPipeline,
+    FluxInpaintPipeline,
+    FluxPipeline,
     LatentConsistencyModelImg2ImgPipeline,
     LatentConsistencyModelPipeline,
     SchedulerMixin,
@@ -36,14 +39,11 @@ from ..artifact import Artifact, ArtifactMetadata, is_artifact, staged_directory
 from ..backends import get_registry
 from ..errors import ArtifactError, BackendError, InputError, first_line
 from ..saturation import warn_if_int8_may_saturate
-from .components import AutoencoderKL, SD3Transformer, TextEncoder, UNet
+from .components import AutoencoderKL, FluxTransformer, SD3Transformer, TextEncoder, UNet
 from .families import FAMILIES, MODEL_INDEX, graphs_for, is_pipeline_folder
 from .record import DiffusionRecord, diffusion_record
 
 logger = logging.getLogger(__name__)
-SD3_T5_LENGTH = 256
-"""diffusers' SD3 pipelines pad the T5 prompt to this many tokens unless called with ``max_sequence_length``."""
-
 
 def _folder(record: DiffusionRecord, graph: str) -> Path:
     folder = record.config_folders.get(graph)
@@ -150,7 +150,7 @@ class OBDiffusionPipelineMixin:
         family = record.family
         vae_sessions: dict[str, Any] = {g: sessions[g] for g in ("vae_decoder", "vae_encoder") if g in sessions}
         denoiser = family.denoiser
-        denoiser_class = SD3Transformer if denoiser == "transformer" else UNet
+        denoiser_class = {"sd3": SD3Transformer, "flux": FluxTransformer}.get(family.transformer, UNet)
         components: dict[str, Any] = {
             "vae": AutoencoderKL(vae_sessions, _read_config(_folder(record, "vae_decoder"))),
             denoiser: denoiser_class({denoiser: sessions[denoiser]}, _read_config(_folder(record, denoiser))),
@@ -209,33 +209,42 @@ class OBDiffusionPipelineMixin:
 
     # -- static shapes (OpenVINO) ---------------------------------------------------------------
     def reshape(self, batch_size: int, height: int, width: int, num_images_per_prompt: int = 1,
-                max_sequence_length: int = SD3_T5_LENGTH) -> Any:
+                max_sequence_length: int | None = None) -> Any:
         """Fix the graphs' shapes for one image size and batch (faster on OpenVINO, as optimum-intel's
         ``reshape``): recompiles the text encoders, the denoiser and the VAE decoder with static inputs.
-        The denoiser batch is doubled for classifier-free guidance (guidance_scale > 1; not in an LCM
-        pipeline, which embeds the guidance scale). ``max_sequence_length`` fixes SD3's T5 prompt length
-        (calls must then pass the same). Backends without static shapes raise an error naming the option."""
+        The denoiser batch is doubled for classifier-free guidance (guidance_scale > 1; not in LCM or
+        Flux pipelines, which embed the guidance scale). ``max_sequence_length`` fixes the T5 prompt
+        length of SD3 and Flux (None: their pipelines' default; calls must then use the same). Backends
+        without static shapes raise an error naming the option."""
         self._check_size(height, width)
+        record = diffusion_record(self.artifact)
+        family = record.family
+        if max_sequence_length is not None and not family.t5_length:
+            raise InputError(f"max_sequence_length is the T5 prompt length of SD3 and Flux pipelines; a {family.name} pipeline has no "
+                             "T5 encoder: leave it unset")
+        t5_length = family.t5_length if max_sequence_length is None else max_sequence_length
         for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt),
-                            ("max_sequence_length", max_sequence_length)):
+                            ("max_sequence_length", t5_length if family.t5_length else 1)):
             if int(value) < 1:
                 raise InputError(f"{name} must be at least 1, not {value}")
-        record = diffusion_record(self.artifact)
         latent_h, latent_w = height // record.vae_scale_factor, width // record.vae_scale_factor
         images = batch_size * num_images_per_prompt
-        seq = self.tokenizer.model_max_length  # type: ignore[attr-defined]
-        # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
-        common = {"latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
-        family = record.family
         batches = {name: batch_size for name in family.text_encoders}
         batches.update({family.denoiser: 2 * images if family.guidance_batch else images, "vae_decoder": images})
-        sequences = dict.fromkeys(batches, seq)
-        if family.denoiser == "transformer":  # SD3: the T5 prompt has its own length; the transformer reads CLIP's and T5's states
-            sequences.update(text_encoder_3=max_sequence_length, transformer=seq + max_sequence_length)
+        # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
+        common = {"latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
+        axes = {graph: {**common, "batch": batch, "sequence": self.tokenizer.model_max_length}  # type: ignore[attr-defined]
+                for graph, batch in batches.items()}
+        if family.transformer == "sd3":  # the T5 prompt has its own length; the transformer reads CLIP's then T5's states
+            axes["text_encoder_3"]["sequence"] = t5_length
+            axes["transformer"]["sequence"] += t5_length
+        elif family.transformer == "flux":  # the transformer reads T5's states and the 2×2-packed latents
+            axes["text_encoder_2"]["sequence"] = axes["transformer"]["sequence"] = t5_length
+            axes["transformer"]["image_sequence"] = (latent_h // 2) * (latent_w // 2)
         shapes = {
-            graph: {t.name: [d if isinstance(d, int) else {**common, "batch": batch, "sequence": sequences[graph]}[d] for d in t.shape]
+            graph: {t.name: [d if isinstance(d, int) else axes[graph][d] for d in t.shape]
                     for t in self.artifact.metadata.graphs[graph].inputs}
-            for graph, batch in batches.items()
+            for graph in batches
         }
         state = self._ob_state
         for graph, graph_shapes in shapes.items():
@@ -251,8 +260,8 @@ class OBDiffusionPipelineMixin:
             target = getattr(self, "vae" if graph == "vae_decoder" else graph)
             target.sessions[graph] = session
         self.static_shapes = {"batch_size": batch_size, "height": height, "width": width, "num_images_per_prompt": num_images_per_prompt}
-        if family.denoiser == "transformer":
-            self.static_shapes["max_sequence_length"] = max_sequence_length
+        if family.t5_length:
+            self.static_shapes["max_sequence_length"] = t5_length
         return self
 
     def _check_static(self, prompt: Any, kwargs: dict[str, Any]) -> None:
@@ -346,6 +355,27 @@ class OBStableDiffusion3InpaintPipeline(OBDiffusionPipelineMixin, StableDiffusio
 
     task = "inpainting"
     family = "stable-diffusion-3"
+
+
+class OBFluxPipeline(OBDiffusionPipelineMixin, FluxPipeline):
+    """``FluxPipeline`` (a CLIP and a T5 encoder, the Flux transformer on packed latents) running the artifact's graphs."""
+
+    task = "text-to-image"
+    family = "flux"
+
+
+class OBFluxImg2ImgPipeline(OBDiffusionPipelineMixin, FluxImg2ImgPipeline):
+    """``FluxImg2ImgPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "image-to-image"
+    family = "flux"
+
+
+class OBFluxInpaintPipeline(OBDiffusionPipelineMixin, FluxInpaintPipeline):
+    """``FluxInpaintPipeline`` running the artifact's graphs (needs the ``vae_encoder`` graph)."""
+
+    task = "inpainting"
+    family = "flux"
 
 
 def pipeline_class(family: str, task: str = "text-to-image") -> type[OBDiffusionPipelineMixin]:

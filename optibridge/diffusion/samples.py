@@ -59,6 +59,19 @@ def diffusion_batch(artifact: Artifact, graph_name: str, seed: int = 1, batch: i
         if unet.get("time_cond_proj_dim"):  # LCM: the guidance scale's embedding
             feed["timestep_cond"] = rng.standard_normal((batch, record.dim("unet", "time_cond_proj_dim")), dtype=np.float32)
         return feed, f"{batch} rows of N(0,1) latents {h}×{w} at timesteps 999..1"
+    if graph_name == "transformer" and record.family.transformer == "flux":  # T5's states, 2×2-packed latents, rotary ids
+        rows, columns = h // 2, w // 2
+        ids = np.zeros((rows, columns, 3), dtype=np.float32)
+        ids[..., 1], ids[..., 2] = np.arange(rows)[:, None], np.arange(columns)[None, :]
+        feed = {"hidden_states": rng.standard_normal((batch, rows * columns, record.dim("transformer", "in_channels")), dtype=np.float32),
+                "timestep": np.linspace(0.999, 0.001, batch).astype(np.float32),  # the pipeline passes t / 1000
+                "encoder_hidden_states": rng.standard_normal((batch, length, record.dim("transformer", "joint_attention_dim")),
+                                                             dtype=np.float32),
+                "pooled_projections": rng.standard_normal((batch, record.dim("transformer", "pooled_projection_dim")), dtype=np.float32),
+                "img_ids": ids.reshape(rows * columns, 3), "txt_ids": np.zeros((length, 3), dtype=np.float32)}
+        if record.config("transformer").get("guidance_embeds"):
+            feed["guidance"] = np.full((batch,), 3.5, dtype=np.float32)
+        return feed, f"{batch} rows of N(0,1) packed latents {h}×{w} at timesteps 0.999..0.001"
     if graph_name == "transformer":  # SD3: CLIP's and T5's states in one sequence, the two CLIP projections pooled
         feed = {"hidden_states": rng.standard_normal((batch, record.dim("transformer", "in_channels"), h, w), dtype=np.float32),
                 "timestep": np.linspace(999, 1, batch).astype(np.float32),
