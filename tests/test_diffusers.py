@@ -44,10 +44,10 @@ def _images(pipe: Any, prompt: Any = "a cat on the mat", **kwargs: Any) -> np.nd
     return pipe(prompt, generator=torch.Generator().manual_seed(0), **{**CALL, **kwargs}).images
 
 
-def _torch_pipeline(folder: Path, cls_name: str = "StableDiffusionPipeline", scheduler: Any = None) -> Any:
+def _torch_pipeline(folder: Path, cls_name: str = "StableDiffusionPipeline", scheduler: Any = None, **components: Any) -> Any:
     import diffusers
 
-    pipe = getattr(diffusers, cls_name).from_pretrained(folder)
+    pipe = getattr(diffusers, cls_name).from_pretrained(folder, **components)
     pipe.set_progress_bar_config(disable=True)
     if scheduler is not None:
         pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
@@ -469,6 +469,27 @@ def test_stable_diffusion_3_matches_pytorch_under_every_name(tmp_path: Path) -> 
     assert {"text_encoder_3", "transformer"} <= {name for name, graph in quantized.report["graphs"].items() if graph["quantized"]}
     images = quantized.step["image_accuracy"]
     assert images["images"] >= 1 and 30 <= images["psnr_db"] < 100
+
+
+def test_stable_diffusion_3_without_its_t5_encoder(tmp_path: Path) -> None:
+    """An SD3 folder saved with text_encoder_3=None (to save memory) exports without that graph, and the
+    pipeline feeds the transformer zeros in its place, as diffusers does: same images, reshaped too."""
+    from optibridge import export
+    from optibridge.openvino import OVStableDiffusion3Pipeline
+
+    folder = build_tiny_sd3(tmp_path / "tiny-sd3-no-t5", t5=False)
+    result = export(folder, tmp_path / "sd3-no-t5")
+    assert list(result.artifact.metadata.graphs) == ["text_encoder", "text_encoder_2", "transformer", "vae_decoder"]
+    # diffusers loads such a folder only when told the T5 parts are None
+    reference = _torch_pipeline(folder, "StableDiffusion3Pipeline", text_encoder_3=None, tokenizer_3=None)
+    want = _images(reference, TWO_PROMPTS, max_sequence_length=SD3_T5_TOKENS)
+    assert want.std() > 0.05 and np.abs(want[0] - want[1]).mean() > 0.01
+    pipe = OVStableDiffusion3Pipeline.from_pretrained(result.artifact.path)
+    assert np.abs(_images(pipe, TWO_PROMPTS, max_sequence_length=SD3_T5_TOKENS) - want).mean() < PIXEL_TOLERANCE
+    reshaped = OVStableDiffusion3Pipeline.from_pretrained(result.artifact.path).reshape(batch_size=2, height=32, width=32,
+                                                                                       max_sequence_length=SD3_T5_TOKENS)
+    assert reshaped.text_encoder_3 is None and reshaped.tokenizer_3 is None
+    assert np.abs(_images(reshaped, TWO_PROMPTS) - want).mean() < PIXEL_TOLERANCE
 
 
 def test_flux_matches_pytorch_under_every_name(tmp_path: Path) -> None:

@@ -171,11 +171,12 @@ SD3_T5_TOKENS = 24
 """The T5 prompt length the tiny SD3 pipeline is run with (``max_sequence_length``; SD3 uses 256)."""
 
 
-def build_tiny_sd3(dest: Path, seed: int = 0, task: str = "text-to-image") -> Path:
+def build_tiny_sd3(dest: Path, seed: int = 0, task: str = "text-to-image", t5: bool = True) -> Path:
     """A tiny random Stable Diffusion 3 pipeline: two CLIP text encoders with projections, a T5
     encoder, the MMDiT transformer (patch size 2) and a 16-channel VAE with SD3's shift factor,
     driven by the flow-matching Euler scheduler. The CLIP states (32 + 32 wide) fill the T5 width
-    (64) exactly, as SD3's 768 + 1280 are padded to 4096. The T5 tokenizer is the tiny WordPiece one: the
+    (64) exactly, as SD3's 768 + 1280 are padded to 4096. ``t5=False`` saves the pipeline without its
+    T5 encoder, as users run SD3 to save memory (the pipeline feeds zeros in its place). The T5 tokenizer is the tiny WordPiece one: the
     pipeline only needs ids the T5 embedding table holds."""
     import diffusers
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
@@ -207,7 +208,8 @@ def build_tiny_sd3(dest: Path, seed: int = 0, task: str = "text-to-image") -> Pa
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     pipe = getattr(diffusers, SD3_PIPELINE_CLASSES[task])(
         transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer, text_encoder_3=text_encoder_3, tokenizer_3=t5_tokenizer)
+        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer, text_encoder_3=text_encoder_3 if t5 else None,
+        tokenizer_3=t5_tokenizer if t5 else None)
     dest = Path(dest)
     pipe.save_pretrained(dest)
     return dest

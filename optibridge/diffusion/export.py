@@ -160,7 +160,7 @@ def load_components(source: PipelineSource) -> dict[str, Any]:
     import transformers
 
     modules: dict[str, Any] = {}
-    for name in (*source.family.text_encoders, source.family.denoiser, "vae"):
+    for name in (*source.text_encoders, source.family.denoiser, "vae"):
         library, class_name = source.index[name]
         owner = {"diffusers": diffusers, "transformers": transformers}.get(library)
         cls = getattr(owner, class_name, None) if owner is not None else None
@@ -288,7 +288,7 @@ def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int
     scale = vae_scale_factor(vae.config)
     image = {0: "batch", 2: "height", 3: "width"}
     latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
-    plans = [_text_plan(name, modules[name], source.family.hidden_states, sequence_length, gen) for name in source.family.text_encoders]
+    plans = [_text_plan(name, modules[name], source.family.hidden_states, sequence_length, gen) for name in source.text_encoders]
     if source.family.transformer == "flux":
         plans.append(_flux_plan(denoiser, sequence_length, gen))
     elif source.family.transformer == "sd3":
@@ -320,7 +320,7 @@ def _dynamic_shapes(plan: _GraphPlan) -> tuple[Any, ...]:
 
 def _copy_support_files(source: PipelineSource, staging: Path, graphs: dict[str, GraphSpec]) -> None:
     shutil.copy2(source.path / MODEL_INDEX, staging / MODEL_INDEX)
-    for folder in ("scheduler", *source.family.tokenizers):
+    for folder in ("scheduler", *source.tokenizers):
         shutil.copytree(source.path / folder, staging / folder)
     for folder in sorted({CONFIG_FOLDERS[g] for g in graphs}):
         (staging / folder).mkdir(exist_ok=True)

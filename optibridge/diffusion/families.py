@@ -40,6 +40,12 @@ class PipelineFamily:
     """Which transformer the denoiser is: ``sd3`` (MMDiT on patched latents) or ``flux`` (on 2×2-packed latent sequences)."""
     t5_length: int = 0
     """The T5 prompt length the pipeline pads to by default (``max_sequence_length``); 0 without a T5 encoder."""
+    optional: tuple[str, ...] = ()
+    """Components a folder may save as null (SD3 without its T5 encoder: the pipeline feeds zeros in its place)."""
+
+    @property
+    def required_text_encoders(self) -> tuple[str, ...]:
+        return tuple(name for name in self.text_encoders if name not in self.optional)
     watermarker: bool = True
     """The pipeline class takes ``add_watermarker`` (SDXL; off: it needs the invisible-watermark package)."""
 
@@ -82,6 +88,7 @@ STABLE_DIFFUSION_3 = PipelineFamily(
      "inpainting": "StableDiffusion3InpaintPipeline"},
     text_encoders=("text_encoder", "text_encoder_2", "text_encoder_3"), tokenizers=("tokenizer", "tokenizer_2", "tokenizer_3"),
     hidden_states=True, safety_checker=False, denoiser="transformer", watermarker=False, transformer="sd3", t5_length=256,
+    optional=("text_encoder_3", "tokenizer_3"),
 )
 # FLUX.1: a CLIP encoder (pooled output only) and a T5 encoder, the Flux transformer on 2×2-packed latent
 # sequences with rotary position ids (dev embeds the guidance scale: no guidance batch).
@@ -100,8 +107,9 @@ PIPELINE_CLASSES: dict[str, tuple[PipelineFamily, str]] = {
 
 
 def graphs_for(task: str, family: PipelineFamily = STABLE_DIFFUSION) -> tuple[str, ...]:
-    """The graphs an artifact for ``task`` holds: the VAE encoder only where images go in."""
-    base = (*family.text_encoders, family.denoiser, "vae_decoder")
+    """The graphs an artifact for ``task`` must hold: the VAE encoder only where images go in; an optional
+    text encoder (SD3's T5) where the folder had it."""
+    base = (*family.required_text_encoders, family.denoiser, "vae_decoder")
     return base + ("vae_encoder",) if task in ("image-to-image", "inpainting") else base
 
 
@@ -128,6 +136,16 @@ class PipelineSource:
     pipeline_class: str
     """The class named in model_index.json."""
     index: dict[str, Any]
+    absent: tuple[str, ...] = ()
+    """Optional components the folder saved as null (SD3 without T5)."""
+
+    @property
+    def text_encoders(self) -> tuple[str, ...]:
+        return tuple(name for name in self.family.text_encoders if name not in self.absent)
+
+    @property
+    def tokenizers(self) -> tuple[str, ...]:
+        return tuple(name for name in self.family.tokenizers if name not in self.absent)
 
 
 def inspect_pipeline(model: str | os.PathLike[str], task: str | None = None) -> PipelineSource:
@@ -150,8 +168,12 @@ def inspect_pipeline(model: str | os.PathLike[str], task: str | None = None) -> 
     resolved = normalize_task(task) if task else inferred
     if resolved not in family.tasks:
         raise UnsupportedModelError(f"the {family.name} family has no task {resolved!r}; choose one of: {', '.join(family.tasks)}")
+    absent = []
     for component in family.components:
         entry = index.get(component)
+        if component in family.optional and entry in ([None, None], None):
+            absent.append(component)
+            continue
         if not isinstance(entry, list) or len(entry) != 2 or entry[0] is None:
             raise ModelNotFoundError(
                 f"{index_file} has no {component!r} component, which a {class_name} needs; "
@@ -161,4 +183,4 @@ def inspect_pipeline(model: str | os.PathLike[str], task: str | None = None) -> 
         config = "scheduler_config.json" if component == "scheduler" else None
         if not folder.is_dir() or (config and not (folder / config).is_file()):
             raise ModelNotFoundError(f"{folder} is missing (model_index.json lists {component!r}); the pipeline folder is incomplete")
-    return PipelineSource(path, family, resolved, task is None, class_name, index)
+    return PipelineSource(path, family, resolved, task is None, class_name, index, tuple(absent))

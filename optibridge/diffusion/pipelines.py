@@ -156,10 +156,12 @@ class OBDiffusionPipelineMixin:
             denoiser: denoiser_class({denoiser: sessions[denoiser]}, _read_config(_folder(record, denoiser))),
             "scheduler": _load_scheduler(artifact),
         }
-        for name in family.text_encoders:
-            components[name] = TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(_folder(record, name)), name)
+        for name in family.text_encoders:  # an optional one the folder saved as null (SD3's T5) stays None, as in diffusers
+            components[name] = (TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(_folder(record, name)), name)
+                                if name in sessions else None)
         for name in family.tokenizers:
-            components[name] = AutoTokenizer.from_pretrained(artifact.path / name)
+            components[name] = AutoTokenizer.from_pretrained(artifact.path / name) if name not in family.optional or \
+                (artifact.path / name).is_dir() else None
         components.update(family.pipeline_kwargs)  # no safety checker; no watermark (it needs the invisible-watermark package)
         pipe = cls(**components)  # type: ignore[call-arg]
         pipe.artifact = artifact
@@ -229,15 +231,16 @@ class OBDiffusionPipelineMixin:
                 raise InputError(f"{name} must be at least 1, not {value}")
         latent_h, latent_w = height // record.vae_scale_factor, width // record.vae_scale_factor
         images = batch_size * num_images_per_prompt
-        batches = {name: batch_size for name in family.text_encoders}
+        batches = {name: batch_size for name in family.text_encoders if name in self.artifact.metadata.graphs}
         batches.update({family.denoiser: 2 * images if family.guidance_batch else images, "vae_decoder": images})
         # Every named (dynamic) axis of a graph's inputs gets its size for this call shape.
         common = {"latent_height": latent_h, "latent_width": latent_w, "height": height, "width": width}
         axes = {graph: {**common, "batch": batch, "sequence": self.tokenizer.model_max_length}  # type: ignore[attr-defined]
                 for graph, batch in batches.items()}
         if family.transformer == "sd3":  # the T5 prompt has its own length; the transformer reads CLIP's then T5's states
-            axes["text_encoder_3"]["sequence"] = t5_length
-            axes["transformer"]["sequence"] += t5_length
+            if "text_encoder_3" in axes:
+                axes["text_encoder_3"]["sequence"] = t5_length
+            axes["transformer"]["sequence"] += t5_length  # without T5 the pipeline pads with zeros to the same length
         elif family.transformer == "flux":  # the transformer reads T5's states and the 2×2-packed latents
             axes["text_encoder_2"]["sequence"] = axes["transformer"]["sequence"] = t5_length
             axes["transformer"]["image_sequence"] = (latent_h // 2) * (latent_w // 2)
