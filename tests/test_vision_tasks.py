@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 import transformers
@@ -33,6 +34,38 @@ def test_semantic_segmentation_matches_pytorch(model_type, tmp_path):
     got = OBModelForSemanticSegmentation.from_pretrained(artifact.path)(pixel_values=pixels)
     assert type(got) is type(want) and got.logits.shape == want.logits.shape
     np.testing.assert_allclose(got.logits.numpy(), want.logits.numpy(), atol=1e-4, rtol=0)
+
+
+def test_run_writes_the_classes_of_each_label_map_as_the_segmentation_pipeline_finds_them(tmp_path):
+    """`optibridge run` on a semantic-segmentation artifact: each image's classes and the fraction of its
+    pixels each covers, as transformers' image-segmentation pipeline finds them on the PyTorch model."""
+    from PIL import Image
+    from tiny_vision import write_images
+
+    from optibridge.batch import run_file
+
+    source = build_tiny("segformer", "semantic-segmentation", tmp_path / "segformer", num_labels=4,
+                        id2label={0: "sky", 1: "road", 2: "tree", 3: "car"}, label2id={"sky": 0, "road": 1, "tree": 2, "car": 3})
+    reference = transformers.AutoModelForSemanticSegmentation.from_pretrained(source).eval()
+    height, width = image_size(reference.config)
+    processor_class = getattr(transformers, "SegformerImageProcessorPil", transformers.SegformerImageProcessor)
+    processor = processor_class(size={"height": height, "width": width})
+    processor.save_pretrained(source)
+    artifact = export(source, tmp_path / "onnx").artifact
+    folder = write_images(tmp_path / "photos", 3)
+    rows = tmp_path / "rows.txt"
+    rows.write_text("".join(f"photos/{i}.png\n" for i in range(3)))
+    run_file(artifact.path, rows, tmp_path / "segments.parquet", batch_size=2)
+    out = pq.read_table(tmp_path / "segments.parquet").to_pydict()
+    assert out["error"] == [None] * 3
+    segmenter = transformers.pipeline("image-segmentation", model=reference, image_processor=processor)
+    for i, got in enumerate(out["segments"]):
+        want = segmenter(Image.open(folder / f"{i}.png").convert("RGB"), subtask="semantic")
+        fractions = {w["label"]: float(np.asarray(w["mask"]).astype(bool).mean()) for w in want}
+        assert [g["label"] for g in got] == list(fractions) and len(fractions) >= 2  # a map of one class would test little
+        # the label map is an argmax of upsampled logits: a pixel at a near-tie may flip (1e-6 logit differences)
+        np.testing.assert_allclose([g["fraction"] for g in got], list(fractions.values()), atol=1e-3)
+        assert abs(sum(fractions.values()) - 1.0) < 1e-6
 
 
 def test_object_detection_matches_pytorch_and_its_pipeline(tmp_path):
@@ -62,6 +95,31 @@ def test_object_detection_matches_pytorch_and_its_pipeline(tmp_path):
     assert len(found) == len(expected) > 0
     assert [f["label"] for f in found] == [e["label"] for e in expected]
     np.testing.assert_allclose([f["score"] for f in found], [e["score"] for e in expected], atol=1e-4)
+
+    # `optibridge run` over image files: each row's objects are the pipeline's on the PyTorch model, the
+    # threshold keeps only those scored at least it
+    from tiny_vision import write_images
+
+    from optibridge.batch import run_file
+
+    folder = write_images(tmp_path / "photos", 3)
+    rows = tmp_path / "rows.txt"
+    rows.write_text("".join(f"photos/{i}.png\n" for i in range(3)))
+    reference_pipeline = transformers.pipeline("object-detection", model=reference, image_processor=processor)
+    want = [reference_pipeline(Image.open(folder / f"{i}.png").convert("RGB"), threshold=0.0) for i in range(3)]
+    scores = sorted(o["score"] for objects in want for o in objects)
+    threshold = scores[len(scores) // 2]  # half the objects pass
+    for cut in (0.0, threshold):
+        run_file(artifact.path, rows, tmp_path / f"cut-{cut}.parquet", batch_size=2, threshold=cut)
+        out = pq.read_table(tmp_path / f"cut-{cut}.parquet").to_pydict()
+        assert out["error"] == [None] * 3
+        kept = [[o for o in objects if o["score"] >= cut] for objects in want]
+        assert sum(map(len, out["objects"])) == sum(map(len, kept)) > 0
+        assert sum(map(len, kept)) < len(scores) if cut else sum(map(len, kept)) == len(scores)
+        for got_objects, want_objects in zip(out["objects"], kept):
+            assert [o["label"] for o in got_objects] == [o["label"] for o in want_objects]
+            assert [o["box"] for o in got_objects] == [o["box"] for o in want_objects]
+            np.testing.assert_allclose([o["score"] for o in got_objects], [o["score"] for o in want_objects], atol=1e-4)
 
 
 def test_image_to_image_upscales_as_pytorch_at_any_multiple_of_its_window(tmp_path):

@@ -57,6 +57,7 @@ class _Images:
     def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, options: Any) -> None:
         self.model, self.tokenizer, self.options, self.base_dir = model, tokenizer, options, options.base_dir
         self.processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
+        self._pipelines: dict[str, Any] = {}
 
     def inputs(self, paths: list[str]) -> dict[str, np.ndarray]:
         images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
@@ -83,6 +84,32 @@ class _Images:
         images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
         found = self._zero_shot(images, candidate_labels=list(self.options.labels), hypothesis_template=self.options.template)
         return [{"label": str(ranked[0]["label"]), "score": float(ranked[0]["score"])} for ranked in found]
+
+
+    def _pipeline(self, name: str) -> Any:
+        """transformers' pipeline for ``name`` on the artifact's model (an OBModel stands in for the PyTorch one)."""
+        if name not in self._pipelines:
+            import transformers
+
+            make: Any = transformers.pipeline  # typed per task name literal; the name here is one of two
+            self._pipelines[name] = make(name, model=self.model, tokenizer=self.tokenizer, image_processor=self.processor)
+        return self._pipelines[name]
+
+    def detect(self, paths: list[str]) -> list[dict[str, Any]]:
+        """Every object scored at least the run's threshold: label, score, box in the image's pixels."""
+        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
+        found = self._pipeline("object-detection")(images, threshold=self.options.threshold)
+        found = [found] if images and found and isinstance(found[0], dict) else found  # one image: one flat list
+        return [{"objects": [{"label": str(o["label"]), "score": float(o["score"]), "box": {k: int(v) for k, v in o["box"].items()}}
+                             for o in objects]} for objects in found]
+
+    def segment(self, paths: list[str]) -> list[dict[str, Any]]:
+        """The classes present in each image's label map, with the fraction of its pixels each covers."""
+        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
+        found = self._pipeline("image-segmentation")(images, subtask="semantic")
+        found = [found] if images and found and isinstance(found[0], dict) else found
+        return [{"segments": [{"label": str(s["label"]), "fraction": float(np.asarray(s["mask"]).astype(bool).mean())} for s in segments]}
+                for segments in found]
 
 
 class _Recordings:
@@ -128,6 +155,8 @@ RUNNERS: dict[str, tuple[type, str, bool]] = {
     "image-classification": (_Images, "classify", False),
     "zero-shot-image-classification": (_Images, "classify_zero_shot", True),
     "image-to-text": (_Images, "caption", True),
+    "object-detection": (_Images, "detect", False),
+    "semantic-segmentation": (_Images, "segment", False),
     "audio-classification": (_Recordings, "classify", False),
     "ctc": (_Recordings, "transcribe_ctc", True),
     "automatic-speech-recognition": (_Recordings, "transcribe_seq2seq", True),

@@ -46,6 +46,8 @@ TASK_OUTPUTS = {
     "audio-classification": ("label", "score"),
     "ctc": ("transcription",),
     "automatic-speech-recognition": ("transcription",),
+    "object-detection": ("objects",),
+    "semantic-segmentation": ("segments",),
 }
 """The columns each supported task adds to every row (besides ``error``)."""
 ERROR_COLUMN = "error"
@@ -80,6 +82,8 @@ class TaskOptions:
     """zero-shot-image-classification: the candidate labels every image is scored against."""
     template: str = "This is a photo of {}."
     """zero-shot-image-classification: the sentence each label is put in (transformers' pipeline default)."""
+    threshold: float = 0.5
+    """object-detection: the lowest score a detected object is kept at (transformers' pipeline default)."""
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -87,6 +91,8 @@ class TaskOptions:
         object.__setattr__(self, "labels", tuple(str(label).strip() for label in self.labels if str(label).strip()))
         if "{}" not in self.template:
             raise InputError(f"the label template must hold {{}} where the label goes, not {self.template!r}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise InputError(f"threshold is a score from 0 to 1, not {self.threshold}")
         if self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be >= 1, not {self.max_new_tokens}")
 
@@ -97,8 +103,12 @@ def output_schema(task: str) -> Any:
 
     entity = pa.struct([("entity_group", pa.string()), ("score", pa.float32()), ("word", pa.string()),
                         ("start", pa.int64()), ("end", pa.int64())])
+    box = pa.struct([(side, pa.int64()) for side in ("xmin", "ymin", "xmax", "ymax")])
+    detected = pa.struct([("label", pa.string()), ("score", pa.float32()), ("box", box)])
+    segment = pa.struct([("label", pa.string()), ("fraction", pa.float32())])
     types = {"embedding": pa.list_(pa.float32()), "label": pa.string(), "score": pa.float32(),
-             "entities": pa.list_(entity), "generated_text": pa.string(), "transcription": pa.string()}
+             "entities": pa.list_(entity), "generated_text": pa.string(), "transcription": pa.string(),
+             "objects": pa.list_(detected), "segments": pa.list_(segment)}
     return [pa.field(name, types[name]) for name in TASK_OUTPUTS[task]] + [pa.field(ERROR_COLUMN, pa.string())]
 
 

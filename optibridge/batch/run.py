@@ -69,6 +69,7 @@ def run_file(
     max_length: int | None = None,
     labels: Sequence[str] = (),
     template: str = "This is a photo of {}.",
+    threshold: float = 0.5,
     backend: str = "auto",
     device: str = "cpu",
     session_options: dict[str, Any] | None = None,
@@ -91,7 +92,8 @@ def run_file(
     if batch_size < 1 or shard_size < 1:
         raise InputError(f"need --batch-size >= 1 and a shard size >= 1, not {batch_size} and {shard_size}")
     options = TaskOptions(column=column, max_new_tokens=max_new_tokens, max_length=max_length, on_error=on_error,
-                          base_dir=str(input_path.parent.resolve()), labels=tuple(labels), template=template)
+                          base_dir=str(input_path.parent.resolve()), labels=tuple(labels), template=template,
+                          threshold=threshold)
     require_pyarrow()
     from ..artifact import Artifact
     from .predict import check_task

@@ -23,6 +23,7 @@ def run(
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens (default: the tokenizer's limit)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="zero-shot-image-classification: the candidate labels, comma-separated ('cat,dog,a red car')."),
     template: str = typer.Option("This is a photo of {}.", "--template", help="zero-shot-image-classification: the sentence each label goes into ({} marks where)."),
+    threshold: float = typer.Option(0.5, "--threshold", help="object-detection: keep objects scored at least this (0-1)."),
     backend: str = typer.Option("auto", "--backend", help="Backend that runs the artifact (see `optibridge backends`; auto: the first usable one by priority)."),
     device: str = typer.Option("cpu", "--device", help="Device of that backend."),
     shard_size: int = typer.Option(1000, "--shard-size", help="Rows per finished shard: a re-run resumes after the last whole shard."),
@@ -50,11 +51,15 @@ def run(
 
         optibridge run ./clip-onnx --input photos.txt --output labels.parquet --labels "a cat,a dog,a car"
 
+        optibridge run ./detr-onnx --input photos.txt --output objects.parquet --threshold 0.7
+
     Results by task: feature-extraction -> embedding (mean of the last hidden states over the real
     tokens); sentence-similarity -> embedding (what SentenceTransformer.encode returns);
     text-classification -> label, score; token-classification -> entities;
     text-generation / text2text-generation -> generated_text; image-to-text -> generated_text (a
-    caption); zero-shot-image-classification -> label, score (the best of --labels); image-classification and
+    caption); zero-shot-image-classification -> label, score (the best of --labels); object-detection ->
+    objects (label, score, box in pixels; scored at least --threshold); semantic-segmentation -> segments
+    (each class in the label map and the fraction of pixels it covers); image-classification and
     audio-classification -> label, score, and ctc / automatic-speech-recognition (Whisper) ->
     transcription, where each row is the path of
     an image or recording (.wav, .flac, .mp3, .ogg; relative to the input file's folder). The output has an id column (the
@@ -80,7 +85,7 @@ def run(
 
         result = run_file(
             artifact, input_path, output, column=column, batch_size=batch_size, on_error=on_error,
-            max_new_tokens=max_new_tokens, max_length=max_length, labels=(labels or "").split(","), template=template,
+            max_new_tokens=max_new_tokens, max_length=max_length, labels=(labels or "").split(","), template=template, threshold=threshold,
             backend=backend, device=device, shard_size=shard_size,
             id_column=id_column, ray=ray_options, on_progress=advance,
         )
