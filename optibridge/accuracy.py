@@ -144,8 +144,9 @@ def compare(
     )
 
 
-_BUDGET_TERM = re.compile(r"^\s*(cosine|top1|top-1|max[-_]abs[-_]diff)\s*(>=|<=|=)?\s*([0-9.eE+-]+)\s*$")
-BUDGET_HELP = "cosine>=0.99, top1>=0.98, max-abs-diff<=1e-3 (comma-separated; a bare number means cosine)"
+_BUDGET_TERM = re.compile(r"^\s*(cosine|top1|top-1|max[-_]abs[-_]diff|psnr)\s*(>=|<=|=)?\s*([0-9.eE+-]+)\s*$")
+BUDGET_HELP = ("cosine>=0.99, top1>=0.98, max-abs-diff<=1e-3 (comma-separated; a bare number means cosine); "
+               "psnr>=35 for a diffusion pipeline's images")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ class AccuracyBudget:
     """Lowest allowed top-1 agreement (0-1), for every logits output."""
     max_abs_diff: float | None = None
     """Largest allowed absolute difference, on any output."""
+    min_psnr_db: float | None = None
+    """Diffusion pipelines: lowest allowed PSNR (dB) of the images against the reference pipeline's."""
 
     def __post_init__(self) -> None:
         for name in ("min_cosine", "min_top1"):
@@ -185,7 +188,7 @@ class AccuracyBudget:
                 value = float(number)
             except ValueError:
                 raise OptibridgeError(f"accuracy budget term {term!r}: {number!r} is not a number") from None
-            target = {"cosine": "min_cosine", "top1": "min_top1", "top-1": "min_top1"}.get(key, "max_abs_diff")
+            target = {"cosine": "min_cosine", "top1": "min_top1", "top-1": "min_top1", "psnr": "min_psnr_db"}.get(key, "max_abs_diff")
             values[target] = value
         if not values:
             raise OptibridgeError(f"empty accuracy budget; write {BUDGET_HELP}")
@@ -203,6 +206,23 @@ class AccuracyBudget:
                 found.append(f"{out.name} max abs diff {out.max_abs_diff:.3g} > {self.max_abs_diff:g}")
         return found
 
+    @property
+    def judges_images(self) -> bool:
+        """Whether the budget holds a PSNR term, the one that applies to a pipeline's images."""
+        return self.min_psnr_db is not None
+
+    @property
+    def judges_tensors(self) -> bool:
+        return any(v is not None for v in (self.min_cosine, self.min_top1, self.max_abs_diff))
+
+    def image_violations(self, psnr_db: float | None) -> list[str]:
+        """What a pipeline's images miss (PSNR against the reference's, inf when identical); empty when within budget."""
+        if self.min_psnr_db is None:
+            return []
+        if psnr_db is None:
+            return ["no image PSNR measured"]
+        return [f"images PSNR {psnr_db:.1f} dB < {self.min_psnr_db:g}"] if psnr_db < self.min_psnr_db else []
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -218,4 +238,6 @@ class AccuracyBudget:
             parts.append(f"top1>={self.min_top1}")
         if self.max_abs_diff is not None:
             parts.append(f"max-abs-diff<={self.max_abs_diff:g}")
+        if self.min_psnr_db is not None:
+            parts.append(f"psnr>={self.min_psnr_db:g}")
         return ",".join(parts)

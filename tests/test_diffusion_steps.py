@@ -90,3 +90,39 @@ def test_static_int8_below_the_image_gate_is_refused_and_writes_nothing(sd_artif
     with pytest.raises(AccuracyBudgetError, match=r"PSNR \d+\.\d dB against the float pipeline.*below the 200 dB gate"):
         quantize(sd_artifact.path, QuantizationConfig(mode="static", calibration=CalibrationConfig(num_samples=2)), out, backend="ort")
     assert not out.exists()
+
+
+def test_tune_judges_a_pipeline_on_its_images_and_keeps_the_fastest_within_a_psnr_budget(sd_artifact: Artifact, tmp_path: Path) -> None:
+    """`optibridge tune` on a pipeline: each candidate's images against PyTorch's (PSNR); int8 (~41 dB on the
+    tiny pipeline) misses psnr>=60 and is rejected by name, a float candidate is written with its images' figures."""
+    from optibridge.cli import main
+
+    out = tmp_path / "tuned"
+    code = main(["tune", "--model", str(sd_artifact.path), "--accuracy-budget", "psnr>=60", "--configs", "ort:fp32,ort:int8-dynamic",
+                 "--steps", "2", "--image-size", "32", "--runs", "2", "--warmup", "0", "--threads", "1", "--no-progress", str(out)])
+    assert code == 0
+    step = Artifact.load(out).metadata.steps[-1]
+    assert step["step"] == "tune" and step["config"] == "fp32" and step["accuracy_budget"]["min_psnr_db"] == 60
+    images = step["measured"]["images"]
+    assert images["psnr_db"] > 60 and (images["steps"], images["height"], images["width"]) == (2, 32, 32)
+    verdicts = {t["candidate"]: t["verdict"] for t in step["tried"]}
+    assert verdicts["ort:int8-dynamic"].startswith("rejected: accuracy (images PSNR") and "< 60" in verdicts["ort:int8-dynamic"]
+
+
+def test_a_budget_that_does_not_fit_the_model_is_refused_before_any_work(sd_artifact: Artifact, exported, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from optibridge import QuantizationConfig, quantize
+    from optibridge.cli import main
+    from optibridge.errors import AccuracyBudgetError, ConfigError
+
+    assert main(["tune", "--model", str(sd_artifact.path), "--accuracy-budget", "0.99", str(tmp_path / "a")]) == 1
+    assert "diffusion pipeline: it is judged on its images" in capsys.readouterr().err
+    assert main(["tune", "--model", str(exported("bert", "text-classification").path), "--accuracy-budget", "psnr>=30", str(tmp_path / "b")]) == 1
+    assert "not a pipeline" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="psnr term judges a diffusion pipeline's images"):
+        quantize(exported("bert", "text-classification").path, QuantizationConfig(mode="dynamic"), tmp_path / "c",
+                 accuracy_budget="psnr>=30")
+    # on a pipeline, quantize holds its images to the PSNR term: int8 (~41 dB) misses 60 dB and nothing is written
+    with pytest.raises(AccuracyBudgetError, match=r"images PSNR \d+\.\d dB < 60"):
+        quantize(sd_artifact.path, QuantizationConfig(mode="dynamic"), tmp_path / "d", backend="ort", accuracy_budget="psnr>=60")
+    assert not any((tmp_path / name).exists() for name in "abcd")

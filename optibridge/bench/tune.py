@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,7 +49,10 @@ def choose(run: BenchRun, budget: AccuracyBudget) -> tuple[Cell | None, list[Tri
         if not cell.ok:
             verdicts[cell.key] = f"{cell.status}: {cell.reason}"
             continue
-        missed = budget.violations(cell.accuracy) if cell.accuracy is not None else ["no accuracy measured"]
+        if cell.images is not None:  # a pipeline: judged on its images against PyTorch's (same prompts and seeds)
+            missed = budget.image_violations(cell.images.psnr_db)
+        else:
+            missed = budget.violations(cell.accuracy) if cell.accuracy is not None else ["no accuracy measured"]
         if missed:
             verdicts[cell.key] = f"rejected: accuracy ({'; '.join(missed)})"
             continue
@@ -93,7 +96,8 @@ def write_winner(source: Path, out: str | os.PathLike[str], best: Cell, run: Ben
             "accuracy_budget": budget.to_dict(),
             "measured": {"batch_size": best.batch_size, "seq_len": best.seq_len, "p50_ms": best.latency.p50_ms,
                          "speedup_vs_pytorch": best.speedup,
-                         "accuracy": best.accuracy.to_dict() if best.accuracy else None},
+                         "accuracy": best.accuracy.to_dict() if best.accuracy else None,
+                         **({"images": asdict(best.images)} if best.images is not None else {})},
             "machine": {"title": run.machine.get("title"), "fingerprint": run.machine.get("fingerprint")},
             "tried": [{"candidate": t.cell.name, "verdict": t.verdict} for t in trials],
         })
@@ -105,18 +109,29 @@ def print_trials(run: BenchRun, trials: list[Trial], console: Any) -> None:
     from rich.table import Table
 
     task = run.model.get("task")
-    unit = "input frames" if task in SPEECH_TASKS else "waveform steps" if task in WAVEFORM_TASKS else "tokens"
+    pipeline = bool(run.model.get("pipeline"))
+    if pipeline:
+        side = run.settings.get("image_size")
+        image = run.model.get("image_size") or ([side, side] if side else ["native", "native"])
+        shape = (f"batch {run.settings['batch_sizes'][0]} of {image[0]}×{image[1]} images, {run.settings['steps']} steps; "
+                 "accuracy: the images vs PyTorch's, same prompts and seeds")
+    else:
+        unit = "input frames" if task in SPEECH_TASKS else "waveform steps" if task in WAVEFORM_TASKS else "tokens"
+        shape = f"batch {run.settings['batch_sizes'][0]} × {run.settings['seq_lens'][0]} {unit}; accuracy vs PyTorch on the same inputs"
     table = Table(title="optibridge tune: what was tried",
-                  caption=f"batch {run.settings['batch_sizes'][0]} × {run.settings['seq_lens'][0]} {unit}; each candidate timed "
-                          "interleaved with PyTorch eager in its own process; accuracy vs PyTorch on the same inputs")
-    for column in ("candidate", "p50 ms", "PyTorch p50 ms", "vs PyTorch", "cosine", "max abs diff", "verdict"):
+                  caption=f"{shape}; each candidate timed interleaved with PyTorch eager in its own process")
+    measures = ("PSNR dB", "mean abs pixel diff") if pipeline else ("cosine", "max abs diff")
+    for column in ("candidate", "p50 ms", "PyTorch p50 ms", "vs PyTorch", *measures, "verdict"):
         table.add_column(column, justify="left" if column in ("candidate", "verdict") else "right")
     for trial in trials:
         cell = trial.cell
         lat = f"{cell.latency.p50_ms:.2f}" if cell.latency else "-"
         speed = f"{cell.speedup:.2f}×" if cell.speedup is not None and cell.ok else "-"
-        cos = f"{cell.accuracy.cosine:.5f}" if cell.accuracy else "-"
-        diff = f"{cell.accuracy.max_abs_diff:.1e}" if cell.accuracy else "-"
+        if cell.images is not None and cell.images.psnr_db is not None:
+            cos, diff = f"{cell.images.psnr_db:.1f}", f"{cell.images.mean_abs_pixel_diff or 0.0:.1e}"
+        else:
+            cos = f"{cell.accuracy.cosine:.5f}" if cell.accuracy else "-"
+            diff = f"{cell.accuracy.max_abs_diff:.1e}" if cell.accuracy else "-"
         colour = "green" if trial.verdict.startswith("chosen") else ("red" if trial.verdict.startswith(("rejected", "failed")) else "")
         verdict = f"[{colour}]{trial.verdict}[/]" if colour else trial.verdict
         base = f"{cell.baseline.p50_ms:.2f}" if cell.baseline else "-"
@@ -126,12 +141,26 @@ def print_trials(run: BenchRun, trials: list[Trial], console: Any) -> None:
     wide_console(console, table).print(table)
 
 
+def _check_budget_fits(model: str, budget: AccuracyBudget) -> None:
+    """A pipeline is judged on its images (psnr), any other model on its outputs (cosine, top1, max-abs-diff)."""
+    from ..diffusion.bench import is_pipeline_input
+
+    pipeline = is_pipeline_input(str(model))
+    if pipeline and not budget.judges_images:
+        raise BenchError(f"{model} is a diffusion pipeline: it is judged on its images against PyTorch's; give a PSNR budget, "
+                         "e.g. --accuracy-budget psnr>=35")
+    if not pipeline and budget.judges_images:
+        raise BenchError(f"the psnr budget term judges a diffusion pipeline's images; {model} is not a pipeline: use cosine, "
+                         "top1 or max-abs-diff")
+
+
 def tune(request: BenchRequest, budget: AccuracyBudget, out: str | os.PathLike[str], console: Any,
          *, show_progress: bool = True) -> tuple[Cell, BenchRun]:
     """Run the benchmark, choose, write the winner to ``out``; raise BenchError (nothing written) if none fits."""
     from ..artifact import check_output_dir
 
     check_output_dir(out)  # fail before minutes of measuring
+    _check_budget_fits(request.model, budget)
     request.baseline_cell = False  # each candidate is timed against PyTorch in its own process already
     if len(request.batch_sizes) != 1 or len(request.seq_lens) != 1:
         raise BenchError("tune measures one shape: give one --batch-size and one --seq-len")

@@ -16,12 +16,15 @@ def tune(
     model: str = typer.Option(..., "--model", help="Transformers model folder (exported first) or optibridge artifact folder."),
     accuracy_budget: str = typer.Option(
         ..., "--accuracy-budget",
-        help="Least accuracy vs PyTorch to keep: a bare number means cosine>=, e.g. 0.99; or 'cosine>=0.999,top1>=0.99', 'max-abs-diff<=1e-3'."),
+        help="Least accuracy vs PyTorch to keep: a bare number means cosine>=, e.g. 0.99; or 'cosine>=0.999,top1>=0.99', 'max-abs-diff<=1e-3'; "
+             "a diffusion pipeline: 'psnr>=35' (its images vs PyTorch's, same prompts and seeds)."),
     task: Optional[str] = typer.Option(None, "--task", help="Task to export for (default: inferred from the config)."),
     backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends to try (default: every available one)."),
     configs: Optional[str] = typer.Option(None, "--configs", help="Comma-separated configs to try (as `optibridge bench --configs`)."),
     batch_size: int = typer.Option(1, "--batch-size", help="Batch size to measure at."),
     seq_len: int = typer.Option(128, "--seq-len", help="Sequence length to measure at."),
+    steps: int = typer.Option(10, "--steps", help="Diffusion pipelines: denoising steps per image."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Diffusion pipelines: image height and width (default: the pipeline's native size)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up calls per candidate."),
     runs: int = typer.Option(20, "--runs", help="Timed calls per candidate (at most)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop timing a candidate after this many seconds."),
@@ -34,6 +37,8 @@ def tune(
     Example:
 
         optibridge tune --model ./all-MiniLM-L6-v2 --accuracy-budget 0.99 ./minilm-tuned
+
+        optibridge tune --model ./sd-onnx --accuracy-budget psnr>=35 --steps 20 --image-size 512 ./sd-tuned
 
     Each candidate is built (optimize/quantize), measured against PyTorch eager in its own
     process (as `optibridge bench`), and checked against the budget on the same inputs. Fastest
@@ -52,7 +57,7 @@ def tune(
     request = BenchRequest(
         model=model, task=task, backends=parse_list(backends) if backends else None, configs=parse_list(configs) or None,
         batch_sizes=[batch_size], seq_lens=[seq_len], warmup=warmup, runs=runs, duration_s=duration, threads=threads,
-        timeout_s=timeout,
+        timeout_s=timeout, steps=steps, image_size=image_size,
     )
     best, _ = run_tune(request, budget, output_dir, console, show_progress=progress)
     console.print(f"[green]wrote[/] {output_dir}: {best.name} ({best.speedup:.2f}× PyTorch eager, budget {budget.describe()}); "

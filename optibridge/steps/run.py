@@ -168,6 +168,9 @@ def _start(
     budget = accuracy_budget if accuracy_budget is None or isinstance(accuracy_budget, AccuracyBudget) else AccuracyBudget.parse(str(accuracy_budget))
     # Verified first, every graph hashed: a corrupted input must not come out with fresh, matching hashes.
     artifact = Artifact.load(artifact_dir, verify_hashes=True, require_hashes=True)
+    if budget is not None and budget.judges_images and "diffusion" not in artifact.metadata.extra:
+        raise ConfigError(f"the accuracy budget's psnr term judges a diffusion pipeline's images; {artifact.path} holds a "
+                          f"{artifact.metadata.task!r} model: use cosine, top1 or max-abs-diff")
     check_output_dir(output_dir, overwrite=overwrite, inputs=(artifact.path,))
     _check_not_quantized(artifact, verb)
     impl = _backend(backend, verb.lower(), mode)
@@ -195,6 +198,10 @@ def _finish(
 
         on_step("generating images with both pipelines to compare them")
         step["image_accuracy"] = compare_images(artifact.path, staging, backend=backend.name).to_dict()
+        missed = budget.image_violations(step["image_accuracy"]["psnr_db"]) if budget is not None else []
+        if missed and budget is not None:
+            raise AccuracyBudgetError(f"{what} misses the accuracy budget {budget.describe()} ({'; '.join(missed)}, against the float "
+                                      "pipeline, same prompts and seeds); nothing was written. Try another mode or backend")
     step.update(
         report={k: v for k, v in report.items() if k not in ("settings", "specs", "metadata_extra")},
         settings=report.get("settings", {}),
