@@ -31,8 +31,16 @@ from typing import Any, Mapping, TypeVar
 
 from .artifact import Artifact, ArtifactMetadata, check_output_dir, files_to_carry, staged_directory, write_metadata
 from .errors import BackendError, ConfigError
+from .modeling.generation import GenerativeModel
 from .modeling.peers import PeerModel, PeerNames, pipeline_alias
-from .ov_tools import OVConfig, OVQuantizationConfig, OVQuantizer, OVWeightQuantizationConfig, config_from_dict
+from .ov_tools import (
+    OVConfig,
+    OVDynamicQuantizationConfig,
+    OVQuantizationConfig,
+    OVQuantizer,
+    OVWeightQuantizationConfig,
+    config_from_dict,
+)
 
 ModelT = TypeVar("ModelT", bound="OVModel")
 
@@ -61,6 +69,8 @@ class OVModel(PeerModel):
                                   "OVQuantizer(model).quantize(calibration_dataset=..., save_directory=DIR, "
                                   "ov_config=OVConfig(quantization_config=OVQuantizationConfig())), then load DIR")
             kwargs["weight_quantization"] = config.to_quantization_config()
+            if isinstance(config, OVDynamicQuantizationConfig):  # the runtime hints it stands for; the caller's own win
+                ov_config = {**config.runtime_hints(generative=issubclass(cls, GenerativeModel)), **(ov_config or {})}
         if ov_config:
             kwargs["ov_config"] = ov_config
         if stateful is not None:
@@ -191,7 +201,7 @@ _QUANTIZE = ("quantize with optibridge: `optibridge quantize MODEL_DIR OUT --bac
              "or optibridge.quantize(MODEL_DIR, optibridge.QuantizationConfig(mode='int4-weights'), OUT, backend='openvino'); "
              "then load OUT with its OVModelFor… class. At load: from_pretrained(..., load_in_8bit=True) (docs/optimum_migration.md)")
 _INSTEAD = {
-    **dict.fromkeys(("OVMixedQuantizationConfig", "OVPipelineQuantizationConfig", "OVDynamicQuantizationConfig"), _QUANTIZE),
+    **dict.fromkeys(("OVMixedQuantizationConfig", "OVPipelineQuantizationConfig"), _QUANTIZE),
     "OVCalibrationDataset": "give OVQuantizer.quantize(calibration_dataset=...) a datasets.Dataset of the model's inputs "
                             "(quantizer.get_calibration_dataset(NAME, preprocess_function=...)) or a list of input dicts",
     "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=OVModelFor….from_pretrained(DIR), "
@@ -262,4 +272,4 @@ def __getattr__(name: str) -> Any:
     return _NAMES.get(name)
 
 
-__all__ = ["OVModel", "OVWeightQuantizationConfig", "OVQuantizationConfig", "OVConfig", "OVQuantizer", *_SENTENCE_NAMES, *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]
+__all__ = ["OVModel", "OVWeightQuantizationConfig", "OVDynamicQuantizationConfig", "OVQuantizationConfig", "OVConfig", "OVQuantizer", *_SENTENCE_NAMES, *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]

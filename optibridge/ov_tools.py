@@ -167,6 +167,35 @@ QuantizationConfigs = (OVWeightQuantizationConfig, OVQuantizationConfig)
 FULL_QUANTIZATION_ONLY = {"model_type", "smooth_quant_alpha", "fast_bias_correction", "overflow_fix"}
 
 
+@dataclass
+class OVDynamicQuantizationConfig(OVWeightQuantizationConfig):
+    """optimum-intel's weights-plus-dynamic-activations config (deprecated there since OpenVINO 2024.6,
+    whose CPU plugin quantizes activations of compressed MatMuls by itself): the weights are compressed
+    as :class:`OVWeightQuantizationConfig` does, and loading sets the runtime hints it stood for,
+    ``DYNAMIC_QUANTIZATION_GROUP_SIZE`` and, for a generative model, ``KV_CACHE_PRECISION=u8`` (an
+    ``ov_config`` entry given by the caller wins). ``weights_group_size`` is optimum-intel's name for
+    ``group_size``."""
+
+    activations_group_size: int = 32
+    weights_group_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights_group_size is not None:
+            self.group_size = self.weights_group_size
+        super().__post_init__()
+        if isinstance(self.activations_group_size, bool) or not isinstance(self.activations_group_size, int) \
+                or self.activations_group_size < 1:
+            raise ConfigError(f"OVDynamicQuantizationConfig(activations_group_size={self.activations_group_size!r}): a positive "
+                              "whole number of activations per scale (32, 64, ...)")
+
+    def runtime_hints(self, generative: bool) -> dict[str, str]:
+        """The OpenVINO properties this config stands for at compile time."""
+        hints = {"DYNAMIC_QUANTIZATION_GROUP_SIZE": str(self.activations_group_size)}
+        if generative:
+            hints["KV_CACHE_PRECISION"] = "u8"
+        return hints
+
+
 def config_from_dict(data: Mapping[str, Any]) -> OVWeightQuantizationConfig | OVQuantizationConfig:
     """A config dict as optimum-intel saves it: weight-only unless it says otherwise (``weight_only``) or has
     fields only full quantization has."""
@@ -174,6 +203,8 @@ def config_from_dict(data: Mapping[str, Any]) -> OVWeightQuantizationConfig | OV
     weight_only = data.pop("weight_only", None)
     if weight_only is False or (weight_only is None and set(data) & FULL_QUANTIZATION_ONLY):
         return OVQuantizationConfig.from_dict(data)
+    if "activations_group_size" in data:
+        return OVDynamicQuantizationConfig.from_dict(data)
     return OVWeightQuantizationConfig.from_dict(data)
 
 

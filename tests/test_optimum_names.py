@@ -49,7 +49,6 @@ def test_a_name_whose_task_is_not_implemented_is_not_importable():
     (ort_names, "pipeline", "transformers.pipeline(task, model=ORTModelFor"),
     (ort_names, "ORTTrainer", "optibridge.training.OBTrainer"),
     (ov_names, "OVMixedQuantizationConfig", "--backend openvino --mode int8-weights"),
-    (ov_names, "OVDynamicQuantizationConfig", "load_in_8bit=True"),
     (ov_names, "OVCalibrationDataset", "OVQuantizer.quantize(calibration_dataset=...) a datasets.Dataset"),
     (ov_names, "pipeline", "transformers.pipeline(task, model=OVModelFor"),
     (ov_names, "OVTrainer", "optibridge.training.OBTrainer"),

@@ -257,6 +257,35 @@ def test_ov_weight_quantization_config_at_load_is_quantize_int4_weights(gpt2, tm
     assert torch.equal(OVModelForCausalLM.from_pretrained(saved.path)(input_ids=ids).logits, model(input_ids=ids).logits)
 
 
+def test_ov_dynamic_quantization_config_compresses_weights_and_sets_its_runtime_hints(gpt2):
+    """optimum-intel's OVDynamicQuantizationConfig: the weights as OVWeightQuantizationConfig compresses them,
+    and the compiled model runs with the activation group size it names (the KV cache in u8 for a
+    generative model); the caller's ov_config wins; a dict with activations_group_size is this config."""
+    from optibridge.openvino import OVDynamicQuantizationConfig, OVWeightQuantizationConfig
+
+    artifact, inputs, _ = gpt2
+    ids = inputs["input_ids"]
+    model = OVModelForCausalLM.from_pretrained(artifact.path, quantization_config=OVDynamicQuantizationConfig(bits=8, activations_group_size=64))
+    compiled = model.session.compiled
+    assert int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) == 64
+    assert str(compiled.get_property("KV_CACHE_PRECISION")) in ("u8", "<Type: 'uint8_t'>")
+    assert _constant_kinds(model).count("u8") >= 4  # int8 weights, as the weight-only config gives
+    weights_only = OVModelForCausalLM.from_pretrained(artifact.path, quantization_config=OVWeightQuantizationConfig(bits=8))
+    assert int(weights_only.session.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) != 64
+    exact = OVModelForCausalLM.from_pretrained(artifact.path)(input_ids=ids).logits
+    for quantized in (model, weights_only):  # int8 weights and activations in groups: close to the float logits, not equal
+        got = quantized(input_ids=ids).logits
+        cosine = torch.nn.functional.cosine_similarity(got.flatten(), exact.flatten(), dim=0)
+        assert 0.99 < cosine < 1.0, cosine
+    mine = OVModelForCausalLM.from_pretrained(artifact.path, quantization_config={"bits": 8, "activations_group_size": 64},
+                                              ov_config={"DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"})
+    assert int(mine.session.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) == 0
+    from optibridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="activations_group_size=0"):
+        OVDynamicQuantizationConfig(activations_group_size=0)
+
+
 @pytest.mark.parametrize("config,says", [
     ({"bits": 4, "awq": True, "dataset": "wikitext2"}, "OVWeightQuantizationConfig got awq, dataset, which optibridge does not apply .*--mode inc-awq"),
     ({"bits": 4, "ratio": 0.8}, r"ratio=0.8\): a mix of int4 and int8 layers is not offered"),
