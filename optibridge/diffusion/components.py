@@ -165,17 +165,17 @@ class FluxTransformer(SessionComponent):
         names = self.sessions["transformer"].input_names
         if "guidance" in names and guidance is None:
             raise BackendError("this Flux transformer (FLUX.1-dev style) embeds the guidance scale: pass guidance, as FluxPipeline does")
-        missing = [k for k, v in {"encoder_hidden_states": encoder_hidden_states, "pooled_projections": pooled_projections,
-                                  "timestep": timestep, "img_ids": img_ids, "txt_ids": txt_ids}.items() if v is None]
+        tensors = {"encoder_hidden_states": encoder_hidden_states, "pooled_projections": pooled_projections,
+                   "img_ids": img_ids, "txt_ids": txt_ids}
+        missing = [k for k, v in {**tensors, "timestep": timestep}.items() if v is None]
         if missing:
             raise BackendError(f"the exported Flux transformer needs {', '.join(missing)}")
-        assert img_ids is not None and txt_ids is not None and encoder_hidden_states is not None and pooled_projections is not None
         batch = hidden_states.shape[0]
-        inputs = {"hidden_states": hidden_states.float(), "timestep": _per_row(timestep, batch),
-                  "encoder_hidden_states": encoder_hidden_states.float(), "pooled_projections": pooled_projections.float(),
-                  # diffusers once passed the ids with a batch axis; the graph takes one [sequence, 3] table
-                  "img_ids": (img_ids[0] if img_ids.ndim == 3 else img_ids).float(),
-                  "txt_ids": (txt_ids[0] if txt_ids.ndim == 3 else txt_ids).float()}
+        inputs = {"hidden_states": hidden_states.float(), "timestep": _per_row(timestep, batch)}
+        for name, value in tensors.items():
+            tensor: torch.Tensor = value  # type: ignore[assignment]  # None was refused above
+            # diffusers once passed the position ids with a batch axis; the graph takes one [sequence, 3] table
+            inputs[name] = (tensor[0] if name.endswith("_ids") and tensor.ndim == 3 else tensor).float()
         if "guidance" in names:
             inputs["guidance"] = _per_row(guidance, batch)
         noise = _tensor(self._run("transformer", **inputs)["out_hidden_states"])

@@ -45,6 +45,7 @@ from .record import DiffusionRecord, diffusion_record
 
 logger = logging.getLogger(__name__)
 
+
 def _folder(record: DiffusionRecord, graph: str) -> Path:
     folder = record.config_folders.get(graph)
     if folder is None:
@@ -160,8 +161,8 @@ class OBDiffusionPipelineMixin:
             components[name] = (TextEncoder({name: sessions[name]}, AutoConfig.from_pretrained(_folder(record, name)), name)
                                 if name in sessions else None)
         for name in family.tokenizers:
-            components[name] = AutoTokenizer.from_pretrained(artifact.path / name) if name not in family.optional or \
-                (artifact.path / name).is_dir() else None
+            present = name not in family.optional or (artifact.path / name).is_dir()
+            components[name] = AutoTokenizer.from_pretrained(artifact.path / name) if present else None
         components.update(family.pipeline_kwargs)  # no safety checker; no watermark (it needs the invisible-watermark package)
         pipe = cls(**components)  # type: ignore[call-arg]
         pipe.artifact = artifact
@@ -194,13 +195,15 @@ class OBDiffusionPipelineMixin:
 
     def _check_size(self, height: int | None, width: int | None) -> None:
         record = diffusion_record(self.artifact)
-        # The exported UNet needs latents divisible by its down-sampling; diffusers wants multiples of 8.
+        # The exported denoiser needs latents divisible by its down-sampling (UNet), patch size (SD3) or
+        # 2×2 packing (Flux); diffusers wants multiples of 8.
         multiple = record.size_multiple
         for name, value in (("height", height), ("width", width)):
             if value is not None and int(value) % multiple:
                 raise InputError(
                     f"{name}={value} is not a multiple of {multiple} (the VAE scale factor {record.vae_scale_factor} × the "
-                    f"UNet's down-sampling {record.latent_multiple}, and diffusers' 8); use e.g. {name}={int(value) // multiple * multiple or multiple}"
+                    f"{record.family.denoiser}'s latent multiple {record.latent_multiple}, and diffusers' 8); use e.g. "
+                    f"{name}={int(value) // multiple * multiple or multiple}"
                 )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
