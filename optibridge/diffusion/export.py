@@ -72,7 +72,7 @@ class UNetStep(torch.nn.Module):
         return noise
 
 
-class TransformerStep(torch.nn.Module):
+class SD3Step(torch.nn.Module):
     """One denoising step of SD3's MMDiT: latents, timesteps, the joint text states and the pooled
     CLIP projections, passed by position in this order."""
 
@@ -206,9 +206,15 @@ def _text_plan(name: str, encoder: Any, hidden_states: bool, sequence_length: in
     )
 
 
-def _flux_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
-    from diffusers import FluxPipeline
+def flux_image_ids(rows: int, columns: int) -> torch.Tensor:
+    """Flux's rotary position table of a packed latent grid: (0, row, column) for each cell, row-major."""
+    ids = torch.zeros(rows, columns, 3)
+    ids[..., 1] = torch.arange(rows)[:, None]
+    ids[..., 2] = torch.arange(columns)[None, :]
+    return ids.reshape(rows * columns, 3)
 
+
+def _flux_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
     config = transformer.config
     m = latent_multiple(config, FLUX)
 
@@ -218,7 +224,7 @@ def _flux_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> 
                  "timestep": torch.rand(batch, generator=gen),  # the pipeline passes t / 1000
                  "encoder_hidden_states": torch.randn(batch, seq, int(config.joint_attention_dim), generator=gen),
                  "pooled_projections": torch.randn(batch, int(config.pooled_projection_dim), generator=gen),
-                 "img_ids": FluxPipeline._prepare_latent_image_ids(batch, h // 2, w // 2, "cpu", torch.float32),
+                 "img_ids": flux_image_ids(h // 2, w // 2),
                  "txt_ids": torch.zeros(seq, 3)}
         if config.guidance_embeds:
             found["guidance"] = torch.full((batch,), 3.5)
@@ -234,7 +240,7 @@ def _flux_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> 
                       ("out_hidden_states",), axes)
 
 
-def _transformer_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
+def _sd3_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
     config = transformer.config
     m = latent_multiple(config, STABLE_DIFFUSION_3)
 
@@ -247,7 +253,7 @@ def _transformer_plan(transformer: Any, sequence_length: int, gen: torch.Generat
     latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
     axes = {"hidden_states": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"},
             "pooled_projections": {0: "batch"}, "out_hidden_states": latent}
-    return _GraphPlan("transformer", TransformerStep(transformer), inputs(2, 2 * m, 3 * m, 2 * sequence_length),
+    return _GraphPlan("transformer", SD3Step(transformer), inputs(2, 2 * m, 3 * m, 2 * sequence_length),
                       inputs(3, 3 * m, 2 * m, 2 * sequence_length - 3), ("out_hidden_states",), axes)
 
 
@@ -292,7 +298,7 @@ def _plans(modules: dict[str, Any], source: PipelineSource, sequence_length: int
     if source.family.transformer == "flux":
         plans.append(_flux_plan(denoiser, sequence_length, gen))
     elif source.family.transformer == "sd3":
-        plans.append(_transformer_plan(denoiser, sequence_length, gen))
+        plans.append(_sd3_plan(denoiser, sequence_length, gen))
     else:
         plans.append(_unet_plan(denoiser, sequence_length, gen))
     plans.append(
