@@ -36,6 +36,7 @@ from .modeling.peers import PeerModel, PeerNames, pipeline_alias
 from .ov_tools import (
     OVConfig,
     OVDynamicQuantizationConfig,
+    OVPipelineQuantizationConfig,
     OVQuantizationConfig,
     OVQuantizer,
     OVWeightQuantizationConfig,
@@ -201,7 +202,7 @@ _QUANTIZE = ("quantize with optibridge: `optibridge quantize MODEL_DIR OUT --bac
              "or optibridge.quantize(MODEL_DIR, optibridge.QuantizationConfig(mode='int4-weights'), OUT, backend='openvino'); "
              "then load OUT with its OVModelFor… class. At load: from_pretrained(..., load_in_8bit=True) (docs/optimum_migration.md)")
 _INSTEAD = {
-    **dict.fromkeys(("OVMixedQuantizationConfig", "OVPipelineQuantizationConfig"), _QUANTIZE),
+    "OVMixedQuantizationConfig": _QUANTIZE,
     "OVCalibrationDataset": "give OVQuantizer.quantize(calibration_dataset=...) a datasets.Dataset of the model's inputs "
                             "(quantizer.get_calibration_dataset(NAME, preprocess_function=...)) or a list of input dicts",
     "pipeline": "pass the model to transformers' own pipeline: transformers.pipeline(task, model=OVModelFor….from_pretrained(DIR), "
@@ -242,10 +243,23 @@ class _OVPipeline:
 
     @classmethod
     def from_pretrained(cls, model_id: str | os.PathLike[str], *, device: str = "CPU",
-                        ov_config: dict[str, Any] | None = None, compile: bool = True, **kwargs: Any) -> Any:
-        # compile=False is accepted for compatibility: pipeline graphs are compiled on load (and again by reshape()).
+                        ov_config: dict[str, Any] | None = None, compile: bool = True, load_in_8bit: bool = False,
+                        quantization_config: OVPipelineQuantizationConfig | OVWeightQuantizationConfig | Mapping[str, Any] | None = None,
+                        **kwargs: Any) -> Any:
+        """``load_in_8bit=True`` compresses every graph's weights to int8 at load; ``quantization_config``
+        (an :class:`OVWeightQuantizationConfig` for every graph, or an :class:`OVPipelineQuantizationConfig`
+        per graph) as optimum-intel takes it. ``compile=False`` is accepted: pipeline graphs are compiled
+        on load (and again by ``reshape()``)."""
         if ov_config:
             kwargs["ov_config"] = ov_config
+        if load_in_8bit and quantization_config is not None:
+            raise ConfigError("pass load_in_8bit=True or quantization_config, not both")
+        if load_in_8bit:
+            quantization_config = OVWeightQuantizationConfig(bits=8)
+        if quantization_config is not None:
+            if not isinstance(quantization_config, OVPipelineQuantizationConfig):
+                quantization_config = OVPipelineQuantizationConfig({}, default_config=quantization_config)
+            kwargs["graph_configs"] = quantization_config
         return super().from_pretrained(model_id, device=device, **kwargs)  # type: ignore[misc]  # the pipeline class after this one has it
 
 
@@ -272,4 +286,4 @@ def __getattr__(name: str) -> Any:
     return _NAMES.get(name)
 
 
-__all__ = ["OVModel", "OVWeightQuantizationConfig", "OVDynamicQuantizationConfig", "OVQuantizationConfig", "OVConfig", "OVQuantizer", *_SENTENCE_NAMES, *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]
+__all__ = ["OVModel", "OVWeightQuantizationConfig", "OVDynamicQuantizationConfig", "OVPipelineQuantizationConfig", "OVQuantizationConfig", "OVConfig", "OVQuantizer", *_SENTENCE_NAMES, *_NAMES.names(), *_DIFFUSION_NAMES, *_AUTO_PIPELINES]

@@ -28,7 +28,7 @@ import os
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .artifact import Artifact
 from .configs import CalibrationConfig, QuantizationConfig
@@ -194,6 +194,44 @@ class OVDynamicQuantizationConfig(OVWeightQuantizationConfig):
         if generative:
             hints["KV_CACHE_PRECISION"] = "u8"
         return hints
+
+
+class OVPipelineQuantizationConfig:
+    """optimum-intel's per-component config for a diffusion pipeline, as its users write it::
+
+        OVStableDiffusionXLPipeline.from_pretrained(path, quantization_config=OVPipelineQuantizationConfig(
+            quantization_configs={"unet": OVWeightQuantizationConfig(bits=8)}))
+
+    Keys are the pipeline's graph names (``unet`` or ``transformer``, ``text_encoder``..., ``vae_decoder``);
+    ``default_config`` covers the graphs not named. Each config compresses weights at load, as
+    :class:`OVWeightQuantizationConfig` does for a model. What needs calibration data (``dataset``,
+    ``num_samples``, an :class:`OVQuantizationConfig`) is refused with the command that does it."""
+
+    def __init__(self, quantization_configs: Mapping[str, Any], default_config: Any = None, **kwargs: Any) -> None:
+        data_driven = sorted(k for k, v in kwargs.items() if v is not None)
+        if data_driven:
+            raise ConfigError(f"OVPipelineQuantizationConfig got {', '.join(data_driven)}: a pipeline quantized from calibration "
+                              "prompts is made with `optibridge quantize PIPELINE_ARTIFACT OUT --backend openvino --mode static`")
+        self.quantization_configs = {str(k): self._weights_only(k, v) for k, v in dict(quantization_configs).items()}
+        self.default_config = None if default_config is None else self._weights_only("default_config", default_config)
+
+    @staticmethod
+    def _weights_only(name: str, config: Any) -> OVWeightQuantizationConfig:
+        found = config_from_dict(config) if isinstance(config, Mapping) else config
+        if not isinstance(found, OVWeightQuantizationConfig):
+            raise ConfigError(f"OVPipelineQuantizationConfig[{name!r}] is a {type(found).__name__}: int8 activations need calibration "
+                              "prompts; use `optibridge quantize PIPELINE_ARTIFACT OUT --backend openvino --mode static`, or "
+                              "OVWeightQuantizationConfig for weights only")
+        return found
+
+    def for_graphs(self, graphs: Sequence[str]) -> dict[str, QuantizationConfig]:
+        """The optibridge weight compression of each graph this config covers."""
+        unknown = sorted(set(self.quantization_configs) - set(graphs))
+        if unknown:
+            raise ConfigError(f"OVPipelineQuantizationConfig names {', '.join(unknown)}, which this pipeline does not have; "
+                              f"its graphs are {', '.join(graphs)}")
+        chosen = {g: self.quantization_configs.get(g, self.default_config) for g in graphs}
+        return {g: config.to_quantization_config() for g, config in chosen.items() if config is not None}
 
 
 def config_from_dict(data: Mapping[str, Any]) -> OVWeightQuantizationConfig | OVQuantizationConfig:

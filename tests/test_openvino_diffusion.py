@@ -58,3 +58,51 @@ def test_openvino_static_int8_below_the_image_gate_is_refused_and_writes_nothing
         quantize(sd_artifact.path, QuantizationConfig(mode="static", calibration=CalibrationConfig(num_samples=2)), out,
                  backend="openvino")
     assert not out.exists()
+
+
+def test_weights_compressed_at_load_per_graph_as_optimum_intel_takes_them(sd_artifact, tmp_path):
+    """optimum-intel's quantization_config on a pipeline: OVPipelineQuantizationConfig per graph (the others
+    stay float), an OVWeightQuantizationConfig or load_in_8bit=True for every graph; reshape() keeps the
+    compression; the images stay close to the float pipeline's; what it cannot do is refused by name."""
+    import numpy as np
+    import torch
+
+    from optibridge.errors import ArtifactError, ConfigError
+    from optibridge.openvino import (
+        OVPipelineQuantizationConfig,
+        OVQuantizationConfig,
+        OVStableDiffusionPipeline,
+        OVWeightQuantizationConfig,
+    )
+
+    def images(pipe):
+        return pipe("a cat on the mat", num_inference_steps=3, height=32, width=32, generator=torch.Generator().manual_seed(0),
+                    output_type="np").images
+
+    def weights(pipe):
+        return {name: getattr(component.sessions[name], "weights", None)
+                for component in (pipe.text_encoder, pipe.unet, pipe.vae) for name in component.sessions}
+
+    float_images = images(OVStableDiffusionPipeline.from_pretrained(sd_artifact.path))
+    per_graph = OVStableDiffusionPipeline.from_pretrained(
+        sd_artifact.path, quantization_config=OVPipelineQuantizationConfig({"unet": OVWeightQuantizationConfig(bits=8)}))
+    assert weights(per_graph) == {"text_encoder": None, "unet": "int8", "vae_decoder": None, "vae_encoder": None}
+    got = images(per_graph)
+    assert 0 < np.abs(got - float_images).mean() < 0.02  # changed by int8 weights, still the same picture
+    per_graph.reshape(batch_size=1, height=32, width=32)
+    assert weights(per_graph)["unet"] == "int8" and np.abs(images(per_graph) - got).mean() < 1e-5
+    assert set(weights(OVStableDiffusionPipeline.from_pretrained(sd_artifact.path, load_in_8bit=True)).values()) == {"int8"}
+    # a weight config for the whole pipeline is the default of every graph (what load_in_8bit=True passes)
+    every = OVPipelineQuantizationConfig({}, default_config=OVWeightQuantizationConfig(bits=4, sym=True, group_size=16))
+    assert {g: (c.mode, c.block_size) for g, c in every.for_graphs(["unet", "vae_decoder"]).items()} == {
+        "unet": ("int4-weights", 16), "vae_decoder": ("int4-weights", 16)}
+    with pytest.raises(ArtifactError, match="compressed at load.*optibridge quantize"):
+        per_graph.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
+    with pytest.raises(ConfigError, match="names transformer, which this pipeline does not have; its graphs are text_encoder, unet"):
+        OVStableDiffusionPipeline.from_pretrained(sd_artifact.path, quantization_config=OVPipelineQuantizationConfig(
+            {"transformer": {"bits": 8}}))
+    with pytest.raises(ConfigError, match="int8 activations need calibration prompts"):
+        OVPipelineQuantizationConfig({"unet": OVQuantizationConfig()})
+    with pytest.raises(ConfigError, match="got dataset, num_samples"):
+        OVPipelineQuantizationConfig({"unet": {"bits": 8}}, dataset="conceptual_captions", num_samples=8)

@@ -96,13 +96,16 @@ class OBDiffusionPipelineMixin:
     @classmethod
     def from_pretrained(  # type: ignore[override]
         cls, model_id: str | os.PathLike[str], *, export: bool | None = None, backend: str | None = None,
-        device: str = "cpu", task: str | None = None, atol: float = 1e-4, **options: Any,
+        device: str = "cpu", task: str | None = None, atol: float = 1e-4, graph_configs: Any = None, **options: Any,
     ) -> Any:
         """Load a pipeline artifact (``optibridge export --model SD_FOLDER OUT``), or export a diffusers
         pipeline folder first (``export=True``, or automatically when the folder is not an artifact).
 
         Keyword arguments beyond these are the backend's session options (``intra_op_num_threads``,
-        ``performance_hint``, ``ov_config`` ...). Schedulers swap as in diffusers: assign ``pipe.scheduler``.
+        ``performance_hint``, ``ov_config`` ...). ``graph_configs`` (an object with ``for_graphs(names)``
+        giving each graph's weight compression, e.g. optimum-intel's ``OVPipelineQuantizationConfig``)
+        compresses weights at load on a backend that takes the ``weight_quantization`` load option.
+        Schedulers swap as in diffusers: assign ``pipe.scheduler``.
         """
         backend_name = backend or cls.default_backend
         backend_impl = get_registry().require_available(backend_name, device)  # before any export work
@@ -123,9 +126,17 @@ class OBDiffusionPipelineMixin:
         if str(device).lower() == "cpu":
             warn_if_int8_may_saturate(artifact.metadata.steps)
         load_options = dict(options)
-        sessions = {name: backend_impl.load(artifact, graph=name, device=device, **load_options) for name in artifact.metadata.graphs}
+        per_graph = {name: {"weight_quantization": config}
+                     for name, config in (graph_configs.for_graphs(list(artifact.metadata.graphs)) if graph_configs else {}).items()}
+        takes = backend_impl.option_names()  # None: the backend's load checks its options itself
+        if per_graph and takes is not None and "weight_quantization" not in takes:
+            raise BackendError(f"backend {backend_impl.name!r} cannot compress weights at load; use the openvino backend, or write a "
+                               "compressed artifact with `optibridge quantize ARTIFACT OUT --mode int8-weights`")
+        sessions = {name: backend_impl.load(artifact, graph=name, device=device, **load_options, **per_graph.get(name, {}))
+                    for name in artifact.metadata.graphs}
         pipe = cls._assemble(artifact, sessions)
-        pipe._ob_state = {"backend": backend_impl, "device": device, "options": load_options, "keep_alive": keep_alive}
+        pipe._ob_state = {"backend": backend_impl, "device": device, "options": load_options, "per_graph": per_graph,
+                          "keep_alive": keep_alive}
         pipe.static_shapes = None
         return pipe
 
@@ -173,6 +184,10 @@ class OBDiffusionPipelineMixin:
     def save_pretrained(self, save_directory: str | os.PathLike[str], **_: Any) -> None:
         """Write the artifact to ``save_directory``, with the scheduler the pipeline has now (a swapped
         one is saved and reloaded)."""
+        if self._ob_state.get("per_graph"):
+            raise ArtifactError("this pipeline's weights were compressed at load (quantization_config / load_in_8bit), which "
+                                "save_pretrained does not write; write a compressed pipeline artifact with `optibridge quantize "
+                                f"{self.artifact.path} OUT --backend openvino --mode int8-weights` (or int4-weights)")
         source = self.artifact.path
         with staged_directory(save_directory) as staging:
             for item in source.iterdir():
@@ -255,7 +270,8 @@ class OBDiffusionPipelineMixin:
         state = self._ob_state
         for graph, graph_shapes in shapes.items():
             try:
-                session = state["backend"].load(self.artifact, graph=graph, device=state["device"], static_shapes=graph_shapes, **state["options"])
+                session = state["backend"].load(self.artifact, graph=graph, device=state["device"], static_shapes=graph_shapes,
+                                                **state["options"], **state["per_graph"].get(graph, {}))
             except BackendError as exc:
                 if "static_shapes" not in str(exc):
                     raise
