@@ -221,11 +221,11 @@ def test_unsupported_family_and_missing_component_write_nothing(sd_folder: Path,
     from optibridge import export
 
     index = json.loads((sd_folder / "model_index.json").read_text())
-    flux = tmp_path / "flux"
-    flux.mkdir()
-    (flux / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
-    with pytest.raises(UnsupportedModelError, match="FluxPipeline.*StableDiffusionPipeline"):
-        export(flux, tmp_path / "out-flux")
+    sana = tmp_path / "sana"
+    sana.mkdir()
+    (sana / "model_index.json").write_text(json.dumps({**index, "_class_name": "SanaPipeline"}))
+    with pytest.raises(UnsupportedModelError, match="SanaPipeline.*StableDiffusionPipeline"):
+        export(sana, tmp_path / "out-sana")
 
     partial = tmp_path / "no-vae"
     shutil.copytree(sd_folder, partial, ignore=shutil.ignore_patterns("vae"))
@@ -236,7 +236,7 @@ def test_unsupported_family_and_missing_component_write_nothing(sd_folder: Path,
     (no_entry / "model_index.json").write_text(json.dumps({k: v for k, v in index.items() if k != "unet"}))
     with pytest.raises(ModelNotFoundError, match="no 'unet' component"):
         export(no_entry, tmp_path / "out-no-entry")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["flux", "no-unet-entry", "no-vae"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-unet-entry", "no-vae", "sana"]  # nothing written
 
 
 def test_pipeline_class_needs_its_graphs(sd_artifact: Artifact) -> None:

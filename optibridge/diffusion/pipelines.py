@@ -130,8 +130,9 @@ class OBDiffusionPipelineMixin:
                      for name, config in (graph_configs.for_graphs(list(artifact.metadata.graphs)) if graph_configs else {}).items()}
         takes = backend_impl.option_names()  # None: the backend's load checks its options itself
         if per_graph and takes is not None and "weight_quantization" not in takes:
-            raise BackendError(f"backend {backend_impl.name!r} cannot compress weights at load; use the openvino backend, or write a "
-                               "compressed artifact with `optibridge quantize ARTIFACT OUT --mode int8-weights`")
+            raise BackendError(f"backend {backend_impl.name!r} cannot compress weights at load (it takes no weight_quantization "
+                               "option): load on a backend that does (`optibridge backends`), or write a compressed artifact with "
+                               "`optibridge quantize ARTIFACT OUT --mode int8-weights`")
         sessions = {name: backend_impl.load(artifact, graph=name, device=device, **load_options, **per_graph.get(name, {}))
                     for name in artifact.metadata.graphs}
         pipe = cls._assemble(artifact, sessions)
@@ -187,7 +188,7 @@ class OBDiffusionPipelineMixin:
         if self._ob_state.get("per_graph"):
             raise ArtifactError("this pipeline's weights were compressed at load (quantization_config / load_in_8bit), which "
                                 "save_pretrained does not write; write a compressed pipeline artifact with `optibridge quantize "
-                                f"{self.artifact.path} OUT --backend openvino --mode int8-weights` (or int4-weights)")
+                                f"{self.artifact.path} OUT --backend {self.backend} --mode int8-weights` (or int4-weights)")
         source = self.artifact.path
         with staged_directory(save_directory) as staging:
             for item in source.iterdir():
