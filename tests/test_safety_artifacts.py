@@ -396,3 +396,15 @@ def test_a_diffusion_record_with_bad_numbers_or_family_is_refused_by_name(sd_cop
     for loader in (OBStableDiffusionImg2ImgPipeline, OBPipelineForImage2Image):
         with pytest.raises(ArtifactError, match=rf"extra\.diffusion\.{field} is {re.escape(repr(value))}"):
             loader.from_pretrained(sd_copy)
+
+
+def test_sizes_each_in_bounds_whose_product_is_huge_are_refused_before_allocation(sd_copy):
+    """Every size within its bound (65,536) can still multiply into gigabytes: the sample's shape is checked too."""
+    from optibridge.diffusion.samples import diffusion_batch
+
+    config = json.loads((sd_copy / "unet" / "config.json").read_text())
+    config.update(in_channels=60000)
+    (sd_copy / "unet" / "config.json").write_text(json.dumps(config))
+    _edit_manifest(sd_copy, lambda d: d["extra"]["diffusion"].update(latent_multiple=64))  # latents 256×192
+    with pytest.raises(ArtifactError, match=r"unet sample of shape \(3, 60000, 256, 192\), over 134217728 values"):
+        diffusion_batch(Artifact.load(sd_copy), "unet")

@@ -23,11 +23,14 @@ DIFFUSERS_DIVISOR = 8
 """diffusers' Stable Diffusion pipelines require height and width divisible by 8 themselves."""
 GRAPH_NAMES = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer", "vae_decoder", "vae_encoder")
 MAX_FACTOR = 64
-"""Largest VAE scale factor or UNet down-sampling accepted (Stable Diffusion's are 8 and 8)."""
+"""Largest VAE scale factor or latent multiple accepted (Stable Diffusion's are 8 and 8)."""
 MAX_WIDTH = 1 << 16
 """Largest channel count, embedding width or sequence length read from a component config."""
 MAX_LATENT_SIDE = 1024
-"""Largest latent ``sample_size`` read from a UNet config (SDXL's is 128)."""
+"""Largest latent ``sample_size`` read from a denoiser config (SDXL's is 128)."""
+MAX_SAMPLE_VALUES = 1 << 27
+"""Largest sample tensor optibridge draws for a pipeline graph (512 MiB of float32): each size is bounded,
+and so is their product."""
 _FIX = "re-export the pipeline with `optibridge export --model SD_FOLDER OUT`"
 
 
@@ -47,7 +50,7 @@ class DiffusionRecord:
     """Graph name → the component folder (inside the artifact) whose config.json describes it."""
     vae_scale_factor: int
     latent_multiple: int
-    """The UNet's total down-sampling: latent sides must be multiples of it."""
+    """Latent sides must be multiples of it: the UNet's down-sampling, SD3's patch size, Flux's 2×2 packing."""
 
     @property
     def size_multiple(self) -> int:
