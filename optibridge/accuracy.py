@@ -211,10 +211,6 @@ class AccuracyBudget:
         """Whether the budget holds a PSNR term, the one that applies to a pipeline's images."""
         return self.min_psnr_db is not None
 
-    @property
-    def judges_tensors(self) -> bool:
-        return any(v is not None for v in (self.min_cosine, self.min_top1, self.max_abs_diff))
-
     def image_violations(self, psnr_db: float | None) -> list[str]:
         """What a pipeline's images miss (PSNR against the reference's, inf when identical); empty when within budget."""
         if self.min_psnr_db is None:

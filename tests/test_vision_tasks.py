@@ -120,6 +120,10 @@ def test_object_detection_matches_pytorch_and_its_pipeline(tmp_path):
             assert [o["label"] for o in got_objects] == [o["label"] for o in want_objects]
             assert [o["box"] for o in got_objects] == [o["box"] for o in want_objects]
             np.testing.assert_allclose([o["score"] for o in got_objects], [o["score"] for o in want_objects], atol=1e-4)
+    # one image per call and nothing above the threshold: every row still gets its (empty) list
+    run_file(artifact.path, rows, tmp_path / "none.parquet", batch_size=1, threshold=1.0)
+    out = pq.read_table(tmp_path / "none.parquet").to_pydict()
+    assert out["objects"] == [[], [], []] and out["error"] == [None] * 3
 
 
 def test_image_to_image_upscales_as_pytorch_at_any_multiple_of_its_window(tmp_path):

@@ -51,6 +51,14 @@ def _top_labels(logits: Any, id2label: dict[Any, str]) -> list[dict[str, Any]]:
     return [{"label": labels.get(int(i), f"LABEL_{int(i)}"), "score": float(row[i])} for row, i in zip(scores, best)]
 
 
+def _per_image(found: Any, count: int) -> list[list[dict[str, Any]]]:
+    """A pipeline's results as one list per image: given one image it may answer with that image's
+    flat list (empty when nothing was found)."""
+    if count == 1 and (not found or isinstance(found[0], dict)):
+        return [list(found)]
+    return [list(items) for items in found]
+
+
 class _Images:
     """Rows that name images: each through the artifact's image processor."""
 
@@ -98,16 +106,14 @@ class _Images:
     def detect(self, paths: list[str]) -> list[dict[str, Any]]:
         """Every object scored at least the run's threshold: label, score, box in the image's pixels."""
         images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
-        found = self._pipeline("object-detection")(images, threshold=self.options.threshold)
-        found = [found] if images and found and isinstance(found[0], dict) else found  # one image: one flat list
+        found = _per_image(self._pipeline("object-detection")(images, threshold=self.options.threshold), len(images))
         return [{"objects": [{"label": str(o["label"]), "score": float(o["score"]), "box": {k: int(v) for k, v in o["box"].items()}}
                              for o in objects]} for objects in found]
 
     def segment(self, paths: list[str]) -> list[dict[str, Any]]:
         """The classes present in each image's label map, with the fraction of its pixels each covers."""
         images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
-        found = self._pipeline("image-segmentation")(images, subtask="semantic")
-        found = [found] if images and found and isinstance(found[0], dict) else found
+        found = _per_image(self._pipeline("image-segmentation")(images, subtask="semantic"), len(images))
         return [{"segments": [{"label": str(s["label"]), "fraction": float(np.asarray(s["mask"]).astype(bool).mean())} for s in segments]}
                 for segments in found]
 
