@@ -67,9 +67,12 @@ class _Images:
         self.processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
         self._pipelines: dict[str, Any] = {}
 
+    def images(self, paths: list[str]) -> list[Any]:
+        """The images the rows name, opened (a missing or unreadable file fails its row)."""
+        return [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
+
     def inputs(self, paths: list[str]) -> dict[str, np.ndarray]:
-        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
-        return dict(self.processor(images=images, return_tensors="np"))
+        return dict(self.processor(images=self.images(paths), return_tensors="np"))
 
     def classify(self, paths: list[str]) -> list[dict[str, Any]]:
         return _top_labels(self.model(pixel_values=self.inputs(paths)["pixel_values"]).logits, self.model.config.id2label)
@@ -84,13 +87,8 @@ class _Images:
 
     def classify_zero_shot(self, paths: list[str]) -> list[dict[str, Any]]:
         """The best of the run's candidate labels, as transformers' zero-shot-image-classification pipeline scores them."""
-        if not hasattr(self, "_zero_shot"):
-            from transformers import pipeline
-
-            self._zero_shot: Any = pipeline("zero-shot-image-classification", model=self.model, tokenizer=self.tokenizer,
-                                            image_processor=self.processor)  # an OBModel stands in for the PyTorch one
-        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
-        found = self._zero_shot(images, candidate_labels=list(self.options.labels), hypothesis_template=self.options.template)
+        found = self._pipeline("zero-shot-image-classification")(self.images(paths), candidate_labels=list(self.options.labels),
+                                                                 hypothesis_template=self.options.template)
         return [{"label": str(ranked[0]["label"]), "score": float(ranked[0]["score"])} for ranked in found]
 
 
@@ -99,21 +97,19 @@ class _Images:
         if name not in self._pipelines:
             import transformers
 
-            make: Any = transformers.pipeline  # typed per task name literal; the name here is one of two
+            make: Any = transformers.pipeline  # typed per task name literal; the name here is one of ours
             self._pipelines[name] = make(name, model=self.model, tokenizer=self.tokenizer, image_processor=self.processor)
         return self._pipelines[name]
 
     def detect(self, paths: list[str]) -> list[dict[str, Any]]:
         """Every object scored at least the run's threshold: label, score, box in the image's pixels."""
-        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
-        found = _per_image(self._pipeline("object-detection")(images, threshold=self.options.threshold), len(images))
+        found = _per_image(self._pipeline("object-detection")(self.images(paths), threshold=self.options.threshold), len(paths))
         return [{"objects": [{"label": str(o["label"]), "score": float(o["score"]), "box": {k: int(v) for k, v in o["box"].items()}}
                              for o in objects]} for objects in found]
 
     def segment(self, paths: list[str]) -> list[dict[str, Any]]:
         """The classes present in each image's label map, with the fraction of its pixels each covers."""
-        images = [open_image(text, resolve(text, self.base_dir), _row_error) for text in paths]
-        found = _per_image(self._pipeline("image-segmentation")(images, subtask="semantic"), len(images))
+        found = _per_image(self._pipeline("image-segmentation")(self.images(paths), subtask="semantic"), len(paths))
         return [{"segments": [{"label": str(s["label"]), "fraction": float(np.asarray(s["mask"]).astype(bool).mean())} for s in segments]}
                 for segments in found]
 

@@ -72,25 +72,10 @@ class UNetStep(torch.nn.Module):
         return noise
 
 
-class SD3Step(torch.nn.Module):
-    """One denoising step of SD3's MMDiT: latents, timesteps, the joint text states and the pooled
-    CLIP projections, passed by position in this order."""
-
-    def __init__(self, transformer: torch.nn.Module) -> None:
-        super().__init__()
-        self.transformer = transformer
-        self.eval()
-
-    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                pooled_projections: torch.Tensor) -> torch.Tensor:
-        noise: torch.Tensor = self.transformer(hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=encoder_hidden_states,
-                                               pooled_projections=pooled_projections, return_dict=False)[0]
-        return noise
-
-
-class FluxStep(torch.nn.Module):
-    """One denoising step of the Flux transformer; inputs by position, ``input_names`` says which is which
-    (``guidance`` only where the model embeds it)."""
+class TransformerStep(torch.nn.Module):
+    """One denoising step of a pipeline transformer (SD3's MMDiT, Flux's), called with its inputs by name;
+    the exporters pass them by position and ``input_names`` says which is which (Flux's ``guidance`` only
+    where the model embeds it)."""
 
     def __init__(self, transformer: torch.nn.Module, input_names: list[str]) -> None:
         super().__init__()
@@ -236,7 +221,7 @@ def _flux_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> 
             "out_hidden_states": {0: "batch", 1: "image_sequence"}}
     trace = inputs(2, 2 * m, 3 * m, sequence_length)
     axes = {k: v for k, v in axes.items() if k in trace or k == "out_hidden_states"}
-    return _GraphPlan("transformer", FluxStep(transformer, list(trace)), trace, inputs(3, 3 * m, 3 * m, sequence_length - 3),
+    return _GraphPlan("transformer", TransformerStep(transformer, list(trace)), trace, inputs(3, 3 * m, 3 * m, sequence_length - 3),
                       ("out_hidden_states",), axes)
 
 
@@ -253,8 +238,9 @@ def _sd3_plan(transformer: Any, sequence_length: int, gen: torch.Generator) -> _
     latent = {0: "batch", 2: "latent_height", 3: "latent_width"}
     axes = {"hidden_states": latent, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"},
             "pooled_projections": {0: "batch"}, "out_hidden_states": latent}
-    return _GraphPlan("transformer", SD3Step(transformer), inputs(2, 2 * m, 3 * m, 2 * sequence_length),
-                      inputs(3, 3 * m, 2 * m, 2 * sequence_length - 3), ("out_hidden_states",), axes)
+    trace = inputs(2, 2 * m, 3 * m, 2 * sequence_length)
+    return _GraphPlan("transformer", TransformerStep(transformer, list(trace)), trace, inputs(3, 3 * m, 2 * m, 2 * sequence_length - 3),
+                      ("out_hidden_states",), axes)
 
 
 def _unet_plan(unet: Any, sequence_length: int, gen: torch.Generator) -> _GraphPlan:
