@@ -37,6 +37,7 @@ _LAZY = {
     "OBModelForSpeechSeq2Seq": "optibridge.modeling",
     "OBModelForVision2Seq": "optibridge.modeling",
     "OBModelForPix2Struct": "optibridge.modeling",
+    "OBModelForVisualCausalLM": "optibridge.modeling",
     "OBStableDiffusionPipeline": "optibridge.diffusion",
     "OBStableDiffusionImg2ImgPipeline": "optibridge.diffusion",
     "OBStableDiffusionInpaintPipeline": "optibridge.diffusion",

@@ -85,3 +85,11 @@ def test_image_captioning_example_matches_each_models_own_generate():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "same as BLIP's generate(): True" in done.stdout and "same as its generate(): True" in done.stdout
     assert "optibridge run: 2 captions written" in done.stdout
+
+
+def test_image_text_to_text_example_matches_llava_generate():
+    done = run_example("image_text_to_text.py")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exported image-text-to-text graphs: model, vision_embeddings" in done.stdout
+    assert "same tokens as LlavaForConditionalGeneration.generate(): True" in done.stdout
+    assert "pipeline: <image> what is in the picture? " in done.stdout

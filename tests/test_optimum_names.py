@@ -36,8 +36,8 @@ def test_every_task_class_has_its_peer_name_and_only_those(module, prefix):
 def test_a_name_whose_task_is_not_implemented_is_not_importable():
     with pytest.raises(ImportError, match="has no ORTModelForTextToSpeechSeq2Seq: optibridge does not implement the task .* ORTModelForCausalLM"):
         from optibridge.onnxruntime import ORTModelForTextToSpeechSeq2Seq  # noqa: F401
-    with pytest.raises(AttributeError, match="has no OVModelForVisualCausalLM: .*OVModelForSpeechSeq2Seq"):
-        ov_names.OVModelForVisualCausalLM  # noqa: B018
+    with pytest.raises(AttributeError, match="has no OVModelForTextToSpeechSeq2Seq: .*OVModelForSpeechSeq2Seq"):
+        ov_names.OVModelForTextToSpeechSeq2Seq  # noqa: B018
     assert not hasattr(ort_names, "ORTModelForDepthEstimation")
     with pytest.raises(AttributeError, match="has no attribute 'something_else'"):
         ort_names.something_else  # noqa: B018

@@ -60,4 +60,4 @@ def test_image_inputs_are_refused_with_the_reason(llava):
 def test_image_to_text_on_a_decoder_lm_points_to_the_text_only_path(llava, capsys):
     code = main(["export", "--model", str(llava[0]), "--task", "image-to-text", "unused"])
     err = capsys.readouterr().err
-    assert code != 0 and "llava is a decoder LM that takes images" in err and "--task text-generation" in err
+    assert code != 0 and "llava is a decoder LM that takes images: export it with --task image-text-to-text" in err and "--task text-generation" in err

@@ -54,13 +54,18 @@ def build_tiny_blip(dest: Path) -> Path:
 
 
 def build_tiny_llava(dest: Path) -> Path:
-    """``LlavaForConditionalGeneration`` (CLIP vision tower + projector + llama) and the tiny tokenizer."""
-    text = transformers.LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+    """``LlavaForConditionalGeneration`` (CLIP vision tower + projector + llama) and its ``LlavaProcessor``: the tiny
+    tokenizer with an ``<image>`` token (the last id of the vocabulary; left padding) and a 32 px CLIP image processor."""
+    tokenizer = make_tokenizer(model_input_names=("input_ids", "attention_mask"))  # as llama's: no token types
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = "left"  # saved: a decoder pads on the left
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    text = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                                     bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
     vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                                            image_size=IMAGE, patch_size=8, projection_dim=32)
-    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_id=VOCAB_SIZE - 1,
+    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_id=image_token_id,
                                       vision_feature_layer=-1)
     config.architectures = ["LlavaForConditionalGeneration"]
     torch.manual_seed(0)
@@ -69,7 +74,9 @@ def build_tiny_llava(dest: Path) -> Path:
     model.generation_config.pad_token_id = PAD
     model.save_pretrained(dest)
     model.generation_config.save_pretrained(dest)
-    make_tokenizer().save_pretrained(dest)
+    images = transformers.CLIPImageProcessor(size={"shortest_edge": IMAGE}, crop_size={"height": IMAGE, "width": IMAGE})
+    transformers.LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+                                num_additional_image_tokens=1, image_token="<image>").save_pretrained(dest)
     return Path(dest)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from ..console import console
+from ..image_placeholders import EXTRA_KEY, VISION_GRAPH
 
 
 def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
@@ -52,6 +53,10 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
     text_only = meta.extra.get("text_only")
     if isinstance(text_only, dict):
         console.print(f"text only: the language model of a {text_only.get('source_model_type')} model; image inputs are not supported", markup=False)
+    images = meta.extra.get(EXTRA_KEY)
+    if isinstance(images, dict):  # shown as recorded (the loader checks it)
+        console.print(f"images: {images.get('per_image')} placeholder tokens (id {images.get('token_id')}) per "
+                      f"{images.get('image_size')}x{images.get('image_size')} image, filled by the {VISION_GRAPH} graph", markup=False)
     console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
     for step in meta.steps:
         settings = step.get("settings")

@@ -72,6 +72,8 @@ def export_model(
     source = load_source_model(str(model), task, allow_new_weights=allow_new_weights, **hub_kwargs)
     check_opset(opset, resolve_exporter(exporter, source.task.kind))  # export_source picks the exporter(s) to try
     modality = "multimodal" if source.task.modality == "multimodal" else source.architecture.modality
+    if source.task.name == "image-text-to-text":
+        modality = "processor"
     preprocessor = load_preprocessors(str(model), modality, source.task.kind != "encoder", **hub_kwargs)
     return export_source(
         source, output_dir, model_ref=str(model), preprocessor=preprocessor, opset=opset, atol=atol, exporter=exporter,
@@ -199,6 +201,10 @@ def _export_graphs(
         from .encoder import export_encoder
 
         return export_encoder(source, staging, exporter=exporter, opset=opset, external_data=external_data)
+    if kind == "decoder" and source.task.name == "image-text-to-text":
+        from .visual_lm import export_visual_lm
+
+        return export_visual_lm(source, staging, opset=opset, external_data=external_data, use_cache=use_cache, exporter=exporter)
     if kind == "decoder":
         from .decoder import export_decoder
 

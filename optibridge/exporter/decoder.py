@@ -7,9 +7,9 @@ outputs ``logits`` and ``present.{i}.key|value`` (past + new). A past of length 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -58,6 +58,8 @@ def position_ids_from_mask(attention_mask: torch.Tensor, new_tokens: int) -> tor
 class CausalLMStep(torch.nn.Module):
     """One decoding step with flat tensors in and out, as the ONNX graph has them."""
 
+    zero_copy_cache = False
+
     def __init__(self, model: torch.nn.Module, use_cache: bool) -> None:
         super().__init__()
         self.model = model
@@ -67,12 +69,21 @@ class CausalLMStep(torch.nn.Module):
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return self.step({"input_ids": input_ids}, input_ids, attention_mask, position_ids, past)
+
+    def model_mask(self, attention_mask: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """The mask as the model is handed it (the traced step builds the 4-D one itself)."""
+        return attention_mask
+
+    def step(self, tokens: dict[str, torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             position_ids: torch.Tensor, past: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The model on ``tokens`` (``input_ids``, or ``inputs_embeds`` made from them): logits and presents."""
+        kwargs: dict[str, Any] = {**tokens, "attention_mask": self.model_mask(attention_mask, input_ids)}
         if self.takes_positions:
             kwargs["position_ids"] = position_ids
         if not self.use_cache:
             return (self.model(**kwargs, use_cache=False, return_dict=True).logits,)
-        cache = cache_from_pairs(list(zip(past[0::2], past[1::2])))
+        cache = cache_from_pairs(list(zip(past[0::2], past[1::2])), zero_copy=self.zero_copy_cache)
         out = self.model(**kwargs, **{cache_name(): cache}, use_cache=True, return_dict=True)
         presents = [t for pair in cache_pairs(output_cache(out)) for t in pair]
         return (out.logits, *presents)
@@ -94,17 +105,10 @@ class TracedCausalLMStep(CausalLMStep):
     """:class:`CausalLMStep` for the TorchScript tracer: same inputs, outputs and function, with the mask
     and cache built so that the trace holds at every batch size and past length."""
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        dtype = next(self.model.parameters()).dtype
-        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": additive_causal_mask(attention_mask, input_ids, dtype)}
-        if self.takes_positions:
-            kwargs["position_ids"] = position_ids
-        if not self.use_cache:
-            return (self.model(**kwargs, use_cache=False, return_dict=True).logits,)
-        cache = cache_from_pairs(list(zip(past[0::2], past[1::2])), zero_copy=True)
-        out = self.model(**kwargs, **{cache_name(): cache}, use_cache=True, return_dict=True)
-        presents = [t for pair in cache_pairs(output_cache(out)) for t in pair]
-        return (out.logits, *presents)
+    zero_copy_cache = True
+
+    def model_mask(self, attention_mask: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        return additive_causal_mask(attention_mask, input_ids, next(self.model.parameters()).dtype)
 
 
 def kv_layout(model: torch.nn.Module) -> KVLayout:
@@ -116,46 +120,68 @@ def kv_layout(model: torch.nn.Module) -> KVLayout:
     return KVLayout(num_layers=len(pairs), num_heads=int(key.shape[1]), head_dim=int(key.shape[3]))
 
 
+@dataclass(frozen=True)
+class ExtraInputs:
+    """Inputs a decoder graph takes after ``position_ids`` (a visual LM's image rows, :mod:`.visual_lm`):
+    the step module that takes them, how the trace's tokens and tensors are made, their names and axes."""
+
+    step: CausalLMStep
+    prepare: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]
+    """(trace token ids, their mask) → the ids to trace with and the extra tensors."""
+    names: list[str]
+    axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    new_tokens: int = 0
+    """Trace tokens to add to the usual 5 (room for what ``prepare`` puts in)."""
+
+
 def export_decoder(
-    source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True, exporter: str = "dynamo"
+    source: SourceModel, staging: Path, *, opset: int | None, external_data: bool, use_cache: bool = True, exporter: str = "dynamo",
+    extra_inputs: Callable[[torch.nn.Module, bool, bool], ExtraInputs] | None = None,
 ) -> ExportedGraphs:
-    """``exporter="torchscript"``: the fast path's traced step (fast_path.py), else torch.export's."""
+    """``exporter="torchscript"``: the fast path's traced step (fast_path.py), else torch.export's.
+    ``extra_inputs(model, use_cache, traced)``: the graph takes more inputs (see :class:`ExtraInputs`)."""
     model = source.model
     layout = kv_layout(model) if use_cache else None
-    if exporter == "torchscript":
-        step: CausalLMStep = TracedCausalLMStep(model, use_cache)
+    traced = exporter == "torchscript"
+    more = extra_inputs(model, use_cache, traced) if extra_inputs else None
+    if more is not None:
+        step = more.step
     else:
-        step = CausalLMStep(model, use_cache)
+        step = TracedCausalLMStep(model, use_cache) if traced else CausalLMStep(model, use_cache)
 
     # Trace: batch 2, 5 new tokens after a past of 4 (non-trivial sizes so nothing is specialised).
-    batch, new, past_len = 2, 5, 4 if use_cache else 0
+    batch, new, past_len = 2, 5 + (more.new_tokens if more else 0), 4 if use_cache else 0
     ids, prompt_mask = token_batch(source.config, batch, new, seed=0, pads=[0, 2], side="left")
     mask = torch.cat([torch.ones(batch, past_len, dtype=torch.long), prompt_mask], dim=1)
     positions = position_ids_from_mask(mask, new)
     past = [torch.from_numpy(a) for a in layout.empty(batch, past_len)] if layout else []
     for tensor in past:
         tensor.normal_()
+    extra_tensors: list[torch.Tensor] = []
+    if more is not None:
+        ids, extra_tensors = more.prepare(ids, prompt_mask)
 
-    input_names = ["input_ids", "attention_mask", "position_ids"] + (layout.past_names() if layout else [])
-    output_names = ["logits"] + (layout.present_names() if layout else [])
     token_axes = {0: BATCH_AXIS, 1: SEQUENCE_AXIS}
+    auto = torch.export.Dim.AUTO  # torch works out the relations (total = past + new) itself
+    extra_names = more.names if more else []
+    input_names = ["input_ids", "attention_mask", "position_ids", *extra_names] + (layout.past_names() if layout else [])
+    output_names = ["logits"] + (layout.present_names() if layout else [])
     input_axes = {"input_ids": token_axes, "position_ids": token_axes,
-                  "attention_mask": {0: BATCH_AXIS, 1: TOTAL_AXIS if layout else SEQUENCE_AXIS}}
+                  "attention_mask": {0: BATCH_AXIS, 1: TOTAL_AXIS if layout else SEQUENCE_AXIS}, **(more.axes if more else {})}
     output_axes = {"logits": token_axes}
     if layout:
         input_axes.update({name: {0: BATCH_AXIS, 2: PAST_AXIS} for name in layout.past_names()})
         output_axes.update({name: {0: BATCH_AXIS, 2: TOTAL_AXIS} for name in layout.present_names()})
-    auto = torch.export.Dim.AUTO  # torch works out the relations (total = past + new) itself
-    dynamic = [{0: auto, 1: auto}] * 3 + ([tuple({0: auto, 2: auto} for _ in past)] if layout else [])
+    dynamic = [{0: auto, 1: auto}] * 3 + [{0: auto}] * len(extra_tensors) + ([tuple({0: auto, 2: auto} for _ in past)] if layout else [])
     path = staging / MODEL_FILE
     export_module(
-        step, (ids, mask, positions, *past), input_names, output_names, input_axes, output_axes, path,
+        step, (ids, mask, positions, *extra_tensors, *past), input_names, output_names, input_axes, output_axes, path,
         exporter=exporter, opset=opset, external_data=external_data, dynamic_shapes=tuple(dynamic),
         edit=add_logits_to_keep,
     )
 
     with torch.no_grad():
-        output_class = qualified_name(type(model(input_ids=ids[:, :1], return_dict=True, use_cache=False)))
+        output_class = qualified_name(type(model(input_ids=ids[:, -1:], return_dict=True, use_cache=False)))  # a text token (never an image placeholder)
 
     def validate(load: SessionLoader, atol: float, backend: str) -> ValidationReport:
         return validate_decoder(model, load(MAIN_GRAPH), layout, source.config, atol, backend)

@@ -99,8 +99,8 @@ def load_source_model(name_or_path: str, task: str | None = None, *, allow_new_w
     if resolved.name == "image-to-text" and model_type != "blip" and not getattr(config, "is_encoder_decoder", False):
         raise UnsupportedModelError(
             f"task 'image-to-text' exports image captioners made of an image encoder and a text decoder "
-            f"(vision-encoder-decoder); {model_type} is a decoder LM that takes images, which optibridge exports only "
-            "as its language model: --task text-generation (text inputs only, no images)"
+            f"(vision-encoder-decoder); {model_type} is a decoder LM that takes images: export it with --task image-text-to-text "
+            "(or --task text-generation for its language model alone, text inputs only)"
         )
     if resolved.name == "text-generation" and is_multimodal_lm(config):
         lm, text_only = load_language_model(name_or_path, config, **no_remote_code(hub_kwargs))
@@ -162,6 +162,11 @@ def load_preprocessor(name_or_path: str, modality: str, **hub_kwargs: Any) -> An
     """
     import transformers
 
+    if modality == "processor":  # one processor joining both (llava's also expands <image> into its placeholder tokens)
+        try:
+            return transformers.AutoProcessor.from_pretrained(name_or_path, **no_remote_code(hub_kwargs))  # type: ignore[no-untyped-call]
+        except Exception:  # none saved: the parts, as for any multimodal model
+            modality = "multimodal"
     if modality == "multimodal":  # the tokenizer and the image processor, saved side by side
         parts = [p for p in (load_preprocessor(name_or_path, m, **hub_kwargs) for m in ("text", "vision")) if p is not None]
         return _SavedTogether(parts) if parts else None

@@ -3,7 +3,8 @@
 Exported for ``text-generation``, such a model becomes its language model and LM head alone: a plain
 causal LM of its ``text_config`` type (llama, mistral, gemma3_text...) with the multimodal model's
 weights, which the decoder exporter then handles like any other. The vision tower and projector
-are left out, so the artifact takes token ids only; image inputs are not supported by this path.
+are left out, so the artifact takes token ids only; image inputs are not supported by this path
+(``image-text-to-text``, :mod:`.visual_lm`, exports llava-style models with their images).
 Before export the extracted LM is checked against the multimodal model called with text only.
 """
 

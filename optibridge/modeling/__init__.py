@@ -11,12 +11,13 @@ from .tasks import (
     OBModelForTokenClassification,
 )
 from .vision2seq import OBModelForPix2Struct, OBModelForVision2Seq
+from .visual_lm import OBModelForVisualCausalLM
 
 __all__ = [
     "OBModel", "OBModelForAudioClassification", "OBModelForCustomTasks", "OBModelForAudioFrameClassification", "OBModelForAudioXVector", "OBModelForCTC", "OBModelForCausalLM", "OBModelForFeatureExtraction",
     "OBModelForImageClassification", "OBModelForImageToImage", "OBModelForMaskedLM", "OBModelForMultipleChoice", "OBModelForObjectDetection", "OBModelForPix2Struct",
     "OBModelForQuestionAnswering", "OBModelForSemanticSegmentation", "OBModelForSeq2SeqLM", "OBModelForSequenceClassification",
-    "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForVision2Seq", "OBModelForZeroShotImageClassification",
+    "OBModelForSentenceEmbedding", "OBModelForSpeechSeq2Seq", "OBModelForTokenClassification", "OBModelForVision2Seq", "OBModelForVisualCausalLM", "OBModelForZeroShotImageClassification",
     "TASK_CLASSES",
 ]
 

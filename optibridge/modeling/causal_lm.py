@@ -32,7 +32,8 @@ def refuse_image_inputs(extra: dict[str, Any], kwargs: dict[str, Any]) -> None:
     source = f"the text-only export of a {text_only['source_model_type']} model" if text_only.get("source_model_type") else "a text-only language model"
     raise InputError(
         f"{given}: image inputs are not supported; this artifact is {source} (its language model and LM head, "
-        "without the vision tower), so it takes input_ids only. Pass text alone, or run the PyTorch model for images"
+        "without the vision tower), so it takes input_ids only. Pass text alone, or export a llava-style model with "
+        "--task image-text-to-text (OBModelForVisualCausalLM) to give it images"
     )
 
 
@@ -83,10 +84,17 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
 
     def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
         """generate(): image inputs get optibridge's reason before transformers' "not used by the model"."""
-        refuse_image_inputs(self.artifact.metadata.extra, model_kwargs)
+        self._check_image_inputs(model_kwargs)
         # decoder graphs never take them: where PyTorch would use them, say so before transformers calls them "not used"
         check_dropped_token_types(model_kwargs.get("token_type_ids"), self.config)
         super()._validate_model_kwargs(model_kwargs)  # type: ignore[misc]  # transformers types self as its own GenerationMixin host
+
+    def _check_image_inputs(self, kwargs: dict[str, Any]) -> None:
+        refuse_image_inputs(self.artifact.metadata.extra, kwargs)
+
+    def _image_feed(self, ids: np.ndarray, past: int, kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Graph inputs besides the tokens, mask and positions (a decoder that takes images adds them)."""
+        return {}
 
     def _set_use_cache(self, use_cache: bool) -> None:
         if use_cache and not self._graph_has_cache:
@@ -117,14 +125,14 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
         for name in ("inputs_embeds", "labels"):
             if kwargs.get(name) is not None:
                 raise InputError(f"{name} is not supported by exported models; pass input_ids")
-        refuse_image_inputs(self.artifact.metadata.extra, kwargs)
+        self._check_image_inputs(kwargs)
         refuse_when_set(kwargs, DECODER_UNSUPPORTED_WHEN_SET)
         check_dropped_token_types(kwargs.pop("token_type_ids", None), self.config)
         if input_ids is None:
             raise InputError("missing required input 'input_ids' (int64, shape (batch_size, sequence_length))")
         run_torch = torch_runner(self.session)
         if run_torch is not None and isinstance(input_ids, torch.Tensor):
-            result = self._step_on_device(run_torch, input_ids, attention_mask, position_ids, past_key_values, use_cache)
+            result = self._step_on_device(run_torch, input_ids, attention_mask, position_ids, past_key_values, use_cache, kwargs)
             result.logits = keep_logits(result.logits, logits_to_keep)
             return result if return_dict is not False else result.to_tuple()
         ids, as_torch = to_numpy("input_ids", input_ids)
@@ -146,7 +154,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
             positions = np.where(mask == 0, 1, positions)[:, -new:]
         else:
             positions = to_numpy("position_ids", position_ids)[0].astype(np.int64)
-        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **self._image_feed(ids, past, kwargs)}
         if "position_ids" not in self._graph_inputs:  # Optimum's gpt2 graph (optimum-onnx 0.1) derives them from the mask itself
             del feed["position_ids"]
         if self._graph_has_cache and is_stateful(self.session):  # the session keeps the cache (OpenVINO)
@@ -177,7 +185,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
 
     def _step_on_device(
         self, run_torch: Any, input_ids: torch.Tensor, attention_mask: Any, position_ids: Any, past_key_values: Any,
-        use_cache: bool | None,
+        use_cache: bool | None, kwargs: dict[str, Any],
     ) -> CausalLMOutputWithPast:
         """forward() through ``session.run_torch`` (CUDA IO binding, Gaudi): the present tensors the
         session returns go into the cache as they are and are bound as the next step's past, so the
@@ -198,7 +206,9 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
                     f"attention_mask has shape {tuple(mask.shape)}; expected (batch_size, past + new tokens) = {(batch, past + new)}"
                 )
         positions = position_ids_from_mask(mask, new) if position_ids is None else torch.as_tensor(position_ids, device=ids.device).long()
-        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        images = self._image_feed(ids.cpu().numpy(), past, kwargs)
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                **{name: torch.from_numpy(value).to(ids.device) for name, value in images.items()}}
         if "position_ids" not in self._graph_inputs:
             del feed["position_ids"]
         if self._graph_has_cache:

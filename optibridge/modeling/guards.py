@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..image_placeholders import IMAGE_FEATURES
 from ..errors import ArtifactError, BackendError, InputError, OptibridgeError, first_line
 
 TOKEN_ID_INPUTS = ("input_ids", "decoder_input_ids")
@@ -70,7 +71,7 @@ def check_feed(feed: Mapping[str, Any], limits: InputLimits, takes_past: bool) -
     """Raise :class:`InputError` for a feed the graph would run on but misread."""
     for name, value in feed.items():
         shape = tuple(getattr(value, "shape", ()))
-        if shape and shape[0] == 0:
+        if shape and shape[0] == 0 and name != IMAGE_FEATURES:  # image rows: none after the prompt's step
             raise InputError(f"{name} has an empty batch (shape {shape}); pass at least one row")
     for name in TOKEN_ID_INPUTS:
         ids = feed.get(name)

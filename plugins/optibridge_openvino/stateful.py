@@ -27,6 +27,7 @@ import numpy as np
 from optibridge.artifact import Artifact, GraphSpec
 from optibridge.backend import LOGITS_TO_KEEP
 from optibridge.errors import InputError
+from optibridge.tasks import TASKS
 
 from .session import OpenVINOSession
 
@@ -40,7 +41,8 @@ _POSITIONWISE = frozenset({"Add", "Subtract", "Multiply", "Divide", "Tanh", "Con
 
 def cache_pairs(artifact: Artifact, spec: GraphSpec) -> dict[str, str]:
     """``past_key_values.i.key`` → ``present.i.key`` for a decoder LM graph with a KV cache, else empty."""
-    if artifact.metadata.task != "text-generation" or not artifact.metadata.extra.get("use_cache"):
+    task = TASKS.get(artifact.metadata.task)
+    if task is None or task.kind != "decoder" or not artifact.metadata.extra.get("use_cache"):
         return {}
     pairs = {name: PRESENT_PREFIX + name[len(PAST_PREFIX):] for name in spec.input_names if name.startswith(PAST_PREFIX)}
     return pairs if pairs and all(out in spec.output_names for out in pairs.values()) else {}

@@ -1,0 +1,44 @@
+"""What a decoder LM that takes images records about them (``optibridge.json`` ``extra["image_tokens"]``).
+
+Written by the exporter (:mod:`optibridge.exporter.visual_lm`), read by the model class; read back
+from an artifact, every field is checked, as everything read from an artifact folder is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from .errors import ArtifactError
+
+VISION_GRAPH = "vision_embeddings"
+IMAGE_FEATURES = "image_features"
+EXTRA_KEY = "image_tokens"
+LIMITS = {"token_id": (0, 2**31 - 1), "per_image": (1, 65536), "width": (1, 65536), "image_size": (1, 8192), "channels": (1, 16)}
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """The placeholder token, feature rows per image, their width, and the image the vision graph takes."""
+
+    token_id: int
+    per_image: int
+    width: int
+    image_size: int
+    channels: int
+
+    def to_extra(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any], where: str) -> "ImageTokens":
+        found = extra.get(EXTRA_KEY)
+        if not isinstance(found, Mapping):
+            raise ArtifactError(f"{where}: optibridge.json has no extra.{EXTRA_KEY} record; re-export the model with --task image-text-to-text")
+        values = {}
+        for name, (low, high) in LIMITS.items():
+            value = found.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ArtifactError(f"{where}: extra.{EXTRA_KEY}.{name} must be an integer in {low}..{high}, got {value!r}; re-export the model")
+            values[name] = value
+        return cls(**values)

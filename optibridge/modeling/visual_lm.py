@@ -1,0 +1,86 @@
+"""``OBModelForVisualCausalLM``: a decoder LM that takes images (llava-style), exported for
+``image-text-to-text`` (:mod:`optibridge.exporter.visual_lm`).
+
+The prompt's first step runs the ``vision_embeddings`` graph on ``pixel_values`` and hands its rows
+to the decoder graph, which puts them in place of the image placeholder tokens; later steps (no
+placeholders) hand it none. Everything else is :class:`OBModelForCausalLM`: transformers'
+``generate()``, the KV cache, the stateful OpenVINO form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..image_placeholders import IMAGE_FEATURES, VISION_GRAPH, ImageTokens
+from .base import register_task_class
+from .causal_lm import IMAGE_INPUTS, OBModelForCausalLM
+from .inputs import to_numpy
+
+NO_NATIVE_LOOP = "image inputs run in transformers' loop (the native loops take token ids only)"
+
+
+@register_task_class
+class OBModelForVisualCausalLM(OBModelForCausalLM):
+    """Replaces ``AutoModelForImageTextToText`` / ``LlavaForConditionalGeneration``:
+    ``model.generate(**processor(images=..., text=..., return_tensors="pt"))``."""
+
+    task_name = "image-text-to-text"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.main_input_name = "input_ids"  # as llava's: generate() starts from the prompt's tokens
+        self.image_tokens = ImageTokens.from_extra(self.artifact.metadata.extra, str(self.artifact.path))
+        self._native_error = NO_NATIVE_LOOP
+
+    def forward(  # type: ignore[override]  # one more named input than the text LM's (generate() checks the names)
+        self, input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None, past_key_values: Any = None,
+        use_cache: bool | None = None, return_dict: bool | None = None, logits_to_keep: Any = 0, pixel_values: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`OBModelForCausalLM.forward` with the images: ``pixel_values`` are read when ``input_ids``
+        hold placeholder tokens (the prompt's step) and ignored after it, as transformers' llava does."""
+        return super().forward(input_ids, attention_mask, position_ids, past_key_values, use_cache, return_dict, logits_to_keep,
+                               pixel_values=pixel_values, **kwargs)
+
+    def _check_image_inputs(self, kwargs: dict[str, Any]) -> None:
+        given = next((name for name in IMAGE_INPUTS if name != "pixel_values" and kwargs.get(name) is not None), None)
+        if given is not None:
+            raise InputError(f"{given}: not supported; this model's vision graph takes pixel_values alone (llava-style)")
+
+    def image_features(self, pixel_values: Any) -> np.ndarray:
+        """The vision graph's rows for ``pixel_values`` (images, channels, height, width): one per placeholder token."""
+        tokens = self.image_tokens
+        pixels, _ = to_numpy("pixel_values", pixel_values)
+        expected = (tokens.channels, tokens.image_size, tokens.image_size)
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected or not np.issubdtype(pixels.dtype, np.floating):
+            raise InputError(
+                f"pixel_values: expected floats of shape (images, {', '.join(map(str, expected))}), got {pixels.dtype} {tuple(pixels.shape)}; "
+                "prepare the images with the model's processor (AutoProcessor / AutoImageProcessor)"
+            )
+        features: np.ndarray = self.sessions[VISION_GRAPH].run({"pixel_values": pixels.astype(np.float32)})[IMAGE_FEATURES]
+        return features
+
+    def _image_feed(self, ids: np.ndarray, past: int, kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
+        tokens = self.image_tokens
+        placeholders = int((ids == tokens.token_id).sum())
+        pixel_values = kwargs.get("pixel_values")
+        if placeholders == 0:
+            # generate() passes pixel_values at every step; after the prompt there is nothing to place
+            if pixel_values is not None and past == 0:
+                raise InputError(
+                    f"pixel_values were given but input_ids hold no image placeholder token (id {tokens.token_id}); build the "
+                    "prompt with the model's processor, which puts one per image feature"
+                )
+            return {IMAGE_FEATURES: np.zeros((0, tokens.width), np.float32)}
+        if pixel_values is None:
+            raise InputError(f"input_ids hold {placeholders} image placeholder token(s) (id {tokens.token_id}) but no pixel_values were given")
+        features = self.image_features(pixel_values)
+        if features.shape[0] != placeholders:
+            raise InputError(
+                f"input_ids hold {placeholders} image placeholder token(s) but {len(features) // tokens.per_image} image(s) give "
+                f"{features.shape[0]} feature rows ({tokens.per_image} per image); build the prompt with the model's processor"
+            )
+        return {IMAGE_FEATURES: features}

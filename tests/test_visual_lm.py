@@ -1,0 +1,179 @@
+"""A decoder LM that takes images (llava) exported for image-text-to-text: the vision graph and the
+decoder that merges its rows into the placeholder tokens, generating token-identically to
+``LlavaForConditionalGeneration.generate`` with the same images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import transformers
+
+from optibridge.artifact import Artifact
+from optibridge.cli import main
+from optibridge.errors import ArtifactError, InputError
+from tiny_vision import build_tiny_captioner, build_tiny_llava
+
+PROMPT = 6  # text tokens after the image placeholders
+NEW = 10
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    root = tmp_path_factory.mktemp("visual-lm")
+    source = build_tiny_llava(root / "src")
+    assert main(["export", "--model", str(source), str(root / "onnx")]) == 0  # task inferred from LlavaForConditionalGeneration
+    return source, Artifact.load(root / "onnx")
+
+
+@pytest.fixture(scope="module")
+def reference(llava):
+    return transformers.LlavaForConditionalGeneration.from_pretrained(llava[0]).eval()
+
+
+def prompt_with_images(artifact, seed=1):
+    """Two rows (the second left-padded by 3), each one image's placeholders then text, as a processor builds them."""
+    tokens = artifact.metadata.extra["image_tokens"]
+    per_image, token_id, size = tokens["per_image"], tokens["token_id"], tokens["image_size"]
+    ids = torch.randint(5, 500, (2, per_image + PROMPT), generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    ids[0, :per_image] = token_id
+    ids[1, 3:3 + per_image] = token_id
+    pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed + 1))
+    return dict(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+
+
+GREEDY = dict(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, output_scores=True, return_dict_in_generate=True)
+
+
+def test_artifact_has_the_vision_graph_and_the_image_decoder(llava, capsys):
+    _, artifact = llava
+    meta = artifact.metadata
+    assert meta.task == "image-text-to-text" and meta.model_type == "llava" and meta.validation["passed"]
+    assert set(meta.graphs) == {"model", "vision_embeddings"}
+    assert meta.graphs["vision_embeddings"].input_names == ["pixel_values"]
+    assert [s.name for s in meta.inputs][:4] == ["input_ids", "attention_mask", "position_ids", "image_features"]
+    checked = [o["name"] for o in meta.validation["outputs"]]
+    assert any("image_features" in name for name in checked) and any("images" in name for name in checked)
+    tokens = meta.extra["image_tokens"]
+    assert tokens["per_image"] == (32 // 8) ** 2 and tokens["width"] == 32  # CLIP's patches without the class token; llama's width
+    assert main(["info", str(artifact.path)]) == 0
+    assert "images: 16 placeholder tokens (id 538) per 32x32 image, filled by the vision_embeddings graph" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend, options", [("ort", {}), ("openvino", {}), ("openvino", {"stateful": True})],
+                         ids=["ort", "openvino", "openvino-stateful"])
+def test_generate_with_images_matches_llava(llava, reference, backend, options):
+    from optibridge import OBModelForVisualCausalLM
+    from optibridge.backend import is_stateful
+
+    _, artifact = llava
+    inputs = prompt_with_images(artifact)
+    want = reference.generate(**inputs, **GREEDY)
+    model = OBModelForVisualCausalLM.from_pretrained(artifact.path, backend=backend, **options)
+    assert is_stateful(model.session) == bool(options.get("stateful"))
+    got = model.generate(**inputs, **GREEDY)
+    assert torch.equal(got.sequences, want.sequences) and len(set(want.sequences[:, -NEW:].flatten().tolist())) > 5
+    torch.testing.assert_close(torch.stack(got.scores), torch.stack(want.scores), atol=1e-4, rtol=0)
+    # the images matter: other pixels, other tokens (on both sides)
+    other = {**inputs, "pixel_values": torch.randn(inputs["pixel_values"].shape, generator=torch.Generator().manual_seed(9))}
+    want_other = reference.generate(**other, **GREEDY).sequences
+    assert not torch.equal(want_other, want.sequences)
+    assert torch.equal(model.generate(**other, **GREEDY).sequences, want_other)
+
+
+def test_the_artifacts_processor_and_pipeline_drive_it(llava, reference):
+    """The artifact keeps the LlavaProcessor (it expands each <image> into the placeholders): only the import changes."""
+    from PIL import Image
+
+    from optibridge import OBModelForVisualCausalLM
+
+    processor = transformers.AutoProcessor.from_pretrained(llava[1].path)
+    assert type(processor).__name__ == "LlavaProcessor"
+    images = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40 + 8 * i, 50, 3), dtype=np.uint8)) for i in range(2)]
+    inputs = processor(images=images, text=["<image> describe this", "<image> what is it here now"], return_tensors="pt", padding=True)
+    model = OBModelForVisualCausalLM.from_pretrained(llava[1].path)
+    want = reference.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=8, do_sample=False), want)
+    pipe = transformers.pipeline("image-text-to-text", model=model, processor=processor)
+    text = pipe(images=images[0], text="<image> describe this", max_new_tokens=5)[0]["generated_text"]
+    alone = processor(images=images[:1], text=["<image> describe this"], return_tensors="pt")
+    expected = processor.batch_decode(reference.generate(**alone, max_new_tokens=5, do_sample=False)[:, alone["input_ids"].shape[1]:])[0]
+    assert text.startswith("<image> describe this") and text.endswith(expected) and expected.strip()
+
+
+def test_optimum_intel_name_loads_it(llava, reference):
+    from optibridge.openvino import OVModelForVisualCausalLM
+
+    _, artifact = llava
+    inputs = prompt_with_images(artifact, seed=4)
+    model = OVModelForVisualCausalLM.from_pretrained(artifact.path)
+    want = reference.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=4, do_sample=False), want)
+
+
+def test_image_inputs_that_do_not_fit_the_prompt_are_errors(llava):
+    from optibridge import OBModelForVisualCausalLM
+
+    _, artifact = llava
+    model = OBModelForVisualCausalLM.from_pretrained(artifact.path)
+    inputs = prompt_with_images(artifact)
+    per_image = artifact.metadata.extra["image_tokens"]["per_image"]
+    with pytest.raises(InputError, match=f"input_ids hold {2 * per_image} image placeholder token\\(s\\) but 1 image\\(s\\) give {per_image} feature rows"):
+        model.generate(**{**inputs, "pixel_values": inputs["pixel_values"][:1]}, max_new_tokens=2)
+    with pytest.raises(InputError, match="but no pixel_values were given"):
+        model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=2)
+    text_only = torch.randint(5, 500, (1, 6))
+    with pytest.raises(InputError, match="pixel_values were given but input_ids hold no image placeholder token"):
+        model.generate(input_ids=text_only, pixel_values=inputs["pixel_values"][:1], max_new_tokens=2)
+    with pytest.raises(InputError, match=r"pixel_values: expected floats of shape \(images, 3, 32, 32\), got float32 \(2, 3, 48, 48\)"):
+        model.generate(**{**inputs, "pixel_values": torch.zeros(2, 3, 48, 48)}, max_new_tokens=2)
+    with pytest.raises(InputError, match="image_sizes: not supported"):
+        model.generate(**inputs, image_sizes=torch.tensor([[32, 32], [32, 32]]), max_new_tokens=2)
+    # text alone runs: no placeholders, no pixels
+    assert model.generate(input_ids=text_only, max_new_tokens=3, do_sample=False).shape == (1, 9)
+
+
+@pytest.mark.parametrize("value", [10**9, "16", -1, None])
+def test_a_tampered_image_record_is_refused_at_load(llava, tmp_path, value):
+    from optibridge import OBModelForVisualCausalLM
+
+    copy = tmp_path / "copy"
+    shutil.copytree(llava[1].path, copy)
+    meta = json.loads((copy / "optibridge.json").read_text())
+    meta["extra"]["image_tokens"]["per_image"] = value
+    (copy / "optibridge.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="extra.image_tokens.per_image must be an integer in 1..65536"):
+        OBModelForVisualCausalLM.from_pretrained(copy)
+
+
+def test_dynamic_int8_quantizes_both_graphs_and_still_takes_images(llava, tmp_path):
+    from optibridge import OBModelForVisualCausalLM
+
+    _, artifact = llava
+    out = tmp_path / "int8"
+    assert main(["quantize", str(artifact.path), "--mode", "dynamic", str(out)]) == 0
+    quantized = Artifact.load(out)
+    for graph in ("model", "vision_embeddings"):
+        ops = {n.op_type for n in onnx.load(str(quantized.graph_path(graph)), load_external_data=False).graph.node}
+        assert "MatMulInteger" in ops, graph
+    inputs = prompt_with_images(quantized)
+    model = OBModelForVisualCausalLM.from_pretrained(out)
+    features = model.image_features(inputs["pixel_values"])
+    float_features = OBModelForVisualCausalLM.from_pretrained(artifact.path).image_features(inputs["pixel_values"])
+    cosine = (features * float_features).sum(-1) / np.linalg.norm(features, axis=-1) / np.linalg.norm(float_features, axis=-1)
+    assert features.shape == float_features.shape and 0.99 < cosine.min() < 1.0 - 1e-7
+    assert model.generate(**inputs, max_new_tokens=4, do_sample=False).shape == (2, inputs["input_ids"].shape[1] + 4)
+
+
+def test_captioners_and_text_only_exports_are_pointed_to_their_task(llava, tmp_path, capsys):
+    captioner = build_tiny_captioner(tmp_path / "captioner")
+    assert main(["export", "--model", str(captioner), "--task", "image-text-to-text", str(tmp_path / "unused")]) != 0
+    assert "export it with --task image-to-text" in capsys.readouterr().err
+    assert main(["export", "--model", str(llava[0]), "--task", "image-to-text", str(tmp_path / "unused2")]) != 0
+    assert "export it with --task image-text-to-text" in capsys.readouterr().err
