@@ -87,6 +87,26 @@ def test_generate_with_images_matches_llava(llava, reference, backend, options):
     assert torch.equal(model.generate(**other, **GREEDY).sequences, want_other)
 
 
+@pytest.mark.parametrize("backend, options", [("ort", {}), ("openvino", {"stateful": True})], ids=["ort", "openvino-stateful"])
+def test_beam_search_over_two_images_in_one_prompt_matches_llava(llava, reference, backend, options):
+    """Beams repeat each row with its images (not image by image); the reference's first beam token is the
+    placeholder id itself, which after the prompt keeps its embedding."""
+    from optibridge import OBModelForVisualCausalLM
+
+    tokens = llava[1].metadata.extra["image_tokens"]
+    per_image, token_id = tokens["per_image"], tokens["token_id"]
+    ids = torch.randint(5, 500, (1, 2 * per_image + 5), generator=torch.Generator().manual_seed(3))
+    ids[0, 1:1 + per_image] = token_id
+    ids[0, 2 + per_image:2 + 2 * per_image] = token_id
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels, max_new_tokens=8, do_sample=False,
+                  num_beams=3, num_return_sequences=2)
+    want = reference.generate(**kwargs)
+    assert (want[:, ids.shape[1]:] == token_id).any()  # the case this covers
+    got = OBModelForVisualCausalLM.from_pretrained(llava[1].path, backend=backend, **options).generate(**kwargs)
+    assert torch.equal(got, want)
+
+
 def test_the_artifacts_processor_and_pipeline_drive_it(llava, reference):
     """The artifact keeps the LlavaProcessor (it expands each <image> into the placeholders): only the import changes."""
     from PIL import Image

@@ -70,14 +70,16 @@ class ImageFeatures(torch.nn.Module):
 
 def merge_image_features(embeds: torch.Tensor, input_ids: torch.Tensor, features: torch.Tensor, token_id: int) -> torch.Tensor:
     """``embeds`` with the k-th placeholder position's row replaced by ``features[k]`` (row-major over
-    the batch, as ``masked_scatter``). Tensor ops only, so that a trace keeps every count symbolic; a
-    spare zero row makes the lookup valid when there are no features (later decoding steps)."""
-    is_image = input_ids == token_id
-    flat = is_image.reshape(-1)
+    the batch, as ``masked_scatter``), for as many placeholders as there are rows: a placeholder id the
+    model generates later (no rows then) keeps its embedding, as in transformers. Tensor ops only, so
+    that a trace keeps every count symbolic; a spare zero row keeps the lookup valid without features."""
+    flat = (input_ids == token_id).reshape(-1)
     order = flat.long().cumsum(0) - 1
+    available = torch.ones_like(features[:, 0], dtype=torch.long).sum()
+    replaced = flat & (order < available)
     rows = torch.cat([features.to(embeds.dtype), torch.zeros_like(embeds[0, :1])], dim=0)
-    gathered = rows.index_select(0, torch.where(flat, order, torch.zeros_like(order))).reshape_as(embeds)
-    return torch.where(is_image.unsqueeze(-1), gathered, embeds)
+    gathered = rows.index_select(0, torch.where(replaced, order, torch.zeros_like(order))).reshape_as(embeds)
+    return torch.where(replaced.reshape(input_ids.shape).unsqueeze(-1), gathered, embeds)
 
 
 class _MergesImages:
@@ -199,7 +201,8 @@ def export_visual_lm(
 def validate_visual_lm(model: torch.nn.Module, vision: Any, decoder: Any, layout: KVLayout | None, tokens: ImageTokens,
                        config: Any, atol: float, backend: str) -> ValidationReport:
     """Two images and one text-only row (left-padded) through both graphs against the PyTorch model
-    called with ``pixel_values``; then one step with the cache and no image rows."""
+    called with ``pixel_values``; then one step with the cache and no image rows, one row's new token
+    being the placeholder id (it keeps its embedding, as in transformers)."""
     from ..kv_cache import cache_name, output_cache
 
     new = 2 * tokens.per_image + 4
@@ -224,7 +227,7 @@ def validate_visual_lm(model: torch.nn.Module, vision: Any, decoder: Any, layout
     if not layout:
         return report
     next_ids, _ = token_batch(config.get_text_config(decoder=True), 3, 1, seed=2)
-    next_ids[next_ids == tokens.token_id] = max(0, tokens.token_id - 1)
+    next_ids[0, 0] = tokens.token_id  # a placeholder id generated after the prompt keeps its embedding (no rows then)
     mask2 = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
     positions2 = position_ids_from_mask(mask2, 1)
     feed2 = {"input_ids": next_ids.numpy(), "attention_mask": mask2.numpy(), "position_ids": positions2.numpy(),

@@ -45,6 +45,17 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
         return super().forward(input_ids, attention_mask, position_ids, past_key_values, use_cache, return_dict, logits_to_keep,
                                pixel_values=pixel_values, **kwargs)
 
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids: Any = None,
+                                      **model_kwargs: Any) -> Any:
+        """Beam search and ``num_return_sequences`` repeat each prompt row: repeat each row's *images* with
+        it (transformers repeats every tensor along its first axis, which for a row with two images
+        would put the wrong images under the copies)."""
+        pixels = model_kwargs.pop("pixel_values", None)
+        expanded_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)  # type: ignore[misc]
+        if pixels is not None:
+            model_kwargs["pixel_values"] = images_by_row(pixels, input_ids, self.image_tokens, expand_size)
+        return expanded_ids, model_kwargs
+
     def _check_image_inputs(self, kwargs: dict[str, Any]) -> None:
         given = next((name for name in IMAGE_INPUTS if name != "pixel_values" and kwargs.get(name) is not None), None)
         if given is not None:
@@ -67,8 +78,8 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
         tokens = self.image_tokens
         placeholders = int((ids == tokens.token_id).sum())
         pixel_values = kwargs.get("pixel_values")
-        if placeholders == 0:
-            # generate() passes pixel_values at every step; after the prompt there is nothing to place
+        if placeholders == 0 or (pixel_values is None and past > 0):
+            # After the prompt there is nothing to place: a placeholder id the model generates keeps its embedding (as in transformers)
             if pixel_values is not None and past == 0:
                 raise InputError(
                     f"pixel_values were given but input_ids hold no image placeholder token (id {tokens.token_id}); build the "
@@ -84,3 +95,18 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
                 f"{features.shape[0]} feature rows ({tokens.per_image} per image); build the prompt with the model's processor"
             )
         return {IMAGE_FEATURES: features}
+
+
+def images_by_row(pixels: Any, input_ids: Any, tokens: ImageTokens, copies: int) -> Any:
+    """``pixels`` with each prompt row's images repeated ``copies`` times, in row order. Rows own
+    images in order, as many as their placeholder tokens make; where the counts do not add up, the
+    images are repeated one by one and the forward step reports the mismatch."""
+    import torch
+
+    if copies == 1 or input_ids is None:
+        return pixels
+    pixels = torch.as_tensor(pixels)
+    per_row = ((torch.as_tensor(input_ids) == tokens.token_id).sum(dim=1) // tokens.per_image).tolist()
+    if sum(per_row) != len(pixels):
+        return pixels.repeat_interleave(copies, dim=0)
+    return torch.cat([chunk for chunk in torch.split(pixels, per_row) for _ in range(copies)])
