@@ -88,6 +88,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         *(_tested(t, "text", DECODER_TASKS) for t in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gpt_neox")),
         *(_tested(t, "text", SEQ2SEQ_TASKS) for t in ("t5", "bart", "marian")),
         _tested("whisper", "speech", SPEECH_TASKS),
+        # with its images (tests/test_visual_lm.py), or its language model alone (tests/test_text_only_lm.py)
+        _tested("llava", "text", ("image-text-to-text", "text-generation")),
     )
 }
 TESTED = ARCHITECTURES  # the name the rest of the docs use

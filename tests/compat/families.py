@@ -279,6 +279,45 @@ def _tiny_blip(dest: Path) -> Path:
     return dest
 
 
+def check_visual_lm(family: Family, workdir: Path) -> Outcome:
+    """llava (CLIP 32 px / patch 8 → llama): greedy generate() with pixel_values on a left-padded batch of two
+    prompts, each one image's 16 placeholder tokens then text, next to LlavaForConditionalGeneration's."""
+    import transformers
+
+    source = _tiny_llava(workdir / family.name.replace(" ", "-"))
+    artifact = _export(source, family.task)
+    reference = transformers.LlavaForConditionalGeneration.from_pretrained(source).eval()
+    token_id, per_image = 98, 16
+    ids = torch.randint(5, 90, (2, per_image + 6), generator=torch.Generator().manual_seed(17))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    ids[0, :per_image] = token_id
+    ids[1, 3:3 + per_image] = token_id
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(18))
+    kwargs = dict(input_ids=ids, attention_mask=mask, pixel_values=pixels, **_greedy(0, family))
+    with torch.no_grad():
+        want = reference.generate(**kwargs)
+    got = _optimum_class(family.task).from_pretrained(artifact.path).generate(**kwargs)
+    return compare_generation(want, got, ids.shape[1], 0)
+
+
+def _tiny_llava(dest: Path) -> Path:
+    """LlavaForConditionalGeneration from configs 4.57 and 5.x both take (the image token, 98, is the last id)."""
+    import transformers
+
+    text = transformers.LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=2, max_position_embeddings=128, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                           image_size=32, patch_size=8, projection_dim=32)
+    config = transformers.LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=98, vision_feature_layer=-1)
+    config.architectures = ["LlavaForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = transformers.LlavaForConditionalGeneration(config).eval()
+    redraw_weights(model)  # N(0, 1/fan_in)
+    model.save_pretrained(dest)
+    return dest
+
+
 # Tiny random encoder-decoders built as tiny_configs does repeat one token (PyTorch and ours alike):
 # embeddings drawn N(0, 1/32) are drowned by the layers' O(1) outputs, so the next token ignores the
 # input. Embeddings drawn N(0, 1) (an embedding lookup's fan_in is 1: nn.Embedding's own init), and for
@@ -323,6 +362,7 @@ FAMILIES = (
     Family("clip zero-shot", "clip", "zero-shot-image-classification", check_encoder),
     Family("vit-gpt2 image-to-text", "vision-encoder-decoder", "image-to-text", check_image_to_text, generate=LOOPS),
     Family("blip image-to-text", "blip", "image-to-text", check_image_to_text, generate=LOOPS),
+    Family("llava image-text-to-text", "llava", "image-text-to-text", check_visual_lm, generate=LOOPS),
     Family("segformer seg", "segformer", "semantic-segmentation", check_encoder),
     Family("yolos detection", "yolos", "object-detection", check_encoder),
 )
