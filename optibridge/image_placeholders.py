@@ -14,6 +14,8 @@ from .errors import ArtifactError
 VISION_GRAPH = "vision_embeddings"
 IMAGE_FEATURES = "image_features"
 EXTRA_KEY = "image_tokens"
+DEFAULT_IMAGE_PROMPT = "Describe the image."
+"""What ``optibridge run`` asks of every image when no ``--prompt`` is given."""
 LIMITS = {"token_id": (0, 2**31 - 1), "per_image": (1, 65536), "width": (1, 65536), "image_size": (1, 8192), "channels": (1, 16)}
 
 

@@ -197,3 +197,30 @@ def test_captioners_and_text_only_exports_are_pointed_to_their_task(llava, tmp_p
     assert "export it with --task image-to-text" in capsys.readouterr().err
     assert main(["export", "--model", str(llava[0]), "--task", "image-to-text", str(tmp_path / "unused2")]) != 0
     assert "export it with --task image-text-to-text" in capsys.readouterr().err
+
+
+def test_optibridge_run_asks_every_image_the_prompt(llava, reference, tmp_path):
+    """`optibridge run` on image-text-to-text: each row names an image; the answer is what the PyTorch model
+    generates for that image and the run's prompt (the image's placeholder put first)."""
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from optibridge.batch import run_file
+
+    images = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40 + 8 * i, 50, 3), dtype=np.uint8)) for i in range(3)]
+    for i, image in enumerate(images):
+        image.save(tmp_path / f"{i}.png")
+    (tmp_path / "list.txt").write_text("0.png\n1.png\n2.png\n")
+    result = run_file(llava[1].path, tmp_path / "list.txt", tmp_path / "answers.parquet", batch_size=2, max_new_tokens=6,
+                      prompt="what is in the picture?")
+    rows = pq.read_table(tmp_path / "answers.parquet").to_pylist()
+    assert result.rows == 3 and [row["error"] for row in rows] == [None] * 3
+    processor = transformers.AutoProcessor.from_pretrained(llava[1].path)
+    for image, row in zip(images, rows):
+        alone = processor(images=[image], text=["<image>\nwhat is in the picture?"], return_tensors="pt")
+        want = reference.generate(**alone, max_new_tokens=6, do_sample=False)[:, alone["input_ids"].shape[1]:]
+        expected = processor.batch_decode(want, skip_special_tokens=True)[0].strip()
+        assert row["generated_text"] == expected and expected
+    assert len({row["generated_text"] for row in rows}) > 1  # the images matter
+    with pytest.raises(InputError, match="the prompt is empty"):
+        run_file(llava[1].path, tmp_path / "list.txt", tmp_path / "unused.parquet", prompt="  ")

@@ -64,6 +64,7 @@ class _Images:
 
     def __init__(self, model: Any, artifact_path: Path, tokenizer: Any, options: Any) -> None:
         self.model, self.tokenizer, self.options, self.base_dir = model, tokenizer, options, options.base_dir
+        self.artifact_path = artifact_path
         self.processor = _preprocessor(artifact_path, "AutoImageProcessor", "image processor")
         self._pipelines: dict[str, Any] = {}
 
@@ -84,6 +85,35 @@ class _Images:
         inputs = {name: torch.as_tensor(value) for name, value in self.inputs(paths).items()}
         tokens = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
         return [{"generated_text": text.strip()} for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+    def answer(self, paths: list[str]) -> list[dict[str, Any]]:
+        """A decoder LM that takes images (llava): the run's prompt about each image, through the artifact's processor
+        (its chat template where it has one), greedy ``generate()``; the new tokens, decoded."""
+        import torch
+
+        processor = self._joint_processor()
+        prompt = self._prompt(processor)
+        batch = processor(images=self.images(paths), text=[prompt] * len(paths), return_tensors="pt", padding=True)
+        inputs = {name: torch.as_tensor(value) for name, value in batch.items()}
+        tokens = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
+        new = tokens[:, inputs["input_ids"].shape[1]:]
+        return [{"generated_text": text.strip()} for text in processor.batch_decode(new, skip_special_tokens=True)]
+
+    def _joint_processor(self) -> Any:
+        if not hasattr(self, "_joint"):
+            self._joint = _preprocessor(self.artifact_path, "AutoProcessor", "processor")
+            if getattr(self._joint, "tokenizer", None) is not None:
+                self._joint.tokenizer.padding_side = "left"  # a decoder continues the last token of every row
+        return self._joint
+
+    def _prompt(self, processor: Any) -> str:
+        """The run's prompt with the image's placeholder first (unless it places it), in the chat template if there is one."""
+        text = self.options.prompt
+        if getattr(processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+            return str(processor.apply_chat_template(messages, add_generation_prompt=True))
+        token = str(getattr(processor, "image_token", "<image>"))
+        return text if token in text else f"{token}\n{text}"
 
     def classify_zero_shot(self, paths: list[str]) -> list[dict[str, Any]]:
         """The best of the run's candidate labels, as transformers' zero-shot-image-classification pipeline scores them."""
@@ -157,6 +187,7 @@ RUNNERS: dict[str, tuple[type, str, bool]] = {
     "image-classification": (_Images, "classify", False),
     "zero-shot-image-classification": (_Images, "classify_zero_shot", True),
     "image-to-text": (_Images, "caption", True),
+    "image-text-to-text": (_Images, "answer", True),
     "object-detection": (_Images, "detect", False),
     "semantic-segmentation": (_Images, "segment", False),
     "audio-classification": (_Recordings, "classify", False),
@@ -169,7 +200,7 @@ RUNNERS: dict[str, tuple[type, str, bool]] = {
 def media_runner(task: str, model: Any, artifact_path: Path, tokenizer: Any, options: Any) -> Callable[[list[str]], list[dict[str, Any]]]:
     """The function that turns a batch of file paths into one result per file, for ``task``; ``options``
     is the run's :class:`~optibridge.batch.predict.TaskOptions` (``base_dir``, ``max_new_tokens`` for a
-    captioner or Whisper, ``labels`` and ``template`` for zero-shot classification)."""
+    captioner, a visual LM or Whisper, ``prompt`` for a visual LM, ``labels`` and ``template`` for zero-shot classification)."""
     reader, method, decodes = RUNNERS[task]
     if decodes and tokenizer is None:
         raise ArtifactError(f"{artifact_path} has no tokenizer to turn the model's tokens into text; re-export it from a folder "

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ArtifactError, InputError, first_line
+from ..image_placeholders import DEFAULT_IMAGE_PROMPT
 from .media_tasks import MEDIA_TASKS, media_runner
 
 TASK_OUTPUTS = {
@@ -43,6 +44,7 @@ TASK_OUTPUTS = {
     "image-classification": ("label", "score"),
     "zero-shot-image-classification": ("label", "score"),
     "image-to-text": ("generated_text",),
+    "image-text-to-text": ("generated_text",),
     "audio-classification": ("label", "score"),
     "ctc": ("transcription",),
     "automatic-speech-recognition": ("transcription",),
@@ -84,6 +86,8 @@ class TaskOptions:
     """zero-shot-image-classification: the sentence each label is put in (transformers' pipeline default)."""
     threshold: float = 0.5
     """object-detection: the lowest score a detected object is kept at (transformers' pipeline default)."""
+    prompt: str = DEFAULT_IMAGE_PROMPT
+    """image-text-to-text: what every image is asked (the image's placeholder goes first unless the prompt places it)."""
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -93,6 +97,8 @@ class TaskOptions:
             raise InputError(f"the label template must hold {{}} where the label goes, not {self.template!r}")
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise InputError(f"threshold is a score from 0 to 1, not {self.threshold}")
+        if not self.prompt.strip():
+            raise InputError("the prompt is empty: give what every image is asked (--prompt 'What is in the picture?')")
         if self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be >= 1, not {self.max_new_tokens}")
 

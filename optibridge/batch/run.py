@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import InputError, OptibridgeError
+from ..image_placeholders import DEFAULT_IMAGE_PROMPT
 from .files import Shards, read_input, require_pyarrow, run_key
 from .predict import ERROR_COLUMN, Predictor, RowError, TaskOptions, output_schema
 
@@ -70,6 +71,7 @@ def run_file(
     labels: Sequence[str] = (),
     template: str = "This is a photo of {}.",
     threshold: float = 0.5,
+    prompt: str = DEFAULT_IMAGE_PROMPT,
     backend: str = "auto",
     device: str = "cpu",
     session_options: dict[str, Any] | None = None,
@@ -93,7 +95,7 @@ def run_file(
         raise InputError(f"need --batch-size >= 1 and a shard size >= 1, not {batch_size} and {shard_size}")
     options = TaskOptions(column=column, max_new_tokens=max_new_tokens, max_length=max_length, on_error=on_error,
                           base_dir=str(input_path.parent.resolve()), labels=tuple(labels), template=template,
-                          threshold=threshold)
+                          threshold=threshold, prompt=prompt)
     require_pyarrow()
     from ..artifact import Artifact
     from .predict import check_task

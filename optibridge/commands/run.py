@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..console import console, err_console
+from ..image_placeholders import DEFAULT_IMAGE_PROMPT
 
 LOCAL = "local"
 
@@ -24,6 +25,7 @@ def run(
     labels: Optional[str] = typer.Option(None, "--labels", help="zero-shot-image-classification: the candidate labels, comma-separated ('cat,dog,a red car')."),
     template: str = typer.Option("This is a photo of {}.", "--template", help="zero-shot-image-classification: the sentence each label goes into ({} marks where)."),
     threshold: float = typer.Option(0.5, "--threshold", help="object-detection: keep objects scored at least this (0-1)."),
+    prompt: str = typer.Option(DEFAULT_IMAGE_PROMPT, "--prompt", help="image-text-to-text: what every image is asked (the image goes first unless the prompt places its token)."),
     backend: str = typer.Option("auto", "--backend", help="Backend that runs the artifact (see `optibridge backends`; auto: the first usable one by priority)."),
     device: str = typer.Option("cpu", "--device", help="Device of that backend."),
     shard_size: int = typer.Option(1000, "--shard-size", help="Rows per finished shard: a re-run resumes after the last whole shard."),
@@ -53,11 +55,13 @@ def run(
 
         optibridge run ./detr-onnx --input photos.txt --output objects.parquet --threshold 0.7
 
+        optibridge run ./llava-onnx --input photos.txt --output answers.parquet --prompt "What is in the picture?"
+
     Results by task: feature-extraction -> embedding (mean of the last hidden states over the real
     tokens); sentence-similarity -> embedding (what SentenceTransformer.encode returns);
     text-classification -> label, score; token-classification -> entities;
     text-generation / text2text-generation -> generated_text; image-to-text -> generated_text (a
-    caption); zero-shot-image-classification -> label, score (the best of --labels); object-detection ->
+    caption); image-text-to-text (llava) -> generated_text (the answer to --prompt about the image); zero-shot-image-classification -> label, score (the best of --labels); object-detection ->
     objects (label, score, box in pixels; scored at least --threshold); semantic-segmentation -> segments
     (each class in the label map and the fraction of pixels it covers); image-classification and
     audio-classification -> label, score, and ctc / automatic-speech-recognition (Whisper) ->
@@ -85,7 +89,7 @@ def run(
 
         result = run_file(
             artifact, input_path, output, column=column, batch_size=batch_size, on_error=on_error,
-            max_new_tokens=max_new_tokens, max_length=max_length, labels=(labels or "").split(","), template=template, threshold=threshold,
+            max_new_tokens=max_new_tokens, max_length=max_length, labels=(labels or "").split(","), template=template, threshold=threshold, prompt=prompt,
             backend=backend, device=device, shard_size=shard_size,
             id_column=id_column, ray=ray_options, on_progress=advance,
         )
