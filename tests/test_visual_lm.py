@@ -224,3 +224,24 @@ def test_optibridge_run_asks_every_image_the_prompt(llava, reference, tmp_path):
     assert len({row["generated_text"] for row in rows}) > 1  # the images matter
     with pytest.raises(InputError, match="the prompt is empty"):
         run_file(llava[1].path, tmp_path / "list.txt", tmp_path / "unused.parquet", prompt="  ")
+
+
+def test_bench_times_prompts_with_an_image(llava, tmp_path):
+    """bench's prompts for a visual LM hold one image's placeholders and its pixels; the cell's accuracy is against
+    the PyTorch model given the same image (a graph that dropped the image would not reach it)."""
+    from optibridge.bench import load_run
+    from optibridge.bench.measure import prompt_inputs
+
+    _, artifact = llava
+    prompt = prompt_inputs(artifact, 2, 5, variant=1)
+    per_image, token_id = artifact.metadata.extra["image_tokens"]["per_image"], artifact.metadata.extra["image_tokens"]["token_id"]
+    assert prompt["input_ids"].shape == (2, per_image + 5) and prompt["pixel_values"].shape == (2, 3, 32, 32)
+    assert ((prompt["input_ids"] == token_id).sum(axis=1) == per_image).all()
+    code = main(["bench", "--model", str(artifact.path), "--configs", "ort:fp32", "--batch-sizes", "1", "--seq-lens", "6",
+                 "--warmup", "1", "--runs", "2", "--no-progress", "--out", str(tmp_path / "b")])
+    assert code == 0
+    cells = {c.name: c for c in load_run(tmp_path / "b" / "results.json").cells}
+    ort = cells["ort:fp32"]
+    assert ort.ok, ort.reason
+    assert ort.generation is not None and ort.generation.tokens_per_s > 0
+    assert ort.accuracy.cosine > 0.9999 and ort.accuracy.top1 == 1.0

@@ -108,13 +108,24 @@ def prompt_inputs(artifact: Any, batch: int, seq: int, variant: int = 0) -> dict
 
     ``variant`` k shifts every id by k inside the vocabulary: variants of one shape differ from each
     other at every position, so a decode loop cannot reuse one variant's cache for the next."""
+    from ..image_placeholders import EXTRA_KEY, ImageTokens
     from ..steps.samples import model_config
 
-    vocab = int(model_config(artifact.path).get("vocab_size") or 100)
+    config = model_config(artifact.path)
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    vocab = int(text.get("vocab_size") or config.get("vocab_size") or 100)
     low = min(5, vocab - 1)
     ids = np.random.default_rng(0).integers(low, vocab, size=(batch, seq), dtype=np.int64)
     ids = low + (ids - low + variant) % (vocab - low)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    if EXTRA_KEY not in artifact.metadata.extra:
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    # A decoder LM that takes images: each prompt is one image's placeholders, then the seq text tokens
+    tokens = ImageTokens.from_extra(artifact.metadata.extra, str(artifact.path))
+    ids[ids == tokens.token_id] = low
+    ids = np.concatenate([np.full((batch, tokens.per_image), tokens.token_id, np.int64), ids], axis=1)
+    size = (batch, tokens.channels, tokens.image_size, tokens.image_size)
+    pixels = np.random.default_rng(variant).standard_normal(size).astype(np.float32)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "pixel_values": pixels}
 
 
 def in_turn(feeds: Sequence[dict[str, Any]]) -> Callable[[], dict[str, Any]]:
