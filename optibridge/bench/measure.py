@@ -112,7 +112,8 @@ def prompt_inputs(artifact: Any, batch: int, seq: int, variant: int = 0) -> dict
     from ..steps.samples import model_config
 
     config = model_config(artifact.path)
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
     vocab = int(text.get("vocab_size") or config.get("vocab_size") or 100)
     low = min(5, vocab - 1)
     ids = np.random.default_rng(0).integers(low, vocab, size=(batch, seq), dtype=np.int64)
