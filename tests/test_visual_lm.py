@@ -245,3 +245,19 @@ def test_bench_times_prompts_with_an_image(llava, tmp_path):
     assert ort.ok, ort.reason
     assert ort.generation is not None and ort.generation.tokens_per_s > 0
     assert ort.accuracy.cosine > 0.9999 and ort.accuracy.top1 == 1.0
+
+
+def test_a_model_whose_images_need_their_sizes_is_refused_by_name(tmp_path, capsys):
+    """llava-next tiles each image by its size (image_sizes): not handled yet, and said so before anything is written."""
+    text = transformers.LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=40, num_hidden_layers=1, num_attention_heads=4,
+                                    num_key_value_heads=2, max_position_embeddings=128)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                                           image_size=32, patch_size=8, projection_dim=32)
+    config = transformers.LlavaNextConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=98,
+                                          image_grid_pinpoints=[[32, 32], [32, 64]])
+    config.architectures = ["LlavaNextForConditionalGeneration"]
+    transformers.LlavaNextForConditionalGeneration(config).save_pretrained(tmp_path / "next")
+    assert main(["export", "--model", str(tmp_path / "next"), str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert "llava_next: its images need image_sizes besides the pixels" in err and "--task text-generation" in err
+    assert not (tmp_path / "out").exists()

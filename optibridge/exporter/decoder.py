@@ -130,6 +130,7 @@ class ExtraInputs:
     """(trace token ids, their mask) → the ids to trace with and the extra tensors."""
     names: list[str]
     axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    """Their named axes; the first axis of each is dynamic in the export."""
     new_tokens: int = 0
     """Trace tokens to add to the usual 5 (room for what ``prepare`` puts in)."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -104,7 +104,7 @@ class TracedImageCausalLMStep(_MergesImages, TracedCausalLMStep):  # type: ignor
     pass
 
 
-def image_inputs(tokens: ImageTokens) -> Any:
+def image_inputs(tokens: ImageTokens) -> Callable[[torch.nn.Module, bool, bool], ExtraInputs]:
     """:class:`ExtraInputs` for the decoder export: the merging step, one image's placeholders in the
     trace's first row (none in the second), and as many feature rows."""
 
