@@ -261,3 +261,29 @@ def test_a_model_whose_images_need_their_sizes_is_refused_by_name(tmp_path, caps
     err = capsys.readouterr().err
     assert "llava_next: its images need image_sizes besides the pixels" in err and "--task text-generation" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_preprocess_inputs_as_optimum_intel_offers_it(llava, reference):
+    from PIL import Image
+
+    from optibridge.openvino import OVModelForVisualCausalLM
+
+    processor = transformers.AutoProcessor.from_pretrained(llava[1].path)
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    model = OVModelForVisualCausalLM.from_pretrained(llava[1].path)
+    inputs = model.preprocess_inputs(text="what is it?", image=image, processor=processor)
+    per_image = llava[1].metadata.extra["image_tokens"]["per_image"]
+    assert int((inputs["input_ids"] == llava[1].metadata.extra["image_tokens"]["token_id"]).sum()) == per_image
+    assert torch.equal(inputs["input_ids"], processor(images=image, text="<image>\nwhat is it?", return_tensors="pt")["input_ids"])
+    want = reference.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=5, do_sample=False), want)
+    # a processor with a chat template: the prompt goes through it, the image where the template puts it
+    processor.chat_template = ("{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+                               "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %} ASSISTANT:")
+    templated = model.preprocess_inputs(text="what is it?", image=image, processor=processor)
+    expected = processor(images=image, text="USER: <image>\nwhat is it? ASSISTANT:", return_tensors="pt")["input_ids"]
+    assert torch.equal(templated["input_ids"], expected) and not torch.equal(expected, inputs["input_ids"])
+    with pytest.raises(InputError, match="needs the model's processor"):
+        model.preprocess_inputs(text="what is it?", image=image)
+    with pytest.raises(InputError, match="video inputs are not supported"):
+        model.preprocess_inputs(text="what is it?", video=[image], processor=processor)

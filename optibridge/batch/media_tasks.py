@@ -92,7 +92,9 @@ class _Images:
         import torch
 
         processor = self._joint_processor()
-        prompt = self._prompt(processor)
+        from ..modeling.visual_lm import image_prompt
+
+        prompt = image_prompt(processor, self.options.prompt)
         batch = processor(images=self.images(paths), text=[prompt] * len(paths), return_tensors="pt", padding=True)
         inputs = {name: torch.as_tensor(value) for name, value in batch.items()}
         tokens = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
@@ -105,15 +107,6 @@ class _Images:
             if getattr(self._joint, "tokenizer", None) is not None:
                 self._joint.tokenizer.padding_side = "left"  # a decoder continues the last token of every row
         return self._joint
-
-    def _prompt(self, processor: Any) -> str:
-        """The run's prompt with the image's placeholder first (unless it places it), in the chat template if there is one."""
-        text = self.options.prompt
-        if getattr(processor, "chat_template", None):
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-            return str(processor.apply_chat_template(messages, add_generation_prompt=True))
-        token = str(getattr(processor, "image_token", "<image>"))
-        return text if token in text else f"{token}\n{text}"
 
     def classify_zero_shot(self, paths: list[str]) -> list[dict[str, Any]]:
         """The best of the run's candidate labels, as transformers' zero-shot-image-classification pipeline scores them."""

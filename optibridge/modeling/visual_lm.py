@@ -45,6 +45,26 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
         return super().forward(input_ids, attention_mask, position_ids, past_key_values, use_cache, return_dict, logits_to_keep,
                                pixel_values=pixel_values, **kwargs)
 
+    @staticmethod
+    def preprocess_inputs(text: str, image: Any = None, processor: Any = None, tokenizer: Any = None, config: Any = None,
+                          video: Any = None, audio: Any = None) -> Any:
+        """optimum-intel's helper: the processor's tensors for one prompt about ``image`` (``generate(**inputs)``
+        takes them). The prompt goes through the processor's chat template where it has one; otherwise the
+        image's placeholder goes first unless ``text`` places it. ``tokenizer`` is accepted and unused (the
+        processor holds one); ``config`` gives the patch size to a processor saved without it."""
+        if processor is None:
+            raise InputError("preprocess_inputs needs the model's processor: AutoProcessor.from_pretrained(<the artifact folder>)")
+        for name, value in (("video", video), ("audio", audio)):
+            if value is not None:
+                raise InputError(f"{name} inputs are not supported: this model takes images and text")
+        if getattr(processor, "patch_size", 0) is None:
+            patch = getattr(getattr(config, "vision_config", None), "patch_size", None)
+            if patch is None:
+                raise InputError("the processor has no patch_size (saved by an older transformers): pass config=model.config")
+            processor.patch_size = patch
+        prompt = image_prompt(processor, text, with_image=image is not None)
+        return processor(images=image, text=prompt, return_tensors="pt")
+
     def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids: Any = None,
                                       **model_kwargs: Any) -> Any:
         """Beam search and ``num_return_sequences`` repeat each prompt row: repeat each row's *images* with
@@ -110,3 +130,13 @@ def images_by_row(pixels: Any, input_ids: Any, tokens: ImageTokens, copies: int)
     if sum(per_row) != len(pixels):
         return pixels.repeat_interleave(copies, dim=0)
     return torch.cat([chunk for chunk in torch.split(pixels, per_row) for _ in range(copies)])
+
+
+def image_prompt(processor: Any, text: str, with_image: bool = True) -> str:
+    """``text`` as the model's prompt: through the processor's chat template where it has one (the image first,
+    then the text), otherwise with the image's placeholder put first unless ``text`` places it."""
+    if getattr(processor, "chat_template", None):
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+        return str(processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False))
+    token = str(getattr(processor, "image_token", None) or "<image>")
+    return f"{token}\n{text}" if with_image and token not in text else text
