@@ -13,6 +13,11 @@ from .errors import ArtifactError
 
 VISION_GRAPH = "vision_embeddings"
 IMAGE_FEATURES = "image_features"
+IMAGE_NEWLINE = "image_newline"
+PACKINGS = ("flat", "anyres")
+"""How the vision graph's rows become placeholder rows: ``flat`` (llava: as they come, ``per_image`` per
+image) or ``anyres`` (llava-next: each image tiled by its size; the graph gives ``per_image`` rows per
+tile, which the model's own ``pack_image_features`` unpads and ends with ``image_newline``, see :mod:`.image_packing`)."""
 EXTRA_KEY = "image_tokens"
 DEFAULT_IMAGE_PROMPT = "Describe the image."
 """What ``optibridge run`` asks of every image when no ``--prompt`` is given."""
@@ -28,8 +33,9 @@ class ImageTokens:
     width: int
     image_size: int
     channels: int
+    packing: str = "flat"
 
-    def to_extra(self) -> dict[str, int]:
+    def to_extra(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
@@ -43,4 +49,7 @@ class ImageTokens:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ArtifactError(f"{where}: extra.{EXTRA_KEY}.{name} must be an integer in {low}..{high}, got {value!r}; re-export the model")
             values[name] = value
-        return cls(**values)
+        packing = found.get("packing", "flat")
+        if packing not in PACKINGS:
+            raise ArtifactError(f"{where}: extra.{EXTRA_KEY}.packing must be one of {', '.join(PACKINGS)}, got {packing!r}; re-export the model")
+        return cls(**values, packing=packing)

@@ -226,10 +226,9 @@ def test_optibridge_run_asks_every_image_the_prompt(llava, reference, tmp_path):
         run_file(llava[1].path, tmp_path / "list.txt", tmp_path / "unused.parquet", prompt="  ")
 
 
-def test_bench_times_prompts_with_an_image(llava, tmp_path):
-    """bench's prompts for a visual LM hold one image's placeholders and its pixels; the cell's accuracy is against
-    the PyTorch model given the same image (a graph that dropped the image would not reach it)."""
-    from optibridge.bench import load_run
+def test_bench_prompts_hold_an_image(llava):
+    """bench's prompts for a visual LM: one image's placeholders, then the text, with the image's pixels (a whole
+    bench run with images is below, on llava-next, whose prompts also carry image_sizes)."""
     from optibridge.bench.measure import prompt_inputs
 
     _, artifact = llava
@@ -237,29 +236,22 @@ def test_bench_times_prompts_with_an_image(llava, tmp_path):
     per_image, token_id = artifact.metadata.extra["image_tokens"]["per_image"], artifact.metadata.extra["image_tokens"]["token_id"]
     assert prompt["input_ids"].shape == (2, per_image + 5) and prompt["pixel_values"].shape == (2, 3, 32, 32)
     assert ((prompt["input_ids"] == token_id).sum(axis=1) == per_image).all()
-    code = main(["bench", "--model", str(artifact.path), "--configs", "ort:fp32", "--batch-sizes", "1", "--seq-lens", "6",
-                 "--warmup", "1", "--runs", "2", "--no-progress", "--out", str(tmp_path / "b")])
-    assert code == 0
-    cells = {c.name: c for c in load_run(tmp_path / "b" / "results.json").cells}
-    ort = cells["ort:fp32"]
-    assert ort.ok, ort.reason
-    assert ort.generation is not None and ort.generation.tokens_per_s > 0
-    assert ort.accuracy.cosine > 0.9999 and ort.accuracy.top1 == 1.0
+    assert (prompt["input_ids"][:, per_image:] != token_id).all()
 
 
-def test_a_model_whose_images_need_their_sizes_is_refused_by_name(tmp_path, capsys):
-    """llava-next tiles each image by its size (image_sizes): not handled yet, and said so before anything is written."""
+def test_a_model_whose_images_need_more_than_their_sizes_is_refused_by_name(tmp_path, capsys):
+    """llava-next-video also takes videos: not handled, and said so before anything is written."""
     text = transformers.LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=40, num_hidden_layers=1, num_attention_heads=4,
                                     num_key_value_heads=2, max_position_embeddings=128)
     vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
                                            image_size=32, patch_size=8, projection_dim=32)
-    config = transformers.LlavaNextConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=98,
-                                          image_grid_pinpoints=[[32, 32], [32, 64]])
-    config.architectures = ["LlavaNextForConditionalGeneration"]
-    transformers.LlavaNextForConditionalGeneration(config).save_pretrained(tmp_path / "next")
-    assert main(["export", "--model", str(tmp_path / "next"), str(tmp_path / "out")]) != 0
+    config = transformers.LlavaNextVideoConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=98,
+                                               video_token_index=97, image_grid_pinpoints=[[32, 32], [32, 64]])
+    config.architectures = ["LlavaNextVideoForConditionalGeneration"]
+    transformers.LlavaNextVideoForConditionalGeneration(config).save_pretrained(tmp_path / "video")
+    assert main(["export", "--model", str(tmp_path / "video"), "--task", "image-text-to-text", str(tmp_path / "out")]) != 0
     err = capsys.readouterr().err
-    assert "llava_next: its images need image_sizes besides the pixels" in err and "--task text-generation" in err
+    assert "llava_next_video: its images need image_sizes besides the pixels" in err and "--task text-generation" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -287,3 +279,84 @@ def test_preprocess_inputs_as_optimum_intel_offers_it(llava, reference):
         model.preprocess_inputs(text="what is it?", image=image)
     with pytest.raises(InputError, match="video inputs are not supported"):
         model.preprocess_inputs(text="what is it?", video=[image], processor=processor)
+
+
+# -- llava-next: each image tiled by its size, packed by the model class's own code ------------------------
+
+@pytest.fixture(scope="module")
+def llava_next(tmp_path_factory):
+    from tiny_vision import build_tiny_llava_next
+
+    root = tmp_path_factory.mktemp("llava-next")
+    source = build_tiny_llava_next(root / "src")
+    assert main(["export", "--model", str(source), str(root / "onnx")]) == 0
+    return source, Artifact.load(root / "onnx"), transformers.LlavaNextForConditionalGeneration.from_pretrained(source).eval()
+
+
+def next_images():
+    from PIL import Image
+
+    # (height, width) 40x50 and 100x50: different grids, so different numbers of tiles and of placeholder tokens
+    return [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40 + 60 * i, 50, 3), dtype=np.uint8)) for i in range(2)]
+
+
+def test_llava_next_artifact_tiles_images_by_size(llava_next):
+    _, artifact, _ = llava_next
+    meta = artifact.metadata
+    assert meta.task == "image-text-to-text" and meta.validation["passed"] and meta.extra["image_tokens"]["packing"] == "anyres"
+    assert meta.graphs["vision_embeddings"].output_names == ["image_features", "image_newline"]
+    processor = transformers.AutoProcessor.from_pretrained(artifact.path)
+    inputs = processor(images=next_images(), text=["<image> describe this", "<image> what"], return_tensors="pt", padding=True)
+    counts = (inputs["input_ids"] == meta.extra["image_tokens"]["token_id"]).sum(dim=1).tolist()
+    assert counts[0] != counts[1] and inputs["pixel_values"].ndim == 5  # the case: two tilings, padded tiles
+
+
+@pytest.mark.parametrize("backend, options", [("ort", {}), ("openvino", {"stateful": True})], ids=["ort", "openvino-stateful"])
+def test_llava_next_generates_as_pytorch_from_its_processor(llava_next, backend, options):
+    from optibridge import OBModelForVisualCausalLM
+
+    _, artifact, reference = llava_next
+    processor = transformers.AutoProcessor.from_pretrained(artifact.path)
+    inputs = processor(images=next_images(), text=["<image> describe this", "<image> what"], return_tensors="pt", padding=True)
+    want = reference.generate(**inputs, **GREEDY)
+    model = OBModelForVisualCausalLM.from_pretrained(artifact.path, backend=backend, **options)
+    got = model.generate(**inputs, **GREEDY)
+    assert torch.equal(got.sequences, want.sequences) and len(set(want.sequences[:, -NEW:].flatten().tolist())) > 5
+    torch.testing.assert_close(torch.stack(got.scores), torch.stack(want.scores), atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="image_sizes: required with pixel_values for this model"):
+        model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], pixel_values=inputs["pixel_values"],
+                       max_new_tokens=2)
+
+
+def test_llava_next_beams_keep_two_differently_tiled_images_with_their_prompt(llava_next):
+    from optibridge import OBModelForVisualCausalLM
+
+    _, artifact, reference = llava_next
+    processor = transformers.AutoProcessor.from_pretrained(artifact.path)
+    images = next_images()
+    inputs = processor(images=[images[1], images[0], images[0]], text=["<image> and <image> compare", "<image> what"],
+                       return_tensors="pt", padding=True)
+    kwargs = dict(**inputs, max_new_tokens=6, do_sample=False, num_beams=3, num_return_sequences=2)
+    want = reference.generate(**kwargs)
+    assert torch.equal(OBModelForVisualCausalLM.from_pretrained(artifact.path).generate(**kwargs), want)
+
+
+def test_llava_next_also_exports_its_language_model_alone(llava_next, tmp_path):
+    source, _, _ = llava_next
+    assert main(["export", "--model", str(source), "--task", "text-generation", str(tmp_path / "text")]) == 0
+    meta = Artifact.load(tmp_path / "text").metadata
+    assert meta.validation["passed"] and meta.extra["text_only"]["source_model_type"] == "llava_next" and "image_tokens" not in meta.extra
+
+
+def test_bench_on_llava_next_gives_each_prompt_a_tiled_image(llava_next, tmp_path):
+    """The cell's accuracy is against the PyTorch model given the same image (a candidate that dropped the
+    image measured cosine -0.32 on llava, checked by hand)."""
+    from optibridge.bench import load_run
+
+    _, artifact, _ = llava_next
+    code = main(["bench", "--model", str(artifact.path), "--configs", "ort:fp32", "--batch-sizes", "1", "--seq-lens", "4",
+                 "--warmup", "1", "--runs", "2", "--no-progress", "--out", str(tmp_path / "b")])
+    assert code == 0
+    ort = {c.name: c for c in load_run(tmp_path / "b" / "results.json").cells}["ort:fp32"]
+    assert ort.ok, ort.reason
+    assert ort.accuracy.cosine > 0.9999 and "image_sizes" in ort.accuracy.input_shapes

@@ -80,6 +80,35 @@ def build_tiny_llava(dest: Path) -> Path:
     return Path(dest)
 
 
+def build_tiny_llava_next(dest: Path) -> Path:
+    """``LlavaNextForConditionalGeneration`` (images tiled by size: 32 px tiles, grids up to 2x2) and its ``LlavaNextProcessor``."""
+    tokenizer = make_tokenizer(model_input_names=("input_ids", "attention_mask"))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = "left"
+    text = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                    bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                           image_size=IMAGE, patch_size=8, projection_dim=32)
+    grids = [[IMAGE, IMAGE], [IMAGE, 2 * IMAGE], [2 * IMAGE, IMAGE], [2 * IMAGE, 2 * IMAGE]]
+    config = transformers.LlavaNextConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), vision_feature_layer=-1,
+                                          image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_grid_pinpoints=grids)
+    config.architectures = ["LlavaNextForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = transformers.LlavaNextForConditionalGeneration(config).eval()
+    redraw_weights(model)
+    with torch.no_grad():
+        model.model.image_newline.normal_()  # O(1), as the other weights
+    model.generation_config.pad_token_id = PAD
+    model.save_pretrained(dest)
+    model.generation_config.save_pretrained(dest)
+    images = transformers.LlavaNextImageProcessor(size={"shortest_edge": IMAGE}, crop_size={"height": IMAGE, "width": IMAGE},
+                                                  image_grid_pinpoints=grids)
+    transformers.LlavaNextProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+                                    num_additional_image_tokens=1, image_token="<image>").save_pretrained(dest)
+    return Path(dest)
+
+
 def build_tiny_pix2struct(dest: Path) -> Path:
     """``Pix2StructForConditionalGeneration`` (16-pixel patches, 2+2 layers) and its image processor (16 patches per image)."""
     vision = transformers.Pix2StructVisionConfig(hidden_size=32, patch_embed_hidden_size=16 * 16 * 3, d_ff=37, d_kv=8, num_hidden_layers=2,

@@ -122,11 +122,26 @@ def prompt_inputs(artifact: Any, batch: int, seq: int, variant: int = 0) -> dict
         return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     # A decoder LM that takes images: each prompt is one image's placeholders, then the seq text tokens
     tokens = ImageTokens.from_extra(artifact.metadata.extra, str(artifact.path))
+    side = (tokens.channels, tokens.image_size, tokens.image_size)
+    image: dict[str, np.ndarray] = {}
+    rows = tokens.per_image
+    if tokens.packing == "anyres":  # a square image of the tile size: its tiles, and the rows they pack into
+        from transformers import AutoConfig
+
+        from ..image_packing import pack_rows, tiles_per_image
+
+        model_config = AutoConfig.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
+        sizes = np.array([[tokens.image_size, tokens.image_size]] * batch, np.int64)
+        tiles = tiles_per_image(model_config, sizes[:1])
+        rows = pack_rows(model_config, np.zeros((tiles[0], tokens.per_image, tokens.width), np.float32),
+                         np.zeros(tokens.width, np.float32), sizes[:1], tiles)[1][0]
+        image = {"pixel_values": np.random.default_rng(variant).standard_normal((batch, tiles[0], *side)).astype(np.float32),
+                 "image_sizes": sizes}
+    else:
+        image = {"pixel_values": np.random.default_rng(variant).standard_normal((batch, *side)).astype(np.float32)}
     ids[ids == tokens.token_id] = low
-    ids = np.concatenate([np.full((batch, tokens.per_image), tokens.token_id, np.int64), ids], axis=1)
-    size = (batch, tokens.channels, tokens.image_size, tokens.image_size)
-    pixels = np.random.default_rng(variant).standard_normal(size).astype(np.float32)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "pixel_values": pixels}
+    ids = np.concatenate([np.full((batch, rows), tokens.token_id, np.int64), ids], axis=1)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), **image}
 
 
 def in_turn(feeds: Sequence[dict[str, Any]]) -> Callable[[], dict[str, Any]]:

@@ -89,7 +89,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         *(_tested(t, "text", SEQ2SEQ_TASKS) for t in ("t5", "bart", "marian")),
         _tested("whisper", "speech", SPEECH_TASKS),
         # with its images (tests/test_visual_lm.py), or its language model alone (tests/test_text_only_lm.py)
-        _tested("llava", "text", ("image-text-to-text", "text-generation")),
+        *(_tested(t, "text", ("image-text-to-text", "text-generation")) for t in ("llava", "llava_next")),
     )
 }
 TESTED = ARCHITECTURES  # the name the rest of the docs use

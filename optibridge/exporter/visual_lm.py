@@ -26,7 +26,8 @@ import onnx
 import torch
 
 from ..errors import UnsupportedModelError
-from ..image_placeholders import EXTRA_KEY, IMAGE_FEATURES, VISION_GRAPH, ImageTokens
+from ..image_packing import image_tiles, pack_rows, tiles_per_image
+from ..image_placeholders import EXTRA_KEY, IMAGE_FEATURES, IMAGE_NEWLINE, VISION_GRAPH, ImageTokens
 from .decoder import CausalLMStep, ExtraInputs, KVLayout, TracedCausalLMStep, export_decoder, kv_layout, position_ids_from_mask
 from .inputs import token_batch
 from .loading import SourceModel
@@ -36,7 +37,10 @@ from .validate import OutputCheck, ValidationReport, max_abs_diff
 
 IMAGE_TOKENS_AXIS = "image_tokens"
 IMAGES_AXIS = "num_images"
+TILES_AXIS = "num_tiles"
 NEEDS_MORE_THAN_PIXELS = ("image_sizes", "image_grid_thw", "pixel_attention_mask", "aspect_ratio_ids")
+ANYRES_TYPES = ("llava_next",)
+"""Tiled by image size, packed by the model's own ``pack_image_features`` (:mod:`optibridge.image_packing`)."""
 
 
 def _part(model: torch.nn.Module, name: str) -> Any:
@@ -61,11 +65,28 @@ class ImageFeatures(torch.nn.Module):
         self.drop_class_token = getattr(config, "vision_feature_select_strategy", "default") == "default"
         self.eval()
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def projected(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(images or tiles, rows each, width)."""
         states = self.vision(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
         selected = [states[i][:, 1:] if self.drop_class_token else states[i] for i in self.layers]
         features: torch.Tensor = self.projector(selected[0] if len(selected) == 1 else torch.cat(selected, dim=-1))
+        return features
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.projected(pixel_values)
         return features.reshape(-1, features.shape[-1])
+
+
+class TileFeatures(ImageFeatures):
+    """llava-next: ``pixel_values`` (tiles, C, H, W) → (tiles, rows each, width), and the learned newline row
+    the packing appends (:mod:`optibridge.image_packing`, outside the graph: it depends on each image's size)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__(model)
+        self.newline = _part(model, "image_newline")
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return self.projected(pixel_values), self.newline * 1.0  # a graph output of its own, not an initializer name
 
 
 def merge_image_features(embeds: torch.Tensor, input_ids: torch.Tensor, features: torch.Tensor, token_id: int) -> torch.Tensor:
@@ -114,7 +135,7 @@ def image_inputs(tokens: ImageTokens) -> Callable[[torch.nn.Module, bool, bool],
 
         def prepare(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
             features = torch.randn(tokens.per_image, tokens.width, generator=torch.Generator().manual_seed(0))
-            return with_placeholders(ids, mask, tokens, [1, 0]), [features]
+            return with_placeholders(ids, mask, tokens.token_id, [tokens.per_image, 0]), [features]
 
         return ExtraInputs(step, prepare, [IMAGE_FEATURES], {IMAGE_FEATURES: {0: IMAGE_TOKENS_AXIS}}, new_tokens=tokens.per_image)
 
@@ -138,7 +159,8 @@ def image_tokens(model: torch.nn.Module) -> ImageTokens:
         )
     needs = [name for name, p in inspect.signature(get_features).parameters.items()
              if name in NEEDS_MORE_THAN_PIXELS and p.default is inspect.Parameter.empty]
-    if needs or model_type in ("gemma3", "qwen2_vl", "qwen2_5_vl", "llava_next", "llava_next_video", "mllama"):
+    anyres = needs == ["image_sizes"] and model_type in ANYRES_TYPES and _part(model, "image_newline") is not None
+    if (needs and not anyres) or model_type in ("gemma3", "qwen2_vl", "qwen2_5_vl", "llava_next_video", "llava_onevision", "mllama"):
         what = ", ".join(needs) or "image sizes, grids or token types"
         raise UnsupportedModelError(
             f"{model_type}: its images need {what} besides the pixels, which this export does not handle yet (llava-style models only); "
@@ -148,21 +170,20 @@ def image_tokens(model: torch.nn.Module) -> ImageTokens:
     size = int(getattr(vision_config, "image_size", 224))
     channels = int(getattr(vision_config, "num_channels", 3))
     with torch.no_grad():
-        features = ImageFeatures(model)(torch.zeros(1, channels, size, size))
-    return ImageTokens(int(token_id), int(features.shape[0]), int(features.shape[1]), size, channels)
+        features = ImageFeatures(model)(torch.zeros(1, channels, size, size))  # one image, or one tile of it
+    return ImageTokens(int(token_id), int(features.shape[0]), int(features.shape[1]), size, channels, "anyres" if anyres else "flat")
 
 
-def with_placeholders(ids: torch.Tensor, mask: torch.Tensor, tokens: ImageTokens, images_per_row: list[int]) -> torch.Tensor:
-    """``ids`` with ``images_per_row[i] * per_image`` placeholder tokens right after row i's padding
-    (where a processor puts an image at the start of the prompt); the rest of the row stays text."""
+def with_placeholders(ids: torch.Tensor, mask: torch.Tensor, token_id: int, counts: list[int]) -> torch.Tensor:
+    """``ids`` with ``counts[i]`` placeholder tokens right after row i's padding (where a processor puts an
+    image at the start of the prompt); the rest of the row stays text."""
     ids = ids.clone()
-    ids[ids == tokens.token_id] = max(0, tokens.token_id - 1)  # no stray placeholder in the text part
-    for row, images in enumerate(images_per_row):
+    ids[ids == token_id] = max(0, token_id - 1)  # no stray placeholder in the text part
+    for row, count in enumerate(counts):
         start = int((mask[row] == 0).sum())
-        count = images * tokens.per_image
         if start + count > ids.shape[1]:
             raise ValueError(f"row {row}: {count} placeholders do not fit after {start} pads in {ids.shape[1]} tokens")
-        ids[row, start:start + count] = tokens.token_id
+        ids[row, start:start + count] = token_id
     return ids
 
 
@@ -179,12 +200,14 @@ def export_visual_lm(
     tokens = image_tokens(model)
     exported = export_decoder(source, staging, opset=opset, external_data=external_data, use_cache=use_cache, exporter=exporter,
                               extra_inputs=image_inputs(tokens))
-    vision = ImageFeatures(model)
+    tiled = tokens.packing == "anyres"
+    vision = TileFeatures(model) if tiled else ImageFeatures(model)
+    outputs, axes = ([IMAGE_FEATURES, IMAGE_NEWLINE], {IMAGE_FEATURES: {0: TILES_AXIS}}) if tiled else \
+        ([IMAGE_FEATURES], {IMAGE_FEATURES: {0: IMAGE_TOKENS_AXIS}})
     path = staging / f"{VISION_GRAPH}.onnx"
     export_module(
-        vision, (sample_pixels(tokens, 2, seed=0),), ["pixel_values"], [IMAGE_FEATURES],
-        {"pixel_values": {0: IMAGES_AXIS}}, {IMAGE_FEATURES: {0: IMAGE_TOKENS_AXIS}}, path,
-        exporter=exporter, opset=opset, external_data=external_data, dynamic_shapes=({0: torch.export.Dim.AUTO},),
+        vision, (sample_pixels(tokens, 2, seed=0),), ["pixel_values"], outputs, {"pixel_values": {0: TILES_AXIS if tiled else IMAGES_AXIS}},
+        axes, path, exporter=exporter, opset=opset, external_data=external_data, dynamic_shapes=({0: torch.export.Dim.AUTO},),
     )
     exported.graphs[VISION_GRAPH] = graph_spec(path.name, onnx.load(str(path), load_external_data=False))
     exported.extra[EXTRA_KEY] = tokens.to_extra()
@@ -198,6 +221,28 @@ def export_visual_lm(
     return exported
 
 
+def _two_images(model: torch.nn.Module, vision: Any, tokens: ImageTokens, config: Any) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray, list[int]]:
+    """Two images for the validation: the PyTorch model's image inputs, the rows PyTorch's vision part gives,
+    the rows the vision graph gives (packed as the model class does, for tiled models), and rows per image."""
+    if tokens.packing == "flat":
+        pixels = sample_pixels(tokens, 2, seed=1)
+        with torch.no_grad():
+            want = ImageFeatures(model)(pixels).numpy()
+        return {"pixel_values": pixels}, want, vision.run({"pixel_values": pixels.numpy()})[IMAGE_FEATURES], [tokens.per_image] * 2
+    side = tokens.image_size
+    sizes = np.array([[side * 5 // 4, side * 3 // 2], [side * 2, side]])  # (height, width): two aspect ratios, two tilings
+    tiles = tiles_per_image(config, sizes)
+    generator = torch.Generator().manual_seed(1)
+    pixels = torch.randn(2, max(tiles), tokens.channels, side, side, generator=generator)
+    flat = image_tiles(pixels.numpy(), tiles)
+    out = vision.run({"pixel_values": flat})
+    got, lengths = pack_rows(config, out[IMAGE_FEATURES], out[IMAGE_NEWLINE], sizes, tiles)
+    with torch.no_grad():
+        reference, newline = TileFeatures(model)(torch.from_numpy(flat))
+    want, _ = pack_rows(config, reference.numpy(), newline.numpy(), sizes, tiles)
+    return {"pixel_values": pixels, "image_sizes": torch.as_tensor(sizes)}, want, got, lengths
+
+
 def validate_visual_lm(model: torch.nn.Module, vision: Any, decoder: Any, layout: KVLayout | None, tokens: ImageTokens,
                        config: Any, atol: float, backend: str) -> ValidationReport:
     """Two images and one text-only row (left-padded) through both graphs against the PyTorch model
@@ -205,16 +250,15 @@ def validate_visual_lm(model: torch.nn.Module, vision: Any, decoder: Any, layout
     being the placeholder id (it keeps its embedding, as in transformers)."""
     from ..kv_cache import cache_name, output_cache
 
-    new = 2 * tokens.per_image + 4
+    image_inputs, want_features, features, lengths = _two_images(model, vision, tokens, config)
+    new = max(lengths) + 6
     ids, mask = token_batch(config.get_text_config(decoder=True), 3, new, seed=1, pads=[0, 3, 2], side="left")
-    ids = with_placeholders(ids, mask, tokens, [1, 0, 1])
-    pixels = sample_pixels(tokens, 2, seed=1)
+    ids = with_placeholders(ids, mask, tokens.token_id, [lengths[0], 0, lengths[1]])
     positions = position_ids_from_mask(mask, new)
-    report = ValidationReport(atol=atol, backend=backend, input_shapes={"pixel_values": tuple(pixels.shape), "input_ids": tuple(ids.shape)})
+    shapes = {name: tuple(value.shape) for name, value in image_inputs.items()}
+    report = ValidationReport(atol=atol, backend=backend, input_shapes={**shapes, "input_ids": tuple(ids.shape)})
     with torch.no_grad():
-        want_features = ImageFeatures(model)(pixels).numpy()
-        want = model(input_ids=ids, pixel_values=pixels, attention_mask=mask, position_ids=positions, use_cache=bool(layout), return_dict=True)
-    features = vision.run({"pixel_values": pixels.numpy()})[IMAGE_FEATURES]
+        want = model(input_ids=ids, **image_inputs, attention_mask=mask, position_ids=positions, use_cache=bool(layout), return_dict=True)
     diff = max_abs_diff(want_features, features)
     report.outputs.append(OutputCheck(f"{IMAGE_FEATURES} (2 images)", diff, tuple(want_features.shape), tuple(features.shape), diff <= atol))
     feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy(), IMAGE_FEATURES: features}

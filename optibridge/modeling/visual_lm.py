@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..image_placeholders import IMAGE_FEATURES, VISION_GRAPH, ImageTokens
+from ..image_packing import image_tiles, pack_rows, tiles_per_image
+from ..image_placeholders import IMAGE_FEATURES, IMAGE_NEWLINE, VISION_GRAPH, ImageTokens
 from .base import register_task_class
 from .causal_lm import IMAGE_INPUTS, OBModelForCausalLM
 from .inputs import to_numpy
@@ -35,15 +36,15 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
         self.image_tokens = ImageTokens.from_extra(self.artifact.metadata.extra, str(self.artifact.path))
         self._native_error = NO_NATIVE_LOOP
 
-    def forward(  # type: ignore[override]  # one more named input than the text LM's (generate() checks the names)
+    def forward(  # type: ignore[override]  # more named inputs than the text LM's (generate() checks the names)
         self, input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None, past_key_values: Any = None,
         use_cache: bool | None = None, return_dict: bool | None = None, logits_to_keep: Any = 0, pixel_values: Any = None,
-        **kwargs: Any,
+        image_sizes: Any = None, **kwargs: Any,
     ) -> Any:
-        """:meth:`OBModelForCausalLM.forward` with the images: ``pixel_values`` are read when ``input_ids``
-        hold placeholder tokens (the prompt's step) and ignored after it, as transformers' llava does."""
+        """:meth:`OBModelForCausalLM.forward` with the images: ``pixel_values`` (and, for llava-next, ``image_sizes``)
+        are read when ``input_ids`` hold placeholder tokens (the prompt's step) and ignored after it, as transformers does."""
         return super().forward(input_ids, attention_mask, position_ids, past_key_values, use_cache, return_dict, logits_to_keep,
-                               pixel_values=pixel_values, **kwargs)
+                               pixel_values=pixel_values, image_sizes=image_sizes, **kwargs)
 
     @staticmethod
     def preprocess_inputs(text: str, image: Any = None, processor: Any = None, tokenizer: Any = None, config: Any = None,
@@ -70,29 +71,49 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
         """Beam search and ``num_return_sequences`` repeat each prompt row: repeat each row's *images* with
         it (transformers repeats every tensor along its first axis, which for a row with two images
         would put the wrong images under the copies)."""
-        pixels = model_kwargs.pop("pixel_values", None)
+        images = {name: model_kwargs.pop(name) for name in ("pixel_values", "image_sizes") if model_kwargs.get(name) is not None}
         expanded_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)  # type: ignore[misc]
-        if pixels is not None:
-            model_kwargs["pixel_values"] = images_by_row(pixels, input_ids, self.image_tokens, expand_size)
+        if "pixel_values" in images and expand_size > 1 and input_ids is not None:
+            rows = self.image_rows(images["pixel_values"], images.get("image_sizes"))[1]
+            order = image_order(input_ids, self.image_tokens.token_id, rows, expand_size)
+            images = {name: _take(value, order) if order is not None else _repeat(value, expand_size) for name, value in images.items()}
+        model_kwargs.update(images)
         return expanded_ids, model_kwargs
 
     def _check_image_inputs(self, kwargs: dict[str, Any]) -> None:
-        given = next((name for name in IMAGE_INPUTS if name != "pixel_values" and kwargs.get(name) is not None), None)
+        allowed = ("pixel_values", "image_sizes") if self.image_tokens.packing == "anyres" else ("pixel_values",)
+        given = next((name for name in IMAGE_INPUTS if name not in allowed and kwargs.get(name) is not None), None)
         if given is not None:
-            raise InputError(f"{given}: not supported; this model's vision graph takes pixel_values alone (llava-style)")
+            raise InputError(f"{given}: not supported; this model's vision graph takes {' and '.join(allowed)}")
 
-    def image_features(self, pixel_values: Any) -> np.ndarray:
-        """The vision graph's rows for ``pixel_values`` (images, channels, height, width): one per placeholder token."""
+    def image_features(self, pixel_values: Any, image_sizes: Any = None) -> np.ndarray:
+        """The rows the images give, one per placeholder token, every image's in order."""
+        return self.image_rows(pixel_values, image_sizes)[0]
+
+    def image_rows(self, pixel_values: Any, image_sizes: Any = None) -> tuple[np.ndarray, list[int]]:
+        """The vision graph's rows for ``pixel_values`` (llava: (images, channels, height, width); llava-next: the
+        processor's (images, tiles, ...) with ``image_sizes``), and how many each image gives."""
         tokens = self.image_tokens
         pixels, _ = to_numpy("pixel_values", pixel_values)
         expected = (tokens.channels, tokens.image_size, tokens.image_size)
-        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected or not np.issubdtype(pixels.dtype, np.floating):
+        rank = 4 if tokens.packing == "flat" else pixels.ndim
+        if pixels.ndim != rank or rank not in (4, 5) or tuple(pixels.shape[-3:]) != expected or not np.issubdtype(pixels.dtype, np.floating):
+            layout = "images" if tokens.packing == "flat" else "images, tiles"
             raise InputError(
-                f"pixel_values: expected floats of shape (images, {', '.join(map(str, expected))}), got {pixels.dtype} {tuple(pixels.shape)}; "
+                f"pixel_values: expected floats of shape ({layout}, {', '.join(map(str, expected))}), got {pixels.dtype} {tuple(pixels.shape)}; "
                 "prepare the images with the model's processor (AutoProcessor / AutoImageProcessor)"
             )
-        features: np.ndarray = self.sessions[VISION_GRAPH].run({"pixel_values": pixels.astype(np.float32)})[IMAGE_FEATURES]
-        return features
+        pixels = pixels.astype(np.float32)
+        if tokens.packing == "flat":
+            features: np.ndarray = self.sessions[VISION_GRAPH].run({"pixel_values": pixels})[IMAGE_FEATURES]
+            return features, [tokens.per_image] * len(pixels)
+        if image_sizes is None:
+            raise InputError("image_sizes: required with pixel_values for this model (each image is tiled by its size); "
+                             "pass what the model's processor returns with the pixels")
+        sizes, _ = to_numpy("image_sizes", image_sizes)
+        tiles = tiles_per_image(self.config, sizes)
+        out = self.sessions[VISION_GRAPH].run({"pixel_values": image_tiles(pixels, tiles)})
+        return pack_rows(self.config, out[IMAGE_FEATURES], out[IMAGE_NEWLINE], sizes, tiles)
 
     def _image_feed(self, ids: np.ndarray, past: int, kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
         tokens = self.image_tokens
@@ -108,28 +129,46 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
             return {IMAGE_FEATURES: np.zeros((0, tokens.width), np.float32)}
         if pixel_values is None:
             raise InputError(f"input_ids hold {placeholders} image placeholder token(s) (id {tokens.token_id}) but no pixel_values were given")
-        features = self.image_features(pixel_values)
+        features, rows = self.image_rows(pixel_values, kwargs.get("image_sizes"))
         if features.shape[0] != placeholders:
             raise InputError(
-                f"input_ids hold {placeholders} image placeholder token(s) but {len(features) // tokens.per_image} image(s) give "
-                f"{features.shape[0]} feature rows ({tokens.per_image} per image); build the prompt with the model's processor"
+                f"input_ids hold {placeholders} image placeholder token(s) but {len(rows)} image(s) give {features.shape[0]} feature rows "
+                f"({', '.join(map(str, rows))}); build the prompt with the model's processor"
             )
         return {IMAGE_FEATURES: features}
 
 
-def images_by_row(pixels: Any, input_ids: Any, tokens: ImageTokens, copies: int) -> Any:
-    """``pixels`` with each prompt row's images repeated ``copies`` times, in row order. Rows own
-    images in order, as many as their placeholder tokens make; where the counts do not add up, the
-    images are repeated one by one and the forward step reports the mismatch."""
+def _take(value: Any, order: list[int]) -> Any:
     import torch
 
-    if copies == 1 or input_ids is None:
-        return pixels
-    pixels = torch.as_tensor(pixels)
-    per_row = ((torch.as_tensor(input_ids) == tokens.token_id).sum(dim=1) // tokens.per_image).tolist()
-    if sum(per_row) != len(pixels):
-        return pixels.repeat_interleave(copies, dim=0)
-    return torch.cat([chunk for chunk in torch.split(pixels, per_row) for _ in range(copies)])
+    return torch.as_tensor(value)[torch.tensor(order, dtype=torch.long)]
+
+
+def _repeat(value: Any, copies: int) -> Any:
+    import torch
+
+    return torch.as_tensor(value).repeat_interleave(copies, dim=0)
+
+
+def image_order(input_ids: Any, token_id: int, rows: list[int], copies: int) -> list[int] | None:
+    """The images' order once each prompt row is repeated ``copies`` times: row r owns the next images in
+    order whose ``rows`` add up to its placeholder count. None where the counts do not add up (the
+    forward step then reports the mismatch)."""
+    import torch
+
+    counts = (torch.as_tensor(input_ids) == token_id).sum(dim=1).tolist()
+    order: list[int] = []
+    image = 0
+    for count in counts:
+        owned = []
+        while count > 0 and image < len(rows):
+            owned.append(image)
+            count -= rows[image]
+            image += 1
+        if count != 0:
+            return None
+        order += owned * copies
+    return order if image == len(rows) else None
 
 
 def image_prompt(processor: Any, text: str, with_image: bool = True) -> str:
