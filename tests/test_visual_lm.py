@@ -54,7 +54,7 @@ GREEDY = dict(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, output_sc
 def test_artifact_has_the_vision_graph_and_the_image_decoder(llava, capsys):
     _, artifact = llava
     meta = artifact.metadata
-    assert meta.task == "image-text-to-text" and meta.model_type == "llava" and meta.validation["passed"]
+    assert meta.task == "image-text-to-text" and meta.model_type == "llava" and meta.validation["passed"] and meta.exporter == "torchscript"
     assert set(meta.graphs) == {"model", "vision_embeddings"}
     assert meta.graphs["vision_embeddings"].input_names == ["pixel_values"]
     assert [s.name for s in meta.inputs][:4] == ["input_ids", "attention_mask", "position_ids", "image_features"]
@@ -304,6 +304,7 @@ def test_llava_next_artifact_tiles_images_by_size(llava_next):
     _, artifact, _ = llava_next
     meta = artifact.metadata
     assert meta.task == "image-text-to-text" and meta.validation["passed"] and meta.extra["image_tokens"]["packing"] == "anyres"
+    assert meta.exporter == "torchscript"  # the fast path held (its constant newline output once fell back to dynamo)
     assert meta.graphs["vision_embeddings"].output_names == ["image_features", "image_newline"]
     processor = transformers.AutoProcessor.from_pretrained(artifact.path)
     inputs = processor(images=next_images(), text=["<image> describe this", "<image> what"], return_tensors="pt", padding=True)

@@ -86,7 +86,9 @@ class TileFeatures(ImageFeatures):
         self.newline = _part(model, "image_newline")
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return self.projected(pixel_values), self.newline * 1.0  # a graph output of its own, not an initializer name
+        # + a zero that depends on the input's (dynamic) tile count: TorchScript's constant folding would
+        # otherwise turn the output into an initializer and drop its name
+        return self.projected(pixel_values), self.newline + torch.zeros_like(pixel_values[:, 0, 0, 0]).sum()
 
 
 def merge_image_features(embeds: torch.Tensor, input_ids: torch.Tensor, features: torch.Tensor, token_id: int) -> torch.Tensor:

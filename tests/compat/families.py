@@ -301,19 +301,55 @@ def check_visual_lm(family: Family, workdir: Path) -> Outcome:
     return compare_generation(want, got, ids.shape[1], 0)
 
 
-def _tiny_llava(dest: Path) -> Path:
-    """LlavaForConditionalGeneration from configs 4.57 and 5.x both take (the image token, 98, is the last id)."""
+def check_tiled_visual_lm(family: Family, workdir: Path) -> Outcome:
+    """llava-next: two images of different sizes (different tilings), pixel_values padded to the most tiles as
+    its processor does, image_sizes beside them; greedy generate() next to LlavaNextForConditionalGeneration's."""
+    import numpy as np
+    import transformers
+
+    from optibridge.image_packing import pack_rows, tiles_per_image
+
+    source = _tiny_llava(workdir / family.name.replace(" ", "-"), tiled=True)
+    artifact = _export(source, family.task)
+    reference = transformers.LlavaNextForConditionalGeneration.from_pretrained(source).eval()
+    sizes = np.array([[40, 50], [100, 50]])
+    tiles = tiles_per_image(reference.config, sizes)
+    rows = pack_rows(reference.config, np.zeros((sum(tiles), 16, 32), np.float32), np.zeros(32, np.float32), sizes, tiles)[1]
+    ids = torch.randint(5, 90, (2, max(rows) + 6), generator=torch.Generator().manual_seed(19))
+    mask = torch.ones_like(ids)
+    for row, count in enumerate(rows):
+        pad = max(rows) - count
+        mask[row, :pad] = 0
+        ids[row, pad:pad + count] = 98
+    pixels = torch.randn(2, max(tiles), 3, 32, 32, generator=torch.Generator().manual_seed(20))
+    kwargs = dict(input_ids=ids, attention_mask=mask, pixel_values=pixels, image_sizes=torch.as_tensor(sizes), **_greedy(0, family))
+    with torch.no_grad():
+        want = reference.generate(**kwargs)
+    got = _optimum_class(family.task).from_pretrained(artifact.path).generate(**kwargs)
+    return compare_generation(want, got, ids.shape[1], 0)
+
+
+def _tiny_llava(dest: Path, tiled: bool = False) -> Path:
+    """LlavaForConditionalGeneration (or, tiled, LlavaNextForConditionalGeneration) from configs 4.57 and 5.x both
+    take (the image token, 98, is the last id)."""
     import transformers
 
     text = transformers.LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
                                     num_key_value_heads=2, max_position_embeddings=128, bos_token_id=2, eos_token_id=3, pad_token_id=0)
     vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                                            image_size=32, patch_size=8, projection_dim=32)
-    config = transformers.LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=98, vision_feature_layer=-1)
-    config.architectures = ["LlavaForConditionalGeneration"]
+    if tiled:  # llava-next: 32 px tiles, grids up to 2x2
+        config = transformers.LlavaNextConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=98,
+                                              vision_feature_layer=-1, image_grid_pinpoints=[[32, 32], [32, 64], [64, 32], [64, 64]])
+    else:
+        config = transformers.LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=98, vision_feature_layer=-1)
+    config.architectures = ["LlavaNextForConditionalGeneration" if tiled else "LlavaForConditionalGeneration"]
     torch.manual_seed(0)
-    model = transformers.LlavaForConditionalGeneration(config).eval()
+    model = (transformers.LlavaNextForConditionalGeneration if tiled else transformers.LlavaForConditionalGeneration)(config).eval()
     redraw_weights(model)  # N(0, 1/fan_in)
+    if tiled:
+        with torch.no_grad():
+            model.model.image_newline.normal_()
     model.save_pretrained(dest)
     return dest
 
@@ -363,6 +399,7 @@ FAMILIES = (
     Family("vit-gpt2 image-to-text", "vision-encoder-decoder", "image-to-text", check_image_to_text, generate=LOOPS),
     Family("blip image-to-text", "blip", "image-to-text", check_image_to_text, generate=LOOPS),
     Family("llava image-text-to-text", "llava", "image-text-to-text", check_visual_lm, generate=LOOPS),
+    Family("llava-next image-text-to-text", "llava_next", "image-text-to-text", check_tiled_visual_lm, generate=LOOPS),
     Family("segformer seg", "segformer", "semantic-segmentation", check_encoder),
     Family("yolos detection", "yolos", "object-detection", check_encoder),
 )
