@@ -361,3 +361,17 @@ def test_bench_on_llava_next_gives_each_prompt_a_tiled_image(llava_next, tmp_pat
     ort = {c.name: c for c in load_run(tmp_path / "b" / "results.json").cells}["ort:fp32"]
     assert ort.ok, ort.reason
     assert ort.accuracy.cosine > 0.9999 and "image_sizes" in ort.accuracy.input_shapes
+
+
+def test_bench_refuses_an_image_record_that_would_draw_gigabytes(llava, tmp_path):
+    """The image size and channels come from the artifact folder (untrusted): within the record's limits they can
+    still make a 4 GB sample, refused before any allocation."""
+    from optibridge.bench.measure import prompt_inputs
+
+    copy = tmp_path / "copy"
+    shutil.copytree(llava[1].path, copy)
+    meta = json.loads((copy / "optibridge.json").read_text())
+    meta["extra"]["image_tokens"].update(image_size=8192, channels=16)
+    (copy / "optibridge.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"make a bench sample of shape \(1, 16, 8192, 8192\), over 134217728 values"):
+        prompt_inputs(Artifact.load(copy), 1, 4)

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..errors import ArtifactError
 from ..tasks import TASKS
 from .schema import BASELINE, Generation, Latency
 from .timing import TimingStats, measure_interleaved
@@ -133,15 +134,25 @@ def prompt_inputs(artifact: Any, batch: int, seq: int, variant: int = 0) -> dict
         model_config = AutoConfig.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
         sizes = np.array([[tokens.image_size, tokens.image_size]] * batch, np.int64)
         tiles = tiles_per_image(model_config, sizes[:1])
-        rows = pack_rows(model_config, np.zeros((tiles[0], tokens.per_image, tokens.width), np.float32),
+        rows = pack_rows(model_config, np.zeros(_bounded((tiles[0], tokens.per_image, tokens.width), artifact), np.float32),
                          np.zeros(tokens.width, np.float32), sizes[:1], tiles)[1][0]
-        image = {"pixel_values": np.random.default_rng(variant).standard_normal((batch, tiles[0], *side)).astype(np.float32),
+        image = {"pixel_values": np.random.default_rng(variant).standard_normal(_bounded((batch, tiles[0], *side), artifact)).astype(np.float32),
                  "image_sizes": sizes}
     else:
-        image = {"pixel_values": np.random.default_rng(variant).standard_normal((batch, *side)).astype(np.float32)}
+        image = {"pixel_values": np.random.default_rng(variant).standard_normal(_bounded((batch, *side), artifact)).astype(np.float32)}
     ids[ids == tokens.token_id] = low
     ids = np.concatenate([np.full((batch, rows), tokens.token_id, np.int64), ids], axis=1)
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), **image}
+
+
+def _bounded(shape: tuple[int, ...], artifact: Any) -> tuple[int, ...]:
+    """``shape`` for a draw whose sizes come from the (untrusted) artifact folder, refused above MAX_SAMPLE_VALUES values."""
+    from ..diffusion.record import MAX_SAMPLE_VALUES
+
+    if int(np.prod(shape, dtype=np.float64)) > MAX_SAMPLE_VALUES:
+        raise ArtifactError(f"{artifact.path}: its image record and config make a bench sample of shape {shape}, over "
+                            f"{MAX_SAMPLE_VALUES} values; re-export the model")
+    return shape
 
 
 def in_turn(feeds: Sequence[dict[str, Any]]) -> Callable[[], dict[str, Any]]:
