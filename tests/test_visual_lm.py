@@ -300,11 +300,13 @@ def next_images():
     return [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40 + 60 * i, 50, 3), dtype=np.uint8)) for i in range(2)]
 
 
-def test_llava_next_artifact_tiles_images_by_size(llava_next):
+def test_llava_next_artifact_tiles_images_by_size(llava_next, capsys):
     _, artifact, _ = llava_next
     meta = artifact.metadata
     assert meta.task == "image-text-to-text" and meta.validation["passed"] and meta.extra["image_tokens"]["packing"] == "anyres"
     assert meta.exporter == "torchscript"  # the fast path held (its constant newline output once fell back to dynamo)
+    assert main(["info", str(artifact.path)]) == 0
+    assert "images: 16 placeholder tokens (id 538) per 32x32 tile (each image tiled by its size, then packed)" in capsys.readouterr().out
     assert meta.graphs["vision_embeddings"].output_names == ["image_features", "image_newline"]
     processor = transformers.AutoProcessor.from_pretrained(artifact.path)
     inputs = processor(images=next_images(), text=["<image> describe this", "<image> what"], return_tensors="pt", padding=True)

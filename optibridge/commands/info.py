@@ -55,8 +55,10 @@ def info(artifact_dir: Path = typer.Argument(..., help="An artifact folder."),
         console.print(f"text only: the language model of a {text_only.get('source_model_type')} model; image inputs are not supported", markup=False)
     images = meta.extra.get(EXTRA_KEY)
     if isinstance(images, dict):  # shown as recorded (the loader checks it)
-        console.print(f"images: {images.get('per_image')} placeholder tokens (id {images.get('token_id')}) per "
-                      f"{images.get('image_size')}x{images.get('image_size')} image, filled by the {VISION_GRAPH} graph", markup=False)
+        side = f"{images.get('image_size')}x{images.get('image_size')}"
+        unit = f"{side} tile (each image tiled by its size, then packed)" if images.get("packing") == "anyres" else f"{side} image"
+        console.print(f"images: {images.get('per_image')} placeholder tokens (id {images.get('token_id')}) per {unit}, "
+                      f"filled by the {VISION_GRAPH} graph", markup=False)
     console.print("steps: " + " → ".join(s["step"] for s in meta.steps))
     for step in meta.steps:
         settings = step.get("settings")
