@@ -15,6 +15,9 @@ VISION_GRAPH = "vision_embeddings"
 IMAGE_FEATURES = "image_features"
 IMAGE_NEWLINE = "image_newline"
 PACKINGS = ("flat", "anyres")
+ATTENTIONS = ("causal", "image-blocks")
+"""How the placeholders attend: ``causal`` like the text, or ``image-blocks`` (gemma3): each image's placeholders
+also see each other both ways in the prompt's step (the decoder graph derives the blocks from the ids itself)."""
 """How the vision graph's rows become placeholder rows: ``flat`` (llava: as they come, ``per_image`` per
 image) or ``anyres`` (llava-next: each image tiled by its size; the graph gives ``per_image`` rows per
 tile, which the model's own ``pack_image_features`` unpads and ends with ``image_newline``, see :mod:`.image_packing`)."""
@@ -34,6 +37,7 @@ class ImageTokens:
     image_size: int
     channels: int
     packing: str = "flat"
+    attention: str = "causal"
 
     def to_extra(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,4 +56,7 @@ class ImageTokens:
         packing = found.get("packing", "flat")
         if packing not in PACKINGS:
             raise ArtifactError(f"{where}: extra.{EXTRA_KEY}.packing must be one of {', '.join(PACKINGS)}, got {packing!r}; re-export the model")
-        return cls(**values, packing=packing)
+        attention = found.get("attention", "causal")
+        if attention not in ATTENTIONS:
+            raise ArtifactError(f"{where}: extra.{EXTRA_KEY}.attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}; re-export the model")
+        return cls(**values, packing=packing, attention=attention)

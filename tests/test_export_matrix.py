@@ -17,9 +17,10 @@ PAIRS = all_model_tasks()
 
 def test_every_supported_architecture_has_a_tiny_model_and_the_same_tasks():
     # A completeness check: adding an architecture to the exporter without a test model fails here.
-    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS) | set(SEQ2SEQ) | {"whisper", "llava", "llava_next"}
+    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS) | set(SEQ2SEQ) | {"whisper", "llava", "llava_next", "gemma3"}
     generative = {**dict.fromkeys(DECODERS, ("text-generation",)), **dict.fromkeys(SEQ2SEQ, ("text2text-generation",)),
-                  "whisper": ("automatic-speech-recognition",), **dict.fromkeys(("llava", "llava_next"), ("image-text-to-text", "text-generation"))}  # tiny_vision.py
+                  "whisper": ("automatic-speech-recognition",), **dict.fromkeys(("llava", "llava_next"), ("image-text-to-text", "text-generation")),
+                  "gemma3": ("image-text-to-text",)}  # tiny_vision.py
     for model_type, arch in ARCHITECTURES.items():
         expected = TINY[model_type].tasks if model_type in TINY else generative[model_type]
         proven_elsewhere = {"sentence-similarity"} if model_type == "bert" else set()  # tests/test_sentence_embeddings.py

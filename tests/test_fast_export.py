@@ -156,3 +156,16 @@ def test_the_traced_step_holds_even_when_traced_with_an_empty_cache(traced, tiny
     except ort.capi.onnxruntime_pybind11_state.Fail as exc:  # the baked 2-wide mask meets the 7-wide scores
         outcome, holds = str(exc)[:200], False
     assert holds == traced, outcome
+
+
+def test_a_multimodal_models_sliding_window_sends_it_to_dynamo():
+    """The window lives in the text config of a model that takes images (gemma3): the fast path reads it there too."""
+    import transformers
+
+    from optibridge.exporter.fast_path import fast_path_refusal
+
+    text = transformers.Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"])
+    config = transformers.Gemma3Config(text_config=text.to_dict(), vision_config=transformers.SiglipVisionConfig().to_dict())
+    assert fast_path_refusal(config) == "sliding-window or chunked attention"
+    assert fast_path_refusal(transformers.LlavaConfig()) is None

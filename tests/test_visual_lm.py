@@ -377,3 +377,67 @@ def test_bench_refuses_an_image_record_that_would_draw_gigabytes(llava, tmp_path
     (copy / "optibridge.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match=r"make a bench sample of shape \(1, 16, 8192, 8192\), over 134217728 values"):
         prompt_inputs(Artifact.load(copy), 1, 4)
+
+
+# -- gemma3: each image's placeholders attend to each other both ways; sliding-window layers ----------------
+
+@pytest.fixture(scope="module")
+def gemma3(tmp_path_factory):
+    from tiny_vision import build_tiny_gemma3
+
+    root = tmp_path_factory.mktemp("gemma3")
+    source = build_tiny_gemma3(root / "src")
+    assert main(["export", "--model", str(source), str(root / "onnx")]) == 0
+    return Artifact.load(root / "onnx"), transformers.Gemma3ForConditionalGeneration.from_pretrained(source).eval()
+
+
+def gemma3_prompt(token_id):
+    """Two rows (the second left-padded by 2), each one image's 4 placeholders among text, and the token types
+    gemma3's processor gives them (1 on the placeholders)."""
+    ids = torch.randint(3, 290, (2, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0
+    ids[0, 1:5] = token_id
+    ids[1, 3:7] = token_id
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    return dict(input_ids=ids, attention_mask=mask, pixel_values=pixels, token_type_ids=(ids == token_id).long())
+
+
+def test_gemma3_exports_with_image_blocks_on_the_dynamo_path(gemma3):
+    artifact, _ = gemma3
+    meta = artifact.metadata
+    assert meta.task == "image-text-to-text" and meta.validation["passed"] and meta.extra["image_tokens"]["attention"] == "image-blocks"
+    # the fast path would replace the sliding window and the blocks by a plain causal mask (its text config says so)
+    assert meta.exporter == "dynamo"
+
+
+@pytest.mark.parametrize("backend, options", [("ort", {}), ("openvino", {"stateful": True})], ids=["ort", "openvino-stateful"])
+def test_gemma3_generates_as_pytorch_with_its_image_blocks(gemma3, backend, options):
+    from optibridge import OBModelForVisualCausalLM
+
+    artifact, reference = gemma3
+    inputs = gemma3_prompt(artifact.metadata.extra["image_tokens"]["token_id"])
+    settings = dict(GREEDY, repetition_penalty=1.5)  # the tiny gemma3 repeats a token without it (on both sides alike)
+    want = reference.generate(**inputs, **settings)
+    without_blocks = reference.generate(**{**inputs, "token_type_ids": None}, **settings)
+    assert (torch.stack(without_blocks.scores) - torch.stack(want.scores)).abs().nan_to_num().max() > 1e-2  # the blocks shape these scores (eos is -inf in both)
+    model = OBModelForVisualCausalLM.from_pretrained(artifact.path, backend=backend, **options)
+    got = model.generate(**inputs, **settings)
+    assert torch.equal(got.sequences, want.sequences) and len(set(want.sequences[:, -NEW:].flatten().tolist())) > 5
+    torch.testing.assert_close(torch.stack(got.scores), torch.stack(want.scores), atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="token_type_ids must be 1 exactly on the image placeholder tokens"):
+        model.generate(**{**inputs, "token_type_ids": torch.zeros_like(inputs["input_ids"])}, max_new_tokens=2)
+
+
+def test_bench_on_gemma3_passes_the_block_types_to_both_sides(gemma3, tmp_path):
+    from optibridge.bench import load_run
+    from optibridge.bench.measure import prompt_inputs
+
+    artifact, _ = gemma3
+    prompt = prompt_inputs(artifact, 1, 4)
+    assert prompt["token_type_ids"].sum() == 4 and (prompt["token_type_ids"] == (prompt["input_ids"] == 299)).all()
+    code = main(["bench", "--model", str(artifact.path), "--configs", "ort:fp32", "--batch-sizes", "1", "--seq-lens", "6",
+                 "--warmup", "1", "--runs", "2", "--no-progress", "--out", str(tmp_path / "b")])
+    assert code == 0
+    ort = {c.name: c for c in load_run(tmp_path / "b" / "results.json").cells}["ort:fp32"]
+    assert ort.ok and ort.accuracy.cosine > 0.9999, (ort.reason, ort.accuracy)

@@ -109,6 +109,27 @@ def build_tiny_llava_next(dest: Path) -> Path:
     return Path(dest)
 
 
+def build_tiny_gemma3(dest: Path) -> Path:
+    """``Gemma3ForConditionalGeneration``: SigLIP (32 px / patch 8) pooled to 4 placeholder rows per image, a gemma3 text
+    model with a sliding-window layer (window 4) and a full one, so that both the window and each image's two-way
+    block shape the logits. No processor (gemma3's needs its tokenizer's image tokens): prompts are built by hand."""
+    text = transformers.Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, head_dim=8, max_position_embeddings=256, sliding_window=4,
+                                         layer_types=["sliding_attention", "full_attention"], bos_token_id=2, eos_token_id=1, pad_token_id=0)
+    vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                             image_size=IMAGE, patch_size=8)
+    config = transformers.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
+                                       image_token_index=299, boi_token_index=297, eoi_token_index=298)
+    config.architectures = ["Gemma3ForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForConditionalGeneration(config).eval()
+    redraw_weights(model)
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(dest)
+    model.generation_config.save_pretrained(dest)
+    return Path(dest)
+
+
 def build_tiny_pix2struct(dest: Path) -> Path:
     """``Pix2StructForConditionalGeneration`` (16-pixel patches, 2+2 layers) and its image processor (16 patches per image)."""
     vision = transformers.Pix2StructVisionConfig(hidden_size=32, patch_embed_hidden_size=16 * 16 * 3, d_ff=37, d_kv=8, num_hidden_layers=2,

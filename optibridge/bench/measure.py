@@ -142,6 +142,8 @@ def prompt_inputs(artifact: Any, batch: int, seq: int, variant: int = 0) -> dict
         image = {"pixel_values": np.random.default_rng(variant).standard_normal(_bounded((batch, *side), artifact)).astype(np.float32)}
     ids[ids == tokens.token_id] = low
     ids = np.concatenate([np.full((batch, rows), tokens.token_id, np.int64), ids], axis=1)
+    if tokens.attention == "image-blocks":  # gemma3: what its processor gives, so PyTorch sees the same blocks
+        image["token_type_ids"] = (ids == tokens.token_id).astype(np.int64)
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), **image}
 
 

@@ -90,6 +90,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         _tested("whisper", "speech", SPEECH_TASKS),
         # with its images (tests/test_visual_lm.py), or its language model alone (tests/test_text_only_lm.py)
         *(_tested(t, "text", ("image-text-to-text", "text-generation")) for t in ("llava", "llava_next")),
+        _tested("gemma3", "text", ("image-text-to-text",)),  # with its images (tests/test_visual_lm.py)
     )
 }
 TESTED = ARCHITECTURES  # the name the rest of the docs use

@@ -32,11 +32,14 @@ def fast_path_refusal(config: Any) -> str | None:
         return "this torch has no TorchScript exporter"
     if getattr(config, "_attn_implementation", None) not in (None, "eager", "sdpa"):
         return f"attention implementation {config._attn_implementation!r}"
-    if getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None):
-        return "sliding-window or chunked attention"
-    layer_types = getattr(config, "layer_types", None) or []
-    if any(kind != "full_attention" for kind in layer_types):
-        return "layers with other attention types"
+    # a multimodal model's language model says it in its text config
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    for part in (config, text):
+        if getattr(part, "sliding_window", None) or getattr(part, "attention_chunk_size", None):
+            return "sliding-window or chunked attention"
+        layer_types = getattr(part, "layer_types", None) or []
+        if any(kind != "full_attention" for kind in layer_types):
+            return "layers with other attention types"
     return None
 
 

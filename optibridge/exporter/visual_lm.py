@@ -40,6 +40,8 @@ IMAGES_AXIS = "num_images"
 TILES_AXIS = "num_tiles"
 NEEDS_MORE_THAN_PIXELS = ("image_sizes", "image_grid_thw", "pixel_attention_mask", "aspect_ratio_ids")
 ANYRES_TYPES = ("llava_next",)
+IMAGE_BLOCK_TYPES = ("gemma3",)
+"""Each image's placeholders attend to each other both ways (token_type_ids); their own get_image_features gives the rows."""
 """Tiled by image size, packed by the model's own ``pack_image_features`` (:mod:`optibridge.image_packing`)."""
 
 
@@ -77,6 +79,24 @@ class ImageFeatures(torch.nn.Module):
         return features.reshape(-1, features.shape[-1])
 
 
+class OwnImageFeatures(torch.nn.Module):
+    """Models whose ``get_image_features`` returns one tensor (gemma3): called as it is, rows flattened."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model.get_image_features(pixel_values=pixel_values)  # type: ignore[operator]
+        features: torch.Tensor = getattr(out, "pooler_output", out)
+        return features.reshape(-1, features.shape[-1])
+
+
+def image_features_module(model: torch.nn.Module) -> torch.nn.Module:
+    return OwnImageFeatures(model) if getattr(model.config, "model_type", "") in IMAGE_BLOCK_TYPES else ImageFeatures(model)
+
+
 class TileFeatures(ImageFeatures):
     """llava-next: ``pixel_values`` (tiles, C, H, W) → (tiles, rows each, width), and the learned newline row
     the packing appends (:mod:`optibridge.image_packing`, outside the graph: it depends on each image's size)."""
@@ -109,12 +129,17 @@ class _MergesImages:
     """The decoder step taking ``image_features`` after ``position_ids``; mixed into either step class."""
 
     token_id: int
+    image_blocks: bool = False
+    """gemma3: the placeholder tokens of one image attend to each other both ways (token_type_ids 1 tell the model)."""
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 image_features: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         embeds = self.model.get_input_embeddings()(input_ids)  # type: ignore[attr-defined]
         merged = merge_image_features(embeds, input_ids, image_features, self.token_id)
-        outputs: tuple[torch.Tensor, ...] = self.step({"inputs_embeds": merged}, input_ids, attention_mask, position_ids, past)  # type: ignore[attr-defined]
+        tokens = {"inputs_embeds": merged}
+        if self.image_blocks:
+            tokens["token_type_ids"] = (input_ids == self.token_id).long()
+        outputs: tuple[torch.Tensor, ...] = self.step(tokens, input_ids, attention_mask, position_ids, past)  # type: ignore[attr-defined]
         return outputs
 
 
@@ -134,6 +159,7 @@ def image_inputs(tokens: ImageTokens) -> Callable[[torch.nn.Module, bool, bool],
     def make(model: torch.nn.Module, use_cache: bool, traced: bool) -> ExtraInputs:
         step = (TracedImageCausalLMStep if traced else ImageCausalLMStep)(model, use_cache)
         step.token_id = tokens.token_id
+        step.image_blocks = tokens.attention == "image-blocks"
 
         def prepare(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
             features = torch.randn(tokens.per_image, tokens.width, generator=torch.Generator().manual_seed(0))
@@ -162,7 +188,7 @@ def image_tokens(model: torch.nn.Module) -> ImageTokens:
     needs = [name for name, p in inspect.signature(get_features).parameters.items()
              if name in NEEDS_MORE_THAN_PIXELS and p.default is inspect.Parameter.empty]
     anyres = needs == ["image_sizes"] and model_type in ANYRES_TYPES and _part(model, "image_newline") is not None
-    if (needs and not anyres) or model_type in ("gemma3", "qwen2_vl", "qwen2_5_vl", "llava_next_video", "llava_onevision", "mllama"):
+    if (needs and not anyres) or model_type in ("qwen2_vl", "qwen2_5_vl", "llava_next_video", "llava_onevision", "mllama"):
         what = ", ".join(needs) or "image sizes, grids or token types"
         raise UnsupportedModelError(
             f"{model_type}: its images need {what} besides the pixels, which this export does not handle yet (llava-style models only); "
@@ -172,8 +198,9 @@ def image_tokens(model: torch.nn.Module) -> ImageTokens:
     size = int(getattr(vision_config, "image_size", 224))
     channels = int(getattr(vision_config, "num_channels", 3))
     with torch.no_grad():
-        features = ImageFeatures(model)(torch.zeros(1, channels, size, size))  # one image, or one tile of it
-    return ImageTokens(int(token_id), int(features.shape[0]), int(features.shape[1]), size, channels, "anyres" if anyres else "flat")
+        features = image_features_module(model)(torch.zeros(1, channels, size, size))  # one image, or one tile of it
+    return ImageTokens(int(token_id), int(features.shape[0]), int(features.shape[1]), size, channels, "anyres" if anyres else "flat",
+                       "image-blocks" if model_type in IMAGE_BLOCK_TYPES else "causal")
 
 
 def with_placeholders(ids: torch.Tensor, mask: torch.Tensor, token_id: int, counts: list[int]) -> torch.Tensor:
@@ -203,7 +230,7 @@ def export_visual_lm(
     exported = export_decoder(source, staging, opset=opset, external_data=external_data, use_cache=use_cache, exporter=exporter,
                               extra_inputs=image_inputs(tokens))
     tiled = tokens.packing == "anyres"
-    vision = TileFeatures(model) if tiled else ImageFeatures(model)
+    vision = TileFeatures(model) if tiled else image_features_module(model)
     outputs, axes = ([IMAGE_FEATURES, IMAGE_NEWLINE], {IMAGE_FEATURES: {0: TILES_AXIS}}) if tiled else \
         ([IMAGE_FEATURES], {IMAGE_FEATURES: {0: IMAGE_TOKENS_AXIS}})
     path = staging / f"{VISION_GRAPH}.onnx"
@@ -229,7 +256,7 @@ def _two_images(model: torch.nn.Module, vision: Any, tokens: ImageTokens, config
     if tokens.packing == "flat":
         pixels = sample_pixels(tokens, 2, seed=1)
         with torch.no_grad():
-            want = ImageFeatures(model)(pixels).numpy()
+            want = image_features_module(model)(pixels).numpy()
         return {"pixel_values": pixels}, want, vision.run({"pixel_values": pixels.numpy()})[IMAGE_FEATURES], [tokens.per_image] * 2
     side = tokens.image_size
     sizes = np.array([[side * 5 // 4, side * 3 // 2], [side * 2, side]])  # (height, width): two aspect ratios, two tilings
@@ -259,6 +286,8 @@ def validate_visual_lm(model: torch.nn.Module, vision: Any, decoder: Any, layout
     positions = position_ids_from_mask(mask, new)
     shapes = {name: tuple(value.shape) for name, value in image_inputs.items()}
     report = ValidationReport(atol=atol, backend=backend, input_shapes={**shapes, "input_ids": tuple(ids.shape)})
+    if tokens.attention == "image-blocks":  # what its processor passes: 1 on the placeholders
+        image_inputs = {**image_inputs, "token_type_ids": (ids == tokens.token_id).long()}
     with torch.no_grad():
         want = model(input_ids=ids, **image_inputs, attention_mask=mask, position_ids=positions, use_cache=bool(layout), return_dict=True)
     diff = max_abs_diff(want_features, features)

@@ -20,6 +20,8 @@ from .base import register_task_class
 from .causal_lm import IMAGE_INPUTS, OBModelForCausalLM
 from .inputs import to_numpy
 
+IMAGE_TOKEN_TYPES = "_image_token_types"
+"""Where forward() hands gemma3's token_type_ids to the image step (checked there, never fed to the graph)."""
 NO_NATIVE_LOOP = "image inputs run in transformers' loop (the native loops take token ids only)"
 
 
@@ -39,12 +41,23 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
     def forward(  # type: ignore[override]  # more named inputs than the text LM's (generate() checks the names)
         self, input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None, past_key_values: Any = None,
         use_cache: bool | None = None, return_dict: bool | None = None, logits_to_keep: Any = 0, pixel_values: Any = None,
-        image_sizes: Any = None, **kwargs: Any,
+        image_sizes: Any = None, token_type_ids: Any = None, **kwargs: Any,
     ) -> Any:
         """:meth:`OBModelForCausalLM.forward` with the images: ``pixel_values`` (and, for llava-next, ``image_sizes``)
-        are read when ``input_ids`` hold placeholder tokens (the prompt's step) and ignored after it, as transformers does."""
+        are read when ``input_ids`` hold placeholder tokens (the prompt's step) and ignored after it, as transformers does.
+        gemma3's processor also gives ``token_type_ids`` (1 on the placeholders): the graph derives them from the ids,
+        so they are checked against them and not fed."""
+        if self.image_tokens.attention == "image-blocks":
+            kwargs[IMAGE_TOKEN_TYPES] = token_type_ids
+        elif token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids  # the text LM's rules (refused unless harmless)
         return super().forward(input_ids, attention_mask, position_ids, past_key_values, use_cache, return_dict, logits_to_keep,
                                pixel_values=pixel_values, image_sizes=image_sizes, **kwargs)
+
+    def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
+        if self.image_tokens.attention == "image-blocks":  # the processor's placeholder types: checked at the prompt's step
+            model_kwargs = {name: value for name, value in model_kwargs.items() if name != "token_type_ids"}
+        super()._validate_model_kwargs(model_kwargs)
 
     @staticmethod
     def preprocess_inputs(text: str, image: Any = None, processor: Any = None, tokenizer: Any = None, config: Any = None,
@@ -118,6 +131,12 @@ class OBModelForVisualCausalLM(OBModelForCausalLM):
     def _image_feed(self, ids: np.ndarray, past: int, kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
         tokens = self.image_tokens
         placeholders = int((ids == tokens.token_id).sum())
+        types = kwargs.pop(IMAGE_TOKEN_TYPES, None)
+        if types is not None and past == 0:
+            given = to_numpy("token_type_ids", types)[0]
+            if given.shape != ids.shape or not np.array_equal(given != 0, ids == tokens.token_id):
+                raise InputError("token_type_ids must be 1 exactly on the image placeholder tokens (as the model's processor "
+                                 f"makes them, id {tokens.token_id}); the graph derives them from input_ids: leave them out or pass the processor's")
         pixel_values = kwargs.get("pixel_values")
         if placeholders == 0 or (pixel_values is None and past > 0):
             # After the prompt there is nothing to place: a placeholder id the model generates keeps its embedding (as in transformers)
