@@ -170,6 +170,12 @@ def image_inputs(tokens: ImageTokens) -> Callable[[torch.nn.Module, bool, bool],
     return make
 
 
+def transformers_version() -> str:
+    import transformers
+
+    return str(transformers.__version__)
+
+
 def image_tokens(model: torch.nn.Module) -> ImageTokens:
     """The model's placeholder facts, or an error naming why this path cannot export it."""
     config: Any = model.config
@@ -193,6 +199,12 @@ def image_tokens(model: torch.nn.Module) -> ImageTokens:
         raise UnsupportedModelError(
             f"{model_type}: its images need {what} besides the pixels, which this export does not handle yet (llava-style models only); "
             "--task text-generation exports its language model alone (text inputs only)"
+        )
+    if model_type in IMAGE_BLOCK_TYPES and int(transformers_version().split(".")[0]) < 5:
+        raise UnsupportedModelError(
+            f"{model_type}: its image blocks (placeholders attending both ways) reach the model only at a step it sees as the "
+            f"prefill, which transformers {transformers_version()} decides from the cache object, not the data: exporting it with "
+            "images needs transformers >= 5; --task text-generation exports its language model alone"
         )
     vision_config = config.vision_config
     size = int(getattr(vision_config, "image_size", 224))
