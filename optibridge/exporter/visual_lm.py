@@ -1,19 +1,22 @@
-"""Decoder LMs that take images (llava-style), exported for ``image-text-to-text``.
+"""Decoder LMs that take images (llava, llava-next, gemma3), exported for ``image-text-to-text``.
 
 Two graphs. ``vision_embeddings``: ``pixel_values`` (images, channels, height, width) → ``image_features``
 (one row per image placeholder token, every image's rows in order): the vision tower's selected
-layer, the class token dropped where the model's strategy says so, the projector. ``model``: the
-decoder of :mod:`.decoder` with one more input, ``image_features``; inside the graph the token
-embeddings of the placeholder tokens (``config.image_token_id``) are replaced by those rows in order,
-as transformers' ``masked_scatter`` does, and the language model runs on the merged embeddings. Later
-steps (no placeholders) pass zero rows. So the cache, the stateful OpenVINO form and every decoder
-tool work on this graph as on any other decoder's.
+layer, the class token dropped where the model's strategy says so, the projector (gemma3: its own
+``get_image_features``). ``model``: the decoder of :mod:`.decoder` with one more input,
+``image_features``; inside the graph the token embeddings of the placeholder tokens
+(``config.image_token_id``) are replaced by those rows in order, as transformers' ``masked_scatter``
+does, and the language model runs on the merged embeddings. Later steps (no placeholders) pass zero
+rows. So the cache, the stateful OpenVINO form and every decoder tool work on this graph as on any
+other decoder's.
 
-Supported: models whose ``get_image_features`` needs nothing but the pixels and whose language model
-reads the merged embeddings alone (llava). Models that also need image sizes or grids (llava-next,
-qwen2-vl) or token types (gemma3) are refused by name; anything else is held to PyTorch by the
-validation, images included.
-"""
+Two variations, recorded in ``extra.image_tokens``: llava-next tiles each image by its size
+(``packing: anyres``: the vision graph gives rows per tile and the newline row, and
+:mod:`optibridge.image_packing` packs them with transformers' own code, outside the graphs), and
+gemma3's placeholders of one image attend to each other both ways (``attention: image-blocks``: the
+decoder graph derives the token types from the ids and hands them to the model). Models whose images
+need grids, videos or more (qwen2-vl, llava-onevision, mllama) are refused by name; anything else is
+held to PyTorch by the validation, images included."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``OBModelForVisualCausalLM``: a decoder LM that takes images (llava-style), exported for
+"""``OBModelForVisualCausalLM``: a decoder LM that takes images (llava, llava-next, gemma3), exported for
 ``image-text-to-text`` (:mod:`optibridge.exporter.visual_lm`).
 
 The prompt's first step runs the ``vision_embeddings`` graph on ``pixel_values`` and hands its rows
@@ -27,8 +27,8 @@ NO_NATIVE_LOOP = "image inputs run in transformers' loop (the native loops take 
 
 @register_task_class
 class OBModelForVisualCausalLM(OBModelForCausalLM):
-    """Replaces ``AutoModelForImageTextToText`` / ``LlavaForConditionalGeneration``:
-    ``model.generate(**processor(images=..., text=..., return_tensors="pt"))``."""
+    """Replaces ``AutoModelForImageTextToText`` (``LlavaForConditionalGeneration``, ``LlavaNextForConditionalGeneration``,
+    ``Gemma3ForConditionalGeneration``): ``model.generate(**processor(images=..., text=..., return_tensors="pt"))``."""
 
     task_name = "image-text-to-text"
 
