@@ -58,6 +58,10 @@ def _graph_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.suffix == ".onnx" or p.name.startswith("openvino_") and p.suffix == ".xml")
 
 
+VISUAL_LM_PREFIX = "openvino_language_model"
+"""optimum-intel's OVModelForVisualCausalLM folders: openvino_language_model.xml beside text and vision embedding models."""
+
+
 def read_optimum_folder(path: str | os.PathLike[str], *, task: str | None = None, file_name: str | None = None) -> Artifact:
     """The folder as an :class:`Artifact` (metadata built in memory; nothing written). ``task`` is the
     loading class's task; ``file_name`` picks the graph of a folder holding several (model_quantized.onnx)."""
@@ -67,6 +71,12 @@ def read_optimum_folder(path: str | os.PathLike[str], *, task: str | None = None
     root = None  # an OpenVINO IR's XML, parsed once
     if (folder / f"{SEQ2SEQ_FILES['encoder']}.onnx").is_file():
         graphs = _seq2seq_graphs(folder)
+    elif file_name is None and any(name.startswith(VISUAL_LM_PREFIX) for name in files):
+        raise ArtifactError(
+            f"{folder} is optimum-intel's layout for a decoder LM that takes images ({', '.join(files)}: the language model "
+            "takes embeddings made outside it), which optibridge does not read; optibridge's own artifact puts the image rows in "
+            "its decoder graph: export the PyTorch model (`optibridge export --model SOURCE OUT`, or from_pretrained(SOURCE, export=True))"
+        )
     else:
         chosen = _choose_file(folder, files, file_name)
         root = _ir_root(folder / chosen) if chosen.endswith(".xml") else None

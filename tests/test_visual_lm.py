@@ -441,3 +441,18 @@ def test_bench_on_gemma3_passes_the_block_types_to_both_sides(gemma3, tmp_path):
     assert code == 0
     ort = {c.name: c for c in load_run(tmp_path / "b" / "results.json").cells}["ort:fp32"]
     assert ort.ok and ort.accuracy.cosine > 0.9999, (ort.reason, ort.accuracy)
+
+
+def test_optimum_intels_visual_lm_folder_is_named_with_what_to_do(llava, tmp_path):
+    """optimum-intel writes a language model that takes embeddings plus text and vision embedding models; optibridge
+    reads its own layout only, and says so instead of asking which of the three files to load."""
+    from optibridge.openvino import OVModelForVisualCausalLM
+
+    folder = tmp_path / "optimum-intel"
+    folder.mkdir()
+    shutil.copy(llava[1].path / "config.json", folder / "config.json")
+    for name in ("language_model", "text_embeddings_model", "vision_embeddings_model"):
+        (folder / f"openvino_{name}.xml").write_text("<net/>")
+        (folder / f"openvino_{name}.bin").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="optimum-intel's layout for a decoder LM that takes images .* export the PyTorch model"):
+        OVModelForVisualCausalLM.from_pretrained(folder)
