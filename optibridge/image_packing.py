@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ArtifactError, InputError
 
 
 def _model_class(config: Any) -> Any:
@@ -27,7 +27,8 @@ def _model_class(config: Any) -> Any:
     name = auto_mapping("AutoModel").get(getattr(config, "model_type", ""))
     found = getattr(transformers, name if isinstance(name, str) else (name or [""])[0], None)
     if found is None or not hasattr(found, "pack_image_features"):
-        raise InputError(f"{getattr(config, 'model_type', '?')}: transformers has no anyres packing for this model type")
+        raise ArtifactError(f"{getattr(config, 'model_type', '?')}: the artifact says its images are tiled (anyres), but transformers has "
+                            "no packing for this model type; re-export the model")
     return found
 
 

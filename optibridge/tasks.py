@@ -129,7 +129,7 @@ TASKS: dict[str, Task] = {
             ("VisionEncoderDecoderModel", "BlipForConditionalGeneration", "Pix2StructForConditionalGeneration"), "image-text-to-text",
             kind="seq2seq",
         ),
-        # Decoder LMs that take images (llava): a vision graph and a decoder that merges its rows into
+        # Decoder LMs that take images (llava, llava-next, gemma3): a vision graph and a decoder that merges its rows into
         # the placeholder tokens' embeddings (exporter/visual_lm.py). Captioners keep image-to-text
         # (their longer suffixes win task inference).
         Task(

@@ -91,9 +91,9 @@ class _Images:
         (its chat template where it has one), greedy ``generate()``; the new tokens, decoded."""
         import torch
 
-        processor = self._joint_processor()
         from ..modeling.visual_lm import image_prompt
 
+        processor = self._joint_processor()
         prompt = image_prompt(processor, self.options.prompt)
         batch = processor(images=self.images(paths), text=[prompt] * len(paths), return_tensors="pt", padding=True)
         inputs = {name: torch.as_tensor(value) for name, value in batch.items()}

@@ -131,10 +131,10 @@ def prompt_inputs(artifact: Any, batch: int, seq: int, variant: int = 0) -> dict
 
         from ..image_packing import pack_rows, tiles_per_image
 
-        model_config = AutoConfig.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
+        hf_config = AutoConfig.from_pretrained(artifact.path, trust_remote_code=False)  # type: ignore[no-untyped-call]
         sizes = np.array([[tokens.image_size, tokens.image_size]] * batch, np.int64)
-        tiles = tiles_per_image(model_config, sizes[:1])
-        rows = pack_rows(model_config, np.zeros(_bounded((tiles[0], tokens.per_image, tokens.width), artifact), np.float32),
+        tiles = tiles_per_image(hf_config, sizes[:1])
+        rows = pack_rows(hf_config, np.zeros(_bounded((tiles[0], tokens.per_image, tokens.width), artifact), np.float32),
                          np.zeros(tokens.width, np.float32), sizes[:1], tiles)[1][0]
         image = {"pixel_values": np.random.default_rng(variant).standard_normal(_bounded((batch, tiles[0], *side), artifact)).astype(np.float32),
                  "image_sizes": sizes}

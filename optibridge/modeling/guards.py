@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..image_placeholders import IMAGE_FEATURES
 from ..errors import ArtifactError, BackendError, InputError, OptibridgeError, first_line
+from ..image_placeholders import IMAGE_FEATURES
 
 TOKEN_ID_INPUTS = ("input_ids", "decoder_input_ids")
 # Model families whose learned position table is offset by padding_idx + 1 (RoBERTa counts positions from 2).
