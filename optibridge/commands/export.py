@@ -50,6 +50,8 @@ def export(
 
         optibridge export --model ./my-t5 OUT                               # encoder + decoder graphs
 
+        optibridge export --model ./my-llava OUT                            # image-text-to-text: vision graph + decoder taking its rows
+
         optibridge export --model ./my-sd-pipeline OUT                      # diffusers: a graph per component
 
     The folder holds model.onnx, the config and tokenizer/processor files, and optibridge.json
