@@ -119,10 +119,11 @@ def prompt_inputs(artifact: Any, batch: int, seq: int, variant: int = 0) -> dict
     low = min(5, vocab - 1)
     ids = np.random.default_rng(0).integers(low, vocab, size=(batch, seq), dtype=np.int64)
     ids = low + (ids - low + variant) % (vocab - low)
-    if EXTRA_KEY not in artifact.metadata.extra:
+    extra = getattr(getattr(artifact, "metadata", None), "extra", None) or {}
+    if EXTRA_KEY not in extra:
         return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     # A decoder LM that takes images: each prompt is one image's placeholders, then the seq text tokens
-    tokens = ImageTokens.from_extra(artifact.metadata.extra, str(artifact.path))
+    tokens = ImageTokens.from_extra(extra, str(artifact.path))
     side = (tokens.channels, tokens.image_size, tokens.image_size)
     image: dict[str, np.ndarray] = {}
     rows = tokens.per_image
