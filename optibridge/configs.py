@@ -154,7 +154,8 @@ class QuantizationConfig:
     FFN down-projections, whose inputs have the widest ranges) in float. ``min_cosine`` is the
     target of the OpenVINO static int8 default (``exclude_ffn_down`` unset): FFN down-projections
     go back to float, most harmful first, until every calibration sample's outputs reach this
-    cosine to the float model (see docs/precision.md).
+    cosine to the float model (see docs/precision.md). Set, it is a requirement (out of reach: an
+    error); unset, the default 0.99 is a goal (out of reach: all of them in float, and a warning).
     """
 
     mode: str = "dynamic"

@@ -3,6 +3,7 @@ calibration samples show the target missed, most harmful first; recorded and sho
 
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
@@ -102,3 +103,34 @@ def test_a_target_outside_the_cosine_range_is_refused():
     with pytest.raises(ConfigError, match=r"min_cosine must be in \(0, 1\].*not 1.5"):
         QuantizationConfig(mode="static", min_cosine=1.5)
     assert QuantizationConfig.from_dict(QuantizationConfig(mode="static", min_cosine=0.97).to_dict()).min_cosine == 0.97
+
+
+def test_an_unset_target_out_of_reach_keeps_the_most_accurate_model_and_says_so(monkeypatch):
+    # The default target is a goal: on a CPU without VNNI MiniLM cannot reach it, and optimum-intel code
+    # that only changed its import (OVQuantizer, OVQuantizationConfig()) must still get a model.
+    monkeypatch.setattr(guided, "bypass_quantization", lambda model, names: tuple(names))
+    cosines = {(): [0.90, 0.99], ("a",): [0.91, 0.99], ("b",): [0.95, 0.99], ("c",): [0.93, 0.99],
+               ("b", "c"): [0.975, 0.99], ("b", "c", "a"): [0.98, 0.99]}
+    model, record = guided.keep_sensitive_in_float((), ["a", "b", "c"], _scripted(cosines)[0], 0.995, required=False)
+    assert model == ("b", "c", "a") and record["target_reached"] is False
+    assert record["kept_in_float"] == ["b", "c", "a"] and record["validation"]["min_cosine"] == 0.98
+    with pytest.raises(BackendError, match="below the target 0.995"):  # the same target, set by the user
+        guided.keep_sensitive_in_float((), ["a", "b", "c"], _scripted(cosines)[0], 0.995)
+
+
+def test_quantize_with_the_default_target_out_of_reach_writes_a_model_with_a_warning(bert, tmp_path, monkeypatch):
+    monkeypatch.setattr(guided, "DEFAULT_MIN_COSINE", 1.0)  # unreachable on any CPU
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = logged.append  # type: ignore[method-assign]
+    logging.getLogger("optibridge").addHandler(handler)
+    try:
+        result = _static(bert, tmp_path / "goal")
+    finally:
+        logging.getLogger("optibridge").removeHandler(handler)
+    record = result.step["settings"]["guided"]
+    assert record["target_reached"] is False and record["target_min_cosine"] == 1.0
+    assert len(record["kept_in_float"]) == record["candidates"] == 2
+    assert any("out of reach" in note for note in result.report["graphs"]["model"]["notes"])  # printed by the CLI
+    assert any("out of reach" in record.getMessage() for record in logged)  # Python callers see it too
+    assert Artifact.load(result.artifact.path).metadata.steps[-1]["settings"]["guided"]["target_reached"] is False

@@ -41,7 +41,7 @@ def quantize(
     ),
     smooth_alpha: Optional[float] = typer.Option(None, "--smooth-alpha", help="SmoothQuant strength in (0, 1) (default: dynamic 0.7, static 0.5)."),
     min_cosine: Optional[float] = typer.Option(
-        None, "--min-cosine", help="OpenVINO static: FFN down-projections go back to float until every calibration sample's cosine to float reaches this (default 0.99).",
+        None, "--min-cosine", help="OpenVINO static: FFN down-projections go back to float until every calibration sample's cosine to float reaches this; a value set here is a requirement (unreachable: an error), the default 0.99 a goal (unreachable: every one in float, with a warning).",
     ),
     calibration: Optional[str] = typer.Option(
         None, "--calibration", "-c", help="Calibration samples: .txt, .jsonl, .npz, a folder of images (vision models) or recordings (.wav, .flac, .mp3, .ogg; audio models, resampled to the model's rate), or a datasets folder with a text, image or audio column or the model's input columns (default: built-in sentences).",

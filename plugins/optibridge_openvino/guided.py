@@ -82,12 +82,14 @@ def _summary(cosines: np.ndarray) -> dict[str, float]:
 
 
 def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Scorer, target: float,
-                            hint: str = "", scored: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
+                            hint: str = "", scored: np.ndarray | None = None, required: bool = True) -> tuple[Any, dict[str, Any]]:
     """Bypass the quantization of ``candidates`` one by one, most harmful first, until the worst sample
     reaches ``target``; the model and a record (what stayed in float, the validation figures). ``hint``
     is added to the error when the target is out of reach (why it may be, on this machine); ``scored``
-    is ``score(quantized)`` when the caller has it already."""
-    record: dict[str, Any] = {"target_min_cosine": target, "candidates": len(candidates), "kept_in_float": []}
+    is ``score(quantized)`` when the caller has it already. A target the user did not set
+    (``required`` False) is a goal: out of reach, the most accurate model tried is returned with
+    ``target_reached`` False in the record instead of an error."""
+    record: dict[str, Any] = {"target_min_cosine": target, "candidates": len(candidates), "kept_in_float": [], "target_reached": True}
     all_int8 = score(quantized) if scored is None else scored
     record["all_quantized"] = _summary(all_int8)
     if all_int8.min() >= target:
@@ -108,6 +110,9 @@ def keep_sensitive_in_float(quantized: Any, candidates: Sequence[str], score: Sc
         if cosines.min() >= target:
             record.update(kept_in_float=kept, validation=_summary(cosines))
             return model, record
+    if not required:
+        record.update(kept_in_float=kept, validation=_summary(cosines), target_reached=False)
+        return (model if kept else quantized), record  # every candidate in float: the most accurate tried
     tried = f"even with all {len(candidates)} FFN down-projection(s) in float" if candidates else "with every MatMul in int8 (no FFN down-projection to keep in float)"
     raise BackendError(
         f"{tried} the worst calibration sample reaches cosine "

@@ -132,7 +132,8 @@ def _static(nncf: Any, model: Any, config: QuantizationConfig, feeds: list[Mappi
                                                      settings, notes)
     else:
         settings["attention"] = "int8"  # under f32 float attention costs ~5 % and buys nothing measurable
-    quantized, settings["guided"] = _guided(model, quantized, score, scored, target, len(validation), precision, seven_bit, notes)
+    quantized, settings["guided"] = _guided(model, quantized, score, scored, target, len(validation), precision, seven_bit, notes,
+                                            required=config.min_cosine is not None)
     return quantized, settings, notes
 
 
@@ -211,15 +212,24 @@ def _by_role(nncf: Any, work: Any, dataset: Any, feeds: list[Mapping[str, np.nda
 
 
 def _guided(model: Any, quantized: Any, score: Callable[[Any], np.ndarray], scored: np.ndarray | None, target: float,
-            samples: int, precision: str | None, seven_bit: bool, notes: list[str]) -> tuple[Any, dict[str, Any]]:
+            samples: int, precision: str | None, seven_bit: bool, notes: list[str], required: bool = True) -> tuple[Any, dict[str, Any]]:
+    """``required``: the user set the target (--min-cosine): out of reach it is an error; the default target is
+    a goal, and out of reach the most accurate plan tried is kept, with a note saying so."""
     from .guided import keep_sensitive_in_float
 
     hint = (" (the weights are 7-bit here, against int8 saturation on a CPU without VNNI: on all-MiniLM-L6-v2 that "
             "alone puts the worst sample near 0.98, docs/precision.md)") if seven_bit else ""
-    quantized, record = keep_sensitive_in_float(quantized, ffn_down_projections(model), score, target, hint, scored)
+    quantized, record = keep_sensitive_in_float(quantized, ffn_down_projections(model), score, target, hint, scored, required)
     record["validation_samples"] = samples
     record["inference_precision"] = precision or "f32"
     kept = record["kept_in_float"]
+    if not record["target_reached"]:
+        notes.append(f"WARNING: the default target min cosine {target} is out of reach here{hint}: with all {len(kept)} FFN "
+                     f"down-projection(s) in float the worst of {samples} calibration sample(s) is at "
+                     f"{record['validation']['min_cosine']} (mean {record['validation']['mean_cosine']}); that model was "
+                     "written. --mode dynamic keeps more accuracy; --min-cosine makes a target a requirement")
+        logging.getLogger("optibridge").warning(notes[-1].removeprefix("WARNING: "))  # Python callers (OVQuantizer) see it too
+        return quantized, record
     notes.append(f"{len(kept)} of {record['candidates']} FFN down-projection MatMul(s) kept in float to reach min cosine "
                  f"{target} on {samples} calibration sample(s): worst {record['validation']['min_cosine']}, "
                  f"mean {record['validation']['mean_cosine']} (all quantized: {record['all_quantized']['min_cosine']})")
