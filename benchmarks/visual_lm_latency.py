@@ -28,10 +28,10 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "coverage"))
 from tiny_configs import redraw_weights  # noqa: E402
+from generate_vs_pytorch import compare_and_time  # noqa: E402
 
 from optibridge import OBModelForVisualCausalLM, export  # noqa: E402
 from optibridge.artifact import is_artifact  # noqa: E402
-from optibridge.bench import measure_interleaved  # noqa: E402
 from optibridge.hardware import float_precisions  # noqa: E402
 
 
@@ -85,23 +85,9 @@ def main() -> None:
         pixels = torch.from_numpy(rng.standard_normal((1, tokens.channels, tokens.image_size, tokens.image_size)).astype(np.float32))
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels, max_new_tokens=args.new_tokens,
                       min_new_tokens=args.new_tokens, do_sample=False)
-        with torch.no_grad():
-            want = reference.generate(**kwargs)
-        calls = {"pytorch": lambda: reference.generate(**kwargs)}
-        for name, model in models.items():
-            got = model.generate(**kwargs)
-            same = float((got[:, ids.shape[1]:] == want[:, ids.shape[1]:]).float().mean())
-            print(f"{name}: new tokens equal to PyTorch's: {same:.0%}")
-            calls[name] = lambda model=model: model.generate(**kwargs)
-        with torch.no_grad():
-            timed = measure_interleaved(calls, warmup=1, runs=args.runs)
-        base = timed["pytorch"].median
-        print(f"{tokens.per_image} placeholder tokens + {args.prompt_tokens} prompt tokens, {args.new_tokens} new tokens, "
-              f"{args.threads} threads, {args.runs} interleaved runs, medians")
-        for name, stats in timed.items():
-            print(f"  {name:15s} {stats.median / 1000:7.2f} s per generate()  {base / stats.median:5.2f}x PyTorch  "
-                  f"(range {stats.min / 1000:.2f}-{max(stats.samples) / 1000:.2f} s)")
-
+        compare_and_time(lambda: reference.generate(**kwargs), models, kwargs, ids.shape[1], args.runs,
+                         f"{tokens.per_image} placeholder tokens + {args.prompt_tokens} prompt tokens, {args.new_tokens} new tokens, "
+                         f"{args.threads} threads, {args.runs} interleaved runs, medians")
 
 if __name__ == "__main__":
     main()

@@ -37,6 +37,14 @@ def take_cache(past_key_values: Any, kwargs: Mapping[str, Any]) -> Any:
     return new_style if new_style is not None else past_key_values
 
 
+def cache_shapes(layout: Mapping[str, Any], batch: int, length: int = 0) -> list[tuple[int, int, int, int]]:
+    """Shapes of a decoder graph's flat past inputs (key, value per layer) from an artifact's ``kv_cache``
+    record; values have their own width where the record gives one (multi-head latent attention)."""
+    heads, key_width = int(layout["num_heads"]), int(layout["head_dim"])
+    value_width = int(layout.get("value_head_dim") or key_width)
+    return [(batch, heads, length, width) for _ in range(int(layout["num_layers"])) for width in (key_width, value_width)]
+
+
 def output_cache(output: Any) -> Any:
     """The cache a transformers model returned, under whichever name its output class uses."""
     return getattr(output, cache_name())

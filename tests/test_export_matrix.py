@@ -13,14 +13,16 @@ from optibridge.modeling import TASK_CLASSES
 from optibridge.tasks import TASKS
 
 PAIRS = all_model_tasks()
+MOE = ("mixtral", "qwen2_moe", "deepseek_v3")
 
 
 def test_every_supported_architecture_has_a_tiny_model_and_the_same_tasks():
     # A completeness check: adding an architecture to the exporter without a test model fails here.
-    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS) | set(SEQ2SEQ) | {"whisper", "llava", "llava_next", "gemma3"}
+    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS) | set(SEQ2SEQ) | {"whisper", "llava", "llava_next", "gemma3"} | set(MOE)
     generative = {**dict.fromkeys(DECODERS, ("text-generation",)), **dict.fromkeys(SEQ2SEQ, ("text2text-generation",)),
                   "whisper": ("automatic-speech-recognition",), **dict.fromkeys(("llava", "llava_next"), ("image-text-to-text", "text-generation")),
-                  "gemma3": ("image-text-to-text",)}  # tiny_vision.py
+                  "gemma3": ("image-text-to-text",),  # tiny_vision.py
+                  **dict.fromkeys(MOE, ("text-generation",))}  # tests/test_moe.py, built by the coverage sweep's configs
     for model_type, arch in ARCHITECTURES.items():
         expected = TINY[model_type].tasks if model_type in TINY else generative[model_type]
         proven_elsewhere = {"sentence-similarity"} if model_type == "bert" else set()  # tests/test_sentence_embeddings.py

@@ -16,7 +16,7 @@ import onnx
 import torch
 
 from ..artifact import MAIN_GRAPH, MODEL_FILE
-from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, output_cache
+from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, cache_shapes, output_cache
 from .architectures import forward_parameters
 from .encoder import qualified_name
 from .inputs import BATCH_AXIS, SEQUENCE_AXIS, token_batch
@@ -32,11 +32,15 @@ TOTAL_AXIS = "total_sequence_length"
 
 @dataclass(frozen=True)
 class KVLayout:
-    """Shape of one layer's cached keys/values: (batch, num_heads, sequence, head_dim)."""
+    """Shape of one layer's cached keys/values: (batch, num_heads, sequence, head_dim); values may be
+    narrower (``value_head_dim``: multi-head latent attention caches a latent as "key" and the rotary
+    part as "value", e.g. DeepSeek-V3)."""
 
     num_layers: int
     num_heads: int
     head_dim: int
+    value_head_dim: int | None = None
+    """None: the same as ``head_dim``."""
 
     def past_names(self, prefix: str = "past_key_values") -> list[str]:
         return [f"{prefix}.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
@@ -45,7 +49,7 @@ class KVLayout:
         return [f"present.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
 
     def empty(self, batch: int, length: int = 0, dtype: Any = np.float32) -> list[np.ndarray]:
-        return [np.zeros((batch, self.num_heads, length, self.head_dim), dtype) for _ in range(2 * self.num_layers)]
+        return [np.zeros(shape, dtype) for shape in cache_shapes(asdict(self), batch, length)]
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor, new_tokens: int) -> torch.Tensor:
@@ -116,8 +120,10 @@ def kv_layout(model: torch.nn.Module) -> KVLayout:
     with torch.no_grad():
         out = model(input_ids=torch.ones(1, 2, dtype=torch.long), use_cache=True, return_dict=True)
     pairs = cache_pairs(output_cache(out))
-    key = pairs[0][0]
-    return KVLayout(num_layers=len(pairs), num_heads=int(key.shape[1]), head_dim=int(key.shape[3]))
+    key, value = pairs[0]
+    value_width = int(value.shape[3])
+    return KVLayout(num_layers=len(pairs), num_heads=int(key.shape[1]), head_dim=int(key.shape[3]),
+                    value_head_dim=value_width if value_width != int(key.shape[3]) else None)
 
 
 @dataclass(frozen=True)

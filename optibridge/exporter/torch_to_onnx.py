@@ -18,6 +18,7 @@ import torch
 from ..artifact import GraphSpec, TensorSpec, write_graph
 from ..errors import OptibridgeError
 from ..tied_weights import share_tied_weights
+from .moe import traceable_experts
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 # ONNX protobufs are capped at 2 GiB; keep a margin for the graph itself.
@@ -134,7 +135,8 @@ def export_module(
     # .data file for dynamo); export into a scratch folder and write the final layout once.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         raw = Path(scratch) / path.name
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_torch_onnx():
+        with torch.no_grad(), traceable_experts(module), warnings.catch_warnings(), \
+                contextlib.redirect_stdout(io.StringIO()), _quiet_torch_onnx():
             warnings.simplefilter("ignore")  # TorchScript's DeprecationWarning and tracer warnings are not the user's concern
             torch.onnx.export(module, args, str(raw), **kwargs)
         graph = onnx.load(str(raw), load_external_data=True)

@@ -11,7 +11,7 @@ import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import InputError
-from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, past_length, take_cache
+from ..kv_cache import cache_from_pairs, cache_name, cache_pairs, cache_shapes, past_length, take_cache
 from ..backend import LOGITS_TO_KEEP, is_stateful, takes_optional_input, torch_runner
 from .base import DECODER_UNSUPPORTED_WHEN_SET, OBModel, refuse_when_set, register_task_class
 from .generation import GenerativeModel
@@ -73,6 +73,10 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
 
     def _decoder_layout(self) -> DecoderLayout | None:
         if not self._graph_has_cache or not self.use_cache:
+            return None
+        if self._kv.get("value_head_dim") not in (None, self._kv["head_dim"]):
+            self._native_error = ("its cache keeps keys and values at different widths (multi-head latent attention), "
+                                  "which the native engines' configs cannot describe")
             return None
         config = self.config
         context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
@@ -168,8 +172,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
             if pairs:
                 flat = [t.detach().cpu().numpy() for pair in pairs for t in pair]
             else:
-                shape = (batch, self._kv["num_heads"], 0, self._kv["head_dim"])
-                flat = [np.zeros(shape, np.float32)] * len(self._past_names)
+                flat = [np.zeros(shape, np.float32) for shape in cache_shapes(self._kv, batch)]
             feed.update(zip(self._past_names, flat))
         if keep_last and takes_optional_input(self.session, LOGITS_TO_KEEP):  # the graph skips the LM head for the rest
             feed[LOGITS_TO_KEEP] = np.array(keep_last, np.int64)
@@ -214,7 +217,7 @@ class OBModelForCausalLM(NativeGenerationMixin, GenerativeModel, OBModel):
         if self._graph_has_cache:
             flat = [t for pair in (cache_pairs(past_key_values) if past else []) for t in pair]
             if not flat:
-                flat = [torch.zeros((batch, self._kv["num_heads"], 0, self._kv["head_dim"]), device=ids.device)] * len(self._past_names)
+                flat = [torch.zeros(shape, device=ids.device) for shape in cache_shapes(self._kv, batch)]
             feed.update(zip(self._past_names, flat))
         outputs = run_torch(feed)
         cache = None

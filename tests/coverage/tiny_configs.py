@@ -49,6 +49,12 @@ INT_FIELDS: dict[str, int] = {
     "num_mel_bins": 16,
     "max_source_positions": 50,
     "sliding_window": 64,
+    # multi-head latent attention (deepseek v2/v3, minicpm3...): keys 12 wide, values 8, so the two differ
+    "qk_rope_head_dim": 4,
+    "qk_nope_head_dim": 8,
+    "v_head_dim": 8,
+    "kv_lora_rank": 16,
+    "q_lora_rank": 16,
 }
 # Per-stage lists of hierarchical vision models (resnet, swin, convnext...): keep the stage count.
 LIST_FIELDS = {
@@ -91,6 +97,15 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
         patch = out.get("patch_size", values.get("patch_size", 4))
         out["window_size"] = 2
         out["image_size"] = patch * 2 * 2 ** (len(values["depths"]) - 1)
+    if isinstance(values.get("qk_rope_head_dim"), int):  # multi-head latent attention
+        if values.get("head_dim") == values["qk_rope_head_dim"]:
+            out["head_dim"] = INT_FIELDS["qk_rope_head_dim"]  # some configs name the rotary width head_dim too
+        if "qk_head_dim" in values:  # derived in __init__, so to_dict() carries the default's sum
+            out["qk_head_dim"] = INT_FIELDS["qk_rope_head_dim"] + INT_FIELDS["qk_nope_head_dim"]
+        if values.get("num_key_value_heads") == values.get("num_attention_heads"):
+            out["num_key_value_heads"] = HEADS  # latent keys are expanded to every head: no grouping
+    if values.get("num_experts_per_tok", 0) is None and any(isinstance(values.get(k), int) for k in ("n_routed_experts", "num_experts")):
+        out["num_experts_per_tok"] = INT_FIELDS["num_experts_per_tok"]  # deepseek_v2's default leaves routing unset
     if "out_features" in values or "out_indices" in values:  # backbone stages named for the default depth
         out["out_features"] = out["out_indices"] = None
     depths = values.get("depths")
