@@ -416,3 +416,34 @@ def test_optibridge_run_transcribes_and_classifies_recordings_as_pytorch(audio, 
         assert out[field] == want
         if task == "ctc":
             assert any(text for text in want)  # the random head does emit characters
+
+
+def test_ctc_on_log_mel_features_parakeet_matches_pytorch_and_its_pipeline(tmp_path):
+    # Parakeet's CTC head reads log-mel features (batch, frames, bins) with a frame mask, not a waveform.
+    # Before, the exporter had no such inputs for encoder tasks (KeyError: 'input_features').
+    from optibridge import OBModelForCTC
+
+    source = tmp_path / "parakeet"
+    build_tiny("parakeet_ctc", "ctc", source, vocab_size=len(CTC_VOCAB), pad_token_id=0)
+    bins = transformers.AutoConfig.from_pretrained(source).encoder_config.num_mel_bins
+    extractor = transformers.ParakeetFeatureExtractor(feature_size=bins)
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(__import__("json").dumps({t: i for i, t in enumerate(CTC_VOCAB)}))
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab))
+    artifact = export(source, tmp_path / "onnx").artifact
+    assert artifact.metadata.task == "ctc" and artifact.metadata.validation["passed"]
+    assert [(s.name, s.shape) for s in artifact.metadata.inputs] == [
+        ("input_features", ("batch_size", "sequence_length", bins)), ("attention_mask", ("batch_size", "sequence_length"))]
+    reference = transformers.AutoModelForCTC.from_pretrained(source).eval()
+    waves = [_waveforms(1, n, seed=n)[0].numpy() * 0.1 for n in (16000, 9000)]  # the extractor pads the shorter one
+    inputs = extractor(waves, sampling_rate=16000, return_tensors="pt", padding=True)
+    assert inputs["attention_mask"][1].sum() < inputs["attention_mask"][0].sum()
+    with torch.no_grad():
+        want = reference(**inputs).logits
+    for backend in ("ort", "openvino"):
+        model = OBModelForCTC.from_pretrained(artifact.path, backend=backend)
+        np.testing.assert_allclose(model(**inputs).logits.numpy(), want.numpy(), atol=1e-4, rtol=0)
+    assert model.main_input_name == "input_features"  # what the pipeline feeds a CTC model by
+    pipe = lambda m: transformers.pipeline("automatic-speech-recognition", model=m, tokenizer=tokenizer, feature_extractor=extractor)  # noqa: E731
+    expected = pipe(reference)(waves[0])
+    assert pipe(OBModelForCTC.from_pretrained(artifact.path))(waves[0])["text"] == expected["text"] and expected["text"]

@@ -54,7 +54,7 @@ class Architecture:
         if self.modality == "vision":
             return ("pixel_values",)
         if self.modality == "speech":
-            return ("input_features",)
+            return ("input_features", "attention_mask")  # the mask is dropped where forward() has none
         if self.modality == "audio":
             return ("input_values", "attention_mask")  # the mask is dropped where forward() has none
         takes_types = self.token_type_ids

@@ -27,6 +27,20 @@ MULTIMODAL_AXES = {BATCH_AXIS: IMAGE_BATCH_AXIS, CHOICES_AXIS: TEXT_BATCH_AXIS}
 SAMPLES_PER_STEP = 400
 
 
+# Feature frames per sequence step of an encoder taking log-mel features (CTC on parakeet-style
+# encoders): 8, their subsampling factor, so the traced and validated lengths give 17 and 9 frames out.
+FRAMES_PER_STEP = 8
+
+
+def mel_bins(config: Any) -> int:
+    """Mel bins per feature frame, from the config or the sub-config that has them (ParakeetCTCConfig's encoder)."""
+    for candidate in (config, *(getattr(config, name, None) for name in getattr(config, "sub_configs", {}) or {})):
+        bins = getattr(candidate, "num_mel_bins", None) or getattr(candidate, "feature_size", None)
+        if isinstance(bins, int) and bins > 0:
+            return bins
+    raise UnsupportedModelError("the config gives no mel bin count (num_mel_bins or feature_size) for the input_features to trace with")
+
+
 def samples_per_step(task: Task, config: Any) -> int:
     """Waveform samples per sequence step. An x-vector head's TDNN layers need a minimum number of frames
     (1 + sum of (kernel - 1) * dilation: 15 with wav2vec2's defaults, ~0.3 s of 16 kHz audio), so its
@@ -98,6 +112,15 @@ def make_inputs(
         height, width = shapes.image or image_size(config)
         channels = getattr(config, "num_channels", 3)
         return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}
+
+    if modality == "speech":  # log-mel features, frames first as parakeet's extractor gives them, and a frame mask
+        frames = shapes.sequence * FRAMES_PER_STEP
+        features = torch.randn(shapes.batch, frames, mel_bins(config), generator=generator)
+        frame_mask = torch.ones(shapes.batch, frames, dtype=torch.int64)
+        frame_mask[0, frames // 2:] = 0  # a padded first row, zero features after its end as extractors pad
+        features[0, frames // 2:] = 0
+        speech = {"input_features": features, "attention_mask": frame_mask}
+        return {name: speech[name] for name in input_names}
 
     if modality == "audio":  # a raw waveform: SAMPLES_PER_STEP samples per "sequence" step
         samples = shapes.sequence * samples_per_step(task, config)

@@ -141,6 +141,8 @@ class OBModel(PreTrainedModel):
         self.name_or_path = str(artifact.metadata.source.get("model") or artifact.path)
         self.main_input_name = {"vision": "pixel_values", "multimodal": "pixel_values", "speech": "input_features",
                                 "audio": "input_values"}.get(self.task.modality, "input_ids")
+        if self.main_input_name == "input_values" and "input_features" in {spec.name for spec in artifact.metadata.inputs}:
+            self.main_input_name = "input_features"  # a CTC model on log-mel features (parakeet): what pipelines feed it
 
     # -- loading and saving ------------------------------------------------------------------
     @classmethod
