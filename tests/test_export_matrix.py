@@ -13,7 +13,7 @@ from optibridge.modeling import TASK_CLASSES
 from optibridge.tasks import TASKS
 
 PAIRS = all_model_tasks()
-MOE = ("mixtral", "qwen2_moe", "deepseek_v3")
+MOE = ("mixtral", "qwen2_moe", "deepseek_v3", "deepseek_v2")  # tests/test_moe.py, tests/test_complex_rotary.py
 
 
 def test_every_supported_architecture_has_a_tiny_model_and_the_same_tasks():

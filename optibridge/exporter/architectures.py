@@ -91,8 +91,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         # with its images (tests/test_visual_lm.py), or its language model alone (tests/test_text_only_lm.py)
         *(_tested(t, "text", ("image-text-to-text", "text-generation")) for t in ("llava", "llava_next")),
         _tested("gemma3", "text", ("image-text-to-text",)),  # with its images (tests/test_visual_lm.py)
-        # mixture of experts (and DeepSeek's latent attention): tests/test_moe.py
-        *(_tested(t, "text", DECODER_TASKS) for t in ("mixtral", "qwen2_moe", "deepseek_v3")),
+        # mixture of experts (and DeepSeek's latent attention): tests/test_moe.py; deepseek_v2's complex
+        # rotary embeddings: tests/test_complex_rotary.py
+        *(_tested(t, "text", DECODER_TASKS) for t in ("mixtral", "qwen2_moe", "deepseek_v3", "deepseek_v2")),
     )
 }
 TESTED = ARCHITECTURES  # the name the rest of the docs use

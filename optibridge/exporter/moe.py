@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import types
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, t
     return out if bias is None else out + bias
 
 
-def sparse_experts_forward(self: torch.nn.Module, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+def sparse_experts_forward(self: Any, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
     """Experts forward with a static loop over experts and data-dependent token selection per expert.
 
     Called like the module's own forward: (hidden states (tokens, hidden), expert indices (tokens, k),

@@ -18,6 +18,7 @@ import torch
 from ..artifact import GraphSpec, TensorSpec, write_graph
 from ..errors import OptibridgeError
 from ..tied_weights import share_tied_weights
+from .complex_rotary import real_valued_rotary
 from .moe import traceable_experts
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -135,7 +136,7 @@ def export_module(
     # .data file for dynamo); export into a scratch folder and write the final layout once.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         raw = Path(scratch) / path.name
-        with torch.no_grad(), traceable_experts(module), warnings.catch_warnings(), \
+        with torch.no_grad(), traceable_experts(module), real_valued_rotary(module), warnings.catch_warnings(), \
                 contextlib.redirect_stdout(io.StringIO()), _quiet_torch_onnx():
             warnings.simplefilter("ignore")  # TorchScript's DeprecationWarning and tracer warnings are not the user's concern
             torch.onnx.export(module, args, str(raw), **kwargs)
