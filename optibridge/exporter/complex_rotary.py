@@ -62,14 +62,14 @@ def _real_apply(head_axis: int) -> Callable[[torch.Tensor, torch.Tensor, torch.T
 def real_valued_rotary(model: torch.nn.Module) -> Iterator[int]:
     """Rewrite the complex rotary embeddings of ``model`` (see the module docstring) until the block ends;
     yields how many rotary modules were changed."""
-    from transformers.modeling_rope_utils import dynamic_rope_update  # the wrapper the original forward has (dynamic RoPE types)
-
     changed: list[torch.nn.Module] = []
     patched: dict[str, Any] = {}
     for module in model.modules():
         family = next((f for f in FAMILIES if type(module).__module__ == f.module and type(module).__name__ == f.rotary_class), None)
         if family is None or "forward" in vars(module):
             continue
+        from transformers.modeling_rope_utils import dynamic_rope_update  # the wrapper the original forward has (dynamic RoPE types)
+
         module.forward = types.MethodType(dynamic_rope_update(_real_rotary_forward), module)  # type: ignore[method-assign,no-untyped-call]
         changed.append(module)
         if family.module not in patched:
