@@ -13,12 +13,10 @@ matrices (``NonZero`` picks them), so an expert that no token chose costs a few 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -29,7 +27,7 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "coverage"))
 from tiny_configs import redraw_weights  # noqa: E402
-from generate_vs_pytorch import compare_and_time  # noqa: E402
+from generate_vs_pytorch import candidates, compare_and_time, generation_arguments  # noqa: E402
 
 from optibridge import OBModelForCausalLM, export  # noqa: E402
 from optibridge.artifact import is_artifact  # noqa: E402
@@ -47,29 +45,14 @@ def random_mixtral(dest: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", help="a MixtralForCausalLM folder (default: a random one, see above)")
-    parser.add_argument("--artifact", help="the optibridge artifact (exported when missing)")
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--prompt-tokens", type=int, default=32)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = generation_arguments(__doc__.splitlines()[0], "MixtralForCausalLM", prompt_tokens=32)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder) if args.folder else random_mixtral(Path(tmp) / "mixtral")
         artifact = Path(args.artifact) if args.artifact else Path(tmp) / "mixtral-onnx"
         if not is_artifact(artifact):
             export(folder, artifact, task="text-generation")
         reference = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
-        models: dict[str, Any] = {
-            "ort": OBModelForCausalLM.from_pretrained(artifact, backend="ort", intra_op_num_threads=args.threads),
-            "openvino": OBModelForCausalLM.from_pretrained(artifact, backend="openvino", stateful=True,
-                                                           inference_num_threads=args.threads),
-            # int8 weights (NNCF, at load): faster, not bit-exact
-            "openvino-int8w": OBModelForCausalLM.from_pretrained(artifact, backend="openvino", stateful=True, load_in_8bit=True,
-                                                                 inference_num_threads=args.threads),
-        }
+        models = candidates(OBModelForCausalLM, artifact, args.threads)
         rng = np.random.default_rng(0)
         ids = torch.from_numpy(rng.integers(3, reference.config.vocab_size, (1, args.prompt_tokens)))
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.new_tokens,

@@ -12,12 +12,10 @@ graph, prefill over the placeholders and the prompt, ``--new-tokens`` steps) per
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -28,7 +26,7 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "coverage"))
 from tiny_configs import redraw_weights  # noqa: E402
-from generate_vs_pytorch import compare_and_time  # noqa: E402
+from generate_vs_pytorch import candidates, compare_and_time, generation_arguments  # noqa: E402
 
 from optibridge import OBModelForVisualCausalLM, export  # noqa: E402
 from optibridge.artifact import is_artifact  # noqa: E402
@@ -52,29 +50,15 @@ def random_llava(dest: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", help="a LlavaForConditionalGeneration folder (default: a random one, see above)")
-    parser.add_argument("--artifact", help="the optibridge artifact (exported when missing)")
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--prompt-tokens", type=int, default=16, help="text tokens after the image's placeholders")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = generation_arguments(__doc__.splitlines()[0], "LlavaForConditionalGeneration", prompt_tokens=16,
+                                prompt_help="text tokens after the image's placeholders")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder) if args.folder else random_llava(Path(tmp) / "llava")
         artifact = Path(args.artifact) if args.artifact else Path(tmp) / "llava-onnx"
         if not is_artifact(artifact):
             export(folder, artifact)
         reference = transformers.LlavaForConditionalGeneration.from_pretrained(folder).eval()
-        models: dict[str, Any] = {
-            "ort": OBModelForVisualCausalLM.from_pretrained(artifact, backend="ort", intra_op_num_threads=args.threads),
-            "openvino": OBModelForVisualCausalLM.from_pretrained(artifact, backend="openvino", stateful=True,
-                                                                 inference_num_threads=args.threads),
-            # int8 weights (NNCF, at load) and, where the CPU has bf16, bf16 arithmetic: faster, not bit-exact
-            "openvino-int8w": OBModelForVisualCausalLM.from_pretrained(artifact, backend="openvino", stateful=True, load_in_8bit=True,
-                                                                       inference_num_threads=args.threads),
-        }
+        models = candidates(OBModelForVisualCausalLM, artifact, args.threads)
         if "bf16" in float_precisions():
             models["openvino-bf16"] = OBModelForVisualCausalLM.from_pretrained(artifact, backend="openvino", stateful=True,
                                                                                inference_precision="bf16", inference_num_threads=args.threads)
