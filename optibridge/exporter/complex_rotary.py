@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from .swapped_forwards import swapped_forwards
+
 
 @dataclass(frozen=True)
 class ComplexRotary:
@@ -62,24 +64,22 @@ def _real_apply(head_axis: int) -> Callable[[torch.Tensor, torch.Tensor, torch.T
 def real_valued_rotary(model: torch.nn.Module) -> Iterator[int]:
     """Rewrite the complex rotary embeddings of ``model`` (see the module docstring) until the block ends;
     yields how many rotary modules were changed."""
-    changed: list[torch.nn.Module] = []
+    swaps: list[tuple[torch.nn.Module, Callable[..., Any]]] = []
     patched: dict[str, Any] = {}
-    for module in model.modules():
-        family = next((f for f in FAMILIES if type(module).__module__ == f.module and type(module).__name__ == f.rotary_class), None)
-        if family is None or "forward" in vars(module):
-            continue
-        from transformers.modeling_rope_utils import dynamic_rope_update  # the wrapper the original forward has (dynamic RoPE types)
+    try:  # the apply functions already swapped come back even if a later step fails
+        for module in model.modules():
+            family = next((f for f in FAMILIES if type(module).__module__ == f.module and type(module).__name__ == f.rotary_class), None)
+            if family is None or "forward" in vars(module):
+                continue
+            from transformers.modeling_rope_utils import dynamic_rope_update  # the wrapper the original forward has (dynamic RoPE types)
 
-        module.forward = types.MethodType(dynamic_rope_update(_real_rotary_forward), module)  # type: ignore[method-assign,no-untyped-call]
-        changed.append(module)
-        if family.module not in patched:
-            namespace = sys.modules[family.module]
-            patched[family.module] = getattr(namespace, "apply_rotary_emb")  # noqa: B009  (a module global; mypy cannot see it)
-            setattr(namespace, "apply_rotary_emb", _real_apply(family.head_axis))  # noqa: B010
-    try:
-        yield len(changed)
+            swaps.append((module, types.MethodType(dynamic_rope_update(_real_rotary_forward), module)))  # type: ignore[no-untyped-call]
+            if family.module not in patched:
+                namespace = sys.modules[family.module]
+                patched[family.module] = getattr(namespace, "apply_rotary_emb")  # noqa: B009  (a module global; mypy cannot see it)
+                setattr(namespace, "apply_rotary_emb", _real_apply(family.head_axis))  # noqa: B010
+        with swapped_forwards(swaps) as changed:
+            yield changed
     finally:
-        for module in changed:
-            del module.forward
         for name, original in patched.items():
             setattr(sys.modules[name], "apply_rotary_emb", original)  # noqa: B010

@@ -23,6 +23,8 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
+from .swapped_forwards import swapped_forwards
+
 
 def is_dispatched_experts(module: torch.nn.Module) -> bool:
     """True for an experts module built by transformers' ``use_experts_implementation`` decorator."""
@@ -65,13 +67,7 @@ def sparse_experts_forward(self: Any, *args: torch.Tensor, **kwargs: torch.Tenso
 def traceable_experts(model: torch.nn.Module) -> Iterator[int]:
     """Give every dispatched experts module in ``model`` :func:`sparse_experts_forward` until the block
     ends; yields how many were changed. Instance attributes only: the class and other models are untouched."""
-    changed: list[torch.nn.Module] = []
-    for module in model.modules():
-        if is_dispatched_experts(module) and "forward" not in vars(module):
-            module.forward = types.MethodType(sparse_experts_forward, module)  # type: ignore[method-assign]
-            changed.append(module)
-    try:
-        yield len(changed)
-    finally:
-        for module in changed:
-            del module.forward
+    # a module that already has an instance forward (a hook, a caller's own swap) is left as it is
+    experts = [module for module in model.modules() if is_dispatched_experts(module) and "forward" not in vars(module)]
+    with swapped_forwards((module, types.MethodType(sparse_experts_forward, module)) for module in experts) as changed:
+        yield changed
