@@ -122,3 +122,27 @@ def exported_mobilevit(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mobilevit")
     return export(build_tiny("mobilevit", "image-classification", root / "src"), root / "onnx").artifact
+
+
+def test_a_classifier_whose_sizes_live_in_its_vision_config_exports_at_that_size(tmp_path):
+    """SigLIP's classifier has no top-level image_size: the sample images once came at the 224-pixel default
+    and the model (a 32-pixel position table here) refused them."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "coverage"))
+    from tiny_configs import build_tiny
+
+    from optibridge import export
+
+    source = build_tiny("siglip", "image-classification", tmp_path / "siglip")
+    config = transformers.AutoConfig.from_pretrained(source)
+    assert not hasattr(config, "image_size") and config.vision_config.image_size == 32
+    result = export(source, tmp_path / "onnx")
+    assert result.validation.passed and result.validation.max_abs_diff <= 1e-4
+    assert result.artifact.metadata.extra["image_size"]["validated"] == [32, 32]
+    model = OBModelForImageClassification.from_pretrained(result.artifact.path)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = transformers.AutoModelForImageClassification.from_pretrained(source)(pixel_values=pixels).logits
+    assert np.abs(model(pixel_values=pixels).logits.numpy() - want.numpy()).max() <= 1e-4

@@ -109,6 +109,7 @@ def make_inputs(
         images = make_inputs(task, "vision", getattr(config, "vision_config", config), ("pixel_values",), shapes, seed)
         return {name: {**texts, **images}[name] for name in input_names}
     if modality == "vision":
+        config = getattr(config, "vision_config", None) or config  # siglip / clip classifiers: sizes live in the vision part
         height, width = shapes.image or image_size(config)
         channels = getattr(config, "num_channels", 3)
         return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}
