@@ -64,6 +64,21 @@ LIST_FIELDS = {
     "embed_dims": lambda n: [8 * (i + 1) for i in range(n)],
     "num_attention_heads": lambda n: [2] * n,
     "conv_dim": lambda n: [16] * n,  # wav2vec2-style feature encoders
+    # per-head width of each stage (levit): kept below the first stage's width, whose multiple of it
+    # is its subsampling attention's head count
+    "key_dim": lambda n: [HIDDEN // HEADS] * n,
+}
+LAYOUT_HIDDEN = 48  # layout models split the hidden size 6 ways (4 box coordinates, 2 sides), then into heads
+# Per-model-type facts no generic rule can see, applied to a config (or sub-config) of that model type.
+TYPE_OVERRIDES: dict[str, dict[str, Any]] = {
+    # its stem is always four stride-2 convolutions; patch_size only tells the attention biases that it is 16×
+    "levit": {"patch_size": 16},
+    # hidden_dim must equal the head's width, which the model derives as round_filters(1280) (width × 1280)
+    "efficientnet": {"width_coefficient": 0.1, "depth_coefficient": 1.0, "hidden_dim": 128},
+    # the backbone reports embedding_size and hidden_sizes as the stem's and stages' widths but builds them from
+    # stem_channels / stage_*_channels: those follow the shrunk sizes, each stage starting where the last ended
+    "hgnet_v2": {"stem_channels": [3, 16, 16], "stage_in_channels": [16, 8, 16, 24], "stage_mid_channels": [8] * 4,
+                 "stage_out_channels": [8, 16, 24, 32], "stage_numb_of_layers": [2] * 4},
 }
 TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "sep_token_id", "cls_token_id",
                    "mask_token_id", "unk_token_id", "forced_bos_token_id", "forced_eos_token_id")
@@ -106,8 +121,20 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
             out["num_key_value_heads"] = HEADS  # latent keys are expanded to every head: no grouping
     if values.get("num_experts_per_tok", 0) is None and any(isinstance(values.get(k), int) for k in ("n_routed_experts", "num_experts")):
         out["num_experts_per_tok"] = INT_FIELDS["num_experts_per_tok"]  # deepseek_v2's default leaves routing unset
-    if "out_features" in values or "out_indices" in values:  # backbone stages named for the default depth
+    if ("out_features" in values or "out_indices" in values) and not _stages_kept(values):
+        # backbone outputs named for the default depth, which shrinking cut: the last stage only
         out["out_features"] = out["out_indices"] = None
+    if "max_2d_position_embeddings" in values and isinstance(values.get("hidden_size"), int):
+        # layout models (lilt, layoutlmv3): the box embeddings' widths must add up to the hidden size
+        out["hidden_size"] = LAYOUT_HIDDEN
+        for name in ("coordinate_size", "shape_size"):
+            if isinstance(values.get(name), int):
+                out[name] = values[name] * LAYOUT_HIDDEN // values["hidden_size"]
+    indices = values.get("backbone_out_indices")
+    if isinstance(indices, list) and isinstance(out.get("num_hidden_layers"), int):
+        # layers whose hidden states feed a neck (dpt: one per neck_hidden_sizes entry): keep their count
+        out["num_hidden_layers"] = len(indices)
+        out["backbone_out_indices"] = list(range(len(indices)))
     depths = values.get("depths")
     if isinstance(depths, (list, tuple)):
         for key in ("num_hidden_layers", "num_layers", "n_layer"):
@@ -136,6 +163,16 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _stages_kept(values: dict[str, Any]) -> bool:
+    """Whether a backbone's chosen outputs (``out_indices``, stage 0 the stem) still exist once shrunk: a
+    per-stage list (``depths``) keeps the stage count, so they do. Heads are sized for the outputs chosen
+    (RT-DETR's encoder takes 3 feature maps), so they must be kept where they can be."""
+    indices = values.get("out_indices")
+    depths = values.get("depths")
+    return (isinstance(indices, list) and isinstance(depths, list) and bool(indices)
+            and all(isinstance(i, int) and -len(depths) - 1 <= i <= len(depths) for i in indices))
+
+
 @functools.cache
 def _base_fields() -> frozenset[str]:
     """Fields every config carries, not a model's sizes: on transformers 4.x they include the generation
@@ -154,13 +191,20 @@ def tiny_config(model_type: str) -> Any:
         default = config_class()
     except Exception as exc:
         raise TinyConfigError(f"default config: {type(exc).__name__}: {_first(exc)}") from exc
+    if _needs_timm(default):
+        # a timm backbone by default (detr, table-transformer...); use_timm_backbone=False is the model's own
+        # route to a transformers backbone (resnet), the one left without timm installed
+        try:
+            default = config_class(use_timm_backbone=False)
+        except Exception as exc:
+            raise TinyConfigError(f"default config without timm: {type(exc).__name__}: {_first(exc)}") from exc
     values = default.to_dict()
-    overrides = shrink(values)
+    overrides = {**shrink(values), **TYPE_OVERRIDES.get(model_type, {})}
     for name in getattr(default, "sub_configs", {}) or {}:
         sub = getattr(default, name, None)
         if sub is not None and hasattr(sub, "to_dict"):
             sub_values = sub.to_dict()
-            overrides[name] = {**sub_values, **shrink(sub_values)}
+            overrides[name] = {**sub_values, **shrink(sub_values), **TYPE_OVERRIDES.get(sub_values.get("model_type"), {})}
     if values.get("is_encoder_decoder") and values.get("decoder_start_token_id") is None and values.get("bos_token_id") is None:
         # T5Config's defaults have no start token (generate() refuses to run, PyTorch's too); every T5
         # checkpoint's config.json sets the pad id, as MT5Config's defaults do
@@ -171,18 +215,66 @@ def tiny_config(model_type: str) -> Any:
         raise TinyConfigError(f"shrunk config: {type(exc).__name__}: {_first(exc)}") from exc
 
 
+def _needs_timm(config: Any) -> bool:
+    """Whether ``config`` has a timm backbone (``TimmBackbone``) while timm is not installed."""
+    from transformers.utils import is_timm_available
+
+    backbone = getattr(config, "backbone_config", None)
+    return getattr(backbone, "model_type", None) == "timm_backbone" and not is_timm_available()
+
+
 def _constructor_values(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in ("model_type", "transformers_version", "architectures")}
 
 
 def redraw_weights(model: torch.nn.Module, seed: int = 0) -> None:
-    """Every matrix/filter ~ N(0, 1/fan_in) (fan_in = elements per output row)."""
+    """Every matrix/filter ~ N(0, 1/fan_in) (fan_in = elements per output row); batch norm scales 1."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.dim() > 1 and parameter.is_floating_point():
                 fan_in = parameter[0].numel()
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) / fan_in**0.5)
+        for module in model.modules():
+            # batch norm scales at 1, as trained ones are near: some inits draw them ~N(0, 0.02) (efficientnet),
+            # which, with the unit running variance of an untrained model, shrinks every block's output 50×
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.weight is not None:
+                module.weight.fill_(1.0)
+
+
+IMAGE_TASKS = ("image-classification", "semantic-segmentation", "object-detection")
+
+
+def calibrate_batch_norm(model: torch.nn.Module, config: Any, seed: int = 0) -> None:
+    """Batch norm running statistics from one batch of random images, as training leaves them. An untrained
+    model's (mean 0, variance 1) normalise nothing: blocks without a residual (efficientnet: SiLU, then a
+    sigmoid gate) then shrink activations ~10× each, until the logits sit far below the validation tolerance."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    vision = getattr(config, "vision_config", None) or config
+    size = getattr(vision, "image_size", 224)
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(32, int(getattr(vision, "num_channels", 3)), height, width, generator=generator)
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: after one batch, that batch's statistics
+        norm.train()
+    try:
+        with torch.no_grad():
+            model(pixel_values=pixels)
+    except Exception:  # a model that needs more than images: it keeps the untrained statistics
+        for norm in norms:
+            norm.reset_running_stats()
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            # a channel the batch leaves (near) constant, dead after a ReLU, would be scaled by up to 1/sqrt(eps):
+            # that amplifies rounding 300× and compares the exporter's arithmetic order, not its graph
+            norm.running_var.clamp_(min=1e-2)
+            norm.momentum = momentum
+            norm.eval()
 
 
 def build_tiny(model_type: str, task: str, dest: Path, seed: int = 0, **overrides: Any) -> Path:
@@ -210,6 +302,8 @@ def build_tiny(model_type: str, task: str, dest: Path, seed: int = 0, **override
     except Exception as exc:
         raise TinyConfigError(f"building {model_class.__name__}: {type(exc).__name__}: {_first(exc)}") from exc
     redraw_weights(model.eval(), seed)
+    if task in IMAGE_TASKS:
+        calibrate_batch_norm(model, config, seed)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
