@@ -14,13 +14,14 @@ from optibridge.tasks import TASKS
 
 PAIRS = all_model_tasks()
 MOE = ("mixtral", "qwen2_moe", "deepseek_v3", "deepseek_v2")  # tests/test_moe.py, tests/test_complex_rotary.py
+PADDED_SPEECH = ("moonshine", "speech_to_text")  # tests/test_padded_speech_asr.py
 
 
 def test_every_supported_architecture_has_a_tiny_model_and_the_same_tasks():
     # A completeness check: adding an architecture to the exporter without a test model fails here.
-    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS) | set(SEQ2SEQ) | {"whisper", "llava", "llava_next", "gemma3"} | set(MOE)
+    assert set(ARCHITECTURES) == set(TINY) | set(DECODERS) | set(SEQ2SEQ) | {"whisper", "llava", "llava_next", "gemma3"} | set(MOE) | set(PADDED_SPEECH)
     generative = {**dict.fromkeys(DECODERS, ("text-generation",)), **dict.fromkeys(SEQ2SEQ, ("text2text-generation",)),
-                  "whisper": ("automatic-speech-recognition",), **dict.fromkeys(("llava", "llava_next"), ("image-text-to-text", "text-generation")),
+                  **dict.fromkeys(("whisper", *PADDED_SPEECH), ("automatic-speech-recognition",)), **dict.fromkeys(("llava", "llava_next"), ("image-text-to-text", "text-generation")),
                   "gemma3": ("image-text-to-text",),  # tiny_vision.py
                   **dict.fromkeys(MOE, ("text-generation",))}  # tests/test_moe.py, built by the coverage sweep's configs
     for model_type, arch in ARCHITECTURES.items():

@@ -88,6 +88,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         *(_tested(t, "text", DECODER_TASKS) for t in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gpt_neox")),
         *(_tested(t, "text", SEQ2SEQ_TASKS) for t in ("t5", "bart", "marian")),
         _tested("whisper", "speech", SPEECH_TASKS),
+        # padded audio shortened by the encoder, its mask with it (tests/test_padded_speech_asr.py)
+        _tested("moonshine", "audio", SPEECH_TASKS),
+        _tested("speech_to_text", "speech", SPEECH_TASKS),
         # with its images (tests/test_visual_lm.py), or its language model alone (tests/test_text_only_lm.py)
         *(_tested(t, "text", ("image-text-to-text", "text-generation")) for t in ("llava", "llava_next")),
         _tested("gemma3", "text", ("image-text-to-text",)),  # with its images (tests/test_visual_lm.py)

@@ -33,8 +33,11 @@ FRAMES_PER_STEP = 8
 
 
 def mel_bins(config: Any) -> int:
-    """Mel bins per feature frame, from the config or the sub-config that has them (ParakeetCTCConfig's encoder)."""
+    """Values per feature frame (mel bins), from the config or the sub-config that has them (ParakeetCTCConfig's encoder)."""
     for candidate in (config, *(getattr(config, name, None) for name in getattr(config, "sub_configs", {}) or {})):
+        per_channel = getattr(candidate, "input_feat_per_channel", None)  # Speech2Text: bins × channels per frame
+        if isinstance(per_channel, int) and per_channel > 0:
+            return per_channel * int(getattr(candidate, "input_channels", 1))
         bins = getattr(candidate, "num_mel_bins", None) or getattr(candidate, "feature_size", None)
         if isinstance(bins, int) and bins > 0:
             return bins

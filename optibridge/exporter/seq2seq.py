@@ -15,6 +15,7 @@ handle poorly.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,15 @@ import numpy as np
 import onnx
 import torch
 
+from ..encoder_outputs import EncoderOutputWithMask
 from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, output_cache
 from .architectures import forward_parameters
 from .encoder import qualified_name
 from .image_sizes import ImageSizePlan, confirm_traceable, plan_image_sizes
 from .inputs import BATCH_AXIS, token_batch
 from .loading import SourceModel
+from .padded_speech import (ENCODER_MASK, EncoderWithMask, input_axes, padded_inputs, shortened_mask_given, symbolic_conv_lengths,
+                            takes_padded_speech)
 from .plan import ExportedGraphs, SessionLoader
 from .torch_to_onnx import export_module, graph_spec, resolve_exporter
 from .validate import OutputCheck, ValidationReport, max_abs_diff
@@ -82,12 +86,13 @@ def encoder_mask_kwargs(model: torch.nn.Module, mask: torch.Tensor | None) -> di
 class DecoderStep(torch.nn.Module):
     """One decoder step; ``with_past`` decides which of the two graphs this traces."""
 
-    def __init__(self, model: torch.nn.Module, with_past: bool) -> None:
+    def __init__(self, model: torch.nn.Module, with_past: bool, padded_speech: bool = False) -> None:
         super().__init__()
         self.model = model
         self.with_past = with_past
         self.takes_decoder_mask = "decoder_attention_mask" in forward_parameters(type(model))
         self.takes_mask = "attention_mask" in forward_parameters(type(model))  # see encoder_mask_kwargs
+        self.padded_speech = padded_speech
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor, encoder_hidden_states: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -106,10 +111,14 @@ class DecoderStep(torch.nn.Module):
             # transformers 4.57: "size of tensor a (s70) must match … (s70 + 1)").
             past_len = past[0].shape[2] if self.with_past else 0
             extra["decoder_attention_mask"] = torch.ones(input_ids.shape[0], past_len + input_ids.shape[1], dtype=torch.long, device=input_ids.device)
-        out = self.model(
-            encoder_outputs=(encoder_hidden_states,), decoder_input_ids=input_ids,
-            **{cache_name(): cache}, **extra, use_cache=True, return_dict=True,
-        )
+        encoder_outputs: Any = (encoder_hidden_states,)
+        if self.padded_speech:  # the mask at the encoder's length, as the encoder graph gives it (see padded_speech)
+            encoder_outputs = EncoderOutputWithMask(last_hidden_state=encoder_hidden_states, attention_mask=encoder_attention_mask)
+        with shortened_mask_given(self.model) if self.padded_speech else contextlib.nullcontext():
+            out = self.model(
+                encoder_outputs=encoder_outputs, decoder_input_ids=input_ids,
+                **{cache_name(): cache}, **extra, use_cache=True, return_dict=True,
+            )
         self_pairs = cache_pairs(output_cache(out).self_attention_cache)
         if self.with_past:
             return (out.logits, *[t for pair in self_pairs for t in pair])
@@ -130,13 +139,21 @@ class EncoderSide:
 
     source: SourceModel
     image_plan: ImageSizePlan | None = None
+    padded: bool = False
+    """Padded audio or features with a mask, shortened by the encoder (Moonshine, Speech2Text; not Whisper)."""
 
     @property
     def modality(self) -> str:
         return self.source.architecture.modality
 
     @property
+    def padded_speech(self) -> bool:
+        return self.padded
+
+    @property
     def input_names(self) -> list[str]:
+        if self.padded_speech:
+            return ["input_values" if self.modality == "audio" else "input_features", "attention_mask"]
         return {"speech": ["input_features"], "vision": ["pixel_values"],
                 "patches": ["flattened_patches", "attention_mask"]}.get(self.modality, ["input_ids", "attention_mask"])
 
@@ -145,6 +162,8 @@ class EncoderSide:
         return dict(self.image_plan.call_kwargs) if self.image_plan else {}
 
     def inputs(self, batch: int, length: int, pads: list[int], seed: int, validation: bool = False) -> tuple[torch.Tensor, ...]:
+        if self.padded_speech:
+            return padded_inputs(self.modality, self.source.config, batch, length, pads, seed)
         if self.modality == "speech":
             return (_features(self.source.config, batch, seed),)
         if self.modality == "vision":
@@ -163,10 +182,17 @@ class EncoderSide:
         return hidden
 
     def mask(self, inputs: tuple[torch.Tensor, ...], hidden: torch.Tensor) -> torch.Tensor:
-        """The encoder attention mask the decoder gets: the text mask, else all ones."""
+        """The encoder attention mask the decoder gets: the text mask, padded speech's shortened to the encoder's
+        length, else all ones."""
+        if self.padded_speech:
+            with torch.no_grad():
+                shortened: torch.Tensor = EncoderWithMask(self.source.model, self.input_names[0])(*inputs)[1]
+            return shortened
         return inputs[1] if len(inputs) > 1 else torch.ones(hidden.shape[:2], dtype=torch.long)
 
     def axes(self) -> dict[int, str]:
+        if self.padded_speech:
+            return input_axes(self.modality)
         if self.modality == "speech":
             return {0: BATCH_AXIS}
         if self.modality == "vision":
@@ -176,7 +202,7 @@ class EncoderSide:
 
     def output_axes(self) -> dict[int, str]:
         fixed_image = self.image_plan is not None and not self.image_plan.dynamic
-        fixed_length = self.modality == "speech" or (self.modality == "vision" and fixed_image)
+        fixed_length = (self.modality == "speech" and not self.padded_speech) or (self.modality == "vision" and fixed_image)
         return {0: BATCH_AXIS} if fixed_length else {0: BATCH_AXIS, 1: ENCODER_AXIS}
 
 
@@ -207,6 +233,8 @@ def _image_config(config: Any) -> Any:
 
 
 def encoder_side(source: SourceModel) -> EncoderSide:
+    if source.architecture.modality in ("speech", "audio"):
+        return EncoderSide(source, padded=takes_padded_speech(source.model, source.architecture.modality, source.config))
     if source.architecture.modality != "vision":
         return EncoderSide(source)
     encoder = source.model.get_encoder()
@@ -253,20 +281,29 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     # A text or speech encoder has no cache: the TorchScript exporter handles it (validated like every
     # graph) in a fraction of a dynamo trace, which was a third of a T5 export's time. Image encoders
     # keep dynamo: their dynamic height/width were planned and confirmed with it.
-    encoder_exporter, encoder_opset = ("dynamo", opset) if side.modality == "vision" else _encoder_exporter(opset)
-    export_module(
-        EncoderStep(model, input_name=encoder_inputs[0], encoder_kwargs=side.call_kwargs, with_mask=len(encoder_inputs) > 1),
-        enc_inputs, encoder_inputs,
-        ["last_hidden_state"], {name: enc_axes for name in encoder_inputs}, {"last_hidden_state": side.output_axes()},
-        staging / "encoder.onnx", exporter=encoder_exporter, opset=encoder_opset, external_data=external_data,
-        dynamic_shapes=(tuple({axis: auto for axis in enc_axes} for _ in encoder_inputs),),
-    )
+    # Waveform encoders too (Moonshine): TorchScript's export of their mask slicing fails ("same rank").
+    encoder_exporter, encoder_opset = ("dynamo", opset) if side.modality in ("vision", "audio") else _encoder_exporter(opset)
+    encoder_step: torch.nn.Module = EncoderStep(model, input_name=encoder_inputs[0], encoder_kwargs=side.call_kwargs,
+                                                with_mask=len(encoder_inputs) > 1)
+    encoder_outputs, encoder_output_axes = ["last_hidden_state"], {"last_hidden_state": side.output_axes()}
+    if side.padded_speech:  # the encoder also gives the mask at its output length (see padded_speech)
+        encoder_step = EncoderWithMask(model, encoder_inputs[0])
+        encoder_outputs.append(ENCODER_MASK)
+        encoder_output_axes[ENCODER_MASK] = side.output_axes()
+    input_shapes = tuple({axis: auto for axis in enc_axes} for _ in encoder_inputs)
+    with symbolic_conv_lengths(model) if side.padded_speech else contextlib.nullcontext():
+        export_module(
+            encoder_step, enc_inputs, encoder_inputs, encoder_outputs, {name: enc_axes for name in encoder_inputs}, encoder_output_axes,
+            staging / "encoder.onnx", exporter=encoder_exporter, opset=encoder_opset, external_data=external_data,
+            # EncoderStep takes *inputs (one tuple of specs); EncoderWithMask its two arguments by name
+            dynamic_shapes=(input_shapes if side.padded_speech else (input_shapes,)),
+        )
 
     # -- first decoder step -----------------------------------------------------------------------
     decoder_opset = encoder_opset if exporter == "torchscript" else opset
     dec_ids = token_batch(source.config, 2, 3, seed=0)[0]
     with torch.no_grad():
-        first = DecoderStep(model, with_past=False)(dec_ids, enc_mask, hidden)
+        first = DecoderStep(model, with_past=False, padded_speech=side.padded_speech)(dec_ids, enc_mask, hidden)
     layer_count = (len(first) - 1) // 4
     key = first[1]
     layout = Seq2SeqLayout(layer_count, int(key.shape[1]), int(key.shape[3]), encoder_inputs[0])
@@ -278,7 +315,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     first_out_axes.update({n: ({0: BATCH_AXIS, 2: DECODER_AXIS} if ".decoder." in n else cross_axes) for n in self_cross_out})
     decoder_inputs = ["input_ids", "encoder_attention_mask", "encoder_hidden_states"]
     export_module(
-        DecoderStep(model, with_past=False), (dec_ids, enc_mask, hidden), decoder_inputs, ["logits", *self_cross_out],
+        DecoderStep(model, with_past=False, padded_speech=side.padded_speech), (dec_ids, enc_mask, hidden), decoder_inputs, ["logits", *self_cross_out],
         common_in, first_out_axes, staging / "decoder.onnx", exporter=exporter, opset=decoder_opset, external_data=external_data,
         dynamic_shapes=({0: auto, 1: auto}, {0: auto, 1: auto}, {0: auto, 1: auto}),
     )
@@ -292,7 +329,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
     later_out_axes = {"logits": {0: BATCH_AXIS, 1: DECODER_AXIS}}
     later_out_axes.update({n: {0: BATCH_AXIS, 2: TOTAL_AXIS} for n in present_names})
     export_module(
-        DecoderStep(model, with_past=True), (next_ids, enc_mask, hidden, *past), decoder_inputs + past_names,
+        DecoderStep(model, with_past=True, padded_speech=side.padded_speech), (next_ids, enc_mask, hidden, *past), decoder_inputs + past_names,
         ["logits", *present_names], {**common_in, **past_axes}, later_out_axes, staging / "decoder_with_past.onnx",
         exporter=exporter, opset=decoder_opset, external_data=external_data,
         dynamic_shapes=({0: auto, 1: auto}, {0: auto, 1: auto}, {0: auto, 1: auto}, tuple({0: auto, 2: auto} for _ in past)),
@@ -303,7 +340,9 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
         graphs[name] = graph_spec(f"{name}.onnx", onnx.load(str(staging / f"{name}.onnx"), load_external_data=False))
     mask_kw = encoder_mask_kwargs(model, enc_mask)
     with torch.no_grad():
-        output_class = qualified_name(type(model(encoder_outputs=(hidden,), **mask_kw, decoder_input_ids=dec_ids, return_dict=True)))
+        output_class = qualified_name(type(model(encoder_outputs=(hidden,), **mask_kw, decoder_input_ids=dec_ids, return_dict=True)
+                                           if not side.padded_speech else model(**dict(zip(encoder_inputs, enc_inputs)),
+                                                                                decoder_input_ids=dec_ids, return_dict=True)))
 
     def validate(load: SessionLoader, atol: float, backend: str) -> ValidationReport:
         return validate_seq2seq(side, load, layout, atol, backend)
@@ -335,11 +374,15 @@ def validate_seq2seq(side: EncoderSide, load: SessionLoader, layout: Seq2SeqLayo
         session = sessions[graph]
         return session.run({k: v for k, v in inputs.items() if k in session.input_names})
 
-    hidden = run("encoder", feed)["last_hidden_state"]
+    encoded = run("encoder", feed)
+    hidden = encoded["last_hidden_state"]
     want_hidden = side.run(enc_inputs)
     enc_mask = side.mask(enc_inputs, want_hidden)
-    padded = len(enc_inputs) > 1  # text: compare real positions only
+    padded = len(enc_inputs) > 1  # text, padded speech: compare real positions only
     check("encoder last_hidden_state", want_hidden.numpy(), hidden, enc_mask.bool().numpy() if padded else None)
+    if side.padded_speech:
+        check(f"encoder {ENCODER_MASK}", enc_mask.numpy(), encoded[ENCODER_MASK])
+        return _validate_padded_speech_decoder(side, run, layout, report, check, enc_inputs, encoded)
 
     mask_kw = encoder_mask_kwargs(model, enc_mask)
     dec_ids = token_batch(source.config, 3, 2, seed=3)[0]
@@ -358,5 +401,26 @@ def validate_seq2seq(side: EncoderSide, load: SessionLoader, layout: Seq2SeqLayo
     with torch.no_grad():
         want2 = model(encoder_outputs=(hidden_t,), **mask_kw, decoder_input_ids=next_ids,
                       **{cache_name(): output_cache(want1)}, use_cache=True, return_dict=True)
+    check("logits (next decoder step, with cache)", want2.logits.numpy(), later["logits"])
+    return report
+
+
+def _validate_padded_speech_decoder(side: EncoderSide, run: Any, layout: Seq2SeqLayout, report: ValidationReport, check: Any,
+                                    enc_inputs: tuple[torch.Tensor, ...], encoded: dict[str, np.ndarray]) -> ValidationReport:
+    """Both decoder graphs, fed by the encoder graph, against the PyTorch model called end to end on the padded audio."""
+    model = side.source.model
+    audio = dict(zip(side.input_names, enc_inputs))
+    dec_ids = token_batch(side.source.config, 3, 2, seed=3)[0]
+    common = {"encoder_attention_mask": encoded[ENCODER_MASK], "encoder_hidden_states": encoded["last_hidden_state"]}
+    first = run("decoder", {"input_ids": dec_ids.numpy(), **common})
+    with torch.no_grad():
+        want1 = model(**audio, decoder_input_ids=dec_ids, **{cache_name(): encoder_decoder_cache([], [])}, use_cache=True, return_dict=True)
+    check("logits (first decoder step)", want1.logits.numpy(), first["logits"])
+    next_ids = token_batch(side.source.config, 3, 1, seed=4)[0]
+    later_feed = {"input_ids": next_ids.numpy(), **common}
+    later_feed.update(zip(layout.names("past_key_values"), (first[n] for n in layout.names("present"))))
+    later = run("decoder_with_past", later_feed)
+    with torch.no_grad():
+        want2 = model(**audio, decoder_input_ids=next_ids, **{cache_name(): output_cache(want1)}, use_cache=True, return_dict=True)
     check("logits (next decoder step, with cache)", want2.logits.numpy(), later["logits"])
     return report

@@ -14,6 +14,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from ..backend import torch_runner
+from ..encoder_outputs import ENCODER_MASK, EncoderOutputWithMask
 from ..errors import InputError
 from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, take_cache
 from ..optimum_folders import USE_CACHE_BRANCH, merged_decoder_feed
@@ -33,22 +34,35 @@ class EncoderRunner:
         return self.forward(*args, **kwargs)
 
     def forward(self, input_ids: Any = None, attention_mask: Any = None, input_features: Any = None, pixel_values: Any = None,
-                flattened_patches: Any = None, **_: Any) -> BaseModelOutput:
+                flattened_patches: Any = None, input_values: Any = None, **_: Any) -> BaseModelOutput:
         session = self.owner.sessions["encoder"]
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "input_features": input_features, "pixel_values": pixel_values,
-                 "flattened_patches": flattened_patches}
+                 "flattened_patches": flattened_patches, "input_values": input_values}
         # Same checks (names, dtypes, ranks, fixed sizes) and defaults as the encoder-only classes.
         specs = list(self.owner.artifact.metadata.graphs["encoder"].inputs)
         takes = {spec.name for spec in specs}
+        if input_features is not None and "attention_mask" in takes:  # frames first (Speech2Text): the mask is per frame
+            if attention_mask is None:
+                frames = tuple(input_features.shape[:2])
+                given["attention_mask"] = torch.ones(frames, dtype=torch.long) if isinstance(input_features, torch.Tensor) else np.ones(frames, np.int64)
+            elif len(getattr(attention_mask, "shape", ())) == 3:  # as the model does with a mask of the features' shape
+                given["attention_mask"] = attention_mask[:, :, -1]
         # Whisper's encoder ignores an attention_mask in PyTorch too; its graph has none.
         given = {k: v for k, v in given.items() if v is not None and (k in takes or k != "attention_mask")}
         run_torch = torch_runner(session)
         if run_torch is not None and any(isinstance(v, torch.Tensor) for v in given.values()):
             # on the session's device (CUDA IO binding, Gaudi): the hidden states stay there
-            return BaseModelOutput(last_hidden_state=run_torch(prepare_torch_inputs(specs, given))["last_hidden_state"])
+            return _encoder_output(run_torch(prepare_torch_inputs(specs, given)))
         feed = prepare_inputs(specs, given)[0]
-        hidden = session.run(feed)["last_hidden_state"]
-        return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+        return _encoder_output({name: torch.from_numpy(value) for name, value in session.run(feed).items()})
+
+
+def _encoder_output(outputs: dict[str, torch.Tensor]) -> BaseModelOutput:
+    """The states; for an encoder that shortens padded audio (Moonshine, Speech2Text) also the mask at their length,
+    which the decoder graphs take in place of the input's mask."""
+    if ENCODER_MASK in outputs:
+        return EncoderOutputWithMask(last_hidden_state=outputs["last_hidden_state"], attention_mask=outputs[ENCODER_MASK])
+    return BaseModelOutput(last_hidden_state=outputs["last_hidden_state"])
 
 
 @register_task_class
@@ -64,6 +78,8 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         self._first_outputs = [(f"present.{i}.decoder.{p}", f"present.{i}.encoder.{p}") for i in layers for p in ("key", "value")]
         self._past_inputs = [f"past_key_values.{i}.{kind}.{p}" for i in layers for kind in ("decoder", "encoder") for p in ("key", "value")]
         self._later_outputs = [f"present.{i}.decoder.{p}" for i in layers for p in ("key", "value")]
+        # what the encoder graph takes first (input_ids, input_features, input_values, pixel_values): generate(inputs=...) names it so
+        self.main_input_name = str(layout.get("encoder_input") or self.main_input_name)
         self._init_generation(self.artifact.path, self.config)
         self._encoder = EncoderRunner(self)
 
@@ -96,6 +112,7 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         return_dict: bool | None = None,
         pixel_values: Any = None,
         flattened_patches: Any = None,
+        input_values: Any = None,
         **kwargs: Any,
     ) -> Any:
         """One decoder step (running the encoder first when ``encoder_outputs`` is not given).
@@ -105,8 +122,11 @@ class OBModelForSeq2SeqLM(GenerativeModel, OBModel):
         refuse_when_set(kwargs, DECODER_UNSUPPORTED_WHEN_SET)
         if encoder_outputs is None:
             encoder_outputs = self._encoder(input_ids=input_ids, attention_mask=attention_mask, input_features=input_features,
-                                            pixel_values=pixel_values, flattened_patches=flattened_patches)
+                                            pixel_values=pixel_values, flattened_patches=flattened_patches, input_values=input_values)
         hidden_t = encoder_outputs[0]
+        shortened = getattr(encoder_outputs, "attention_mask", None)
+        if shortened is not None:  # padded audio: the input's mask is at the audio's length, this one at the states'
+            attention_mask = shortened
         past = take_cache(past_key_values, kwargs)
         if decoder_input_ids is None:
             raise InputError("missing required input 'decoder_input_ids' (int64, shape (batch_size, decoder_sequence_length))")
@@ -196,18 +216,28 @@ class _WhisperStrides:
 
 def _speech_class() -> type:
     """Built lazily: importing the Whisper generation code costs time that text users need not pay."""
+    from transformers import GenerationMixin
     from transformers.models.whisper.generation_whisper import WhisperGenerationMixin
 
     @register_task_class
     class OBModelForSpeechSeq2Seq(WhisperGenerationMixin, OBModelForSeq2SeqLM):
-        """Replaces ``AutoModelForSpeechSeq2Seq`` for Whisper: ``generate(input_features)`` with
-        Whisper's own generation logic, and ``pipeline("automatic-speech-recognition")``."""
+        """Replaces ``AutoModelForSpeechSeq2Seq``: ``generate(input_features)`` with Whisper's own generation logic
+        for Whisper, transformers' plain ``generate()`` for the others (Moonshine's ``input_values``, Speech2Text's
+        frames), and ``pipeline("automatic-speech-recognition")``."""
 
         task_name = "automatic-speech-recognition"
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._strides = _WhisperStrides(self.config)
+            named = _pipeline_named_class(type(self), self.config)
+            if named is not None:
+                self.__class__ = named
+
+        def generate(self, *args: Any, **kwargs: Any) -> Any:
+            if getattr(self.config, "model_type", "whisper") == "whisper":
+                return WhisperGenerationMixin.generate(self, *args, **kwargs)
+            return GenerationMixin.generate(self, *args, **kwargs)
 
         @property
         def model(self) -> Any:
@@ -215,6 +245,28 @@ def _speech_class() -> type:
 
     OBModelForSpeechSeq2Seq.__module__ = __name__
     return OBModelForSpeechSeq2Seq
+
+
+_NAMED_FOR_PIPELINES: dict[tuple[type, str], type] = {}
+
+
+def _pipeline_named_class(cls: type, config: Any) -> type | None:
+    """A subclass of ``cls`` carrying the transformers class's name, for models other than Whisper.
+
+    transformers' ASR pipeline decodes with ``generate()`` only when the model's *class name* is one of
+    ``AutoModelForSpeechSeq2Seq``'s (Whisper it knows by model type); any other name gets CTC decoding, which
+    calls the model without decoder ids. So a Moonshine or Speech2Text model answers to its own class's name,
+    and stays an instance of ``cls`` (and of OBModelForSpeechSeq2Seq) in every other respect."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
+
+    model_type = getattr(config, "model_type", "whisper")
+    name = MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES.get(model_type)
+    if model_type == "whisper" or not isinstance(name, str) or not name.isidentifier():
+        return None
+    key = (cls, name)
+    if key not in _NAMED_FOR_PIPELINES:
+        _NAMED_FOR_PIPELINES[key] = type(name, (cls,), {"__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}[{name}]"})
+    return _NAMED_FOR_PIPELINES[key]
 
 
 def __getattr__(name: str) -> Any:

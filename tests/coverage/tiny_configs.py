@@ -32,7 +32,7 @@ INT_FIELDS: dict[str, int] = {
     **dict.fromkeys(("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "hidden_dim_size", "projection_dim",
                      "text_embed_dim", "vision_embed_dim", "word_embed_proj_dim", "pooler_hidden_size", "projection_size"), HIDDEN),
     **dict.fromkeys(("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
-                     "num_decoder_layers", "num_encoder_layers"), LAYERS),
+                     "num_decoder_layers", "num_encoder_layers", "encoder_num_hidden_layers", "decoder_num_hidden_layers"), LAYERS),
     **dict.fromkeys(("num_attention_heads", "n_head", "n_heads", "encoder_attention_heads", "decoder_attention_heads",
                      "num_heads"), HEADS),
     **dict.fromkeys(("num_key_value_heads", "num_kv_heads", "multi_query_group_num"), KV_HEADS),
