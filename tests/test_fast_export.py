@@ -119,6 +119,29 @@ def test_the_fast_path_is_tried_only_where_validation_can_judge_it(tiny_generati
     assert exporter_attempts("auto", "decoder", mistral, validate=True, opset=None) == ["dynamo"]  # sliding window
     assert exporter_attempts("dynamo", "decoder", llama, validate=True, opset=None) == ["dynamo"]
     assert exporter_attempts("torchscript", "decoder", llama, validate=True, opset=None) == ["torchscript"]
+    # encoders: TorchScript, then dynamo should it raise; a chosen exporter is the only one
+    assert exporter_attempts("auto", "encoder", llama, validate=True, opset=None) == ["torchscript", "dynamo"]
+    assert exporter_attempts("torchscript", "encoder", llama, validate=True, opset=None) == ["torchscript"]
+
+
+def test_an_encoder_torchscript_cannot_write_is_exported_with_dynamo(tiny_model, tmp_path, monkeypatch):
+    """UperNet's pyramid pooling at a fixed size is an operator TorchScript's exporter refuses; any such
+    refusal now gets a dynamo export, validated like the first try would have been."""
+    from optibridge import export
+    from optibridge.exporter import encoder
+
+    real = encoder.export_graph
+
+    def refuse_torchscript(*args, exporter, **kwargs):
+        if exporter == "torchscript":
+            raise RuntimeError("Unsupported: ONNX export of operator adaptive_avg_pool2d")
+        return real(*args, exporter=exporter, **kwargs)
+
+    monkeypatch.setattr(encoder, "export_graph", refuse_torchscript)
+    steps: list[str] = []
+    result = export(tiny_model("bert", "text-classification"), tmp_path / "out", on_step=steps.append)
+    assert result.artifact.metadata.exporter == "dynamo" and result.validation.passed
+    assert any("torchscript export of bert did not hold" in s and "adaptive_avg_pool2d" in s for s in steps)
 
 
 @pytest.mark.parametrize("traced", [True, False], ids=["traced-step", "plain-step"])

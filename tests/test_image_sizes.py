@@ -100,6 +100,28 @@ def test_the_check_runs_at_other_batch_sizes_and_knows_torchscripts_multihead_at
         assert confirm_traceable(plan, pool, args, "torchscript").dynamic
 
 
+class _PyramidPool(torch.nn.Module):
+    def __init__(self, grid: int) -> None:
+        super().__init__()
+        self.pool = torch.nn.AdaptiveAvgPool2d(grid)
+
+    def forward(self, pixels):
+        return self.pool(pixels).flatten(1)
+
+
+def test_pooling_to_a_grid_keeps_the_models_size_and_global_pooling_does_not():
+    """Adaptive pooling to 2x2 (UperNet's pyramid) gets windows sized for the traced input in either exporter's
+    graph: the image size stays the model's own. Pooling to 1x1 (every classifier's head) takes any size."""
+    plan = ImageSizePlan((48, 40), (32, 32), True)
+    args = lambda size, traced: (torch.randn(2 if traced else 3, 3, *size),)  # noqa: E731
+    auto = torch.export.Dim.AUTO
+    for exporter in ("torchscript", "dynamo"):
+        shapes = ({0: auto, 2: auto, 3: auto},) if exporter == "dynamo" else None
+        fixed = confirm_traceable(plan, _PyramidPool(2), args, exporter, shapes)
+        assert not fixed.dynamic and fixed.traced == (32, 32) and "adaptive pooling" in fixed.reason
+        assert confirm_traceable(plan, _PyramidPool(1), args, exporter, shapes).dynamic
+
+
 def test_wrong_size_on_a_fixed_graph_names_the_size_and_the_reason(exported_mobilevit):
     meta = exported_mobilevit.metadata
     assert meta.extra["image_size"]["dynamic"] is False and meta.extra["image_size"]["reason"]

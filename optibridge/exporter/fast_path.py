@@ -45,13 +45,19 @@ def fast_path_refusal(config: Any) -> str | None:
 
 def exporter_attempts(requested: str, kind: str, config: Any, *, validate: bool, opset: int | None) -> list[str]:
     """The exporters an export tries, in order. Decoder LMs with ``auto``: the fast path, then dynamo
-    should the fast graph fail, but only when validation runs (it is what proves the fast graph)."""
+    should the fast graph fail, but only when validation runs (it is what proves the fast graph).
+    Encoders with ``auto``: TorchScript, then dynamo should it fail."""
     from torch.onnx import _constants
 
     from .torch_to_onnx import resolve_exporter
 
-    if kind not in ("decoder", "seq2seq") or requested != "auto":
+    if requested != "auto":
         return [resolve_exporter(requested, kind)]
+    if kind not in ("decoder", "seq2seq"):
+        # encoders: TorchScript where torch has it, dynamo should it raise (an operator it cannot write,
+        # UperNet's adaptive pooling at a fixed size); validation judges either graph alike
+        first = resolve_exporter(requested, kind)
+        return [first, FALLBACK] if first == FAST else [first]
     fits_opset = opset is None or opset <= _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
     if validate and fits_opset and fast_path_refusal(config) is None:
         return [FAST, FALLBACK]

@@ -99,6 +99,11 @@ def plan_image_sizes(
     return ImageSizePlan(other, own, True, kwargs, how, multiple)
 
 
+def _size_dependent_pool(output_size: Any) -> bool:
+    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
+    return any(size not in (1, None) for size in sizes)
+
+
 def _round_up(size: int, multiple: int) -> int:
     return -(-size // multiple) * multiple
 
@@ -137,6 +142,12 @@ def confirm_traceable(
         return plan
     import warnings
 
+    pools = [m for m in module.modules() if isinstance(m, (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d))]
+    if any(_size_dependent_pool(m.output_size) for m in pools):
+        # pooling to a grid other than 1×1 (UperNet's pyramid: 2, 3, 6) has windows that depend on the input size;
+        # both exporters write them for the traced size
+        own = plan.validated
+        return ImageSizePlan(own, own, False, {}, "adaptive pooling to a grid larger than 1x1 is exported for one input size")
     if exporter != "dynamo" and any(isinstance(m, torch.nn.MultiheadAttention) for m in module.modules()):
         own = plan.validated
         return ImageSizePlan(own, own, False, {}, f"the {exporter} exporter writes torch.nn.MultiheadAttention's key length "
