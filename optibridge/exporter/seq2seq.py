@@ -139,16 +139,12 @@ class EncoderSide:
 
     source: SourceModel
     image_plan: ImageSizePlan | None = None
-    padded: bool = False
+    padded_speech: bool = False
     """Padded audio or features with a mask, shortened by the encoder (Moonshine, Speech2Text; not Whisper)."""
 
     @property
     def modality(self) -> str:
         return self.source.architecture.modality
-
-    @property
-    def padded_speech(self) -> bool:
-        return self.padded
 
     @property
     def input_names(self) -> list[str]:
@@ -234,7 +230,7 @@ def _image_config(config: Any) -> Any:
 
 def encoder_side(source: SourceModel) -> EncoderSide:
     if source.architecture.modality in ("speech", "audio"):
-        return EncoderSide(source, padded=takes_padded_speech(source.model, source.architecture.modality, source.config))
+        return EncoderSide(source, padded_speech=takes_padded_speech(source.model, source.architecture.modality, source.config))
     if source.architecture.modality != "vision":
         return EncoderSide(source)
     encoder = source.model.get_encoder()
