@@ -342,3 +342,14 @@ def test_a_float_mask_of_zeros_and_ones_is_taken_other_float_ids_are_refused(exp
         model(input_ids=ids, attention_mask=mask.float() * 0.5)
     with pytest.raises(InputError, match="input_ids: expected int64"):
         model(input_ids=ids.float(), attention_mask=mask)
+
+
+def test_the_main_input_name_follows_the_graph_where_the_task_modality_does_not_fit():
+    from optibridge.modeling.base import main_input_name
+
+    assert main_input_name("text", ["input_ids", "attention_mask"]) == "input_ids"
+    assert main_input_name("multimodal", ["input_ids", "attention_mask", "pixel_values"]) == "pixel_values"  # zero-shot: the images
+    assert main_input_name("audio", ["input_values", "attention_mask"]) == "input_values"
+    # a CTC task (waveform by modality) whose graph takes log-mel features (parakeet)
+    assert main_input_name("audio", ["input_features", "attention_mask"]) == "input_features"
+    assert main_input_name("vision", ["flattened_patches", "attention_mask"]) == "flattened_patches"

@@ -139,10 +139,7 @@ class OBModel(PreTrainedModel):
         self._output_class = resolve_output_class(artifact.metadata.output_class, self.task.output_class)
         self._keep_alive = keep_alive  # the temporary folder of an on-the-fly export lives as long as the model
         self.name_or_path = str(artifact.metadata.source.get("model") or artifact.path)
-        self.main_input_name = {"vision": "pixel_values", "multimodal": "pixel_values", "speech": "input_features",
-                                "audio": "input_values"}.get(self.task.modality, "input_ids")
-        if self.main_input_name == "input_values" and "input_features" in {spec.name for spec in artifact.metadata.inputs}:
-            self.main_input_name = "input_features"  # a CTC model on log-mel features (parakeet): what pipelines feed it
+        self.main_input_name = main_input_name(self.task.modality, [spec.name for spec in artifact.metadata.inputs])
 
     # -- loading and saving ------------------------------------------------------------------
     @classmethod
@@ -385,6 +382,19 @@ class _PipelineLogFilter(logging.Filter):
         prefix = "The model '"
         return not (message.startswith(prefix) and message[len(prefix):].startswith(OUR_CLASS_PREFIXES)
                     and "is not supported for" in message)
+
+
+MAIN_INPUTS = ("input_ids", "pixel_values", "input_values", "input_features", "flattened_patches")
+MAIN_INPUT_BY_MODALITY = {"vision": "pixel_values", "multimodal": "pixel_values", "speech": "input_features", "audio": "input_values"}
+
+
+def main_input_name(modality: str, graph_inputs: list[str]) -> str:
+    """What pipelines and ``generate(inputs=...)`` call the model's main input: the task modality's, where the graph
+    takes it, else the graph's first main input (a CTC model on log-mel features, parakeet, takes ``input_features``)."""
+    wanted = MAIN_INPUT_BY_MODALITY.get(modality, "input_ids")
+    if wanted in graph_inputs or not graph_inputs:
+        return wanted
+    return next((name for name in graph_inputs if name in MAIN_INPUTS), wanted)
 
 
 def register_task_class(cls: type[ModelT]) -> type[ModelT]:
