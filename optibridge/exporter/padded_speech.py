@@ -19,6 +19,7 @@ import torch
 
 from ..encoder_outputs import ENCODER_MASK as ENCODER_MASK
 from .inputs import BATCH_AXIS, FRAMES_PER_STEP, mel_bins
+from .swapped_forwards import swapped_attributes
 
 FEATURE_MASK_METHOD = "_get_feature_vector_attention_mask"
 AUDIO_AXIS = "audio_sequence_length"
@@ -100,13 +101,8 @@ def shortened_mask_given(model: torch.nn.Module) -> Iterator[None]:
     encoder_modules = {id(m) for m in model.get_encoder().modules()}  # type: ignore[operator]
     changed = [m for m in model.modules() if id(m) not in encoder_modules and hasattr(type(m), FEATURE_MASK_METHOD)
                and FEATURE_MASK_METHOD not in vars(m)]
-    for module in changed:
-        setattr(module, FEATURE_MASK_METHOD, lambda length, mask: mask)
-    try:
+    with swapped_attributes(FEATURE_MASK_METHOD, ((module, lambda length, mask: mask) for module in changed)):
         yield
-    finally:
-        for module in changed:
-            delattr(module, FEATURE_MASK_METHOD)
 
 
 LENGTHS_METHOD = "_get_feat_extract_output_lengths"
@@ -134,10 +130,5 @@ def symbolic_conv_lengths(model: torch.nn.Module) -> Iterator[bool]:
             swap = all(int(original(n)) == conv_output_length(encoder, n) for n in range(4000, 40000, 397))
         except Exception:  # a length function over tensors, or one that refuses ints: leave it
             swap = False
-    if swap:
-        setattr(encoder, LENGTHS_METHOD, lambda lengths: conv_output_length(encoder, lengths))
-    try:
+    with swapped_attributes(LENGTHS_METHOD, [(encoder, lambda lengths: conv_output_length(encoder, lengths))] if swap else []):
         yield swap
-    finally:
-        if swap:
-            delattr(encoder, LENGTHS_METHOD)
