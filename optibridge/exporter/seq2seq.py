@@ -171,20 +171,16 @@ class EncoderSide:
             return _patches(self.source.config, batch, length, pads, seed)
         return token_batch(self.source.config, batch, length, seed, pads=pads)  # encoders are right-padded
 
-    def run(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def run(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The PyTorch encoder's states and the attention mask the decoder gets with them: the text mask, padded
+        speech's shortened to the encoder's length (one encoder call gives both), else all ones."""
         with torch.no_grad():
+            if self.padded_speech:
+                hidden, shortened = EncoderWithMask(self.source.model, self.input_names[0])(*inputs)
+                return hidden, shortened
             out = self.source.model.get_encoder()(**dict(zip(self.input_names, inputs)), **self.call_kwargs)
-        hidden: torch.Tensor = out.last_hidden_state
-        return hidden
-
-    def mask(self, inputs: tuple[torch.Tensor, ...], hidden: torch.Tensor) -> torch.Tensor:
-        """The encoder attention mask the decoder gets: the text mask, padded speech's shortened to the encoder's
-        length, else all ones."""
-        if self.padded_speech:
-            with torch.no_grad():
-                shortened: torch.Tensor = EncoderWithMask(self.source.model, self.input_names[0])(*inputs)[1]
-            return shortened
-        return inputs[1] if len(inputs) > 1 else torch.ones(hidden.shape[:2], dtype=torch.long)
+        hidden = out.last_hidden_state
+        return hidden, inputs[1] if len(inputs) > 1 else torch.ones(hidden.shape[:2], dtype=torch.long)
 
     def axes(self) -> dict[int, str]:
         if self.padded_speech:
@@ -270,8 +266,7 @@ def export_seq2seq(source: SourceModel, staging: Path, *, opset: int | None, ext
 
     # -- encoder --------------------------------------------------------------------------------
     enc_inputs = side.inputs(2, 6, [0, 2], seed=0)
-    hidden = side.run(enc_inputs)
-    enc_mask = side.mask(enc_inputs, hidden)
+    hidden, enc_mask = side.run(enc_inputs)
     encoder_inputs = side.input_names
     enc_axes = side.axes()
     # A text or speech encoder has no cache: the TorchScript exporter handles it (validated like every
@@ -372,8 +367,7 @@ def validate_seq2seq(side: EncoderSide, load: SessionLoader, layout: Seq2SeqLayo
 
     encoded = run("encoder", feed)
     hidden = encoded["last_hidden_state"]
-    want_hidden = side.run(enc_inputs)
-    enc_mask = side.mask(enc_inputs, want_hidden)
+    want_hidden, enc_mask = side.run(enc_inputs)
     padded = len(enc_inputs) > 1  # text, padded speech: compare real positions only
     check("encoder last_hidden_state", want_hidden.numpy(), hidden, enc_mask.bool().numpy() if padded else None)
     if side.padded_speech:
