@@ -14,7 +14,7 @@ from ..artifact import MAIN_GRAPH, MODEL_FILE
 from ..errors import ValidationError
 from .architectures import forward_parameters
 from .image_sizes import ImageSizePlan, confirm_traceable, plan_image_sizes
-from .inputs import MULTIMODAL_AXES, TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes
+from .inputs import MULTIMODAL_AXES, TRACE_SHAPES, VALIDATION_SHAPES, input_axes, make_inputs, output_axes, vision_part
 from .loading import SourceModel
 from .plan import ExportedGraphs, SessionLoader
 from .torch_to_onnx import OutputSelector, dynamic_shapes, export_graph, graph_spec
@@ -83,7 +83,7 @@ def image_plan(source: SourceModel, modality: str, input_names: tuple[str, ...],
     """For a graph with ``pixel_values``: whether it takes any image size (see :mod:`.image_sizes`)."""
     if "pixel_values" not in input_names:
         return None
-    config = getattr(source.config, "vision_config", None) or source.config
+    config = vision_part(source.config)
     others = make_inputs(source.task, modality, source.config, input_names, TRACE_SHAPES, seed=0)
 
     def run(pixels: torch.Tensor, kwargs: dict[str, object]) -> object:

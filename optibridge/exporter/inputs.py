@@ -88,6 +88,12 @@ def input_axes(task: Task, modality: str, name: str = "") -> dict[int, str]:
     return {0: BATCH_AXIS, 1: SEQUENCE_AXIS}
 
 
+def vision_part(config: Any) -> Any:
+    """The config that holds the image size and channels: ``vision_config`` where there is one (CLIP, SigLIP and their
+    classifiers), else the config itself."""
+    return getattr(config, "vision_config", None) or config
+
+
 def image_size(config: Any) -> tuple[int, int]:
     size = getattr(config, "image_size", 224)
     if isinstance(size, dict):
@@ -109,10 +115,10 @@ def make_inputs(
     if modality == "multimodal":
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         texts = make_inputs(task, "text", text_config, ("input_ids", "attention_mask"), Shapes(shapes.choices, shapes.sequence, 1), seed)
-        images = make_inputs(task, "vision", getattr(config, "vision_config", config), ("pixel_values",), shapes, seed)
+        images = make_inputs(task, "vision", config, ("pixel_values",), shapes, seed)
         return {name: {**texts, **images}[name] for name in input_names}
     if modality == "vision":
-        config = getattr(config, "vision_config", None) or config  # siglip / clip classifiers: sizes live in the vision part
+        config = vision_part(config)
         height, width = shapes.image or image_size(config)
         channels = getattr(config, "num_channels", 3)
         return {"pixel_values": torch.randn(shapes.batch, channels, height, width, generator=generator)}

@@ -29,7 +29,7 @@ from ..kv_cache import cache_name, cache_pairs, encoder_decoder_cache, output_ca
 from .architectures import forward_parameters
 from .encoder import qualified_name
 from .image_sizes import ImageSizePlan, confirm_traceable, plan_image_sizes
-from .inputs import BATCH_AXIS, token_batch
+from .inputs import BATCH_AXIS, token_batch, vision_part
 from .loading import SourceModel
 from .padded_speech import (ENCODER_MASK, EncoderWithMask, input_axes, padded_inputs, shortened_mask_given, symbolic_conv_lengths,
                             takes_padded_speech)
@@ -221,7 +221,7 @@ def _channels(config: Any) -> int:
 
 def _image_config(config: Any) -> Any:
     """The config that holds the image size: the encoder's of a vision encoder-decoder."""
-    return getattr(config, "encoder", None) or getattr(config, "vision_config", None) or config
+    return getattr(config, "encoder", None) or vision_part(config)
 
 
 def encoder_side(source: SourceModel) -> EncoderSide:
